@@ -1,0 +1,2 @@
+/* placeholder: replaced by the module author */
+typedef int pushrelay_placeholder_api;

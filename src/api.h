@@ -1,1 +1,81 @@
-/* placeholder */
+/*
+ * The HTTP API (libevent evhttp, JSON with jansson): listeners, routing, API-key
+ * authentication, body checks and the JSON error format. Endpoints live in
+ * api_devices.c, api_rooms.c and api_health.c.
+ */
+#ifndef PUSHRELAY_API_H
+#define PUSHRELAY_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <jansson.h>
+
+#include "model.h"
+
+struct api_heartbeat;
+struct apikeys;
+struct store;
+
+struct api_options {
+	char *const *listen;		/* "host:port" */
+	size_t listen_count;
+	const char *unix_socket;	/* NULL for none */
+	unsigned int unix_socket_mode;
+	size_t max_body_size;
+	int64_t request_timeout_ms;
+};
+
+struct api;
+
+/* What a handler gets: the request, the ids from the path, the parsed body. */
+struct api_request {
+	struct api *api;
+	struct evhttp_request *req;
+	enum evhttp_cmd_type method;
+	const char *path;		/* decoded path, without the query */
+	const char *params[4];		/* decoded {ids} from the path, in order */
+	json_t *body;			/* parsed JSON object, or NULL without a body */
+	struct store *store;
+	const struct api_heartbeat *heartbeat;
+};
+
+typedef void api_handler_fn(struct api_request *r);
+
+/* Bind every listener; -1 with err set if one cannot be bound. */
+struct api *api_new(struct event_base *base, const struct api_options *options,
+    struct store *store, struct apikeys *keys, char *err, size_t errlen);
+/* Replace the API keys (the API takes ownership and frees the old ones). */
+void api_set_keys(struct api *api, struct apikeys *keys);
+/* Stop accepting connections; answers go out with "Connection: close" from now on. */
+void api_stop_accepting(struct api *api);
+/* Requests received and not yet completely answered. */
+size_t api_requests_in_flight(const struct api *api);
+void api_free(struct api *api);
+
+/* Answer with a JSON value (reference stolen). */
+void api_reply_json(struct api_request *r, int status, json_t *body);
+/* Answer with no body (204). */
+void api_reply_empty(struct api_request *r, int status);
+/* Answer {"error":{"code","message"[,"field"]}}. */
+void api_reply_error(struct api_request *r, int status, const char *code, const char *field,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void api_reply_model_error(struct api_request *r, const struct model_error *err);
+/* Answer a store failure: 404 for STORE_ENOTFOUND with what, 503 otherwise. */
+void api_reply_store_error(struct api_request *r, int error, const char *what);
+
+/* Endpoints. */
+api_handler_fn api_device_put, api_device_get, api_device_delete;
+api_handler_fn api_client_devices_get, api_client_devices_delete;
+api_handler_fn api_member_put, api_member_delete, api_members_get, api_member_prefs_put;
+api_handler_fn api_healthz, api_readyz;
+
+/* The readiness probe's loop heartbeat: a timer that measures how late it runs. */
+struct api_heartbeat *api_heartbeat_new(struct event_base *base);
+/* The worst lateness of the timer over its last two periods, in ms. */
+int64_t api_heartbeat_lag_ms(const struct api_heartbeat *heartbeat);
+void api_heartbeat_free(struct api_heartbeat *heartbeat);
+
+#endif

@@ -1,2 +1,168 @@
-/* placeholder: replaced by the module author */
-typedef int pushrelay_placeholder_apikey;
+/* API key file handling and constant-time key checks. */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "apikey.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#define APIKEY_DIGEST_SIZE 32
+#define APIKEY_RANDOM_BYTES 32
+
+struct apikeys {
+	unsigned char (*digests)[APIKEY_DIGEST_SIZE];
+	size_t count;
+};
+
+static void
+digest(const char *key, size_t len, unsigned char out[APIKEY_DIGEST_SIZE])
+{
+	unsigned int outlen = APIKEY_DIGEST_SIZE;
+
+	if (EVP_Digest(key, len, out, &outlen, EVP_sha256(), NULL) != 1)
+		fatalx("SHA-256 failed");
+}
+
+/* Strip a comment and surrounding white space in place. */
+static char *
+trim_line(char *line)
+{
+	char *end, *hash = strchr(line, '#');
+
+	if (hash != NULL)
+		*hash = '\0';
+	while (*line == ' ' || *line == '\t')
+		line++;
+	end = line + strlen(line);
+	while (end > line && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' ||
+	    end[-1] == '\r'))
+		*--end = '\0';
+	return line;
+}
+
+int
+apikey_load(const char *path, struct apikeys **out, char *err, size_t errlen)
+{
+	struct apikeys *keys;
+	struct stat st;
+	char *line = NULL, *key;
+	size_t cap = 0, lineno = 0;
+	FILE *f;
+
+	if ((f = fopen(path, "re")) == NULL) {
+		snprintf(err, errlen, "API key file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077) != 0)
+		log_warn("API key file is readable by group or others", "path", path, NULL);
+	keys = xcalloc(1, sizeof *keys);
+	while (getline(&line, &cap, f) != -1) {
+		lineno++;
+		key = trim_line(line);
+		if (*key == '\0')
+			continue;
+		if (strlen(key) < APIKEY_MIN_LENGTH || strlen(key) > APIKEY_MAX_LENGTH ||
+		    strpbrk(key, " \t") != NULL) {
+			snprintf(err, errlen, "%s:%zu: an API key must be %d to %d characters "
+			    "without spaces", path, lineno, APIKEY_MIN_LENGTH, APIKEY_MAX_LENGTH);
+			goto fail;
+		}
+		keys->digests = xreallocarray(keys->digests, keys->count + 1,
+		    sizeof *keys->digests);
+		digest(key, strlen(key), keys->digests[keys->count++]);
+		OPENSSL_cleanse(key, strlen(key));
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "API key file %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (keys->count == 0) {
+		snprintf(err, errlen, "API key file %s has no keys", path);
+		goto fail;
+	}
+	free(line);
+	fclose(f);
+	*out = keys;
+	return 0;
+fail:
+	free(line);
+	fclose(f);
+	apikey_free(keys);
+	return -1;
+}
+
+int
+apikey_generate_file(const char *path, char *err, size_t errlen)
+{
+	unsigned char random[APIKEY_RANDOM_BYTES];
+	char text[APIKEY_RANDOM_BYTES * 2 + 2];
+	size_t len;
+	int fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1 && errno == EEXIST)
+		return 1;
+	if (fd == -1) {
+		snprintf(err, errlen, "cannot create API key file %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	if (RAND_bytes(random, sizeof random) != 1)
+		fatalx("no randomness for an API key");
+	for (size_t i = 0; i < sizeof random; i++)
+		snprintf(text + 2 * i, 3, "%02x", random[i]);
+	len = strlen(text);
+	text[len++] = '\n';
+	if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
+		snprintf(err, errlen, "cannot write API key file %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		OPENSSL_cleanse(text, sizeof text);
+		return -1;
+	}
+	close(fd);
+	OPENSSL_cleanse(text, sizeof text);
+	OPENSSL_cleanse(random, sizeof random);
+	return 0;
+}
+
+int
+apikey_check(const struct apikeys *keys, const char *presented, size_t len)
+{
+	unsigned char d[APIKEY_DIGEST_SIZE];
+	int match = 0;
+
+	if (keys == NULL)
+		return 0;
+	digest(presented, len, d);
+	/* Compare against every key, so the time does not tell which one matched. */
+	for (size_t i = 0; i < keys->count; i++)
+		match |= CRYPTO_memcmp(d, keys->digests[i], APIKEY_DIGEST_SIZE) == 0;
+	return match;
+}
+
+size_t
+apikey_count(const struct apikeys *keys)
+{
+	return keys != NULL ? keys->count : 0;
+}
+
+void
+apikey_free(struct apikeys *keys)
+{
+	if (keys == NULL)
+		return;
+	free(keys->digests);
+	free(keys);
+}

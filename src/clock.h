@@ -1,1 +1,25 @@
-/* placeholder */
+/* Wall-clock and monotonic time in milliseconds, and RFC 3339 conversion. */
+#ifndef PUSHRELAY_CLOCK_H
+#define PUSHRELAY_CLOCK_H
+
+#include <stdint.h>
+
+/* "2026-11-28T09:15:02.123Z" and its terminating NUL. */
+#define CLOCK_RFC3339_SIZE 25
+
+/* Milliseconds since the epoch, shifted by the test offset (see clock_set_offset_ms). */
+int64_t clock_now_ms(void);
+/* Milliseconds of CLOCK_MONOTONIC, for intervals and deadlines. */
+int64_t clock_monotonic_ms(void);
+/* Shift clock_now_ms() by offset ms: lets tests move time without sleeping. */
+void clock_set_offset_ms(int64_t offset);
+
+/* Format ms since the epoch as UTC RFC 3339 with milliseconds. */
+void clock_format_rfc3339(int64_t ms, char out[CLOCK_RFC3339_SIZE]);
+/*
+ * Parse an RFC 3339 date-time ("Z" or a numeric offset, optional fraction, which is
+ * truncated to milliseconds). Returns 0, or -1 if s is not one.
+ */
+int clock_parse_rfc3339(const char *s, int64_t *ms);
+
+#endif

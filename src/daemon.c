@@ -1,2 +1,298 @@
-/* placeholder: replaced by the module author */
-typedef int pushrelay_placeholder_daemon;
+/* Start-up, signals, reload and shutdown around one libevent loop. */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "api.h"
+#include "apikey.h"
+#include "config.h"
+#include "daemon.h"
+#include "log.h"
+#include "store.h"
+#include "xmalloc.h"
+
+#define DAEMON_DRAIN_CHECK_MS 10
+
+struct daemon {
+	struct event_base *base;
+	struct config config;
+	const char *config_path;
+	struct store *store;
+	struct api *api;
+	struct event *sigterm, *sigint, *sighup;
+	struct event *drain_timer;	/* checks whether in-flight work is done */
+	struct event *deadline_timer;	/* bounds the shutdown */
+	int stopping;
+};
+
+/* Tell systemd about our state; a no-op without libsystemd. */
+static void
+daemon_notify(const char *state)
+{
+#ifdef HAVE_SYSTEMD
+	sd_notify(0, state);
+#else
+	(void)state;
+#endif
+}
+
+/* Create a directory and its parents. */
+static int
+mkdir_parents(const char *path, mode_t mode)
+{
+	char *copy = xstrdup(path);
+
+	for (char *p = copy + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(copy, mode) == -1 && errno != EEXIST) {
+			free(copy);
+			return -1;
+		}
+		*p = '/';
+	}
+	free(copy);
+	if (mkdir(path, mode) == -1 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* Load the API keys, generating the default key file on first start. */
+static struct apikeys *
+daemon_load_keys(const struct config *config, char *err, size_t errlen)
+{
+	struct apikeys *keys;
+	int rc;
+
+	if (config->api_key_file_is_default) {
+		rc = apikey_generate_file(config->api_key_file, err, errlen);
+		if (rc == -1)
+			return NULL;
+		if (rc == 0)
+			log_info("generated API key", "path", config->api_key_file, NULL);
+	}
+	if (apikey_load(config->api_key_file, &keys, err, errlen) != 0)
+		return NULL;
+	return keys;
+}
+
+/* Leave the loop: shutdown is complete or has run out of time. */
+static void
+daemon_finish(struct daemon *d)
+{
+	event_base_loopbreak(d->base);
+}
+
+static void
+daemon_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct timeval tv = { 0, DAEMON_DRAIN_CHECK_MS * 1000 };
+
+	if (api_requests_in_flight(d->api) == 0) {
+		daemon_finish(d);
+		return;
+	}
+	evtimer_add(d->drain_timer, &tv);
+}
+
+static void
+daemon_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	char count[24];
+
+	snprintf(count, sizeof count, "%zu", api_requests_in_flight(d->api));
+	log_warn("shutdown timeout reached, closing with requests in flight", "requests",
+	    count, NULL);
+	daemon_finish(d);
+}
+
+/* Begin an orderly shutdown: stop accepting, let in-flight work finish, in bounds. */
+static void
+daemon_stop(struct daemon *d, const char *signame)
+{
+	struct timeval deadline, now = { 0, 0 };
+
+	if (d->stopping) {
+		log_warn("second stop signal, exiting now", "signal", signame, NULL);
+		daemon_finish(d);
+		return;
+	}
+	d->stopping = 1;
+	daemon_notify("STOPPING=1");
+	log_info("shutting down", "signal", signame, NULL);
+	api_stop_accepting(d->api);
+	deadline.tv_sec = d->config.shutdown_timeout_ms / 1000;
+	deadline.tv_usec = (d->config.shutdown_timeout_ms % 1000) * 1000;
+	d->drain_timer = evtimer_new(d->base, daemon_drain_check, d);
+	d->deadline_timer = evtimer_new(d->base, daemon_deadline, d);
+	if (d->drain_timer == NULL || d->deadline_timer == NULL)
+		fatalx("cannot create shutdown timers");
+	evtimer_add(d->deadline_timer, &deadline);
+	evtimer_add(d->drain_timer, &now);
+}
+
+/* Apply the reloadable options of a new configuration, or refuse it whole. */
+static void
+daemon_reload(struct daemon *d)
+{
+	struct config next;
+	struct apikeys *keys;
+	char err[1024], name[64];
+
+	daemon_notify("RELOADING=1");
+	if (config_load(&next, d->config_path, err, sizeof err) != 0) {
+		log_error("reload refused", "error", err, NULL);
+		goto done;
+	}
+	if (config_check_reload(&d->config, &next, name, sizeof name) != 0) {
+		log_error("reload refused", "error", "option needs a restart", "option", name,
+		    NULL);
+		config_free(&next);
+		goto done;
+	}
+	if ((keys = daemon_load_keys(&next, err, sizeof err)) == NULL) {
+		log_error("reload refused", "error", err, NULL);
+		config_free(&next);
+		goto done;
+	}
+	api_set_keys(d->api, keys);
+	log_set_level(next.log_level);
+	log_set_format(next.log_format);
+	config_free(&d->config);
+	d->config = next;
+	log_info("configuration reloaded", "log_level", log_level_name(next.log_level), NULL);
+done:
+	daemon_notify("READY=1");
+}
+
+static void
+daemon_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	switch (sig) {
+	case SIGTERM: daemon_stop(d, "SIGTERM"); break;
+	case SIGINT: daemon_stop(d, "SIGINT"); break;
+	case SIGHUP: daemon_reload(d); break;
+	}
+}
+
+/* Open everything the daemon needs; -1 with err set. */
+static int
+daemon_start(struct daemon *d, char *err, size_t errlen)
+{
+	struct store_options store_options;
+	struct api_options api_options;
+	struct apikeys *keys;
+	int rc;
+
+	if (mkdir_parents(d->config.state_dir, 0750) != 0) {
+		snprintf(err, errlen, "cannot create state directory %s: %s",
+		    d->config.state_dir, strerror(errno));
+		return -1;
+	}
+	if ((keys = daemon_load_keys(&d->config, err, errlen)) == NULL)
+		return -1;
+	memset(&store_options, 0, sizeof store_options);
+	store_options.path = d->config.store_path;
+	store_options.sync = d->config.store_sync;
+	store_options.busy_timeout_ms = (int)d->config.store_busy_timeout_ms;
+	rc = store_open(d->config.store_backend, &store_options, &d->store, err, errlen);
+	if (rc != 0) {
+		apikey_free(keys);
+		return -1;
+	}
+	memset(&api_options, 0, sizeof api_options);
+	api_options.listen = d->config.listen;
+	api_options.listen_count = d->config.listen_count;
+	api_options.unix_socket = d->config.unix_socket;
+	api_options.unix_socket_mode = d->config.unix_socket_mode;
+	api_options.max_body_size = d->config.max_body_size;
+	api_options.request_timeout_ms = d->config.request_timeout_ms;
+	d->api = api_new(d->base, &api_options, d->store, keys, err, errlen);
+	if (d->api == NULL) {
+		apikey_free(keys);
+		return -1;
+	}
+	d->sigterm = evsignal_new(d->base, SIGTERM, daemon_signal, d);
+	d->sigint = evsignal_new(d->base, SIGINT, daemon_signal, d);
+	d->sighup = evsignal_new(d->base, SIGHUP, daemon_signal, d);
+	if (d->sigterm == NULL || d->sigint == NULL || d->sighup == NULL ||
+	    evsignal_add(d->sigterm, NULL) != 0 || evsignal_add(d->sigint, NULL) != 0 ||
+	    evsignal_add(d->sighup, NULL) != 0)
+		fatalx("cannot install signal handlers");
+	return 0;
+}
+
+/* Release everything, the store last so that it closes cleanly. */
+static void
+daemon_cleanup(struct daemon *d)
+{
+	if (d->sigterm != NULL)
+		event_free(d->sigterm);
+	if (d->sigint != NULL)
+		event_free(d->sigint);
+	if (d->sighup != NULL)
+		event_free(d->sighup);
+	if (d->drain_timer != NULL)
+		event_free(d->drain_timer);
+	if (d->deadline_timer != NULL)
+		event_free(d->deadline_timer);
+	api_free(d->api);
+	if (d->store != NULL)
+		store_close(d->store);
+	config_free(&d->config);
+	if (d->base != NULL)
+		event_base_free(d->base);
+}
+
+int
+daemon_run(const char *config_path)
+{
+	struct daemon d;
+	char err[1024];
+	int code = 0;
+
+	memset(&d, 0, sizeof d);
+	d.config_path = config_path;
+	if (config_load(&d.config, config_path, err, sizeof err) != 0) {
+		log_error("invalid configuration", "error", err, NULL);
+		return 1;
+	}
+	log_set_level(d.config.log_level);
+	log_set_format(d.config.log_format);
+	if ((d.base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	if (daemon_start(&d, err, sizeof err) != 0) {
+		log_error("cannot start", "error", err, NULL);
+		code = 1;
+		goto out;
+	}
+	log_info("ready", "version", PACKAGE_VERSION, "state_dir", d.config.state_dir,
+	    "config", config_path != NULL ? config_path : "(embedded defaults)", NULL);
+	daemon_notify("READY=1");
+	if (event_base_dispatch(d.base) == -1) {
+		log_error("event loop failed", NULL);
+		code = 1;
+	}
+out:
+	daemon_cleanup(&d);
+	if (code == 0)
+		log_info("stopped", NULL);
+	return code;
+}

@@ -1,5 +1,5 @@
 /* Structured logging to stderr; libevent's own messages are routed here too. */
-#include "config.h"
+#include "autoconf.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -128,7 +128,7 @@ static void
 log_vwrite(enum log_level level, const char *msg, va_list ap)
 {
 	struct log_line line;
-	char prefix[8], now[40];
+	char prefix[8], now[64];
 	const char *key, *value;
 	int saved_errno = errno;
 	ssize_t unused;

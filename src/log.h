@@ -26,7 +26,7 @@ enum log_format {
 };
 
 /* Room for a redacted secret: 8 visible characters, an ellipsis and a length. */
-#define LOG_REDACT_SIZE 32
+#define LOG_REDACT_SIZE 40
 
 void log_init(void);
 void log_set_level(enum log_level level);

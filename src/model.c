@@ -1,2 +1,505 @@
-/* placeholder: replaced by the module author */
-typedef int pushrelay_placeholder_model;
+/* Validation of registry records and their mapping to and from JSON. */
+#include "autoconf.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "clock.h"
+#include "model.h"
+#include "xmalloc.h"
+
+static const char *const device_fields[] = {
+	"device_id", "client_id", "platform", "token", "app_id", "environment", "locale",
+	"metadata", NULL
+};
+static const char *const device_read_only[] = {
+	"created_at", "updated_at", "last_success_at", "last_error", NULL
+};
+static const char *const prefs_fields[] = { "muted_until", "mentions_only", NULL };
+static const char *const member_read_only[] = { "room_id", "client_id", "joined_at", NULL };
+
+/* Record an error as "<field>: <message>". */
+static int __attribute__((format(printf, 4, 5)))
+model_fail(struct model_error *err, enum model_error_kind kind, const char *field,
+    const char *fmt, ...)
+{
+	char what[200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	err->kind = kind;
+	snprintf(err->field, sizeof err->field, "%s", field);
+	snprintf(err->message, sizeof err->message, "%s: %s", field, what);
+	return -1;
+}
+
+const char *
+model_platform_name(enum device_platform platform)
+{
+	return platform == DEVICE_PLATFORM_FCM ? "fcm" : "apns";
+}
+
+int
+model_platform_from_string(const char *name, enum device_platform *out)
+{
+	if (strcmp(name, "apns") == 0)
+		*out = DEVICE_PLATFORM_APNS;
+	else if (strcmp(name, "fcm") == 0)
+		*out = DEVICE_PLATFORM_FCM;
+	else
+		return -1;
+	return 0;
+}
+
+const char *
+model_environment_name(enum device_environment environment)
+{
+	return environment == DEVICE_ENVIRONMENT_SANDBOX ? "sandbox" : "production";
+}
+
+int
+model_environment_from_string(const char *name, enum device_environment *out)
+{
+	if (strcmp(name, "production") == 0)
+		*out = DEVICE_ENVIRONMENT_PRODUCTION;
+	else if (strcmp(name, "sandbox") == 0)
+		*out = DEVICE_ENVIRONMENT_SANDBOX;
+	else
+		return -1;
+	return 0;
+}
+
+int
+model_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+
+	while (p < end) {
+		unsigned int c = *p, len, cp, min;
+
+		if (c == 0)
+			return -1;
+		if (c < 0x80) {
+			p++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			len = 2, cp = c & 0x1f, min = 0x80;
+		} else if ((c & 0xf0) == 0xe0) {
+			len = 3, cp = c & 0x0f, min = 0x800;
+		} else if ((c & 0xf8) == 0xf0) {
+			len = 4, cp = c & 0x07, min = 0x10000;
+		} else
+			return -1;
+		if ((size_t)(end - p) < len)
+			return -1;
+		for (unsigned int i = 1; i < len; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return -1;
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return -1;
+		p += len;
+	}
+	return 0;
+}
+
+/* Is there a C0/C1 control character or DEL in s? */
+static int
+has_control(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	for (; *p != '\0'; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			return 1;
+		/* U+0080..U+009F are encoded as C2 80..C2 9F. */
+		if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+			return 1;
+	}
+	return 0;
+}
+
+int
+model_validate_id(const char *s, const char *what, struct model_error *err)
+{
+	size_t len = strlen(s);
+
+	if (len == 0)
+		return model_fail(err, MODEL_ERROR_INVALID, what, "must not be empty");
+	if (len > MODEL_ID_MAX)
+		return model_fail(err, MODEL_ERROR_INVALID, what, "must be at most %d bytes",
+		    MODEL_ID_MAX);
+	if (model_utf8_valid(s, len) != 0)
+		return model_fail(err, MODEL_ERROR_INVALID, what, "must be valid UTF-8");
+	if (has_control(s))
+		return model_fail(err, MODEL_ERROR_INVALID, what,
+		    "must not contain control characters");
+	return 0;
+}
+
+static int
+name_in(const char *name, const char *const *list)
+{
+	for (; list != NULL && *list != NULL; list++) {
+		if (strcmp(name, *list) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+int
+model_check_fields(const json_t *body, const char *const *allowed,
+    const char *const *read_only, struct model_error *err)
+{
+	const char *key;
+	json_t *value;
+
+	json_object_foreach((json_t *)body, key, value) {
+		if (!name_in(key, allowed) && !name_in(key, read_only))
+			return model_fail(err, MODEL_ERROR_INVALID, key, "unknown field");
+	}
+	return 0;
+}
+
+/* Get a string field: 0 and *out, 1 if absent (or null when nullable), -1 on error. */
+static int
+get_string(const json_t *body, const char *field, int nullable, const char **out,
+    struct model_error *err)
+{
+	json_t *v = json_object_get(body, field);
+
+	if (v == NULL || (nullable && json_is_null(v)))
+		return 1;
+	if (!json_is_string(v))
+		return model_fail(err, MODEL_ERROR_INVALID, field, "must be a string");
+	*out = json_string_value(v);
+	if (strlen(*out) != json_string_length(v))
+		return model_fail(err, MODEL_ERROR_INVALID, field,
+		    "must not contain control characters");
+	return 0;
+}
+
+/* A required string field. */
+static int
+require_string(const json_t *body, const char *field, const char **out,
+    struct model_error *err)
+{
+	int rc = get_string(body, field, 0, out, err);
+
+	if (rc == 1)
+		return model_fail(err, MODEL_ERROR_MISSING, field, "is required");
+	return rc;
+}
+
+static int
+validate_apns_token(const char *token, struct model_error *err)
+{
+	size_t len = strlen(token);
+
+	for (size_t i = 0; i < len; i++) {
+		if (!isxdigit((unsigned char)token[i]))
+			return model_fail(err, MODEL_ERROR_INVALID, "token",
+			    "must be hexadecimal for platform apns");
+	}
+	if (len % 2 != 0 || len < MODEL_APNS_TOKEN_MIN || len > MODEL_APNS_TOKEN_MAX)
+		return model_fail(err, MODEL_ERROR_INVALID, "token",
+		    "must be an even number of hexadecimal digits, %d to %d",
+		    MODEL_APNS_TOKEN_MIN, MODEL_APNS_TOKEN_MAX);
+	return 0;
+}
+
+static int
+validate_fcm_token(const char *token, struct model_error *err)
+{
+	size_t len = strlen(token);
+
+	if (len == 0)
+		return model_fail(err, MODEL_ERROR_INVALID, "token", "must not be empty");
+	if (len > MODEL_FCM_TOKEN_MAX)
+		return model_fail(err, MODEL_ERROR_INVALID, "token", "must be at most %d bytes",
+		    MODEL_FCM_TOKEN_MAX);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)token[i];
+		if (c <= ' ' || c >= 0x7f)
+			return model_fail(err, MODEL_ERROR_INVALID, "token",
+			    "must not contain whitespace or control characters");
+	}
+	return 0;
+}
+
+static int
+validate_app_id(const char *app_id, struct model_error *err)
+{
+	size_t len = strlen(app_id);
+
+	if (len == 0)
+		return model_fail(err, MODEL_ERROR_INVALID, "app_id", "must not be empty");
+	if (len > MODEL_APP_ID_MAX)
+		return model_fail(err, MODEL_ERROR_INVALID, "app_id", "must be at most %d bytes",
+		    MODEL_APP_ID_MAX);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)app_id[i];
+		if (c <= ' ' || c >= 0x7f)
+			return model_fail(err, MODEL_ERROR_INVALID, "app_id",
+			    "must be printable ASCII without spaces");
+	}
+	return 0;
+}
+
+static int
+validate_locale(const char *locale, struct model_error *err)
+{
+	size_t len = strlen(locale);
+	int ok = len > 0 && len <= MODEL_LOCALE_MAX && isalpha((unsigned char)locale[0]);
+
+	for (size_t i = 0; ok && i < len; i++) {
+		unsigned char c = (unsigned char)locale[i];
+		ok = isalnum(c) || c == '-' || c == '_';
+	}
+	if (!ok)
+		return model_fail(err, MODEL_ERROR_INVALID, "locale",
+		    "must be a language tag such as en-US");
+	return 0;
+}
+
+/* Serialize the metadata object, bounded in size. */
+static int
+metadata_from_json(const json_t *v, char **out, struct model_error *err)
+{
+	char *text;
+
+	if (v == NULL || json_is_null(v)) {
+		*out = NULL;
+		return 0;
+	}
+	if (!json_is_object(v))
+		return model_fail(err, MODEL_ERROR_INVALID, "metadata", "must be an object");
+	text = json_dumps(v, JSON_COMPACT);
+	if (text == NULL)
+		return model_fail(err, MODEL_ERROR_INVALID, "metadata", "must be an object");
+	if (strlen(text) > MODEL_METADATA_MAX) {
+		free(text);
+		return model_fail(err, MODEL_ERROR_INVALID, "metadata",
+		    "must be at most %d bytes as JSON", MODEL_METADATA_MAX);
+	}
+	*out = text;
+	return 0;
+}
+
+int
+model_device_from_json(const json_t *body, const char *device_id, struct device *out,
+    struct model_error *err)
+{
+	const char *client_id, *platform, *token, *app_id, *environment = NULL, *locale = NULL;
+	const char *body_id;
+	enum device_platform p;
+	enum device_environment env = DEVICE_ENVIRONMENT_PRODUCTION;
+	char *metadata = NULL, *lowered;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if (model_check_fields(body, device_fields, device_read_only, err) != 0)
+		return -1;
+	if ((rc = get_string(body, "device_id", 0, &body_id, err)) == -1)
+		return -1;
+	if (rc == 0 && strcmp(body_id, device_id) != 0)
+		return model_fail(err, MODEL_ERROR_CONFLICT, "device_id",
+		    "does not match the URL");
+
+	if (require_string(body, "client_id", &client_id, err) != 0 ||
+	    model_validate_id(client_id, "client_id", err) != 0)
+		return -1;
+	if (require_string(body, "platform", &platform, err) != 0)
+		return -1;
+	if (model_platform_from_string(platform, &p) != 0)
+		return model_fail(err, MODEL_ERROR_INVALID, "platform",
+		    "must be one of: apns, fcm");
+	if (require_string(body, "token", &token, err) != 0)
+		return -1;
+	if ((p == DEVICE_PLATFORM_APNS ? validate_apns_token(token, err) :
+	    validate_fcm_token(token, err)) != 0)
+		return -1;
+	if (require_string(body, "app_id", &app_id, err) != 0 || validate_app_id(app_id, err))
+		return -1;
+	if ((rc = get_string(body, "environment", 1, &environment, err)) == -1)
+		return -1;
+	if (rc == 0) {
+		if (model_environment_from_string(environment, &env) != 0)
+			return model_fail(err, MODEL_ERROR_INVALID, "environment",
+			    "must be one of: production, sandbox");
+		if (env == DEVICE_ENVIRONMENT_SANDBOX && p != DEVICE_PLATFORM_APNS)
+			return model_fail(err, MODEL_ERROR_INVALID, "environment",
+			    "sandbox applies only to platform apns");
+	}
+	if ((rc = get_string(body, "locale", 1, &locale, err)) == -1)
+		return -1;
+	if (rc == 0 && validate_locale(locale, err) != 0)
+		return -1;
+	if (metadata_from_json(json_object_get(body, "metadata"), &metadata, err) != 0)
+		return -1;
+
+	out->device_id = xstrdup(device_id);
+	out->client_id = xstrdup(client_id);
+	out->platform = p;
+	lowered = xstrdup(token);
+	if (p == DEVICE_PLATFORM_APNS) {
+		for (char *c = lowered; *c != '\0'; c++)
+			*c = (char)tolower((unsigned char)*c);
+	}
+	out->token = lowered;
+	out->app_id = xstrdup(app_id);
+	out->environment = env;
+	out->locale = locale != NULL ? xstrdup(locale) : NULL;
+	if (metadata != NULL) {
+		/* jansson allocates with malloc too, but keep ownership uniform. */
+		out->metadata = xstrdup(metadata);
+		free(metadata);
+	}
+	return 0;
+}
+
+/* A time as an RFC 3339 string, or null for 0 ("never"). */
+static json_t *
+time_to_json(int64_t ms)
+{
+	char buf[CLOCK_RFC3339_SIZE];
+
+	if (ms == 0)
+		return json_null();
+	clock_format_rfc3339(ms, buf);
+	return json_string(buf);
+}
+
+static json_t *
+string_or_null(const char *s)
+{
+	return s != NULL ? json_string(s) : json_null();
+}
+
+json_t *
+model_device_to_json(const struct device *d)
+{
+	json_t *o = json_object(), *metadata = json_null();
+
+	if (d->metadata != NULL) {
+		json_t *parsed = json_loads(d->metadata, 0, NULL);
+		if (parsed != NULL) {
+			json_decref(metadata);
+			metadata = parsed;
+		}
+	}
+	json_object_set_new(o, "device_id", json_string(d->device_id));
+	json_object_set_new(o, "client_id", json_string(d->client_id));
+	json_object_set_new(o, "platform", json_string(model_platform_name(d->platform)));
+	json_object_set_new(o, "token", json_string(d->token));
+	json_object_set_new(o, "app_id", json_string(d->app_id));
+	json_object_set_new(o, "environment",
+	    json_string(model_environment_name(d->environment)));
+	json_object_set_new(o, "locale", string_or_null(d->locale));
+	json_object_set_new(o, "metadata", metadata);
+	json_object_set_new(o, "created_at", time_to_json(d->created_at));
+	json_object_set_new(o, "updated_at", time_to_json(d->updated_at));
+	json_object_set_new(o, "last_success_at", time_to_json(d->last_success_at));
+	json_object_set_new(o, "last_error", string_or_null(d->last_error));
+	return o;
+}
+
+json_t *
+model_member_to_json(const struct member *m)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "room_id", json_string(m->room_id));
+	json_object_set_new(o, "client_id", json_string(m->client_id));
+	json_object_set_new(o, "joined_at", time_to_json(m->joined_at));
+	json_object_set_new(o, "muted_until", time_to_json(m->muted_until));
+	json_object_set_new(o, "mentions_only", json_boolean(m->mentions_only));
+	return o;
+}
+
+int
+model_prefs_from_json(const json_t *body, const struct member *current, int64_t *muted_until,
+    int *mentions_only, struct model_error *err)
+{
+	json_t *v;
+
+	if (model_check_fields(body, prefs_fields, member_read_only, err) != 0)
+		return -1;
+	*muted_until = current->muted_until;
+	*mentions_only = current->mentions_only;
+	v = json_object_get(body, "muted_until");
+	if (v != NULL) {
+		if (json_is_null(v))
+			*muted_until = 0;
+		else if (!json_is_string(v) ||
+		    clock_parse_rfc3339(json_string_value(v), muted_until) != 0 ||
+		    *muted_until <= 0)
+			return model_fail(err, MODEL_ERROR_INVALID, "muted_until",
+			    "must be an RFC 3339 time such as 2026-01-02T15:04:05Z, or null");
+	}
+	v = json_object_get(body, "mentions_only");
+	if (v != NULL) {
+		if (!json_is_boolean(v))
+			return model_fail(err, MODEL_ERROR_INVALID, "mentions_only",
+			    "must be a boolean");
+		*mentions_only = json_is_true(v);
+	}
+	return 0;
+}
+
+/* Check a membership PUT body: empty, or only read-only fields. */
+int
+model_member_body_check(const json_t *body, struct model_error *err)
+{
+	return model_check_fields(body, NULL, member_read_only, err);
+}
+
+void
+model_device_free(struct device *d)
+{
+	if (d == NULL)
+		return;
+	free(d->device_id);
+	free(d->client_id);
+	free(d->token);
+	free(d->app_id);
+	free(d->locale);
+	free(d->metadata);
+	free(d->last_error);
+	memset(d, 0, sizeof *d);
+}
+
+void
+model_device_list_free(struct device_list *list)
+{
+	for (size_t i = 0; i < list->count; i++)
+		model_device_free(&list->items[i]);
+	free(list->items);
+	list->items = NULL;
+	list->count = 0;
+}
+
+void
+model_member_free(struct member *m)
+{
+	if (m == NULL)
+		return;
+	free(m->room_id);
+	free(m->client_id);
+	memset(m, 0, sizeof *m);
+}
+
+void
+model_member_list_free(struct member_list *list)
+{
+	for (size_t i = 0; i < list->count; i++)
+		model_member_free(&list->items[i]);
+	free(list->items);
+	list->items = NULL;
+	list->count = 0;
+}

@@ -67,9 +67,16 @@ struct member_list {
 };
 
 /* A validation failure: which field and why, for the API's error body. */
+enum model_error_kind {
+	MODEL_ERROR_INVALID = 0,	/* a value is wrong: 400 invalid_field */
+	MODEL_ERROR_MISSING,		/* a required field is absent: 400 missing_field */
+	MODEL_ERROR_CONFLICT,		/* an id in the body differs from the URL: 409 */
+};
+
 struct model_error {
+	enum model_error_kind kind;
 	char field[64];
-	char message[256];
+	char message[256];	/* "<field>: <what is wrong>" */
 };
 
 const char *model_platform_name(enum device_platform platform);
@@ -79,6 +86,11 @@ int model_environment_from_string(const char *name, enum device_environment *out
 
 /* 0 if s is a valid id (1..MODEL_ID_MAX bytes of UTF-8, no control characters). */
 int model_validate_id(const char *s, const char *what, struct model_error *err);
+/* 0 if the n bytes at s are well-formed UTF-8 (no overlongs, surrogates or NULs). */
+int model_utf8_valid(const char *s, size_t n);
+/* Check that a body has only the named fields (plus the read-only ones, ignored). */
+int model_check_fields(const json_t *body, const char *const *allowed,
+    const char *const *read_only, struct model_error *err);
 
 /*
  * Fill a device from a PUT body; device_id comes from the URL. On error returns -1
@@ -92,6 +104,9 @@ json_t *model_member_to_json(const struct member *member);
 /* Parse a prefs body: muted_until (RFC 3339 string or null), mentions_only (bool). */
 int model_prefs_from_json(const json_t *body, const struct member *current, int64_t *muted_until,
     int *mentions_only, struct model_error *err);
+
+/* Check a membership PUT body: {} or only read-only fields. */
+int model_member_body_check(const json_t *body, struct model_error *err);
 
 void model_device_free(struct device *device);
 void model_device_list_free(struct device_list *list);

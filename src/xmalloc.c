@@ -1,5 +1,5 @@
 /* Allocation wrappers: callers never check for NULL. */
-#include "config.h"
+#include "autoconf.h"
 
 #include <stdarg.h>
 #include <stdint.h>

@@ -1,0 +1,92 @@
+/*
+ * The configuration: one INI file read with inih, described by one table of options
+ * (section, key, type, default, bounds, reloadable, help) that drives parsing,
+ * validation, the example file and the man page.
+ *
+ * Unknown sections and keys, keys set twice, and values of the wrong type or out of
+ * bounds are errors, reported as "FILE:LINE: [section] key: what is wrong".
+ */
+#ifndef PUSHRELAY_CONFIG_H
+#define PUSHRELAY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "store.h"
+
+#define CONFIG_DEFAULT_PORT "8470"
+
+struct config {
+	char *path;			/* the file read, NULL for embedded defaults */
+
+	/* [server] */
+	char *state_dir;		/* resolved: never empty after config_load */
+	int64_t shutdown_timeout_ms;
+
+	/* [api] */
+	char **listen;			/* "host:port" ("[v6]:port"); port 0 = any free port */
+	size_t listen_count;
+	char *unix_socket;		/* NULL when none */
+	unsigned int unix_socket_mode;
+	char *api_key_file;		/* resolved: never empty after config_load */
+	int api_key_file_is_default;	/* generated on first start when missing */
+	size_t max_body_size;
+	int64_t request_timeout_ms;
+
+	/* [store] */
+	char *store_backend;
+	char *store_path;		/* resolved: never empty after config_load */
+	enum store_sync store_sync;
+	int64_t store_busy_timeout_ms;
+
+	/* [log] */
+	enum log_level log_level;
+	enum log_format log_format;
+};
+
+/*
+ * Load a configuration: the embedded defaults, then the file at path (NULL: defaults
+ * only), then derived paths (state_dir defaults to $STATE_DIRECTORY when systemd sets
+ * it, else ./pushrelay-state; api_key_file to STATE_DIR/api-keys; store path to
+ * STATE_DIR/pushrelay.db). Returns 0, or -1 with err set; on error config holds nothing.
+ */
+int config_load(struct config *config, const char *path, char *err, size_t errlen);
+void config_free(struct config *config);
+
+/*
+ * After a reload: 0 if new only differs from old in reloadable options, else -1 with
+ * the first option that needs a restart written to name ("section.key").
+ */
+int config_check_reload(const struct config *old, const struct config *new, char *name,
+    size_t namelen);
+
+/* Write the fully commented example configuration, every option at its default. */
+void config_write_example(FILE *out);
+
+/* Write the options as roff for pushrelay.conf(5). */
+void config_write_man(FILE *out);
+
+/*
+ * Split "host:port" / "[v6]:port" into parts; 0 on success. The host must be an IPv4
+ * address, a bracketed IPv6 address (written to host without brackets) or localhost,
+ * the port 0 to 65535; -1 if not, or if host or port does not fit its buffer.
+ */
+int config_split_hostport(const char *hostport, char *host, size_t hostlen, char *port,
+    size_t portlen);
+
+/*
+ * Parse one value as the configuration file spells it. Each returns 0, -1 if s is
+ * malformed, or -2 if it is too large to represent (bounds are checked by the caller).
+ *	bool:		yes/no, true/false, on/off, 1/0 (any case)
+ *	duration:	a whole number with ms, s, m or h; a plain number is seconds
+ *	size:		a whole number of bytes, or with K, M or G (1024-based)
+ *	mode:		octal digits, the leading 0 optional ("0660" and "660" are equal)
+ */
+int config_parse_bool(const char *s, int *out);
+int config_parse_duration(const char *s, int64_t *ms);
+int config_parse_size(const char *s, int64_t *bytes);
+int config_parse_mode(const char *s, unsigned int *mode);
+
+#endif

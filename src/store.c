@@ -1,2 +1,195 @@
-/* placeholder: replaced by the module author */
-typedef int pushrelay_placeholder_store;
+/* The device registry: finds a backend by name and calls through its operations. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "xmalloc.h"
+
+static const struct store_backend *const store_backends[] = {
+	&store_sqlite_backend,
+};
+
+#define STORE_BACKEND_COUNT (sizeof store_backends / sizeof store_backends[0])
+
+/* Describe a STORE_E* code. */
+const char *
+store_strerror(int error)
+{
+	switch (error) {
+	case STORE_OK:
+		return "success";
+	case STORE_ENOTFOUND:
+		return "not found";
+	case STORE_EIO:
+		return "storage error";
+	case STORE_ENEWER:
+		return "database written by a newer pushrelayd";
+	case STORE_EINVAL:
+		return "invalid store options";
+	}
+	return "unknown store error";
+}
+
+/* Open a store with the named backend; on failure *out is NULL and err says why. */
+int
+store_open(const char *backend, const struct store_options *options, struct store **out,
+    char *err, size_t errlen)
+{
+	const struct store_backend *found = NULL;
+	struct store *store;
+	int error;
+
+	*out = NULL;
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	for (size_t i = 0; i < STORE_BACKEND_COUNT && backend != NULL; i++) {
+		if (strcmp(store_backends[i]->name, backend) == 0) {
+			found = store_backends[i];
+			break;
+		}
+	}
+	if (found == NULL) {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen, "unknown store backend \"%s\" (known: sqlite)",
+			    backend == NULL ? "" : backend);
+		return STORE_EINVAL;
+	}
+
+	store = xcalloc(1, sizeof *store);
+	store->backend = found;
+	error = found->open(store, options, err, errlen);
+	if (error != 0) {
+		free(store);
+		return error;
+	}
+	*out = store;
+	return STORE_OK;
+}
+
+/* Close a store and free it; NULL is ignored. */
+void
+store_close(struct store *store)
+{
+	if (store == NULL)
+		return;
+	store->backend->close(store);
+	free(store);
+}
+
+/* Check that the backend still answers. */
+int
+store_ping(struct store *store)
+{
+	return store->backend->ping(store);
+}
+
+/* Insert or replace a device; see store.h. */
+int
+store_device_put(struct store *store, const struct device *device, int64_t now,
+    enum store_put_result *result, struct device *stored)
+{
+	return store->backend->device_put(store, device, now, result, stored);
+}
+
+/* Read one device. */
+int
+store_device_get(struct store *store, const char *device_id, struct device *out)
+{
+	return store->backend->device_get(store, device_id, out);
+}
+
+/* Delete one device. */
+int
+store_device_delete(struct store *store, const char *device_id)
+{
+	return store->backend->device_delete(store, device_id);
+}
+
+/* List a client's devices, ordered by device_id. */
+int
+store_client_devices_list(struct store *store, const char *client_id,
+    struct device_list *out)
+{
+	return store->backend->client_devices_list(store, client_id, out);
+}
+
+/* Delete every device of a client. */
+int
+store_client_devices_delete(struct store *store, const char *client_id, size_t *deleted)
+{
+	return store->backend->client_devices_delete(store, client_id, deleted);
+}
+
+/* Count all devices. */
+int
+store_device_count(struct store *store, size_t *count)
+{
+	return store->backend->device_count(store, count);
+}
+
+/* Record a successful delivery to a device. */
+int
+store_device_mark_success(struct store *store, const char *device_id, int64_t at)
+{
+	return store->backend->device_mark_success(store, device_id, at);
+}
+
+/* Record a failed delivery to a device. */
+int
+store_device_mark_error(struct store *store, const char *device_id, const char *reason,
+    int64_t at)
+{
+	return store->backend->device_mark_error(store, device_id, reason, at);
+}
+
+/* Remove the device holding a token the provider rejected; see store.h. */
+int
+store_device_remove_token(struct store *store, enum device_platform platform,
+    const char *token, int64_t unless_updated_after, int *removed)
+{
+	return store->backend->device_remove_token(store, platform, token,
+	    unless_updated_after, removed);
+}
+
+/* Add a room member or keep the existing one. */
+int
+store_member_put(struct store *store, const char *room_id, const char *client_id,
+    int64_t now, enum store_put_result *result, struct member *stored)
+{
+	return store->backend->member_put(store, room_id, client_id, now, result, stored);
+}
+
+/* Read one membership. */
+int
+store_member_get(struct store *store, const char *room_id, const char *client_id,
+    struct member *out)
+{
+	return store->backend->member_get(store, room_id, client_id, out);
+}
+
+/* Remove a member from a room. */
+int
+store_member_delete(struct store *store, const char *room_id, const char *client_id)
+{
+	return store->backend->member_delete(store, room_id, client_id);
+}
+
+/* List one page of a room's members. */
+int
+store_room_members_list(struct store *store, const char *room_id,
+    const char *after_client_id, size_t limit, struct member_list *out)
+{
+	return store->backend->room_members_list(store, room_id, after_client_id, limit, out);
+}
+
+/* Set a member's preferences. */
+int
+store_member_prefs_put(struct store *store, const char *room_id, const char *client_id,
+    int64_t muted_until, int mentions_only, struct member *stored)
+{
+	return store->backend->member_prefs_put(store, room_id, client_id, muted_until,
+	    mentions_only, stored);
+}

@@ -1,1 +1,922 @@
-int main(void) { return 77; }
+/* Tests for the device registry and its SQLite backend. */
+#include "config.h"
+
+#include <sys/stat.h>
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "model.h"
+#include "store.h"
+
+#define T0 INT64_C(1700000000000)
+#define TOKEN_A "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
+#define TOKEN_B "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2"
+#define TOKEN_C "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3"
+
+struct fixture {
+	char dir[256];
+	char path[PATH_MAX];	/* dir/state/registry.db: the parent starts missing */
+	struct store *store;
+};
+
+/* Open the fixture's store with the given busy timeout. */
+static int
+fixture_open(struct fixture *f, int busy_timeout_ms, char *err, size_t errlen)
+{
+	struct store_options options = { f->path, STORE_SYNC_FULL, busy_timeout_ms };
+
+	return store_open("sqlite", &options, &f->store, err, errlen);
+}
+
+/* Make a temp dir and the path of a database inside it, not yet created. */
+static int
+setup_dir(void **state)
+{
+	struct fixture *f = calloc(1, sizeof *f);
+	const char *tmp = getenv("TMPDIR");
+
+	if (f == NULL)
+		return -1;
+	snprintf(f->dir, sizeof f->dir, "%s/test_store.XXXXXX",
+	    tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+	if (mkdtemp(f->dir) == NULL) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->path, sizeof f->path, "%s/state/registry.db", f->dir);
+	*state = f;
+	return 0;
+}
+
+/* A temp dir with an open store. */
+static int
+setup_store(void **state)
+{
+	struct fixture *f;
+	char err[512];
+
+	if (setup_dir(state) != 0)
+		return -1;
+	f = *state;
+	if (fixture_open(f, 1000, err, sizeof err) != STORE_OK) {
+		fprintf(stderr, "store_open: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* nftw callback: remove one file or (emptied) directory. */
+static int
+remove_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+/* Close the store and remove the temp dir with everything in it. */
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	store_close(f->store);
+	nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+/* Run SQL on a separate connection, as another process would. */
+static void
+raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* Read the first column of a query's first row as text, on a separate connection. */
+static void
+raw_text(const char *path, const char *sql, char *out, size_t outlen)
+{
+	sqlite3_stmt *stmt;
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+	snprintf(out, outlen, "%s", (const char *)sqlite3_column_text(stmt, 0));
+	sqlite3_finalize(stmt);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* A device with the required fields set and the optional ones empty. */
+static struct device
+device_sample(char *device_id, char *client_id, enum device_platform platform, char *token)
+{
+	struct device d;
+
+	memset(&d, 0, sizeof d);
+	d.device_id = device_id;
+	d.client_id = client_id;
+	d.platform = platform;
+	d.token = token;
+	d.app_id = "com.example.chat";
+	d.environment = DEVICE_ENVIRONMENT_PRODUCTION;
+	return d;
+}
+
+/* Put a device and expect success with the given result. */
+static void
+put_device(struct store *store, char *device_id, char *client_id,
+    enum device_platform platform, char *token, int64_t now, enum store_put_result expected)
+{
+	struct device d = device_sample(device_id, client_id, platform, token);
+	enum store_put_result result = 0;
+
+	assert_int_equal(store_device_put(store, &d, now, &result, NULL), STORE_OK);
+	assert_int_equal(result, expected);
+}
+
+static void
+test_store_strerror_names_every_code(void **state)
+{
+	(void)state;
+	assert_string_equal(store_strerror(STORE_OK), "success");
+	assert_string_equal(store_strerror(STORE_ENOTFOUND), "not found");
+	assert_string_equal(store_strerror(STORE_EIO), "storage error");
+	assert_string_equal(store_strerror(STORE_ENEWER),
+	    "database written by a newer pushrelayd");
+	assert_string_equal(store_strerror(STORE_EINVAL), "invalid store options");
+	assert_string_equal(store_strerror(-99), "unknown store error");
+}
+
+static void
+test_open_unknown_backend_is_einval(void **state)
+{
+	struct fixture *f = *state;
+	struct store_options options = { f->path, STORE_SYNC_FULL, 0 };
+	struct store *store = (struct store *)1;
+	char err[256];
+
+	assert_int_equal(store_open("redis", &options, &store, err, sizeof err), STORE_EINVAL);
+	assert_null(store);
+	assert_string_equal(err, "unknown store backend \"redis\" (known: sqlite)");
+	assert_int_equal(access(f->path, F_OK), -1);
+}
+
+static void
+test_open_bad_options_are_einval(void **state)
+{
+	struct fixture *f = *state;
+	struct store_options options = { "", STORE_SYNC_FULL, 0 };
+	struct store *store;
+	char err[256];
+
+	assert_int_equal(store_open("sqlite", &options, &store, err, sizeof err), STORE_EINVAL);
+	assert_null(store);
+	assert_string_equal(err, "store path is empty");
+
+	options.path = f->path;
+	options.busy_timeout_ms = -1;
+	assert_int_equal(store_open("sqlite", &options, &store, err, sizeof err), STORE_EINVAL);
+	assert_string_equal(err, "store busy timeout -1 is negative");
+	assert_int_equal(access(f->path, F_OK), -1);
+}
+
+static void
+test_open_creates_file_0600_in_new_dir_0700(void **state)
+{
+	struct fixture *f = *state;
+	char err[512], wal[PATH_MAX + 8], dir[PATH_MAX + 8];
+	struct stat sb;
+	mode_t saved;
+
+	/* Under a common umask SQLite alone would create the file 0644. */
+	saved = umask(022);
+	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_OK);
+	umask(saved);
+	put_device(f->store, "d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A, T0, STORE_PUT_CREATED);
+
+	assert_int_equal(stat(f->path, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0600);
+	snprintf(wal, sizeof wal, "%s-wal", f->path);
+	assert_int_equal(stat(wal, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0600);
+	snprintf(dir, sizeof dir, "%s/state", f->dir);
+	assert_int_equal(stat(dir, &sb), 0);
+	assert_true(S_ISDIR(sb.st_mode));
+	assert_int_equal(sb.st_mode & 07777, 0700);
+}
+
+static void
+test_open_sets_schema_version_and_wal(void **state)
+{
+	struct fixture *f = *state;
+	char text[64];
+
+	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
+	assert_string_equal(text, "1");
+	raw_text(f->path, "PRAGMA journal_mode", text, sizeof text);
+	assert_string_equal(text, "wal");
+	raw_text(f->path, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema"
+	    " WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%' ORDER BY name)",
+	    text, sizeof text);
+	assert_string_equal(text,
+	    "devices,devices_client_id,memberships,memberships_client_id");
+}
+
+static void
+test_open_garbage_file_is_eio(void **state)
+{
+	struct fixture *f = *state;
+	char err[512], expected[PATH_MAX + 64], garbage[4096];
+	FILE *fp;
+
+	memset(garbage, 'x', sizeof garbage);
+	snprintf(f->path, sizeof f->path, "%s/garbage.db", f->dir);
+	assert_non_null(fp = fopen(f->path, "w"));
+	assert_int_equal(fwrite(garbage, 1, sizeof garbage, fp), sizeof garbage);
+	assert_int_equal(fclose(fp), 0);
+
+	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_EIO);
+	assert_null(f->store);
+	snprintf(expected, sizeof expected, "database %s: file is not a database", f->path);
+	assert_string_equal(err, expected);
+}
+
+static void
+test_open_newer_schema_is_enewer_and_untouched(void **state)
+{
+	struct fixture *f = *state;
+	char err[512], expected[PATH_MAX + 128], text[64];
+
+	snprintf(f->path, sizeof f->path, "%s/newer.db", f->dir);
+	raw_exec(f->path, "CREATE TABLE future (x); PRAGMA user_version = 99;");
+
+	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_ENEWER);
+	assert_null(f->store);
+	snprintf(expected, sizeof expected, "database %s has schema version 99, this pushrelayd"
+	    " supports up to 1: upgrade pushrelayd", f->path);
+	assert_string_equal(err, expected);
+
+	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
+	assert_string_equal(text, "99");
+	raw_text(f->path, "PRAGMA journal_mode", text, sizeof text);
+	assert_string_equal(text, "delete");
+	raw_text(f->path, "SELECT count(*) FROM sqlite_schema WHERE name = 'devices'", text,
+	    sizeof text);
+	assert_string_equal(text, "0");
+}
+
+static void
+test_reopen_keeps_every_row(void **state)
+{
+	struct fixture *f = *state;
+	struct device d = device_sample("d1", "c1", DEVICE_PLATFORM_FCM, "fcm-token-1");
+	struct device got;
+	struct member m;
+	size_t count;
+	char err[512];
+
+	d.environment = DEVICE_ENVIRONMENT_SANDBOX;
+	d.locale = "fr-FR";
+	d.metadata = "{\"model\":\"Pixel\"}";
+	assert_int_equal(store_device_put(f->store, &d, T0, NULL, NULL), STORE_OK);
+	put_device(f->store, "d2", "c2", DEVICE_PLATFORM_APNS, TOKEN_A, T0 + 1,
+	    STORE_PUT_CREATED);
+	assert_int_equal(store_device_mark_success(f->store, "d1", T0 + 5), STORE_OK);
+	assert_int_equal(store_device_mark_error(f->store, "d2", "BadDeviceToken", T0 + 6),
+	    STORE_OK);
+	assert_int_equal(store_member_put(f->store, "r1", "c1", T0 + 7, NULL, NULL), STORE_OK);
+	assert_int_equal(store_member_prefs_put(f->store, "r1", "c1", T0 + 1000, 1, NULL),
+	    STORE_OK);
+
+	store_close(f->store);
+	f->store = NULL;
+	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_OK);
+
+	assert_int_equal(store_device_count(f->store, &count), STORE_OK);
+	assert_int_equal(count, 2);
+	assert_int_equal(store_device_get(f->store, "d1", &got), STORE_OK);
+	assert_string_equal(got.device_id, "d1");
+	assert_string_equal(got.client_id, "c1");
+	assert_int_equal(got.platform, DEVICE_PLATFORM_FCM);
+	assert_string_equal(got.token, "fcm-token-1");
+	assert_string_equal(got.app_id, "com.example.chat");
+	assert_int_equal(got.environment, DEVICE_ENVIRONMENT_SANDBOX);
+	assert_string_equal(got.locale, "fr-FR");
+	assert_string_equal(got.metadata, "{\"model\":\"Pixel\"}");
+	assert_int_equal(got.created_at, T0);
+	assert_int_equal(got.updated_at, T0);
+	assert_int_equal(got.last_success_at, T0 + 5);
+	assert_null(got.last_error);
+	assert_int_equal(got.last_error_at, 0);
+	model_device_free(&got);
+	assert_int_equal(store_device_get(f->store, "d2", &got), STORE_OK);
+	assert_string_equal(got.token, TOKEN_A);
+	assert_string_equal(got.last_error, "BadDeviceToken");
+	assert_int_equal(got.last_error_at, T0 + 6);
+	model_device_free(&got);
+	assert_int_equal(store_member_get(f->store, "r1", "c1", &m), STORE_OK);
+	assert_int_equal(m.joined_at, T0 + 7);
+	assert_int_equal(m.muted_until, T0 + 1000);
+	assert_int_equal(m.mentions_only, 1);
+	model_member_free(&m);
+}
+
+static void
+test_ping_answers(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(store_ping(f->store), STORE_OK);
+}
+
+static void
+test_device_put_creates_then_updates_keeping_created_at(void **state)
+{
+	struct fixture *f = *state;
+	struct device d = device_sample("d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A);
+	enum store_put_result result = 0;
+	struct device stored;
+
+	d.locale = "en-GB";
+	d.metadata = "{\"os\":\"17.1\"}";
+	assert_int_equal(store_device_put(f->store, &d, T0, &result, &stored), STORE_OK);
+	assert_int_equal(result, STORE_PUT_CREATED);
+	assert_string_equal(stored.device_id, "d1");
+	assert_string_equal(stored.client_id, "c1");
+	assert_int_equal(stored.platform, DEVICE_PLATFORM_APNS);
+	assert_string_equal(stored.token, TOKEN_A);
+	assert_string_equal(stored.app_id, "com.example.chat");
+	assert_int_equal(stored.environment, DEVICE_ENVIRONMENT_PRODUCTION);
+	assert_string_equal(stored.locale, "en-GB");
+	assert_string_equal(stored.metadata, "{\"os\":\"17.1\"}");
+	assert_int_equal(stored.created_at, T0);
+	assert_int_equal(stored.updated_at, T0);
+	assert_int_equal(stored.last_success_at, 0);
+	assert_null(stored.last_error);
+	assert_int_equal(stored.last_error_at, 0);
+	model_device_free(&stored);
+
+	d.client_id = "c2";
+	d.app_id = "com.example.other";
+	d.environment = DEVICE_ENVIRONMENT_SANDBOX;
+	d.locale = NULL;
+	d.metadata = NULL;
+	/* Fields the caller sets for times are ignored: the store owns them. */
+	d.created_at = 42;
+	d.updated_at = 43;
+	result = 0;
+	assert_int_equal(store_device_put(f->store, &d, T0 + 60000, &result, &stored), STORE_OK);
+	assert_int_equal(result, STORE_PUT_UPDATED);
+	assert_string_equal(stored.client_id, "c2");
+	assert_string_equal(stored.app_id, "com.example.other");
+	assert_int_equal(stored.environment, DEVICE_ENVIRONMENT_SANDBOX);
+	assert_null(stored.locale);
+	assert_null(stored.metadata);
+	assert_int_equal(stored.created_at, T0);
+	assert_int_equal(stored.updated_at, T0 + 60000);
+	model_device_free(&stored);
+
+	/* What was returned is what a later read sees. */
+	assert_int_equal(store_device_get(f->store, "d1", &stored), STORE_OK);
+	assert_string_equal(stored.client_id, "c2");
+	assert_int_equal(stored.created_at, T0);
+	assert_int_equal(stored.updated_at, T0 + 60000);
+	model_device_free(&stored);
+}
+
+static void
+test_device_put_without_result_or_stored(void **state)
+{
+	struct fixture *f = *state;
+	struct device d = device_sample("d1", "c1", DEVICE_PLATFORM_FCM, "fcm-1");
+	size_t count = 0;
+
+	assert_int_equal(store_device_put(f->store, &d, T0, NULL, NULL), STORE_OK);
+	assert_int_equal(store_device_count(f->store, &count), STORE_OK);
+	assert_int_equal(count, 1);
+}
+
+static void
+test_device_put_missing_field_is_einval(void **state)
+{
+	struct fixture *f = *state;
+	struct device d = device_sample("d1", "c1", DEVICE_PLATFORM_FCM, NULL);
+	size_t count = 1;
+
+	assert_int_equal(store_device_put(f->store, &d, T0, NULL, NULL), STORE_EINVAL);
+	d = device_sample("d1", "c1", (enum device_platform)7, "tok");
+	assert_int_equal(store_device_put(f->store, &d, T0, NULL, NULL), STORE_EINVAL);
+	assert_int_equal(store_device_count(f->store, &count), STORE_OK);
+	assert_int_equal(count, 0);
+}
+
+static void
+test_device_put_moves_token_from_other_device(void **state)
+{
+	struct fixture *f = *state;
+	struct device got;
+	size_t count = 0;
+
+	put_device(f->store, "old", "c1", DEVICE_PLATFORM_APNS, TOKEN_A, T0, STORE_PUT_CREATED);
+	put_device(f->store, "keep", "c1", DEVICE_PLATFORM_APNS, TOKEN_B, T0, STORE_PUT_CREATED);
+	put_device(f->store, "new", "c9", DEVICE_PLATFORM_APNS, TOKEN_A, T0 + 1,
+	    STORE_PUT_CREATED);
+
+	assert_int_equal(store_device_get(f->store, "old", &got), STORE_ENOTFOUND);
+	assert_int_equal(store_device_get(f->store, "new", &got), STORE_OK);
+	assert_string_equal(got.token, TOKEN_A);
+	assert_string_equal(got.client_id, "c9");
+	model_device_free(&got);
+	assert_int_equal(store_device_count(f->store, &count), STORE_OK);
+	assert_int_equal(count, 2);
+
+	/* An existing device taking another's token is an update, and the other goes. */
+	put_device(f->store, "new", "c9", DEVICE_PLATFORM_APNS, TOKEN_B, T0 + 2,
+	    STORE_PUT_UPDATED);
+	assert_int_equal(store_device_get(f->store, "keep", &got), STORE_ENOTFOUND);
+	assert_int_equal(store_device_count(f->store, &count), STORE_OK);
+	assert_int_equal(count, 1);
+}
+
+static void
+test_device_put_same_token_on_other_platform_is_another_device(void **state)
+{
+	struct fixture *f = *state;
+	size_t count = 0;
+
+	put_device(f->store, "d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A, T0, STORE_PUT_CREATED);
+	put_device(f->store, "d2", "c1", DEVICE_PLATFORM_FCM, TOKEN_A, T0, STORE_PUT_CREATED);
+	assert_int_equal(store_device_count(f->store, &count), STORE_OK);
+	assert_int_equal(count, 2);
+}
+
+static void
+test_device_put_new_token_resets_delivery_state(void **state)
+{
+	struct fixture *f = *state;
+	struct device d = device_sample("d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A);
+	struct device stored;
+
+	assert_int_equal(store_device_put(f->store, &d, T0, NULL, NULL), STORE_OK);
+	assert_int_equal(store_device_mark_success(f->store, "d1", T0 + 10), STORE_OK);
+	assert_int_equal(store_device_mark_error(f->store, "d1", "Unregistered", T0 + 20),
+	    STORE_OK);
+
+	d.token = TOKEN_B;
+	assert_int_equal(store_device_put(f->store, &d, T0 + 30, NULL, &stored), STORE_OK);
+	assert_string_equal(stored.token, TOKEN_B);
+	assert_int_equal(stored.last_success_at, 0);
+	assert_null(stored.last_error);
+	assert_int_equal(stored.last_error_at, 0);
+	model_device_free(&stored);
+
+	/* A platform change is a new token too, even with the same text. */
+	assert_int_equal(store_device_mark_success(f->store, "d1", T0 + 40), STORE_OK);
+	d.platform = DEVICE_PLATFORM_FCM;
+	assert_int_equal(store_device_put(f->store, &d, T0 + 50, NULL, &stored), STORE_OK);
+	assert_int_equal(stored.platform, DEVICE_PLATFORM_FCM);
+	assert_int_equal(stored.last_success_at, 0);
+	model_device_free(&stored);
+}
+
+static void
+test_device_put_same_token_keeps_delivery_state(void **state)
+{
+	struct fixture *f = *state;
+	struct device d = device_sample("d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A);
+	struct device stored;
+
+	assert_int_equal(store_device_put(f->store, &d, T0, NULL, NULL), STORE_OK);
+	assert_int_equal(store_device_mark_success(f->store, "d1", T0 + 10), STORE_OK);
+	assert_int_equal(store_device_mark_error(f->store, "d1", "TooManyRequests", T0 + 20),
+	    STORE_OK);
+
+	d.locale = "de-DE";
+	assert_int_equal(store_device_put(f->store, &d, T0 + 30, NULL, &stored), STORE_OK);
+	assert_string_equal(stored.locale, "de-DE");
+	assert_int_equal(stored.last_success_at, T0 + 10);
+	assert_string_equal(stored.last_error, "TooManyRequests");
+	assert_int_equal(stored.last_error_at, T0 + 20);
+	assert_int_equal(stored.updated_at, T0 + 30);
+	model_device_free(&stored);
+}
+
+static void
+test_device_put_failure_leaves_nothing_half_written(void **state)
+{
+	struct fixture *f = *state;
+	struct device d = device_sample("boom", "c2", DEVICE_PLATFORM_APNS, TOKEN_A);
+	struct device got;
+	enum store_put_result result = 0;
+	size_t count = 0;
+
+	put_device(f->store, "d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A, T0, STORE_PUT_CREATED);
+	/* Make the upsert fail after the token's old holder was deleted. */
+	raw_exec(f->path, "CREATE TRIGGER fail_boom BEFORE INSERT ON devices"
+	    " WHEN NEW.device_id = 'boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END;");
+
+	assert_int_equal(store_device_put(f->store, &d, T0 + 1, &result, &got), STORE_EIO);
+	assert_int_equal(result, 0);
+	assert_int_equal(store_device_get(f->store, "d1", &got), STORE_OK);
+	assert_string_equal(got.token, TOKEN_A);
+	model_device_free(&got);
+	assert_int_equal(store_device_get(f->store, "boom", &got), STORE_ENOTFOUND);
+	assert_int_equal(store_device_count(f->store, &count), STORE_OK);
+	assert_int_equal(count, 1);
+
+	/* No transaction was left open: the next write goes through. */
+	put_device(f->store, "d2", "c1", DEVICE_PLATFORM_APNS, TOKEN_B, T0 + 2,
+	    STORE_PUT_CREATED);
+}
+
+static void
+test_device_put_on_locked_database_is_eio(void **state)
+{
+	struct fixture *f = *state;
+	struct device d = device_sample("d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A);
+	char err[512];
+	sqlite3 *db;
+
+	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_OK);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+	assert_int_equal(store_device_put(f->store, &d, T0, NULL, NULL), STORE_EIO);
+	assert_int_equal(store_member_put(f->store, "r1", "c1", T0, NULL, NULL), STORE_EIO);
+
+	assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	assert_int_equal(store_device_put(f->store, &d, T0, NULL, NULL), STORE_OK);
+}
+
+static void
+test_device_get_missing_is_enotfound(void **state)
+{
+	struct fixture *f = *state;
+	struct device got;
+
+	memset(&got, 0xa5, sizeof got);
+	assert_int_equal(store_device_get(f->store, "nope", &got), STORE_ENOTFOUND);
+	assert_null(got.device_id);
+	assert_null(got.token);
+}
+
+static void
+test_device_delete_removes_and_missing_is_enotfound(void **state)
+{
+	struct fixture *f = *state;
+	struct device got;
+
+	put_device(f->store, "d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A, T0, STORE_PUT_CREATED);
+	assert_int_equal(store_device_delete(f->store, "d1"), STORE_OK);
+	assert_int_equal(store_device_get(f->store, "d1", &got), STORE_ENOTFOUND);
+	assert_int_equal(store_device_delete(f->store, "d1"), STORE_ENOTFOUND);
+}
+
+static void
+test_client_devices_list_is_ordered_by_device_id(void **state)
+{
+	struct fixture *f = *state;
+	struct device_list list;
+
+	put_device(f->store, "m", "c1", DEVICE_PLATFORM_APNS, TOKEN_A, T0, STORE_PUT_CREATED);
+	put_device(f->store, "B", "c1", DEVICE_PLATFORM_FCM, "fcm-b", T0, STORE_PUT_CREATED);
+	put_device(f->store, "a", "c1", DEVICE_PLATFORM_APNS, TOKEN_B, T0, STORE_PUT_CREATED);
+	put_device(f->store, "0", "c2", DEVICE_PLATFORM_APNS, TOKEN_C, T0, STORE_PUT_CREATED);
+
+	assert_int_equal(store_client_devices_list(f->store, "c1", &list), STORE_OK);
+	assert_int_equal(list.count, 3);
+	/* Byte order: upper case sorts before lower case. */
+	assert_string_equal(list.items[0].device_id, "B");
+	assert_int_equal(list.items[0].platform, DEVICE_PLATFORM_FCM);
+	assert_string_equal(list.items[0].token, "fcm-b");
+	assert_string_equal(list.items[1].device_id, "a");
+	assert_string_equal(list.items[1].token, TOKEN_B);
+	assert_string_equal(list.items[2].device_id, "m");
+	assert_string_equal(list.items[2].client_id, "c1");
+	model_device_list_free(&list);
+
+	assert_int_equal(store_client_devices_list(f->store, "nobody", &list), STORE_OK);
+	assert_int_equal(list.count, 0);
+	assert_null(list.items);
+}
+
+static void
+test_client_devices_delete_counts_only_that_client(void **state)
+{
+	struct fixture *f = *state;
+	size_t deleted = 99, count = 0;
+
+	put_device(f->store, "d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A, T0, STORE_PUT_CREATED);
+	put_device(f->store, "d2", "c1", DEVICE_PLATFORM_APNS, TOKEN_B, T0, STORE_PUT_CREATED);
+	put_device(f->store, "d3", "c1", DEVICE_PLATFORM_FCM, "f3", T0, STORE_PUT_CREATED);
+	put_device(f->store, "d4", "c2", DEVICE_PLATFORM_APNS, TOKEN_C, T0, STORE_PUT_CREATED);
+
+	assert_int_equal(store_client_devices_delete(f->store, "c1", &deleted), STORE_OK);
+	assert_int_equal(deleted, 3);
+	assert_int_equal(store_device_count(f->store, &count), STORE_OK);
+	assert_int_equal(count, 1);
+	assert_int_equal(store_client_devices_delete(f->store, "c1", &deleted), STORE_OK);
+	assert_int_equal(deleted, 0);
+}
+
+static void
+test_device_count_counts_every_client(void **state)
+{
+	struct fixture *f = *state;
+	size_t count = 99;
+
+	assert_int_equal(store_device_count(f->store, &count), STORE_OK);
+	assert_int_equal(count, 0);
+	put_device(f->store, "d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A, T0, STORE_PUT_CREATED);
+	put_device(f->store, "d2", "c2", DEVICE_PLATFORM_FCM, "f2", T0, STORE_PUT_CREATED);
+	put_device(f->store, "d2", "c2", DEVICE_PLATFORM_FCM, "f2", T0, STORE_PUT_UPDATED);
+	assert_int_equal(store_device_count(f->store, &count), STORE_OK);
+	assert_int_equal(count, 2);
+}
+
+static void
+test_device_mark_success_sets_only_last_success_at(void **state)
+{
+	struct fixture *f = *state;
+	struct device got;
+
+	put_device(f->store, "d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A, T0, STORE_PUT_CREATED);
+	assert_int_equal(store_device_mark_error(f->store, "d1", "InternalServerError", T0 + 1),
+	    STORE_OK);
+	assert_int_equal(store_device_mark_success(f->store, "d1", T0 + 2), STORE_OK);
+	assert_int_equal(store_device_get(f->store, "d1", &got), STORE_OK);
+	assert_int_equal(got.last_success_at, T0 + 2);
+	assert_string_equal(got.last_error, "InternalServerError");
+	assert_int_equal(got.last_error_at, T0 + 1);
+	assert_int_equal(got.updated_at, T0);
+	assert_int_equal(got.created_at, T0);
+	model_device_free(&got);
+}
+
+static void
+test_device_mark_error_sets_reason_and_time(void **state)
+{
+	struct fixture *f = *state;
+	struct device got;
+
+	put_device(f->store, "d1", "c1", DEVICE_PLATFORM_FCM, "f1", T0, STORE_PUT_CREATED);
+	assert_int_equal(store_device_mark_success(f->store, "d1", T0 + 1), STORE_OK);
+	assert_int_equal(store_device_mark_error(f->store, "d1", "QUOTA_EXCEEDED", T0 + 2),
+	    STORE_OK);
+	assert_int_equal(store_device_mark_error(f->store, "d1", "UNAVAILABLE", T0 + 3),
+	    STORE_OK);
+	assert_int_equal(store_device_get(f->store, "d1", &got), STORE_OK);
+	assert_string_equal(got.last_error, "UNAVAILABLE");
+	assert_int_equal(got.last_error_at, T0 + 3);
+	assert_int_equal(got.last_success_at, T0 + 1);
+	assert_int_equal(got.updated_at, T0);
+	model_device_free(&got);
+}
+
+static void
+test_device_mark_on_missing_device_is_enotfound(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(store_device_mark_success(f->store, "nope", T0), STORE_ENOTFOUND);
+	assert_int_equal(store_device_mark_error(f->store, "nope", "x", T0), STORE_ENOTFOUND);
+}
+
+static void
+test_device_remove_token_respects_unless_updated_after(void **state)
+{
+	struct fixture *f = *state;
+	struct device got;
+	int removed = -1;
+
+	put_device(f->store, "d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A, T0 + 100,
+	    STORE_PUT_CREATED);
+
+	/* Re-registered after the provider's verdict: kept. */
+	assert_int_equal(store_device_remove_token(f->store, DEVICE_PLATFORM_APNS, TOKEN_A,
+	    T0 + 99, &removed), STORE_OK);
+	assert_int_equal(removed, 0);
+	assert_int_equal(store_device_get(f->store, "d1", &got), STORE_OK);
+	model_device_free(&got);
+
+	/* Same token on the other platform: a different device, nothing removed. */
+	removed = -1;
+	assert_int_equal(store_device_remove_token(f->store, DEVICE_PLATFORM_FCM, TOKEN_A,
+	    INT64_MAX, &removed), STORE_OK);
+	assert_int_equal(removed, 0);
+
+	/* Registered at or before the verdict: removed. */
+	removed = -1;
+	assert_int_equal(store_device_remove_token(f->store, DEVICE_PLATFORM_APNS, TOKEN_A,
+	    T0 + 100, &removed), STORE_OK);
+	assert_int_equal(removed, 1);
+	assert_int_equal(store_device_get(f->store, "d1", &got), STORE_ENOTFOUND);
+
+	/* An unknown token is not an error. */
+	removed = -1;
+	assert_int_equal(store_device_remove_token(f->store, DEVICE_PLATFORM_APNS, TOKEN_A,
+	    INT64_MAX, &removed), STORE_OK);
+	assert_int_equal(removed, 0);
+}
+
+static void
+test_member_put_creates_then_keeps_existing(void **state)
+{
+	struct fixture *f = *state;
+	enum store_put_result result = 0;
+	struct member stored;
+
+	assert_int_equal(store_member_put(f->store, "r1", "c1", T0, &result, &stored), STORE_OK);
+	assert_int_equal(result, STORE_PUT_CREATED);
+	assert_string_equal(stored.room_id, "r1");
+	assert_string_equal(stored.client_id, "c1");
+	assert_int_equal(stored.joined_at, T0);
+	assert_int_equal(stored.muted_until, 0);
+	assert_int_equal(stored.mentions_only, 0);
+	model_member_free(&stored);
+
+	assert_int_equal(store_member_prefs_put(f->store, "r1", "c1", T0 + 500, 1, NULL),
+	    STORE_OK);
+	result = 0;
+	assert_int_equal(store_member_put(f->store, "r1", "c1", T0 + 1000, &result, &stored),
+	    STORE_OK);
+	assert_int_equal(result, STORE_PUT_UPDATED);
+	assert_int_equal(stored.joined_at, T0);
+	assert_int_equal(stored.muted_until, T0 + 500);
+	assert_int_equal(stored.mentions_only, 1);
+	model_member_free(&stored);
+}
+
+static void
+test_member_get_missing_is_enotfound(void **state)
+{
+	struct fixture *f = *state;
+	struct member got;
+
+	assert_int_equal(store_member_put(f->store, "r1", "c1", T0, NULL, NULL), STORE_OK);
+	assert_int_equal(store_member_get(f->store, "r1", "c2", &got), STORE_ENOTFOUND);
+	assert_null(got.room_id);
+	assert_int_equal(store_member_get(f->store, "r2", "c1", &got), STORE_ENOTFOUND);
+	assert_int_equal(store_member_get(f->store, "r1", "c1", &got), STORE_OK);
+	assert_string_equal(got.room_id, "r1");
+	assert_string_equal(got.client_id, "c1");
+	assert_int_equal(got.joined_at, T0);
+	model_member_free(&got);
+}
+
+static void
+test_member_delete_removes_and_missing_is_enotfound(void **state)
+{
+	struct fixture *f = *state;
+	struct member got;
+
+	assert_int_equal(store_member_put(f->store, "r1", "c1", T0, NULL, NULL), STORE_OK);
+	assert_int_equal(store_member_put(f->store, "r2", "c1", T0, NULL, NULL), STORE_OK);
+	assert_int_equal(store_member_delete(f->store, "r1", "c1"), STORE_OK);
+	assert_int_equal(store_member_get(f->store, "r1", "c1", &got), STORE_ENOTFOUND);
+	assert_int_equal(store_member_delete(f->store, "r1", "c1"), STORE_ENOTFOUND);
+	assert_int_equal(store_member_get(f->store, "r2", "c1", &got), STORE_OK);
+	model_member_free(&got);
+}
+
+/* Expect one page to hold exactly the given client ids. */
+static void
+expect_page(struct store *store, const char *after, size_t limit, size_t count,
+    const char *const *ids)
+{
+	struct member_list list;
+
+	assert_int_equal(store_room_members_list(store, "room", after, limit, &list), STORE_OK);
+	assert_int_equal(list.count, count);
+	for (size_t i = 0; i < count; i++) {
+		assert_string_equal(list.items[i].room_id, "room");
+		assert_string_equal(list.items[i].client_id, ids[i]);
+	}
+	model_member_list_free(&list);
+}
+
+static void
+test_room_members_list_pages_by_client_id(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const inserted[] = { "c4", "c2", "c5", "c1", "c3" };
+	static const char *const page1[] = { "c1", "c2" };
+	static const char *const page2[] = { "c3", "c4" };
+	static const char *const page3[] = { "c5" };
+	static const char *const all[] = { "c1", "c2", "c3", "c4", "c5" };
+
+	for (size_t i = 0; i < 5; i++)
+		assert_int_equal(store_member_put(f->store, "room", inserted[i], T0, NULL, NULL),
+		    STORE_OK);
+	assert_int_equal(store_member_put(f->store, "other", "c0", T0, NULL, NULL), STORE_OK);
+	assert_int_equal(store_member_put(f->store, "roomz", "c9", T0, NULL, NULL), STORE_OK);
+
+	expect_page(f->store, NULL, 2, 2, page1);
+	expect_page(f->store, "c2", 2, 2, page2);
+	expect_page(f->store, "c4", 2, 1, page3);
+	expect_page(f->store, "c5", 2, 0, NULL);
+	/* The cursor need not be a member. */
+	expect_page(f->store, "c2x", 2, 2, page2);
+	expect_page(f->store, NULL, SIZE_MAX, 5, all);
+	expect_page(f->store, NULL, 0, 0, NULL);
+}
+
+static void
+test_member_prefs_put_sets_fields(void **state)
+{
+	struct fixture *f = *state;
+	struct member stored;
+
+	assert_int_equal(store_member_put(f->store, "r1", "c1", T0, NULL, NULL), STORE_OK);
+	assert_int_equal(store_member_prefs_put(f->store, "r1", "c1", T0 + 3600000, 7, &stored),
+	    STORE_OK);
+	assert_string_equal(stored.room_id, "r1");
+	assert_string_equal(stored.client_id, "c1");
+	assert_int_equal(stored.joined_at, T0);
+	assert_int_equal(stored.muted_until, T0 + 3600000);
+	assert_int_equal(stored.mentions_only, 1);
+	model_member_free(&stored);
+
+	assert_int_equal(store_member_prefs_put(f->store, "r1", "c1", 0, 0, &stored), STORE_OK);
+	assert_int_equal(stored.muted_until, 0);
+	assert_int_equal(stored.mentions_only, 0);
+	model_member_free(&stored);
+}
+
+static void
+test_member_prefs_put_on_non_member_is_enotfound(void **state)
+{
+	struct fixture *f = *state;
+	struct member got;
+
+	assert_int_equal(store_member_put(f->store, "r1", "c1", T0, NULL, NULL), STORE_OK);
+	assert_int_equal(store_member_prefs_put(f->store, "r1", "c2", T0, 1, &got),
+	    STORE_ENOTFOUND);
+	assert_int_equal(store_member_get(f->store, "r1", "c2", &got), STORE_ENOTFOUND);
+}
+
+#define STORE_TEST(name) cmocka_unit_test_setup_teardown(name, setup_store, teardown)
+#define DIR_TEST(name) cmocka_unit_test_setup_teardown(name, setup_dir, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_store_strerror_names_every_code),
+		DIR_TEST(test_open_unknown_backend_is_einval),
+		DIR_TEST(test_open_bad_options_are_einval),
+		DIR_TEST(test_open_creates_file_0600_in_new_dir_0700),
+		STORE_TEST(test_open_sets_schema_version_and_wal),
+		DIR_TEST(test_open_garbage_file_is_eio),
+		DIR_TEST(test_open_newer_schema_is_enewer_and_untouched),
+		STORE_TEST(test_reopen_keeps_every_row),
+		STORE_TEST(test_ping_answers),
+		STORE_TEST(test_device_put_creates_then_updates_keeping_created_at),
+		STORE_TEST(test_device_put_without_result_or_stored),
+		STORE_TEST(test_device_put_missing_field_is_einval),
+		STORE_TEST(test_device_put_moves_token_from_other_device),
+		STORE_TEST(test_device_put_same_token_on_other_platform_is_another_device),
+		STORE_TEST(test_device_put_new_token_resets_delivery_state),
+		STORE_TEST(test_device_put_same_token_keeps_delivery_state),
+		STORE_TEST(test_device_put_failure_leaves_nothing_half_written),
+		DIR_TEST(test_device_put_on_locked_database_is_eio),
+		STORE_TEST(test_device_get_missing_is_enotfound),
+		STORE_TEST(test_device_delete_removes_and_missing_is_enotfound),
+		STORE_TEST(test_client_devices_list_is_ordered_by_device_id),
+		STORE_TEST(test_client_devices_delete_counts_only_that_client),
+		STORE_TEST(test_device_count_counts_every_client),
+		STORE_TEST(test_device_mark_success_sets_only_last_success_at),
+		STORE_TEST(test_device_mark_error_sets_reason_and_time),
+		STORE_TEST(test_device_mark_on_missing_device_is_enotfound),
+		STORE_TEST(test_device_remove_token_respects_unless_updated_after),
+		STORE_TEST(test_member_put_creates_then_keeps_existing),
+		STORE_TEST(test_member_get_missing_is_enotfound),
+		STORE_TEST(test_member_delete_removes_and_missing_is_enotfound),
+		STORE_TEST(test_room_members_list_pages_by_client_id),
+		STORE_TEST(test_member_prefs_put_sets_fields),
+		STORE_TEST(test_member_prefs_put_on_non_member_is_enotfound),
+	};
+
+	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}

@@ -1,5 +1,5 @@
 /* The device registry: finds a backend by name and calls through its operations. */
-#include "config.h"
+#include "autoconf.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
  * migrations below, each in its own transaction. A database from a newer build is
  * refused before anything in it is changed.
  */
-#include "config.h"
+#include "autoconf.h"
 
 #include <sys/stat.h>
 #include <sys/types.h>

@@ -1,5 +1,5 @@
 /* Tests for the device registry and its SQLite backend. */
-#include "config.h"
+#include "autoconf.h"
 
 #include <sys/stat.h>
 

@@ -1,1 +1,997 @@
-int main(void) { return 77; }
+/*
+ * Tests for config.c: defaults and derived paths, every option read from a file, each
+ * class of error with its exact message and line, value parsing, reload checks, and
+ * the committed example file.
+ */
+#include "autoconf.h"
+
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "log.h"
+#include "store.h"
+
+#define OPTION_COUNT 14
+
+struct fixture {
+	char dir[PATH_MAX];
+	char file[PATH_MAX + 32];
+	char *saved_state_directory;
+};
+
+/* A fresh temp directory for the test's file, and STATE_DIRECTORY unset. */
+static int
+setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof *fx);
+	const char *tmp = getenv("TMPDIR");
+	const char *saved = getenv("STATE_DIRECTORY");
+
+	assert_non_null(fx);
+	snprintf(fx->dir, sizeof fx->dir, "%s/test_config.XXXXXX",
+	    tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+	assert_non_null(mkdtemp(fx->dir));
+	snprintf(fx->file, sizeof fx->file, "%s/pushrelay.conf", fx->dir);
+	if (saved != NULL)
+		fx->saved_state_directory = strdup(saved);
+	/* Tests that depend on it set it; the others must not see the caller's. */
+	unsetenv("STATE_DIRECTORY");
+	*state = fx;
+	return 0;
+}
+
+/* Remove the temp directory and restore STATE_DIRECTORY. */
+static int
+teardown(void **state)
+{
+	struct fixture *fx = *state;
+
+	unlink(fx->file);
+	rmdir(fx->dir);
+	if (fx->saved_state_directory != NULL)
+		setenv("STATE_DIRECTORY", fx->saved_state_directory, 1);
+	else
+		unsetenv("STATE_DIRECTORY");
+	free(fx->saved_state_directory);
+	free(fx);
+	return 0;
+}
+
+/* Write text to path, replacing it. */
+static void
+write_file(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	assert_int_equal(fputs(text, fp) >= 0, 1);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* Read a whole file; NULL if it cannot be opened. */
+static char *
+read_file(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "r");
+	char *buf = NULL;
+	size_t size = 0, n;
+
+	if (fp == NULL)
+		return NULL;
+	*len = 0;
+	for (;;) {
+		if (*len + 4096 > size) {
+			size = *len + 8192;
+			buf = realloc(buf, size);
+			assert_non_null(buf);
+		}
+		n = fread(buf + *len, 1, size - *len - 1, fp);
+		*len += n;
+		if (n == 0)
+			break;
+	}
+	buf[*len] = '\0';
+	fclose(fp);
+	return buf;
+}
+
+/* config_write_example() or config_write_man() into a string. */
+static char *
+capture(void (*writer)(FILE *), size_t *len)
+{
+	char *buf = NULL;
+	FILE *fp = open_memstream(&buf, len);
+
+	assert_non_null(fp);
+	writer(fp);
+	assert_int_equal(fclose(fp), 0);
+	return buf;
+}
+
+/* Load text as the fixture's file, expecting success. */
+static void
+load_text(struct fixture *fx, const char *text, struct config *config)
+{
+	char err[512] = "";
+	int result;
+
+	write_file(fx->file, text);
+	result = config_load(config, fx->file, err, sizeof err);
+	if (result != 0)
+		print_error("unexpected error: %s\n", err);
+	assert_int_equal(result, 0);
+}
+
+/* Load text, expecting exactly "FILE" followed by suffix and a zeroed config. */
+static void
+assert_load_error(struct fixture *fx, const char *text, const char *suffix)
+{
+	struct config config, zero;
+	char err[512], expected[PATH_MAX + 512];
+
+	write_file(fx->file, text);
+	memset(&config, 0xa5, sizeof config);
+	memset(&zero, 0, sizeof zero);
+	assert_int_equal(config_load(&config, fx->file, err, sizeof err), -1);
+	snprintf(expected, sizeof expected, "%s%s", fx->file, suffix);
+	assert_string_equal(err, expected);
+	assert_memory_equal(&config, &zero, sizeof config);
+}
+
+/* Every field at its default, with state_dir as given. */
+static void
+assert_defaults(const struct config *config, const char *state_dir)
+{
+	char path[PATH_MAX];
+
+	assert_string_equal(config->state_dir, state_dir);
+	assert_int_equal(config->shutdown_timeout_ms, 10000);
+	assert_int_equal(config->listen_count, 1);
+	assert_string_equal(config->listen[0], "127.0.0.1:8470");
+	assert_null(config->unix_socket);
+	assert_int_equal(config->unix_socket_mode, 0660);
+	snprintf(path, sizeof path, "%s/api-keys", state_dir);
+	assert_string_equal(config->api_key_file, path);
+	assert_int_equal(config->api_key_file_is_default, 1);
+	assert_int_equal(config->max_body_size, 1024 * 1024);
+	assert_int_equal(config->request_timeout_ms, 30000);
+	assert_string_equal(config->store_backend, "sqlite");
+	snprintf(path, sizeof path, "%s/pushrelay.db", state_dir);
+	assert_string_equal(config->store_path, path);
+	assert_int_equal(config->store_sync, STORE_SYNC_FULL);
+	assert_int_equal(config->store_busy_timeout_ms, 5000);
+	assert_int_equal(config->log_level, LOG_LEVEL_INFO);
+	assert_int_equal(config->log_format, LOG_FORMAT_TEXT);
+}
+
+/* Equal strings, or both NULL. */
+static void
+assert_optional_string_equal(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		assert_ptr_equal(a, b);
+	else
+		assert_string_equal(a, b);
+}
+
+/* Every option equal, reloadable or not (the file path aside). */
+static void
+assert_configs_equal(const struct config *a, const struct config *b)
+{
+	size_t i;
+
+	assert_string_equal(a->state_dir, b->state_dir);
+	assert_int_equal(a->shutdown_timeout_ms, b->shutdown_timeout_ms);
+	assert_int_equal(a->listen_count, b->listen_count);
+	for (i = 0; i < a->listen_count; i++)
+		assert_string_equal(a->listen[i], b->listen[i]);
+	assert_optional_string_equal(a->unix_socket, b->unix_socket);
+	assert_int_equal(a->unix_socket_mode, b->unix_socket_mode);
+	assert_string_equal(a->api_key_file, b->api_key_file);
+	assert_int_equal(a->api_key_file_is_default, b->api_key_file_is_default);
+	assert_int_equal(a->max_body_size, b->max_body_size);
+	assert_int_equal(a->request_timeout_ms, b->request_timeout_ms);
+	assert_string_equal(a->store_backend, b->store_backend);
+	assert_string_equal(a->store_path, b->store_path);
+	assert_int_equal(a->store_sync, b->store_sync);
+	assert_int_equal(a->store_busy_timeout_ms, b->store_busy_timeout_ms);
+	assert_int_equal(a->log_level, b->log_level);
+	assert_int_equal(a->log_format, b->log_format);
+}
+
+static void
+test_config_defaults_without_file_use_first_state_directory(void **state)
+{
+	struct config config;
+	char err[256];
+
+	(void)state;
+	setenv("STATE_DIRECTORY", "/var/lib/pushrelay:/var/lib/other", 1);
+	assert_int_equal(config_load(&config, NULL, err, sizeof err), 0);
+	assert_null(config.path);
+	assert_defaults(&config, "/var/lib/pushrelay");
+	config_free(&config);
+}
+
+static void
+test_config_defaults_without_state_directory_use_local_dir(void **state)
+{
+	struct config config;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(config_load(&config, NULL, err, sizeof err), 0);
+	assert_defaults(&config, "./pushrelay-state");
+	assert_string_equal(config.api_key_file, "./pushrelay-state/api-keys");
+	assert_string_equal(config.store_path, "./pushrelay-state/pushrelay.db");
+	config_free(&config);
+
+	setenv("STATE_DIRECTORY", "", 1);
+	assert_int_equal(config_load(&config, NULL, err, sizeof err), 0);
+	assert_defaults(&config, "./pushrelay-state");
+	config_free(&config);
+}
+
+static void
+test_config_empty_file_gives_defaults_and_records_path(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+
+	setenv("STATE_DIRECTORY", "/srv/state", 1);
+	load_text(fx, "# nothing\n\n", &config);
+	assert_string_equal(config.path, fx->file);
+	assert_defaults(&config, "/srv/state");
+	config_free(&config);
+}
+
+static void
+test_config_file_sets_every_key(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+
+	setenv("STATE_DIRECTORY", "/ignored", 1);
+	load_text(fx,
+	    "[server]\n"
+	    "state_dir = /var/lib/relay\n"
+	    "shutdown_timeout = 250ms\n"
+	    "[api]\n"
+	    "listen = 127.0.0.1:9000, [::1]:0 localhost:9001\n"
+	    "unix_socket = /run/pushrelay/api.sock\n"
+	    "unix_socket_mode = 0600\n"
+	    "api_key_file = /etc/pushrelay/keys\n"
+	    "max_body_size = 8M\n"
+	    "request_timeout = 2m\n"
+	    "[store]\n"
+	    "backend = sqlite\n"
+	    "path = /data/devices.db\n"
+	    "synchronous = normal\n"
+	    "busy_timeout = 0\n"
+	    "[log]\n"
+	    "level = debug\n"
+	    "format = json\n",
+	    &config);
+	assert_string_equal(config.state_dir, "/var/lib/relay");
+	assert_int_equal(config.shutdown_timeout_ms, 250);
+	assert_int_equal(config.listen_count, 3);
+	assert_string_equal(config.listen[0], "127.0.0.1:9000");
+	assert_string_equal(config.listen[1], "[::1]:0");
+	assert_string_equal(config.listen[2], "localhost:9001");
+	assert_string_equal(config.unix_socket, "/run/pushrelay/api.sock");
+	assert_int_equal(config.unix_socket_mode, 0600);
+	assert_string_equal(config.api_key_file, "/etc/pushrelay/keys");
+	assert_int_equal(config.api_key_file_is_default, 0);
+	assert_int_equal(config.max_body_size, 8 * 1024 * 1024);
+	assert_int_equal(config.request_timeout_ms, 120000);
+	assert_string_equal(config.store_backend, "sqlite");
+	assert_string_equal(config.store_path, "/data/devices.db");
+	assert_int_equal(config.store_sync, STORE_SYNC_NORMAL);
+	assert_int_equal(config.store_busy_timeout_ms, 0);
+	assert_int_equal(config.log_level, LOG_LEVEL_DEBUG);
+	assert_int_equal(config.log_format, LOG_FORMAT_JSON);
+	config_free(&config);
+}
+
+static void
+test_config_relative_state_dir_derives_relative_paths(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+
+	setenv("STATE_DIRECTORY", "/ignored", 1);
+	load_text(fx, "[server]\nstate_dir = var/state/\n", &config);
+	assert_string_equal(config.state_dir, "var/state/");
+	assert_string_equal(config.api_key_file, "var/state/api-keys");
+	assert_int_equal(config.api_key_file_is_default, 1);
+	assert_string_equal(config.store_path, "var/state/pushrelay.db");
+	config_free(&config);
+
+	/* Explicit relative paths stay relative to the working directory, not state_dir. */
+	load_text(fx, "[server]\nstate_dir = data\n[store]\npath = db/x.db\n"
+	    "[api]\napi_key_file = keys\n", &config);
+	assert_string_equal(config.store_path, "db/x.db");
+	assert_string_equal(config.api_key_file, "keys");
+	assert_int_equal(config.api_key_file_is_default, 0);
+	config_free(&config);
+}
+
+static void
+test_config_crlf_and_comments_are_accepted(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+
+	load_text(fx, "; comment\r\n# comment\r\n[log]\r\nlevel = warn ; why\r\n"
+	    "[api]\r\nlisten = 127.0.0.1:1\r\n", &config);
+	assert_int_equal(config.log_level, LOG_LEVEL_WARN);
+	assert_int_equal(config.listen_count, 1);
+	assert_string_equal(config.listen[0], "127.0.0.1:1");
+	config_free(&config);
+}
+
+static void
+test_config_missing_file_is_cannot_open(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+	char err[512], expected[PATH_MAX + 64];
+
+	memset(&config, 0xa5, sizeof config);
+	assert_int_equal(config_load(&config, fx->file, err, sizeof err), -1);
+	snprintf(expected, sizeof expected, "%s: cannot open: %s", fx->file,
+	    strerror(ENOENT));
+	assert_string_equal(err, expected);
+	assert_null(config.path);
+	assert_null(config.state_dir);
+}
+
+static void
+test_config_unknown_section_is_error_at_its_header(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_load_error(fx, "[log]\nlevel = info\n[tls]\n", ":3: unknown section [tls]");
+	assert_load_error(fx, "[log]\n  [tls]\n  cert = x\n", ":3: unknown section [tls]");
+}
+
+static void
+test_config_key_before_any_section_is_error(void **state)
+{
+	assert_load_error(*state, "\nlevel = info\n", ":2: key 'level' before any [section]");
+}
+
+static void
+test_config_unknown_key_is_error_without_suggestion(void **state)
+{
+	assert_load_error(*state, "[api]\nlisten = 127.0.0.1:1\nlistn = 127.0.0.1:2\n",
+	    ":3: unknown key 'listn' in [api]");
+}
+
+static void
+test_config_key_set_twice_is_error_naming_first_line(void **state)
+{
+	assert_load_error(*state, "[log]\nlevel = info\nformat = text\n\nlevel = debug\n",
+	    ":5: [log] level: set twice, first on line 2");
+	/* Twice even when both values are the same and sections are split. */
+	assert_load_error(*state, "[log]\nlevel = info\n[api]\n[log]\nlevel = info\n",
+	    ":5: [log] level: set twice, first on line 2");
+}
+
+static void
+test_config_indented_continuation_is_error(void **state)
+{
+	assert_load_error(*state, "[api]\nlisten = 127.0.0.1:1\n  [::1]:1\n",
+	    ":3: [api] listen: continuation lines are not supported; "
+	    "write the value on one line");
+}
+
+static void
+test_config_empty_value_is_error_for_non_string_types(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_load_error(fx, "[api]\nmax_body_size =\n", ":2: [api] max_body_size: empty value");
+	assert_load_error(fx, "[server]\nshutdown_timeout = \n",
+	    ":2: [server] shutdown_timeout: empty value");
+	assert_load_error(fx, "[api]\nunix_socket_mode =\n",
+	    ":2: [api] unix_socket_mode: empty value");
+	assert_load_error(fx, "[log]\nlevel =\n", ":2: [log] level: empty value");
+	assert_load_error(fx, "[store]\nbackend =\n",
+	    ":2: [store] backend: must be one of: sqlite");
+}
+
+static void
+test_config_out_of_range_values_name_the_bounds(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_load_error(fx, "[api]\nmax_body_size = 65M\n",
+	    ":2: [api] max_body_size: must be between 1K and 64M");
+	assert_load_error(fx, "[api]\nmax_body_size = 1023\n",
+	    ":2: [api] max_body_size: must be between 1K and 64M");
+	assert_load_error(fx, "[api]\nmax_body_size = 99999999999999999999G\n",
+	    ":2: [api] max_body_size: must be between 1K and 64M");
+	assert_load_error(fx, "[server]\nshutdown_timeout = 601s\n",
+	    ":2: [server] shutdown_timeout: must be between 0s and 10m");
+	assert_load_error(fx, "[api]\nrequest_timeout = 999ms\n",
+	    ":2: [api] request_timeout: must be between 1s and 1h");
+	assert_load_error(fx, "[store]\nbusy_timeout = 61\n",
+	    ":2: [store] busy_timeout: must be between 0s and 1m");
+	assert_load_error(fx, "[api]\nunix_socket_mode = 1777\n",
+	    ":2: [api] unix_socket_mode: must be between 0000 and 0777");
+}
+
+static void
+test_config_boundary_values_are_accepted(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+
+	load_text(fx, "[api]\nmax_body_size = 64M\nrequest_timeout = 1h\n"
+	    "[server]\nshutdown_timeout = 10m\n[store]\nbusy_timeout = 1m\n", &config);
+	assert_int_equal(config.max_body_size, 64 * 1024 * 1024);
+	assert_int_equal(config.request_timeout_ms, 3600000);
+	assert_int_equal(config.shutdown_timeout_ms, 600000);
+	assert_int_equal(config.store_busy_timeout_ms, 60000);
+	config_free(&config);
+
+	load_text(fx, "[api]\nmax_body_size = 1024\nrequest_timeout = 1000ms\n"
+	    "unix_socket_mode = 0\n[server]\nshutdown_timeout = 0\n", &config);
+	assert_int_equal(config.max_body_size, 1024);
+	assert_int_equal(config.request_timeout_ms, 1000);
+	assert_int_equal(config.unix_socket_mode, 0);
+	assert_int_equal(config.shutdown_timeout_ms, 0);
+	config_free(&config);
+}
+
+static void
+test_config_bad_enum_names_allowed_values(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_load_error(fx, "[store]\nsynchronous = off\n",
+	    ":2: [store] synchronous: must be one of: full, normal");
+	assert_load_error(fx, "[store]\nsynchronous = FULL\n",
+	    ":2: [store] synchronous: must be one of: full, normal");
+	assert_load_error(fx, "[store]\nbackend = redis\n",
+	    ":2: [store] backend: must be one of: sqlite");
+	assert_load_error(fx, "[log]\nlevel = verbose\n",
+	    ":2: [log] level: must be one of: error, warn, info, debug");
+	assert_load_error(fx, "[log]\nformat = xml\n",
+	    ":2: [log] format: must be one of: text, json");
+}
+
+static void
+test_config_malformed_values_are_errors(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_load_error(fx, "[server]\nshutdown_timeout = 1.5s\n",
+	    ":2: [server] shutdown_timeout: '1.5s' is not a duration "
+	    "(a whole number with ms, s, m or h; alone, seconds)");
+	assert_load_error(fx, "[server]\nshutdown_timeout = 10 s\n",
+	    ":2: [server] shutdown_timeout: '10 s' is not a duration "
+	    "(a whole number with ms, s, m or h; alone, seconds)");
+	assert_load_error(fx, "[api]\nmax_body_size = 1.5M\n",
+	    ":2: [api] max_body_size: '1.5M' is not a size "
+	    "(a whole number of bytes, or with K, M or G)");
+	assert_load_error(fx, "[api]\nmax_body_size = 1MB\n",
+	    ":2: [api] max_body_size: '1MB' is not a size "
+	    "(a whole number of bytes, or with K, M or G)");
+	assert_load_error(fx, "[api]\nunix_socket_mode = 0668\n",
+	    ":2: [api] unix_socket_mode: '0668' is not an octal mode such as 0660");
+	assert_load_error(fx, "[api]\nunix_socket_mode = u=rw\n",
+	    ":2: [api] unix_socket_mode: 'u=rw' is not an octal mode such as 0660");
+}
+
+static void
+test_config_syntax_error_is_reported_before_a_later_bad_value(void **state)
+{
+	/* inih only reports the line of a syntax error; a later value error must not win. */
+	assert_load_error(*state, "[log]\nlevel debug\nformat = xml\n",
+	    ":2: syntax error: expected [section] or key = value");
+	assert_load_error(*state, "[log\nlevel = debug\n",
+	    ":1: syntax error: expected [section] or key = value");
+	/* And a value error before a syntax error keeps its own line. */
+	assert_load_error(*state, "[log]\nformat = xml\nlevel debug\n",
+	    ":2: [log] format: must be one of: text, json");
+}
+
+static void
+test_config_overlong_line_is_error_not_split(void **state)
+{
+	struct fixture *fx = *state;
+	char text[400];
+
+	snprintf(text, sizeof text, "[api]\n# %0300d\nlisten = 127.0.0.1:1\n", 0);
+	assert_load_error(fx, text, ":2: line longer than 197 characters");
+
+	/* 197 characters is still one line. */
+	snprintf(text, sizeof text, "[api]\n#%0196d\nlisten = 127.0.0.1:1\n", 0);
+	assert_int_equal(strlen(strchr(text, '#')), 197 + 1 + strlen("listen = 127.0.0.1:1\n"));
+	{
+		struct config config;
+
+		load_text(fx, text, &config);
+		config_free(&config);
+	}
+}
+
+static void
+test_config_empty_listen_needs_unix_socket(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+
+	assert_load_error(fx, "[api]\nlisten =\n",
+	    ": no listen address and no unix_socket: the API would be unreachable");
+
+	load_text(fx, "[api]\nlisten = ,\nunix_socket = relay.sock\n", &config);
+	assert_int_equal(config.listen_count, 0);
+	assert_null(config.listen);
+	assert_string_equal(config.unix_socket, "relay.sock");
+	config_free(&config);
+}
+
+static void
+test_config_bad_listen_entries_are_errors(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_load_error(fx, "[api]\nlisten = 127.0.0.1\n",
+	    ":2: [api] listen: '127.0.0.1': no port (write host:port)");
+	assert_load_error(fx, "[api]\nlisten = 127.0.0.1:1 ::1:8470\n",
+	    ":2: [api] listen: '::1:8470': an IPv6 address needs brackets: [address]:port");
+	assert_load_error(fx, "[api]\nlisten = example.com:80\n",
+	    ":2: [api] listen: 'example.com:80': "
+	    "host must be an IPv4 address, [IPv6 address] or localhost");
+	assert_load_error(fx, "[api]\nlisten = [fe80::1%eth0]:80\n",
+	    ":2: [api] listen: '[fe80::1%eth0]:80': "
+	    "host must be an IPv4 address, [IPv6 address] or localhost");
+	assert_load_error(fx, "[api]\nlisten = 1.2.3.4:65536\n",
+	    ":2: [api] listen: '1.2.3.4:65536': port must be a number from 0 to 65535");
+	assert_load_error(fx, "[api]\nlisten = 1.2.3.4:\n",
+	    ":2: [api] listen: '1.2.3.4:': port must be a number from 0 to 65535");
+	assert_load_error(fx, "[api]\nlisten = [::1\n",
+	    ":2: [api] listen: '[::1': no closing ']'");
+	assert_load_error(fx, "[api]\nlisten = [::1]8470\n",
+	    ":2: [api] listen: '[::1]8470': expected ':' after ']'");
+	assert_load_error(fx, "[api]\nlisten = 127.0.0.1:1, 127.0.0.1:1\n",
+	    ":2: [api] listen: '127.0.0.1:1' is listed twice");
+}
+
+static void
+test_config_mode_accepts_with_and_without_leading_zero(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+
+	load_text(fx, "[api]\nunix_socket_mode = 660\n", &config);
+	assert_int_equal(config.unix_socket_mode, 0660);
+	config_free(&config);
+	load_text(fx, "[api]\nunix_socket_mode = 0600\n", &config);
+	assert_int_equal(config.unix_socket_mode, 0600);
+	config_free(&config);
+}
+
+static void
+test_config_unix_socket_longer_than_sun_path_is_error(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+	char text[256];
+
+	snprintf(text, sizeof text, "[api]\nunix_socket = /%0106d\n", 0);
+	load_text(fx, text, &config);
+	assert_int_equal(strlen(config.unix_socket), 107);
+	config_free(&config);
+
+	snprintf(text, sizeof text, "[api]\nunix_socket = /%0107d\n", 0);
+	assert_load_error(fx, text, ":2: [api] unix_socket: must be at most 107 bytes long");
+}
+
+static void
+test_config_log_levels_match_log_module(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+	enum log_level level, expected;
+	char text[64];
+
+	for (level = LOG_LEVEL_ERROR; level <= LOG_LEVEL_DEBUG; level++) {
+		snprintf(text, sizeof text, "[log]\nlevel = %s\n", log_level_name(level));
+		load_text(fx, text, &config);
+		assert_int_equal(log_level_from_string(log_level_name(level), &expected), 0);
+		assert_int_equal(config.log_level, expected);
+		assert_int_equal(config.log_level, level);
+		config_free(&config);
+	}
+}
+
+static void
+test_config_parse_duration_units_and_edges(void **state)
+{
+	int64_t ms = -1;
+
+	(void)state;
+	assert_int_equal(config_parse_duration("250ms", &ms), 0);
+	assert_int_equal(ms, 250);
+	assert_int_equal(config_parse_duration("10s", &ms), 0);
+	assert_int_equal(ms, 10000);
+	assert_int_equal(config_parse_duration("5m", &ms), 0);
+	assert_int_equal(ms, 300000);
+	assert_int_equal(config_parse_duration("1h", &ms), 0);
+	assert_int_equal(ms, 3600000);
+	assert_int_equal(config_parse_duration("7", &ms), 0);
+	assert_int_equal(ms, 7000);
+	assert_int_equal(config_parse_duration("0", &ms), 0);
+	assert_int_equal(ms, 0);
+	assert_int_equal(config_parse_duration("007s", &ms), 0);
+	assert_int_equal(ms, 7000);
+
+	ms = 42;
+	assert_int_equal(config_parse_duration("1.5s", &ms), -1);
+	assert_int_equal(config_parse_duration("", &ms), -1);
+	assert_int_equal(config_parse_duration("s", &ms), -1);
+	assert_int_equal(config_parse_duration("-1s", &ms), -1);
+	assert_int_equal(config_parse_duration("+1s", &ms), -1);
+	assert_int_equal(config_parse_duration("10S", &ms), -1);
+	assert_int_equal(config_parse_duration("1d", &ms), -1);
+	assert_int_equal(config_parse_duration("1sec", &ms), -1);
+	assert_int_equal(config_parse_duration("1m30s", &ms), -1);
+	assert_int_equal(config_parse_duration(" 1s", &ms), -1);
+	assert_int_equal(ms, 42);
+	assert_int_equal(config_parse_duration("9223372036854775807ms", &ms), 0);
+	assert_int_equal(ms, INT64_MAX);
+	assert_int_equal(config_parse_duration("9223372036854775808ms", &ms), -2);
+	assert_int_equal(config_parse_duration("9223372036854775807", &ms), -2);
+	assert_int_equal(config_parse_duration("99999999999999999999x", &ms), -1);
+}
+
+static void
+test_config_parse_size_suffixes_and_edges(void **state)
+{
+	int64_t bytes = -1;
+
+	(void)state;
+	assert_int_equal(config_parse_size("512", &bytes), 0);
+	assert_int_equal(bytes, 512);
+	assert_int_equal(config_parse_size("1K", &bytes), 0);
+	assert_int_equal(bytes, 1024);
+	assert_int_equal(config_parse_size("64k", &bytes), 0);
+	assert_int_equal(bytes, 65536);
+	assert_int_equal(config_parse_size("8M", &bytes), 0);
+	assert_int_equal(bytes, 8388608);
+	assert_int_equal(config_parse_size("2g", &bytes), 0);
+	assert_int_equal(bytes, 2147483648LL);
+	assert_int_equal(config_parse_size("0", &bytes), 0);
+	assert_int_equal(bytes, 0);
+
+	bytes = 42;
+	assert_int_equal(config_parse_size("1.5M", &bytes), -1);
+	assert_int_equal(config_parse_size("1MB", &bytes), -1);
+	assert_int_equal(config_parse_size("1KiB", &bytes), -1);
+	assert_int_equal(config_parse_size("M", &bytes), -1);
+	assert_int_equal(config_parse_size("", &bytes), -1);
+	assert_int_equal(config_parse_size("1T", &bytes), -1);
+	assert_int_equal(config_parse_size("-1", &bytes), -1);
+	assert_int_equal(bytes, 42);
+	assert_int_equal(config_parse_size("8589934591G", &bytes), 0);
+	assert_int_equal(config_parse_size("8589934592G", &bytes), -2);
+}
+
+static void
+test_config_parse_mode_edges(void **state)
+{
+	unsigned int mode = 1;
+
+	(void)state;
+	assert_int_equal(config_parse_mode("0660", &mode), 0);
+	assert_int_equal(mode, 0660);
+	assert_int_equal(config_parse_mode("660", &mode), 0);
+	assert_int_equal(mode, 0660);
+	assert_int_equal(config_parse_mode("0", &mode), 0);
+	assert_int_equal(mode, 0);
+	assert_int_equal(config_parse_mode("1777", &mode), 0);
+	assert_int_equal(mode, 01777);
+
+	mode = 1;
+	assert_int_equal(config_parse_mode("0668", &mode), -1);
+	assert_int_equal(config_parse_mode("0x1ff", &mode), -1);
+	assert_int_equal(config_parse_mode("0o660", &mode), -1);
+	assert_int_equal(config_parse_mode("-660", &mode), -1);
+	assert_int_equal(config_parse_mode("", &mode), -1);
+	assert_int_equal(mode, 1);
+	assert_int_equal(config_parse_mode("77777777777777", &mode), -2);
+}
+
+static void
+test_config_parse_bool_spellings(void **state)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1", "YES", "True" };
+	static const char *const no[] = { "no", "false", "off", "0", "No", "OFF" };
+	static const char *const bad[] = { "", "y", "2", "yess", "enabled", " yes" };
+	size_t i;
+	int flag;
+
+	(void)state;
+	for (i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+		flag = -1;
+		assert_int_equal(config_parse_bool(yes[i], &flag), 0);
+		assert_int_equal(flag, 1);
+	}
+	for (i = 0; i < sizeof no / sizeof no[0]; i++) {
+		flag = -1;
+		assert_int_equal(config_parse_bool(no[i], &flag), 0);
+		assert_int_equal(flag, 0);
+	}
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		flag = -1;
+		assert_int_equal(config_parse_bool(bad[i], &flag), -1);
+		assert_int_equal(flag, -1);
+	}
+}
+
+static void
+test_config_split_hostport_parts(void **state)
+{
+	char host[64], port[8], tiny[4];
+
+	(void)state;
+	assert_int_equal(config_split_hostport("[::1]:0", host, sizeof host, port,
+	    sizeof port), 0);
+	assert_string_equal(host, "::1");
+	assert_string_equal(port, "0");
+	assert_int_equal(config_split_hostport("127.0.0.1:8470", host, sizeof host, port,
+	    sizeof port), 0);
+	assert_string_equal(host, "127.0.0.1");
+	assert_string_equal(port, "8470");
+	assert_int_equal(config_split_hostport("localhost:65535", host, sizeof host, port,
+	    sizeof port), 0);
+	assert_string_equal(host, "localhost");
+	assert_string_equal(port, "65535");
+	assert_int_equal(config_split_hostport("[2001:db8::2:1]:443", host, sizeof host,
+	    port, sizeof port), 0);
+	assert_string_equal(host, "2001:db8::2:1");
+	assert_string_equal(port, "443");
+
+	assert_int_equal(config_split_hostport("::1:80", host, sizeof host, port,
+	    sizeof port), -1);
+	assert_int_equal(config_split_hostport("[127.0.0.1]:80", host, sizeof host, port,
+	    sizeof port), -1);
+	assert_int_equal(config_split_hostport("1.2.3:80", host, sizeof host, port,
+	    sizeof port), -1);
+	assert_int_equal(config_split_hostport(":80", host, sizeof host, port,
+	    sizeof port), -1);
+	assert_int_equal(config_split_hostport("1.2.3.4:+80", host, sizeof host, port,
+	    sizeof port), -1);
+	assert_int_equal(config_split_hostport("1.2.3.4:080000", host, sizeof host, port,
+	    sizeof port), -1);
+	assert_int_equal(config_split_hostport("127.0.0.1:80", tiny, sizeof tiny, port,
+	    sizeof port), -1);
+	assert_int_equal(config_split_hostport("127.0.0.1:8470", host, sizeof host, tiny,
+	    sizeof tiny), -1);
+}
+
+static void
+test_config_check_reload_names_changed_listen(void **state)
+{
+	struct fixture *fx = *state;
+	struct config old, new;
+	char name[64] = "";
+
+	load_text(fx, "[api]\nlisten = 127.0.0.1:1 127.0.0.1:2\n", &old);
+	load_text(fx, "[api]\nlisten = 127.0.0.1:1 127.0.0.1:3\n", &new);
+	assert_int_equal(config_check_reload(&old, &new, name, sizeof name), -1);
+	assert_string_equal(name, "api.listen");
+	config_free(&new);
+
+	load_text(fx, "[api]\nlisten = 127.0.0.1:1\n", &new);
+	strcpy(name, "");
+	assert_int_equal(config_check_reload(&old, &new, name, sizeof name), -1);
+	assert_string_equal(name, "api.listen");
+	config_free(&new);
+	config_free(&old);
+}
+
+static void
+test_config_check_reload_accepts_reloadable_changes(void **state)
+{
+	struct fixture *fx = *state;
+	struct config old, new;
+	char name[64] = "untouched";
+
+	load_text(fx, "[log]\nlevel = info\n", &old);
+	load_text(fx, "[log]\nlevel = debug\n", &new);
+	assert_int_equal(config_check_reload(&old, &new, name, sizeof name), 0);
+	assert_string_equal(name, "untouched");
+	config_free(&new);
+
+	load_text(fx, "[log]\nformat = json\n[server]\nshutdown_timeout = 1s\n"
+	    "[api]\napi_key_file = /etc/keys\n", &new);
+	assert_int_equal(config_check_reload(&old, &new, name, sizeof name), 0);
+	config_free(&new);
+
+	/* The same configuration, written differently, needs nothing. */
+	load_text(fx, "[store]\nbusy_timeout = 5000ms\n[api]\nmax_body_size = 1024K\n"
+	    "unix_socket_mode = 660\n", &new);
+	assert_int_equal(config_check_reload(&old, &new, name, sizeof name), 0);
+	config_free(&new);
+	config_free(&old);
+}
+
+static void
+test_config_check_reload_names_first_restart_option(void **state)
+{
+	struct fixture *fx = *state;
+	struct config old, new;
+	char name[64];
+
+	load_text(fx, "[log]\nlevel = info\n", &old);
+	load_text(fx, "[store]\nsynchronous = normal\n[log]\nlevel = debug\n", &new);
+	assert_int_equal(config_check_reload(&old, &new, name, sizeof name), -1);
+	assert_string_equal(name, "store.synchronous");
+	config_free(&new);
+
+	load_text(fx, "[store]\nsynchronous = normal\n[api]\nunix_socket = /run/a.sock\n",
+	    &new);
+	assert_int_equal(config_check_reload(&old, &new, name, sizeof name), -1);
+	assert_string_equal(name, "api.unix_socket");
+	config_free(&new);
+
+	load_text(fx, "[server]\nstate_dir = /elsewhere\n", &new);
+	assert_int_equal(config_check_reload(&old, &new, name, sizeof name), -1);
+	assert_string_equal(name, "server.state_dir");
+	config_free(&new);
+	config_free(&old);
+}
+
+static void
+test_config_committed_example_is_generated_and_parses_to_defaults(void **state)
+{
+	struct config example, defaults;
+	const char *top = getenv("PUSHRELAY_TOP_SRCDIR");
+	char path[PATH_MAX], err[512];
+	char *committed, *generated;
+	size_t committed_len, generated_len;
+
+	(void)state;
+	if (top == NULL)
+		skip();
+	snprintf(path, sizeof path, "%s/pushrelay.conf.example", top);
+	committed = read_file(path, &committed_len);
+	assert_non_null(committed);
+	generated = capture(config_write_example, &generated_len);
+	assert_string_equal(committed, generated);
+	assert_int_equal(committed_len, generated_len);
+	free(generated);
+	free(committed);
+
+	setenv("STATE_DIRECTORY", "/var/lib/pushrelay", 1);
+	assert_int_equal(config_load(&example, path, err, sizeof err), 0);
+	assert_int_equal(config_load(&defaults, NULL, err, sizeof err), 0);
+	assert_configs_equal(&example, &defaults);
+	assert_defaults(&example, "/var/lib/pushrelay");
+	config_free(&example);
+	config_free(&defaults);
+}
+
+static void
+test_config_example_with_every_option_uncommented_gives_defaults(void **state)
+{
+	struct fixture *fx = *state;
+	struct config example, defaults;
+	char *text, *line, *next, *out;
+	size_t len, options = 0;
+	char err[512];
+
+	text = capture(config_write_example, &len);
+	out = calloc(1, len + 1);
+	assert_non_null(out);
+	for (line = text; *line != '\0'; line = next) {
+		next = strchr(line, '\n');
+		next = next != NULL ? next + 1 : line + strlen(line);
+		/* "#key = value" lines are options; "# text" lines are comments. */
+		if (line[0] == '#' && line[1] >= 'a' && line[1] <= 'z') {
+			line++;
+			options++;
+		}
+		strncat(out, line, next - line);
+	}
+	assert_int_equal(options, OPTION_COUNT);
+
+	load_text(fx, out, &example);
+	assert_int_equal(config_load(&defaults, NULL, err, sizeof err), 0);
+	assert_configs_equal(&example, &defaults);
+	config_free(&example);
+	config_free(&defaults);
+	free(out);
+	free(text);
+}
+
+static void
+test_config_man_lists_every_option_with_default(void **state)
+{
+	char *man, *p;
+	size_t len, tagged = 0;
+
+	(void)state;
+	man = capture(config_write_man, &len);
+	for (p = man; (p = strstr(p, ".TP\n")) != NULL; p++)
+		tagged++;
+	assert_int_equal(tagged, OPTION_COUNT);
+	assert_non_null(strstr(man, ".SS [server]\n.TP\n\\fBstate_dir\\fR =\n"));
+	assert_non_null(strstr(man, ".SS [api]\n.TP\n\\fBlisten\\fR = \\fI127.0.0.1:8470\\fR\n"));
+	assert_non_null(strstr(man, ".TP\n\\fBmax_body_size\\fR = \\fI1M\\fR\n"
+	    "Largest request body accepted; a larger one gets 413 payload_too_large.\n"
+	    ".br\nsize, 1K to 64M; needs a restart.\n"));
+	assert_non_null(strstr(man, ".SS [log]\n"));
+	/* No line may start with a roff control character other than our requests. */
+	for (p = man; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : p) {
+		if (*p == '.')
+			assert_true(strncmp(p, ".SS ", 4) == 0 || strncmp(p, ".TP\n", 4) == 0 ||
+			    strncmp(p, ".br\n", 4) == 0);
+		assert_true(*p != '\'');
+	}
+	free(man);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+		T(test_config_defaults_without_file_use_first_state_directory),
+		T(test_config_defaults_without_state_directory_use_local_dir),
+		T(test_config_empty_file_gives_defaults_and_records_path),
+		T(test_config_file_sets_every_key),
+		T(test_config_relative_state_dir_derives_relative_paths),
+		T(test_config_crlf_and_comments_are_accepted),
+		T(test_config_missing_file_is_cannot_open),
+		T(test_config_unknown_section_is_error_at_its_header),
+		T(test_config_key_before_any_section_is_error),
+		T(test_config_unknown_key_is_error_without_suggestion),
+		T(test_config_key_set_twice_is_error_naming_first_line),
+		T(test_config_indented_continuation_is_error),
+		T(test_config_empty_value_is_error_for_non_string_types),
+		T(test_config_out_of_range_values_name_the_bounds),
+		T(test_config_boundary_values_are_accepted),
+		T(test_config_bad_enum_names_allowed_values),
+		T(test_config_malformed_values_are_errors),
+		T(test_config_syntax_error_is_reported_before_a_later_bad_value),
+		T(test_config_overlong_line_is_error_not_split),
+		T(test_config_empty_listen_needs_unix_socket),
+		T(test_config_bad_listen_entries_are_errors),
+		T(test_config_mode_accepts_with_and_without_leading_zero),
+		T(test_config_unix_socket_longer_than_sun_path_is_error),
+		T(test_config_log_levels_match_log_module),
+		T(test_config_parse_duration_units_and_edges),
+		T(test_config_parse_size_suffixes_and_edges),
+		T(test_config_parse_mode_edges),
+		T(test_config_parse_bool_spellings),
+		T(test_config_split_hostport_parts),
+		T(test_config_check_reload_names_changed_listen),
+		T(test_config_check_reload_accepts_reloadable_changes),
+		T(test_config_check_reload_names_first_restart_option),
+		T(test_config_committed_example_is_generated_and_parses_to_defaults),
+		T(test_config_example_with_every_option_uncommented_gives_defaults),
+		T(test_config_man_lists_every_option_with_default),
+#undef T
+	};
+
+	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}

@@ -1,0 +1,260 @@
+/* Tests for notification.c and payload.c: validation, exact bodies, shortening. */
+#include "autoconf.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "model.h"
+#include "notification.h"
+#include "payload.h"
+
+/* Parse a notification from JSON text, asserting success. */
+static void
+parse(const char *text, struct notification *n)
+{
+	struct model_error err;
+	json_t *o = json_loads(text, 0, NULL);
+
+	assert_non_null(o);
+	if (notification_from_json(o, "notification.", n, &err) != 0)
+		fail_msg("rejected: %s", err.message);
+	json_decref(o);
+}
+
+static void
+expect_invalid(const char *text, const char *message)
+{
+	struct notification n;
+	struct model_error err;
+	json_t *o = json_loads(text, 0, NULL);
+
+	assert_non_null(o);
+	assert_int_equal(notification_from_json(o, "notification.", &n, &err), -1);
+	assert_string_equal(err.message, message);
+	assert_null(n.title);
+	json_decref(o);
+}
+
+/* Render a payload for one device into a new string. */
+static char *
+render(const struct payload *p, const char *token, int64_t badge)
+{
+	char *buf = malloc(payload_render_max(p, strlen(token)) + 1);
+	size_t len = payload_render(p, token, badge, buf);
+
+	buf[len] = '\0';
+	return buf;
+}
+
+static void
+test_apns_payload_is_exact(void **state)
+{
+	struct notification n;
+	struct payload p;
+	char *text;
+
+	parse("{\"title\":\"Support\",\"body\":\"agent: hello\",\"badge\":3,\"sound\":\"default\","
+	    "\"thread_id\":\"room-1\",\"mutable_content\":true,"
+	    "\"data\":{\"room\":\"room-1\",\"message_id\":\"m1\"}}", &n);
+	assert_int_equal(payload_apns_build(&n, 0, &p), PAYLOAD_OK);
+	text = render(&p, "ignored", 0);
+	assert_string_equal(text, "{\"aps\":{\"alert\":{\"title\":\"Support\",\"body\":"
+	    "\"agent: hello\"},\"badge\":3,\"sound\":\"default\",\"thread-id\":\"room-1\","
+	    "\"mutable-content\":1},\"room\":\"room-1\",\"message_id\":\"m1\"}");
+	assert_int_equal(p.shortened, 0);
+	free(text);
+	payload_free(&p);
+	notification_free(&n);
+}
+
+static void
+test_apns_payload_splices_badge_per_recipient(void **state)
+{
+	struct notification n;
+	struct payload p;
+	char *a, *b;
+
+	parse("{\"body\":\"hi\"}", &n);
+	assert_int_equal(payload_apns_build(&n, 1, &p), PAYLOAD_OK);
+	assert_int_equal(p.splices, 1);
+	a = render(&p, "", 7);
+	b = render(&p, "", 123456);
+	assert_string_equal(a, "{\"aps\":{\"alert\":{\"body\":\"hi\"},\"badge\":7}}");
+	assert_string_equal(b, "{\"aps\":{\"alert\":{\"body\":\"hi\"},\"badge\":123456}}");
+	free(a);
+	free(b);
+	payload_free(&p);
+	notification_free(&n);
+}
+
+static void
+test_apns_override_merges_and_null_deletes(void **state)
+{
+	struct notification n;
+	struct payload p;
+	char *text;
+
+	parse("{\"title\":\"T\",\"body\":\"B\",\"sound\":\"default\",\"apns\":{\"payload\":"
+	    "{\"aps\":{\"category\":\"REPLY\",\"sound\":null},\"custom\":{\"k\":1}}}}", &n);
+	assert_int_equal(payload_apns_build(&n, 0, &p), PAYLOAD_OK);
+	text = render(&p, "", 0);
+	assert_string_equal(text, "{\"aps\":{\"alert\":{\"title\":\"T\",\"body\":\"B\"},"
+	    "\"category\":\"REPLY\"},\"custom\":{\"k\":1}}");
+	free(text);
+	payload_free(&p);
+	notification_free(&n);
+}
+
+static void
+test_fcm_message_splices_token_and_is_exact(void **state)
+{
+	struct notification n;
+	struct payload p;
+	char *text;
+
+	parse("{\"title\":\"Support\",\"body\":\"agent: hello\",\"thread_id\":\"room-1\","
+	    "\"collapse_id\":\"c1\",\"ttl\":3600,\"priority\":\"normal\","
+	    "\"data\":{\"room\":\"room-1\"}}", &n);
+	assert_int_equal(payload_fcm_build(&n, 0, &p), PAYLOAD_OK);
+	text = render(&p, "fcm:TOKEN-1", 0);
+	assert_string_equal(text, "{\"message\":{\"token\":\"fcm:TOKEN-1\","
+	    "\"notification\":{\"title\":\"Support\",\"body\":\"agent: hello\"},"
+	    "\"data\":{\"room\":\"room-1\"},\"android\":{\"priority\":\"NORMAL\","
+	    "\"ttl\":\"3600s\",\"collapse_key\":\"c1\",\"notification\":{\"tag\":\"room-1\"}},"
+	    "\"apns\":{\"headers\":{\"apns-priority\":\"5\",\"apns-collapse-id\":\"c1\"},"
+	    "\"payload\":{\"aps\":{\"thread-id\":\"room-1\"}}}}}");
+	free(text);
+	/* Characters JSON must escape are escaped in the spliced token. */
+	text = render(&p, "a\"b\\c", 0);
+	assert_non_null(strstr(text, "\"token\":\"a\\\"b\\\\c\""));
+	free(text);
+	payload_free(&p);
+	notification_free(&n);
+}
+
+static void
+test_fcm_override_cannot_change_the_recipient(void **state)
+{
+	struct notification n;
+	struct payload p;
+
+	parse("{\"body\":\"x\",\"fcm\":{\"topic\":\"everyone\"}}", &n);
+	assert_int_equal(payload_fcm_build(&n, 0, &p), PAYLOAD_EOVERRIDE);
+	notification_free(&n);
+	parse("{\"body\":\"x\",\"fcm\":{\"token\":\"someone-else\"}}", &n);
+	assert_int_equal(payload_fcm_build(&n, 0, &p), PAYLOAD_EOVERRIDE);
+	notification_free(&n);
+	parse("{\"body\":\"x\",\"fcm\":{\"android\":{\"notification\":{\"channel_id\":\"chat\"}}}}",
+	    &n);
+	assert_int_equal(payload_fcm_build(&n, 0, &p), PAYLOAD_OK);
+	assert_non_null(strstr(p.text, "\"channel_id\":\"chat\""));
+	payload_free(&p);
+	notification_free(&n);
+}
+
+static void
+test_long_body_is_shortened_at_a_character_boundary(void **state)
+{
+	struct notification n;
+	struct payload p;
+	char *body = malloc(4000 * 2 + 1), *text;
+	json_t *parsed;
+	const char *shortened;
+	size_t len;
+
+	/* 4000 two-byte characters: 8000 bytes, far over the limit. */
+	for (int i = 0; i < 4000; i++)
+		memcpy(body + 2 * i, "\xc3\xa9", 2);
+	body[8000] = '\0';
+	notification_init(&n);
+	n.title = strdup("Room");
+	n.body = body;
+	assert_int_equal(payload_apns_build(&n, 1, &p), PAYLOAD_OK);
+	assert_int_equal(p.shortened, 1);
+	text = render(&p, "", 999999);
+	len = strlen(text);
+	assert_true(len <= PAYLOAD_APNS_MAX);
+	/* As long as fits: one more character would not. */
+	assert_true(len > PAYLOAD_APNS_MAX - 2 - 10);
+	parsed = json_loads(text, 0, NULL);
+	assert_non_null(parsed);
+	shortened = json_string_value(json_object_get(json_object_get(json_object_get(parsed,
+	    "aps"), "alert"), "body"));
+	assert_non_null(shortened);
+	assert_int_equal(model_utf8_valid(shortened, strlen(shortened)), 0);
+	assert_string_equal(shortened + strlen(shortened) - 3, "\xe2\x80\xa6");
+	assert_int_equal(memcmp(shortened, body, strlen(shortened) - 3), 0);
+	json_decref(parsed);
+	free(text);
+	payload_free(&p);
+	notification_free(&n);
+}
+
+static void
+test_payload_that_cannot_fit_fails(void **state)
+{
+	struct notification n;
+	struct payload p;
+	json_t *data = json_object();
+	char big[5000];
+
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	json_object_set_new(data, "blob", json_string(big));
+	notification_init(&n);
+	n.body = strdup("hello");
+	n.data = data;
+	assert_int_equal(payload_apns_build(&n, 0, &p), PAYLOAD_ETOOBIG);
+	assert_int_equal(payload_fcm_build(&n, 0, &p), PAYLOAD_ETOOBIG);
+	notification_free(&n);
+}
+
+static void
+test_notification_rejects_bad_fields_with_exact_messages(void **state)
+{
+	expect_invalid("{\"body\":\"x\",\"data\":{\"n\":1}}",
+	    "notification.data.n: must be a string");
+	expect_invalid("{\"body\":\"x\",\"data\":{\"google.x\":\"v\"}}",
+	    "notification.data.google.x: is a reserved key");
+	expect_invalid("{\"body\":\"x\",\"colour\":\"red\"}", "notification.colour: unknown field");
+	expect_invalid("{\"body\":\"x\",\"priority\":\"urgent\"}",
+	    "notification.priority: must be one of: high, normal");
+	expect_invalid("{\"body\":\"x\",\"badge\":-1}",
+	    "notification.badge: must be an integer from 0 to 999999");
+	expect_invalid("{\"body\":\"x\",\"ttl\":2419201}",
+	    "notification.ttl: must be an integer from 0 to 2419200");
+	expect_invalid("{\"body\":\"x\",\"collapse_id\":\"0123456789012345678901234567890123456789"
+	    "01234567890123456789012345\"}",
+	    "notification.collapse_id: must be at most 64 bytes");
+	expect_invalid("{\"body\":\"x\",\"interruption_level\":\"loud\"}",
+	    "notification.interruption_level: must be one of: passive, active, "
+	    "time-sensitive, critical");
+	expect_invalid("{\"body\":\"x\",\"apns\":{\"headers\":{\"x-foo\":\"1\"}}}",
+	    "notification.apns.headers: must map apns-* header names to strings");
+	expect_invalid("{\"sound\":\"default\"}",
+	    "notification.body: is required unless there is a title, or the "
+	    "notification is silent (content_available or data)");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_apns_payload_is_exact),
+		cmocka_unit_test(test_apns_payload_splices_badge_per_recipient),
+		cmocka_unit_test(test_apns_override_merges_and_null_deletes),
+		cmocka_unit_test(test_fcm_message_splices_token_and_is_exact),
+		cmocka_unit_test(test_fcm_override_cannot_change_the_recipient),
+		cmocka_unit_test(test_long_body_is_shortened_at_a_character_boundary),
+		cmocka_unit_test(test_payload_that_cannot_fit_fails),
+		cmocka_unit_test(test_notification_rejects_bad_fields_with_exact_messages),
+	};
+
+	return cmocka_run_group_tests_name("payload", tests, NULL, NULL);
+}

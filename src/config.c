@@ -55,6 +55,19 @@ enum config_type {
 	CONFIG_TYPE_LIST,	/* char ** of host:port, its count at count_offset */
 };
 
+/*
+ * A kind of named section, [NAME "instance"], of which a file may hold several: each
+ * instance is a struct of instance_size in an array that struct config keeps.
+ */
+struct config_kind {
+	const char *name;
+	size_t instance_size;
+	size_t array_offset;		/* the array's pointer in struct config */
+	size_t count_offset;		/* its length in struct config */
+	const char *example_name;	/* the instance the example file shows */
+	const char *help;
+};
+
 struct config_option {
 	const char *section;
 	const char *key;
@@ -69,6 +82,7 @@ struct config_option {
 	int (*parse_enum)(const char *value, void *field);
 	int reloadable;
 	const char *help;
+	const struct config_kind *kind;	/* NULL for a plain [section] */
 };
 
 #define FIELD(name) \
@@ -82,6 +96,40 @@ static const char *const config_store_backends[] = { "sqlite", NULL };
 static const char *const config_store_syncs[] = { "full", "normal", NULL };
 static const char *const config_log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const config_log_formats[] = { "text", "json", NULL };
+
+static const struct config_kind config_kind_apns = {
+	.name = "apns", .instance_size = sizeof(struct config_apns_app),
+	.array_offset = offsetof(struct config, apns_apps),
+	.count_offset = offsetof(struct config, apns_app_count),
+	.example_name = "com.example.chat",
+	.help = "An iOS app, one section per app: [apns \"APP_ID\"], where APP_ID is the\n"
+	    "app_id its devices register with (usually the bundle id). Without any\n"
+	    "[apns] section, APNs notifications go to the log instead (a dry run).",
+};
+
+static const struct config_kind config_kind_fcm = {
+	.name = "fcm", .instance_size = sizeof(struct config_fcm_app),
+	.array_offset = offsetof(struct config, fcm_apps),
+	.count_offset = offsetof(struct config, fcm_app_count),
+	.example_name = "example-project",
+	.help = "A Firebase project, one section per project: [fcm \"APP_ID\"], where APP_ID\n"
+	    "is the app_id its devices register with. Without any [fcm] section, FCM\n"
+	    "notifications go to the log instead (a dry run).",
+};
+
+static const struct config_kind *const config_kinds[] = {
+	&config_kind_apns, &config_kind_fcm, NULL
+};
+
+#define APNS(name) .kind = &config_kind_apns, .section = "apns", \
+	.offset = offsetof(struct config_apns_app, name), \
+	.size = sizeof(((struct config_apns_app *)0)->name)
+#define FCM(name) .kind = &config_kind_fcm, .section = "fcm", \
+	.offset = offsetof(struct config_fcm_app, name), \
+	.size = sizeof(((struct config_fcm_app *)0)->name)
+
+static int parse_apns_auth(const char *, void *);
+static const char *const config_apns_auths[] = { "token", "certificate", NULL };
 
 static const struct config_option config_options[] = {
 	{ "server", "state_dir", CONFIG_TYPE_PATH, FIELD(state_dir),
@@ -134,6 +182,40 @@ static const struct config_option config_options[] = {
 	  .default_value = "5s", .min = 0, .max = MINUTE,
 	  .help = "How long a write waits for a locked database before it fails." },
 
+	{ "delivery", "queue_size", CONFIG_TYPE_INTEGER, FIELD(delivery_queue_size),
+	  .default_value = "100000", .min = 100, .max = 10000000,
+	  .help = "Notifications waiting to be sent, at most; past it, POST /v1/push\n"
+	      "answers 503 with Retry-After." },
+	{ "delivery", "max_attempts", CONFIG_TYPE_INTEGER, FIELD(delivery_max_attempts),
+	  .default_value = "5", .min = 1, .max = 100, .reloadable = 1,
+	  .help = "Sends of one notification to one device before it fails for good\n"
+	      "(429, 5xx, timeouts and lost connections are retried)." },
+	{ "delivery", "retry_initial", CONFIG_TYPE_DURATION, FIELD(delivery_retry_initial_ms),
+	  .default_value = "1s", .min = 10, .max = HOUR, .reloadable = 1,
+	  .help = "First retry delay; each retry doubles it, with full jitter, unless the\n"
+	      "provider's Retry-After asks for longer." },
+	{ "delivery", "retry_max", CONFIG_TYPE_DURATION, FIELD(delivery_retry_max_ms),
+	  .default_value = "5m", .min = 10, .max = 24 * HOUR, .reloadable = 1,
+	  .help = "Longest delay between two retries." },
+	{ "delivery", "max_age", CONFIG_TYPE_DURATION, FIELD(delivery_max_age_ms),
+	  .default_value = "1h", .min = SECOND, .max = 28 * 24 * HOUR, .reloadable = 1,
+	  .help = "A notification not delivered this long after it was accepted fails\n"
+	      "instead of being retried." },
+	{ "delivery", "push_retention", CONFIG_TYPE_DURATION, FIELD(push_retention_ms),
+	  .default_value = "1h", .min = MINUTE, .max = 30 * 24 * HOUR, .reloadable = 1,
+	  .help = "How long GET /v1/push/{id} can report a finished push." },
+	{ "delivery", "feedback_url", CONFIG_TYPE_STRING, FIELD(feedback_url),
+	  .default_value = "", .reloadable = 1,
+	  .help = "When a provider says a token is gone, POST a JSON event here (http or\n"
+	      "https URL), so the chat backend can forget the device too. Empty: none." },
+	{ "delivery", "feedback_max_attempts", CONFIG_TYPE_INTEGER,
+	  FIELD(feedback_max_attempts),
+	  .default_value = "8", .min = 1, .max = 100, .reloadable = 1,
+	  .help = "Attempts to deliver one feedback event, with exponential backoff." },
+	{ "delivery", "feedback_timeout", CONFIG_TYPE_DURATION, FIELD(feedback_timeout_ms),
+	  .default_value = "10s", .min = 100, .max = 5 * MINUTE, .reloadable = 1,
+	  .help = "Timeout of one feedback POST." },
+
 	{ "log", "level", CONFIG_TYPE_ENUM, FIELD(log_level),
 	  .default_value = "info", .values = config_log_levels,
 	  .parse_enum = parse_log_level, .reloadable = 1,
@@ -142,9 +224,84 @@ static const struct config_option config_options[] = {
 	  .default_value = "text", .values = config_log_formats,
 	  .parse_enum = parse_log_format, .reloadable = 1,
 	  .help = "text: one key=value line per event; json: one JSON object per line." },
+
+	{ APNS(topic), .key = "topic", .type = CONFIG_TYPE_STRING, .default_value = "",
+	  .help = "apns-topic of every notification. Empty: the section's APP_ID." },
+	{ APNS(auth), .key = "auth", .type = CONFIG_TYPE_ENUM, .default_value = "token",
+	  .values = config_apns_auths, .parse_enum = parse_apns_auth,
+	  .help = "token: ES256 provider tokens signed with key_file (the .p8 key),\n"
+	      "key_id and team_id. certificate: a TLS client certificate, from\n"
+	      "certificate_file and certificate_key_file, or from pkcs12_file." },
+	{ APNS(key_file), .key = "key_file", .type = CONFIG_TYPE_PATH, .default_value = "",
+	  .reloadable = 1, .help = "Token auth: the .p8 key file from Apple." },
+	{ APNS(key_id), .key = "key_id", .type = CONFIG_TYPE_STRING, .default_value = "",
+	  .reloadable = 1, .help = "Token auth: the key's 10-character Key ID." },
+	{ APNS(team_id), .key = "team_id", .type = CONFIG_TYPE_STRING, .default_value = "",
+	  .reloadable = 1, .help = "Token auth: the 10-character Team ID." },
+	{ APNS(certificate_file), .key = "certificate_file", .type = CONFIG_TYPE_PATH,
+	  .default_value = "", .reloadable = 1,
+	  .help = "Certificate auth: the PEM certificate." },
+	{ APNS(certificate_key_file), .key = "certificate_key_file", .type = CONFIG_TYPE_PATH,
+	  .default_value = "", .reloadable = 1,
+	  .help = "Certificate auth: the certificate's PEM private key." },
+	{ APNS(pkcs12_file), .key = "pkcs12_file", .type = CONFIG_TYPE_PATH,
+	  .default_value = "", .reloadable = 1,
+	  .help = "Certificate auth: a .p12 bundle instead of the two PEM files." },
+	{ APNS(pkcs12_password_file), .key = "pkcs12_password_file", .type = CONFIG_TYPE_PATH,
+	  .default_value = "", .reloadable = 1,
+	  .help = "A file whose first line is the .p12 password. Empty: no password." },
+	{ APNS(production_url), .key = "production_url", .type = CONFIG_TYPE_STRING,
+	  .default_value = "https://api.push.apple.com",
+	  .help = "APNs for devices registered with environment production." },
+	{ APNS(sandbox_url), .key = "sandbox_url", .type = CONFIG_TYPE_STRING,
+	  .default_value = "https://api.sandbox.push.apple.com",
+	  .help = "APNs for devices registered with environment sandbox." },
+	{ APNS(ca_file), .key = "ca_file", .type = CONFIG_TYPE_PATH, .default_value = "",
+	  .help = "CA certificates to verify APNs with. Empty: the system's store." },
+	{ APNS(proxy), .key = "proxy", .type = CONFIG_TYPE_STRING, .default_value = "",
+	  .help = "Reach APNs through this HTTP CONNECT proxy, host:port. Empty: directly." },
+	{ APNS(connections), .key = "connections", .type = CONFIG_TYPE_INTEGER,
+	  .default_value = "2", .min = 1, .max = 64,
+	  .help = "HTTP/2 connections per environment, opened as load needs them." },
+	{ APNS(token_refresh_ms), .key = "token_refresh", .type = CONFIG_TYPE_DURATION,
+	  .default_value = "40m", .min = 20 * MINUTE, .max = 50 * MINUTE, .reloadable = 1,
+	  .help = "Age at which a provider token is replaced (APNs refuses tokens older\n"
+	      "than an hour and more than one new token per 20 minutes)." },
+	{ APNS(request_timeout_ms), .key = "request_timeout", .type = CONFIG_TYPE_DURATION,
+	  .default_value = "10s", .min = 100, .max = 5 * MINUTE,
+	  .help = "Time for one send, waiting for a stream included, before it is retried." },
+
+	{ FCM(service_account_file), .key = "service_account_file", .type = CONFIG_TYPE_PATH,
+	  .default_value = "", .reloadable = 1,
+	  .help = "The project's Google service-account JSON (project_id, client_email,\n"
+	      "private_key, token_uri)." },
+	{ FCM(url), .key = "url", .type = CONFIG_TYPE_STRING,
+	  .default_value = "https://fcm.googleapis.com",
+	  .help = "The FCM HTTP v1 API." },
+	{ FCM(ca_file), .key = "ca_file", .type = CONFIG_TYPE_PATH, .default_value = "",
+	  .help = "CA certificates to verify FCM and the token endpoint with. Empty: the\n"
+	      "system's store." },
+	{ FCM(proxy), .key = "proxy", .type = CONFIG_TYPE_STRING, .default_value = "",
+	  .help = "Reach FCM through this HTTP CONNECT proxy, host:port. Empty: directly." },
+	{ FCM(connections), .key = "connections", .type = CONFIG_TYPE_INTEGER,
+	  .default_value = "2", .min = 1, .max = 64,
+	  .help = "HTTP/2 connections, opened as load needs them (FCM allows about 100\n"
+	      "streams on each)." },
+	{ FCM(request_timeout_ms), .key = "request_timeout", .type = CONFIG_TYPE_DURATION,
+	  .default_value = "10s", .min = 100, .max = 5 * MINUTE,
+	  .help = "Time for one send, waiting for a stream included, before it is retried." },
 };
 
 #define CONFIG_OPTION_COUNT (sizeof config_options / sizeof config_options[0])
+
+/* A named section met while parsing: where its instance is and what was set. */
+struct config_named {
+	const struct config_kind *kind;
+	size_t index;			/* in the kind's array */
+	char *section;			/* the header as written: apns "com.example" */
+	int line;
+	int set_on[CONFIG_OPTION_COUNT];
+};
 
 /* What the inih callbacks share while one file is parsed. */
 struct config_parse {
@@ -157,6 +314,8 @@ struct config_parse {
 	int read_errno;
 	int set_on[CONFIG_OPTION_COUNT];	/* the line each option was set on, 0 if not */
 	const struct config_option *last;	/* the option set by the previous handler call */
+	struct config_named *named;		/* named sections seen, in file order */
+	size_t named_count;
 	int error_line;			/* the first error's line, 0 for none */
 	char error[CONFIG_ERROR_SIZE];
 };
@@ -172,6 +331,18 @@ static int
 parse_log_format(const char *value, void *field)
 {
 	return log_format_from_string(value, field);
+}
+
+static int
+parse_apns_auth(const char *value, void *field)
+{
+	if (strcmp(value, "token") == 0)
+		*(enum config_apns_auth *)field = CONFIG_APNS_AUTH_TOKEN;
+	else if (strcmp(value, "certificate") == 0)
+		*(enum config_apns_auth *)field = CONFIG_APNS_AUTH_CERTIFICATE;
+	else
+		return -1;
+	return 0;
 }
 
 static int
@@ -368,22 +539,22 @@ config_split_hostport(const char *hostport, char *host, size_t hostlen, char *po
 
 /* Where an option lives in a configuration. */
 static void *
-option_field(struct config *config, const struct config_option *option)
+option_field(void *base, const struct config_option *option)
 {
-	return (char *)config + option->offset;
+	return (char *)base + option->offset;
 }
 
 static const void *
-option_field_const(const struct config *config, const struct config_option *option)
+option_field_const(const void *base, const struct config_option *option)
 {
-	return (const char *)config + option->offset;
+	return (const char *)base + option->offset;
 }
 
 /* Where a list option keeps its length. */
 static size_t *
-option_count(struct config *config, const struct config_option *option)
+option_count(void *base, const struct config_option *option)
 {
-	return (size_t *)(void *)((char *)config + option->count_offset);
+	return (size_t *)(void *)((char *)base + option->count_offset);
 }
 
 /* Free a list of strings. */
@@ -399,7 +570,7 @@ list_free(char **list, size_t count)
 
 /* Free what an option holds and reset it. */
 static void
-option_clear(struct config *config, const struct config_option *option)
+option_clear(void *config, const struct config_option *option)
 {
 	char **string;
 	char ***list;
@@ -562,7 +733,7 @@ check_parsed(const struct config_option *option, int result, int64_t n, const ch
 
 /* Set one option from its text; on error, err says what is wrong and nothing changes. */
 static int
-option_set(struct config *config, const struct config_option *option, const char *value,
+option_set(void *config, const struct config_option *option, const char *value,
     char *err, size_t errlen)
 {
 	void *field = option_field(config, option);
@@ -663,6 +834,8 @@ config_set_defaults(struct config *config)
 	size_t i;
 
 	for (i = 0; i < CONFIG_OPTION_COUNT; i++) {
+		if (config_options[i].kind != NULL)
+			continue;
 		if (option_set(config, &config_options[i], config_options[i].default_value,
 		    err, sizeof err) != 0)
 			fatalx("bad default for %s.%s: %s", config_options[i].section,
@@ -677,26 +850,14 @@ option_find(const char *section, const char *key, size_t *index)
 	size_t i;
 
 	for (i = 0; i < CONFIG_OPTION_COUNT; i++) {
-		if (strcmp(config_options[i].section, section) == 0 &&
+		if (config_options[i].kind == NULL &&
+		    strcmp(config_options[i].section, section) == 0 &&
 		    strcmp(config_options[i].key, key) == 0) {
 			*index = i;
 			return &config_options[i];
 		}
 	}
 	return NULL;
-}
-
-/* Does any option live in this section? */
-static int
-section_exists(const char *section)
-{
-	size_t i;
-
-	for (i = 0; i < CONFIG_OPTION_COUNT; i++) {
-		if (strcmp(config_options[i].section, section) == 0)
-			return 1;
-	}
-	return 0;
 }
 
 /* Keep the first error only, with the line being parsed. */
@@ -712,6 +873,179 @@ parse_error(struct config_parse *parse, const char *fmt, ...)
 	vsnprintf(parse->error, sizeof parse->error, fmt, ap);
 	va_end(ap);
 }
+
+/*
+ * Split a named section header, KIND "NAME", into its kind and name; 0 if it is
+ * one, -1 if it is not, -2 (with err) if the kind is known but the name is bad.
+ */
+static int
+section_named(const char *section, const struct config_kind **kind, char *name,
+    size_t namelen, char *err, size_t errlen)
+{
+	const char *quote = strchr(section, '"'), *end;
+	size_t kind_len, len;
+
+	if (quote == NULL || quote == section || quote[-1] != ' ')
+		return -1;
+	kind_len = (size_t)(quote - section - 1);
+	for (size_t k = 0; config_kinds[k] != NULL; k++) {
+		if (strlen(config_kinds[k]->name) != kind_len ||
+		    strncmp(section, config_kinds[k]->name, kind_len) != 0)
+			continue;
+		end = strrchr(quote + 1, '"');
+		len = end != NULL ? (size_t)(end - quote - 1) : 0;
+		if (end == NULL || end[1] != '\0' || len == 0 || len >= namelen ||
+		    memchr(quote + 1, '"', len) != NULL) {
+			snprintf(err, errlen, "[%s]: the name must be one non-empty quoted string, "
+			    "as in [%s \"%s\"]", section, config_kinds[k]->name,
+			    config_kinds[k]->example_name);
+			return -2;
+		}
+		for (size_t i = 0; i < len; i++) {
+			if ((unsigned char)quote[1 + i] < 0x20 || quote[1 + i] == 0x7f) {
+				snprintf(err, errlen, "[%s]: the name has a control character",
+				    section);
+				return -2;
+			}
+		}
+		memcpy(name, quote + 1, len);
+		name[len] = '\0';
+		*kind = config_kinds[k];
+		return 0;
+	}
+	return -1;
+}
+
+/* Does any option live in this plain section? */
+static int
+section_exists(const char *section)
+{
+	size_t i;
+
+	for (i = 0; i < CONFIG_OPTION_COUNT; i++) {
+		if (config_options[i].kind == NULL &&
+		    strcmp(config_options[i].section, section) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* The array of a kind's instances, and its length, in a configuration. */
+static char **
+kind_array(struct config *config, const struct config_kind *kind)
+{
+	return (char **)(void *)((char *)config + kind->array_offset);
+}
+
+static size_t *
+kind_count(struct config *config, const struct config_kind *kind)
+{
+	return (size_t *)(void *)((char *)config + kind->count_offset);
+}
+
+static void *
+kind_instance(struct config *config, const struct config_kind *kind, size_t index)
+{
+	return *kind_array(config, kind) + index * kind->instance_size;
+}
+
+/* Add an instance with its name and its options' defaults. */
+static size_t
+kind_add(struct config *config, const struct config_kind *kind, const char *name)
+{
+	char err[CONFIG_ERROR_SIZE];
+	size_t *count = kind_count(config, kind), index = *count;
+	void *instance;
+
+	*kind_array(config, kind) = xreallocarray(*kind_array(config, kind), index + 1,
+	    kind->instance_size);
+	(*count)++;
+	instance = kind_instance(config, kind, index);
+	memset(instance, 0, kind->instance_size);
+	/* Every instance struct starts with its name. */
+	*(char **)instance = xstrdup(name);
+	for (size_t i = 0; i < CONFIG_OPTION_COUNT; i++) {
+		if (config_options[i].kind != kind)
+			continue;
+		if (option_set(instance, &config_options[i], config_options[i].default_value,
+		    err, sizeof err) != 0)
+			fatalx("bad default for %s.%s: %s", kind->name, config_options[i].key,
+			    err);
+	}
+	return index;
+}
+
+/* Free every instance of every kind. */
+static void
+kinds_free(struct config *config)
+{
+	for (size_t k = 0; config_kinds[k] != NULL; k++) {
+		const struct config_kind *kind = config_kinds[k];
+		for (size_t n = 0; n < *kind_count(config, kind); n++) {
+			void *instance = kind_instance(config, kind, n);
+			for (size_t i = 0; i < CONFIG_OPTION_COUNT; i++) {
+				if (config_options[i].kind == kind)
+					option_clear(instance, &config_options[i]);
+			}
+			free(*(char **)instance);
+		}
+		free(*kind_array(config, kind));
+		*kind_array(config, kind) = NULL;
+		*kind_count(config, kind) = 0;
+	}
+}
+
+/* Open a named section at its header; errors go to the parse. */
+static void
+named_open(struct config_parse *parse, const char *section)
+{
+	const struct config_kind *kind;
+	struct config_named *named;
+	char name[256], err[CONFIG_ERROR_SIZE];
+	int rc = section_named(section, &kind, name, sizeof name, err, sizeof err);
+
+	if (rc == -1) {
+		parse_error(parse, "unknown section [%s]", section);
+		return;
+	}
+	if (rc == -2) {
+		parse_error(parse, "%s", err);
+		return;
+	}
+	for (size_t i = 0; i < parse->named_count; i++) {
+		if (strcmp(parse->named[i].section, section) == 0) {
+			parse_error(parse, "[%s] appears twice, first on line %d", section,
+			    parse->named[i].line);
+			return;
+		}
+		if (parse->named[i].kind == kind && strcmp(*(char **)kind_instance(parse->config,
+		    kind, parse->named[i].index), name) == 0) {
+			parse_error(parse, "[%s] names the same %s app as line %d", section,
+			    kind->name, parse->named[i].line);
+			return;
+		}
+	}
+	parse->named = xreallocarray(parse->named, parse->named_count + 1,
+	    sizeof *parse->named);
+	named = &parse->named[parse->named_count++];
+	memset(named, 0, sizeof *named);
+	named->kind = kind;
+	named->section = xstrdup(section);
+	named->line = parse->lineno;
+	named->index = kind_add(parse->config, kind, name);
+}
+
+/* The named section being parsed, if section is one. */
+static struct config_named *
+named_find(struct config_parse *parse, const char *section)
+{
+	for (size_t i = 0; i < parse->named_count; i++) {
+		if (strcmp(parse->named[i].section, section) == 0)
+			return &parse->named[i];
+	}
+	return NULL;
+}
+
 
 /*
  * Hand inih one line at a time. Counting lines here gives the handler the line
@@ -757,7 +1091,7 @@ config_read_line(char *str, int num, void *stream)
 			memcpy(section, line + 1, len);
 			section[len] = '\0';
 			if (!section_exists(section))
-				parse_error(parse, "unknown section [%s]", section);
+				named_open(parse, section);
 		}
 	}
 	memcpy(str, parse->line, n + 1);
@@ -778,8 +1112,36 @@ config_handle(void *user, const char *section, const char *key, const char *valu
 		return 0;
 	}
 	if (!section_exists(section)) {
-		parse_error(parse, "unknown section [%s]", section);
-		return 0;
+		struct config_named *named = named_find(parse, section);
+		if (named == NULL) {
+			/* An indented header reaches us only through its keys. */
+			named_open(parse, section);
+			if ((named = named_find(parse, section)) == NULL)
+				return 0;
+		}
+		for (i = 0; i < CONFIG_OPTION_COUNT; i++) {
+			if (config_options[i].kind == named->kind &&
+			    strcmp(config_options[i].key, key) == 0)
+				break;
+		}
+		if (i == CONFIG_OPTION_COUNT) {
+			parse_error(parse, "unknown key '%s' in [%s]", key, section);
+			return 0;
+		}
+		option = &config_options[i];
+		if (named->set_on[i] != 0) {
+			parse_error(parse, "[%s] %s: set twice, first on line %d", section, key,
+			    named->set_on[i]);
+			return 0;
+		}
+		named->set_on[i] = parse->lineno;
+		parse->last = option;
+		if (option_set(kind_instance(parse->config, named->kind, named->index), option,
+		    value, err, sizeof err) != 0) {
+			parse_error(parse, "[%s] %s: %s", section, key, err);
+			return 0;
+		}
+		return 1;
 	}
 	if ((option = option_find(section, key, &i)) == NULL) {
 		parse_error(parse, "unknown key '%s' in [%s]", key, section);
@@ -820,6 +1182,9 @@ config_parse_file(struct config *config, const char *path, char *err, size_t err
 	result = ini_parse_stream(config_read_line, &parse, config_handle, &parse);
 	fclose(parse.fp);
 	free(parse.line);
+	for (size_t i = 0; i < parse.named_count; i++)
+		free(parse.named[i].section);
+	free(parse.named);
 
 	if (parse.read_errno != 0) {
 		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(parse.read_errno));
@@ -853,6 +1218,93 @@ path_join(const char *dir, const char *name)
 	return xasprintf("%s/%s", dir, name);
 }
 
+/* An https:// URL with a host and no path: what the providers are reached at. */
+static int
+check_url(const char *url, const char *kind, const char *name, const char *key,
+    const char *prefix, const char *colon, char *err, size_t errlen)
+{
+	char host[256], port[16];
+	const char *rest = url + 8;
+
+	if (strncmp(url, "https://", 8) != 0 || *rest == '\0' || strchr(rest, '/') != NULL ||
+	    (strchr(rest, ':') != NULL && config_split_hostport(rest, host, sizeof host,
+	    port, sizeof port) != 0)) {
+		snprintf(err, errlen, "%s%s[%s \"%s\"] %s: must be https://host or "
+		    "https://host:port, without a path", prefix, colon, kind, name, key);
+		return -1;
+	}
+	return 0;
+}
+
+/* An optional proxy: empty means none, else host:port. */
+static int
+check_proxy(char *proxy, const char *kind, const char *name, const char *prefix,
+    const char *colon, char *err, size_t errlen)
+{
+	char host[256], port[16];
+
+	if (proxy == NULL || *proxy == '\0')
+		return 0;
+	if (config_split_hostport(proxy, host, sizeof host, port, sizeof port) != 0 ||
+	    strcmp(port, "0") == 0) {
+		snprintf(err, errlen, "%s%s[%s \"%s\"] proxy: must be host:port", prefix, colon,
+		    kind, name);
+		return -1;
+	}
+	return 0;
+}
+
+/* Check an [apns] section's credentials and fill in its topic. */
+static int
+apns_app_resolve(struct config_apns_app *app, const char *prefix, const char *colon,
+    char *err, size_t errlen)
+{
+	if (app->topic == NULL || *app->topic == '\0') {
+		free(app->topic);
+		app->topic = xstrdup(app->name);
+	}
+	if (app->auth == CONFIG_APNS_AUTH_TOKEN &&
+	    (app->key_file == NULL || app->key_id == NULL || *app->key_id == '\0' ||
+	    app->team_id == NULL || *app->team_id == '\0')) {
+		snprintf(err, errlen, "%s%s[apns \"%s\"] token auth needs key_file, key_id and "
+		    "team_id", prefix, colon, app->name);
+		return -1;
+	}
+	if (app->auth == CONFIG_APNS_AUTH_CERTIFICATE && app->pkcs12_file == NULL &&
+	    (app->certificate_file == NULL || app->certificate_key_file == NULL)) {
+		snprintf(err, errlen, "%s%s[apns \"%s\"] certificate auth needs "
+		    "certificate_file and certificate_key_file, or pkcs12_file", prefix, colon,
+		    app->name);
+		return -1;
+	}
+	if (check_url(app->production_url, "apns", app->name, "production_url", prefix,
+	    colon, err, errlen) || check_url(app->sandbox_url, "apns", app->name,
+	    "sandbox_url", prefix, colon, err, errlen) ||
+	    check_proxy(app->proxy, "apns", app->name, prefix, colon, err, errlen))
+		return -1;
+	return 0;
+}
+
+const struct config_apns_app *
+config_apns_app_find(const struct config *config, const char *app_id)
+{
+	for (size_t i = 0; i < config->apns_app_count; i++) {
+		if (strcmp(config->apns_apps[i].name, app_id) == 0)
+			return &config->apns_apps[i];
+	}
+	return NULL;
+}
+
+const struct config_fcm_app *
+config_fcm_app_find(const struct config *config, const char *app_id)
+{
+	for (size_t i = 0; i < config->fcm_app_count; i++) {
+		if (strcmp(config->fcm_apps[i].name, app_id) == 0)
+			return &config->fcm_apps[i];
+	}
+	return NULL;
+}
+
 /* Fill in the derived paths and check what involves more than one option. */
 static int
 config_resolve(struct config *config, char *err, size_t errlen)
@@ -877,6 +1329,33 @@ config_resolve(struct config *config, char *err, size_t errlen)
 		config->api_key_file_is_default = 0;
 	if (config->store_path == NULL)
 		config->store_path = path_join(config->state_dir, "pushrelay.db");
+
+	for (size_t i = 0; i < config->apns_app_count; i++) {
+		if (apns_app_resolve(&config->apns_apps[i], prefix, colon, err, errlen) != 0)
+			return -1;
+	}
+	for (size_t i = 0; i < config->fcm_app_count; i++) {
+		struct config_fcm_app *app = &config->fcm_apps[i];
+		if (app->service_account_file == NULL) {
+			snprintf(err, errlen, "%s%s[fcm \"%s\"] needs service_account_file", prefix,
+			    colon, app->name);
+			return -1;
+		}
+		if (check_url(app->url, "fcm", app->name, "url", prefix, colon, err, errlen) ||
+		    check_proxy(app->proxy, "fcm", app->name, prefix, colon, err, errlen))
+			return -1;
+	}
+	if (config->feedback_url != NULL && *config->feedback_url != '\0' &&
+	    strncmp(config->feedback_url, "http://", 7) != 0 &&
+	    strncmp(config->feedback_url, "https://", 8) != 0) {
+		snprintf(err, errlen, "%s%s[delivery] feedback_url: must be an http:// or "
+		    "https:// URL", prefix, colon);
+		return -1;
+	}
+	if (config->feedback_url != NULL && *config->feedback_url == '\0') {
+		free(config->feedback_url);
+		config->feedback_url = NULL;
+	}
 
 	if (config->listen_count == 0 && config->unix_socket == NULL) {
 		snprintf(err, errlen, "%s%sno listen address and no unix_socket: "
@@ -916,8 +1395,11 @@ config_free(struct config *config)
 {
 	size_t i;
 
-	for (i = 0; i < CONFIG_OPTION_COUNT; i++)
-		option_clear(config, &config_options[i]);
+	for (i = 0; i < CONFIG_OPTION_COUNT; i++) {
+		if (config_options[i].kind == NULL)
+			option_clear(config, &config_options[i]);
+	}
+	kinds_free(config);
 	free(config->path);
 	memset(config, 0, sizeof *config);
 }
@@ -933,8 +1415,7 @@ string_equal(const char *a, const char *b)
 
 /* Do two configurations hold the same value for an option? */
 static int
-option_equal(const struct config *a, const struct config *b,
-    const struct config_option *option)
+option_equal(const void *a, const void *b, const struct config_option *option)
 {
 	const void *fa = option_field_const(a, option), *fb = option_field_const(b, option);
 	char *const *la, *const *lb;
@@ -971,10 +1452,37 @@ config_check_reload(const struct config *old, const struct config *new, char *na
 
 	for (i = 0; i < CONFIG_OPTION_COUNT; i++) {
 		option = &config_options[i];
-		if (option->reloadable || option_equal(old, new, option))
+		if (option->kind != NULL || option->reloadable || option_equal(old, new, option))
 			continue;
 		snprintf(name, namelen, "%s.%s", option->section, option->key);
 		return -1;
+	}
+	/* Apps are added and removed with a restart; their credentials reload. */
+	for (size_t k = 0; config_kinds[k] != NULL; k++) {
+		const struct config_kind *kind = config_kinds[k];
+		struct config *o = (struct config *)old, *n = (struct config *)new;
+		size_t count = *kind_count(o, kind);
+
+		if (count != *kind_count(n, kind)) {
+			snprintf(name, namelen, "the [%s] sections", kind->name);
+			return -1;
+		}
+		for (size_t j = 0; j < count; j++) {
+			const void *a = kind_instance(o, kind, j), *b = kind_instance(n, kind, j);
+			if (strcmp(*(char *const *)a, *(char *const *)b) != 0) {
+				snprintf(name, namelen, "the [%s] sections", kind->name);
+				return -1;
+			}
+			for (i = 0; i < CONFIG_OPTION_COUNT; i++) {
+				option = &config_options[i];
+				if (option->kind != kind || option->reloadable ||
+				    option_equal(a, b, option))
+					continue;
+				snprintf(name, namelen, "%s \"%s\".%s", kind->name,
+				    *(char *const *)a, option->key);
+				return -1;
+			}
+		}
 	}
 	return 0;
 }
@@ -1075,7 +1583,13 @@ config_write_example(FILE *out)
 		option = &config_options[i];
 		if (section == NULL || strcmp(section, option->section) != 0) {
 			section = option->section;
-			fprintf(out, "\n[%s]\n", section);
+			if (option->kind != NULL) {
+				/* A named section is shown commented out, with a sample name. */
+				fprintf(out, "\n");
+				write_comment(out, option->kind->help);
+				fprintf(out, "#[%s \"%s\"]\n", section, option->kind->example_name);
+			} else
+				fprintf(out, "\n[%s]\n", section);
 		}
 		format_note(option, note, sizeof note);
 		fprintf(out, "\n");
@@ -1120,7 +1634,12 @@ config_write_man(FILE *out)
 		option = &config_options[i];
 		if (section == NULL || strcmp(section, option->section) != 0) {
 			section = option->section;
-			fprintf(out, ".SS [%s]\n", section);
+			if (option->kind != NULL) {
+				fprintf(out, ".SS [%s \\(dqAPP_ID\\(dq]\n", section);
+				write_roff(out, option->kind->help, 0);
+				fprintf(out, "\n");
+			} else
+				fprintf(out, ".SS [%s]\n", section);
 		}
 		fprintf(out, ".TP\n\\fB");
 		write_roff(out, option->key, 1);

@@ -18,6 +18,43 @@
 
 #define CONFIG_DEFAULT_PORT "8470"
 
+enum config_apns_auth {
+	CONFIG_APNS_AUTH_TOKEN = 0,	/* ES256 provider tokens from a .p8 key */
+	CONFIG_APNS_AUTH_CERTIFICATE,	/* a TLS client certificate per app */
+};
+
+/* One [apns "APP_ID"] section: an iOS app, by the app_id its devices register with. */
+struct config_apns_app {
+	char *name;			/* the section's name: the app_id */
+	char *topic;			/* apns-topic; resolved: never NULL */
+	enum config_apns_auth auth;
+	char *key_file;			/* token auth: the .p8 key */
+	char *key_id;
+	char *team_id;
+	char *certificate_file;		/* certificate auth: PEM certificate ... */
+	char *certificate_key_file;	/* ... and its key, or */
+	char *pkcs12_file;		/* a .p12 bundle ... */
+	char *pkcs12_password_file;	/* ... and a file holding its password */
+	char *production_url;		/* https://host[:port] */
+	char *sandbox_url;
+	char *ca_file;			/* NULL: the system's CA store */
+	char *proxy;			/* HTTP CONNECT proxy host:port, NULL for none */
+	int connections;
+	int64_t token_refresh_ms;
+	int64_t request_timeout_ms;
+};
+
+/* One [fcm "APP_ID"] section: a Firebase project, by the app_id devices register with. */
+struct config_fcm_app {
+	char *name;
+	char *service_account_file;	/* Google service-account JSON */
+	char *url;			/* https://host[:port] of the FCM v1 API */
+	char *ca_file;
+	char *proxy;
+	int connections;
+	int64_t request_timeout_ms;
+};
+
 struct config {
 	char *path;			/* the file read, NULL for embedded defaults */
 
@@ -41,9 +78,26 @@ struct config {
 	enum store_sync store_sync;
 	int64_t store_busy_timeout_ms;
 
+	/* [delivery] */
+	int delivery_queue_size;
+	int delivery_max_attempts;
+	int64_t delivery_retry_initial_ms;
+	int64_t delivery_retry_max_ms;
+	int64_t delivery_max_age_ms;
+	int64_t push_retention_ms;
+	char *feedback_url;		/* NULL: no feedback webhook */
+	int feedback_max_attempts;
+	int64_t feedback_timeout_ms;
+
 	/* [log] */
 	enum log_level log_level;
 	enum log_format log_format;
+
+	/* [apns "APP_ID"] and [fcm "APP_ID"] sections, in file order */
+	struct config_apns_app *apns_apps;
+	size_t apns_app_count;
+	struct config_fcm_app *fcm_apps;
+	size_t fcm_app_count;
 };
 
 /*
@@ -67,6 +121,12 @@ void config_write_example(FILE *out);
 
 /* Write the options as roff for pushrelay.conf(5). */
 void config_write_man(FILE *out);
+
+/* The [apns "app_id"] / [fcm "app_id"] section for an app, or NULL. */
+const struct config_apns_app *config_apns_app_find(const struct config *config,
+    const char *app_id);
+const struct config_fcm_app *config_fcm_app_find(const struct config *config,
+    const char *app_id);
 
 /*
  * Split "host:port" / "[v6]:port" into parts; 0 on success. The host must be an IPv4

@@ -24,7 +24,10 @@
 #include "log.h"
 #include "store.h"
 
-#define OPTION_COUNT 14
+/* Options of the plain sections, and of each kind of named section. */
+#define OPTION_COUNT 23
+#define APNS_OPTION_COUNT 16
+#define FCM_OPTION_COUNT 6
 
 struct fixture {
 	char dir[PATH_MAX];
@@ -905,6 +908,9 @@ test_config_example_with_every_option_uncommented_gives_defaults(void **state)
 	for (line = text; *line != '\0'; line = next) {
 		next = strchr(line, '\n');
 		next = next != NULL ? next + 1 : line + strlen(line);
+		/* Named sections come last, commented out with their header. */
+		if (strncmp(line, "#[", 2) == 0)
+			break;
 		/* "#key = value" lines are options; "# text" lines are comments. */
 		if (line[0] == '#' && line[1] >= 'a' && line[1] <= 'z') {
 			line++;
@@ -933,7 +939,7 @@ test_config_man_lists_every_option_with_default(void **state)
 	man = capture(config_write_man, &len);
 	for (p = man; (p = strstr(p, ".TP\n")) != NULL; p++)
 		tagged++;
-	assert_int_equal(tagged, OPTION_COUNT);
+	assert_int_equal(tagged, OPTION_COUNT + APNS_OPTION_COUNT + FCM_OPTION_COUNT);
 	assert_non_null(strstr(man, ".SS [server]\n.TP\n\\fBstate_dir\\fR =\n"));
 	assert_non_null(strstr(man, ".SS [api]\n.TP\n\\fBlisten\\fR = \\fI127.0.0.1:8470\\fR\n"));
 	assert_non_null(strstr(man, ".TP\n\\fBmax_body_size\\fR = \\fI1M\\fR\n"
@@ -948,6 +954,98 @@ test_config_man_lists_every_option_with_default(void **state)
 		assert_true(*p != '\'');
 	}
 	free(man);
+}
+
+static void
+test_config_named_app_sections_fill_their_own_structs(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+	const struct config_apns_app *apns;
+	const struct config_fcm_app *fcm;
+
+	load_text(fx, "[apns \"com.example.chat\"]\nkey_file = /etc/k.p8\nkey_id = ABC123DEFG\n"
+	    "team_id = TEAM123456\nsandbox_url = https://127.0.0.1:8443\nconnections = 4\n"
+	    "[apns \"com.example.other\"]\nauth = certificate\npkcs12_file = /etc/c.p12\n"
+	    "topic = com.example.other.voip\n"
+	    "[fcm \"my-project\"]\nservice_account_file = /etc/sa.json\nproxy = 10.0.0.1:3128\n",
+	    &config);
+	assert_int_equal(config.apns_app_count, 2);
+	assert_int_equal(config.fcm_app_count, 1);
+	apns = config_apns_app_find(&config, "com.example.chat");
+	assert_non_null(apns);
+	assert_string_equal(apns->topic, "com.example.chat");
+	assert_int_equal(apns->auth, CONFIG_APNS_AUTH_TOKEN);
+	assert_string_equal(apns->key_file, "/etc/k.p8");
+	assert_string_equal(apns->key_id, "ABC123DEFG");
+	assert_string_equal(apns->team_id, "TEAM123456");
+	assert_string_equal(apns->production_url, "https://api.push.apple.com");
+	assert_string_equal(apns->sandbox_url, "https://127.0.0.1:8443");
+	assert_int_equal(apns->connections, 4);
+	assert_int_equal(apns->token_refresh_ms, 40 * 60 * 1000);
+	apns = config_apns_app_find(&config, "com.example.other");
+	assert_int_equal(apns->auth, CONFIG_APNS_AUTH_CERTIFICATE);
+	assert_string_equal(apns->topic, "com.example.other.voip");
+	assert_string_equal(apns->pkcs12_file, "/etc/c.p12");
+	assert_null(config_apns_app_find(&config, "com.unknown"));
+	fcm = config_fcm_app_find(&config, "my-project");
+	assert_non_null(fcm);
+	assert_string_equal(fcm->service_account_file, "/etc/sa.json");
+	assert_string_equal(fcm->url, "https://fcm.googleapis.com");
+	assert_string_equal(fcm->proxy, "10.0.0.1:3128");
+	assert_int_equal(fcm->connections, 2);
+	config_free(&config);
+}
+
+static void
+test_config_named_app_sections_report_errors(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_load_error(fx, "[apns \"a\"]\nkey_file = /k\n",
+	    ": [apns \"a\"] token auth needs key_file, key_id and team_id");
+	assert_load_error(fx, "[apns \"a\"]\nauth = certificate\ncertificate_file = /c\n",
+	    ": [apns \"a\"] certificate auth needs certificate_file and "
+	    "certificate_key_file, or pkcs12_file");
+	assert_load_error(fx, "[fcm \"p\"]\nurl = https://fcm.googleapis.com\n",
+	    ": [fcm \"p\"] needs service_account_file");
+	assert_load_error(fx, "[fcm \"p\"]\nservice_account_file = /s\nurl = http://x\n",
+	    ": [fcm \"p\"] url: must be https://host or https://host:port, without a path");
+	assert_load_error(fx, "[apns \"a\"]\nkeyfile = /k\n", ":2: unknown key 'keyfile' in "
+	    "[apns \"a\"]");
+	assert_load_error(fx, "[apns \"a\"]\nkey_file = /k\nkey_file = /j\n",
+	    ":3: [apns \"a\"] key_file: set twice, first on line 2");
+	assert_load_error(fx, "[apns \"a\"]\n[apns \"a\"]\n",
+	    ":2: [apns \"a\"] appears twice, first on line 1");
+	assert_load_error(fx, "[apns \"\"]\n", ":1: [apns \"\"]: the name must be one non-empty "
+	    "quoted string, as in [apns \"com.example.chat\"]");
+	assert_load_error(fx, "[gcm \"a\"]\n", ":1: unknown section [gcm \"a\"]");
+	assert_load_error(fx, "[apns \"a\"]\nconnections = 0\n",
+	    ":2: [apns \"a\"] connections: must be between 1 and 64");
+}
+
+static void
+test_config_check_reload_allows_credentials_not_endpoints(void **state)
+{
+	struct fixture *fx = *state;
+	struct config old, new;
+	char name[128];
+	const char *base = "[apns \"a\"]\nkey_id = K1\nteam_id = T1\nkey_file = /k1\n";
+
+	load_text(fx, base, &old);
+	load_text(fx, "[apns \"a\"]\nkey_id = K2\nteam_id = T2\nkey_file = /k2\n", &new);
+	assert_int_equal(config_check_reload(&old, &new, name, sizeof name), 0);
+	config_free(&new);
+	load_text(fx, "[apns \"a\"]\nkey_id = K1\nteam_id = T1\nkey_file = /k1\n"
+	    "production_url = https://127.0.0.1:9\n", &new);
+	assert_int_equal(config_check_reload(&old, &new, name, sizeof name), -1);
+	assert_string_equal(name, "apns \"a\".production_url");
+	config_free(&new);
+	load_text(fx, "[apns \"b\"]\nkey_id = K1\nteam_id = T1\nkey_file = /k1\n", &new);
+	assert_int_equal(config_check_reload(&old, &new, name, sizeof name), -1);
+	assert_string_equal(name, "the [apns] sections");
+	config_free(&new);
+	config_free(&old);
 }
 
 int
@@ -990,6 +1088,9 @@ main(void)
 		T(test_config_committed_example_is_generated_and_parses_to_defaults),
 		T(test_config_example_with_every_option_uncommented_gives_defaults),
 		T(test_config_man_lists_every_option_with_default),
+		T(test_config_named_app_sections_fill_their_own_structs),
+		T(test_config_named_app_sections_report_errors),
+		T(test_config_check_reload_allows_credentials_not_endpoints),
 #undef T
 	};
 

@@ -193,3 +193,73 @@ store_member_prefs_put(struct store *store, const char *room_id, const char *cli
 	return store->backend->member_prefs_put(store, room_id, client_id, muted_until,
 	    mentions_only, stored);
 }
+
+/* List the devices of a room's members. */
+int
+store_room_devices_list(struct store *store, const char *room_id, struct device_list *out)
+{
+	return store->backend->room_devices_list(store, room_id, out);
+}
+
+/* Record successful deliveries in one transaction. */
+int
+store_devices_mark_success(struct store *store, const char *const *device_ids, size_t count,
+    int64_t at)
+{
+	return store->backend->devices_mark_success(store, device_ids, count, at);
+}
+
+/* Insert a push with its rows. */
+int
+store_push_insert(struct store *store, const struct push_record *record)
+{
+	return store->backend->push_insert(store, record);
+}
+
+/* Apply a batch of push row changes. */
+int
+store_push_update(struct store *store, const struct push_row_update *updates, size_t count,
+    const struct push_finish *finished, size_t finished_count)
+{
+	return store->backend->push_update(store, updates, count, finished, finished_count);
+}
+
+/* Read a push with its rows. */
+int
+store_push_get(struct store *store, const char *push_id, struct push_record *out)
+{
+	return store->backend->push_get(store, push_id, out);
+}
+
+/* Read every unfinished push. */
+int
+store_pushes_unfinished(struct store *store, struct push_record **out, size_t *count)
+{
+	return store->backend->pushes_unfinished(store, out, count);
+}
+
+/* Delete pushes finished before a time. */
+int
+store_pushes_expire(struct store *store, int64_t finished_before, size_t *deleted)
+{
+	return store->backend->pushes_expire(store, finished_before, deleted);
+}
+
+/* Free a push record and its rows. */
+void
+store_push_record_free(struct push_record *record)
+{
+	if (record == NULL)
+		return;
+	for (size_t i = 0; i < record->count; i++) {
+		free(record->rows[i].device_id);
+		free(record->rows[i].client_id);
+		free(record->rows[i].app_id);
+		free(record->rows[i].state);
+		free(record->rows[i].reason);
+	}
+	free(record->rows);
+	free(record->push_id);
+	free(record->content);
+	memset(record, 0, sizeof *record);
+}

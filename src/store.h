@@ -39,6 +39,45 @@ enum store_put_result {
 	STORE_PUT_UPDATED = 2,
 };
 
+/* One device's part of a push, as the store keeps it. */
+struct push_row {
+	char *device_id;
+	char *client_id;
+	enum device_platform platform;
+	char *app_id;
+	int64_t badge;			/* -1: none */
+	char *state;			/* a delivery state name: queued, sent, ... */
+	char *reason;			/* NULL when none */
+	int attempts;
+	int64_t updated_at;
+};
+
+/* A push: what was asked (the notification as JSON) and a row per device. */
+struct push_record {
+	char *push_id;
+	int64_t created_at;
+	char *content;			/* the notification object, as JSON text */
+	int badge_per_recipient;
+	int64_t finished_at;		/* 0 while deliveries are outstanding */
+	struct push_row *rows;		/* in the order of their index */
+	size_t count;
+};
+
+/* A change to one row of a push, written behind in batches. */
+struct push_row_update {
+	const char *push_id;
+	size_t index;
+	const char *state;
+	const char *reason;
+	int attempts;
+	int64_t updated_at;
+};
+
+struct push_finish {
+	const char *push_id;
+	int64_t finished_at;
+};
+
 struct store;
 
 struct store_backend {
@@ -73,6 +112,18 @@ struct store_backend {
 	int (*member_prefs_put)(struct store *store, const char *room_id,
 	    const char *client_id, int64_t muted_until, int mentions_only,
 	    struct member *stored);
+	int (*room_devices_list)(struct store *store, const char *room_id,
+	    struct device_list *out);
+	int (*devices_mark_success)(struct store *store, const char *const *device_ids,
+	    size_t count, int64_t at);
+
+	int (*push_insert)(struct store *store, const struct push_record *record);
+	int (*push_update)(struct store *store, const struct push_row_update *updates,
+	    size_t count, const struct push_finish *finished, size_t finished_count);
+	int (*push_get)(struct store *store, const char *push_id, struct push_record *out);
+	int (*pushes_unfinished)(struct store *store, struct push_record **out,
+	    size_t *count);
+	int (*pushes_expire)(struct store *store, int64_t finished_before, size_t *deleted);
 };
 
 struct store {
@@ -83,7 +134,7 @@ struct store {
 extern const struct store_backend store_sqlite_backend;
 
 /* The current schema version that this build writes. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 const char *store_strerror(int error);
 
@@ -129,5 +180,24 @@ int store_room_members_list(struct store *store, const char *room_id,
 /* Set a member's preferences; STORE_ENOTFOUND if not a member. */
 int store_member_prefs_put(struct store *store, const char *room_id, const char *client_id,
     int64_t muted_until, int mentions_only, struct member *stored);
+
+/* Devices of every member of a room, ordered by client_id then device_id. */
+int store_room_devices_list(struct store *store, const char *room_id,
+    struct device_list *out);
+/* Record a successful delivery on many devices in one transaction. */
+int store_devices_mark_success(struct store *store, const char *const *device_ids,
+    size_t count, int64_t at);
+
+/* Insert a push and all its rows in one transaction: durable when this returns 0. */
+int store_push_insert(struct store *store, const struct push_record *record);
+/* Apply row changes and mark pushes finished, all in one transaction. */
+int store_push_update(struct store *store, const struct push_row_update *updates,
+    size_t count, const struct push_finish *finished, size_t finished_count);
+int store_push_get(struct store *store, const char *push_id, struct push_record *out);
+/* Every push not finished yet, with its rows: what a restart must resume. */
+int store_pushes_unfinished(struct store *store, struct push_record **out, size_t *count);
+/* Delete pushes finished before a time. */
+int store_pushes_expire(struct store *store, int64_t finished_before, size_t *deleted);
+void store_push_record_free(struct push_record *record);
 
 #endif

@@ -62,6 +62,29 @@ static const char *const sqlite_migrations[] = {
 	"  PRIMARY KEY (room_id, client_id)"
 	") WITHOUT ROWID;"
 	"CREATE INDEX memberships_client_id ON memberships (client_id);",
+	/* 2: pushes accepted by POST /v1/push, with one row per device. */
+	"CREATE TABLE pushes ("
+	"  push_id TEXT PRIMARY KEY,"
+	"  created_at INTEGER NOT NULL,"
+	"  content TEXT NOT NULL,"
+	"  badge_per_recipient INTEGER NOT NULL DEFAULT 0,"
+	"  finished_at INTEGER NOT NULL DEFAULT 0"
+	") WITHOUT ROWID;"
+	"CREATE INDEX pushes_finished_at ON pushes (finished_at);"
+	"CREATE TABLE push_devices ("
+	"  push_id TEXT NOT NULL REFERENCES pushes (push_id) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL,"
+	"  device_id TEXT NOT NULL,"
+	"  client_id TEXT NOT NULL,"
+	"  platform TEXT NOT NULL CHECK (platform IN ('apns', 'fcm')),"
+	"  app_id TEXT NOT NULL,"
+	"  badge INTEGER NOT NULL DEFAULT -1,"
+	"  state TEXT NOT NULL,"
+	"  reason TEXT,"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  updated_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (push_id, idx)"
+	") WITHOUT ROWID;",
 };
 
 _Static_assert(sizeof sqlite_migrations / sizeof sqlite_migrations[0] == STORE_SCHEMA_VERSION,
@@ -88,12 +111,24 @@ enum sqlite_stmt {
 	STMT_MEMBER_DELETE,
 	STMT_ROOM_MEMBERS_LIST,
 	STMT_MEMBER_PREFS_PUT,
+	STMT_ROOM_DEVICES_LIST,
+	STMT_PUSH_INSERT,
+	STMT_PUSH_ROW_INSERT,
+	STMT_PUSH_ROW_UPDATE,
+	STMT_PUSH_FINISH,
+	STMT_PUSH_GET,
+	STMT_PUSH_ROWS,
+	STMT_PUSHES_UNFINISHED,
+	STMT_PUSHES_EXPIRE,
 	STMT_COUNT
 };
 
 /* The column order device_from_row and member_from_row read. */
 #define DEVICE_COLUMNS "device_id, client_id, platform, token, app_id, environment, " \
 	"locale, metadata, created_at, updated_at, last_success_at, last_error, last_error_at"
+#define DEVICE_COLUMNS_D "d.device_id, d.client_id, d.platform, d.token, d.app_id, " \
+	"d.environment, d.locale, d.metadata, d.created_at, d.updated_at, d.last_success_at, " \
+	"d.last_error, d.last_error_at"
 #define MEMBER_COLUMNS "room_id, client_id, joined_at, muted_until, mentions_only"
 
 static const char *const sqlite_stmt_sql[STMT_COUNT] = {
@@ -148,6 +183,31 @@ static const char *const sqlite_stmt_sql[STMT_COUNT] = {
 	[STMT_MEMBER_PREFS_PUT] =
 	    "UPDATE memberships SET muted_until = ?3, mentions_only = ?4"
 	    " WHERE room_id = ?1 AND client_id = ?2",
+	[STMT_ROOM_DEVICES_LIST] =
+	    "SELECT " DEVICE_COLUMNS_D " FROM memberships m JOIN devices d"
+	    " ON d.client_id = m.client_id WHERE m.room_id = ?1"
+	    " ORDER BY d.client_id, d.device_id",
+	[STMT_PUSH_INSERT] =
+	    "INSERT INTO pushes (push_id, created_at, content, badge_per_recipient)"
+	    " VALUES (?1, ?2, ?3, ?4)",
+	[STMT_PUSH_ROW_INSERT] =
+	    "INSERT INTO push_devices (push_id, idx, device_id, client_id, platform, app_id,"
+	    " badge, state, reason, attempts, updated_at)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+	[STMT_PUSH_ROW_UPDATE] =
+	    "UPDATE push_devices SET state = ?3, reason = ?4, attempts = ?5, updated_at = ?6"
+	    " WHERE push_id = ?1 AND idx = ?2",
+	[STMT_PUSH_FINISH] = "UPDATE pushes SET finished_at = ?2 WHERE push_id = ?1",
+	[STMT_PUSH_GET] =
+	    "SELECT push_id, created_at, content, badge_per_recipient, finished_at"
+	    " FROM pushes WHERE push_id = ?1",
+	[STMT_PUSH_ROWS] =
+	    "SELECT device_id, client_id, platform, app_id, badge, state, reason, attempts,"
+	    " updated_at FROM push_devices WHERE push_id = ?1 ORDER BY idx",
+	[STMT_PUSHES_UNFINISHED] =
+	    "SELECT push_id FROM pushes WHERE finished_at = 0 ORDER BY created_at",
+	[STMT_PUSHES_EXPIRE] =
+	    "DELETE FROM pushes WHERE finished_at != 0 AND finished_at < ?1",
 };
 
 struct sqlite_store {
@@ -1157,6 +1217,291 @@ sqlite_member_prefs_put(struct store *store, const char *room_id, const char *cl
 	return STORE_OK;
 }
 
+/* Append the device rows a statement returns to a list. */
+static int
+devices_collect(struct sqlite_store *s, const struct sqlite_context *ctx, sqlite3_stmt *stmt,
+    struct device_list *out)
+{
+	size_t capacity = 0;
+	int error = STORE_OK, rc;
+
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (out->count == capacity) {
+			capacity = capacity == 0 ? 16 : capacity * 2;
+			out->items = xreallocarray(out->items, capacity, sizeof *out->items);
+		}
+		if ((error = device_from_row(s, ctx, stmt, &out->items[out->count])) != 0)
+			return error;
+		out->count++;
+	}
+	if (rc != SQLITE_DONE)
+		return sqlite_fail(s, ctx);
+	return STORE_OK;
+}
+
+/* List the devices of every member of a room. */
+static int
+sqlite_room_devices_list(struct store *store, const char *room_id, struct device_list *out)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "room_devices_list", "room_id", room_id };
+	sqlite3_stmt *stmt = s->stmts[STMT_ROOM_DEVICES_LIST];
+	int error;
+
+	out->items = NULL;
+	out->count = 0;
+	if (bind_text(stmt, 1, room_id) != SQLITE_OK)
+		error = sqlite_fail(s, &ctx);
+	else
+		error = devices_collect(s, &ctx, stmt, out);
+	stmt_done(stmt);
+	if (error != STORE_OK) {
+		for (size_t i = 0; i < out->count; i++)
+			device_clear(&out->items[i]);
+		free(out->items);
+		out->items = NULL;
+		out->count = 0;
+	}
+	return error;
+}
+
+/* Set last_success_at on many devices in one transaction; absent ones are skipped. */
+static int
+sqlite_devices_mark_success(struct store *store, const char *const *device_ids, size_t count,
+    int64_t at)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "devices_mark_success", NULL, NULL };
+	sqlite3_stmt *stmt = s->stmts[STMT_DEVICE_MARK_SUCCESS];
+	int error;
+
+	if (count == 0)
+		return STORE_OK;
+	if ((error = tx_begin(s, &ctx)) != STORE_OK)
+		return error;
+	for (size_t i = 0; i < count && error == STORE_OK; i++) {
+		if (bind_text(stmt, 1, device_ids[i]) != SQLITE_OK ||
+		    bind_int64(stmt, 2, at) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_DONE)
+			error = sqlite_fail(s, &ctx);
+		stmt_done(stmt);
+	}
+	return tx_end(s, &ctx, error);
+}
+
+/* Insert a push and its rows in one transaction. */
+static int
+sqlite_push_insert(struct store *store, const struct push_record *record)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "push_insert", "push_id", record->push_id };
+	sqlite3_stmt *stmt = s->stmts[STMT_PUSH_INSERT];
+	int error;
+
+	if ((error = tx_begin(s, &ctx)) != STORE_OK)
+		return error;
+	if (bind_text(stmt, 1, record->push_id) != SQLITE_OK ||
+	    bind_int64(stmt, 2, record->created_at) != SQLITE_OK ||
+	    bind_text(stmt, 3, record->content) != SQLITE_OK ||
+	    bind_int64(stmt, 4, record->badge_per_recipient != 0) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_DONE)
+		error = sqlite_fail(s, &ctx);
+	stmt_done(stmt);
+	stmt = s->stmts[STMT_PUSH_ROW_INSERT];
+	for (size_t i = 0; i < record->count && error == STORE_OK; i++) {
+		const struct push_row *row = &record->rows[i];
+		if (bind_text(stmt, 1, record->push_id) != SQLITE_OK ||
+		    bind_int64(stmt, 2, (int64_t)i) != SQLITE_OK ||
+		    bind_text(stmt, 3, row->device_id) != SQLITE_OK ||
+		    bind_text(stmt, 4, row->client_id) != SQLITE_OK ||
+		    bind_text(stmt, 5, platform_name(row->platform)) != SQLITE_OK ||
+		    bind_text(stmt, 6, row->app_id) != SQLITE_OK ||
+		    bind_int64(stmt, 7, row->badge) != SQLITE_OK ||
+		    bind_text(stmt, 8, row->state) != SQLITE_OK ||
+		    bind_text(stmt, 9, row->reason) != SQLITE_OK ||
+		    bind_int64(stmt, 10, row->attempts) != SQLITE_OK ||
+		    bind_int64(stmt, 11, row->updated_at) != SQLITE_OK ||
+		    sqlite3_step(stmt) != SQLITE_DONE)
+			error = sqlite_fail(s, &ctx);
+		stmt_done(stmt);
+	}
+	return tx_end(s, &ctx, error);
+}
+
+/* Apply row changes and finish pushes, in one transaction. */
+static int
+sqlite_push_update(struct store *store, const struct push_row_update *updates, size_t count,
+    const struct push_finish *finished, size_t finished_count)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "push_update", NULL, NULL };
+	sqlite3_stmt *stmt = s->stmts[STMT_PUSH_ROW_UPDATE];
+	int error;
+
+	if (count == 0 && finished_count == 0)
+		return STORE_OK;
+	if ((error = tx_begin(s, &ctx)) != STORE_OK)
+		return error;
+	for (size_t i = 0; i < count && error == STORE_OK; i++) {
+		const struct push_row_update *u = &updates[i];
+		if (bind_text(stmt, 1, u->push_id) != SQLITE_OK ||
+		    bind_int64(stmt, 2, (int64_t)u->index) != SQLITE_OK ||
+		    bind_text(stmt, 3, u->state) != SQLITE_OK ||
+		    bind_text(stmt, 4, u->reason) != SQLITE_OK ||
+		    bind_int64(stmt, 5, u->attempts) != SQLITE_OK ||
+		    bind_int64(stmt, 6, u->updated_at) != SQLITE_OK ||
+		    sqlite3_step(stmt) != SQLITE_DONE)
+			error = sqlite_fail(s, &ctx);
+		stmt_done(stmt);
+	}
+	stmt = s->stmts[STMT_PUSH_FINISH];
+	for (size_t i = 0; i < finished_count && error == STORE_OK; i++) {
+		if (bind_text(stmt, 1, finished[i].push_id) != SQLITE_OK ||
+		    bind_int64(stmt, 2, finished[i].finished_at) != SQLITE_OK ||
+		    sqlite3_step(stmt) != SQLITE_DONE)
+			error = sqlite_fail(s, &ctx);
+		stmt_done(stmt);
+	}
+	return tx_end(s, &ctx, error);
+}
+
+/* Read a push's rows into the record. */
+static int
+push_rows_read(struct sqlite_store *s, const struct sqlite_context *ctx,
+    struct push_record *out)
+{
+	sqlite3_stmt *stmt = s->stmts[STMT_PUSH_ROWS];
+	size_t capacity = 0;
+	int error = STORE_OK, rc, platform;
+
+	if (bind_text(stmt, 1, out->push_id) != SQLITE_OK) {
+		error = sqlite_fail(s, ctx);
+		goto out;
+	}
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct push_row *row;
+		if (out->count == capacity) {
+			capacity = capacity == 0 ? 16 : capacity * 2;
+			out->rows = xreallocarray(out->rows, capacity, sizeof *out->rows);
+		}
+		row = &out->rows[out->count];
+		memset(row, 0, sizeof *row);
+		platform = name_index(sqlite_platform_names, 2,
+		    (const char *)sqlite3_column_text(stmt, 2));
+		if (platform < 0) {
+			error = sqlite_bad_row(s, ctx, "platform");
+			goto out;
+		}
+		row->device_id = column_strdup(stmt, 0);
+		row->client_id = column_strdup(stmt, 1);
+		row->platform = (enum device_platform)platform;
+		row->app_id = column_strdup(stmt, 3);
+		row->badge = sqlite3_column_int64(stmt, 4);
+		row->state = column_strdup(stmt, 5);
+		row->reason = column_strdup(stmt, 6);
+		row->attempts = sqlite3_column_int(stmt, 7);
+		row->updated_at = sqlite3_column_int64(stmt, 8);
+		out->count++;
+	}
+	if (rc != SQLITE_DONE)
+		error = sqlite_fail(s, ctx);
+out:
+	stmt_done(stmt);
+	return error;
+}
+
+/* Read a push by id with its rows. */
+static int
+sqlite_push_get(struct store *store, const char *push_id, struct push_record *out)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "push_get", "push_id", push_id };
+	sqlite3_stmt *stmt = s->stmts[STMT_PUSH_GET];
+	int error, rc;
+
+	memset(out, 0, sizeof *out);
+	if (bind_text(stmt, 1, push_id) != SQLITE_OK)
+		error = sqlite_fail(s, &ctx);
+	else if ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		out->push_id = column_strdup(stmt, 0);
+		out->created_at = sqlite3_column_int64(stmt, 1);
+		out->content = column_strdup(stmt, 2);
+		out->badge_per_recipient = sqlite3_column_int(stmt, 3);
+		out->finished_at = sqlite3_column_int64(stmt, 4);
+		error = STORE_OK;
+	} else if (rc == SQLITE_DONE)
+		error = STORE_ENOTFOUND;
+	else
+		error = sqlite_fail(s, &ctx);
+	stmt_done(stmt);
+	if (error == STORE_OK)
+		error = push_rows_read(s, &ctx, out);
+	if (error != STORE_OK)
+		store_push_record_free(out);
+	return error;
+}
+
+/* Read every unfinished push, oldest first. */
+static int
+sqlite_pushes_unfinished(struct store *store, struct push_record **out, size_t *count)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "pushes_unfinished", NULL, NULL };
+	sqlite3_stmt *stmt = s->stmts[STMT_PUSHES_UNFINISHED];
+	char **ids = NULL;
+	size_t n = 0, capacity = 0;
+	int error = STORE_OK, rc;
+
+	*out = NULL;
+	*count = 0;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (n == capacity) {
+			capacity = capacity == 0 ? 16 : capacity * 2;
+			ids = xreallocarray(ids, capacity, sizeof *ids);
+		}
+		ids[n++] = column_strdup(stmt, 0);
+	}
+	if (rc != SQLITE_DONE)
+		error = sqlite_fail(s, &ctx);
+	stmt_done(stmt);
+	if (error == STORE_OK && n > 0) {
+		*out = xcalloc(n, sizeof **out);
+		for (size_t i = 0; i < n && error == STORE_OK; i++) {
+			if ((error = sqlite_push_get(store, ids[i], &(*out)[i])) == STORE_OK)
+				(*count)++;
+		}
+		if (error != STORE_OK) {
+			for (size_t i = 0; i < *count; i++)
+				store_push_record_free(&(*out)[i]);
+			free(*out);
+			*out = NULL;
+			*count = 0;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	return error;
+}
+
+/* Delete pushes finished before a time (their rows go with them). */
+static int
+sqlite_pushes_expire(struct store *store, int64_t finished_before, size_t *deleted)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "pushes_expire", NULL, NULL };
+	sqlite3_stmt *stmt = s->stmts[STMT_PUSHES_EXPIRE];
+	int error;
+
+	if ((error = tx_begin(s, &ctx)) != STORE_OK)
+		return error;
+	if (bind_int64(stmt, 1, finished_before) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_DONE)
+		error = sqlite_fail(s, &ctx);
+	else if (deleted != NULL)
+		*deleted = (size_t)sqlite3_changes(s->db);
+	stmt_done(stmt);
+	return tx_end(s, &ctx, error);
+}
+
 const struct store_backend store_sqlite_backend = {
 	.name = "sqlite",
 	.open = sqlite_open,
@@ -1176,4 +1521,11 @@ const struct store_backend store_sqlite_backend = {
 	.member_delete = sqlite_member_delete,
 	.room_members_list = sqlite_room_members_list,
 	.member_prefs_put = sqlite_member_prefs_put,
+	.room_devices_list = sqlite_room_devices_list,
+	.devices_mark_success = sqlite_devices_mark_success,
+	.push_insert = sqlite_push_insert,
+	.push_update = sqlite_push_update,
+	.push_get = sqlite_push_get,
+	.pushes_unfinished = sqlite_pushes_unfinished,
+	.pushes_expire = sqlite_pushes_expire,
 };

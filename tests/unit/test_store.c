@@ -229,17 +229,17 @@ static void
 test_open_sets_schema_version_and_wal(void **state)
 {
 	struct fixture *f = *state;
-	char text[64];
+	char text[256];
 
 	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
-	assert_string_equal(text, "1");
+	assert_string_equal(text, "2");
 	raw_text(f->path, "PRAGMA journal_mode", text, sizeof text);
 	assert_string_equal(text, "wal");
 	raw_text(f->path, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema"
 	    " WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%' ORDER BY name)",
 	    text, sizeof text);
-	assert_string_equal(text,
-	    "devices,devices_client_id,memberships,memberships_client_id");
+	assert_string_equal(text, "devices,devices_client_id,memberships,memberships_client_id,"
+	    "push_devices,pushes,pushes_finished_at");
 }
 
 static void
@@ -273,7 +273,7 @@ test_open_newer_schema_is_enewer_and_untouched(void **state)
 	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_ENEWER);
 	assert_null(f->store);
 	snprintf(expected, sizeof expected, "database %s has schema version 99, this pushrelayd"
-	    " supports up to 1: upgrade pushrelayd", f->path);
+	    " supports up to 2: upgrade pushrelayd", f->path);
 	assert_string_equal(err, expected);
 
 	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
@@ -877,6 +877,194 @@ test_member_prefs_put_on_non_member_is_enotfound(void **state)
 }
 
 #define STORE_TEST(name) cmocka_unit_test_setup_teardown(name, setup_store, teardown)
+static void
+test_room_devices_list_joins_members_and_their_devices(void **state)
+{
+	struct fixture *f = *state;
+	struct device_list list;
+
+	put_device(f->store, "d-alice-2", "alice", DEVICE_PLATFORM_APNS, TOKEN_A, 1000,
+	    STORE_PUT_CREATED);
+	put_device(f->store, "d-alice-1", "alice", DEVICE_PLATFORM_FCM, "fcm-alice", 1000,
+	    STORE_PUT_CREATED);
+	put_device(f->store, "d-bob", "bob", DEVICE_PLATFORM_APNS, TOKEN_B, 1000,
+	    STORE_PUT_CREATED);
+	put_device(f->store, "d-carol", "carol", DEVICE_PLATFORM_APNS, TOKEN_C, 1000,
+	    STORE_PUT_CREATED);
+	assert_int_equal(store_member_put(f->store, "room", "bob", 1, NULL, NULL), STORE_OK);
+	assert_int_equal(store_member_put(f->store, "room", "alice", 1, NULL, NULL), STORE_OK);
+	assert_int_equal(store_member_put(f->store, "other", "carol", 1, NULL, NULL), STORE_OK);
+	assert_int_equal(store_room_devices_list(f->store, "room", &list), STORE_OK);
+	assert_int_equal(list.count, 3);
+	assert_string_equal(list.items[0].device_id, "d-alice-1");
+	assert_string_equal(list.items[1].device_id, "d-alice-2");
+	assert_string_equal(list.items[2].device_id, "d-bob");
+	assert_string_equal(list.items[2].token, TOKEN_B);
+	model_device_list_free(&list);
+	assert_int_equal(store_room_devices_list(f->store, "empty", &list), STORE_OK);
+	assert_int_equal(list.count, 0);
+}
+
+static void
+test_devices_mark_success_updates_every_listed_device(void **state)
+{
+	struct fixture *f = *state;
+	const char *ids[] = { "d1", "missing", "d2" };
+	struct device d;
+
+	put_device(f->store, "d1", "alice", DEVICE_PLATFORM_APNS, TOKEN_A, 1000,
+	    STORE_PUT_CREATED);
+	put_device(f->store, "d2", "alice", DEVICE_PLATFORM_APNS, TOKEN_B, 1000,
+	    STORE_PUT_CREATED);
+	assert_int_equal(store_devices_mark_success(f->store, ids, 3, 7777), STORE_OK);
+	assert_int_equal(store_device_get(f->store, "d2", &d), STORE_OK);
+	assert_int_equal(d.last_success_at, 7777);
+	assert_int_equal(d.updated_at, 1000);
+	model_device_free(&d);
+}
+
+/* A two-row push record for the push tests. */
+static void
+push_sample(struct push_record *r, struct push_row rows[2])
+{
+	memset(r, 0, sizeof *r);
+	memset(rows, 0, 2 * sizeof rows[0]);
+	rows[0] = (struct push_row){ "d1", "alice", DEVICE_PLATFORM_APNS, "com.example.chat", -1,
+	    "queued", NULL, 0, 5000 };
+	rows[1] = (struct push_row){ "d2", "bob", DEVICE_PLATFORM_FCM, "proj", 3, "queued", NULL,
+	    0, 5000 };
+	r->push_id = "p-1";
+	r->created_at = 5000;
+	r->content = "{\"body\":\"hi\"}";
+	r->badge_per_recipient = 1;
+	r->rows = rows;
+	r->count = 2;
+}
+
+static void
+test_push_insert_update_get_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	struct push_record r, got;
+	struct push_row rows[2];
+	struct push_row_update u[2] = {
+		{ "p-1", 0, "sent", NULL, 1, 6000 },
+		{ "p-1", 1, "failed", "BadDeviceToken", 2, 6001 },
+	};
+	struct push_finish fin = { "p-1", 6002 };
+
+	push_sample(&r, rows);
+	assert_int_equal(store_push_insert(f->store, &r), STORE_OK);
+	assert_int_equal(store_push_get(f->store, "p-1", &got), STORE_OK);
+	assert_string_equal(got.content, "{\"body\":\"hi\"}");
+	assert_int_equal(got.created_at, 5000);
+	assert_int_equal(got.badge_per_recipient, 1);
+	assert_int_equal(got.finished_at, 0);
+	assert_int_equal(got.count, 2);
+	assert_string_equal(got.rows[1].device_id, "d2");
+	assert_int_equal(got.rows[1].platform, DEVICE_PLATFORM_FCM);
+	assert_int_equal(got.rows[1].badge, 3);
+	assert_string_equal(got.rows[1].state, "queued");
+	assert_null(got.rows[1].reason);
+	store_push_record_free(&got);
+
+	assert_int_equal(store_push_update(f->store, u, 2, &fin, 1), STORE_OK);
+	assert_int_equal(store_push_get(f->store, "p-1", &got), STORE_OK);
+	assert_int_equal(got.finished_at, 6002);
+	assert_string_equal(got.rows[0].state, "sent");
+	assert_int_equal(got.rows[0].attempts, 1);
+	assert_string_equal(got.rows[1].state, "failed");
+	assert_string_equal(got.rows[1].reason, "BadDeviceToken");
+	assert_int_equal(got.rows[1].updated_at, 6001);
+	store_push_record_free(&got);
+	assert_int_equal(store_push_get(f->store, "p-2", &got), STORE_ENOTFOUND);
+}
+
+static void
+test_pushes_unfinished_and_expire(void **state)
+{
+	struct fixture *f = *state;
+	struct push_record r, *list;
+	struct push_row rows[2];
+	struct push_finish fin = { "p-1", 6000 };
+	size_t count, deleted;
+
+	push_sample(&r, rows);
+	assert_int_equal(store_push_insert(f->store, &r), STORE_OK);
+	r.push_id = "p-2";
+	r.created_at = 5001;
+	assert_int_equal(store_push_insert(f->store, &r), STORE_OK);
+	assert_int_equal(store_pushes_unfinished(f->store, &list, &count), STORE_OK);
+	assert_int_equal(count, 2);
+	assert_string_equal(list[0].push_id, "p-1");
+	assert_int_equal(list[1].count, 2);
+	for (size_t i = 0; i < count; i++)
+		store_push_record_free(&list[i]);
+	free(list);
+
+	assert_int_equal(store_push_update(f->store, NULL, 0, &fin, 1), STORE_OK);
+	assert_int_equal(store_pushes_unfinished(f->store, &list, &count), STORE_OK);
+	assert_int_equal(count, 1);
+	assert_string_equal(list[0].push_id, "p-2");
+	store_push_record_free(&list[0]);
+	free(list);
+	/* Only finished pushes older than the bound go, with their rows. */
+	assert_int_equal(store_pushes_expire(f->store, 6000, &deleted), STORE_OK);
+	assert_int_equal(deleted, 0);
+	assert_int_equal(store_pushes_expire(f->store, 6001, &deleted), STORE_OK);
+	assert_int_equal(deleted, 1);
+	raw_text(f->path, "SELECT count(*) FROM push_devices", (char[16]){0}, 16);
+}
+
+static void
+test_push_insert_with_duplicate_id_leaves_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct push_record r, got;
+	struct push_row rows[2];
+
+	push_sample(&r, rows);
+	assert_int_equal(store_push_insert(f->store, &r), STORE_OK);
+	r.content = "{\"body\":\"second\"}";
+	assert_int_equal(store_push_insert(f->store, &r), STORE_EIO);
+	assert_int_equal(store_push_get(f->store, "p-1", &got), STORE_OK);
+	assert_string_equal(got.content, "{\"body\":\"hi\"}");
+	assert_int_equal(got.count, 2);
+	store_push_record_free(&got);
+}
+
+static void
+test_open_migrates_version_1_database_keeping_rows(void **state)
+{
+	struct fixture *f = *state;
+	char err[512], text[64];
+	struct device d;
+
+	/* A database as version 1 left it: devices and memberships, no pushes. */
+	snprintf(f->path, sizeof f->path, "%s/v1.db", f->dir);
+	raw_exec(f->path, "CREATE TABLE devices (device_id TEXT PRIMARY KEY,"
+	    " client_id TEXT NOT NULL, platform TEXT NOT NULL CHECK (platform IN ('apns', 'fcm')),"
+	    " token TEXT NOT NULL, app_id TEXT NOT NULL, environment TEXT NOT NULL CHECK"
+	    " (environment IN ('production', 'sandbox')), locale TEXT, metadata TEXT,"
+	    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+	    " last_success_at INTEGER NOT NULL DEFAULT 0, last_error TEXT,"
+	    " last_error_at INTEGER NOT NULL DEFAULT 0, UNIQUE (platform, token));"
+	    "CREATE INDEX devices_client_id ON devices (client_id);"
+	    "CREATE TABLE memberships (room_id TEXT NOT NULL, client_id TEXT NOT NULL,"
+	    " joined_at INTEGER NOT NULL, muted_until INTEGER NOT NULL DEFAULT 0,"
+	    " mentions_only INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (room_id, client_id))"
+	    " WITHOUT ROWID; CREATE INDEX memberships_client_id ON memberships (client_id);"
+	    "INSERT INTO devices (device_id, client_id, platform, token, app_id, environment,"
+	    " created_at, updated_at) VALUES ('old', 'alice', 'apns', '" TOKEN_A "', 'app',"
+	    " 'production', 1, 2); PRAGMA user_version = 1;");
+	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_OK);
+	assert_int_equal(store_device_get(f->store, "old", &d), STORE_OK);
+	assert_string_equal(d.token, TOKEN_A);
+	model_device_free(&d);
+	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
+	assert_string_equal(text, "2");
+}
+
 #define DIR_TEST(name) cmocka_unit_test_setup_teardown(name, setup_dir, teardown)
 
 int
@@ -916,6 +1104,12 @@ main(void)
 		STORE_TEST(test_room_members_list_pages_by_client_id),
 		STORE_TEST(test_member_prefs_put_sets_fields),
 		STORE_TEST(test_member_prefs_put_on_non_member_is_enotfound),
+		STORE_TEST(test_room_devices_list_joins_members_and_their_devices),
+		STORE_TEST(test_devices_mark_success_updates_every_listed_device),
+		STORE_TEST(test_push_insert_update_get_round_trip),
+		STORE_TEST(test_pushes_unfinished_and_expire),
+		STORE_TEST(test_push_insert_with_duplicate_id_leaves_nothing),
+		DIR_TEST(test_open_migrates_version_1_database_keeping_rows),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);

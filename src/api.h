@@ -71,6 +71,7 @@ api_handler_fn api_device_put, api_device_get, api_device_delete;
 api_handler_fn api_client_devices_get, api_client_devices_delete;
 api_handler_fn api_member_put, api_member_delete, api_members_get, api_member_prefs_put;
 api_handler_fn api_healthz, api_readyz;
+api_handler_fn api_push_post, api_push_get;
 
 /* The readiness probe's loop heartbeat: a timer that measures how late it runs. */
 struct api_heartbeat *api_heartbeat_new(struct event_base *base);

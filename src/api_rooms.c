@@ -29,7 +29,7 @@ api_member_put(struct api_request *r)
 	enum store_put_result result;
 	int rc;
 
-	if (r->body != NULL && model_member_body_check(r->body, &merr) != 0) {
+	if (r->body != NULL && model_member_body_check(r->body, r->params[0], r->params[1], &merr) != 0) {
 		api_reply_model_error(r, &merr);
 		return;
 	}
@@ -74,7 +74,8 @@ parse_limit(struct api_request *r, const char *value, size_t *limit)
 	}
 	errno = 0;
 	v = strtol(value, &end, 10);
-	if (errno != 0 || end == value || *end != '\0' || v < 1 ||
+	/* Digits only: strtol alone would take " 5" and "+5". */
+	if (value[0] < '0' || value[0] > '9' || errno != 0 || *end != '\0' || v < 1 ||
 	    v > API_MEMBERS_LIMIT_MAX) {
 		api_reply_error(r, 400, "invalid_field", "limit",
 		    "limit: must be an integer between 1 and %d", API_MEMBERS_LIMIT_MAX);

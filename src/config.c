@@ -1218,17 +1218,45 @@ path_join(const char *dir, const char *name)
 	return xasprintf("%s/%s", dir, name);
 }
 
+/*
+ * Is text "host:port" (port required) or "host" (port optional), where host is a DNS
+ * name, an IPv4 address or a bracketed IPv6 address?
+ */
+static int
+endpoint_valid(const char *text, int need_port)
+{
+	const char *p = text, *colon;
+	char *end;
+	long port;
+
+	if (*p == '[') {
+		if ((p = strchr(p, ']')) == NULL || p == text + 1)
+			return 0;
+		p++;
+	} else {
+		for (; *p != '\0' && *p != ':'; p++) {
+			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			    (*p >= '0' && *p <= '9') || *p == '.' || *p == '-'))
+				return 0;
+		}
+		if (p == text)
+			return 0;
+	}
+	if (*p == '\0')
+		return !need_port;
+	if (*p != ':')
+		return 0;
+	colon = p;
+	port = strtol(colon + 1, &end, 10);
+	return end != colon + 1 && *end == '\0' && port >= 1 && port <= 65535;
+}
+
 /* An https:// URL with a host and no path: what the providers are reached at. */
 static int
 check_url(const char *url, const char *kind, const char *name, const char *key,
     const char *prefix, const char *colon, char *err, size_t errlen)
 {
-	char host[256], port[16];
-	const char *rest = url + 8;
-
-	if (strncmp(url, "https://", 8) != 0 || *rest == '\0' || strchr(rest, '/') != NULL ||
-	    (strchr(rest, ':') != NULL && config_split_hostport(rest, host, sizeof host,
-	    port, sizeof port) != 0)) {
+	if (strncmp(url, "https://", 8) != 0 || !endpoint_valid(url + 8, 0)) {
 		snprintf(err, errlen, "%s%s[%s \"%s\"] %s: must be https://host or "
 		    "https://host:port, without a path", prefix, colon, kind, name, key);
 		return -1;
@@ -1241,12 +1269,9 @@ static int
 check_proxy(char *proxy, const char *kind, const char *name, const char *prefix,
     const char *colon, char *err, size_t errlen)
 {
-	char host[256], port[16];
-
 	if (proxy == NULL || *proxy == '\0')
 		return 0;
-	if (config_split_hostport(proxy, host, sizeof host, port, sizeof port) != 0 ||
-	    strcmp(port, "0") == 0) {
+	if (!endpoint_valid(proxy, 1)) {
 		snprintf(err, errlen, "%s%s[%s \"%s\"] proxy: must be host:port", prefix, colon,
 		    kind, name);
 		return -1;

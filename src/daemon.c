@@ -19,7 +19,11 @@
 #include "apikey.h"
 #include "config.h"
 #include "daemon.h"
+#include "delivery.h"
+#include "feedback.h"
 #include "log.h"
+#include "provider.h"
+#include "push.h"
 #include "store.h"
 #include "xmalloc.h"
 
@@ -31,10 +35,16 @@ struct daemon {
 	const char *config_path;
 	struct store *store;
 	struct api *api;
+	struct feedback *feedback;
+	/* The provider of each platform: APNs / FCM, or the log provider (dry run). */
+	const struct provider_ops *provider_ops[2];
+	struct provider *providers[2];
+	int delivery_started;
 	struct event *sigterm, *sigint, *sighup;
 	struct event *drain_timer;	/* checks whether in-flight work is done */
 	struct event *deadline_timer;	/* bounds the shutdown */
 	int stopping;
+	int providers_draining;		/* drains not finished yet */
 };
 
 /* Tell systemd about our state; a no-op without libsystemd. */
@@ -96,17 +106,36 @@ daemon_finish(struct daemon *d)
 	event_base_loopbreak(d->base);
 }
 
+/* A provider has finished its sends in flight. */
+static void
+daemon_provider_drained(void *arg)
+{
+	struct daemon *d = arg;
+
+	if (--d->providers_draining == 0)
+		daemon_finish(d);
+}
+
+/* Wait for the API's answers, then for the sends in flight; bounded by the deadline. */
 static void
 daemon_drain_check(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	struct timeval tv = { 0, DAEMON_DRAIN_CHECK_MS * 1000 };
 
-	if (api_requests_in_flight(d->api) == 0) {
+	if (api_requests_in_flight(d->api) != 0) {
+		evtimer_add(d->drain_timer, &tv);
+		return;
+	}
+	if (!d->delivery_started) {
 		daemon_finish(d);
 		return;
 	}
-	evtimer_add(d->drain_timer, &tv);
+	/* Nothing new goes out; what is queued stays queued in the store. */
+	delivery_stop();
+	d->providers_draining = 2;
+	for (int p = 0; p < 2; p++)
+		d->provider_ops[p]->drain(d->providers[p], daemon_provider_drained, d);
 }
 
 static void
@@ -146,6 +175,40 @@ daemon_stop(struct daemon *d, const char *signame)
 	evtimer_add(d->drain_timer, &now);
 }
 
+/* The delivery layer's settings from a configuration. */
+static void
+daemon_delivery_options(const struct config *config)
+{
+	struct delivery_options options;
+
+	options.max_attempts = config->delivery_max_attempts;
+	options.retry_initial_ms = config->delivery_retry_initial_ms;
+	options.retry_max_ms = config->delivery_retry_max_ms;
+	options.max_age_ms = config->delivery_max_age_ms;
+	options.queue_size = (size_t)config->delivery_queue_size;
+	delivery_set_options(&options);
+}
+
+/* Create the provider of each platform: real credentials, or the log provider. */
+static int
+daemon_start_providers(struct daemon *d, char *err, size_t errlen)
+{
+	static const char *const names[] = { "apns", "fcm" };
+	size_t counts[2] = { d->config.apns_app_count, d->config.fcm_app_count };
+	const struct provider_ops *real[2] = { &provider_apns_ops, &provider_fcm_ops };
+
+	for (int p = 0; p < 2; p++) {
+		d->provider_ops[p] = counts[p] > 0 ? real[p] : &provider_log_ops;
+		d->providers[p] = d->provider_ops[p]->create(d->base, &d->config, err, errlen);
+		if (d->providers[p] == NULL)
+			return -1;
+		if (counts[p] == 0)
+			log_info("no credentials: notifications will be logged, not sent",
+			    "platform", names[p], NULL);
+	}
+	return 0;
+}
+
 /* Apply the reloadable options of a new configuration, or refuse it whole. */
 static void
 daemon_reload(struct daemon *d)
@@ -170,7 +233,18 @@ daemon_reload(struct daemon *d)
 		config_free(&next);
 		goto done;
 	}
+	for (int p = 0; p < 2; p++) {
+		if (d->provider_ops[p]->reload(d->providers[p], &next, err, sizeof err) != 0) {
+			log_error("reload refused", "error", err, NULL);
+			apikey_free(keys);
+			config_free(&next);
+			goto done;
+		}
+	}
 	api_set_keys(d->api, keys);
+	feedback_reload(d->feedback, &next);
+	daemon_delivery_options(&next);
+	push_set_retention(next.push_retention_ms);
 	log_set_level(next.log_level);
 	log_set_format(next.log_format);
 	config_free(&d->config);
@@ -217,6 +291,21 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		apikey_free(keys);
 		return -1;
 	}
+	if (daemon_start_providers(d, err, errlen) != 0) {
+		apikey_free(keys);
+		return -1;
+	}
+	d->feedback = feedback_new(d->base, &d->config);
+	{
+		struct delivery_options options;
+
+		memset(&options, 0, sizeof options);
+		delivery_init(d->base, d->store, d->provider_ops[0], d->providers[0],
+		    d->provider_ops[1], d->providers[1], d->feedback, &options);
+		daemon_delivery_options(&d->config);
+		d->delivery_started = 1;
+	}
+	push_init(d->base, d->store, d->config.push_retention_ms);
 	memset(&api_options, 0, sizeof api_options);
 	api_options.listen = d->config.listen;
 	api_options.listen_count = d->config.listen_count;
@@ -254,6 +343,21 @@ daemon_cleanup(struct daemon *d)
 	if (d->deadline_timer != NULL)
 		event_free(d->deadline_timer);
 	api_free(d->api);
+	if (d->delivery_started) {
+		/* Sends still in flight complete as the providers go; pushes record them. */
+		delivery_stop();
+		for (int p = 0; p < 2; p++)
+			d->provider_ops[p]->free(d->providers[p]);
+		push_shutdown();
+		delivery_shutdown();
+	} else {
+		for (int p = 0; p < 2; p++) {
+			if (d->providers[p] != NULL)
+				d->provider_ops[p]->free(d->providers[p]);
+		}
+	}
+	if (d->feedback != NULL)
+		feedback_free(d->feedback);
 	if (d->store != NULL)
 		store_close(d->store);
 	config_free(&d->config);

@@ -9,7 +9,7 @@
  * Submissions only schedule a flush, so a burst of requests becomes one pass of
  * frames, one TLS write.
  */
-#include "config.h"
+#include "autoconf.h"
 
 #include <sys/types.h>
 #include <sys/socket.h>

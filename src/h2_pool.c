@@ -1,5 +1,5 @@
 /* A pool of HTTP/2 connections to one endpoint: see h2_pool.h. */
-#include "config.h"
+#include "autoconf.h"
 
 #include <sys/types.h>
 #include <sys/socket.h>

@@ -251,15 +251,26 @@ validate_app_id(const char *app_id, struct model_error *err)
 	return 0;
 }
 
+/*
+ * A language tag as apps report them: a 2 to 8 letter language, then subtags of 1 to
+ * 8 letters or digits separated by '-' or '_' ("en", "en-GB", "zh_Hant_TW").
+ */
 static int
 validate_locale(const char *locale, struct model_error *err)
 {
-	size_t len = strlen(locale);
-	int ok = len > 0 && len <= MODEL_LOCALE_MAX && isalpha((unsigned char)locale[0]);
+	size_t len = strlen(locale), run = 0, i;
+	int ok = len > 0 && len <= MODEL_LOCALE_MAX, first = 1;
 
-	for (size_t i = 0; ok && i < len; i++) {
+	for (i = 0; ok && i <= len; i++) {
 		unsigned char c = (unsigned char)locale[i];
-		ok = isalnum(c) || c == '-' || c == '_';
+		if (c == '\0' || c == '-' || c == '_') {
+			ok = first ? run >= 2 && run <= 8 : run >= 1 && run <= 8;
+			first = 0;
+			run = 0;
+		} else if (first ? isalpha(c) : isalnum(c))
+			run++;
+		else
+			ok = 0;
 	}
 	if (!ok)
 		return model_fail(err, MODEL_ERROR_INVALID, "locale",
@@ -422,13 +433,35 @@ model_member_to_json(const struct member *m)
 	return o;
 }
 
+/* Ids sent back in a membership body must be the ones in the URL. */
+static int
+check_member_ids(const json_t *body, const char *room_id, const char *client_id,
+    struct model_error *err)
+{
+	const char *fields[] = { "room_id", "client_id" }, *expected[] = { room_id, client_id };
+	json_t *v;
+
+	for (size_t i = 0; i < 2; i++) {
+		if ((v = json_object_get(body, fields[i])) == NULL)
+			continue;
+		if (!json_is_string(v))
+			return model_fail(err, MODEL_ERROR_INVALID, fields[i], "must be a string");
+		if (strcmp(json_string_value(v), expected[i]) != 0 ||
+		    strlen(expected[i]) != json_string_length(v))
+			return model_fail(err, MODEL_ERROR_CONFLICT, fields[i],
+			    "does not match the URL");
+	}
+	return 0;
+}
+
 int
 model_prefs_from_json(const json_t *body, const struct member *current, int64_t *muted_until,
     int *mentions_only, struct model_error *err)
 {
 	json_t *v;
 
-	if (model_check_fields(body, prefs_fields, member_read_only, err) != 0)
+	if (model_check_fields(body, prefs_fields, member_read_only, err) != 0 ||
+	    check_member_ids(body, current->room_id, current->client_id, err) != 0)
 		return -1;
 	*muted_until = current->muted_until;
 	*mentions_only = current->mentions_only;
@@ -452,11 +485,14 @@ model_prefs_from_json(const json_t *body, const struct member *current, int64_t 
 	return 0;
 }
 
-/* Check a membership PUT body: empty, or only read-only fields. */
+/* Check a membership PUT body: empty, or only read-only fields matching the URL. */
 int
-model_member_body_check(const json_t *body, struct model_error *err)
+model_member_body_check(const json_t *body, const char *room_id, const char *client_id,
+    struct model_error *err)
 {
-	return model_check_fields(body, NULL, member_read_only, err);
+	if (model_check_fields(body, NULL, member_read_only, err) != 0)
+		return -1;
+	return check_member_ids(body, room_id, client_id, err);
 }
 
 void

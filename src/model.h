@@ -105,8 +105,9 @@ json_t *model_member_to_json(const struct member *member);
 int model_prefs_from_json(const json_t *body, const struct member *current, int64_t *muted_until,
     int *mentions_only, struct model_error *err);
 
-/* Check a membership PUT body: {} or only read-only fields. */
-int model_member_body_check(const json_t *body, struct model_error *err);
+/* Check a membership PUT body: {} or only read-only fields, ids matching the URL. */
+int model_member_body_check(const json_t *body, const char *room_id, const char *client_id,
+    struct model_error *err);
 
 void model_device_free(struct device *device);
 void model_device_list_free(struct device_list *list);

@@ -145,6 +145,17 @@ take_apns(const json_t *o, const char *prefix, json_t **out, struct model_error 
 			if (!json_is_string(value) || strncmp(key, "apns-", 5) != 0)
 				return fail(err, prefix, "apns.headers",
 				    "must map apns-* header names to strings");
+			for (const char *c = json_string_value(value); *c != '\0'; c++) {
+				if ((unsigned char)*c < 0x20 || *c == 0x7f)
+					return fail(err, prefix, "apns.headers",
+					    "values must not contain control characters");
+			}
+			for (const char *c = key; *c != '\0'; c++) {
+				if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+				    (*c >= '0' && *c <= '9') || *c == '-'))
+					return fail(err, prefix, "apns.headers",
+					    "must map apns-* header names to strings");
+			}
 		}
 	}
 	payload = json_object_get(v, "payload");

@@ -1,5 +1,5 @@
 /* TLS client contexts: TLS 1.2+, ALPN h2, verification always on. */
-#include "config.h"
+#include "autoconf.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -35,7 +35,7 @@
  * ("APNs allows only one stream until you post a request with a valid authentication
  * token"). Without --auth-key no provider token is checked, as with certificate auth.
  */
-#include "config.h"
+#include "autoconf.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -13,7 +13,7 @@
  *	POST   /disconnect	{"reset":false} drop every connection (reset: with a TCP RST)
  *	GET    /stats		counters; DELETE /stats zeroes them and empties the JWT cache
  */
-#include "config.h"
+#include "autoconf.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -40,7 +40,7 @@
  * "request HEADERS: max concurrent streams exceeded" (the whole connection ends, as
  * reported for the real service); before the acknowledgement, RST_STREAM REFUSED_STREAM.
  */
-#include "config.h"
+#include "autoconf.h"
 
 #include <ctype.h>
 #include <stdio.h>

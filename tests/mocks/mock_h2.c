@@ -7,7 +7,7 @@
  * from the evbuffer chains, a request's headers live in one arena inside its stream, and
  * recording can be switched off.
  */
-#include "config.h"
+#include "autoconf.h"
 
 #include <sys/socket.h>
 #include <sys/types.h>

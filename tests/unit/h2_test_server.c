@@ -1,5 +1,5 @@
 /* Test-only TLS HTTP/2 server, CONNECT proxy and PKI: see h2_test_server.h. */
-#include "config.h"
+#include "autoconf.h"
 
 #include <sys/queue.h>
 #include <sys/socket.h>

@@ -968,7 +968,9 @@ test_config_named_app_sections_fill_their_own_structs(void **state)
 	    "team_id = TEAM123456\nsandbox_url = https://127.0.0.1:8443\nconnections = 4\n"
 	    "[apns \"com.example.other\"]\nauth = certificate\npkcs12_file = /etc/c.p12\n"
 	    "topic = com.example.other.voip\n"
-	    "[fcm \"my-project\"]\nservice_account_file = /etc/sa.json\nproxy = 10.0.0.1:3128\n",
+	    "production_url = https://api.development.push.apple.com:2197\n"
+	    "[fcm \"my-project\"]\nservice_account_file = /etc/sa.json\n"
+	    "proxy = proxy.corp.example:3128\n",
 	    &config);
 	assert_int_equal(config.apns_app_count, 2);
 	assert_int_equal(config.fcm_app_count, 1);
@@ -992,7 +994,7 @@ test_config_named_app_sections_fill_their_own_structs(void **state)
 	assert_non_null(fcm);
 	assert_string_equal(fcm->service_account_file, "/etc/sa.json");
 	assert_string_equal(fcm->url, "https://fcm.googleapis.com");
-	assert_string_equal(fcm->proxy, "10.0.0.1:3128");
+	assert_string_equal(fcm->proxy, "proxy.corp.example:3128");
 	assert_int_equal(fcm->connections, 2);
 	config_free(&config);
 }
@@ -1020,6 +1022,12 @@ test_config_named_app_sections_report_errors(void **state)
 	assert_load_error(fx, "[apns \"\"]\n", ":1: [apns \"\"]: the name must be one non-empty "
 	    "quoted string, as in [apns \"com.example.chat\"]");
 	assert_load_error(fx, "[gcm \"a\"]\n", ":1: unknown section [gcm \"a\"]");
+	assert_load_error(fx, "[fcm \"p\"]\nservice_account_file = /s\nurl = https://x/v1\n",
+	    ": [fcm \"p\"] url: must be https://host or https://host:port, without a path");
+	assert_load_error(fx, "[fcm \"p\"]\nservice_account_file = /s\nproxy = squid\n",
+	    ": [fcm \"p\"] proxy: must be host:port");
+	assert_load_error(fx, "[fcm \"p\"]\nservice_account_file = /s\nproxy = a b:1\n",
+	    ": [fcm \"p\"] proxy: must be host:port");
 	assert_load_error(fx, "[apns \"a\"]\nconnections = 0\n",
 	    ":2: [apns \"a\"] connections: must be between 1 and 64");
 }

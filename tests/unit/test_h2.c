@@ -1,5 +1,5 @@
 /* Tests for the TLS + HTTP/2 client pool against a TLS h2 server on 127.0.0.1. */
-#include "config.h"
+#include "autoconf.h"
 
 #include <stdarg.h>
 #include <stddef.h>

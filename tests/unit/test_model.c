@@ -120,6 +120,12 @@ test_device_from_json_rejects_bad_values_with_exact_messages(void **state)
 	    "\"app_id\":\"p\",\"locale\":\"en US\"}", MODEL_ERROR_INVALID, "locale",
 	    "locale: must be a language tag such as en-US");
 	expect_device_error("{\"client_id\":\"a\",\"platform\":\"fcm\",\"token\":\"t\","
+	    "\"app_id\":\"p\",\"locale\":\"en-\"}", MODEL_ERROR_INVALID, "locale",
+	    "locale: must be a language tag such as en-US");
+	expect_device_error("{\"client_id\":\"a\",\"platform\":\"fcm\",\"token\":\"t\","
+	    "\"app_id\":\"p\",\"locale\":\"e-US\"}", MODEL_ERROR_INVALID, "locale",
+	    "locale: must be a language tag such as en-US");
+	expect_device_error("{\"client_id\":\"a\",\"platform\":\"fcm\",\"token\":\"t\","
 	    "\"app_id\":\"p\",\"metadata\":[1]}", MODEL_ERROR_INVALID, "metadata",
 	    "metadata: must be an object");
 	expect_device_error("{\"client_id\":\"a\",\"enviroment\":\"sandbox\"}",
@@ -213,6 +219,30 @@ test_prefs_from_json_keeps_absent_fields(void **state)
 }
 
 static void
+test_member_bodies_with_other_ids_conflict(void **state)
+{
+	struct member current = { .room_id = "r", .client_id = "c" };
+	struct model_error err;
+	int64_t muted;
+	int mentions;
+	json_t *body = json_loads("{\"room_id\":\"other\",\"mentions_only\":true}", 0, NULL);
+
+	assert_int_equal(model_prefs_from_json(body, &current, &muted, &mentions, &err), -1);
+	assert_int_equal(err.kind, MODEL_ERROR_CONFLICT);
+	assert_string_equal(err.message, "room_id: does not match the URL");
+	json_decref(body);
+	body = json_loads("{\"room_id\":\"r\",\"client_id\":\"d\"}", 0, NULL);
+	assert_int_equal(model_member_body_check(body, "r", "c", &err), -1);
+	assert_int_equal(err.kind, MODEL_ERROR_CONFLICT);
+	assert_string_equal(err.message, "client_id: does not match the URL");
+	json_decref(body);
+	body = json_loads("{\"room_id\":\"r\",\"client_id\":\"c\",\"joined_at\":\"x\"}", 0,
+	    NULL);
+	assert_int_equal(model_member_body_check(body, "r", "c", &err), 0);
+	json_decref(body);
+}
+
+static void
 test_prefs_from_json_rejects_bad_values(void **state)
 {
 	struct member current = { .room_id = "r", .client_id = "c" };
@@ -249,6 +279,7 @@ main(void)
 		cmocka_unit_test(test_device_to_json_uses_contract_names_and_rfc3339),
 		cmocka_unit_test(test_prefs_from_json_keeps_absent_fields),
 		cmocka_unit_test(test_prefs_from_json_rejects_bad_values),
+		cmocka_unit_test(test_member_bodies_with_other_ids_conflict),
 	};
 
 	return cmocka_run_group_tests_name("model", tests, NULL, NULL);

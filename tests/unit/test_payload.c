@@ -237,6 +237,8 @@ test_notification_rejects_bad_fields_with_exact_messages(void **state)
 	    "time-sensitive, critical");
 	expect_invalid("{\"body\":\"x\",\"apns\":{\"headers\":{\"x-foo\":\"1\"}}}",
 	    "notification.apns.headers: must map apns-* header names to strings");
+	expect_invalid("{\"body\":\"x\",\"apns\":{\"headers\":{\"apns-id\":\"a\\r\\nb\"}}}",
+	    "notification.apns.headers: values must not contain control characters");
 	expect_invalid("{\"sound\":\"default\"}",
 	    "notification.body: is required unless there is a title, or the "
 	    "notification is silent (content_available or data)");

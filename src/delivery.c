@@ -1,0 +1,515 @@
+/* Deliveries: queues per platform, provider hand-off, retries and outcomes. */
+#include "autoconf.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <openssl/rand.h>
+
+#include "clock.h"
+#include "delivery.h"
+#include "feedback.h"
+#include "log.h"
+#include "store.h"
+#include "xmalloc.h"
+
+/* Successes are written to the store in batches, this often. */
+#define DELIVERY_SUCCESS_FLUSH_MS 1000
+#define PLATFORMS 2
+
+TAILQ_HEAD(delivery_queue, delivery);
+
+struct delivery_provider {
+	const struct provider_ops *ops;
+	struct provider *provider;
+};
+
+struct delivery_layer {
+	struct event_base *base;
+	struct store *store;
+	struct delivery_provider providers[PLATFORMS];
+	struct feedback *feedback;
+	struct delivery_options options;
+	struct delivery_queue ready[PLATFORMS];	/* waiting for their provider */
+	struct delivery_queue waiting;		/* waiting for their retry time */
+	int blocked[PLATFORMS];			/* the provider said busy */
+	struct event *pump_event;
+	struct event *flush_timer;
+	char **successes;			/* device ids to mark, deduplicated lazily */
+	size_t success_count, success_capacity;
+	size_t queued, retrying, in_flight;
+	uint64_t sent, failed, token_removed, retries;
+	uint64_t rng;
+	int running;
+};
+
+static struct delivery_layer layer;
+
+static void delivery_flush_successes(evutil_socket_t fd, short what, void *arg);
+
+static const char *const delivery_state_names[] = {
+	[DELIVERY_QUEUED] = "queued",
+	[DELIVERY_SENDING] = "sending",
+	[DELIVERY_RETRYING] = "retrying",
+	[DELIVERY_SENT] = "sent",
+	[DELIVERY_FAILED] = "failed",
+	[DELIVERY_TOKEN_REMOVED] = "token_removed",
+};
+
+const char *
+delivery_state_name(enum delivery_state state)
+{
+	return delivery_state_names[state];
+}
+
+const char *
+provider_verdict_name(enum provider_verdict verdict)
+{
+	switch (verdict) {
+	case PROVIDER_SENT: return "sent";
+	case PROVIDER_RETRY: return "retry";
+	case PROVIDER_TOKEN_GONE: return "token_gone";
+	case PROVIDER_REJECTED: return "rejected";
+	case PROVIDER_CONFIG: return "config";
+	}
+	return "unknown";
+}
+
+/* xorshift64*: jitter and ids need speed, not secrecy. */
+static uint64_t
+rng_next(void)
+{
+	uint64_t x = layer.rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	layer.rng = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* A random (version 4) UUID, lowercase, as apns-id wants it. */
+static void
+uuid_generate(char out[37])
+{
+	uint64_t hi = rng_next(), lo = rng_next();
+
+	hi = (hi & ~0xf000ULL) | 0x4000ULL;
+	lo = (lo & ~(0xcULL << 60)) | (0x8ULL << 60);
+	snprintf(out, 37, "%08" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%012" PRIx64,
+	    hi >> 32, (hi >> 16) & 0xffff, hi & 0xffff, lo >> 48, lo & (uint64_t)0xffffffffffff);
+}
+
+struct push_content *
+delivery_content_new(struct notification *notification, int badge_per_recipient)
+{
+	struct push_content *c = xcalloc(1, sizeof *c);
+
+	c->refcount = 1;
+	c->notification = *notification;
+	notification_init(notification);
+	c->badge_per_recipient = badge_per_recipient;
+	c->apns_error = payload_apns_build(&c->notification, badge_per_recipient, &c->apns);
+	c->fcm_error = payload_fcm_build(&c->notification, badge_per_recipient, &c->fcm);
+	return c;
+}
+
+void
+delivery_content_ref(struct push_content *content)
+{
+	content->refcount++;
+}
+
+void
+delivery_content_unref(struct push_content *content)
+{
+	if (content == NULL || --content->refcount > 0)
+		return;
+	notification_free(&content->notification);
+	payload_free(&content->apns);
+	payload_free(&content->fcm);
+	free(content);
+}
+
+struct delivery *
+delivery_new(const struct device *device, struct push_content *content, int64_t badge,
+    int64_t accepted_at)
+{
+	struct delivery *d = xcalloc(1, sizeof *d);
+
+	d->content = content;
+	delivery_content_ref(content);
+	d->device_id = xstrdup(device->device_id);
+	d->client_id = xstrdup(device->client_id);
+	d->token = xstrdup(device->token);
+	d->app_id = xstrdup(device->app_id);
+	d->platform = device->platform;
+	d->environment = device->environment;
+	d->registered_at = device->updated_at;
+	d->badge = badge;
+	d->accepted_at = accepted_at;
+	uuid_generate(d->id);
+	return d;
+}
+
+static void
+delivery_free(struct delivery *d)
+{
+	if (d->retry_timer != NULL)
+		event_free(d->retry_timer);
+	delivery_content_unref(d->content);
+	free(d->device_id);
+	free(d->client_id);
+	free(d->token);
+	free(d->app_id);
+	free(d);
+}
+
+/* Tell the observer; a final state frees the delivery. */
+static void
+delivery_set_state(struct delivery *d, enum delivery_state state, const char *reason)
+{
+	d->state = state;
+	if (d->observer != NULL)
+		d->observer(d, state, reason, d->observer_arg);
+	if (state == DELIVERY_SENT || state == DELIVERY_FAILED || state == DELIVERY_TOKEN_REMOVED)
+		delivery_free(d);
+}
+
+/* Run the pump from the loop, never from inside a caller's callback. */
+static void
+schedule_pump(void)
+{
+	if (layer.pump_event != NULL && layer.running)
+		event_active(layer.pump_event, 0, 0);
+}
+
+/* Hand ready deliveries to their providers until they are empty or a provider is busy. */
+static void
+delivery_pump(evutil_socket_t fd, short what, void *arg)
+{
+	if (!layer.running)
+		return;
+	for (int p = 0; p < PLATFORMS; p++) {
+		struct delivery *d;
+
+		layer.blocked[p] = 0;
+		while ((d = TAILQ_FIRST(&layer.ready[p])) != NULL) {
+			const struct delivery_provider *provider = &layer.providers[p];
+			int rc;
+
+			d->attempt++;
+			rc = provider->ops->send(provider->provider, d);
+			if (rc == PROVIDER_EBUSY) {
+				d->attempt--;
+				layer.blocked[p] = 1;
+				break;
+			}
+			TAILQ_REMOVE(&layer.ready[p], d, entry);
+			layer.queued--;
+			if (rc == PROVIDER_OK) {
+				layer.in_flight++;
+				d->state = DELIVERY_SENDING;
+				continue;
+			}
+			layer.failed++;
+			if (rc == PROVIDER_ENOAPP) {
+				char reason[160];
+				snprintf(reason, sizeof reason, "no [%s \"%s\"] section for this app_id",
+				    model_platform_name(d->platform), d->app_id);
+				delivery_set_state(d, DELIVERY_FAILED, reason);
+			} else
+				delivery_set_state(d, DELIVERY_FAILED, "provider shutting down");
+		}
+	}
+}
+
+void
+delivery_init(struct event_base *base, struct store *store,
+    const struct provider_ops *apns_ops, struct provider *apns,
+    const struct provider_ops *fcm_ops, struct provider *fcm, struct feedback *feedback,
+    const struct delivery_options *options)
+{
+	struct timeval tv = { DELIVERY_SUCCESS_FLUSH_MS / 1000,
+		(DELIVERY_SUCCESS_FLUSH_MS % 1000) * 1000 };
+
+	memset(&layer, 0, sizeof layer);
+	layer.base = base;
+	layer.store = store;
+	layer.providers[DEVICE_PLATFORM_APNS].ops = apns_ops;
+	layer.providers[DEVICE_PLATFORM_APNS].provider = apns;
+	layer.providers[DEVICE_PLATFORM_FCM].ops = fcm_ops;
+	layer.providers[DEVICE_PLATFORM_FCM].provider = fcm;
+	layer.feedback = feedback;
+	layer.options = *options;
+	for (int p = 0; p < PLATFORMS; p++)
+		TAILQ_INIT(&layer.ready[p]);
+	TAILQ_INIT(&layer.waiting);
+	if (RAND_bytes((unsigned char *)&layer.rng, sizeof layer.rng) != 1 || layer.rng == 0)
+		layer.rng = (uint64_t)clock_now_ms() | 1;
+	layer.pump_event = event_new(base, -1, 0, delivery_pump, NULL);
+	layer.flush_timer = event_new(base, -1, EV_PERSIST, delivery_flush_successes, NULL);
+	if (layer.pump_event == NULL || layer.flush_timer == NULL)
+		fatalx("cannot create delivery events");
+	event_add(layer.flush_timer, &tv);
+	layer.running = 1;
+}
+
+void
+delivery_set_options(const struct delivery_options *options)
+{
+	layer.options = *options;
+}
+
+/* Write the successes gathered since the last flush in one transaction. */
+static void
+delivery_flush_successes(evutil_socket_t fd, short what, void *arg)
+{
+	size_t n = layer.success_count;
+	char count[24];
+
+	if (n == 0)
+		return;
+	if (store_devices_mark_success(layer.store, (const char *const *)layer.successes, n,
+	    clock_now_ms()) != STORE_OK) {
+		snprintf(count, sizeof count, "%zu", n);
+		log_warn("could not record delivery successes", "devices", count, NULL);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(layer.successes[i]);
+	layer.success_count = 0;
+}
+
+void
+delivery_stop(void)
+{
+	layer.running = 0;
+}
+
+void
+delivery_shutdown(void)
+{
+	struct delivery *d;
+
+	layer.running = 0;
+	delivery_flush_successes(-1, 0, NULL);
+	/* Queued and retrying deliveries stay queued in the store: a restart resumes them. */
+	for (int p = 0; p < PLATFORMS; p++) {
+		while ((d = TAILQ_FIRST(&layer.ready[p])) != NULL) {
+			TAILQ_REMOVE(&layer.ready[p], d, entry);
+			d->observer = NULL;
+			delivery_free(d);
+		}
+	}
+	while ((d = TAILQ_FIRST(&layer.waiting)) != NULL) {
+		TAILQ_REMOVE(&layer.waiting, d, entry);
+		d->observer = NULL;
+		delivery_free(d);
+	}
+	if (layer.pump_event != NULL)
+		event_free(layer.pump_event);
+	if (layer.flush_timer != NULL)
+		event_free(layer.flush_timer);
+	layer.pump_event = layer.flush_timer = NULL;
+	free(layer.successes);
+	layer.successes = NULL;
+	layer.success_capacity = 0;
+}
+
+int
+delivery_has_room(size_t n)
+{
+	return layer.queued + layer.retrying + layer.in_flight + n <=
+	    (size_t)layer.options.queue_size;
+}
+
+/* Put a delivery at the end of its platform's ready queue. */
+static void
+enqueue(struct delivery *d)
+{
+	d->state = DELIVERY_QUEUED;
+	TAILQ_INSERT_TAIL(&layer.ready[d->platform], d, entry);
+	layer.queued++;
+	if (!layer.blocked[d->platform])
+		schedule_pump();
+}
+
+void
+delivery_submit(struct delivery *d, delivery_observer_fn *observer, void *arg, size_t index)
+{
+	d->observer = observer;
+	d->observer_arg = arg;
+	d->observer_index = index;
+	enqueue(d);
+}
+
+/* A retry's time has come. */
+static void
+delivery_retry_due(evutil_socket_t fd, short what, void *arg)
+{
+	struct delivery *d = arg;
+
+	layer.retrying--;
+	TAILQ_REMOVE(&layer.waiting, d, entry);
+	if (!layer.running) {
+		d->observer = NULL;
+		delivery_free(d);
+		return;
+	}
+	enqueue(d);
+}
+
+/* Backoff before retry n (1-based): base * 2^(n-1) capped, with jitter in [half, all]. */
+static int64_t
+retry_delay(int attempt, int64_t retry_after_ms)
+{
+	int64_t base = layer.options.retry_initial_ms, delay;
+
+	for (int i = 1; i < attempt && base < layer.options.retry_max_ms; i++)
+		base *= 2;
+	if (base > layer.options.retry_max_ms)
+		base = layer.options.retry_max_ms;
+	delay = base / 2 + (int64_t)(rng_next() % (uint64_t)(base / 2 + 1));
+	return retry_after_ms > delay ? retry_after_ms : delay;
+}
+
+/* Schedule a retry, or fail the delivery when it is out of attempts or time. */
+static void
+delivery_retry(struct delivery *d, const struct provider_result *result)
+{
+	int64_t delay = retry_delay(d->attempt, result->retry_after_ms);
+	int64_t age = clock_now_ms() - d->accepted_at;
+	struct timeval tv;
+	char reason[200];
+
+	if (d->attempt >= layer.options.max_attempts || age + delay > layer.options.max_age_ms) {
+		snprintf(reason, sizeof reason, "gave up after %d attempts: %s", d->attempt,
+		    result->reason);
+		layer.failed++;
+		delivery_set_state(d, DELIVERY_FAILED, reason);
+		return;
+	}
+	if (d->retry_timer == NULL &&
+	    (d->retry_timer = evtimer_new(layer.base, delivery_retry_due, d)) == NULL)
+		fatalx("cannot create a retry timer");
+	tv.tv_sec = delay / 1000;
+	tv.tv_usec = (delay % 1000) * 1000;
+	evtimer_add(d->retry_timer, &tv);
+	TAILQ_INSERT_TAIL(&layer.waiting, d, entry);
+	layer.retrying++;
+	layer.retries++;
+	delivery_set_state(d, DELIVERY_RETRYING, result->reason);
+}
+
+/* A dead token: remove the registration unless it was registered again since. */
+static void
+delivery_token_gone(struct delivery *d, const struct provider_result *result)
+{
+	int64_t since = result->token_invalid_since > 0 ? result->token_invalid_since :
+	    d->registered_at;
+	char redacted[LOG_REDACT_SIZE], reason[200];
+	int removed = 0;
+
+	if (store_device_remove_token(layer.store, d->platform, d->token, since, &removed) !=
+	    STORE_OK) {
+		/* Logged by the store; the device stays, the notification failed. */
+		layer.failed++;
+		delivery_set_state(d, DELIVERY_FAILED, result->reason);
+		return;
+	}
+	if (!removed) {
+		log_info("token reported gone but registered again since, kept", "device_id",
+		    d->device_id, "token", log_redact(d->token, redacted), "reason", result->reason,
+		    NULL);
+		snprintf(reason, sizeof reason, "%s (device kept: registered again since)",
+		    result->reason);
+		layer.failed++;
+		delivery_set_state(d, DELIVERY_FAILED, reason);
+		return;
+	}
+	layer.token_removed++;
+	if (layer.feedback != NULL) {
+		struct feedback_event event = {
+			.device_id = d->device_id,
+			.client_id = d->client_id,
+			.platform = model_platform_name(d->platform),
+			.app_id = d->app_id,
+			.reason = result->reason,
+			.status = result->status,
+			.at = clock_now_ms(),
+		};
+		feedback_emit(layer.feedback, &event);
+	}
+	delivery_set_state(d, DELIVERY_TOKEN_REMOVED, result->reason);
+}
+
+/* Remember a success for the next batch write. */
+static void
+record_success(const struct delivery *d)
+{
+	if (layer.success_count == layer.success_capacity) {
+		layer.success_capacity = layer.success_capacity == 0 ? 256 :
+		    layer.success_capacity * 2;
+		layer.successes = xreallocarray(layer.successes, layer.success_capacity,
+		    sizeof *layer.successes);
+	}
+	layer.successes[layer.success_count++] = xstrdup(d->device_id);
+}
+
+void
+delivery_complete(struct delivery *d, const struct provider_result *result)
+{
+	char status[8], attempt[8];
+
+	layer.in_flight--;
+	if (layer.blocked[d->platform])
+		schedule_pump();
+	switch (result->verdict) {
+	case PROVIDER_SENT:
+		layer.sent++;
+		record_success(d);
+		/* A reason on success is informative, e.g. the log provider's dry run. */
+		delivery_set_state(d, DELIVERY_SENT,
+		    result->reason[0] != '\0' ? result->reason : NULL);
+		break;
+	case PROVIDER_RETRY:
+		if (!layer.running) {
+			/* Shutting down: leave it queued in the store for the next start. */
+			d->observer = NULL;
+			delivery_free(d);
+			break;
+		}
+		delivery_retry(d, result);
+		break;
+	case PROVIDER_TOKEN_GONE:
+		delivery_token_gone(d, result);
+		break;
+	case PROVIDER_REJECTED:
+	case PROVIDER_CONFIG:
+		snprintf(status, sizeof status, "%d", result->status);
+		snprintf(attempt, sizeof attempt, "%d", d->attempt);
+		log_warn(result->verdict == PROVIDER_CONFIG ?
+		    "notification failed: provider configuration" : "notification rejected",
+		    "device_id", d->device_id, "platform", model_platform_name(d->platform),
+		    "app_id", d->app_id, "status", status, "reason", result->reason, "attempt",
+		    attempt, NULL);
+		layer.failed++;
+		delivery_set_state(d, DELIVERY_FAILED, result->reason);
+		break;
+	}
+}
+
+void
+delivery_get_stats(struct delivery_stats *stats)
+{
+	stats->queued = layer.queued;
+	stats->retrying = layer.retrying;
+	stats->in_flight = layer.in_flight;
+	stats->sent = layer.sent;
+	stats->failed = layer.failed;
+	stats->token_removed = layer.token_removed;
+	stats->retries = layer.retries;
+}

@@ -1,0 +1,133 @@
+/*
+ * Deliveries: one notification to one device, from acceptance to its outcome.
+ *
+ * The delivery layer takes deliveries from the push API (and later from room events),
+ * hands them to the provider for their platform and app, and acts on each
+ * provider_result: success is recorded on the device, retryable failures come back
+ * after an exponential backoff with full jitter (or the provider's Retry-After),
+ * within max_attempts and max_age; a dead token removes the registration (unless it
+ * was registered again since) and emits a feedback event; a provider configuration
+ * problem is logged loudly and fails the delivery without retry.
+ */
+#ifndef PUSHRELAY_DELIVERY_H
+#define PUSHRELAY_DELIVERY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "model.h"
+#include "notification.h"
+#include "payload.h"
+#include "provider.h"
+
+/* What every delivery of one notification shares: built once, reference counted. */
+struct push_content {
+	unsigned refcount;
+	struct notification notification;
+	int badge_per_recipient;	/* payloads carry a badge splice */
+	struct payload apns;
+	int apns_error;			/* PAYLOAD_OK or why the APNs body cannot be built */
+	struct payload fcm;
+	int fcm_error;
+};
+
+/* Where a delivery stands; the names are those GET /v1/push/{id} shows. */
+enum delivery_state {
+	DELIVERY_QUEUED = 0,
+	DELIVERY_SENDING,
+	DELIVERY_RETRYING,
+	DELIVERY_SENT,
+	DELIVERY_FAILED,
+	DELIVERY_TOKEN_REMOVED,
+};
+
+struct delivery;
+
+/* Told of every state change, e.g. to record a push's progress. */
+typedef void delivery_observer_fn(struct delivery *delivery, enum delivery_state state,
+    const char *reason, void *arg);
+
+struct delivery {
+	/* What to send: providers read these. */
+	struct push_content *content;
+	char *device_id;
+	char *client_id;
+	char *token;
+	char *app_id;
+	enum device_platform platform;
+	enum device_environment environment;
+	int64_t registered_at;		/* the device's updated_at when resolved (ms) */
+	int64_t badge;			/* spliced when content->badge_per_recipient */
+	char id[37];			/* UUID: the apns-id, and the id in logs */
+	int64_t accepted_at;		/* wall-clock ms: apns-expiration counts from here */
+	int attempt;			/* 1 on the first send */
+
+	/* Private to delivery.c. */
+	TAILQ_ENTRY(delivery) entry;
+	enum delivery_state state;
+	struct event *retry_timer;
+	int64_t not_before_mono;
+	delivery_observer_fn *observer;
+	void *observer_arg;
+	size_t observer_index;		/* the observer's own bookkeeping */
+};
+
+struct delivery_options {
+	int max_attempts;
+	int64_t retry_initial_ms;
+	int64_t retry_max_ms;
+	int64_t max_age_ms;
+	size_t queue_size;
+};
+
+struct delivery_stats {
+	size_t queued;			/* waiting for a provider */
+	size_t retrying;		/* waiting for their retry time */
+	size_t in_flight;		/* with a provider */
+	uint64_t sent, failed, token_removed, retries;
+};
+
+struct store;
+struct feedback;
+
+const char *delivery_state_name(enum delivery_state state);
+
+/* Build the shared content (both payloads) for a notification, which it takes over. */
+struct push_content *delivery_content_new(struct notification *notification,
+    int badge_per_recipient);
+void delivery_content_ref(struct push_content *content);
+void delivery_content_unref(struct push_content *content);
+
+/*
+ * Start the delivery layer with the provider for each platform (the log provider
+ * where a platform has no credentials). feedback may be NULL.
+ */
+void delivery_init(struct event_base *base, struct store *store,
+    const struct provider_ops *apns_ops, struct provider *apns,
+    const struct provider_ops *fcm_ops, struct provider *fcm, struct feedback *feedback,
+    const struct delivery_options *options);
+void delivery_set_options(const struct delivery_options *options);
+/*
+ * Stop handing deliveries to providers: what is queued or waiting to retry stays
+ * queued in the store for the next start; completions are still recorded.
+ */
+void delivery_stop(void);
+/* Free everything; call once the providers are freed. */
+void delivery_shutdown(void);
+
+/* A new delivery for a device and content (referenced); not yet submitted. */
+struct delivery *delivery_new(const struct device *device, struct push_content *content,
+    int64_t badge, int64_t accepted_at);
+/* Queue it; the observer hears of every state change until the final one. */
+void delivery_submit(struct delivery *delivery, delivery_observer_fn *observer, void *arg,
+    size_t index);
+/* Room for n more deliveries in the queue? */
+int delivery_has_room(size_t n);
+
+/* Providers call this exactly once per send. */
+void delivery_complete(struct delivery *delivery, const struct provider_result *result);
+
+void delivery_get_stats(struct delivery_stats *stats);
+
+#endif

@@ -1,0 +1,1318 @@
+/*
+ * The FCM HTTP v1 provider: one [fcm "APP_ID"] section per Firebase project, each with
+ * its service account, its OAuth access token and its own HTTP/2 pool.
+ *
+ * Access tokens come from the Google OAuth token endpoint of the service account: an
+ * RS256 assertion signed with the account's key is exchanged (through httpc.c, off the
+ * hot path) for a bearer token that lives about an hour. A token is renewed in the
+ * background when 80% of its lifetime has passed or 5 minutes before it expires,
+ * whichever comes first (but never before half of it has passed), and sends keep
+ * using the current one meanwhile. Until a project has a token, sends wait in a small
+ * list and go when it arrives, or fail as retryable after the request timeout. A failed
+ * exchange is retried after 1 s, doubling up to 60 s.
+ *
+ * A 401 without an FcmError detail means FCM no longer takes our access token
+ * (revoked, expired early): the token is dropped, so new sends wait for a fresh one,
+ * and the delivery comes back as PROVIDER_RETRY with no delay so that the delivery
+ * layer resends it with the new token. If the token fetched because of a 401 is itself
+ * answered 401 before anything succeeds with it, the credentials are wrong in a way a
+ * new token does not fix: those answers are PROVIDER_CONFIG.
+ *
+ * The send path does one allocation per delivery, holding the h2 request, its headers,
+ * path and rendered body; the authorization header points into the reference-counted
+ * token, kept alive while any request using it is in flight. The header is indexed by
+ * HPACK: it is the same for every request of an hour, which saves its bytes on each.
+ */
+#include "autoconf.h"
+
+#include <sys/queue.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "clock.h"
+#include "config.h"
+#include "delivery.h"
+#include "h2_pool.h"
+#include "httpc.h"
+#include "jwt.h"
+#include "log.h"
+#include "payload.h"
+#include "provider.h"
+#include "tls.h"
+#include "xmalloc.h"
+
+#define FCM_SCOPE "https://www.googleapis.com/auth/firebase.messaging"
+#define FCM_DEFAULT_TOKEN_URI "https://oauth2.googleapis.com/token"
+#define FCM_GRANT_TYPE "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
+#define FCM_ASSERTION_LIFETIME 3600	/* seconds: Google's maximum */
+#define FCM_MAX_STREAMS 100		/* per connection, as fcm.googleapis.com allows */
+#define FCM_PENDING_MAX 1024		/* sends waiting for a project's first token */
+#define FCM_OAUTH_TIMEOUT_MS 20000
+#define FCM_OAUTH_BACKOFF_MIN_MS 1000
+#define FCM_OAUTH_BACKOFF_MAX_MS 60000
+#define FCM_RENEW_AHEAD_MS (5 * 60 * 1000)
+#define FCM_QUOTA_RETRY_MS 60000	/* QUOTA_EXCEEDED: "min initial delay 1 min" */
+#define FCM_SERVICE_ACCOUNT_MAX (256 * 1024)
+#define FCM_RESPONSE_BODY_LIMIT 8192
+
+/* What a service-account file says. */
+struct fcm_credentials {
+	char *project_id;
+	char *private_key_id;		/* the assertion's kid; NULL when absent */
+	char *client_email;
+	char *token_uri;
+	struct jwt_key *key;
+	unsigned char key_digest[32];	/* SHA-256 of the PEM, to notice a new key */
+};
+
+/* An access token, shared by the requests that carry it. */
+struct fcm_token {
+	unsigned refs;
+	char *authorization;		/* "Bearer ya29..." */
+	int after_unauthorized;		/* fetched because the last token got a 401 */
+	int proven;			/* FCM accepted a request carrying it */
+};
+
+struct fcm_project;
+
+/* One delivery in our hands, in a single allocation with its request. */
+struct fcm_send {
+	struct h2_request request;
+	nghttp2_nv headers[2];
+	struct fcm_project *project;
+	struct delivery *delivery;
+	struct fcm_token *token;	/* while in flight */
+	TAILQ_ENTRY(fcm_send) entry;	/* pending or finished list */
+	int64_t deadline_ms;		/* pending: monotonic */
+	struct provider_result result;	/* finished without an answer */
+	size_t body_len;
+	char *path;			/* both point into data */
+	char *body;
+	char data[];
+};
+TAILQ_HEAD(fcm_sends, fcm_send);
+
+struct fcm_project {
+	struct provider *fcm;
+	char *app_id;			/* the section's name */
+	char *service_account_file;
+	char *ca_file;
+	char *proxy;
+	int request_timeout_ms;
+	struct fcm_credentials cred;
+	char *path;			/* /v1/projects/<project_id>/messages:send */
+	struct h2_pool *pool;
+	int pool_draining;
+	int pool_drained;
+
+	struct fcm_token *token;	/* NULL: sends wait in pending */
+	int64_t token_expires_ms;	/* monotonic */
+	int next_after_unauthorized;
+	struct httpc_request *exchange;	/* a token exchange in flight */
+	struct event *oauth_timer;	/* the next renewal, or a retry after a failure */
+	int64_t backoff_ms;
+	char oauth_error[256];		/* the last exchange failure */
+
+	struct fcm_sends pending;
+	size_t npending;
+	struct event *pending_timer;
+};
+
+struct provider {
+	struct event_base *base;
+	struct httpc *httpc;
+	struct fcm_project *projects;
+	size_t nprojects;
+
+	struct fcm_sends finished;	/* decided without sending: completed from the loop */
+	struct event *finish_event;
+
+	int draining;
+	int freeing;
+	void (*drain_done)(void *);
+	void *drain_arg;
+	struct event *drain_event;
+
+	struct provider_stats stats;
+};
+
+static void fcm_oauth_start(struct fcm_project *);
+static void fcm_drain_check(struct provider *);
+
+/* ---- service accounts ---- */
+
+static void
+fcm_credentials_free(struct fcm_credentials *cred)
+{
+	free(cred->project_id);
+	free(cred->private_key_id);
+	free(cred->client_email);
+	free(cred->token_uri);
+	jwt_key_free(cred->key);
+	memset(cred, 0, sizeof *cred);
+}
+
+/* A required (or, with optional, possibly absent) string member; -1 if unusable. */
+static int
+fcm_sa_string(json_t *root, const char *name, int optional, char **out, const char *app,
+    const char *path, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(root, name);
+
+	*out = NULL;
+	if (v == NULL && optional)
+		return 0;
+	if (!json_is_string(v) || json_string_length(v) == 0) {
+		snprintf(err, errlen, "fcm \"%s\": service account %s: %s %s", app, path, name,
+		    v == NULL ? "is missing" : "must be a non-empty string");
+		return -1;
+	}
+	*out = xstrdup(json_string_value(v));
+	return 0;
+}
+
+/* Read the whole file, at most FCM_SERVICE_ACCOUNT_MAX bytes; NULL with errno set. */
+static char *
+fcm_read_file(const char *path, size_t *len)
+{
+	FILE *fp;
+	char *buf;
+	size_t n;
+
+	if ((fp = fopen(path, "r")) == NULL)
+		return NULL;
+	buf = xmalloc(FCM_SERVICE_ACCOUNT_MAX + 1);
+	n = fread(buf, 1, FCM_SERVICE_ACCOUNT_MAX + 1, fp);
+	if (ferror(fp) || n > FCM_SERVICE_ACCOUNT_MAX) {
+		errno = ferror(fp) ? EIO : EFBIG;
+		fclose(fp);
+		free(buf);
+		return NULL;
+	}
+	fclose(fp);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+/*
+ * Load a service-account JSON file. Errors name the app and the file, never the key:
+ * JSON syntax errors give only the position, as jansson's text may quote the input.
+ */
+static int
+fcm_credentials_load(const char *app, const char *path, struct fcm_credentials *cred,
+    char *err, size_t errlen)
+{
+	json_t *root;
+	json_error_t jerr;
+	char *text, *type = NULL, *pem = NULL, name[512], why[256];
+	size_t len = 0;
+	int rv = -1;
+
+	memset(cred, 0, sizeof *cred);
+	if ((text = fcm_read_file(path, &len)) == NULL) {
+		snprintf(err, errlen, "fcm \"%s\": service account %s: %s", app, path,
+		    strerror(errno));
+		return -1;
+	}
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	OPENSSL_cleanse(text, len);
+	free(text);
+	if (root == NULL || !json_is_object(root)) {
+		snprintf(err, errlen, "fcm \"%s\": service account %s: not a JSON object "
+		    "(line %d, column %d)", app, path, root == NULL ? jerr.line : 1,
+		    root == NULL ? jerr.column : 1);
+		json_decref(root);
+		return -1;
+	}
+	if (fcm_sa_string(root, "type", 0, &type, app, path, err, errlen) != 0)
+		goto out;
+	if (strcmp(type, "service_account") != 0) {
+		snprintf(err, errlen, "fcm \"%s\": service account %s: type is \"%.64s\", "
+		    "expected \"service_account\"", app, path, type);
+		goto out;
+	}
+	if (fcm_sa_string(root, "project_id", 0, &cred->project_id, app, path, err,
+	    errlen) != 0 ||
+	    fcm_sa_string(root, "private_key_id", 1, &cred->private_key_id, app, path, err,
+	    errlen) != 0 ||
+	    fcm_sa_string(root, "client_email", 0, &cred->client_email, app, path, err,
+	    errlen) != 0 ||
+	    fcm_sa_string(root, "token_uri", 1, &cred->token_uri, app, path, err,
+	    errlen) != 0 ||
+	    fcm_sa_string(root, "private_key", 0, &pem, app, path, err, errlen) != 0)
+		goto out;
+	if (cred->token_uri == NULL)
+		cred->token_uri = xstrdup(FCM_DEFAULT_TOKEN_URI);
+	if (strncmp(cred->token_uri, "https://", 8) != 0) {
+		snprintf(err, errlen, "fcm \"%s\": service account %s: token_uri must be an "
+		    "https:// URL", app, path);
+		goto out;
+	}
+	for (const char *p = cred->project_id; *p != '\0'; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.' &&
+		    *p != ':') {
+			snprintf(err, errlen, "fcm \"%s\": service account %s: project_id has "
+			    "characters a project id cannot have", app, path);
+			goto out;
+		}
+	}
+	snprintf(name, sizeof name, "service account %s private_key", path);
+	if (jwt_key_load_pem(pem, strlen(pem), name, JWT_ALG_RS256, &cred->key, why,
+	    sizeof why) != 0) {
+		snprintf(err, errlen, "fcm \"%s\": %s", app, why);
+		goto out;
+	}
+	EVP_Digest(pem, strlen(pem), cred->key_digest, NULL, EVP_sha256(), NULL);
+	rv = 0;
+
+out:
+	if (pem != NULL) {
+		OPENSSL_cleanse(pem, strlen(pem));
+		free(pem);
+	}
+	free(type);
+	json_decref(root);	/* jansson does not wipe the key: the file is on disk anyway */
+	if (rv != 0)
+		fcm_credentials_free(cred);
+	return rv;
+}
+
+/* Do two loads of a service account differ in anything a token depends on? */
+static int
+fcm_credentials_differ(const struct fcm_credentials *a, const struct fcm_credentials *b)
+{
+	const char *ka = a->private_key_id != NULL ? a->private_key_id : "";
+	const char *kb = b->private_key_id != NULL ? b->private_key_id : "";
+
+	return strcmp(a->project_id, b->project_id) != 0 || strcmp(ka, kb) != 0 ||
+	    strcmp(a->client_email, b->client_email) != 0 ||
+	    strcmp(a->token_uri, b->token_uri) != 0 ||
+	    memcmp(a->key_digest, b->key_digest, sizeof a->key_digest) != 0;
+}
+
+/* ---- tokens ---- */
+
+static void
+fcm_token_unref(struct fcm_token *token)
+{
+	if (token == NULL || --token->refs > 0)
+		return;
+	OPENSSL_cleanse(token->authorization, strlen(token->authorization));
+	free(token->authorization);
+	free(token);
+}
+
+/* Stop using the project's token: new sends wait for the next one. */
+static void
+fcm_project_drop_token(struct fcm_project *project)
+{
+	fcm_token_unref(project->token);
+	project->token = NULL;
+}
+
+/* The token sends can use now, or NULL (none yet, dropped, or expired). */
+static struct fcm_token *
+fcm_project_token(struct fcm_project *project)
+{
+	if (project->token != NULL && clock_monotonic_ms() >= project->token_expires_ms) {
+		log_warn("fcm access token expired before it was renewed", "app_id",
+		    project->app_id, "error", project->oauth_error, NULL);
+		fcm_project_drop_token(project);
+	}
+	return project->token;
+}
+
+/* ---- completing deliveries ---- */
+
+static void
+fcm_result_set(struct provider_result *result, enum provider_verdict verdict, int status,
+    const char *reason, int64_t retry_after_ms)
+{
+	memset(result, 0, sizeof *result);
+	result->verdict = verdict;
+	result->status = status;
+	snprintf(result->reason, sizeof result->reason, "%s", reason);
+	result->retry_after_ms = retry_after_ms;
+}
+
+/* Count a verdict. */
+static void
+fcm_count(struct provider *fcm, const struct provider_result *result)
+{
+	switch (result->verdict) {
+	case PROVIDER_SENT:
+		fcm->stats.sent++;
+		break;
+	case PROVIDER_RETRY:
+		fcm->stats.retried++;
+		break;
+	case PROVIDER_TOKEN_GONE:
+		fcm->stats.token_gone++;
+		break;
+	case PROVIDER_REJECTED:
+		fcm->stats.rejected++;
+		break;
+	case PROVIDER_CONFIG:
+		fcm->stats.config_errors++;
+		fcm->stats.auth_failures++;
+		break;
+	}
+}
+
+/* Free a send and report its delivery's result. */
+static void
+fcm_send_complete(struct fcm_send *send, const struct provider_result *result)
+{
+	struct provider *fcm = send->project->fcm;
+	struct delivery *delivery = send->delivery;
+	struct provider_result copy = *result;	/* it may live in send */
+
+	fcm_count(fcm, &copy);
+	fcm_token_unref(send->token);
+	free(send);
+	delivery_complete(delivery, &copy);
+}
+
+/* Complete the finished list from the loop. */
+static void
+fcm_finish_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct provider *fcm = arg;
+	struct fcm_send *send;
+
+	(void)fd;
+	(void)what;
+	while ((send = TAILQ_FIRST(&fcm->finished)) != NULL) {
+		TAILQ_REMOVE(&fcm->finished, send, entry);
+		fcm_send_complete(send, &send->result);
+	}
+	fcm_drain_check(fcm);
+}
+
+/* Complete a send later, from the loop: never from inside provider send(). */
+static void
+fcm_finish_later(struct fcm_send *send, enum provider_verdict verdict, int status,
+    const char *reason)
+{
+	struct provider *fcm = send->project->fcm;
+
+	fcm_result_set(&send->result, verdict, status, reason, 0);
+	TAILQ_INSERT_TAIL(&fcm->finished, send, entry);
+	event_active(fcm->finish_event, EV_TIMEOUT, 0);
+}
+
+/* ---- classifying answers ---- */
+
+/* What the Google error envelope says. */
+struct fcm_error_info {
+	char error_code[64];		/* FcmError errorCode, "" when absent */
+	char status[64];		/* error.status, "" when absent */
+	int token_violation;		/* the registration token is what is wrong */
+};
+
+/* Does s mention the registration token? */
+static int
+fcm_mentions_registration_token(const char *s)
+{
+	static const char needle[] = "registration token";
+	size_t n = sizeof needle - 1;
+
+	for (; *s != '\0'; s++) {
+		if (strncasecmp(s, needle, n) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Does a detail's "@type" name this type? */
+static int
+fcm_detail_is(json_t *detail, const char *type)
+{
+	const char *t = json_string_value(json_object_get(detail, "@type"));
+	size_t tl, l = strlen(type);
+
+	if (t == NULL)
+		return 0;
+	tl = strlen(t);
+	return tl >= l && strcmp(t + tl - l, type) == 0 && (tl == l || t[tl - l - 1] == '/');
+}
+
+/* Parse {"error":{"code","message","status","details":[...]}}; missing parts stay "". */
+static void
+fcm_parse_error(const uint8_t *body, size_t len, struct fcm_error_info *info)
+{
+	json_t *root, *error, *details, *detail, *violations, *violation;
+	const char *s;
+	size_t i, j;
+
+	memset(info, 0, sizeof *info);
+	if (len == 0 || (root = json_loadb((const char *)body, len, 0, NULL)) == NULL)
+		return;
+	error = json_object_get(root, "error");
+	if ((s = json_string_value(json_object_get(error, "status"))) != NULL)
+		snprintf(info->status, sizeof info->status, "%s", s);
+	if ((s = json_string_value(json_object_get(error, "message"))) != NULL &&
+	    fcm_mentions_registration_token(s))
+		info->token_violation = 1;
+	details = json_object_get(error, "details");
+	json_array_foreach(details, i, detail) {
+		if (fcm_detail_is(detail, "google.firebase.fcm.v1.FcmError")) {
+			s = json_string_value(json_object_get(detail, "errorCode"));
+			if (s != NULL)
+				snprintf(info->error_code, sizeof info->error_code, "%s", s);
+		} else if (fcm_detail_is(detail, "google.rpc.BadRequest")) {
+			violations = json_object_get(detail, "fieldViolations");
+			json_array_foreach(violations, j, violation) {
+				s = json_string_value(json_object_get(violation, "field"));
+				if (s != NULL && strcmp(s, "message.token") == 0)
+					info->token_violation = 1;
+			}
+		}
+	}
+	json_decref(root);
+}
+
+/*
+ * Turn an HTTP answer into a result. Returns 1 for a 401 without an FcmError (our
+ * access token was refused), which the caller settles; 0 otherwise.
+ */
+static int
+fcm_classify(const struct h2_response *response, struct provider_result *result)
+{
+	struct fcm_error_info info;
+	const char *reason, *retry_after;
+	int64_t retry_ms = 0;
+	int status = response->status;
+	char fallback[32];
+
+	memset(result, 0, sizeof *result);
+	result->status = status;
+	if (status >= 200 && status < 300) {
+		result->verdict = PROVIDER_SENT;
+		snprintf(result->reason, sizeof result->reason, "OK");
+		return 0;
+	}
+	fcm_parse_error(response->body, response->body_len, &info);
+	if (info.error_code[0] != '\0')
+		reason = info.error_code;
+	else if (info.status[0] != '\0')
+		reason = info.status;
+	else {
+		snprintf(fallback, sizeof fallback, "HTTP %d", status);
+		reason = fallback;
+	}
+	snprintf(result->reason, sizeof result->reason, "%s", reason);
+	if ((retry_after = h2_response_header(response, "retry-after")) != NULL) {
+		char *end;
+		long long v;
+
+		errno = 0;
+		v = strtoll(retry_after, &end, 10);
+		if (errno == 0 && end != retry_after && *end == '\0' && v >= 0 &&
+		    v < INT64_MAX / 1000)
+			retry_ms = (int64_t)v * 1000;
+	}
+
+	if (status == 429 || strcmp(info.error_code, "QUOTA_EXCEEDED") == 0) {
+		result->verdict = PROVIDER_RETRY;
+		result->retry_after_ms = retry_after != NULL && retry_ms > 0 ? retry_ms :
+		    FCM_QUOTA_RETRY_MS;
+	} else if (status >= 500 || strcmp(info.error_code, "UNAVAILABLE") == 0 ||
+	    strcmp(info.error_code, "INTERNAL") == 0) {
+		result->verdict = PROVIDER_RETRY;
+		result->retry_after_ms = retry_ms;
+	} else if (strcmp(info.error_code, "UNREGISTERED") == 0 ||
+	    strcmp(info.error_code, "SENDER_ID_MISMATCH") == 0)
+		result->verdict = PROVIDER_TOKEN_GONE;
+	else if (strcmp(info.error_code, "THIRD_PARTY_AUTH_ERROR") == 0 ||
+	    strcmp(info.error_code, "APNS_AUTH_ERROR") == 0)
+		result->verdict = PROVIDER_CONFIG;
+	else if (status == 401)
+		return 1;
+	else if (status == 400)
+		result->verdict = info.token_violation ? PROVIDER_TOKEN_GONE : PROVIDER_REJECTED;
+	else if (status == 403 || status == 404)
+		/* PERMISSION_DENIED (wrong project), or a 404 without UNREGISTERED (a wrong URL). */
+		result->verdict = PROVIDER_CONFIG;
+	else
+		result->verdict = PROVIDER_REJECTED;
+	return 0;
+}
+
+/* A 401 without an FcmError: renew once, retry; twice in a row, it is our setup. */
+static void
+fcm_unauthorized(struct fcm_project *project, struct fcm_token *token,
+    struct provider_result *result)
+{
+	result->verdict = PROVIDER_RETRY;
+	result->retry_after_ms = 0;
+	if (token != project->token) {
+		/* Renewed (or dropped for renewal) since this request left: just resend. */
+		return;
+	}
+	if (token->after_unauthorized && !token->proven) {
+		result->verdict = PROVIDER_CONFIG;
+		log_error("fcm refuses fresh access tokens: check the service account's "
+		    "roles and that the FCM API is enabled", "app_id", project->app_id,
+		    "project_id", project->cred.project_id, "reason", result->reason, NULL);
+		return;
+	}
+	log_warn("fcm refused the access token, renewing it", "app_id", project->app_id,
+	    "reason", result->reason, NULL);
+	fcm_project_drop_token(project);
+	project->next_after_unauthorized = 1;
+	if (project->exchange == NULL)
+		fcm_oauth_start(project);
+}
+
+/* The pool's answer to a send. */
+static void
+fcm_send_done(struct h2_request *request, const struct h2_response *response, void *arg)
+{
+	struct fcm_send *send = arg;
+	struct fcm_project *project = send->project;
+	struct provider_result result;
+	char reason[sizeof result.reason];
+
+	(void)request;
+	if (response->error != 0) {
+		if (response->error == H2_ECANCELLED && project->fcm->freeing)
+			snprintf(reason, sizeof reason, "shutdown");
+		else if (response->reason != NULL)
+			snprintf(reason, sizeof reason, "%s: %s", h2_strerror(response->error),
+			    response->reason);
+		else
+			snprintf(reason, sizeof reason, "%s", h2_strerror(response->error));
+		fcm_result_set(&result, PROVIDER_RETRY, 0, reason, 0);
+	} else if (fcm_classify(response, &result) == 1)
+		fcm_unauthorized(project, send->token, &result);
+	else if (send->token != NULL && response->status != 401)
+		send->token->proven = 1;
+	if (result.verdict == PROVIDER_CONFIG) {
+		char status[16];
+
+		snprintf(status, sizeof status, "%d", response->status);
+		log_error("fcm refused our credentials or setup", "app_id", project->app_id,
+		    "project_id", project->cred.project_id, "delivery_id", send->delivery->id,
+		    "status", status, "reason", result.reason, NULL);
+	}
+	fcm_send_complete(send, &result);
+	fcm_drain_check(project->fcm);
+}
+
+/* Hand a send with a token to the pool; on failure the send is completed or freed. */
+static int
+fcm_submit(struct fcm_project *project, struct fcm_send *send, struct fcm_token *token,
+    int from_send)
+{
+	char reason[64];
+	int rv;
+
+	send->token = token;
+	token->refs++;
+	send->headers[1].value = (uint8_t *)token->authorization;
+	send->headers[1].valuelen = strlen(token->authorization);
+	rv = h2_pool_submit(project->pool, &send->request);
+	if (rv == 0)
+		return PROVIDER_OK;
+	fcm_token_unref(token);
+	send->token = NULL;
+	if (from_send && (rv == H2_EQUEUEFULL || rv == H2_ESHUTDOWN)) {
+		free(send);
+		return rv == H2_EQUEUEFULL ? PROVIDER_EBUSY : PROVIDER_ESHUTDOWN;
+	}
+	snprintf(reason, sizeof reason, "h2: %s", h2_strerror(rv));
+	if (from_send)
+		fcm_finish_later(send, PROVIDER_RETRY, 0, reason);
+	else {
+		struct provider_result result;
+
+		fcm_result_set(&result, PROVIDER_RETRY, 0, reason, 0);
+		fcm_send_complete(send, &result);
+	}
+	return PROVIDER_OK;
+}
+
+/* ---- sends waiting for a token ---- */
+
+/* Arm the pending timer for the oldest waiting send. */
+static void
+fcm_pending_arm(struct fcm_project *project)
+{
+	struct fcm_send *send = TAILQ_FIRST(&project->pending);
+	struct timeval tv;
+	int64_t delay;
+
+	if (send == NULL) {
+		evtimer_del(project->pending_timer);
+		return;
+	}
+	delay = send->deadline_ms - clock_monotonic_ms();
+	if (delay < 0)
+		delay = 0;
+	tv.tv_sec = delay / 1000;
+	tv.tv_usec = (delay % 1000) * 1000;
+	evtimer_add(project->pending_timer, &tv);
+}
+
+/* Waiting sends whose time is up fail as retryable, with the OAuth problem. */
+static void
+fcm_pending_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct fcm_project *project = arg;
+	struct provider_result result;
+	struct fcm_send *send;
+	char reason[sizeof result.reason];
+
+	(void)fd;
+	(void)what;
+	snprintf(reason, sizeof reason, "oauth: %.120s", project->oauth_error[0] != '\0' ?
+	    project->oauth_error : "no access token yet");
+	while ((send = TAILQ_FIRST(&project->pending)) != NULL &&
+	    send->deadline_ms <= clock_monotonic_ms()) {
+		TAILQ_REMOVE(&project->pending, send, entry);
+		project->npending--;
+		fcm_result_set(&result, PROVIDER_RETRY, 0, reason, 0);
+		fcm_send_complete(send, &result);
+	}
+	fcm_pending_arm(project);
+	fcm_drain_check(project->fcm);
+}
+
+/* A token arrived: send everything that waited for it. */
+static void
+fcm_pending_flush(struct fcm_project *project)
+{
+	struct fcm_send *send;
+
+	while (project->token != NULL && (send = TAILQ_FIRST(&project->pending)) != NULL) {
+		TAILQ_REMOVE(&project->pending, send, entry);
+		project->npending--;
+		fcm_submit(project, send, project->token, 0);
+	}
+	fcm_pending_arm(project);
+}
+
+/* ---- the OAuth token exchange ---- */
+
+static void
+fcm_oauth_arm(struct fcm_project *project, int64_t delay_ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = delay_ms / 1000;
+	tv.tv_usec = (delay_ms % 1000) * 1000;
+	evtimer_add(project->oauth_timer, &tv);
+}
+
+/* An exchange failed: remember why, count it, log it, and try again later. */
+static void
+fcm_oauth_failed(struct fcm_project *project, int status, const char *reason)
+{
+	struct provider *fcm = project->fcm;
+	char status_text[16], retry[24];
+
+	fcm->stats.auth_failures++;
+	snprintf(project->oauth_error, sizeof project->oauth_error, "%s", reason);
+	if (project->backoff_ms < FCM_OAUTH_BACKOFF_MIN_MS)
+		project->backoff_ms = FCM_OAUTH_BACKOFF_MIN_MS;
+	snprintf(status_text, sizeof status_text, "%d", status);
+	snprintf(retry, sizeof retry, "%lld", (long long)project->backoff_ms);
+	log_error("fcm access token exchange failed", "app_id", project->app_id,
+	    "token_uri", project->cred.token_uri, "client_email", project->cred.client_email,
+	    "status", status_text, "error", reason, "retry_in_ms", retry, NULL);
+	if (!fcm->freeing)
+		fcm_oauth_arm(project, project->backoff_ms);
+	project->backoff_ms *= 2;
+	if (project->backoff_ms > FCM_OAUTH_BACKOFF_MAX_MS)
+		project->backoff_ms = FCM_OAUTH_BACKOFF_MAX_MS;
+}
+
+/* When to renew a token of this lifetime, in ms from now. */
+static int64_t
+fcm_renew_delay(int64_t lifetime_ms)
+{
+	int64_t at = lifetime_ms * 8 / 10;
+
+	if (lifetime_ms - FCM_RENEW_AHEAD_MS < at)
+		at = lifetime_ms - FCM_RENEW_AHEAD_MS;
+	if (at < lifetime_ms / 2)
+		at = lifetime_ms / 2;	/* short-lived tokens: not in a loop */
+	return at;
+}
+
+/* The token endpoint answered. */
+static void
+fcm_oauth_done(const struct httpc_response *response, void *arg)
+{
+	struct fcm_project *project = arg;
+	struct fcm_token *token;
+	json_t *root = NULL, *v;
+	const char *access_token, *error, *description;
+	int64_t lifetime_ms;
+	char reason[256], expires[24];
+
+	project->exchange = NULL;
+	if (response->error != 0) {
+		snprintf(reason, sizeof reason, "%s: %s", httpc_strerror(response->error),
+		    response->error_text);
+		fcm_oauth_failed(project, 0, reason);
+		return;
+	}
+	root = json_loadb(response->body, response->body_len, 0, NULL);
+	if (response->status != 200) {
+		error = json_string_value(json_object_get(root, "error"));
+		description = json_string_value(json_object_get(root, "error_description"));
+		if (error != NULL && description != NULL)
+			snprintf(reason, sizeof reason, "%s: %s", error, description);
+		else if (error != NULL)
+			snprintf(reason, sizeof reason, "%s", error);
+		else
+			snprintf(reason, sizeof reason, "HTTP %d from the token endpoint",
+			    response->status);
+		json_decref(root);
+		fcm_oauth_failed(project, response->status, reason);
+		return;
+	}
+	access_token = json_string_value(json_object_get(root, "access_token"));
+	v = json_object_get(root, "expires_in");
+	if (access_token == NULL || *access_token == '\0' ||
+	    (v != NULL && (!json_is_integer(v) || json_integer_value(v) <= 0))) {
+		json_decref(root);
+		fcm_oauth_failed(project, response->status,
+		    "the token endpoint's answer has no access_token or a bad expires_in");
+		return;
+	}
+	lifetime_ms = v != NULL ? (int64_t)json_integer_value(v) * 1000 : 3600 * 1000;
+	if (lifetime_ms > 24 * 3600 * 1000)
+		lifetime_ms = 24 * 3600 * 1000;
+
+	token = xcalloc(1, sizeof *token);
+	token->refs = 1;
+	token->authorization = xasprintf("Bearer %s", access_token);
+	token->after_unauthorized = project->next_after_unauthorized;
+	project->next_after_unauthorized = 0;
+	json_decref(root);
+
+	fcm_project_drop_token(project);
+	project->token = token;
+	project->token_expires_ms = clock_monotonic_ms() + lifetime_ms;
+	project->backoff_ms = 0;
+	project->oauth_error[0] = '\0';
+	project->fcm->stats.token_renewals++;
+	snprintf(expires, sizeof expires, "%lld", (long long)(lifetime_ms / 1000));
+	log_info("fcm access token obtained", "app_id", project->app_id, "expires_in",
+	    expires, NULL);
+	if (!project->fcm->freeing)
+		fcm_oauth_arm(project, fcm_renew_delay(lifetime_ms));
+	fcm_pending_flush(project);
+	fcm_drain_check(project->fcm);
+}
+
+/* Append s to buf, percent-encoding what a form value cannot hold. */
+static void
+fcm_form_append(char *buf, size_t *w, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
+			buf[(*w)++] = (char)c;
+		else {
+			buf[(*w)++] = '%';
+			buf[(*w)++] = hex[c >> 4];
+			buf[(*w)++] = hex[c & 15];
+		}
+	}
+	buf[*w] = '\0';
+}
+
+/* Mint an assertion and start exchanging it for an access token. */
+static void
+fcm_oauth_start(struct fcm_project *project)
+{
+	struct fcm_credentials *cred = &project->cred;
+	struct httpc_options options;
+	char *assertion = NULL, *form, reason[128];
+	int64_t iat = clock_now_ms() / 1000;
+	size_t w = 0, size;
+	int rv;
+
+	evtimer_del(project->oauth_timer);
+	if (project->exchange != NULL) {
+		httpc_cancel(project->exchange);
+		project->exchange = NULL;
+	}
+	rv = jwt_sign_rs256(cred->key, cred->private_key_id, cred->client_email, FCM_SCOPE,
+	    cred->token_uri, iat, iat + FCM_ASSERTION_LIFETIME, &assertion);
+	if (rv != 0) {
+		snprintf(reason, sizeof reason, "cannot sign the assertion: %s",
+		    jwt_strerror(rv));
+		fcm_oauth_failed(project, 0, reason);
+		return;
+	}
+	size = sizeof "grant_type=" FCM_GRANT_TYPE "&assertion=" + 3 * strlen(assertion);
+	form = xmalloc(size);
+	w = (size_t)snprintf(form, size, "grant_type=%s&assertion=", FCM_GRANT_TYPE);
+	fcm_form_append(form, &w, assertion);
+	OPENSSL_cleanse(assertion, strlen(assertion));
+	free(assertion);
+
+	memset(&options, 0, sizeof options);
+	options.url = cred->token_uri;
+	options.content_type = "application/x-www-form-urlencoded";
+	options.body = form;
+	options.body_len = w;
+	options.ca_file = project->ca_file;
+	options.proxy = project->proxy;
+	options.timeout_ms = FCM_OAUTH_TIMEOUT_MS;
+	rv = httpc_request(project->fcm->httpc, &options, fcm_oauth_done, project,
+	    &project->exchange);
+	OPENSSL_cleanse(form, w);
+	free(form);
+	if (rv != 0) {
+		snprintf(reason, sizeof reason, "cannot start the request: %s",
+		    httpc_strerror(rv));
+		fcm_oauth_failed(project, 0, reason);
+	}
+}
+
+/* The renewal or retry timer. */
+static void
+fcm_oauth_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct fcm_project *project = arg;
+
+	(void)fd;
+	(void)what;
+	if (project->exchange == NULL)
+		fcm_oauth_start(project);
+}
+
+/* ---- the provider ---- */
+
+/* Split "host", "host:port" or "[v6]:port"; 0 or -1. */
+static int
+fcm_split_host_port(const char *s, char *host, size_t hostlen, unsigned *port)
+{
+	const char *colon, *end;
+	char *p;
+	unsigned long n;
+
+	*port = 0;
+	if (*s == '[') {
+		if ((end = strchr(s, ']')) == NULL)
+			return -1;
+		colon = end[1] == ':' ? end + 1 : NULL;
+		if (end[1] != '\0' && colon == NULL)
+			return -1;
+		s++;
+	} else {
+		colon = strrchr(s, ':');
+		end = colon != NULL ? colon : s + strlen(s);
+	}
+	if (end == s || (size_t)(end - s) >= hostlen)
+		return -1;
+	memcpy(host, s, (size_t)(end - s));
+	host[end - s] = '\0';
+	if (colon != NULL) {
+		errno = 0;
+		n = strtoul(colon + 1, &p, 10);
+		if (colon[1] == '\0' || *p != '\0' || errno != 0 || n == 0 || n > 65535)
+			return -1;
+		*port = (unsigned)n;
+	}
+	return 0;
+}
+
+static void
+fcm_project_free(struct fcm_project *project)
+{
+	struct provider_result result;
+	struct fcm_send *send;
+
+	fcm_result_set(&result, PROVIDER_RETRY, 0, "shutdown", 0);
+	while ((send = TAILQ_FIRST(&project->pending)) != NULL) {
+		TAILQ_REMOVE(&project->pending, send, entry);
+		project->npending--;
+		fcm_send_complete(send, &result);
+	}
+	if (project->pool != NULL)
+		h2_pool_free(project->pool);
+	if (project->exchange != NULL)
+		httpc_cancel(project->exchange);
+	if (project->oauth_timer != NULL)
+		event_free(project->oauth_timer);
+	if (project->pending_timer != NULL)
+		event_free(project->pending_timer);
+	fcm_project_drop_token(project);
+	fcm_credentials_free(&project->cred);
+	free(project->app_id);
+	free(project->service_account_file);
+	free(project->ca_file);
+	free(project->proxy);
+	free(project->path);
+}
+
+/* Set up one [fcm] section: credentials, TLS, pool. */
+static int
+fcm_project_init(struct provider *fcm, struct fcm_project *project,
+    const struct config_fcm_app *app, char *err, size_t errlen)
+{
+	struct tls_client_options tls;
+	struct h2_pool_options options;
+	SSL_CTX *ctx = NULL;
+	char host[256], proxy_host[256], why[256];
+	unsigned port, proxy_port = 0;
+
+	project->fcm = fcm;
+	project->app_id = xstrdup(app->name);
+	project->service_account_file = xstrdup(app->service_account_file != NULL ?
+	    app->service_account_file : "");
+	project->ca_file = app->ca_file != NULL ? xstrdup(app->ca_file) : NULL;
+	project->proxy = app->proxy != NULL && *app->proxy != '\0' ? xstrdup(app->proxy) : NULL;
+	project->request_timeout_ms = (int)app->request_timeout_ms;
+	TAILQ_INIT(&project->pending);
+	if ((project->oauth_timer = evtimer_new(fcm->base, fcm_oauth_event, project)) == NULL ||
+	    (project->pending_timer = evtimer_new(fcm->base, fcm_pending_event,
+	    project)) == NULL)
+		fatalx("evtimer_new: out of memory");
+
+	if (fcm_credentials_load(app->name, project->service_account_file, &project->cred,
+	    err, errlen) != 0)
+		return -1;
+	project->path = xasprintf("/v1/projects/%s/messages:send", project->cred.project_id);
+
+	if (app->url == NULL || strncmp(app->url, "https://", 8) != 0 ||
+	    fcm_split_host_port(app->url + 8, host, sizeof host, &port) != 0) {
+		snprintf(err, errlen, "fcm \"%s\": url %s: must be https://host[:port]",
+		    app->name, app->url != NULL ? app->url : "(none)");
+		return -1;
+	}
+	if (project->proxy != NULL && (fcm_split_host_port(project->proxy, proxy_host,
+	    sizeof proxy_host, &proxy_port) != 0 || proxy_port == 0)) {
+		snprintf(err, errlen, "fcm \"%s\": proxy %s: must be host:port", app->name,
+		    project->proxy);
+		return -1;
+	}
+	memset(&tls, 0, sizeof tls);
+	tls.ca_file = project->ca_file;
+	if (tls_client_ctx_new(&tls, &ctx, why, sizeof why) != 0) {
+		snprintf(err, errlen, "fcm \"%s\": %s", app->name, why);
+		return -1;
+	}
+	memset(&options, 0, sizeof options);
+	options.host = host;
+	options.port = port != 0 ? port : 443;
+	options.ssl_ctx = ctx;
+	options.proxy_host = project->proxy != NULL ? proxy_host : NULL;
+	options.proxy_port = proxy_port;
+	options.max_connections = app->connections > 0 ? (unsigned)app->connections : 1;
+	options.max_streams_per_connection = FCM_MAX_STREAMS;
+	options.request_timeout_ms = project->request_timeout_ms;
+	options.response_body_limit = FCM_RESPONSE_BODY_LIMIT;
+	if (h2_pool_new(fcm->base, &options, &project->pool, why, sizeof why) != 0) {
+		SSL_CTX_free(ctx);
+		snprintf(err, errlen, "fcm \"%s\": %s", app->name, why);
+		return -1;
+	}
+	SSL_CTX_free(ctx);	/* the pool keeps its reference */
+	return 0;
+}
+
+static void fcm_free(struct provider *);
+static void fcm_drain_event(evutil_socket_t, short, void *);
+
+/* Create the provider and start fetching every project's first access token. */
+static struct provider *
+fcm_create(struct event_base *base, const struct config *config, char *err, size_t errlen)
+{
+	struct provider *fcm;
+	size_t i;
+
+	fcm = xcalloc(1, sizeof *fcm);
+	fcm->base = base;
+	TAILQ_INIT(&fcm->finished);
+	if ((fcm->finish_event = event_new(base, -1, 0, fcm_finish_event, fcm)) == NULL ||
+	    (fcm->drain_event = evtimer_new(base, fcm_drain_event, fcm)) == NULL)
+		fatalx("event_new: out of memory");
+	fcm->httpc = httpc_new(base);
+	fcm->projects = xcalloc(config->fcm_app_count > 0 ? config->fcm_app_count : 1,
+	    sizeof *fcm->projects);
+	for (i = 0; i < config->fcm_app_count; i++) {
+		fcm->nprojects++;
+		if (fcm_project_init(fcm, &fcm->projects[i], &config->fcm_apps[i], err,
+		    errlen) != 0) {
+			fcm_free(fcm);
+			return NULL;
+		}
+	}
+	for (i = 0; i < fcm->nprojects; i++) {
+		log_info("fcm project ready", "app_id", fcm->projects[i].app_id, "project_id",
+		    fcm->projects[i].cred.project_id, "endpoint",
+		    h2_pool_endpoint(fcm->projects[i].pool), NULL);
+		fcm_oauth_start(&fcm->projects[i]);
+	}
+	return fcm;
+}
+
+static struct fcm_project *
+fcm_project_find(struct provider *fcm, const char *app_id)
+{
+	for (size_t i = 0; i < fcm->nprojects; i++) {
+		if (strcmp(fcm->projects[i].app_id, app_id) == 0)
+			return &fcm->projects[i];
+	}
+	return NULL;
+}
+
+/* Take one delivery. */
+static int
+fcm_send(struct provider *fcm, struct delivery *delivery)
+{
+	struct fcm_project *project;
+	struct push_content *content = delivery->content;
+	struct fcm_token *token;
+	struct fcm_send *send;
+	size_t path_len, body_max = 0;
+
+	if (fcm->draining || fcm->freeing)
+		return PROVIDER_ESHUTDOWN;
+	if (delivery->app_id == NULL ||
+	    (project = fcm_project_find(fcm, delivery->app_id)) == NULL)
+		return PROVIDER_ENOAPP;
+	token = fcm_project_token(project);
+	if (token == NULL && content->fcm_error == PAYLOAD_OK &&
+	    project->npending >= FCM_PENDING_MAX)
+		return PROVIDER_EBUSY;
+
+	path_len = strlen(project->path);
+	if (content->fcm_error == PAYLOAD_OK)
+		body_max = payload_render_max(&content->fcm, strlen(delivery->token));
+	send = xmalloc(sizeof *send + path_len + 1 + body_max + 1);
+	memset(send, 0, sizeof *send);
+	send->project = project;
+	send->delivery = delivery;
+	send->path = send->data;
+	memcpy(send->path, project->path, path_len + 1);
+	send->body = send->data + path_len + 1;
+	if (content->fcm_error != PAYLOAD_OK) {
+		fcm_finish_later(send, PROVIDER_REJECTED, 0, payload_strerror(content->fcm_error));
+		return PROVIDER_OK;
+	}
+	send->body_len = payload_render(&content->fcm, delivery->token, delivery->badge,
+	    send->body);
+	send->body[send->body_len] = '\0';
+
+	send->headers[0].name = (uint8_t *)"content-type";
+	send->headers[0].namelen = sizeof "content-type" - 1;
+	send->headers[0].value = (uint8_t *)"application/json";
+	send->headers[0].valuelen = sizeof "application/json" - 1;
+	send->headers[1].name = (uint8_t *)"authorization";
+	send->headers[1].namelen = sizeof "authorization" - 1;
+	send->request.method = "POST";
+	send->request.path = send->path;
+	send->request.headers = send->headers;
+	send->request.nheaders = 2;
+	send->request.body = (const uint8_t *)send->body;
+	send->request.body_len = send->body_len;
+	send->request.done = fcm_send_done;
+	send->request.arg = send;
+
+	if (token != NULL)
+		return fcm_submit(project, send, token, 1);
+
+	send->deadline_ms = clock_monotonic_ms() + project->request_timeout_ms;
+	TAILQ_INSERT_TAIL(&project->pending, send, entry);
+	project->npending++;
+	if (!evtimer_pending(project->pending_timer, NULL))
+		fcm_pending_arm(project);
+	if (project->exchange == NULL && !evtimer_pending(project->oauth_timer, NULL))
+		fcm_oauth_start(project);
+	return PROVIDER_OK;
+}
+
+/* Re-read every project's service account; all or nothing. */
+static int
+fcm_reload(struct provider *fcm, const struct config *config, char *err, size_t errlen)
+{
+	struct fcm_credentials *loaded;
+	const struct config_fcm_app *app;
+	struct fcm_project *project;
+	size_t i;
+	int rv = 0;
+
+	if (config->fcm_app_count != fcm->nprojects) {
+		snprintf(err, errlen, "fcm: adding or removing [fcm] sections needs a restart");
+		return -1;
+	}
+	loaded = xcalloc(fcm->nprojects > 0 ? fcm->nprojects : 1, sizeof *loaded);
+	for (i = 0; i < fcm->nprojects && rv == 0; i++) {
+		project = &fcm->projects[i];
+		if ((app = config_fcm_app_find(config, project->app_id)) == NULL) {
+			snprintf(err, errlen, "fcm \"%s\": the section is gone: removing "
+			    "[fcm] sections needs a restart", project->app_id);
+			rv = -1;
+		} else
+			rv = fcm_credentials_load(app->name, app->service_account_file != NULL ?
+			    app->service_account_file : "", &loaded[i], err, errlen);
+	}
+	if (rv != 0) {
+		for (i = 0; i < fcm->nprojects; i++)
+			fcm_credentials_free(&loaded[i]);
+		free(loaded);
+		return -1;
+	}
+	for (i = 0; i < fcm->nprojects; i++) {
+		project = &fcm->projects[i];
+		app = config_fcm_app_find(config, project->app_id);
+		free(project->service_account_file);
+		project->service_account_file = xstrdup(app->service_account_file != NULL ?
+		    app->service_account_file : "");
+		if (!fcm_credentials_differ(&project->cred, &loaded[i])) {
+			fcm_credentials_free(&loaded[i]);
+			continue;
+		}
+		fcm_credentials_free(&project->cred);
+		project->cred = loaded[i];
+		free(project->path);
+		project->path = xasprintf("/v1/projects/%s/messages:send",
+		    project->cred.project_id);
+		log_info("fcm service account changed: fetching a new access token", "app_id",
+		    project->app_id, "project_id", project->cred.project_id, NULL);
+		fcm_project_drop_token(project);
+		project->next_after_unauthorized = 0;
+		project->backoff_ms = 0;
+		project->oauth_error[0] = '\0';
+		fcm_oauth_start(project);
+	}
+	free(loaded);
+	return 0;
+}
+
+/* Tell the drain caller, from the loop. */
+static void
+fcm_drain_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct provider *fcm = arg;
+	void (*done)(void *) = fcm->drain_done;
+
+	(void)fd;
+	(void)what;
+	fcm->drain_done = NULL;
+	if (done != NULL)
+		done(fcm->drain_arg);
+}
+
+static void
+fcm_pool_drained(struct h2_pool *pool, void *arg)
+{
+	struct fcm_project *project = arg;
+
+	(void)pool;
+	project->pool_drained = 1;
+	fcm_drain_check(project->fcm);
+}
+
+/* While draining: drain pools with nothing waiting, and finish when all are drained. */
+static void
+fcm_drain_check(struct provider *fcm)
+{
+	struct fcm_project *project;
+	size_t i, drained = 0;
+
+	if (!fcm->draining || fcm->freeing || fcm->drain_done == NULL)
+		return;
+	for (i = 0; i < fcm->nprojects; i++) {
+		project = &fcm->projects[i];
+		if (project->npending == 0 && !project->pool_draining) {
+			project->pool_draining = 1;
+			h2_pool_drain(project->pool, fcm_pool_drained, project);
+		}
+		if (project->pool_drained)
+			drained++;
+	}
+	if (drained == fcm->nprojects && TAILQ_EMPTY(&fcm->finished) &&
+	    !evtimer_pending(fcm->drain_event, NULL)) {
+		struct timeval tv = { 0, 0 };
+
+		evtimer_add(fcm->drain_event, &tv);
+	}
+}
+
+/* Stop taking deliveries; call done once every one in our hands has completed. */
+static void
+fcm_drain(struct provider *fcm, void (*done)(void *), void *arg)
+{
+	if (fcm->draining)
+		return;
+	fcm->draining = 1;
+	fcm->drain_done = done;
+	fcm->drain_arg = arg;
+	fcm_drain_check(fcm);
+}
+
+static void
+fcm_free(struct provider *fcm)
+{
+	struct fcm_send *send;
+	size_t i;
+
+	if (fcm == NULL)
+		return;
+	fcm->freeing = 1;
+	while ((send = TAILQ_FIRST(&fcm->finished)) != NULL) {
+		TAILQ_REMOVE(&fcm->finished, send, entry);
+		fcm_send_complete(send, &send->result);
+	}
+	for (i = 0; i < fcm->nprojects; i++)
+		fcm_project_free(&fcm->projects[i]);
+	free(fcm->projects);
+	httpc_free(fcm->httpc);
+	event_free(fcm->finish_event);
+	event_free(fcm->drain_event);
+	free(fcm);
+}
+
+static void
+fcm_stats(const struct provider *fcm, struct provider_stats *stats)
+{
+	struct h2_pool_stats pool;
+
+	*stats = fcm->stats;
+	stats->connections = 0;
+	stats->streams_in_flight = 0;
+	stats->queued = 0;
+	for (size_t i = 0; i < fcm->nprojects; i++) {
+		stats->queued += (unsigned)fcm->projects[i].npending;
+		if (fcm->projects[i].pool == NULL)
+			continue;
+		h2_pool_get_stats(fcm->projects[i].pool, &pool);
+		stats->connections += pool.connections_open;
+		stats->streams_in_flight += pool.streams_in_flight;
+		stats->queued += pool.queue_depth;
+	}
+}
+
+const struct provider_ops provider_fcm_ops = {
+	.name = "fcm",
+	.create = fcm_create,
+	.send = fcm_send,
+	.reload = fcm_reload,
+	.drain = fcm_drain,
+	.free = fcm_free,
+	.stats = fcm_stats,
+};

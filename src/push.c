@@ -1,0 +1,617 @@
+/* Pushes: recipients, the durable record, per-device progress and status. */
+#include "autoconf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/event.h>
+#include <openssl/rand.h>
+
+#include "clock.h"
+#include "delivery.h"
+#include "log.h"
+#include "notification.h"
+#include "push.h"
+#include "store.h"
+#include "xmalloc.h"
+
+/* Progress is written to the store this often, in one transaction. */
+#define PUSH_FLUSH_MS 100
+#define PUSH_EXPIRE_MS (60 * 1000)
+
+/* One device's part of a push in progress. */
+struct push_slot {
+	char *device_id;
+	char *client_id;
+	char *app_id;
+	enum device_platform platform;
+	int64_t badge;
+	enum delivery_state state;
+	char *reason;
+	int attempts;
+	int64_t updated_at;
+	int dirty;
+};
+
+struct push {
+	TAILQ_ENTRY(push) entry;
+	char id[PUSH_ID_SIZE];
+	int64_t created_at;
+	int64_t finished_at;
+	struct push_slot *slots;
+	size_t count;
+	size_t outstanding;		/* slots not in a final state */
+	int finish_written;
+};
+TAILQ_HEAD(push_list, push);
+
+/* A slot whose change is not in the store yet. */
+struct push_dirty {
+	struct push *push;
+	size_t index;
+};
+
+struct push_state {
+	struct event_base *base;
+	struct store *store;
+	int64_t retention_ms;
+	struct push_list active;	/* pushes with outstanding deliveries or unwritten changes */
+	struct push_dirty *dirty;
+	size_t dirty_count, dirty_capacity;
+	struct event *flush_timer;
+	struct event *expire_timer;
+};
+
+static struct push_state pushes;
+
+const char *
+push_strerror(int error)
+{
+	switch (error) {
+	case PUSH_OK: return "ok";
+	case PUSH_EFULL: return "the delivery queue is full";
+	case PUSH_ESTORE: return "the store failed";
+	case PUSH_ENOTFOUND: return "no such push";
+	case PUSH_EPAYLOAD: return "the notification cannot be made into a payload";
+	}
+	return "unknown push error";
+}
+
+static int
+state_is_final(enum delivery_state state)
+{
+	return state == DELIVERY_SENT || state == DELIVERY_FAILED ||
+	    state == DELIVERY_TOKEN_REMOVED;
+}
+
+static int
+state_from_name(const char *name, enum delivery_state *out)
+{
+	for (int s = DELIVERY_QUEUED; s <= DELIVERY_TOKEN_REMOVED; s++) {
+		if (strcmp(name, delivery_state_name((enum delivery_state)s)) == 0) {
+			*out = (enum delivery_state)s;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static void
+push_free(struct push *p)
+{
+	for (size_t i = 0; i < p->count; i++) {
+		free(p->slots[i].device_id);
+		free(p->slots[i].client_id);
+		free(p->slots[i].app_id);
+		free(p->slots[i].reason);
+	}
+	free(p->slots);
+	free(p);
+}
+
+static void
+mark_dirty(struct push *p, size_t index)
+{
+	if (p->slots[index].dirty)
+		return;
+	p->slots[index].dirty = 1;
+	if (pushes.dirty_count == pushes.dirty_capacity) {
+		pushes.dirty_capacity = pushes.dirty_capacity == 0 ? 1024 :
+		    pushes.dirty_capacity * 2;
+		pushes.dirty = xreallocarray(pushes.dirty, pushes.dirty_capacity,
+		    sizeof *pushes.dirty);
+	}
+	pushes.dirty[pushes.dirty_count].push = p;
+	pushes.dirty[pushes.dirty_count].index = index;
+	pushes.dirty_count++;
+}
+
+/* Write changed rows and finished pushes; drop pushes that are complete and written. */
+static void
+push_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct push_row_update *updates;
+	struct push_finish *finished = NULL;
+	size_t n = pushes.dirty_count, nfinished = 0, capacity = 0;
+	struct push *p, *next;
+	int rc;
+
+	TAILQ_FOREACH(p, &pushes.active, entry) {
+		if (p->outstanding == 0 && !p->finish_written) {
+			if (nfinished == capacity) {
+				capacity = capacity == 0 ? 16 : capacity * 2;
+				finished = xreallocarray(finished, capacity, sizeof *finished);
+			}
+			finished[nfinished].push_id = p->id;
+			finished[nfinished].finished_at = p->finished_at;
+			nfinished++;
+		}
+	}
+	if (n == 0 && nfinished == 0)
+		return;
+	updates = xcalloc(n == 0 ? 1 : n, sizeof *updates);
+	for (size_t i = 0; i < n; i++) {
+		struct push_slot *slot = &pushes.dirty[i].push->slots[pushes.dirty[i].index];
+		updates[i].push_id = pushes.dirty[i].push->id;
+		updates[i].index = pushes.dirty[i].index;
+		updates[i].state = delivery_state_name(slot->state);
+		updates[i].reason = slot->reason;
+		updates[i].attempts = slot->attempts;
+		updates[i].updated_at = slot->updated_at;
+	}
+	rc = store_push_update(pushes.store, updates, n, finished, nfinished);
+	free(updates);
+	free(finished);
+	if (rc != STORE_OK)
+		return;		/* logged by the store; the next flush tries again */
+	for (size_t i = 0; i < n; i++)
+		pushes.dirty[i].push->slots[pushes.dirty[i].index].dirty = 0;
+	pushes.dirty_count = 0;
+	for (p = TAILQ_FIRST(&pushes.active); p != NULL; p = next) {
+		next = TAILQ_NEXT(p, entry);
+		if (p->outstanding == 0) {
+			/* Written in full: GET reads it from the store from now on. */
+			TAILQ_REMOVE(&pushes.active, p, entry);
+			push_free(p);
+		}
+	}
+}
+
+/* Delete pushes that finished longer ago than the retention. */
+static void
+push_expire(evutil_socket_t fd, short what, void *arg)
+{
+	size_t deleted = 0;
+	char count[24];
+
+	if (store_pushes_expire(pushes.store, clock_now_ms() - pushes.retention_ms, &deleted) ==
+	    STORE_OK && deleted > 0) {
+		snprintf(count, sizeof count, "%zu", deleted);
+		log_debug("expired finished pushes", "count", count, NULL);
+	}
+}
+
+/* The delivery layer reports a slot's progress. */
+static void
+push_observe(struct delivery *d, enum delivery_state state, const char *reason, void *arg)
+{
+	struct push *p = arg;
+	struct push_slot *slot = &p->slots[d->observer_index];
+
+	slot->state = state;
+	free(slot->reason);
+	slot->reason = reason != NULL ? xstrdup(reason) : NULL;
+	slot->attempts = d->attempt;
+	slot->updated_at = clock_now_ms();
+	mark_dirty(p, d->observer_index);
+	if (state_is_final(state) && --p->outstanding == 0)
+		p->finished_at = slot->updated_at;
+}
+
+static void
+push_make_id(char out[PUSH_ID_SIZE])
+{
+	unsigned char raw[16];
+
+	if (RAND_bytes(raw, sizeof raw) != 1)
+		fatalx("no randomness for a push id");
+	for (size_t i = 0; i < sizeof raw; i++)
+		snprintf(out + 2 * i, 3, "%02x", raw[i]);
+}
+
+/* Order devices by id, for deduplication. */
+static int
+device_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct device *)a)->device_id,
+	    ((const struct device *)b)->device_id);
+}
+
+/* Move the items of src to the end of dst. */
+static void
+list_append(struct device_list *dst, struct device_list *src)
+{
+	dst->items = xreallocarray(dst->items, dst->count + src->count, sizeof *dst->items);
+	memcpy(dst->items + dst->count, src->items, src->count * sizeof *src->items);
+	dst->count += src->count;
+	free(src->items);
+	src->items = NULL;
+	src->count = 0;
+}
+
+/* Resolve recipients to distinct devices; unknown device ids are listed. */
+static int
+resolve(const struct push_recipients *r, struct device_list *out, json_t *unknown)
+{
+	struct device_list part;
+	struct device device;
+	size_t kept = 0;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	for (size_t i = 0; i < r->device_count; i++) {
+		rc = store_device_get(pushes.store, r->device_ids[i], &device);
+		if (rc == STORE_ENOTFOUND) {
+			json_array_append_new(unknown, json_string(r->device_ids[i]));
+			continue;
+		}
+		if (rc != STORE_OK)
+			goto fail;
+		part.items = xmalloc(sizeof *part.items);
+		part.items[0] = device;
+		part.count = 1;
+		list_append(out, &part);
+	}
+	for (size_t i = 0; i < r->client_count; i++) {
+		if (store_client_devices_list(pushes.store, r->client_ids[i], &part) != STORE_OK)
+			goto fail;
+		list_append(out, &part);
+	}
+	if (r->room_id != NULL) {
+		if (store_room_devices_list(pushes.store, r->room_id, &part) != STORE_OK)
+			goto fail;
+		list_append(out, &part);
+	}
+	if (out->count == 0)
+		return 0;
+	qsort(out->items, out->count, sizeof *out->items, device_cmp);
+	for (size_t i = 0; i < out->count; i++) {
+		int drop = kept > 0 && strcmp(out->items[kept - 1].device_id,
+		    out->items[i].device_id) == 0;
+		for (size_t x = 0; !drop && x < r->exclude_count; x++)
+			drop = strcmp(out->items[i].client_id, r->exclude_client_ids[x]) == 0;
+		if (drop)
+			model_device_free(&out->items[i]);
+		else
+			out->items[kept++] = out->items[i];
+	}
+	out->count = kept;
+	return 0;
+fail:
+	model_device_list_free(out);
+	return -1;
+}
+
+/* A push in memory, its slots taken from the devices. */
+static struct push *
+push_new(const char *id, int64_t created_at, size_t count)
+{
+	struct push *p = xcalloc(1, sizeof *p);
+
+	snprintf(p->id, sizeof p->id, "%s", id);
+	p->created_at = created_at;
+	p->count = count;
+	p->slots = xcalloc(count == 0 ? 1 : count, sizeof *p->slots);
+	return p;
+}
+
+int
+push_accept(const struct push_recipients *recipients, const json_t *notification_json,
+    struct push_accepted *out)
+{
+	struct notification notification;
+	struct push_content *content;
+	struct model_error merr;
+	struct push_record record;
+	struct device_list devices;
+	struct push *p;
+	int64_t now = clock_now_ms();
+	char *text;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	out->unknown_device_ids = json_array();
+	if (resolve(recipients, &devices, out->unknown_device_ids) != 0)
+		return PUSH_ESTORE;
+	if (!delivery_has_room(devices.count)) {
+		model_device_list_free(&devices);
+		return PUSH_EFULL;
+	}
+	/* Validated by the caller already: this cannot fail. */
+	if (notification_from_json(notification_json, "notification.", &notification,
+	    &merr) != 0)
+		fatalx("push_accept: unvalidated notification: %s", merr.message);
+	content = delivery_content_new(&notification, 0);
+	for (size_t i = 0; i < devices.count; i++) {
+		int perror = devices.items[i].platform == DEVICE_PLATFORM_APNS ?
+		    content->apns_error : content->fcm_error;
+		if (perror != PAYLOAD_OK) {
+			snprintf(out->payload_error, sizeof out->payload_error, "%s for %s",
+			    payload_strerror(perror),
+			    devices.items[i].platform == DEVICE_PLATFORM_APNS ? "APNs" : "FCM");
+			delivery_content_unref(content);
+			model_device_list_free(&devices);
+			return PUSH_EPAYLOAD;
+		}
+	}
+
+	push_make_id(out->push_id);
+	p = push_new(out->push_id, now, devices.count);
+	memset(&record, 0, sizeof record);
+	record.push_id = p->id;
+	record.created_at = now;
+	text = json_dumps(notification_json, JSON_COMPACT);
+	record.content = text;
+	record.rows = xcalloc(devices.count == 0 ? 1 : devices.count, sizeof *record.rows);
+	record.count = devices.count;
+	for (size_t i = 0; i < devices.count; i++) {
+		struct push_slot *slot = &p->slots[i];
+		slot->device_id = xstrdup(devices.items[i].device_id);
+		slot->client_id = xstrdup(devices.items[i].client_id);
+		slot->app_id = xstrdup(devices.items[i].app_id);
+		slot->platform = devices.items[i].platform;
+		slot->badge = -1;
+		slot->state = DELIVERY_QUEUED;
+		slot->updated_at = now;
+		record.rows[i].device_id = slot->device_id;
+		record.rows[i].client_id = slot->client_id;
+		record.rows[i].platform = slot->platform;
+		record.rows[i].app_id = slot->app_id;
+		record.rows[i].badge = -1;
+		record.rows[i].state = (char *)delivery_state_name(DELIVERY_QUEUED);
+		record.rows[i].updated_at = now;
+	}
+	rc = store_push_insert(pushes.store, &record);
+	free(record.rows);
+	free(text);
+	if (rc != STORE_OK) {
+		delivery_content_unref(content);
+		model_device_list_free(&devices);
+		push_free(p);
+		return PUSH_ESTORE;
+	}
+	out->devices = devices.count;
+	p->outstanding = devices.count;
+	if (devices.count == 0) {
+		/* Nothing to do: finished as soon as it is written. */
+		p->finished_at = now;
+	}
+	TAILQ_INSERT_TAIL(&pushes.active, p, entry);
+	for (size_t i = 0; i < devices.count; i++) {
+		struct delivery *d = delivery_new(&devices.items[i], content,
+		    content->notification.badge, now);
+		delivery_submit(d, push_observe, p, i);
+	}
+	delivery_content_unref(content);
+	model_device_list_free(&devices);
+	return PUSH_OK;
+}
+
+/* Resume one unfinished push from its record. */
+static void
+push_resume(struct push_record *record)
+{
+	struct notification notification;
+	struct push_content *content = NULL;
+	struct model_error merr;
+	struct push *p = push_new(record->push_id, record->created_at, record->count);
+	json_t *json = json_loads(record->content, 0, NULL);
+	size_t resumed = 0;
+	char count[24];
+
+	if (json == NULL || notification_from_json(json, "notification.", &notification,
+	    &merr) != 0) {
+		log_error("cannot resume push: its stored notification is invalid", "push_id",
+		    record->push_id, NULL);
+		notification_init(&notification);
+	} else
+		content = delivery_content_new(&notification, record->badge_per_recipient);
+	json_decref(json);
+	TAILQ_INSERT_TAIL(&pushes.active, p, entry);
+	for (size_t i = 0; i < record->count; i++) {
+		struct push_row *row = &record->rows[i];
+		struct push_slot *slot = &p->slots[i];
+		struct device device;
+
+		slot->device_id = xstrdup(row->device_id);
+		slot->client_id = xstrdup(row->client_id);
+		slot->app_id = xstrdup(row->app_id);
+		slot->platform = row->platform;
+		slot->badge = row->badge;
+		slot->attempts = row->attempts;
+		slot->updated_at = row->updated_at;
+		slot->reason = row->reason != NULL ? xstrdup(row->reason) : NULL;
+		if (state_from_name(row->state, &slot->state) != 0)
+			slot->state = DELIVERY_QUEUED;
+		if (state_is_final(slot->state))
+			continue;
+		p->outstanding++;
+		if (content == NULL || store_device_get(pushes.store, row->device_id, &device) !=
+		    STORE_OK) {
+			/* Count it outstanding, then report it failed like any other. */
+			slot->state = DELIVERY_FAILED;
+			free(slot->reason);
+			slot->reason = xstrdup(content == NULL ? "stored notification is invalid" :
+			    "device no longer registered");
+			slot->updated_at = clock_now_ms();
+			mark_dirty(p, i);
+			if (--p->outstanding == 0)
+				p->finished_at = slot->updated_at;
+			continue;
+		}
+		{
+			struct delivery *d = delivery_new(&device, content, row->badge,
+			    record->created_at);
+			d->attempt = row->attempts;
+			delivery_submit(d, push_observe, p, i);
+			resumed++;
+		}
+		model_device_free(&device);
+	}
+	if (p->outstanding == 0 && p->finished_at == 0)
+		p->finished_at = clock_now_ms();
+	delivery_content_unref(content);
+	snprintf(count, sizeof count, "%zu", resumed);
+	log_info("resumed push", "push_id", record->push_id, "deliveries", count, NULL);
+}
+
+void
+push_init(struct event_base *base, struct store *store, int64_t retention_ms)
+{
+	struct timeval flush = { 0, PUSH_FLUSH_MS * 1000 }, expire = { PUSH_EXPIRE_MS / 1000, 0 };
+	struct push_record *records;
+	size_t count;
+
+	memset(&pushes, 0, sizeof pushes);
+	pushes.base = base;
+	pushes.store = store;
+	pushes.retention_ms = retention_ms;
+	TAILQ_INIT(&pushes.active);
+	pushes.flush_timer = event_new(base, -1, EV_PERSIST, push_flush, NULL);
+	pushes.expire_timer = event_new(base, -1, EV_PERSIST, push_expire, NULL);
+	if (pushes.flush_timer == NULL || pushes.expire_timer == NULL)
+		fatalx("cannot create push timers");
+	event_add(pushes.flush_timer, &flush);
+	event_add(pushes.expire_timer, &expire);
+	if (store_pushes_unfinished(store, &records, &count) != STORE_OK) {
+		log_error("cannot read unfinished pushes; they will resume at the next start",
+		    NULL);
+		return;
+	}
+	for (size_t i = 0; i < count; i++) {
+		push_resume(&records[i]);
+		store_push_record_free(&records[i]);
+	}
+	free(records);
+	push_expire(-1, 0, NULL);
+}
+
+void
+push_set_retention(int64_t retention_ms)
+{
+	pushes.retention_ms = retention_ms;
+}
+
+void
+push_shutdown(void)
+{
+	struct push *p;
+
+	push_flush(-1, 0, NULL);
+	while ((p = TAILQ_FIRST(&pushes.active)) != NULL) {
+		TAILQ_REMOVE(&pushes.active, p, entry);
+		push_free(p);
+	}
+	free(pushes.dirty);
+	pushes.dirty = NULL;
+	pushes.dirty_count = pushes.dirty_capacity = 0;
+	if (pushes.flush_timer != NULL)
+		event_free(pushes.flush_timer);
+	if (pushes.expire_timer != NULL)
+		event_free(pushes.expire_timer);
+	pushes.flush_timer = pushes.expire_timer = NULL;
+}
+
+/* A time as RFC 3339, or null for 0. */
+static json_t *
+time_json(int64_t ms)
+{
+	char buf[CLOCK_RFC3339_SIZE];
+
+	if (ms == 0)
+		return json_null();
+	clock_format_rfc3339(ms, buf);
+	return json_string(buf);
+}
+
+/* The status answer from one row's fields. */
+static json_t *
+slot_json(const char *device_id, const char *client_id, enum device_platform platform,
+    const char *app_id, const char *state, const char *reason, int attempts,
+    int64_t updated_at)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:i, s:o}", "device_id", device_id,
+	    "client_id", client_id, "platform", model_platform_name(platform), "app_id", app_id,
+	    "state", state, "reason", reason != NULL ? json_string(reason) : json_null(),
+	    "attempts", attempts, "updated_at", time_json(updated_at));
+}
+
+/* Count states into the "counts" object. */
+static void
+count_state(json_t *counts, const char *state)
+{
+	json_t *v = json_object_get(counts, state);
+
+	json_object_set_new(counts, state, json_integer(json_integer_value(v) + 1));
+}
+
+static json_t *
+counts_new(void)
+{
+	json_t *counts = json_object();
+
+	for (int s = DELIVERY_QUEUED; s <= DELIVERY_TOKEN_REMOVED; s++)
+		json_object_set_new(counts, delivery_state_name((enum delivery_state)s),
+		    json_integer(0));
+	return counts;
+}
+
+json_t *
+push_status_json(const char *push_id, int *error)
+{
+	struct push_record record;
+	json_t *devices = json_array(), *counts = counts_new();
+	struct push *p;
+	int rc;
+
+	TAILQ_FOREACH(p, &pushes.active, entry) {
+		if (strcmp(p->id, push_id) != 0)
+			continue;
+		for (size_t i = 0; i < p->count; i++) {
+			const struct push_slot *s = &p->slots[i];
+			const char *state = delivery_state_name(s->state);
+			json_array_append_new(devices, slot_json(s->device_id, s->client_id,
+			    s->platform, s->app_id, state, s->reason, s->attempts, s->updated_at));
+			count_state(counts, state);
+		}
+		*error = PUSH_OK;
+		return json_pack("{s:s, s:o, s:o, s:o, s:o}", "push_id", p->id, "created_at",
+		    time_json(p->created_at), "finished_at",
+		    time_json(p->outstanding == 0 ? p->finished_at : 0), "counts", counts,
+		    "devices", devices);
+	}
+	rc = store_push_get(pushes.store, push_id, &record);
+	if (rc != STORE_OK) {
+		json_decref(devices);
+		json_decref(counts);
+		*error = rc == STORE_ENOTFOUND ? PUSH_ENOTFOUND : PUSH_ESTORE;
+		return NULL;
+	}
+	for (size_t i = 0; i < record.count; i++) {
+		const struct push_row *row = &record.rows[i];
+		json_array_append_new(devices, slot_json(row->device_id, row->client_id,
+		    row->platform, row->app_id, row->state, row->reason, row->attempts,
+		    row->updated_at));
+		count_state(counts, row->state);
+	}
+	*error = PUSH_OK;
+	{
+		json_t *answer = json_pack("{s:s, s:o, s:o, s:o, s:o}", "push_id", record.push_id,
+		    "created_at", time_json(record.created_at), "finished_at",
+		    time_json(record.finished_at), "counts", counts, "devices", devices);
+		store_push_record_free(&record);
+		return answer;
+	}
+}

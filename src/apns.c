@@ -932,7 +932,8 @@ apns_certificate_adopt(struct apns_app *app, SSL_CTX *from, char *err, size_t er
 
 /* Adopt new credentials: all of them, or none if any fails to load. */
 static int
-apns_reload(struct provider *p, const struct config *config, char *err, size_t errlen)
+apns_reload_staged(struct provider *p, const struct config *config, int apply, char *err,
+    size_t errlen)
 {
 	struct apns_staged *staged;
 	struct apns_app *app;
@@ -964,7 +965,7 @@ apns_reload(struct provider *p, const struct config *config, char *err, size_t e
 	}
 
 	rc = 0;
-	for (i = 0; i < p->napps; i++) {
+	for (i = 0; apply && i < p->napps; i++) {
 		app = &p->apps[i];
 		c = staged[i].config;
 		if (app->auth == CONFIG_APNS_AUTH_CERTIFICATE) {
@@ -1000,6 +1001,20 @@ done:
 	}
 	free(staged);
 	return rc;
+}
+
+/* Check that a new configuration's credentials load. */
+static int
+apns_check(struct provider *p, const struct config *config, char *err, size_t errlen)
+{
+	return apns_reload_staged(p, config, 0, err, errlen);
+}
+
+/* Adopt new credentials; all or nothing. */
+static int
+apns_reload(struct provider *p, const struct config *config, char *err, size_t errlen)
+{
+	return apns_reload_staged(p, config, 1, err, errlen);
 }
 
 /* One pool has finished its requests and closed its connections. */
@@ -1107,6 +1122,7 @@ const struct provider_ops provider_apns_ops = {
 	.name = "apns",
 	.create = apns_create,
 	.send = apns_send,
+	.check = apns_check,
 	.reload = apns_reload,
 	.drain = apns_drain,
 	.free = apns_free,

@@ -233,13 +233,21 @@ daemon_reload(struct daemon *d)
 		config_free(&next);
 		goto done;
 	}
+	/* Check every provider's new credentials before any adopts them. */
 	for (int p = 0; p < 2; p++) {
-		if (d->provider_ops[p]->reload(d->providers[p], &next, err, sizeof err) != 0) {
+		const struct provider_ops *ops = d->provider_ops[p];
+		if ((ops->check != NULL ? ops->check(d->providers[p], &next, err, sizeof err) :
+		    0) != 0) {
 			log_error("reload refused", "error", err, NULL);
 			apikey_free(keys);
 			config_free(&next);
 			goto done;
 		}
+	}
+	for (int p = 0; p < 2; p++) {
+		if (d->provider_ops[p]->reload(d->providers[p], &next, err, sizeof err) != 0)
+			/* Checked a moment ago: only a file changed since can get here. */
+			log_error("provider reload failed after its check", "error", err, NULL);
 	}
 	api_set_keys(d->api, keys);
 	feedback_reload(d->feedback, &next);

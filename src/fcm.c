@@ -485,7 +485,22 @@ fcm_parse_error(const uint8_t *body, size_t len, struct fcm_error_info *info)
 
 /*
  * Turn an HTTP answer into a result. Returns 1 for a 401 without an FcmError (our
- * access token was refused), which the caller settles; 0 otherwise.
+ * access token was refused), which the caller settles; 0 otherwise. The reason is the
+ * FcmError errorCode, else the Google status string, else "HTTP <status>".
+ *
+ *	2xx					SENT
+ *	429, QUOTA_EXCEEDED			RETRY after Retry-After, or 60 s when it is
+ *						absent or 0 ("min initial delay 1 min")
+ *	5xx, UNAVAILABLE, INTERNAL		RETRY after Retry-After (0: our backoff)
+ *	UNREGISTERED, SENDER_ID_MISMATCH	TOKEN_GONE
+ *	THIRD_PARTY_AUTH_ERROR (APNS_AUTH_ERROR) CONFIG: the APNs/web push credentials
+ *						in Firebase, not ours; the token is kept
+ *	401 without FcmError			our access token: fcm_unauthorized()
+ *	400 on message.token, or whose message	TOKEN_GONE
+ *	  mentions the registration token
+ *	other 400				REJECTED: this payload will never go
+ *	other 403 (PERMISSION_DENIED), 404	CONFIG: wrong project, or a wrong URL
+ *	anything else				REJECTED
  */
 static int
 fcm_classify(const struct h2_response *response, struct provider_result *result)

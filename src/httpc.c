@@ -372,6 +372,8 @@ httpc_request(struct httpc *client, const struct httpc_options *options,
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, PACKAGE_NAME "/" PACKAGE_VERSION);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	/* Like tls.c: a CA file's certificates are anchors only if they are CAs' roots. */
+	curl_easy_setopt(easy, CURLOPT_SSL_OPTIONS, (long)CURLSSLOPT_NO_PARTIALCHAIN);
 	if (options->ca_file != NULL)
 		curl_easy_setopt(easy, CURLOPT_CAINFO, options->ca_file);
 	if (options->proxy != NULL && *options->proxy != '\0') {

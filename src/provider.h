@@ -65,6 +65,12 @@ struct provider_ops {
 	    char *err, size_t errlen);
 	/* Take one delivery: PROVIDER_OK (it will complete later) or a PROVIDER_E* code. */
 	int (*send)(struct provider *provider, struct delivery *delivery);
+	/*
+	 * Check that a new configuration's credentials load, changing nothing: a reload
+	 * checks every provider before any of them adopts anything.
+	 */
+	int (*check)(struct provider *provider, const struct config *config, char *err,
+	    size_t errlen);
 	/* Adopt reloadable settings (credentials) of a new configuration, or refuse. */
 	int (*reload)(struct provider *provider, const struct config *config, char *err,
 	    size_t errlen);

@@ -152,6 +152,7 @@ const struct provider_ops provider_log_ops = {
 	.name = "log",
 	.create = log_create,
 	.send = log_send,
+	.check = log_reload,
 	.reload = log_reload,
 	.drain = log_drain,
 	.free = log_free,

@@ -121,6 +121,68 @@ method_name(enum evhttp_cmd_type method)
 	return "?";
 }
 
+struct api_deferred {
+	struct api_request request;	/* a copy: the original lived on the stack */
+	char *path;
+	int gone;			/* the client closed the connection first */
+	int answered;			/* handed out for the answer */
+};
+
+/* The client of a deferred request closed its connection: nothing to answer. */
+static void
+api_deferred_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct api_deferred *d = arg;
+
+	if (d->gone)
+		return;
+	d->gone = 1;
+	/* Its completion callback will never run now. */
+	if (d->request.api->in_flight > 0)
+		d->request.api->in_flight--;
+}
+
+struct api_deferred *
+api_defer(struct api_request *r)
+{
+	struct api_deferred *d = xcalloc(1, sizeof *d);
+
+	d->request = *r;
+	d->request.body = NULL;
+	d->path = xstrdup(r->path);
+	d->request.path = d->path;
+	for (size_t i = 0; i < 4; i++)
+		d->request.params[i] = NULL;
+	evhttp_connection_set_closecb(evhttp_request_get_connection(r->req),
+	    api_deferred_closed, d);
+	return d;
+}
+
+struct api_request *
+api_deferred_request(struct api_deferred *d)
+{
+	if (d->gone)
+		return NULL;
+	d->answered = 1;
+	/* From here on, closing is the normal end of the answer. */
+	evhttp_connection_set_closecb(evhttp_request_get_connection(d->request.req), NULL,
+	    NULL);
+	return &d->request;
+}
+
+void
+api_deferred_free(struct api_deferred *d)
+{
+	if (d == NULL)
+		return;
+	/* Unanswered and the client still there: stop listening for its close. */
+	if (!d->gone && !d->answered)
+		evhttp_connection_set_closecb(evhttp_request_get_connection(d->request.req),
+		    NULL, NULL);
+	free(d->path);
+	free(d);
+}
+
 /* Count a request as answered once its last byte has been written. */
 static void
 api_request_complete(struct evhttp_request *req, void *arg)

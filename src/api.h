@@ -55,6 +55,16 @@ void api_stop_accepting(struct api *api);
 size_t api_requests_in_flight(const struct api *api);
 void api_free(struct api *api);
 
+/*
+ * An answer given later, after work off the loop (e.g. a commit by the store writer).
+ * If the client goes away first, api_deferred_request() returns NULL.
+ */
+struct api_deferred;
+struct api_deferred *api_defer(struct api_request *r);
+/* The request to answer with api_reply_*(), or NULL if the client has gone. */
+struct api_request *api_deferred_request(struct api_deferred *deferred);
+void api_deferred_free(struct api_deferred *deferred);
+
 /* Answer with a JSON value (reference stolen). */
 void api_reply_json(struct api_request *r, int status, json_t *body);
 /* Answer with no body (204). */

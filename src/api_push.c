@@ -62,6 +62,56 @@ fail:
 	return -1;
 }
 
+/* Answer a push that was not accepted. */
+static void
+push_refused(struct api_request *r, int error, const struct push_accepted *accepted)
+{
+	switch (error) {
+	case PUSH_EFULL:
+		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
+		api_reply_error(r, 503, "unavailable", NULL,
+		    "the delivery queue is full; retry later");
+		break;
+	case PUSH_EPAYLOAD:
+		api_reply_error(r, 400, "invalid_field", "notification", "notification: %s",
+		    accepted->payload_error);
+		break;
+	default:
+		api_reply_error(r, 503, "unavailable", NULL,
+		    "the store failed; nothing was accepted, retry later");
+		break;
+	}
+}
+
+/* The push is stored (or refused): answer, if the client is still there. */
+static void
+push_answer(int error, const struct push_accepted *accepted, void *arg)
+{
+	struct api_deferred *deferred = arg;
+	struct api_request *r = api_deferred_request(deferred);
+	json_t *unknown;
+	char count[24];
+
+	if (error == PUSH_OK) {
+		snprintf(count, sizeof count, "%zu", accepted->devices);
+		log_info("push accepted", "push_id", accepted->push_id, "devices", count, NULL);
+	}
+	if (r == NULL) {
+		api_deferred_free(deferred);
+		return;
+	}
+	if (error != PUSH_OK)
+		push_refused(r, error, accepted);
+	else {
+		unknown = json_array();
+		for (size_t i = 0; i < accepted->unknown_count; i++)
+			json_array_append_new(unknown, json_string(accepted->unknown_device_ids[i]));
+		api_reply_json(r, 202, json_pack("{s:s, s:I, s:o}", "push_id", accepted->push_id,
+		    "devices", (json_int_t)accepted->devices, "unknown_device_ids", unknown));
+	}
+	api_deferred_free(deferred);
+}
+
 /* POST /v1/push: accept a notification for clients, devices or a room. */
 void
 api_push_post(struct api_request *r)
@@ -69,14 +119,12 @@ api_push_post(struct api_request *r)
 	const json_t *recipients, *notification_json, *room;
 	const char **clients = NULL, **devices = NULL, **excluded = NULL;
 	struct push_recipients rec;
-	struct push_accepted accepted;
 	struct notification notification;
+	struct api_deferred *deferred;
 	struct model_error merr;
-	char count[24];
 	int rc;
 
 	memset(&rec, 0, sizeof rec);
-	memset(&accepted, 0, sizeof accepted);
 	if (model_check_fields(r->body, push_fields, NULL, &merr) != 0) {
 		api_reply_model_error(r, &merr);
 		return;
@@ -92,8 +140,10 @@ api_push_post(struct api_request *r)
 		return;
 	}
 	if (model_check_fields(recipients, recipient_fields, NULL, &merr) != 0) {
-		api_reply_error(r, 400, "invalid_field", "recipients", "recipients.%s",
-		    merr.message);
+		char field[160];
+
+		snprintf(field, sizeof field, "recipients.%s", merr.field);
+		api_reply_error(r, 400, "invalid_field", field, "recipients.%s", merr.message);
 		return;
 	}
 	if (id_array(r, recipients, "client_ids", &clients, &rec.client_count) != 0 ||
@@ -135,31 +185,12 @@ api_push_post(struct api_request *r)
 	}
 	notification_free(&notification);
 
-	rc = push_accept(&rec, notification_json, &accepted);
-	switch (rc) {
-	case PUSH_OK:
-		snprintf(count, sizeof count, "%zu", accepted.devices);
-		log_info("push accepted", "push_id", accepted.push_id, "devices", count, NULL);
-		api_reply_json(r, 202, json_pack("{s:s, s:I, s:O}", "push_id", accepted.push_id,
-		    "devices", (json_int_t)accepted.devices, "unknown_device_ids",
-		    accepted.unknown_device_ids));
-		break;
-	case PUSH_EFULL:
-		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
-		api_reply_error(r, 503, "unavailable", NULL,
-		    "the delivery queue is full; retry later");
-		break;
-	case PUSH_EPAYLOAD:
-		api_reply_error(r, 400, "invalid_field", "notification", "notification: %s",
-		    accepted.payload_error);
-		break;
-	default:
-		api_reply_error(r, 503, "unavailable", NULL,
-		    "the store failed; nothing was accepted, retry later");
-		break;
+	deferred = api_defer(r);
+	if ((rc = push_accept(&rec, notification_json, push_answer, deferred)) != PUSH_OK) {
+		api_deferred_free(deferred);
+		push_refused(r, rc, NULL);
 	}
 done:
-	json_decref(accepted.unknown_device_ids);
 	free(clients);
 	free(devices);
 	free(excluded);

@@ -25,6 +25,7 @@
 #include "provider.h"
 #include "push.h"
 #include "store.h"
+#include "store_writer.h"
 #include "xmalloc.h"
 
 #define DAEMON_DRAIN_CHECK_MS 10
@@ -34,6 +35,7 @@ struct daemon {
 	struct config config;
 	const char *config_path;
 	struct store *store;
+	struct store_writer *writer;	/* writes off the loop, on its own connection */
 	struct api *api;
 	struct feedback *feedback;
 	/* The provider of each platform: APNs / FCM, or the log provider (dry run). */
@@ -303,17 +305,23 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		apikey_free(keys);
 		return -1;
 	}
+	d->writer = store_writer_start(d->base, d->config.store_backend, &store_options, err,
+	    errlen);
+	if (d->writer == NULL) {
+		apikey_free(keys);
+		return -1;
+	}
 	d->feedback = feedback_new(d->base, &d->config);
 	{
 		struct delivery_options options;
 
 		memset(&options, 0, sizeof options);
-		delivery_init(d->base, d->store, d->provider_ops[0], d->providers[0],
+		delivery_init(d->base, d->store, d->writer, d->provider_ops[0], d->providers[0],
 		    d->provider_ops[1], d->providers[1], d->feedback, &options);
 		daemon_delivery_options(&d->config);
 		d->delivery_started = 1;
 	}
-	push_init(d->base, d->store, d->config.push_retention_ms);
+	push_init(d->base, d->store, d->writer, d->config.push_retention_ms);
 	memset(&api_options, 0, sizeof api_options);
 	api_options.listen = d->config.listen;
 	api_options.listen_count = d->config.listen_count;
@@ -356,8 +364,12 @@ daemon_cleanup(struct daemon *d)
 		delivery_stop();
 		for (int p = 0; p < 2; p++)
 			d->provider_ops[p]->free(d->providers[p]);
+		/* The last writes go to the writer, which finishes them as it stops. */
 		push_shutdown();
 		delivery_shutdown();
+		store_writer_stop(d->writer);
+		d->writer = NULL;
+		push_free_all();
 	} else {
 		for (int p = 0; p < 2; p++) {
 			if (d->providers[p] != NULL)
@@ -366,6 +378,7 @@ daemon_cleanup(struct daemon *d)
 	}
 	if (d->feedback != NULL)
 		feedback_free(d->feedback);
+	store_writer_stop(d->writer);
 	if (d->store != NULL)
 		store_close(d->store);
 	config_free(&d->config);

@@ -14,10 +14,12 @@
 #include "feedback.h"
 #include "log.h"
 #include "store.h"
+#include "store_writer.h"
 #include "xmalloc.h"
 
 /* Successes are written to the store in batches, this often. */
 #define DELIVERY_SUCCESS_FLUSH_MS 1000
+#define DELIVERY_SUCCESS_PRECISION_MS (60 * 1000)
 #define PLATFORMS 2
 
 TAILQ_HEAD(delivery_queue, delivery);
@@ -30,6 +32,7 @@ struct delivery_provider {
 struct delivery_layer {
 	struct event_base *base;
 	struct store *store;
+	struct store_writer *writer;
 	struct delivery_provider providers[PLATFORMS];
 	struct feedback *feedback;
 	struct delivery_options options;
@@ -149,6 +152,7 @@ delivery_new(const struct device *device, struct push_content *content, int64_t 
 	d->platform = device->platform;
 	d->environment = device->environment;
 	d->registered_at = device->updated_at;
+	d->last_success_at = device->last_success_at;
 	d->badge = badge;
 	d->accepted_at = accepted_at;
 	uuid_generate(d->id);
@@ -228,7 +232,7 @@ delivery_pump(evutil_socket_t fd, short what, void *arg)
 }
 
 void
-delivery_init(struct event_base *base, struct store *store,
+delivery_init(struct event_base *base, struct store *store, struct store_writer *writer,
     const struct provider_ops *apns_ops, struct provider *apns,
     const struct provider_ops *fcm_ops, struct provider *fcm, struct feedback *feedback,
     const struct delivery_options *options)
@@ -239,6 +243,7 @@ delivery_init(struct event_base *base, struct store *store,
 	memset(&layer, 0, sizeof layer);
 	layer.base = base;
 	layer.store = store;
+	layer.writer = writer;
 	layer.providers[DEVICE_PLATFORM_APNS].ops = apns_ops;
 	layer.providers[DEVICE_PLATFORM_APNS].provider = apns;
 	layer.providers[DEVICE_PLATFORM_FCM].ops = fcm_ops;
@@ -264,23 +269,54 @@ delivery_set_options(const struct delivery_options *options)
 	layer.options = *options;
 }
 
-/* Write the successes gathered since the last flush in one transaction. */
+/* A batch of successes for the store writer. */
+struct success_job {
+	char **device_ids;
+	size_t count;
+	int64_t at;
+};
+
+static int
+success_run(struct store *store, void *arg)
+{
+	struct success_job *job = arg;
+	char count[24];
+	int rc = store_devices_mark_success(store, (const char *const *)job->device_ids,
+	    job->count, job->at);
+
+	if (rc != STORE_OK) {
+		snprintf(count, sizeof count, "%zu", job->count);
+		log_warn("could not record delivery successes", "devices", count, NULL);
+	}
+	return rc;
+}
+
+static void
+success_done(int result, void *arg)
+{
+	struct success_job *job = arg;
+
+	for (size_t i = 0; i < job->count; i++)
+		free(job->device_ids[i]);
+	free(job->device_ids);
+	free(job);
+}
+
+/* Hand the successes gathered since the last flush to the store writer. */
 static void
 delivery_flush_successes(evutil_socket_t fd, short what, void *arg)
 {
-	size_t n = layer.success_count;
-	char count[24];
+	struct success_job *job;
 
-	if (n == 0)
+	if (layer.success_count == 0)
 		return;
-	if (store_devices_mark_success(layer.store, (const char *const *)layer.successes, n,
-	    clock_now_ms()) != STORE_OK) {
-		snprintf(count, sizeof count, "%zu", n);
-		log_warn("could not record delivery successes", "devices", count, NULL);
-	}
-	for (size_t i = 0; i < n; i++)
-		free(layer.successes[i]);
-	layer.success_count = 0;
+	job = xmalloc(sizeof *job);
+	job->device_ids = layer.successes;
+	job->count = layer.success_count;
+	job->at = clock_now_ms();
+	layer.successes = NULL;
+	layer.success_count = layer.success_capacity = 0;
+	store_writer_submit(layer.writer, success_run, success_done, job);
 }
 
 void
@@ -314,16 +350,14 @@ delivery_shutdown(void)
 	if (layer.flush_timer != NULL)
 		event_free(layer.flush_timer);
 	layer.pump_event = layer.flush_timer = NULL;
-	free(layer.successes);
-	layer.successes = NULL;
-	layer.success_capacity = 0;
 }
 
-int
-delivery_has_room(size_t n)
+size_t
+delivery_room(void)
 {
-	return layer.queued + layer.retrying + layer.in_flight + n <=
-	    (size_t)layer.options.queue_size;
+	size_t used = layer.queued + layer.retrying + layer.in_flight;
+
+	return used >= layer.options.queue_size ? 0 : layer.options.queue_size - used;
 }
 
 /* Put a delivery at the end of its platform's ready queue. */
@@ -450,6 +484,14 @@ delivery_token_gone(struct delivery *d, const struct provider_result *result)
 static void
 record_success(const struct delivery *d)
 {
+	/*
+	 * last_success_at is kept to the minute: a device that succeeded less than a
+	 * minute before it was resolved is not written again, which spares a busy
+	 * device a write per notification.
+	 */
+	if (d->last_success_at > 0 &&
+	    clock_now_ms() - d->last_success_at < DELIVERY_SUCCESS_PRECISION_MS)
+		return;
 	if (layer.success_count == layer.success_capacity) {
 		layer.success_capacity = layer.success_capacity == 0 ? 256 :
 		    layer.success_capacity * 2;

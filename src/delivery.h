@@ -58,6 +58,7 @@ struct delivery {
 	enum device_platform platform;
 	enum device_environment environment;
 	int64_t registered_at;		/* the device's updated_at when resolved (ms) */
+	int64_t last_success_at;	/* the device's last_success_at when resolved */
 	int64_t badge;			/* spliced when content->badge_per_recipient */
 	char id[37];			/* UUID: the apns-id, and the id in logs */
 	int64_t accepted_at;		/* wall-clock ms: apns-expiration counts from here */
@@ -89,6 +90,7 @@ struct delivery_stats {
 };
 
 struct store;
+struct store_writer;
 struct feedback;
 
 const char *delivery_state_name(enum delivery_state state);
@@ -103,7 +105,7 @@ void delivery_content_unref(struct push_content *content);
  * Start the delivery layer with the provider for each platform (the log provider
  * where a platform has no credentials). feedback may be NULL.
  */
-void delivery_init(struct event_base *base, struct store *store,
+void delivery_init(struct event_base *base, struct store *store, struct store_writer *writer,
     const struct provider_ops *apns_ops, struct provider *apns,
     const struct provider_ops *fcm_ops, struct provider *fcm, struct feedback *feedback,
     const struct delivery_options *options);
@@ -113,7 +115,8 @@ void delivery_set_options(const struct delivery_options *options);
  * queued in the store for the next start; completions are still recorded.
  */
 void delivery_stop(void);
-/* Free everything; call once the providers are freed. */
+/* Hand the last successes to the store writer and free everything; call once the
+ * providers are freed and before the writer stops. */
 void delivery_shutdown(void);
 
 /* A new delivery for a device and content (referenced); not yet submitted. */
@@ -122,8 +125,8 @@ struct delivery *delivery_new(const struct device *device, struct push_content *
 /* Queue it; the observer hears of every state change until the final one. */
 void delivery_submit(struct delivery *delivery, delivery_observer_fn *observer, void *arg,
     size_t index);
-/* Room for n more deliveries in the queue? */
-int delivery_has_room(size_t n);
+/* Places left in the queue (queue_size bounds queued, retrying and in-flight ones). */
+size_t delivery_room(void);
 
 /* Providers call this exactly once per send. */
 void delivery_complete(struct delivery *delivery, const struct provider_result *result);

@@ -267,7 +267,7 @@ fcm_credentials_load(const char *app, const char *path, struct fcm_credentials *
 			goto out;
 		}
 	}
-	snprintf(name, sizeof name, "service account %s private_key", path);
+	snprintf(name, sizeof name, "\"private_key\" in service account %s", path);
 	if (jwt_key_load_pem(pem, strlen(pem), name, JWT_ALG_RS256, &cred->key, why,
 	    sizeof why) != 0) {
 		snprintf(err, errlen, "fcm \"%s\": %s", app, why);
@@ -515,7 +515,6 @@ fcm_classify(const struct h2_response *response, struct provider_result *result)
 	result->status = status;
 	if (status >= 200 && status < 300) {
 		result->verdict = PROVIDER_SENT;
-		snprintf(result->reason, sizeof result->reason, "OK");
 		return 0;
 	}
 	fcm_parse_error(response->body, response->body_len, &info);
@@ -1160,9 +1159,10 @@ fcm_send(struct provider *fcm, struct delivery *delivery)
 	return PROVIDER_OK;
 }
 
-/* Re-read every project's service account; all or nothing. */
+/* Re-read every project's service account; all or nothing; apply 0 only checks. */
 static int
-fcm_reload(struct provider *fcm, const struct config *config, char *err, size_t errlen)
+fcm_reload_staged(struct provider *fcm, const struct config *config, int apply, char *err,
+    size_t errlen)
 {
 	struct fcm_credentials *loaded;
 	const struct config_fcm_app *app;
@@ -1185,11 +1185,11 @@ fcm_reload(struct provider *fcm, const struct config *config, char *err, size_t 
 			rv = fcm_credentials_load(app->name, app->service_account_file != NULL ?
 			    app->service_account_file : "", &loaded[i], err, errlen);
 	}
-	if (rv != 0) {
+	if (rv != 0 || !apply) {
 		for (i = 0; i < fcm->nprojects; i++)
 			fcm_credentials_free(&loaded[i]);
 		free(loaded);
-		return -1;
+		return rv != 0 ? -1 : 0;
 	}
 	for (i = 0; i < fcm->nprojects; i++) {
 		project = &fcm->projects[i];
@@ -1216,6 +1216,20 @@ fcm_reload(struct provider *fcm, const struct config *config, char *err, size_t 
 	}
 	free(loaded);
 	return 0;
+}
+
+/* Check that a new configuration's service accounts load. */
+static int
+fcm_check(struct provider *fcm, const struct config *config, char *err, size_t errlen)
+{
+	return fcm_reload_staged(fcm, config, 0, err, errlen);
+}
+
+/* Adopt new service accounts; all or nothing. */
+static int
+fcm_reload(struct provider *fcm, const struct config *config, char *err, size_t errlen)
+{
+	return fcm_reload_staged(fcm, config, 1, err, errlen);
 }
 
 /* Tell the drain caller, from the loop. */
@@ -1326,6 +1340,7 @@ const struct provider_ops provider_fcm_ops = {
 	.name = "fcm",
 	.create = fcm_create,
 	.send = fcm_send,
+	.check = fcm_check,
 	.reload = fcm_reload,
 	.drain = fcm_drain,
 	.free = fcm_free,

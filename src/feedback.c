@@ -230,7 +230,7 @@ feedback_body(const struct feedback_event *event, size_t *len)
 	    "reason", event->reason,
 	    "at", at);
 	if (json == NULL)
-		fatalx("feedback: cannot build the event (out of memory or not UTF-8)");
+		return NULL;		/* a field is not UTF-8 */
 	body = json_dumps(json, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(json);
 	if (body == NULL)
@@ -255,16 +255,22 @@ feedback_emit(struct feedback *feedback, const struct feedback_event *event)
 	if (feedback->url == NULL)
 		return;
 
+	item = xcalloc(1, sizeof *item);
+	item->feedback = feedback;
+	if ((item->body = feedback_body(event, &item->len)) == NULL) {
+		log_warn("feedback event not posted: a field is not UTF-8", "device_id",
+		    event->device_id != NULL ? event->device_id : "", NULL);
+		feedback->failed++;
+		free(item);
+		return;
+	}
+	item->device_id = xstrdup(event->device_id != NULL ? event->device_id : "");
 	if (feedback->count >= FEEDBACK_QUEUE_MAX) {
 		feedback->dropped++;
 		feedback->drops_unlogged++;
 		feedback_item_free(TAILQ_FIRST(&feedback->all));
 		feedback_log_drops(feedback, "queue full");
 	}
-	item = xcalloc(1, sizeof *item);
-	item->feedback = feedback;
-	item->body = feedback_body(event, &item->len);
-	item->device_id = xstrdup(event->device_id != NULL ? event->device_id : "");
 	TAILQ_INSERT_TAIL(&feedback->all, item, all_entry);
 	feedback->count++;
 	feedback_item_ready(item);

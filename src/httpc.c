@@ -173,10 +173,9 @@ httpc_socket_event(evutil_socket_t fd, short what, void *arg)
 		action |= CURL_CSELECT_IN;
 	if (what & EV_WRITE)
 		action |= CURL_CSELECT_OUT;
+	/* libcurl stops the timer itself (timeout -1) once nothing is left to time. */
 	curl_multi_socket_action(client->multi, fd, action, &running);
 	httpc_check_done(client);
-	if (running <= 0 && evtimer_pending(client->timer, NULL))
-		evtimer_del(client->timer);
 }
 
 /* libcurl's timeout expired. */

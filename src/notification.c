@@ -234,6 +234,7 @@ notification_from_json(const json_t *o, const char *prefix, struct notification 
 	if (n->title == NULL && n->body == NULL && !n->content_available && n->data == NULL) {
 		fail(err, prefix, "body", "is required unless there is a title, or the "
 		    "notification is silent (content_available or data)");
+		err->kind = MODEL_ERROR_MISSING;
 		goto fail;
 	}
 	return 0;

@@ -15,6 +15,7 @@
 #include "notification.h"
 #include "push.h"
 #include "store.h"
+#include "store_writer.h"
 #include "xmalloc.h"
 
 /* Progress is written to the store this often, in one transaction. */
@@ -44,6 +45,7 @@ struct push {
 	size_t count;
 	size_t outstanding;		/* slots not in a final state */
 	int finish_written;
+	int finish_in_flight;		/* in the flush being written */
 };
 TAILQ_HEAD(push_list, push);
 
@@ -55,7 +57,10 @@ struct push_dirty {
 
 struct push_state {
 	struct event_base *base;
-	struct store *store;
+	struct store *store;		/* the loop's connection: reads */
+	struct store_writer *writer;	/* writes, off the loop */
+	int flush_running;
+	int closing;
 	int64_t retention_ms;
 	struct push_list active;	/* pushes with outstanding deliveries or unwritten changes */
 	struct push_dirty *dirty;
@@ -128,69 +133,157 @@ mark_dirty(struct push *p, size_t index)
 	pushes.dirty_count++;
 }
 
-/* Write changed rows and finished pushes; drop pushes that are complete and written. */
-static void
-push_flush(evutil_socket_t fd, short what, void *arg)
-{
+/* One batch of progress, copied so that the loop can go on changing slots. */
+struct flush_job {
 	struct push_row_update *updates;
-	struct push_finish *finished = NULL;
-	size_t n = pushes.dirty_count, nfinished = 0, capacity = 0;
-	struct push *p, *next;
-	int rc;
+	struct push_dirty *slots;	/* which slot each update is, to retry on failure */
+	size_t count;
+	struct push_finish *finished;
+	struct push **finished_pushes;
+	size_t finished_count;
+};
 
-	TAILQ_FOREACH(p, &pushes.active, entry) {
-		if (p->outstanding == 0 && !p->finish_written) {
-			if (nfinished == capacity) {
-				capacity = capacity == 0 ? 16 : capacity * 2;
-				finished = xreallocarray(finished, capacity, sizeof *finished);
-			}
-			finished[nfinished].push_id = p->id;
-			finished[nfinished].finished_at = p->finished_at;
-			nfinished++;
+static int
+flush_run(struct store *store, void *arg)
+{
+	struct flush_job *job = arg;
+
+	return store_push_update(store, job->updates, job->count, job->finished,
+	    job->finished_count);
+}
+
+static void push_flush(evutil_socket_t fd, short what, void *arg);
+
+/* Does a push still have a change to write? */
+static int
+push_has_dirty(const struct push *p)
+{
+	for (size_t i = 0; i < p->count; i++) {
+		if (p->slots[i].dirty)
+			return 1;
+	}
+	return 0;
+}
+
+/* A flush is written (or failed): free what is done, retry what is not. */
+static void
+flush_done(int result, void *arg)
+{
+	struct flush_job *job = arg;
+	struct push *p, *next;
+
+	pushes.flush_running = 0;
+	if (result != STORE_OK) {
+		/* Logged by the store: write these again, with their newest state. */
+		for (size_t i = 0; i < job->count; i++)
+			mark_dirty(job->slots[i].push, job->slots[i].index);
+		for (size_t i = 0; i < job->finished_count; i++)
+			job->finished_pushes[i]->finish_in_flight = 0;
+	} else {
+		for (size_t i = 0; i < job->finished_count; i++) {
+			job->finished_pushes[i]->finish_in_flight = 0;
+			job->finished_pushes[i]->finish_written = 1;
 		}
 	}
-	if (n == 0 && nfinished == 0)
-		return;
-	updates = xcalloc(n == 0 ? 1 : n, sizeof *updates);
-	for (size_t i = 0; i < n; i++) {
-		struct push_slot *slot = &pushes.dirty[i].push->slots[pushes.dirty[i].index];
-		updates[i].push_id = pushes.dirty[i].push->id;
-		updates[i].index = pushes.dirty[i].index;
-		updates[i].state = delivery_state_name(slot->state);
-		updates[i].reason = slot->reason;
-		updates[i].attempts = slot->attempts;
-		updates[i].updated_at = slot->updated_at;
-	}
-	rc = store_push_update(pushes.store, updates, n, finished, nfinished);
-	free(updates);
-	free(finished);
-	if (rc != STORE_OK)
-		return;		/* logged by the store; the next flush tries again */
-	for (size_t i = 0; i < n; i++)
-		pushes.dirty[i].push->slots[pushes.dirty[i].index].dirty = 0;
-	pushes.dirty_count = 0;
+	for (size_t i = 0; i < job->count; i++)
+		free((char *)job->updates[i].reason);
+	free(job->updates);
+	free(job->slots);
+	free(job->finished);
+	free(job->finished_pushes);
+	free(job);
 	for (p = TAILQ_FIRST(&pushes.active); p != NULL; p = next) {
 		next = TAILQ_NEXT(p, entry);
-		if (p->outstanding == 0) {
+		if (p->outstanding == 0 && p->finish_written && !push_has_dirty(p)) {
 			/* Written in full: GET reads it from the store from now on. */
 			TAILQ_REMOVE(&pushes.active, p, entry);
 			push_free(p);
 		}
 	}
+	if (pushes.closing)
+		push_flush(-1, 0, NULL);
+}
+
+/* Hand changed rows and finished pushes to the store writer, one batch at a time. */
+static void
+push_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct flush_job *job;
+	struct push *p;
+	size_t capacity = 0;
+
+	if (pushes.flush_running)
+		return;
+	job = xcalloc(1, sizeof *job);
+	TAILQ_FOREACH(p, &pushes.active, entry) {
+		if (p->outstanding != 0 || p->finish_written || p->finish_in_flight)
+			continue;
+		if (job->finished_count == capacity) {
+			capacity = capacity == 0 ? 16 : capacity * 2;
+			job->finished = xreallocarray(job->finished, capacity,
+			    sizeof *job->finished);
+			job->finished_pushes = xreallocarray(job->finished_pushes, capacity,
+			    sizeof *job->finished_pushes);
+		}
+		job->finished[job->finished_count].push_id = p->id;
+		job->finished[job->finished_count].finished_at = p->finished_at;
+		job->finished_pushes[job->finished_count++] = p;
+		p->finish_in_flight = 1;
+	}
+	if (pushes.dirty_count == 0 && job->finished_count == 0) {
+		free(job);
+		return;
+	}
+	job->count = pushes.dirty_count;
+	job->updates = xcalloc(job->count == 0 ? 1 : job->count, sizeof *job->updates);
+	job->slots = pushes.dirty;
+	for (size_t i = 0; i < job->count; i++) {
+		struct push_slot *slot = &job->slots[i].push->slots[job->slots[i].index];
+		job->updates[i].push_id = job->slots[i].push->id;
+		job->updates[i].index = job->slots[i].index;
+		job->updates[i].state = delivery_state_name(slot->state);
+		job->updates[i].reason = slot->reason != NULL ? xstrdup(slot->reason) : NULL;
+		job->updates[i].attempts = slot->attempts;
+		job->updates[i].updated_at = slot->updated_at;
+		slot->dirty = 0;
+	}
+	/* The dirty list moves into the job; a new one starts empty. */
+	pushes.dirty = NULL;
+	pushes.dirty_count = pushes.dirty_capacity = 0;
+	pushes.flush_running = 1;
+	store_writer_submit(pushes.writer, flush_run, flush_done, job);
+}
+
+/* Expiry, on the writer. */
+static int
+expire_run(struct store *store, void *arg)
+{
+	int64_t *before = arg;
+	size_t deleted = 0;
+	char count[24];
+	int rc = store_pushes_expire(store, *before, &deleted);
+
+	if (rc == STORE_OK && deleted > 0) {
+		snprintf(count, sizeof count, "%zu", deleted);
+		log_debug("expired finished pushes", "count", count, NULL);
+	}
+	return rc;
+}
+
+static void
+expire_done(int result, void *arg)
+{
+	free(arg);
 }
 
 /* Delete pushes that finished longer ago than the retention. */
 static void
 push_expire(evutil_socket_t fd, short what, void *arg)
 {
-	size_t deleted = 0;
-	char count[24];
+	int64_t *before = xmalloc(sizeof *before);
 
-	if (store_pushes_expire(pushes.store, clock_now_ms() - pushes.retention_ms, &deleted) ==
-	    STORE_OK && deleted > 0) {
-		snprintf(count, sizeof count, "%zu", deleted);
-		log_debug("expired finished pushes", "count", count, NULL);
-	}
+	*before = clock_now_ms() - pushes.retention_ms;
+	store_writer_submit(pushes.writer, expire_run, expire_done, before);
 }
 
 /* The delivery layer reports a slot's progress. */
@@ -243,7 +336,8 @@ list_append(struct device_list *dst, struct device_list *src)
 
 /* Resolve recipients to distinct devices; unknown device ids are listed. */
 static int
-resolve(const struct push_recipients *r, struct device_list *out, json_t *unknown)
+resolve(struct store *store, const struct push_recipients *r, struct device_list *out,
+    struct push_accepted *accepted)
 {
 	struct device_list part;
 	struct device device;
@@ -252,9 +346,12 @@ resolve(const struct push_recipients *r, struct device_list *out, json_t *unknow
 
 	memset(out, 0, sizeof *out);
 	for (size_t i = 0; i < r->device_count; i++) {
-		rc = store_device_get(pushes.store, r->device_ids[i], &device);
+		rc = store_device_get(store, r->device_ids[i], &device);
 		if (rc == STORE_ENOTFOUND) {
-			json_array_append_new(unknown, json_string(r->device_ids[i]));
+			accepted->unknown_device_ids = xreallocarray(accepted->unknown_device_ids,
+			    accepted->unknown_count + 1, sizeof *accepted->unknown_device_ids);
+			accepted->unknown_device_ids[accepted->unknown_count++] =
+			    xstrdup(r->device_ids[i]);
 			continue;
 		}
 		if (rc != STORE_OK)
@@ -265,12 +362,12 @@ resolve(const struct push_recipients *r, struct device_list *out, json_t *unknow
 		list_append(out, &part);
 	}
 	for (size_t i = 0; i < r->client_count; i++) {
-		if (store_client_devices_list(pushes.store, r->client_ids[i], &part) != STORE_OK)
+		if (store_client_devices_list(store, r->client_ids[i], &part) != STORE_OK)
 			goto fail;
 		list_append(out, &part);
 	}
 	if (r->room_id != NULL) {
-		if (store_room_devices_list(pushes.store, r->room_id, &part) != STORE_OK)
+		if (store_room_devices_list(store, r->room_id, &part) != STORE_OK)
 			goto fail;
 		list_append(out, &part);
 	}
@@ -307,95 +404,213 @@ push_new(const char *id, int64_t created_at, size_t count)
 	return p;
 }
 
-int
-push_accept(const struct push_recipients *recipients, const json_t *notification_json,
-    struct push_accepted *out)
-{
-	struct notification notification;
-	struct push_content *content;
-	struct model_error merr;
-	struct push_record record;
+/* A push being accepted: recipients in, devices and the record out. */
+struct accept_job {
+	/* In: owned copies, the loop does not touch them while the writer works. */
+	struct push_recipients recipients;
+	char **strings;			/* every id above, to free */
+	size_t nstrings;
+	char *content_text;		/* the notification as JSON */
+	struct push_content *content;	/* built on the loop, read-only here */
+	size_t room;			/* free places in the delivery queue */
+	int64_t now;
+	push_accept_cb *cb;
+	void *arg;
+	/* Out. */
+	int error;
+	struct push_accepted accepted;
 	struct device_list devices;
-	struct push *p;
-	int64_t now = clock_now_ms();
-	char *text;
-	int rc;
+	struct push *push;		/* once resolved: the push in memory */
+};
 
-	memset(out, 0, sizeof *out);
-	out->unknown_device_ids = json_array();
-	if (resolve(recipients, &devices, out->unknown_device_ids) != 0)
-		return PUSH_ESTORE;
-	if (!delivery_has_room(devices.count)) {
-		model_device_list_free(&devices);
-		return PUSH_EFULL;
+/* Copy a list of ids into the job. */
+static const char *const *
+job_copy_ids(struct accept_job *job, const char *const *ids, size_t count)
+{
+	char **copy;
+
+	if (count == 0)
+		return NULL;
+	copy = xcalloc(count, sizeof *copy);
+	job->strings = xreallocarray(job->strings, job->nstrings + count, sizeof *job->strings);
+	for (size_t i = 0; i < count; i++) {
+		copy[i] = xstrdup(ids[i]);
+		job->strings[job->nstrings++] = copy[i];
 	}
-	/* Validated by the caller already: this cannot fail. */
-	if (notification_from_json(notification_json, "notification.", &notification,
-	    &merr) != 0)
-		fatalx("push_accept: unvalidated notification: %s", merr.message);
-	content = delivery_content_new(&notification, 0);
-	for (size_t i = 0; i < devices.count; i++) {
-		int perror = devices.items[i].platform == DEVICE_PLATFORM_APNS ?
-		    content->apns_error : content->fcm_error;
+	return (const char *const *)copy;
+}
+
+static void
+accept_job_free(struct accept_job *job)
+{
+	for (size_t i = 0; i < job->nstrings; i++)
+		free(job->strings[i]);
+	free(job->strings);
+	free((void *)job->recipients.client_ids);
+	free((void *)job->recipients.device_ids);
+	free((void *)job->recipients.exclude_client_ids);
+	free((char *)job->recipients.room_id);
+	free(job->content_text);
+	delivery_content_unref(job->content);
+	for (size_t i = 0; i < job->accepted.unknown_count; i++)
+		free(job->accepted.unknown_device_ids[i]);
+	free(job->accepted.unknown_device_ids);
+	model_device_list_free(&job->devices);
+	free(job);
+}
+
+/* On the writer: resolve the recipients and check that they can be served. */
+static int
+accept_resolve(struct store *store, void *arg)
+{
+	struct accept_job *job = arg;
+
+	if (resolve(store, &job->recipients, &job->devices, &job->accepted) != 0)
+		return job->error = PUSH_ESTORE;
+	if (job->devices.count > job->room)
+		return job->error = PUSH_EFULL;
+	for (size_t i = 0; i < job->devices.count; i++) {
+		int apns = job->devices.items[i].platform == DEVICE_PLATFORM_APNS;
+		int perror = apns ? job->content->apns_error : job->content->fcm_error;
 		if (perror != PAYLOAD_OK) {
-			snprintf(out->payload_error, sizeof out->payload_error, "%s for %s",
-			    payload_strerror(perror),
-			    devices.items[i].platform == DEVICE_PLATFORM_APNS ? "APNs" : "FCM");
-			delivery_content_unref(content);
-			model_device_list_free(&devices);
-			return PUSH_EPAYLOAD;
+			snprintf(job->accepted.payload_error, sizeof job->accepted.payload_error,
+			    "%s for %s", payload_strerror(perror), apns ? "APNs" : "FCM");
+			return job->error = PUSH_EPAYLOAD;
 		}
 	}
+	job->accepted.devices = job->devices.count;
+	return job->error = PUSH_OK;
+}
 
-	push_make_id(out->push_id);
-	p = push_new(out->push_id, now, devices.count);
+/* On the writer: store the push with a row per device, in one transaction. */
+static int
+accept_store(struct store *store, void *arg)
+{
+	struct accept_job *job = arg;
+	struct push_record record;
+	const char *queued = delivery_state_name(DELIVERY_QUEUED);
+	int rc;
+
 	memset(&record, 0, sizeof record);
-	record.push_id = p->id;
-	record.created_at = now;
-	text = json_dumps(notification_json, JSON_COMPACT);
-	record.content = text;
-	record.rows = xcalloc(devices.count == 0 ? 1 : devices.count, sizeof *record.rows);
-	record.count = devices.count;
-	for (size_t i = 0; i < devices.count; i++) {
-		struct push_slot *slot = &p->slots[i];
-		slot->device_id = xstrdup(devices.items[i].device_id);
-		slot->client_id = xstrdup(devices.items[i].client_id);
-		slot->app_id = xstrdup(devices.items[i].app_id);
-		slot->platform = devices.items[i].platform;
-		slot->badge = -1;
-		slot->state = DELIVERY_QUEUED;
-		slot->updated_at = now;
+	record.push_id = job->accepted.push_id;
+	record.created_at = job->now;
+	record.content = job->content_text;
+	record.rows = xcalloc(job->push->count == 0 ? 1 : job->push->count,
+	    sizeof *record.rows);
+	record.count = job->push->count;
+	/* The loop never changes these fields of a slot: reading them here is safe. */
+	for (size_t i = 0; i < job->push->count; i++) {
+		const struct push_slot *slot = &job->push->slots[i];
 		record.rows[i].device_id = slot->device_id;
 		record.rows[i].client_id = slot->client_id;
 		record.rows[i].platform = slot->platform;
 		record.rows[i].app_id = slot->app_id;
-		record.rows[i].badge = -1;
-		record.rows[i].state = (char *)delivery_state_name(DELIVERY_QUEUED);
-		record.rows[i].updated_at = now;
+		record.rows[i].badge = slot->badge;
+		record.rows[i].state = (char *)queued;
+		record.rows[i].updated_at = job->now;
 	}
-	rc = store_push_insert(pushes.store, &record);
+	rc = store_push_insert(store, &record);
 	free(record.rows);
-	free(text);
-	if (rc != STORE_OK) {
-		delivery_content_unref(content);
-		model_device_list_free(&devices);
-		push_free(p);
-		return PUSH_ESTORE;
+	return job->error = rc == STORE_OK ? PUSH_OK : PUSH_ESTORE;
+}
+
+/* On the loop: the push is stored; tell the caller. */
+static void
+accept_stored(int result, void *arg)
+{
+	struct accept_job *job = arg;
+
+	job->cb(job->error, &job->accepted, job->arg);
+	accept_job_free(job);
+}
+
+/*
+ * On the loop: the devices are known. Deliveries start now, while the writer stores
+ * the push: the answer waits for the commit, and any progress is written after it
+ * (the writer runs jobs in order). A crash before the commit means no answer, and
+ * the client's retry may repeat a notification: at least once, never lost once
+ * acknowledged.
+ */
+static void
+accept_resolved(int result, void *arg)
+{
+	struct accept_job *job = arg;
+	struct push *p;
+
+	if (job->error != PUSH_OK) {
+		job->cb(job->error, &job->accepted, job->arg);
+		accept_job_free(job);
+		return;
 	}
-	out->devices = devices.count;
-	p->outstanding = devices.count;
-	if (devices.count == 0) {
-		/* Nothing to do: finished as soon as it is written. */
-		p->finished_at = now;
-	}
+	p = push_new(job->accepted.push_id, job->now, job->devices.count);
+	p->outstanding = job->devices.count;
+	if (p->outstanding == 0)
+		p->finished_at = job->now;	/* nothing to do: finished once written */
 	TAILQ_INSERT_TAIL(&pushes.active, p, entry);
-	for (size_t i = 0; i < devices.count; i++) {
-		struct delivery *d = delivery_new(&devices.items[i], content,
-		    content->notification.badge, now);
+	job->push = p;
+	for (size_t i = 0; i < job->devices.count; i++) {
+		struct device *device = &job->devices.items[i];
+		struct push_slot *slot = &p->slots[i];
+
+		slot->device_id = device->device_id;
+		slot->client_id = device->client_id;
+		slot->app_id = device->app_id;
+		slot->platform = device->platform;
+		slot->badge = -1;
+		slot->state = DELIVERY_QUEUED;
+		slot->updated_at = job->now;
+	}
+	store_writer_submit(pushes.writer, accept_store, accept_stored, job);
+	for (size_t i = 0; i < job->devices.count; i++) {
+		struct delivery *d = delivery_new(&job->devices.items[i], job->content,
+		    job->content->notification.badge, job->now);
 		delivery_submit(d, push_observe, p, i);
 	}
-	delivery_content_unref(content);
-	model_device_list_free(&devices);
+	/* The slots own these strings now. */
+	for (size_t i = 0; i < job->devices.count; i++) {
+		struct device *device = &job->devices.items[i];
+		device->device_id = device->client_id = device->app_id = NULL;
+	}
+}
+
+int
+push_accept(const struct push_recipients *recipients, const json_t *notification_json,
+    push_accept_cb *cb, void *arg)
+{
+	struct notification notification;
+	struct model_error merr;
+	struct accept_job *job;
+	size_t room = delivery_room();
+	const char *room_id;
+
+	if (room == 0)
+		return PUSH_EFULL;
+	/* Validated by the caller already: this cannot fail. */
+	if (notification_from_json(notification_json, "notification.", &notification,
+	    &merr) != 0)
+		fatalx("push_accept: unvalidated notification: %s", merr.message);
+	job = xcalloc(1, sizeof *job);
+	job->content = delivery_content_new(&notification, 0);
+	job->content_text = json_dumps(notification_json, JSON_COMPACT);
+	if (job->content_text == NULL)
+		fatalx("out of memory serializing a notification");
+	job->recipients.client_ids = job_copy_ids(job, recipients->client_ids,
+	    recipients->client_count);
+	job->recipients.client_count = recipients->client_count;
+	job->recipients.device_ids = job_copy_ids(job, recipients->device_ids,
+	    recipients->device_count);
+	job->recipients.device_count = recipients->device_count;
+	job->recipients.exclude_client_ids = job_copy_ids(job, recipients->exclude_client_ids,
+	    recipients->exclude_count);
+	job->recipients.exclude_count = recipients->exclude_count;
+	room_id = recipients->room_id;
+	job->recipients.room_id = room_id != NULL ? xstrdup(room_id) : NULL;
+	job->room = room;
+	job->now = clock_now_ms();
+	job->cb = cb;
+	job->arg = arg;
+	push_make_id(job->accepted.push_id);
+	store_writer_submit(pushes.writer, accept_resolve, accept_resolved, job);
 	return PUSH_OK;
 }
 
@@ -468,7 +683,8 @@ push_resume(struct push_record *record)
 }
 
 void
-push_init(struct event_base *base, struct store *store, int64_t retention_ms)
+push_init(struct event_base *base, struct store *store, struct store_writer *writer,
+    int64_t retention_ms)
 {
 	struct timeval flush = { 0, PUSH_FLUSH_MS * 1000 }, expire = { PUSH_EXPIRE_MS / 1000, 0 };
 	struct push_record *records;
@@ -477,6 +693,7 @@ push_init(struct event_base *base, struct store *store, int64_t retention_ms)
 	memset(&pushes, 0, sizeof pushes);
 	pushes.base = base;
 	pushes.store = store;
+	pushes.writer = writer;
 	pushes.retention_ms = retention_ms;
 	TAILQ_INIT(&pushes.active);
 	pushes.flush_timer = event_new(base, -1, EV_PERSIST, push_flush, NULL);
@@ -507,9 +724,15 @@ push_set_retention(int64_t retention_ms)
 void
 push_shutdown(void)
 {
+	pushes.closing = 1;
+	push_flush(-1, 0, NULL);
+}
+
+void
+push_free_all(void)
+{
 	struct push *p;
 
-	push_flush(-1, 0, NULL);
 	while ((p = TAILQ_FIRST(&pushes.active)) != NULL) {
 		TAILQ_REMOVE(&pushes.active, p, entry);
 		push_free(p);

@@ -16,6 +16,7 @@
 
 struct event_base;
 struct store;
+struct store_writer;
 
 enum push_error {
 	PUSH_OK = 0,
@@ -42,22 +43,33 @@ struct push_recipients {
 struct push_accepted {
 	char push_id[PUSH_ID_SIZE];
 	size_t devices;
-	json_t *unknown_device_ids;	/* array, owned by the caller */
+	char **unknown_device_ids;	/* device_ids that are not registered */
+	size_t unknown_count;
 	char payload_error[160];	/* with PUSH_EPAYLOAD: why */
 };
 
-/* Start: resume every unfinished push in the store. */
-void push_init(struct event_base *base, struct store *store, int64_t retention_ms);
-void push_set_retention(int64_t retention_ms);
-/* Write what is pending and stop. */
-void push_shutdown(void);
+/* Told once a push is stored and queued (PUSH_OK), or refused (error). */
+typedef void push_accept_cb(int error, const struct push_accepted *accepted, void *arg);
 
 /*
- * Accept a push: resolve the devices, store the push, queue its deliveries.
- * notification is the validated "notification" object (kept as the push's content).
+ * Start: resume every unfinished push in the store (read with store, on the loop);
+ * from then on, pushes are written by the store writer, off the loop.
+ */
+void push_init(struct event_base *base, struct store *store, struct store_writer *writer,
+    int64_t retention_ms);
+void push_set_retention(int64_t retention_ms);
+/* Submit the last writes; the writer's stop runs them, then call push_free_all(). */
+void push_shutdown(void);
+void push_free_all(void);
+
+/*
+ * Accept a push: the store writer resolves the devices and stores the push with its
+ * rows in one transaction; then, on the loop, its deliveries are queued and cb is
+ * called. notification is the validated "notification" object. Returns PUSH_OK (cb
+ * will be called) or PUSH_EFULL at once (cb will not).
  */
 int push_accept(const struct push_recipients *recipients, const json_t *notification,
-    struct push_accepted *out);
+    push_accept_cb *cb, void *arg);
 /* The status of a push as the GET /v1/push/{id} answer, or NULL if unknown. */
 json_t *push_status_json(const char *push_id, int *error);
 const char *push_strerror(int error);

@@ -43,7 +43,8 @@
 #define CLIENT_EMAIL "relay@pushrelay-test.iam.gserviceaccount.com"
 #define APP "com.example.chat"
 #define SCOPE "https://www.googleapis.com/auth/firebase.messaging"
-#define MAX_DELIVERIES 300
+#define MAX_DELIVERIES 1100
+#define PENDING_MAX 1024		/* FCM_PENDING_MAX in fcm.c */
 
 static char certs_dir[PATH_MAX];
 static char ca_file[PATH_MAX + 32], server_cert[PATH_MAX + 32], server_key[PATH_MAX + 32];
@@ -986,6 +987,55 @@ test_fcm_waiting_sends_fail_with_oauth_reason_after_timeout(void **state)
 }
 
 static void
+test_fcm_waiting_list_is_bounded(void **state)
+{
+	struct fixture *f = *state;
+	char token[32];
+	size_t i;
+
+	start(f, NULL);
+	add_rule(f, "{\"endpoint\":\"token\",\"delay_ms\":500}");
+	create(f);
+	for (i = 0; i < PENDING_MAX; i++) {
+		snprintf(token, sizeof token, "queued-%zu", i);
+		assert_int_equal(send_one(f, delivery(f, i, token)), PROVIDER_OK);
+	}
+	assert_int_equal(send_one(f, delivery(f, i, "one-too-many")), PROVIDER_EBUSY);
+	assert_int_equal(stats(f).queued, PENDING_MAX);
+	run_until(f, &completed, PENDING_MAX, 10000);
+	assert_int_equal(completed, PENDING_MAX);
+	assert_int_equal(f->dels[PENDING_MAX].completions, 0);
+	assert_int_equal(stats(f).sent, PENDING_MAX);
+}
+
+static void
+test_fcm_token_endpoint_certificate_is_verified(void **state)
+{
+	struct fixture *f = *state;
+	struct tdelivery *t;
+	char other_ca[PATH_MAX + 32], cmd[3 * PATH_MAX];
+
+	/* Trust another CA only: the mock's certificate does not verify. */
+	snprintf(other_ca, sizeof other_ca, "%s/other-ca.pem", f->dir);
+	snprintf(cmd, sizeof cmd, "openssl req -x509 -newkey ec -pkeyopt "
+	    "ec_paramgen_curve:P-256 -nodes -keyout '%s/other-ca.key' -out '%s' -days 1 "
+	    "-subj /CN=other-ca 2>/dev/null", f->dir, other_ca);
+	assert_int_equal(system(cmd), 0);
+	f->app.ca_file = other_ca;
+	f->app.request_timeout_ms = 800;
+	start(f, NULL);
+	create(f);
+	t = delivery(f, 0, "unverified");
+	assert_int_equal(send_one(f, t), PROVIDER_OK);
+	run_until(f, &completed, 1, 3000);
+	assert_int_equal(t->result.verdict, PROVIDER_RETRY);
+	if (strncmp(t->result.reason, "oauth: TLS failure: ", 20) != 0)
+		fail_msg("reason: %s", t->result.reason);
+	assert_int_equal(mock_stat(f, "access_tokens_issued"), 0);
+	assert_true(stats(f).auth_failures >= 1);
+}
+
+static void
 test_fcm_never_opens_more_than_100_streams_per_connection(void **state)
 {
 	static const char *const args[] = { "--max-streams", "1000", NULL };
@@ -1260,6 +1310,10 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_fcm_waiting_sends_fail_with_oauth_reason_after_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fcm_waiting_list_is_bounded, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_fcm_token_endpoint_certificate_is_verified,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_fcm_never_opens_more_than_100_streams_per_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(

@@ -256,6 +256,31 @@ test_feedback_client_id_absent_is_null(void **state)
 }
 
 static void
+test_feedback_posts_more_events_than_run_at_once(void **state)
+{
+	struct fixture *f = *state;
+	struct feedback_event e = event;
+	char id[16], want[32];
+
+	f->feedback = feedback_new(f->base, &f->config);
+	for (int i = 0; i < 9; i++) {
+		snprintf(id, sizeof id, "dev-%d", i);
+		e.device_id = id;
+		feedback_emit(f->feedback, &e);
+	}
+	assert_int_equal(stats(f).queued, 9);
+	run_until_posts(f, 9, 5000);
+	run_until_idle(f, 3000);
+	assert_int_equal(f->nposts, 9);
+	assert_int_equal(stats(f).posted, 9);
+	assert_int_equal(stats(f).queued, 0);
+	for (int i = 0; i < 9; i++) {
+		snprintf(want, sizeof want, "\"device_id\":\"dev-%d\"", i);
+		assert_non_null(strstr(f->posts[i].body, want));
+	}
+}
+
+static void
 test_feedback_retries_5xx_and_429_with_backoff_until_accepted(void **state)
 {
 	struct fixture *f = *state;
@@ -415,6 +440,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_feedback_client_id_absent_is_null, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_feedback_posts_more_events_than_run_at_once,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_feedback_retries_5xx_and_429_with_backoff_until_accepted, setup,
 		    teardown),

@@ -1,0 +1,176 @@
+/* The store writer thread: jobs in, results back to the event loop through an eventfd. */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "store_writer.h"
+#include "xmalloc.h"
+
+struct store_job {
+	TAILQ_ENTRY(store_job) entry;
+	store_job_fn *run;
+	store_job_done_fn *done;
+	void *arg;
+	int result;
+};
+TAILQ_HEAD(store_job_list, store_job);
+
+struct store_writer {
+	struct store *store;		/* the writer thread's own connection */
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct store_job_list todo;	/* protected by lock */
+	struct store_job_list done;	/* protected by lock */
+	size_t pending;			/* queued or running; loop thread only */
+	int stopping;			/* protected by lock */
+	int wakefd;			/* eventfd: the thread tells the loop */
+	struct event *wake_event;
+};
+
+/* The thread: run jobs in order, hand each back to the loop. */
+static void *
+writer_main(void *arg)
+{
+	struct store_writer *w = arg;
+	struct store_job *job;
+	uint64_t one = 1;
+	ssize_t unused;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (TAILQ_EMPTY(&w->todo) && !w->stopping)
+			pthread_cond_wait(&w->wake, &w->lock);
+		if ((job = TAILQ_FIRST(&w->todo)) == NULL)
+			break;	/* stopping, and nothing left */
+		TAILQ_REMOVE(&w->todo, job, entry);
+		pthread_mutex_unlock(&w->lock);
+		job->result = job->run(w->store, job->arg);
+		pthread_mutex_lock(&w->lock);
+		TAILQ_INSERT_TAIL(&w->done, job, entry);
+		unused = write(w->wakefd, &one, sizeof one);
+		(void)unused;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* Run the done callbacks of finished jobs, in order. */
+static void
+writer_collect(struct store_writer *w)
+{
+	struct store_job_list finished;
+	struct store_job *job;
+
+	TAILQ_INIT(&finished);
+	pthread_mutex_lock(&w->lock);
+	TAILQ_CONCAT(&finished, &w->done, entry);
+	pthread_mutex_unlock(&w->lock);
+	while ((job = TAILQ_FIRST(&finished)) != NULL) {
+		TAILQ_REMOVE(&finished, job, entry);
+		w->pending--;
+		if (job->done != NULL)
+			job->done(job->result, job->arg);
+		free(job);
+	}
+}
+
+static void
+writer_wakeup(evutil_socket_t fd, short what, void *arg)
+{
+	struct store_writer *w = arg;
+	uint64_t count;
+	ssize_t unused;
+
+	unused = read(fd, &count, sizeof count);
+	(void)unused;
+	writer_collect(w);
+}
+
+struct store_writer *
+store_writer_start(struct event_base *base, const char *backend,
+    const struct store_options *options, char *err, size_t errlen)
+{
+	struct store_writer *w = xcalloc(1, sizeof *w);
+	int rc;
+
+	if (store_open(backend, options, &w->store, err, errlen) != STORE_OK) {
+		free(w);
+		return NULL;
+	}
+	TAILQ_INIT(&w->todo);
+	TAILQ_INIT(&w->done);
+	if ((w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
+		fatal("eventfd");
+	w->wake_event = event_new(base, w->wakefd, EV_READ | EV_PERSIST, writer_wakeup, w);
+	if (w->wake_event == NULL || event_add(w->wake_event, NULL) != 0)
+		fatalx("cannot watch the store writer");
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->wake, NULL);
+	if ((rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
+		errno = rc;
+		fatal("cannot start the store writer thread");
+	}
+	return w;
+}
+
+void
+store_writer_submit(struct store_writer *w, store_job_fn *run, store_job_done_fn *done,
+    void *arg)
+{
+	struct store_job *job = xmalloc(sizeof *job);
+
+	job->run = run;
+	job->done = done;
+	job->arg = arg;
+	job->result = 0;
+	w->pending++;
+	pthread_mutex_lock(&w->lock);
+	TAILQ_INSERT_TAIL(&w->todo, job, entry);
+	pthread_cond_signal(&w->wake);
+	pthread_mutex_unlock(&w->lock);
+}
+
+size_t
+store_writer_pending(const struct store_writer *w)
+{
+	return w->pending;
+}
+
+void
+store_writer_stop(struct store_writer *w)
+{
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stopping = 1;
+	pthread_cond_signal(&w->wake);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	/* The loop may be gone: finish here, including jobs that callbacks submit. */
+	writer_collect(w);
+	while (!TAILQ_EMPTY(&w->todo)) {
+		struct store_job *job = TAILQ_FIRST(&w->todo);
+
+		TAILQ_REMOVE(&w->todo, job, entry);
+		job->result = job->run(w->store, job->arg);
+		TAILQ_INSERT_TAIL(&w->done, job, entry);
+		writer_collect(w);
+	}
+	event_free(w->wake_event);
+	close(w->wakefd);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->wake);
+	store_close(w->store);
+	free(w);
+}

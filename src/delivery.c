@@ -138,21 +138,21 @@ delivery_content_unref(struct push_content *content)
 }
 
 struct delivery *
-delivery_new(const struct device *device, struct push_content *content, int64_t badge,
+delivery_new(const struct device_target *target, struct push_content *content, int64_t badge,
     int64_t accepted_at)
 {
 	struct delivery *d = xcalloc(1, sizeof *d);
 
 	d->content = content;
 	delivery_content_ref(content);
-	d->device_id = xstrdup(device->device_id);
-	d->client_id = xstrdup(device->client_id);
-	d->token = xstrdup(device->token);
-	d->app_id = xstrdup(device->app_id);
-	d->platform = device->platform;
-	d->environment = device->environment;
-	d->registered_at = device->updated_at;
-	d->last_success_at = device->last_success_at;
+	d->device_id = target->device_id;
+	d->client_id = target->client_id;
+	d->token = target->token;
+	d->app_id = target->app_id;
+	d->platform = target->platform;
+	d->environment = target->environment;
+	d->registered_at = target->updated_at;
+	d->last_success_at = target->last_success_at;
 	d->badge = badge;
 	d->accepted_at = accepted_at;
 	uuid_generate(d->id);
@@ -165,10 +165,6 @@ delivery_free(struct delivery *d)
 	if (d->retry_timer != NULL)
 		event_free(d->retry_timer);
 	delivery_content_unref(d->content);
-	free(d->device_id);
-	free(d->client_id);
-	free(d->token);
-	free(d->app_id);
 	free(d);
 }
 

@@ -51,10 +51,10 @@ typedef void delivery_observer_fn(struct delivery *delivery, enum delivery_state
 struct delivery {
 	/* What to send: providers read these. */
 	struct push_content *content;
-	char *device_id;
-	char *client_id;
-	char *token;
-	char *app_id;
+	const char *device_id;		/* borrowed from the target, which outlives us */
+	const char *client_id;
+	const char *token;
+	const char *app_id;
 	enum device_platform platform;
 	enum device_environment environment;
 	int64_t registered_at;		/* the device's updated_at when resolved (ms) */
@@ -119,9 +119,12 @@ void delivery_stop(void);
  * providers are freed and before the writer stops. */
 void delivery_shutdown(void);
 
-/* A new delivery for a device and content (referenced); not yet submitted. */
-struct delivery *delivery_new(const struct device *device, struct push_content *content,
-    int64_t badge, int64_t accepted_at);
+/*
+ * A new delivery to a target (whose strings it borrows: the target must outlive it)
+ * of a content (referenced); not yet submitted.
+ */
+struct delivery *delivery_new(const struct device_target *target,
+    struct push_content *content, int64_t badge, int64_t accepted_at);
 /* Queue it; the observer hears of every state change until the final one. */
 void delivery_submit(struct delivery *delivery, delivery_observer_fn *observer, void *arg,
     size_t index);

@@ -495,6 +495,46 @@ model_member_body_check(const json_t *body, const char *room_id, const char *cli
 	return check_member_ids(body, room_id, client_id, err);
 }
 
+struct device_target *
+model_target_new(const char *device_id, const char *client_id, const char *token,
+    const char *app_id, enum device_platform platform, enum device_environment environment,
+    int64_t updated_at, int64_t last_success_at)
+{
+	size_t ld = strlen(device_id) + 1, lc = strlen(client_id) + 1, lt = strlen(token) + 1;
+	size_t la = strlen(app_id) + 1;
+	struct device_target *t = xmalloc(sizeof *t + ld + lc + lt + la);
+	char *p = (char *)(t + 1);
+
+	t->device_id = memcpy(p, device_id, ld);
+	t->client_id = memcpy(p += ld, client_id, lc);
+	t->token = memcpy(p += lc, token, lt);
+	t->app_id = memcpy(p + lt, app_id, la);
+	t->platform = platform;
+	t->environment = environment;
+	t->updated_at = updated_at;
+	t->last_success_at = last_success_at;
+	return t;
+}
+
+void
+model_target_list_add(struct target_list *list, struct device_target *target)
+{
+	if (list->count == list->capacity) {
+		list->capacity = list->capacity == 0 ? 64 : list->capacity * 2;
+		list->items = xreallocarray(list->items, list->capacity, sizeof *list->items);
+	}
+	list->items[list->count++] = target;
+}
+
+void
+model_target_list_free(struct target_list *list)
+{
+	for (size_t i = 0; i < list->count; i++)
+		free(list->items[i]);
+	free(list->items);
+	memset(list, 0, sizeof *list);
+}
+
 void
 model_device_free(struct device *d)
 {

@@ -53,6 +53,27 @@ struct device_list {
 	size_t count;
 };
 
+/*
+ * What a delivery needs of a device, in one allocation: the strings live right after
+ * the struct, so a fan-out costs one malloc per device.
+ */
+struct device_target {
+	const char *device_id;
+	const char *client_id;
+	const char *token;
+	const char *app_id;
+	enum device_platform platform;
+	enum device_environment environment;
+	int64_t updated_at;
+	int64_t last_success_at;
+};
+
+struct target_list {
+	struct device_target **items;
+	size_t count;
+	size_t capacity;
+};
+
 struct member {
 	char *room_id;
 	char *client_id;
@@ -108,6 +129,13 @@ int model_prefs_from_json(const json_t *body, const struct member *current, int6
 /* Check a membership PUT body: {} or only read-only fields, ids matching the URL. */
 int model_member_body_check(const json_t *body, const char *room_id, const char *client_id,
     struct model_error *err);
+
+/* A target with copies of the strings, in one allocation (free it with free()). */
+struct device_target *model_target_new(const char *device_id, const char *client_id,
+    const char *token, const char *app_id, enum device_platform platform,
+    enum device_environment environment, int64_t updated_at, int64_t last_success_at);
+void model_target_list_add(struct target_list *list, struct device_target *target);
+void model_target_list_free(struct target_list *list);
 
 void model_device_free(struct device *device);
 void model_device_list_free(struct device_list *list);

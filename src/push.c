@@ -24,10 +24,7 @@
 
 /* One device's part of a push in progress. */
 struct push_slot {
-	char *device_id;
-	char *client_id;
-	char *app_id;
-	enum device_platform platform;
+	struct device_target *target;	/* owned; its delivery borrows its strings */
 	int64_t badge;
 	enum delivery_state state;
 	char *reason;
@@ -107,9 +104,7 @@ static void
 push_free(struct push *p)
 {
 	for (size_t i = 0; i < p->count; i++) {
-		free(p->slots[i].device_id);
-		free(p->slots[i].client_id);
-		free(p->slots[i].app_id);
+		free(p->slots[i].target);
 		free(p->slots[i].reason);
 	}
 	free(p->slots);
@@ -136,8 +131,9 @@ mark_dirty(struct push *p, size_t index)
 /* One batch of progress, copied so that the loop can go on changing slots. */
 struct flush_job {
 	struct push_row_update *updates;
-	struct push_dirty *slots;	/* which slot each update is, to retry on failure */
 	size_t count;
+	struct push_dirty *slots;	/* the slots written, to retry on failure */
+	size_t slot_count;
 	struct push_finish *finished;
 	struct push **finished_pushes;
 	size_t finished_count;
@@ -153,6 +149,19 @@ flush_run(struct store *store, void *arg)
 }
 
 static void push_flush(evutil_socket_t fd, short what, void *arg);
+
+/* Order dirty slots by push, then by index, so that neighbours form runs. */
+static int
+dirty_cmp(const void *a, const void *b)
+{
+	const struct push_dirty *x = a, *y = b;
+
+	if (x->push != y->push)
+		return x->push->created_at != y->push->created_at ?
+		    (x->push->created_at < y->push->created_at ? -1 : 1) :
+		    strcmp(x->push->id, y->push->id);
+	return x->index < y->index ? -1 : x->index > y->index;
+}
 
 /* Does a push still have a change to write? */
 static int
@@ -175,7 +184,7 @@ flush_done(int result, void *arg)
 	pushes.flush_running = 0;
 	if (result != STORE_OK) {
 		/* Logged by the store: write these again, with their newest state. */
-		for (size_t i = 0; i < job->count; i++)
+		for (size_t i = 0; i < job->slot_count; i++)
 			mark_dirty(job->slots[i].push, job->slots[i].index);
 		for (size_t i = 0; i < job->finished_count; i++)
 			job->finished_pushes[i]->finish_in_flight = 0;
@@ -234,18 +243,35 @@ push_flush(evutil_socket_t fd, short what, void *arg)
 		free(job);
 		return;
 	}
-	job->count = pushes.dirty_count;
-	job->updates = xcalloc(job->count == 0 ? 1 : job->count, sizeof *job->updates);
+	job->slot_count = pushes.dirty_count;
 	job->slots = pushes.dirty;
-	for (size_t i = 0; i < job->count; i++) {
-		struct push_slot *slot = &job->slots[i].push->slots[job->slots[i].index];
-		job->updates[i].push_id = job->slots[i].push->id;
-		job->updates[i].index = job->slots[i].index;
-		job->updates[i].state = delivery_state_name(slot->state);
-		job->updates[i].reason = slot->reason != NULL ? xstrdup(slot->reason) : NULL;
-		job->updates[i].attempts = slot->attempts;
-		job->updates[i].updated_at = slot->updated_at;
+	job->updates = xcalloc(job->slot_count == 0 ? 1 : job->slot_count,
+	    sizeof *job->updates);
+	/* Runs of neighbouring rows in the same state become one update each. */
+	qsort(job->slots, job->slot_count, sizeof *job->slots, dirty_cmp);
+	for (size_t i = 0; i < job->slot_count; i++) {
+		struct push *owner = job->slots[i].push;
+		struct push_slot *slot = &owner->slots[job->slots[i].index];
+		struct push_row_update *last = job->count > 0 ? &job->updates[job->count - 1] :
+		    NULL;
+
 		slot->dirty = 0;
+		if (last != NULL && last->push_id == owner->id &&
+		    last->index_last + 1 == job->slots[i].index && slot->reason == NULL &&
+		    last->reason == NULL && last->attempts == slot->attempts &&
+		    strcmp(last->state, delivery_state_name(slot->state)) == 0) {
+			last->index_last++;
+			if (slot->updated_at > last->updated_at)
+				last->updated_at = slot->updated_at;
+			continue;
+		}
+		last = &job->updates[job->count++];
+		last->push_id = owner->id;
+		last->index = last->index_last = job->slots[i].index;
+		last->state = delivery_state_name(slot->state);
+		last->reason = slot->reason != NULL ? xstrdup(slot->reason) : NULL;
+		last->attempts = slot->attempts;
+		last->updated_at = slot->updated_at;
 	}
 	/* The dirty list moves into the job; a new one starts empty. */
 	pushes.dirty = NULL;
@@ -314,80 +340,59 @@ push_make_id(char out[PUSH_ID_SIZE])
 		snprintf(out + 2 * i, 3, "%02x", raw[i]);
 }
 
-/* Order devices by id, for deduplication. */
+/* Order targets by device id, for deduplication. */
 static int
-device_cmp(const void *a, const void *b)
+target_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct device *)a)->device_id,
-	    ((const struct device *)b)->device_id);
-}
-
-/* Move the items of src to the end of dst. */
-static void
-list_append(struct device_list *dst, struct device_list *src)
-{
-	dst->items = xreallocarray(dst->items, dst->count + src->count, sizeof *dst->items);
-	memcpy(dst->items + dst->count, src->items, src->count * sizeof *src->items);
-	dst->count += src->count;
-	free(src->items);
-	src->items = NULL;
-	src->count = 0;
+	return strcmp((*(struct device_target *const *)a)->device_id,
+	    (*(struct device_target *const *)b)->device_id);
 }
 
 /* Resolve recipients to distinct devices; unknown device ids are listed. */
 static int
-resolve(struct store *store, const struct push_recipients *r, struct device_list *out,
+resolve(struct store *store, const struct push_recipients *r, struct target_list *out,
     struct push_accepted *accepted)
 {
-	struct device_list part;
-	struct device device;
-	size_t kept = 0;
-	int rc;
+	size_t kept = 0, before;
 
 	memset(out, 0, sizeof *out);
 	for (size_t i = 0; i < r->device_count; i++) {
-		rc = store_device_get(store, r->device_ids[i], &device);
-		if (rc == STORE_ENOTFOUND) {
+		before = out->count;
+		if (store_targets_add(store, STORE_TARGETS_DEVICE, r->device_ids[i], out) !=
+		    STORE_OK)
+			goto fail;
+		if (out->count == before) {
 			accepted->unknown_device_ids = xreallocarray(accepted->unknown_device_ids,
 			    accepted->unknown_count + 1, sizeof *accepted->unknown_device_ids);
 			accepted->unknown_device_ids[accepted->unknown_count++] =
 			    xstrdup(r->device_ids[i]);
-			continue;
 		}
-		if (rc != STORE_OK)
-			goto fail;
-		part.items = xmalloc(sizeof *part.items);
-		part.items[0] = device;
-		part.count = 1;
-		list_append(out, &part);
 	}
 	for (size_t i = 0; i < r->client_count; i++) {
-		if (store_client_devices_list(store, r->client_ids[i], &part) != STORE_OK)
+		if (store_targets_add(store, STORE_TARGETS_CLIENT, r->client_ids[i], out) !=
+		    STORE_OK)
 			goto fail;
-		list_append(out, &part);
 	}
-	if (r->room_id != NULL) {
-		if (store_room_devices_list(store, r->room_id, &part) != STORE_OK)
-			goto fail;
-		list_append(out, &part);
-	}
+	if (r->room_id != NULL &&
+	    store_targets_add(store, STORE_TARGETS_ROOM, r->room_id, out) != STORE_OK)
+		goto fail;
 	if (out->count == 0)
 		return 0;
-	qsort(out->items, out->count, sizeof *out->items, device_cmp);
+	qsort(out->items, out->count, sizeof *out->items, target_cmp);
 	for (size_t i = 0; i < out->count; i++) {
-		int drop = kept > 0 && strcmp(out->items[kept - 1].device_id,
-		    out->items[i].device_id) == 0;
+		int drop = kept > 0 && strcmp(out->items[kept - 1]->device_id,
+		    out->items[i]->device_id) == 0;
 		for (size_t x = 0; !drop && x < r->exclude_count; x++)
-			drop = strcmp(out->items[i].client_id, r->exclude_client_ids[x]) == 0;
+			drop = strcmp(out->items[i]->client_id, r->exclude_client_ids[x]) == 0;
 		if (drop)
-			model_device_free(&out->items[i]);
+			free(out->items[i]);
 		else
 			out->items[kept++] = out->items[i];
 	}
 	out->count = kept;
 	return 0;
 fail:
-	model_device_list_free(out);
+	model_target_list_free(out);
 	return -1;
 }
 
@@ -419,7 +424,7 @@ struct accept_job {
 	/* Out. */
 	int error;
 	struct push_accepted accepted;
-	struct device_list devices;
+	struct target_list devices;
 	struct push *push;		/* once resolved: the push in memory */
 };
 
@@ -455,7 +460,7 @@ accept_job_free(struct accept_job *job)
 	for (size_t i = 0; i < job->accepted.unknown_count; i++)
 		free(job->accepted.unknown_device_ids[i]);
 	free(job->accepted.unknown_device_ids);
-	model_device_list_free(&job->devices);
+	model_target_list_free(&job->devices);
 	free(job);
 }
 
@@ -470,7 +475,7 @@ accept_resolve(struct store *store, void *arg)
 	if (job->devices.count > job->room)
 		return job->error = PUSH_EFULL;
 	for (size_t i = 0; i < job->devices.count; i++) {
-		int apns = job->devices.items[i].platform == DEVICE_PLATFORM_APNS;
+		int apns = job->devices.items[i]->platform == DEVICE_PLATFORM_APNS;
 		int perror = apns ? job->content->apns_error : job->content->fcm_error;
 		if (perror != PAYLOAD_OK) {
 			snprintf(job->accepted.payload_error, sizeof job->accepted.payload_error,
@@ -501,10 +506,10 @@ accept_store(struct store *store, void *arg)
 	/* The loop never changes these fields of a slot: reading them here is safe. */
 	for (size_t i = 0; i < job->push->count; i++) {
 		const struct push_slot *slot = &job->push->slots[i];
-		record.rows[i].device_id = slot->device_id;
-		record.rows[i].client_id = slot->client_id;
-		record.rows[i].platform = slot->platform;
-		record.rows[i].app_id = slot->app_id;
+		record.rows[i].device_id = (char *)slot->target->device_id;
+		record.rows[i].client_id = (char *)slot->target->client_id;
+		record.rows[i].platform = slot->target->platform;
+		record.rows[i].app_id = (char *)slot->target->app_id;
 		record.rows[i].badge = slot->badge;
 		record.rows[i].state = (char *)queued;
 		record.rows[i].updated_at = job->now;
@@ -548,28 +553,21 @@ accept_resolved(int result, void *arg)
 		p->finished_at = job->now;	/* nothing to do: finished once written */
 	TAILQ_INSERT_TAIL(&pushes.active, p, entry);
 	job->push = p;
+	/* The slots take the targets over. */
 	for (size_t i = 0; i < job->devices.count; i++) {
-		struct device *device = &job->devices.items[i];
 		struct push_slot *slot = &p->slots[i];
 
-		slot->device_id = device->device_id;
-		slot->client_id = device->client_id;
-		slot->app_id = device->app_id;
-		slot->platform = device->platform;
+		slot->target = job->devices.items[i];
 		slot->badge = -1;
 		slot->state = DELIVERY_QUEUED;
 		slot->updated_at = job->now;
 	}
+	job->devices.count = 0;
 	store_writer_submit(pushes.writer, accept_store, accept_stored, job);
-	for (size_t i = 0; i < job->devices.count; i++) {
-		struct delivery *d = delivery_new(&job->devices.items[i], job->content,
+	for (size_t i = 0; i < p->count; i++) {
+		struct delivery *d = delivery_new(p->slots[i].target, job->content,
 		    job->content->notification.badge, job->now);
 		delivery_submit(d, push_observe, p, i);
-	}
-	/* The slots own these strings now. */
-	for (size_t i = 0; i < job->devices.count; i++) {
-		struct device *device = &job->devices.items[i];
-		device->device_id = device->client_id = device->app_id = NULL;
 	}
 }
 
@@ -640,16 +638,15 @@ push_resume(struct push_record *record)
 		struct push_slot *slot = &p->slots[i];
 		struct device device;
 
-		slot->device_id = xstrdup(row->device_id);
-		slot->client_id = xstrdup(row->client_id);
-		slot->app_id = xstrdup(row->app_id);
-		slot->platform = row->platform;
 		slot->badge = row->badge;
 		slot->attempts = row->attempts;
 		slot->updated_at = row->updated_at;
 		slot->reason = row->reason != NULL ? xstrdup(row->reason) : NULL;
 		if (state_from_name(row->state, &slot->state) != 0)
 			slot->state = DELIVERY_QUEUED;
+		/* As the row says; a live device brings its current token below. */
+		slot->target = model_target_new(row->device_id, row->client_id, "", row->app_id,
+		    row->platform, DEVICE_ENVIRONMENT_PRODUCTION, 0, 0);
 		if (state_is_final(slot->state))
 			continue;
 		p->outstanding++;
@@ -667,8 +664,13 @@ push_resume(struct push_record *record)
 			continue;
 		}
 		{
-			struct delivery *d = delivery_new(&device, content, row->badge,
-			    record->created_at);
+			struct delivery *d;
+
+			free(slot->target);
+			slot->target = model_target_new(device.device_id, device.client_id,
+			    device.token, device.app_id, device.platform, device.environment,
+			    device.updated_at, device.last_success_at);
+			d = delivery_new(slot->target, content, row->badge, record->created_at);
 			d->attempt = row->attempts;
 			delivery_submit(d, push_observe, p, i);
 			resumed++;
@@ -805,8 +807,9 @@ push_status_json(const char *push_id, int *error)
 		for (size_t i = 0; i < p->count; i++) {
 			const struct push_slot *s = &p->slots[i];
 			const char *state = delivery_state_name(s->state);
-			json_array_append_new(devices, slot_json(s->device_id, s->client_id,
-			    s->platform, s->app_id, state, s->reason, s->attempts, s->updated_at));
+			json_array_append_new(devices, slot_json(s->target->device_id,
+			    s->target->client_id, s->target->platform, s->target->app_id, state,
+			    s->reason, s->attempts, s->updated_at));
 			count_state(counts, state);
 		}
 		*error = PUSH_OK;

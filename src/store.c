@@ -194,11 +194,12 @@ store_member_prefs_put(struct store *store, const char *room_id, const char *cli
 	    mentions_only, stored);
 }
 
-/* List the devices of a room's members. */
+/* Append the targets of a device, client or room. */
 int
-store_room_devices_list(struct store *store, const char *room_id, struct device_list *out)
+store_targets_add(struct store *store, enum store_targets by, const char *id,
+    struct target_list *out)
 {
-	return store->backend->room_devices_list(store, room_id, out);
+	return store->backend->targets_add(store, by, id, out);
 }
 
 /* Record successful deliveries in one transaction. */

@@ -33,6 +33,13 @@ struct store_options {
 	int busy_timeout_ms;
 };
 
+/* Whose devices store_targets_add() lists. */
+enum store_targets {
+	STORE_TARGETS_DEVICE = 0,	/* the device with this id (none if unknown) */
+	STORE_TARGETS_CLIENT,		/* every device of this client */
+	STORE_TARGETS_ROOM,		/* every device of this room's members */
+};
+
 /* What device_put did. */
 enum store_put_result {
 	STORE_PUT_CREATED = 1,
@@ -63,10 +70,11 @@ struct push_record {
 	size_t count;
 };
 
-/* A change to one row of a push, written behind in batches. */
+/* A change to rows index..index_last of a push, written behind in batches. */
 struct push_row_update {
 	const char *push_id;
 	size_t index;
+	size_t index_last;
 	const char *state;
 	const char *reason;
 	int attempts;
@@ -112,8 +120,8 @@ struct store_backend {
 	int (*member_prefs_put)(struct store *store, const char *room_id,
 	    const char *client_id, int64_t muted_until, int mentions_only,
 	    struct member *stored);
-	int (*room_devices_list)(struct store *store, const char *room_id,
-	    struct device_list *out);
+	int (*targets_add)(struct store *store, enum store_targets by, const char *id,
+	    struct target_list *out);
 	int (*devices_mark_success)(struct store *store, const char *const *device_ids,
 	    size_t count, int64_t at);
 
@@ -181,9 +189,12 @@ int store_room_members_list(struct store *store, const char *room_id,
 int store_member_prefs_put(struct store *store, const char *room_id, const char *client_id,
     int64_t muted_until, int mentions_only, struct member *stored);
 
-/* Devices of every member of a room, ordered by client_id then device_id. */
-int store_room_devices_list(struct store *store, const char *room_id,
-    struct device_list *out);
+/*
+ * Append the delivery targets of a device, a client or a room to out (ordered by
+ * client_id, device_id): the columns a delivery needs, one allocation each.
+ */
+int store_targets_add(struct store *store, enum store_targets by, const char *id,
+    struct target_list *out);
 /* Record a successful delivery on many devices in one transaction. */
 int store_devices_mark_success(struct store *store, const char *const *device_ids,
     size_t count, int64_t at);

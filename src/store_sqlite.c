@@ -111,7 +111,9 @@ enum sqlite_stmt {
 	STMT_MEMBER_DELETE,
 	STMT_ROOM_MEMBERS_LIST,
 	STMT_MEMBER_PREFS_PUT,
-	STMT_ROOM_DEVICES_LIST,
+	STMT_TARGETS_DEVICE,
+	STMT_TARGETS_CLIENT,
+	STMT_TARGETS_ROOM,
 	STMT_PUSH_INSERT,
 	STMT_PUSH_ROW_INSERT,
 	STMT_PUSH_ROW_UPDATE,
@@ -126,9 +128,8 @@ enum sqlite_stmt {
 /* The column order device_from_row and member_from_row read. */
 #define DEVICE_COLUMNS "device_id, client_id, platform, token, app_id, environment, " \
 	"locale, metadata, created_at, updated_at, last_success_at, last_error, last_error_at"
-#define DEVICE_COLUMNS_D "d.device_id, d.client_id, d.platform, d.token, d.app_id, " \
-	"d.environment, d.locale, d.metadata, d.created_at, d.updated_at, d.last_success_at, " \
-	"d.last_error, d.last_error_at"
+#define TARGET_COLUMNS "d.device_id, d.client_id, d.platform, d.token, d.app_id, " \
+	"d.environment, d.updated_at, d.last_success_at"
 #define MEMBER_COLUMNS "room_id, client_id, joined_at, muted_until, mentions_only"
 
 static const char *const sqlite_stmt_sql[STMT_COUNT] = {
@@ -183,8 +184,11 @@ static const char *const sqlite_stmt_sql[STMT_COUNT] = {
 	[STMT_MEMBER_PREFS_PUT] =
 	    "UPDATE memberships SET muted_until = ?3, mentions_only = ?4"
 	    " WHERE room_id = ?1 AND client_id = ?2",
-	[STMT_ROOM_DEVICES_LIST] =
-	    "SELECT " DEVICE_COLUMNS_D " FROM memberships m JOIN devices d"
+	[STMT_TARGETS_DEVICE] = "SELECT " TARGET_COLUMNS " FROM devices d WHERE device_id = ?1",
+	[STMT_TARGETS_CLIENT] =
+	    "SELECT " TARGET_COLUMNS " FROM devices d WHERE client_id = ?1 ORDER BY device_id",
+	[STMT_TARGETS_ROOM] =
+	    "SELECT " TARGET_COLUMNS " FROM memberships m JOIN devices d"
 	    " ON d.client_id = m.client_id WHERE m.room_id = ?1"
 	    " ORDER BY d.client_id, d.device_id",
 	[STMT_PUSH_INSERT] =
@@ -196,7 +200,7 @@ static const char *const sqlite_stmt_sql[STMT_COUNT] = {
 	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
 	[STMT_PUSH_ROW_UPDATE] =
 	    "UPDATE push_devices SET state = ?3, reason = ?4, attempts = ?5, updated_at = ?6"
-	    " WHERE push_id = ?1 AND idx = ?2",
+	    " WHERE push_id = ?1 AND idx BETWEEN ?2 AND ?7",
 	[STMT_PUSH_FINISH] = "UPDATE pushes SET finished_at = ?2 WHERE push_id = ?1",
 	[STMT_PUSH_GET] =
 	    "SELECT push_id, created_at, content, badge_per_recipient, finished_at"
@@ -1217,51 +1221,48 @@ sqlite_member_prefs_put(struct store *store, const char *room_id, const char *cl
 	return STORE_OK;
 }
 
-/* Append the device rows a statement returns to a list. */
+/* Append the delivery targets a statement returns. */
 static int
-devices_collect(struct sqlite_store *s, const struct sqlite_context *ctx, sqlite3_stmt *stmt,
-    struct device_list *out)
+sqlite_targets_add(struct store *store, enum store_targets by, const char *id,
+    struct target_list *out)
 {
-	size_t capacity = 0;
-	int error = STORE_OK, rc;
+	static const enum sqlite_stmt stmts[] = {
+		[STORE_TARGETS_DEVICE] = STMT_TARGETS_DEVICE,
+		[STORE_TARGETS_CLIENT] = STMT_TARGETS_CLIENT,
+		[STORE_TARGETS_ROOM] = STMT_TARGETS_ROOM,
+	};
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "targets_add", "id", id };
+	sqlite3_stmt *stmt = s->stmts[stmts[by]];
+	int error = STORE_OK, rc, platform, environment;
 
+	if (bind_text(stmt, 1, id) != SQLITE_OK) {
+		error = sqlite_fail(s, &ctx);
+		goto out;
+	}
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (out->count == capacity) {
-			capacity = capacity == 0 ? 16 : capacity * 2;
-			out->items = xreallocarray(out->items, capacity, sizeof *out->items);
+		const char *text[6];
+		for (int c = 0; c < 6; c++) {
+			text[c] = (const char *)sqlite3_column_text(stmt, c);
+			if (text[c] == NULL) {
+				error = sqlite_bad_row(s, &ctx, "device");
+				goto out;
+			}
 		}
-		if ((error = device_from_row(s, ctx, stmt, &out->items[out->count])) != 0)
-			return error;
-		out->count++;
+		platform = name_index(sqlite_platform_names, 2, text[2]);
+		environment = name_index(sqlite_environment_names, 2, text[5]);
+		if (platform < 0 || environment < 0) {
+			error = sqlite_bad_row(s, &ctx, platform < 0 ? "platform" : "environment");
+			goto out;
+		}
+		model_target_list_add(out, model_target_new(text[0], text[1], text[3], text[4],
+		    (enum device_platform)platform, (enum device_environment)environment,
+		    sqlite3_column_int64(stmt, 6), sqlite3_column_int64(stmt, 7)));
 	}
 	if (rc != SQLITE_DONE)
-		return sqlite_fail(s, ctx);
-	return STORE_OK;
-}
-
-/* List the devices of every member of a room. */
-static int
-sqlite_room_devices_list(struct store *store, const char *room_id, struct device_list *out)
-{
-	struct sqlite_store *s = store->data;
-	struct sqlite_context ctx = { "room_devices_list", "room_id", room_id };
-	sqlite3_stmt *stmt = s->stmts[STMT_ROOM_DEVICES_LIST];
-	int error;
-
-	out->items = NULL;
-	out->count = 0;
-	if (bind_text(stmt, 1, room_id) != SQLITE_OK)
 		error = sqlite_fail(s, &ctx);
-	else
-		error = devices_collect(s, &ctx, stmt, out);
+out:
 	stmt_done(stmt);
-	if (error != STORE_OK) {
-		for (size_t i = 0; i < out->count; i++)
-			device_clear(&out->items[i]);
-		free(out->items);
-		out->items = NULL;
-		out->count = 0;
-	}
 	return error;
 }
 
@@ -1349,6 +1350,7 @@ sqlite_push_update(struct store *store, const struct push_row_update *updates, s
 		    bind_text(stmt, 4, u->reason) != SQLITE_OK ||
 		    bind_int64(stmt, 5, u->attempts) != SQLITE_OK ||
 		    bind_int64(stmt, 6, u->updated_at) != SQLITE_OK ||
+		    bind_int64(stmt, 7, (int64_t)u->index_last) != SQLITE_OK ||
 		    sqlite3_step(stmt) != SQLITE_DONE)
 			error = sqlite_fail(s, &ctx);
 		stmt_done(stmt);
@@ -1521,7 +1523,7 @@ const struct store_backend store_sqlite_backend = {
 	.member_delete = sqlite_member_delete,
 	.room_members_list = sqlite_room_members_list,
 	.member_prefs_put = sqlite_member_prefs_put,
-	.room_devices_list = sqlite_room_devices_list,
+	.targets_add = sqlite_targets_add,
 	.devices_mark_success = sqlite_devices_mark_success,
 	.push_insert = sqlite_push_insert,
 	.push_update = sqlite_push_update,

@@ -878,10 +878,10 @@ test_member_prefs_put_on_non_member_is_enotfound(void **state)
 
 #define STORE_TEST(name) cmocka_unit_test_setup_teardown(name, setup_store, teardown)
 static void
-test_room_devices_list_joins_members_and_their_devices(void **state)
+test_targets_of_rooms_clients_and_devices(void **state)
 {
 	struct fixture *f = *state;
-	struct device_list list;
+	struct target_list list;
 
 	put_device(f->store, "d-alice-2", "alice", DEVICE_PLATFORM_APNS, TOKEN_A, 1000,
 	    STORE_PUT_CREATED);
@@ -894,14 +894,32 @@ test_room_devices_list_joins_members_and_their_devices(void **state)
 	assert_int_equal(store_member_put(f->store, "room", "bob", 1, NULL, NULL), STORE_OK);
 	assert_int_equal(store_member_put(f->store, "room", "alice", 1, NULL, NULL), STORE_OK);
 	assert_int_equal(store_member_put(f->store, "other", "carol", 1, NULL, NULL), STORE_OK);
-	assert_int_equal(store_room_devices_list(f->store, "room", &list), STORE_OK);
+	memset(&list, 0, sizeof list);
+	assert_int_equal(store_targets_add(f->store, STORE_TARGETS_ROOM, "room", &list),
+	    STORE_OK);
 	assert_int_equal(list.count, 3);
-	assert_string_equal(list.items[0].device_id, "d-alice-1");
-	assert_string_equal(list.items[1].device_id, "d-alice-2");
-	assert_string_equal(list.items[2].device_id, "d-bob");
-	assert_string_equal(list.items[2].token, TOKEN_B);
-	model_device_list_free(&list);
-	assert_int_equal(store_room_devices_list(f->store, "empty", &list), STORE_OK);
+	assert_string_equal(list.items[0]->device_id, "d-alice-1");
+	assert_string_equal(list.items[0]->token, "fcm-alice");
+	assert_int_equal(list.items[0]->platform, DEVICE_PLATFORM_FCM);
+	assert_string_equal(list.items[1]->device_id, "d-alice-2");
+	assert_string_equal(list.items[2]->device_id, "d-bob");
+	assert_string_equal(list.items[2]->client_id, "bob");
+	assert_string_equal(list.items[2]->token, TOKEN_B);
+	assert_string_equal(list.items[2]->app_id, "com.example.chat");
+	assert_int_equal(list.items[2]->updated_at, 1000);
+	/* Appending: a client's and a device's targets follow. */
+	assert_int_equal(store_targets_add(f->store, STORE_TARGETS_CLIENT, "carol", &list),
+	    STORE_OK);
+	assert_int_equal(store_targets_add(f->store, STORE_TARGETS_DEVICE, "d-bob", &list),
+	    STORE_OK);
+	assert_int_equal(store_targets_add(f->store, STORE_TARGETS_DEVICE, "nobody", &list),
+	    STORE_OK);
+	assert_int_equal(list.count, 5);
+	assert_string_equal(list.items[3]->device_id, "d-carol");
+	assert_string_equal(list.items[4]->device_id, "d-bob");
+	model_target_list_free(&list);
+	assert_int_equal(store_targets_add(f->store, STORE_TARGETS_ROOM, "empty", &list),
+	    STORE_OK);
 	assert_int_equal(list.count, 0);
 }
 
@@ -948,9 +966,10 @@ test_push_insert_update_get_round_trip(void **state)
 	struct push_record r, got;
 	struct push_row rows[2];
 	struct push_row_update u[2] = {
-		{ "p-1", 0, "sent", NULL, 1, 6000 },
-		{ "p-1", 1, "failed", "BadDeviceToken", 2, 6001 },
+		{ "p-1", 0, 0, "sent", NULL, 1, 6000 },
+		{ "p-1", 1, 1, "failed", "BadDeviceToken", 2, 6001 },
 	};
+	struct push_row_update range = { "p-1", 0, 1, "retrying", "429", 3, 7000 };
 	struct push_finish fin = { "p-1", 6002 };
 
 	push_sample(&r, rows);
@@ -976,6 +995,16 @@ test_push_insert_update_get_round_trip(void **state)
 	assert_string_equal(got.rows[1].state, "failed");
 	assert_string_equal(got.rows[1].reason, "BadDeviceToken");
 	assert_int_equal(got.rows[1].updated_at, 6001);
+	store_push_record_free(&got);
+	/* One update covers a run of rows. */
+	assert_int_equal(store_push_update(f->store, &range, 1, NULL, 0), STORE_OK);
+	assert_int_equal(store_push_get(f->store, "p-1", &got), STORE_OK);
+	for (size_t i = 0; i < 2; i++) {
+		assert_string_equal(got.rows[i].state, "retrying");
+		assert_string_equal(got.rows[i].reason, "429");
+		assert_int_equal(got.rows[i].attempts, 3);
+		assert_int_equal(got.rows[i].updated_at, 7000);
+	}
 	store_push_record_free(&got);
 	assert_int_equal(store_push_get(f->store, "p-2", &got), STORE_ENOTFOUND);
 }
@@ -1104,7 +1133,7 @@ main(void)
 		STORE_TEST(test_room_members_list_pages_by_client_id),
 		STORE_TEST(test_member_prefs_put_sets_fields),
 		STORE_TEST(test_member_prefs_put_on_non_member_is_enotfound),
-		STORE_TEST(test_room_devices_list_joins_members_and_their_devices),
+		STORE_TEST(test_targets_of_rooms_clients_and_devices),
 		STORE_TEST(test_devices_mark_success_updates_every_listed_device),
 		STORE_TEST(test_push_insert_update_get_round_trip),
 		STORE_TEST(test_pushes_unfinished_and_expire),

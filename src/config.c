@@ -216,6 +216,105 @@ static const struct config_option config_options[] = {
 	  .default_value = "10s", .min = 100, .max = 5 * MINUTE, .reloadable = 1,
 	  .help = "Timeout of one feedback POST." },
 
+	{ "redis", "address", CONFIG_TYPE_STRING, FIELD(redis_address),
+	  .default_value = "127.0.0.1:6379",
+	  .help = "The Redis server the [pubsub] and [streams] sources read, host:port." },
+	{ "redis", "username", CONFIG_TYPE_STRING, FIELD(redis_username),
+	  .default_value = "",
+	  .help = "ACL user name for AUTH. Empty: AUTH with the password alone." },
+	{ "redis", "password_file", CONFIG_TYPE_PATH, FIELD(redis_password_file),
+	  .default_value = "", .reloadable = 1,
+	  .help = "A file whose first line is the Redis password. Empty: no AUTH." },
+	{ "redis", "db", CONFIG_TYPE_INTEGER, FIELD(redis_db),
+	  .default_value = "0", .min = 0, .max = 1023,
+	  .help = "Database number (SELECT) for stream keys." },
+	{ "redis", "connect_timeout", CONFIG_TYPE_DURATION, FIELD(redis_connect_timeout_ms),
+	  .default_value = "5s", .min = 100, .max = MINUTE,
+	  .help = "Time to connect (and authenticate) before trying again." },
+	{ "redis", "reconnect_max", CONFIG_TYPE_DURATION, FIELD(redis_reconnect_max_ms),
+	  .default_value = "30s", .min = 100, .max = 10 * MINUTE,
+	  .help = "Longest wait between reconnects; waits grow exponentially, with jitter." },
+
+	{ "pubsub", "enabled", CONFIG_TYPE_BOOL, FIELD(pubsub_enabled),
+	  .default_value = "no",
+	  .help = "Follow rooms on Redis Pub/Sub. Pub/Sub cannot replay: what is published\n"
+	      "while the daemon is down or disconnected is lost. Use [streams] for that." },
+	{ "pubsub", "pattern", CONFIG_TYPE_STRING, FIELD(pubsub_pattern),
+	  .default_value = "room:*",
+	  .help = "PSUBSCRIBE pattern with one *; the part that * matched is the room id\n"
+	      "of events that carry none." },
+
+	{ "streams", "enabled", CONFIG_TYPE_BOOL, FIELD(streams_enabled),
+	  .default_value = "no",
+	  .help = "Follow rooms on Redis Streams, in a consumer group: an entry is\n"
+	      "acknowledged once every notification it caused is sent or failed for\n"
+	      "good, so a crash loses nothing." },
+	{ "streams", "keys", CONFIG_TYPE_STRING, FIELD(streams_keys),
+	  .default_value = "rooms",
+	  .help = "Stream keys to read, separated by spaces. Each entry's field event\n"
+	      "holds one event as JSON." },
+	{ "streams", "group", CONFIG_TYPE_STRING, FIELD(streams_group),
+	  .default_value = "pushrelay",
+	  .help = "Consumer group (created if missing); instances in one group share the\n"
+	      "work." },
+	{ "streams", "consumer", CONFIG_TYPE_STRING, FIELD(streams_consumer),
+	  .default_value = "",
+	  .help = "This instance's consumer name. Empty: host name and process id. Keep it\n"
+	      "stable across restarts to resume its own pending entries at once." },
+	{ "streams", "batch", CONFIG_TYPE_INTEGER, FIELD(streams_batch),
+	  .default_value = "100", .min = 1, .max = 10000,
+	  .help = "Entries read per XREADGROUP." },
+	{ "streams", "block", CONFIG_TYPE_DURATION, FIELD(streams_block_ms),
+	  .default_value = "1s", .min = 10, .max = MINUTE,
+	  .help = "How long one XREADGROUP waits for new entries." },
+	{ "streams", "claim_idle", CONFIG_TYPE_DURATION, FIELD(streams_claim_idle_ms),
+	  .default_value = "60s", .min = SECOND, .max = 24 * HOUR,
+	  .help = "Entries pending this long in a consumer that stopped are claimed\n"
+	      "(XAUTOCLAIM) by this one." },
+
+	{ "events", "enabled", CONFIG_TYPE_BOOL, FIELD(events_enabled),
+	  .default_value = "yes",
+	  .help = "Take events over HTTP: POST /v1/events." },
+	{ "events", "max_batch", CONFIG_TYPE_INTEGER, FIELD(events_max_batch),
+	  .default_value = "1000", .min = 1, .max = 100000,
+	  .help = "Events in one POST /v1/events, at most." },
+
+	{ "ably", "enabled", CONFIG_TYPE_BOOL, FIELD(ably_enabled),
+	  .default_value = "no",
+	  .help = "Take Ably webhooks (batched, enveloped or not): POST /v1/ingest/ably." },
+	{ "ably", "keys_file", CONFIG_TYPE_PATH, FIELD(ably_keys_file),
+	  .default_value = "", .reloadable = 1,
+	  .help = "Ably keys that sign webhooks, one appId.keyId:secret per line; with it,\n"
+	      "unsigned or badly signed requests are refused. Empty: not checked." },
+
+	{ "rooms", "presence_grace", CONFIG_TYPE_DURATION, FIELD(presence_grace_ms),
+	  .default_value = "15s", .min = 0, .max = HOUR, .reloadable = 1,
+	  .help = "A member who leaves and comes back within this time is not notified of\n"
+	      "what was said meanwhile; one who does not is notified when it ends." },
+	{ "rooms", "presence_ttl", CONFIG_TYPE_DURATION, FIELD(presence_ttl_ms),
+	  .default_value = "0", .min = 0, .max = 24 * HOUR, .reloadable = 1,
+	  .help = "Presence not refreshed (enter or update) within this time expires.\n"
+	      "0: it does not expire." },
+	{ "rooms", "implicit_membership", CONFIG_TYPE_BOOL, FIELD(implicit_membership),
+	  .default_value = "yes", .reloadable = 1,
+	  .help = "Entering presence or sending a message makes a client a member." },
+	{ "rooms", "coalesce_window", CONFIG_TYPE_DURATION, FIELD(coalesce_window_ms),
+	  .default_value = "2s", .min = 0, .max = 10 * MINUTE, .reloadable = 1,
+	  .help = "Messages to the same away member in the same room within this time\n"
+	      "become one notification (\"3 new messages\"). 0: one per message." },
+	{ "rooms", "dedupe_window", CONFIG_TYPE_DURATION, FIELD(dedupe_window_ms),
+	  .default_value = "1h", .min = SECOND, .max = 7 * 24 * HOUR, .reloadable = 1,
+	  .help = "The same message id never notifies the same device twice within this\n"
+	      "time (duplicate events, redelivered stream entries)." },
+	{ "rooms", "recipient_rate_limit", CONFIG_TYPE_INTEGER, FIELD(recipient_rate_limit),
+	  .default_value = "0", .min = 0, .max = 100000, .reloadable = 1,
+	  .help = "Notifications per recipient per minute, at most; what goes over is\n"
+	      "counted and dropped. 0: no limit." },
+	{ "rooms", "queue_size", CONFIG_TYPE_SIZE, FIELD(router_queue_size),
+	  .default_value = "100000", .min = 100, .max = 10000000,
+	  .help = "Events being routed at once, at most; beyond it Streams stop reading,\n"
+	      "POST /v1/events answers 503 and Pub/Sub drops (counted)." },
+
 	{ "log", "level", CONFIG_TYPE_ENUM, FIELD(log_level),
 	  .default_value = "info", .values = config_log_levels,
 	  .parse_enum = parse_log_level, .reloadable = 1,
@@ -1377,9 +1476,26 @@ config_resolve(struct config *config, char *err, size_t errlen)
 		    "https:// URL", prefix, colon);
 		return -1;
 	}
-	if (config->feedback_url != NULL && *config->feedback_url == '\0') {
-		free(config->feedback_url);
-		config->feedback_url = NULL;
+	/* Empty strings mean "none" for these. */
+	{
+		char **optional[] = { &config->feedback_url, &config->redis_username,
+			&config->streams_consumer };
+		for (size_t i = 0; i < sizeof optional / sizeof optional[0]; i++) {
+			if (*optional[i] != NULL && **optional[i] == '\0') {
+				free(*optional[i]);
+				*optional[i] = NULL;
+			}
+		}
+	}
+	if (config->pubsub_enabled && strchr(config->pubsub_pattern, '*') == NULL) {
+		snprintf(err, errlen, "%s%s[pubsub] pattern: must contain a * (the room id)",
+		    prefix, colon);
+		return -1;
+	}
+	if (config->streams_enabled && strspn(config->streams_keys, " ") ==
+	    strlen(config->streams_keys)) {
+		snprintf(err, errlen, "%s%s[streams] keys: names no stream", prefix, colon);
+		return -1;
 	}
 
 	if (config->listen_count == 0 && config->unix_socket == NULL) {

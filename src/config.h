@@ -89,6 +89,44 @@ struct config {
 	int feedback_max_attempts;
 	int64_t feedback_timeout_ms;
 
+	/* [redis]: the connection the Redis sources share */
+	char *redis_address;		/* host:port */
+	char *redis_username;		/* NULL: none (AUTH password only, or no AUTH) */
+	char *redis_password_file;	/* NULL: no AUTH */
+	int redis_db;
+	int64_t redis_connect_timeout_ms;
+	int64_t redis_reconnect_max_ms;
+
+	/* [pubsub] */
+	int pubsub_enabled;
+	char *pubsub_pattern;		/* PSUBSCRIBE pattern; the room is what * matched */
+
+	/* [streams] */
+	int streams_enabled;
+	char *streams_keys;		/* stream keys, separated by spaces */
+	char *streams_group;
+	char *streams_consumer;		/* NULL: host name and process id */
+	int streams_batch;
+	int64_t streams_block_ms;
+	int64_t streams_claim_idle_ms;
+
+	/* [events]: POST /v1/events */
+	int events_enabled;
+	int events_max_batch;
+
+	/* [ably]: POST /v1/ingest/ably */
+	int ably_enabled;
+	char *ably_keys_file;		/* NULL: signatures are not checked */
+
+	/* [rooms] */
+	int64_t presence_grace_ms;
+	int64_t presence_ttl_ms;
+	int implicit_membership;
+	int64_t coalesce_window_ms;
+	int64_t dedupe_window_ms;
+	int recipient_rate_limit;	/* notifications per recipient per minute; 0: none */
+	size_t router_queue_size;	/* events being routed, at most */
+
 	/* [log] */
 	enum log_level log_level;
 	enum log_format log_format;

@@ -25,7 +25,7 @@
 #include "store.h"
 
 /* Options of the plain sections, and of each kind of named section. */
-#define OPTION_COUNT 23
+#define OPTION_COUNT 49
 #define APNS_OPTION_COUNT 16
 #define FCM_OPTION_COUNT 6
 

@@ -1,0 +1,79 @@
+/*
+ * The one room-event model every source produces (docs/events.md is the contract
+ * chat servers integrate against). One JSON object per event:
+ *
+ *	message		{type, room, id, client_id, text, ts; room_name, sender_name,
+ *			 mentions[], push {title, body, data, apns, fcm, skip}}
+ *	message.update	{type, room, id, ...the message fields that changed}
+ *	message.delete	{type, room, id}
+ *	presence.enter | presence.leave | presence.update
+ *			{type, room, client_id, connection_id}
+ *	presence.sync	{type, room, present[] (client ids)}
+ *	member.join | member.leave
+ *			{type, room, client_id}
+ *	read		{type, room, client_id, up_to (a message id)}
+ *
+ * ts is milliseconds since the epoch (a number) or an RFC 3339 string.
+ */
+#ifndef PUSHRELAY_EVENT_H
+#define PUSHRELAY_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+enum event_type {
+	EVENT_MESSAGE = 0,
+	EVENT_MESSAGE_UPDATE,
+	EVENT_MESSAGE_DELETE,
+	EVENT_PRESENCE_ENTER,
+	EVENT_PRESENCE_LEAVE,
+	EVENT_PRESENCE_UPDATE,
+	EVENT_PRESENCE_SYNC,
+	EVENT_MEMBER_JOIN,
+	EVENT_MEMBER_LEAVE,
+	EVENT_READ,
+};
+
+enum event_parse_result {
+	EVENT_OK = 0,
+	EVENT_EMALFORMED = -1,	/* not a valid event: err says why; count, log, skip */
+	EVENT_EUNKNOWN = -2,	/* a well-formed object of an unknown type: count, ignore */
+};
+
+struct room_event {
+	enum event_type type;
+	char *room;
+	char *id;		/* message id: message, message.update, message.delete */
+	char *client_id;	/* sender, presence client, member, reader */
+	char *connection_id;	/* presence; NULL when not given */
+	char *text;		/* message; NULL when absent */
+	int64_t ts;		/* ms; 0 when absent (the receiver fills in now) */
+	char *room_name;
+	char *sender_name;
+	char **mentions;	/* client ids */
+	size_t mention_count;
+	json_t *push;		/* the message's push overrides, or NULL */
+	int push_skip;		/* push.skip: no notification for this message */
+	char **present;		/* presence.sync: client ids */
+	size_t present_count;
+	char *up_to;		/* read: a message id */
+};
+
+const char *event_type_name(enum event_type type);
+
+/*
+ * Parse one event object. room, when the object has none, comes from the source
+ * (a Pub/Sub channel name, an Ably channel); NULL otherwise. On EVENT_EMALFORMED err
+ * names the field and the problem ("room: must be a non-empty string"); on
+ * EVENT_EUNKNOWN it names the type. Nothing is allocated unless EVENT_OK.
+ */
+int event_parse(const json_t *object, const char *room, struct room_event *out, char *err,
+    size_t errlen);
+/* Parse JSON text holding one event object. */
+int event_parse_text(const char *text, size_t len, const char *room,
+    struct room_event *out, char *err, size_t errlen);
+void event_free(struct room_event *event);
+
+#endif

@@ -1,0 +1,64 @@
+/*
+ * Who is in each room right now, by client, counting connections: a client on two
+ * devices has left only when both connections have left.
+ *
+ * A leave takes effect after a grace period: until it ends the client still counts
+ * as present (PRESENCE_GRACE), so one who drops and comes back within it is never
+ * notified of what was said meanwhile; when it ends without a return, the owner is
+ * told (on_away) so that what was held back can be sent. With a TTL, presence that is
+ * not refreshed (enter/update) within it expires like a leave. presence.sync replaces
+ * a room's presence. After a restart nothing is known: everyone counts as away.
+ */
+#ifndef PUSHRELAY_PRESENCE_H
+#define PUSHRELAY_PRESENCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct presence;
+
+enum presence_state {
+	PRESENCE_AWAY = 0,	/* not in the room (or unknown) */
+	PRESENCE_PRESENT,	/* at least one live connection */
+	PRESENCE_GRACE,		/* left, within the grace period */
+};
+
+struct presence_options {
+	int64_t grace_ms;	/* 0: a leave takes effect at once */
+	int64_t ttl_ms;		/* 0: presence does not expire */
+};
+
+/* A client's grace period ended without a return, or its presence expired. */
+typedef void presence_away_fn(const char *room, const char *client_id, void *arg);
+/* A client in its grace period came back. */
+typedef void presence_return_fn(const char *room, const char *client_id, void *arg);
+
+struct presence *presence_new(struct event_base *base, const struct presence_options *options,
+    presence_away_fn *on_away, presence_return_fn *on_return, void *arg);
+void presence_set_options(struct presence *presence, const struct presence_options *options);
+void presence_free(struct presence *presence);
+
+/* connection_id may be NULL: the client's connection without an id. */
+void presence_enter(struct presence *presence, const char *room, const char *client_id,
+    const char *connection_id);
+void presence_leave(struct presence *presence, const char *room, const char *client_id,
+    const char *connection_id);
+/* A refresh: like enter for a connection not known yet. */
+void presence_update(struct presence *presence, const char *room, const char *client_id,
+    const char *connection_id);
+/* Replace the room's presence with these clients (one connection each). */
+void presence_sync(struct presence *presence, const char *room, const char *const *client_ids,
+    size_t count);
+
+enum presence_state presence_get(const struct presence *presence, const char *room,
+    const char *client_id);
+
+struct presence_stats {
+	size_t rooms;
+	size_t clients_present;
+	size_t clients_in_grace;
+};
+void presence_get_stats(const struct presence *presence, struct presence_stats *stats);
+
+#endif

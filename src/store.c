@@ -264,3 +264,99 @@ store_push_record_free(struct push_record *record)
 	free(record->content);
 	memset(record, 0, sizeof *record);
 }
+
+/* Read what routing a message needs. */
+int
+store_room_route(struct store *store, const char *room_id, const char *message_id,
+    struct room_route *out)
+{
+	return store->backend->room_route(store, room_id, message_id, out);
+}
+
+/* Free a room route. */
+void
+store_room_route_free(struct room_route *route)
+{
+	for (size_t i = 0; i < route->member_count; i++) {
+		struct room_member_route *m = &route->members[i];
+		for (size_t t = 0; t < m->target_count; t++)
+			free(m->targets[t]);
+		free(m->targets);
+		free(m->client_id);
+	}
+	free(route->members);
+	for (size_t i = 0; i < route->notified_count; i++)
+		free(route->notified[i]);
+	free(route->notified);
+	memset(route, 0, sizeof *route);
+}
+
+/* Remember notified devices. */
+int
+store_notified_add(struct store *store, const struct notified_mark *marks, size_t count)
+{
+	return store->backend->notified_add(store, marks, count);
+}
+
+/* Forget notified devices older than a time. */
+int
+store_notified_expire(struct store *store, int64_t before)
+{
+	return store->backend->notified_expire(store, before);
+}
+
+/* Set unread counts. */
+int
+store_unread_put(struct store *store, const struct unread_count *counts, size_t count)
+{
+	return store->backend->unread_put(store, counts, count);
+}
+
+/* Load every unread count. */
+int
+store_unread_load(struct store *store, struct unread_count **out, size_t *count)
+{
+	return store->backend->unread_load(store, out, count);
+}
+
+/* Free loaded unread counts. */
+void
+store_unread_free(struct unread_count *counts, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		free(counts[i].client_id);
+		free(counts[i].room_id);
+	}
+	free(counts);
+}
+
+/* Keep event batches. */
+int
+store_outbox_add(struct store *store, const char *const *bodies, size_t count, int64_t at,
+    int64_t *ids)
+{
+	return store->backend->outbox_add(store, bodies, count, at, ids);
+}
+
+/* Drop handled event batches. */
+int
+store_outbox_delete(struct store *store, const int64_t *ids, size_t count)
+{
+	return store->backend->outbox_delete(store, ids, count);
+}
+
+/* Read every kept event batch, oldest first. */
+int
+store_outbox_load(struct store *store, struct outbox_entry **out, size_t *count)
+{
+	return store->backend->outbox_load(store, out, count);
+}
+
+/* Free loaded event batches. */
+void
+store_outbox_free(struct outbox_entry *entries, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		free(entries[i].body);
+	free(entries);
+}

@@ -86,6 +86,45 @@ struct push_finish {
 	int64_t finished_at;
 };
 
+/* A room member with its preferences and its devices, for routing a message. */
+struct room_member_route {
+	char *client_id;
+	int64_t muted_until;
+	int mentions_only;
+	struct device_target **targets;	/* owned */
+	size_t target_count;
+};
+
+/* What routing one message needs from the store. */
+struct room_route {
+	struct room_member_route *members;
+	size_t member_count;
+	char **notified;		/* devices this message already notified */
+	size_t notified_count;
+};
+
+/* A device notified of a message, for deduplication across restarts. */
+struct notified_mark {
+	const char *room_id;
+	const char *message_id;
+	const char *device_id;
+	int64_t at;
+};
+
+/* A client's unread messages in a room (the badge is their sum). */
+struct unread_count {
+	char *client_id;
+	char *room_id;
+	int64_t count;
+};
+
+/* A batch of events accepted by POST /v1/events and not fully handled yet. */
+struct outbox_entry {
+	int64_t id;
+	int64_t received_at;
+	char *body;			/* {"events":[...]} as received */
+};
+
 struct store;
 
 struct store_backend {
@@ -125,6 +164,17 @@ struct store_backend {
 	int (*devices_mark_success)(struct store *store, const char *const *device_ids,
 	    size_t count, int64_t at);
 
+	int (*room_route)(struct store *store, const char *room_id, const char *message_id,
+	    struct room_route *out);
+	int (*notified_add)(struct store *store, const struct notified_mark *marks, size_t count);
+	int (*notified_expire)(struct store *store, int64_t before);
+	int (*unread_put)(struct store *store, const struct unread_count *counts, size_t count);
+	int (*unread_load)(struct store *store, struct unread_count **out, size_t *count);
+	int (*outbox_add)(struct store *store, const char *const *bodies, size_t count,
+	    int64_t at, int64_t *ids);
+	int (*outbox_delete)(struct store *store, const int64_t *ids, size_t count);
+	int (*outbox_load)(struct store *store, struct outbox_entry **out, size_t *count);
+
 	int (*push_insert)(struct store *store, const struct push_record *record);
 	int (*push_update)(struct store *store, const struct push_row_update *updates,
 	    size_t count, const struct push_finish *finished, size_t finished_count);
@@ -142,7 +192,7 @@ struct store {
 extern const struct store_backend store_sqlite_backend;
 
 /* The current schema version that this build writes. */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 const char *store_strerror(int error);
 
@@ -198,6 +248,28 @@ int store_targets_add(struct store *store, enum store_targets by, const char *id
 /* Record a successful delivery on many devices in one transaction. */
 int store_devices_mark_success(struct store *store, const char *const *device_ids,
     size_t count, int64_t at);
+
+/*
+ * Everything routing a message in a room needs: its members (preferences, devices)
+ * and the devices already notified of this message (an earlier delivery of the same
+ * event). A consistent snapshot: one read transaction.
+ */
+int store_room_route(struct store *store, const char *room_id, const char *message_id,
+    struct room_route *out);
+void store_room_route_free(struct room_route *route);
+/* Remember notified devices (one transaction); forget those older than before. */
+int store_notified_add(struct store *store, const struct notified_mark *marks, size_t count);
+int store_notified_expire(struct store *store, int64_t before);
+/* Set unread counts (0 deletes the row); load them all. */
+int store_unread_put(struct store *store, const struct unread_count *counts, size_t count);
+int store_unread_load(struct store *store, struct unread_count **out, size_t *count);
+void store_unread_free(struct unread_count *counts, size_t count);
+/* Keep event batches (one transaction, ids out), drop handled ones, read them back. */
+int store_outbox_add(struct store *store, const char *const *bodies, size_t count, int64_t at,
+    int64_t *ids);
+int store_outbox_delete(struct store *store, const int64_t *ids, size_t count);
+int store_outbox_load(struct store *store, struct outbox_entry **out, size_t *count);
+void store_outbox_free(struct outbox_entry *entries, size_t count);
 
 /* Insert a push and all its rows in one transaction: durable when this returns 0. */
 int store_push_insert(struct store *store, const struct push_record *record);

@@ -85,6 +85,26 @@ static const char *const sqlite_migrations[] = {
 	"  updated_at INTEGER NOT NULL,"
 	"  PRIMARY KEY (push_id, idx)"
 	") WITHOUT ROWID;",
+	/* 3: room routing: notified devices, unread counts, the HTTP event outbox. */
+	"CREATE TABLE notified ("
+	"  room_id TEXT NOT NULL,"
+	"  message_id TEXT NOT NULL,"
+	"  device_id TEXT NOT NULL,"
+	"  at INTEGER NOT NULL,"
+	"  PRIMARY KEY (room_id, message_id, device_id)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX notified_at ON notified (at);"
+	"CREATE TABLE unread ("
+	"  client_id TEXT NOT NULL,"
+	"  room_id TEXT NOT NULL,"
+	"  count INTEGER NOT NULL,"
+	"  PRIMARY KEY (client_id, room_id)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE outbox ("
+	"  id INTEGER PRIMARY KEY,"
+	"  received_at INTEGER NOT NULL,"
+	"  body TEXT NOT NULL"
+	");",
 };
 
 _Static_assert(sizeof sqlite_migrations / sizeof sqlite_migrations[0] == STORE_SCHEMA_VERSION,
@@ -114,6 +134,17 @@ enum sqlite_stmt {
 	STMT_TARGETS_DEVICE,
 	STMT_TARGETS_CLIENT,
 	STMT_TARGETS_ROOM,
+	STMT_ROUTE_MEMBERS,
+	STMT_ROUTE_NOTIFIED,
+	STMT_NOTIFIED_ADD,
+	STMT_NOTIFIED_EXPIRE,
+	STMT_UNREAD_PUT,
+	STMT_UNREAD_DELETE,
+	STMT_UNREAD_LOAD,
+	STMT_OUTBOX_ADD,
+	STMT_OUTBOX_DELETE,
+	STMT_OUTBOX_LOAD,
+	STMT_READ_BEGIN,
 	STMT_PUSH_INSERT,
 	STMT_PUSH_ROW_INSERT,
 	STMT_PUSH_ROW_UPDATE,
@@ -191,6 +222,25 @@ static const char *const sqlite_stmt_sql[STMT_COUNT] = {
 	    "SELECT " TARGET_COLUMNS " FROM memberships m JOIN devices d"
 	    " ON d.client_id = m.client_id WHERE m.room_id = ?1"
 	    " ORDER BY d.client_id, d.device_id",
+	[STMT_ROUTE_MEMBERS] =
+	    "SELECT m.client_id, m.muted_until, m.mentions_only, " TARGET_COLUMNS
+	    " FROM memberships m LEFT JOIN devices d ON d.client_id = m.client_id"
+	    " WHERE m.room_id = ?1 ORDER BY m.client_id, d.device_id",
+	[STMT_ROUTE_NOTIFIED] =
+	    "SELECT device_id FROM notified WHERE room_id = ?1 AND message_id = ?2",
+	[STMT_NOTIFIED_ADD] =
+	    "INSERT OR IGNORE INTO notified (room_id, message_id, device_id, at)"
+	    " VALUES (?1, ?2, ?3, ?4)",
+	[STMT_NOTIFIED_EXPIRE] = "DELETE FROM notified WHERE at < ?1",
+	[STMT_UNREAD_PUT] =
+	    "INSERT INTO unread (client_id, room_id, count) VALUES (?1, ?2, ?3)"
+	    " ON CONFLICT (client_id, room_id) DO UPDATE SET count = excluded.count",
+	[STMT_UNREAD_DELETE] = "DELETE FROM unread WHERE client_id = ?1 AND room_id = ?2",
+	[STMT_UNREAD_LOAD] = "SELECT client_id, room_id, count FROM unread",
+	[STMT_OUTBOX_ADD] = "INSERT INTO outbox (received_at, body) VALUES (?1, ?2)",
+	[STMT_OUTBOX_DELETE] = "DELETE FROM outbox WHERE id = ?1",
+	[STMT_OUTBOX_LOAD] = "SELECT id, received_at, body FROM outbox ORDER BY id",
+	[STMT_READ_BEGIN] = "BEGIN",
 	[STMT_PUSH_INSERT] =
 	    "INSERT INTO pushes (push_id, created_at, content, badge_per_recipient)"
 	    " VALUES (?1, ?2, ?3, ?4)",
@@ -1504,6 +1554,272 @@ sqlite_pushes_expire(struct store *store, int64_t finished_before, size_t *delet
 	return tx_end(s, &ctx, error);
 }
 
+/* Read a room's members with their devices, and the devices a message notified. */
+static int
+sqlite_room_route(struct store *store, const char *room_id, const char *message_id,
+    struct room_route *out)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "room_route", "room_id", room_id };
+	sqlite3_stmt *stmt = s->stmts[STMT_ROUTE_MEMBERS];
+	size_t capacity = 0, ncap = 0;
+	int error = STORE_OK, rc, platform, environment;
+
+	memset(out, 0, sizeof *out);
+	/* One read transaction: members, devices and marks from the same snapshot. */
+	if (stmt_run(s, STMT_READ_BEGIN) != SQLITE_OK)
+		return sqlite_fail(s, &ctx);
+	if (bind_text(stmt, 1, room_id) != SQLITE_OK) {
+		error = sqlite_fail(s, &ctx);
+		goto out;
+	}
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		const char *client = (const char *)sqlite3_column_text(stmt, 0);
+		struct room_member_route *m = out->member_count > 0 ?
+		    &out->members[out->member_count - 1] : NULL;
+		const char *text[6];
+
+		if (client == NULL) {
+			error = sqlite_bad_row(s, &ctx, "client_id");
+			goto out;
+		}
+		if (m == NULL || strcmp(m->client_id, client) != 0) {
+			if (out->member_count == capacity) {
+				capacity = capacity == 0 ? 16 : capacity * 2;
+				out->members = xreallocarray(out->members, capacity,
+				    sizeof *out->members);
+			}
+			m = &out->members[out->member_count++];
+			memset(m, 0, sizeof *m);
+			m->client_id = xstrdup(client);
+			m->muted_until = sqlite3_column_int64(stmt, 1);
+			m->mentions_only = sqlite3_column_int(stmt, 2) != 0;
+		}
+		if (sqlite3_column_type(stmt, 3) == SQLITE_NULL)
+			continue;	/* a member without devices */
+		for (int c = 0; c < 6; c++) {
+			if ((text[c] = (const char *)sqlite3_column_text(stmt, 3 + c)) == NULL) {
+				error = sqlite_bad_row(s, &ctx, "device");
+				goto out;
+			}
+		}
+		platform = name_index(sqlite_platform_names, 2, text[2]);
+		environment = name_index(sqlite_environment_names, 2, text[5]);
+		if (platform < 0 || environment < 0) {
+			error = sqlite_bad_row(s, &ctx, platform < 0 ? "platform" : "environment");
+			goto out;
+		}
+		m->targets = xreallocarray(m->targets, m->target_count + 1, sizeof *m->targets);
+		m->targets[m->target_count++] = model_target_new(text[0], text[1], text[3],
+		    text[4], (enum device_platform)platform, (enum device_environment)environment,
+		    sqlite3_column_int64(stmt, 9), sqlite3_column_int64(stmt, 10));
+	}
+	if (rc != SQLITE_DONE) {
+		error = sqlite_fail(s, &ctx);
+		goto out;
+	}
+	stmt_done(stmt);
+	stmt = s->stmts[STMT_ROUTE_NOTIFIED];
+	if (bind_text(stmt, 1, room_id) != SQLITE_OK || bind_text(stmt, 2, message_id) !=
+	    SQLITE_OK) {
+		error = sqlite_fail(s, &ctx);
+		goto out;
+	}
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (out->notified_count == ncap) {
+			ncap = ncap == 0 ? 16 : ncap * 2;
+			out->notified = xreallocarray(out->notified, ncap, sizeof *out->notified);
+		}
+		out->notified[out->notified_count++] = column_strdup(stmt, 0);
+	}
+	if (rc != SQLITE_DONE)
+		error = sqlite_fail(s, &ctx);
+out:
+	stmt_done(stmt);
+	if (stmt_run(s, STMT_COMMIT) != SQLITE_OK && error == STORE_OK)
+		error = sqlite_fail(s, &ctx);
+	if (error != STORE_OK)
+		store_room_route_free(out);
+	return error;
+}
+
+/* Remember notified devices, in one transaction. */
+static int
+sqlite_notified_add(struct store *store, const struct notified_mark *marks, size_t count)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "notified_add", NULL, NULL };
+	sqlite3_stmt *stmt = s->stmts[STMT_NOTIFIED_ADD];
+	int error;
+
+	if (count == 0)
+		return STORE_OK;
+	if ((error = tx_begin(s, &ctx)) != STORE_OK)
+		return error;
+	for (size_t i = 0; i < count && error == STORE_OK; i++) {
+		if (bind_text(stmt, 1, marks[i].room_id) != SQLITE_OK ||
+		    bind_text(stmt, 2, marks[i].message_id) != SQLITE_OK ||
+		    bind_text(stmt, 3, marks[i].device_id) != SQLITE_OK ||
+		    bind_int64(stmt, 4, marks[i].at) != SQLITE_OK ||
+		    sqlite3_step(stmt) != SQLITE_DONE)
+			error = sqlite_fail(s, &ctx);
+		stmt_done(stmt);
+	}
+	return tx_end(s, &ctx, error);
+}
+
+/* Forget notified devices older than a time. */
+static int
+sqlite_notified_expire(struct store *store, int64_t before)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "notified_expire", NULL, NULL };
+	sqlite3_stmt *stmt = s->stmts[STMT_NOTIFIED_EXPIRE];
+	int error;
+
+	if ((error = tx_begin(s, &ctx)) != STORE_OK)
+		return error;
+	if (bind_int64(stmt, 1, before) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_DONE)
+		error = sqlite_fail(s, &ctx);
+	stmt_done(stmt);
+	return tx_end(s, &ctx, error);
+}
+
+/* Set unread counts in one transaction; a zero count deletes the row. */
+static int
+sqlite_unread_put(struct store *store, const struct unread_count *counts, size_t count)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "unread_put", NULL, NULL };
+	int error;
+
+	if (count == 0)
+		return STORE_OK;
+	if ((error = tx_begin(s, &ctx)) != STORE_OK)
+		return error;
+	for (size_t i = 0; i < count && error == STORE_OK; i++) {
+		sqlite3_stmt *stmt = s->stmts[counts[i].count > 0 ? STMT_UNREAD_PUT :
+		    STMT_UNREAD_DELETE];
+		if (bind_text(stmt, 1, counts[i].client_id) != SQLITE_OK ||
+		    bind_text(stmt, 2, counts[i].room_id) != SQLITE_OK ||
+		    (counts[i].count > 0 && bind_int64(stmt, 3, counts[i].count) != SQLITE_OK) ||
+		    sqlite3_step(stmt) != SQLITE_DONE)
+			error = sqlite_fail(s, &ctx);
+		stmt_done(stmt);
+	}
+	return tx_end(s, &ctx, error);
+}
+
+/* Load every unread count. */
+static int
+sqlite_unread_load(struct store *store, struct unread_count **out, size_t *count)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "unread_load", NULL, NULL };
+	sqlite3_stmt *stmt = s->stmts[STMT_UNREAD_LOAD];
+	size_t capacity = 0;
+	int error = STORE_OK, rc;
+
+	*out = NULL;
+	*count = 0;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (*count == capacity) {
+			capacity = capacity == 0 ? 64 : capacity * 2;
+			*out = xreallocarray(*out, capacity, sizeof **out);
+		}
+		(*out)[*count].client_id = column_strdup(stmt, 0);
+		(*out)[*count].room_id = column_strdup(stmt, 1);
+		(*out)[*count].count = sqlite3_column_int64(stmt, 2);
+		(*count)++;
+	}
+	if (rc != SQLITE_DONE)
+		error = sqlite_fail(s, &ctx);
+	stmt_done(stmt);
+	if (error != STORE_OK) {
+		store_unread_free(*out, *count);
+		*out = NULL;
+		*count = 0;
+	}
+	return error;
+}
+
+/* Keep event batches in one transaction. */
+static int
+sqlite_outbox_add(struct store *store, const char *const *bodies, size_t count, int64_t at,
+    int64_t *ids)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "outbox_add", NULL, NULL };
+	sqlite3_stmt *stmt = s->stmts[STMT_OUTBOX_ADD];
+	int error;
+
+	if ((error = tx_begin(s, &ctx)) != STORE_OK)
+		return error;
+	for (size_t i = 0; i < count && error == STORE_OK; i++) {
+		if (bind_int64(stmt, 1, at) != SQLITE_OK || bind_text(stmt, 2, bodies[i]) !=
+		    SQLITE_OK || sqlite3_step(stmt) != SQLITE_DONE)
+			error = sqlite_fail(s, &ctx);
+		else
+			ids[i] = sqlite3_last_insert_rowid(s->db);
+		stmt_done(stmt);
+	}
+	return tx_end(s, &ctx, error);
+}
+
+/* Drop handled event batches in one transaction. */
+static int
+sqlite_outbox_delete(struct store *store, const int64_t *ids, size_t count)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "outbox_delete", NULL, NULL };
+	sqlite3_stmt *stmt = s->stmts[STMT_OUTBOX_DELETE];
+	int error;
+
+	if (count == 0)
+		return STORE_OK;
+	if ((error = tx_begin(s, &ctx)) != STORE_OK)
+		return error;
+	for (size_t i = 0; i < count && error == STORE_OK; i++) {
+		if (bind_int64(stmt, 1, ids[i]) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_DONE)
+			error = sqlite_fail(s, &ctx);
+		stmt_done(stmt);
+	}
+	return tx_end(s, &ctx, error);
+}
+
+/* Read every kept event batch, oldest first. */
+static int
+sqlite_outbox_load(struct store *store, struct outbox_entry **out, size_t *count)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "outbox_load", NULL, NULL };
+	sqlite3_stmt *stmt = s->stmts[STMT_OUTBOX_LOAD];
+	size_t capacity = 0;
+	int error = STORE_OK, rc;
+
+	*out = NULL;
+	*count = 0;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (*count == capacity) {
+			capacity = capacity == 0 ? 16 : capacity * 2;
+			*out = xreallocarray(*out, capacity, sizeof **out);
+		}
+		(*out)[*count].id = sqlite3_column_int64(stmt, 0);
+		(*out)[*count].received_at = sqlite3_column_int64(stmt, 1);
+		(*out)[*count].body = column_strdup(stmt, 2);
+		(*count)++;
+	}
+	if (rc != SQLITE_DONE)
+		error = sqlite_fail(s, &ctx);
+	stmt_done(stmt);
+	if (error != STORE_OK) {
+		store_outbox_free(*out, *count);
+		*out = NULL;
+		*count = 0;
+	}
+	return error;
+}
+
 const struct store_backend store_sqlite_backend = {
 	.name = "sqlite",
 	.open = sqlite_open,
@@ -1524,6 +1840,14 @@ const struct store_backend store_sqlite_backend = {
 	.room_members_list = sqlite_room_members_list,
 	.member_prefs_put = sqlite_member_prefs_put,
 	.targets_add = sqlite_targets_add,
+	.room_route = sqlite_room_route,
+	.notified_add = sqlite_notified_add,
+	.notified_expire = sqlite_notified_expire,
+	.unread_put = sqlite_unread_put,
+	.unread_load = sqlite_unread_load,
+	.outbox_add = sqlite_outbox_add,
+	.outbox_delete = sqlite_outbox_delete,
+	.outbox_load = sqlite_outbox_load,
 	.devices_mark_success = sqlite_devices_mark_success,
 	.push_insert = sqlite_push_insert,
 	.push_update = sqlite_push_update,

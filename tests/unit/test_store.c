@@ -232,14 +232,14 @@ test_open_sets_schema_version_and_wal(void **state)
 	char text[256];
 
 	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
-	assert_string_equal(text, "2");
+	assert_string_equal(text, "3");
 	raw_text(f->path, "PRAGMA journal_mode", text, sizeof text);
 	assert_string_equal(text, "wal");
 	raw_text(f->path, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema"
 	    " WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%' ORDER BY name)",
 	    text, sizeof text);
 	assert_string_equal(text, "devices,devices_client_id,memberships,memberships_client_id,"
-	    "push_devices,pushes,pushes_finished_at");
+	    "notified,notified_at,outbox,push_devices,pushes,pushes_finished_at,unread");
 }
 
 static void
@@ -273,7 +273,7 @@ test_open_newer_schema_is_enewer_and_untouched(void **state)
 	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_ENEWER);
 	assert_null(f->store);
 	snprintf(expected, sizeof expected, "database %s has schema version 99, this pushrelayd"
-	    " supports up to 2: upgrade pushrelayd", f->path);
+	    " supports up to 3: upgrade pushrelayd", f->path);
 	assert_string_equal(err, expected);
 
 	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
@@ -1091,7 +1091,98 @@ test_open_migrates_version_1_database_keeping_rows(void **state)
 	assert_string_equal(d.token, TOKEN_A);
 	model_device_free(&d);
 	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
-	assert_string_equal(text, "2");
+	assert_string_equal(text, "3");
+}
+
+static void
+test_room_route_lists_members_prefs_devices_and_notified(void **state)
+{
+	struct fixture *f = *state;
+	struct notified_mark marks[2] = {
+		{ "room", "m1", "d-bob", 10 }, { "room", "m2", "d-alice", 11 },
+	};
+	struct room_route route;
+
+	put_device(f->store, "d-alice", "alice", DEVICE_PLATFORM_APNS, TOKEN_A, 1000,
+	    STORE_PUT_CREATED);
+	put_device(f->store, "d-bob", "bob", DEVICE_PLATFORM_APNS, TOKEN_B, 1000,
+	    STORE_PUT_CREATED);
+	put_device(f->store, "d-bob-2", "bob", DEVICE_PLATFORM_FCM, "fcm-bob", 1000,
+	    STORE_PUT_CREATED);
+	assert_int_equal(store_member_put(f->store, "room", "bob", 1, NULL, NULL), STORE_OK);
+	assert_int_equal(store_member_put(f->store, "room", "alice", 1, NULL, NULL), STORE_OK);
+	assert_int_equal(store_member_put(f->store, "room", "carol", 1, NULL, NULL), STORE_OK);
+	assert_int_equal(store_member_prefs_put(f->store, "room", "bob", 99, 1, NULL), STORE_OK);
+	assert_int_equal(store_notified_add(f->store, marks, 2), STORE_OK);
+	/* Adding the same mark again is not an error. */
+	assert_int_equal(store_notified_add(f->store, marks, 1), STORE_OK);
+
+	assert_int_equal(store_room_route(f->store, "room", "m1", &route), STORE_OK);
+	assert_int_equal(route.member_count, 3);
+	assert_string_equal(route.members[0].client_id, "alice");
+	assert_int_equal(route.members[0].target_count, 1);
+	assert_string_equal(route.members[0].targets[0]->token, TOKEN_A);
+	assert_string_equal(route.members[1].client_id, "bob");
+	assert_int_equal(route.members[1].muted_until, 99);
+	assert_int_equal(route.members[1].mentions_only, 1);
+	assert_int_equal(route.members[1].target_count, 2);
+	assert_string_equal(route.members[1].targets[1]->device_id, "d-bob-2");
+	/* A member without devices is listed, with none. */
+	assert_string_equal(route.members[2].client_id, "carol");
+	assert_int_equal(route.members[2].target_count, 0);
+	assert_int_equal(route.notified_count, 1);
+	assert_string_equal(route.notified[0], "d-bob");
+	store_room_route_free(&route);
+
+	assert_int_equal(store_notified_expire(f->store, 11), STORE_OK);
+	assert_int_equal(store_room_route(f->store, "room", "m1", &route), STORE_OK);
+	assert_int_equal(route.notified_count, 0);
+	store_room_route_free(&route);
+}
+
+static void
+test_unread_counts_put_load_and_delete_at_zero(void **state)
+{
+	struct fixture *f = *state;
+	struct unread_count put[2] = { { "alice", "r1", 3 }, { "alice", "r2", 1 } };
+	struct unread_count zero = { "alice", "r1", 0 };
+	struct unread_count *got;
+	size_t n;
+
+	assert_int_equal(store_unread_put(f->store, put, 2), STORE_OK);
+	put[1].count = 5;
+	assert_int_equal(store_unread_put(f->store, &put[1], 1), STORE_OK);
+	assert_int_equal(store_unread_put(f->store, &zero, 1), STORE_OK);
+	assert_int_equal(store_unread_load(f->store, &got, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(got[0].client_id, "alice");
+	assert_string_equal(got[0].room_id, "r2");
+	assert_int_equal(got[0].count, 5);
+	store_unread_free(got, n);
+}
+
+static void
+test_outbox_keeps_batches_until_deleted(void **state)
+{
+	struct fixture *f = *state;
+	const char *bodies[2] = { "{\"events\":[1]}", "{\"events\":[2]}" };
+	struct outbox_entry *got;
+	int64_t ids[2];
+	size_t n;
+
+	assert_int_equal(store_outbox_add(f->store, bodies, 2, 500, ids), STORE_OK);
+	assert_true(ids[1] > ids[0]);
+	assert_int_equal(store_outbox_load(f->store, &got, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(got[0].id, ids[0]);
+	assert_int_equal(got[0].received_at, 500);
+	assert_string_equal(got[1].body, "{\"events\":[2]}");
+	store_outbox_free(got, n);
+	assert_int_equal(store_outbox_delete(f->store, ids, 1), STORE_OK);
+	assert_int_equal(store_outbox_load(f->store, &got, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(got[0].id, ids[1]);
+	store_outbox_free(got, n);
 }
 
 #define DIR_TEST(name) cmocka_unit_test_setup_teardown(name, setup_dir, teardown)
@@ -1139,6 +1230,9 @@ main(void)
 		STORE_TEST(test_pushes_unfinished_and_expire),
 		STORE_TEST(test_push_insert_with_duplicate_id_leaves_nothing),
 		DIR_TEST(test_open_migrates_version_1_database_keeping_rows),
+		STORE_TEST(test_room_route_lists_members_prefs_devices_and_notified),
+		STORE_TEST(test_unread_counts_put_load_and_delete_at_zero),
+		STORE_TEST(test_outbox_keeps_batches_until_deleted),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);

@@ -62,6 +62,7 @@ static const struct api_route api_routes[] = {
 	    api_member_prefs_put, API_ROUTE_AUTH | API_ROUTE_BODY },
 	{ "/v1/push", EVHTTP_REQ_POST, api_push_post, API_ROUTE_AUTH | API_ROUTE_BODY },
 	{ "/v1/push/{push_id}", EVHTTP_REQ_GET, api_push_get, API_ROUTE_AUTH },
+	{ "/v1/events", EVHTTP_REQ_POST, api_events_post, API_ROUTE_AUTH | API_ROUTE_BODY },
 };
 
 struct api_listener {
@@ -75,6 +76,8 @@ struct api {
 	struct store *store;
 	struct apikeys *keys;
 	struct api_heartbeat *heartbeat;
+	struct source *events;
+	int events_max_batch;
 	struct api_listener *listeners;
 	size_t listener_count;
 	char *unix_socket;
@@ -445,6 +448,8 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	r.method = evhttp_request_get_command(req);
 	r.store = api->store;
 	r.heartbeat = api->heartbeat;
+	r.events = api->events;
+	r.events_max_batch = api->events_max_batch;
 	path = xstrdup(raw_path != NULL && *raw_path != '\0' ? raw_path : "/");
 	r.path = path;
 
@@ -659,6 +664,13 @@ fail:
 	api->keys = NULL;	/* still the caller's */
 	api_free(api);
 	return NULL;
+}
+
+void
+api_set_events_source(struct api *api, struct source *source, int max_batch)
+{
+	api->events = source;
+	api->events_max_batch = max_batch;
 }
 
 void

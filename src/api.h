@@ -13,10 +13,12 @@
 #include <event2/http.h>
 #include <jansson.h>
 
+#include "event.h"
 #include "model.h"
 
 struct api_heartbeat;
 struct apikeys;
+struct source;
 struct store;
 
 struct api_options {
@@ -40,6 +42,8 @@ struct api_request {
 	json_t *body;			/* parsed JSON object, or NULL without a body */
 	struct store *store;
 	const struct api_heartbeat *heartbeat;
+	struct source *events;		/* the HTTP source, NULL when [events] is off */
+	int events_max_batch;
 };
 
 typedef void api_handler_fn(struct api_request *r);
@@ -49,6 +53,8 @@ struct api *api_new(struct event_base *base, const struct api_options *options,
     struct store *store, struct apikeys *keys, char *err, size_t errlen);
 /* Replace the API keys (the API takes ownership and frees the old ones). */
 void api_set_keys(struct api *api, struct apikeys *keys);
+/* Where POST /v1/events batches go (NULL: the endpoint answers 404). */
+void api_set_events_source(struct api *api, struct source *source, int max_batch);
 /* Stop accepting connections; answers go out with "Connection: close" from now on. */
 void api_stop_accepting(struct api *api);
 /* Requests received and not yet completely answered. */
@@ -82,6 +88,9 @@ api_handler_fn api_client_devices_get, api_client_devices_delete;
 api_handler_fn api_member_put, api_member_delete, api_members_get, api_member_prefs_put;
 api_handler_fn api_healthz, api_readyz;
 api_handler_fn api_push_post, api_push_get;
+api_handler_fn api_events_post;
+/* Turn an outbox body back into events (for source_http_set_replay). */
+int api_events_replay(const char *body, struct room_event **events, size_t *count);
 
 /* The readiness probe's loop heartbeat: a timer that measures how late it runs. */
 struct api_heartbeat *api_heartbeat_new(struct event_base *base);

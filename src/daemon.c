@@ -24,6 +24,9 @@
 #include "log.h"
 #include "provider.h"
 #include "push.h"
+#include "router.h"
+#include "source.h"
+#include "source_http.h"
 #include "store.h"
 #include "store_writer.h"
 #include "xmalloc.h"
@@ -42,6 +45,11 @@ struct daemon {
 	const struct provider_ops *provider_ops[2];
 	struct provider *providers[2];
 	int delivery_started;
+	struct router *router;
+	/* The room-event sources that are on, with their operations. */
+	const struct source_ops *source_ops[4];
+	struct source *sources[4];
+	size_t source_count;
 	struct event *sigterm, *sigint, *sighup;
 	struct event *drain_timer;	/* checks whether in-flight work is done */
 	struct event *deadline_timer;	/* bounds the shutdown */
@@ -167,6 +175,8 @@ daemon_stop(struct daemon *d, const char *signame)
 	daemon_notify("STOPPING=1");
 	log_info("shutting down", "signal", signame, NULL);
 	api_stop_accepting(d->api);
+	for (size_t i = 0; i < d->source_count; i++)
+		d->source_ops[i]->pause(d->sources[i]);
 	deadline.tv_sec = d->config.shutdown_timeout_ms / 1000;
 	deadline.tv_usec = (d->config.shutdown_timeout_ms % 1000) * 1000;
 	d->drain_timer = evtimer_new(d->base, daemon_drain_check, d);
@@ -189,6 +199,64 @@ daemon_delivery_options(const struct config *config)
 	options.max_age_ms = config->delivery_max_age_ms;
 	options.queue_size = (size_t)config->delivery_queue_size;
 	delivery_set_options(&options);
+}
+
+/* The router's settings from a configuration. */
+static void
+router_options_from(const struct config *config, struct router_options *options)
+{
+	memset(options, 0, sizeof *options);
+	options->presence_grace_ms = config->presence_grace_ms;
+	options->presence_ttl_ms = config->presence_ttl_ms;
+	options->implicit_membership = config->implicit_membership;
+	options->coalesce_window_ms = config->coalesce_window_ms;
+	options->dedupe_window_ms = config->dedupe_window_ms;
+	options->recipient_rate_limit = config->recipient_rate_limit;
+	options->queue_size = config->router_queue_size;
+}
+
+/* Start one source and let the router resume it. */
+static int
+daemon_start_source(struct daemon *d, const struct source_ops *ops, char *err, size_t errlen)
+{
+	struct source *source = ops->start(d->base, &d->config, router_sink(d->router), err,
+	    errlen);
+
+	if (source == NULL)
+		return -1;
+	d->source_ops[d->source_count] = ops;
+	d->sources[d->source_count++] = source;
+	router_add_source(d->router, ops, source);
+	log_info("following room events", "source", ops->name, NULL);
+	return 0;
+}
+
+/* The router and the sources the configuration turns on. */
+static int
+daemon_start_rooms(struct daemon *d, char *err, size_t errlen)
+{
+	struct router_options options;
+
+	router_options_from(&d->config, &options);
+	d->router = router_new(d->base, d->store, d->writer, &options);
+	if (d->config.events_enabled || d->config.ably_enabled) {
+		source_http_setup(d->store, d->writer);
+		source_http_set_replay(api_events_replay);
+		if (daemon_start_source(d, &source_http_ops, err, errlen) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The source of POST /v1/events, if on. */
+static struct source *
+daemon_http_source(struct daemon *d)
+{
+	for (size_t i = 0; i < d->source_count; i++) {
+		if (d->source_ops[i] == &source_http_ops)
+			return d->sources[i];
+	}
+	return NULL;
 }
 
 /* Create the provider of each platform: real credentials, or the log provider. */
@@ -255,6 +323,12 @@ daemon_reload(struct daemon *d)
 	feedback_reload(d->feedback, &next);
 	daemon_delivery_options(&next);
 	push_set_retention(next.push_retention_ms);
+	{
+		struct router_options options;
+
+		router_options_from(&next, &options);
+		router_set_options(d->router, &options);
+	}
 	log_set_level(next.log_level);
 	log_set_format(next.log_format);
 	config_free(&d->config);
@@ -322,6 +396,10 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		d->delivery_started = 1;
 	}
 	push_init(d->base, d->store, d->writer, d->config.push_retention_ms);
+	if (daemon_start_rooms(d, err, errlen) != 0) {
+		apikey_free(keys);
+		return -1;
+	}
 	memset(&api_options, 0, sizeof api_options);
 	api_options.listen = d->config.listen;
 	api_options.listen_count = d->config.listen_count;
@@ -334,6 +412,8 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		apikey_free(keys);
 		return -1;
 	}
+	if (d->config.events_enabled)
+		api_set_events_source(d->api, daemon_http_source(d), d->config.events_max_batch);
 	d->sigterm = evsignal_new(d->base, SIGTERM, daemon_signal, d);
 	d->sigint = evsignal_new(d->base, SIGINT, daemon_signal, d);
 	d->sighup = evsignal_new(d->base, SIGHUP, daemon_signal, d);
@@ -366,10 +446,18 @@ daemon_cleanup(struct daemon *d)
 			d->provider_ops[p]->free(d->providers[p]);
 		/* The last writes go to the writer, which finishes them as it stops. */
 		push_shutdown();
+		if (d->router != NULL)
+			router_stop(d->router);
 		delivery_shutdown();
 		store_writer_stop(d->writer);
 		d->writer = NULL;
 		push_free_all();
+		/* Nothing is acknowledged after this: the sources can go. */
+		for (size_t i = 0; i < d->source_count; i++)
+			d->source_ops[i]->stop(d->sources[i]);
+		d->source_count = 0;
+		router_free(d->router);
+		d->router = NULL;
 	} else {
 		for (int p = 0; p < 2; p++) {
 			if (d->providers[p] != NULL)

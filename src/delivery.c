@@ -60,6 +60,7 @@ static const char *const delivery_state_names[] = {
 	[DELIVERY_SENT] = "sent",
 	[DELIVERY_FAILED] = "failed",
 	[DELIVERY_TOKEN_REMOVED] = "token_removed",
+	[DELIVERY_ABANDONED] = "abandoned",
 };
 
 const char *
@@ -127,6 +128,18 @@ delivery_content_ref(struct push_content *content)
 }
 
 void
+delivery_content_update(struct push_content *c, struct notification *notification)
+{
+	notification_free(&c->notification);
+	payload_free(&c->apns);
+	payload_free(&c->fcm);
+	c->notification = *notification;
+	notification_init(notification);
+	c->apns_error = payload_apns_build(&c->notification, c->badge_per_recipient, &c->apns);
+	c->fcm_error = payload_fcm_build(&c->notification, c->badge_per_recipient, &c->fcm);
+}
+
+void
 delivery_content_unref(struct push_content *content)
 {
 	if (content == NULL || --content->refcount > 0)
@@ -177,6 +190,15 @@ delivery_set_state(struct delivery *d, enum delivery_state state, const char *re
 		d->observer(d, state, reason, d->observer_arg);
 	if (state == DELIVERY_SENT || state == DELIVERY_FAILED || state == DELIVERY_TOKEN_REMOVED)
 		delivery_free(d);
+}
+
+/* Drop a delivery at shutdown: its owner hears it was abandoned, not finished. */
+static void
+delivery_abandon(struct delivery *d)
+{
+	if (d->observer != NULL)
+		d->observer(d, DELIVERY_ABANDONED, "shutdown", d->observer_arg);
+	delivery_free(d);
 }
 
 /* Run the pump from the loop, never from inside a caller's callback. */
@@ -332,20 +354,50 @@ delivery_shutdown(void)
 	for (int p = 0; p < PLATFORMS; p++) {
 		while ((d = TAILQ_FIRST(&layer.ready[p])) != NULL) {
 			TAILQ_REMOVE(&layer.ready[p], d, entry);
-			d->observer = NULL;
-			delivery_free(d);
+			delivery_abandon(d);
 		}
 	}
 	while ((d = TAILQ_FIRST(&layer.waiting)) != NULL) {
 		TAILQ_REMOVE(&layer.waiting, d, entry);
-		d->observer = NULL;
-		delivery_free(d);
+		delivery_abandon(d);
 	}
 	if (layer.pump_event != NULL)
 		event_free(layer.pump_event);
 	if (layer.flush_timer != NULL)
 		event_free(layer.flush_timer);
 	layer.pump_event = layer.flush_timer = NULL;
+}
+
+size_t
+delivery_cancel_content(const struct push_content *content, const char *reason)
+{
+	struct delivery *d, *next;
+	size_t cancelled = 0;
+
+	for (int p = 0; p < PLATFORMS; p++) {
+		for (d = TAILQ_FIRST(&layer.ready[p]); d != NULL; d = next) {
+			next = TAILQ_NEXT(d, entry);
+			if (d->content != content)
+				continue;
+			TAILQ_REMOVE(&layer.ready[p], d, entry);
+			layer.queued--;
+			layer.failed++;
+			cancelled++;
+			delivery_set_state(d, DELIVERY_FAILED, reason);
+		}
+	}
+	for (d = TAILQ_FIRST(&layer.waiting); d != NULL; d = next) {
+		next = TAILQ_NEXT(d, entry);
+		if (d->content != content)
+			continue;
+		TAILQ_REMOVE(&layer.waiting, d, entry);
+		evtimer_del(d->retry_timer);
+		layer.retrying--;
+		layer.failed++;
+		cancelled++;
+		delivery_set_state(d, DELIVERY_FAILED, reason);
+	}
+	return cancelled;
 }
 
 size_t
@@ -385,8 +437,7 @@ delivery_retry_due(evutil_socket_t fd, short what, void *arg)
 	layer.retrying--;
 	TAILQ_REMOVE(&layer.waiting, d, entry);
 	if (!layer.running) {
-		d->observer = NULL;
-		delivery_free(d);
+		delivery_abandon(d);
 		return;
 	}
 	enqueue(d);
@@ -516,8 +567,7 @@ delivery_complete(struct delivery *d, const struct provider_result *result)
 	case PROVIDER_RETRY:
 		if (!layer.running) {
 			/* Shutting down: leave it queued in the store for the next start. */
-			d->observer = NULL;
-			delivery_free(d);
+			delivery_abandon(d);
 			break;
 		}
 		delivery_retry(d, result);

@@ -40,6 +40,8 @@ enum delivery_state {
 	DELIVERY_SENT,
 	DELIVERY_FAILED,
 	DELIVERY_TOKEN_REMOVED,
+	/* Not an outcome: dropped at shutdown, still queued in the store for a restart. */
+	DELIVERY_ABANDONED,
 };
 
 struct delivery;
@@ -99,6 +101,13 @@ const char *delivery_state_name(enum delivery_state state);
 struct push_content *delivery_content_new(struct notification *notification,
     int badge_per_recipient);
 void delivery_content_ref(struct push_content *content);
+/*
+ * Replace what a content says (an edit before it was sent): deliveries not sent yet
+ * send the new text. Takes the notification over.
+ */
+void delivery_content_update(struct push_content *content, struct notification *notification);
+/* Fail, with reason, every delivery of a content that has not been handed out yet. */
+size_t delivery_cancel_content(const struct push_content *content, const char *reason);
 void delivery_content_unref(struct push_content *content);
 
 /*

@@ -14,6 +14,8 @@
  *	read		{type, room, client_id, up_to (a message id)}
  *
  * ts is milliseconds since the epoch (a number) or an RFC 3339 string.
+ *
+ * The functions are room_event_*: libevent already owns the event_* names.
  */
 #ifndef PUSHRELAY_EVENT_H
 #define PUSHRELAY_EVENT_H
@@ -22,6 +24,10 @@
 #include <stdint.h>
 
 #include <jansson.h>
+
+#define EVENT_TEXT_MAX 4096		/* message text kept, in bytes: longer is cut */
+#define EVENT_NAME_MAX 256		/* room_name, sender_name, in bytes */
+#define EVENT_MENTIONS_MAX 1000
 
 enum event_type {
 	EVENT_MESSAGE = 0,
@@ -61,19 +67,19 @@ struct room_event {
 	char *up_to;		/* read: a message id */
 };
 
-const char *event_type_name(enum event_type type);
+const char *room_event_type_name(enum event_type type);
 
 /*
  * Parse one event object. room, when the object has none, comes from the source
  * (a Pub/Sub channel name, an Ably channel); NULL otherwise. On EVENT_EMALFORMED err
- * names the field and the problem ("room: must be a non-empty string"); on
+ * names the field and the problem ("client_id: is required"); on
  * EVENT_EUNKNOWN it names the type. Nothing is allocated unless EVENT_OK.
  */
-int event_parse(const json_t *object, const char *room, struct room_event *out, char *err,
+int room_event_parse(const json_t *object, const char *room, struct room_event *out, char *err,
     size_t errlen);
 /* Parse JSON text holding one event object. */
-int event_parse_text(const char *text, size_t len, const char *room,
+int room_event_parse_text(const char *text, size_t len, const char *room,
     struct room_event *out, char *err, size_t errlen);
-void event_free(struct room_event *event);
+void room_event_free(struct room_event *event);
 
 #endif

@@ -380,6 +380,7 @@ httpc_request(struct httpc *client, const struct httpc_options *options,
 		curl_easy_setopt(easy, CURLOPT_PROXY, header);	/* copied by libcurl */
 		free(header);
 		curl_easy_setopt(easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
+		curl_easy_setopt(easy, CURLOPT_NOPROXY, "");	/* no_proxy must not undo it */
 	} else
 		curl_easy_setopt(easy, CURLOPT_PROXY, "");	/* ignore *_proxy variables */
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, httpc_write_callback);

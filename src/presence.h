@@ -29,6 +29,11 @@ struct presence_options {
 	int64_t ttl_ms;		/* 0: presence does not expire */
 };
 
+/*
+ * Callbacks run from the event loop, never inside a presence call, in the order the
+ * transitions happened; they may call any presence function but presence_free. By
+ * the time one runs the client may have moved on: presence_get says where it is now.
+ */
 /* A client's grace period ended without a return, or its presence expired. */
 typedef void presence_away_fn(const char *room, const char *client_id, void *arg);
 /* A client in its grace period came back. */
@@ -39,7 +44,11 @@ struct presence *presence_new(struct event_base *base, const struct presence_opt
 void presence_set_options(struct presence *presence, const struct presence_options *options);
 void presence_free(struct presence *presence);
 
-/* connection_id may be NULL: the client's connection without an id. */
+/*
+ * connection_id may be NULL: the client's connection without an id. An enter with an
+ * id replaces that anonymous connection. A leave with an id the client does not have
+ * ends its anonymous connection, if any; a leave without an id ends them all.
+ */
 void presence_enter(struct presence *presence, const char *room, const char *client_id,
     const char *connection_id);
 void presence_leave(struct presence *presence, const char *room, const char *client_id,
@@ -47,10 +56,14 @@ void presence_leave(struct presence *presence, const char *room, const char *cli
 /* A refresh: like enter for a connection not known yet. */
 void presence_update(struct presence *presence, const char *room, const char *client_id,
     const char *connection_id);
-/* Replace the room's presence with these clients (one connection each). */
+/*
+ * Replace the room's presence with these clients: those without a connection get the
+ * anonymous one, those with connections keep them (refreshed); the others leave.
+ */
 void presence_sync(struct presence *presence, const char *room, const char *const *client_ids,
     size_t count);
 
+/* Never allocates: called per member per message. */
 enum presence_state presence_get(const struct presence *presence, const char *room,
     const char *client_id);
 

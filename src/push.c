@@ -319,6 +319,8 @@ push_observe(struct delivery *d, enum delivery_state state, const char *reason, 
 	struct push *p = arg;
 	struct push_slot *slot = &p->slots[d->observer_index];
 
+	if (state == DELIVERY_ABANDONED)
+		return;		/* still queued in the store: the next start resumes it */
 	slot->state = state;
 	free(slot->reason);
 	slot->reason = reason != NULL ? xstrdup(reason) : NULL;

@@ -1,0 +1,162 @@
+/*
+ * Ably outbound webhooks (integration rules) translated into room events: signature
+ * checks and the three delivery shapes. Nothing here does I/O beyond reading the key
+ * file, and nothing logs but ably_keys_load (a warning about file permissions): the
+ * caller answers the request and logs the skips a translation reports.
+ *
+ * Shapes, told apart in this order:
+ *	non-enveloped	the x-ably-envelope-source or x-ably-envelope-channel header is
+ *			present. The body is the message's data alone (its type from the
+ *			content type: JSON, text, else bytes); id, client id, connection id
+ *			and timestamp come from the x-ably-message-* headers. Presence has
+ *			no action header in Ably's list: x-ably-message-action is read when
+ *			present (a number or a name) and a presence delivery without it is
+ *			malformed. The body carries no name, serial, action or extras, so on a
+ *			chat room channel a body that is an object with a string "text" is
+ *			taken for a chat message create, and anything else for typing or
+ *			reactions; updates and deletes need enveloped rules.
+ *	batched		{"items":[...]}: each item's data.channelId and data.messages[] or
+ *			data.presence[].
+ *	enveloped	an object with a string "source": channel, and messages[] or
+ *			presence[]. Which array is present decides, not source (Ably's own
+ *			presence example says channel.message); with neither, a source other
+ *			than channel.message / channel.presence is skipped as unsupported.
+ * Anything else is ABLY_ESHAPE; a body that is not JSON, ABLY_EJSON; msgpack (the
+ * rule's other format), ABLY_EMSGPACK.
+ *
+ * Rooms are channel names with a trailing "::$chat" (an Ably Chat room) removed.
+ *
+ * Messages: encoding is undone right to left (json, base64, utf-8); a cipher+ step
+ * skips the message as encrypted, any other step as an unsupported encoding. action
+ * (a number, or a name like "message.create" / "message.created") 0 creates, 1 updates,
+ * 2 deletes; anything else (3 meta, 4 summary, ...) is skipped. Ably Chat messages
+ * (name "chat.message", data {text, metadata}) take their id from serial (else id) and
+ * may be created, updated and deleted; other messages take id (else serial) and only
+ * creates are translated, with text the data when it is a string, else data.text when
+ * that is a string, else none. On a chat room channel only chat.message becomes an
+ * event: typing, room reactions and the rest are skipped. ts is timestamp (for an
+ * update or delete, version.timestamp when given), else the item's or envelope's.
+ *
+ * mentions: the union, in order and without repeats, of data.metadata.mentions (an
+ * array of client ids) and extras.headers.mentions (an array of client ids, or one
+ * string of client ids separated by commas, since Ably Chat headers hold only
+ * scalars).
+ *
+ * extras.push becomes the event's push object, in POST /v1/push notification terms:
+ *	notification.title, .body, .sound	title, body, sound
+ *	notification.collapseKey		thread_id (APNs thread-id, FCM tag) and,
+ *						when it fits 64 bytes, collapse_id (FCM
+ *						collapse_key, apns-collapse-id)
+ *	notification.icon			fcm.android.notification.icon
+ *	data					data (non-string values as JSON text)
+ *	apns ("apns-headers" and the rest)	apns.headers and apns.payload
+ *	fcm					fcm (merged into the FCM message)
+ *	web and anything else			ignored
+ *
+ * Presence: action 0 absent and 3 leave are presence.leave, 1 present and 2 enter
+ * presence.enter, 4 update presence.update (names accepted too); client_id is
+ * clientId (required), connection_id connectionId. Presence data is not read.
+ */
+#ifndef PUSHRELAY_ABLY_H
+#define PUSHRELAY_ABLY_H
+
+#include <stddef.h>
+
+#include "event.h"
+
+#define ABLY_CHAT_SUFFIX "::$chat"
+
+enum ably_error {
+	ABLY_OK = 0,
+	ABLY_ENOKEY = -1,		/* no X-Ably-Key header: 401 */
+	ABLY_EUNKNOWNKEY = -2,		/* X-Ably-Key names no key of the file: 401 */
+	ABLY_ENOSIGNATURE = -3,		/* no X-Ably-Signature header: 401 */
+	ABLY_EBADSIGNATURE = -4,	/* the signature does not match the body: 401 */
+	ABLY_EMSGPACK = -5,		/* application/x-msgpack: 415 */
+	ABLY_EJSON = -6,		/* the body is not JSON: 400 */
+	ABLY_ESHAPE = -7,		/* JSON of no known delivery shape: 400 */
+};
+
+/* Why a message, presence entry or batch item was skipped. */
+enum ably_skip_kind {
+	ABLY_SKIP_MALFORMED = 0,	/* a field is missing or wrong: the detail says which */
+	ABLY_SKIP_ENCRYPTED,		/* a cipher+ encoding: undecodable without the key */
+	ABLY_SKIP_ENCODING,		/* an encoding step other than json, base64, utf-8 */
+	ABLY_SKIP_SOURCE,		/* channel.lifecycle, channel.occupancy, unknown */
+	ABLY_SKIP_ACTION,		/* not a create, update or delete we translate */
+	ABLY_SKIP_CHAT_OTHER,		/* typing, reactions ...: not chat.message on a room */
+};
+#define ABLY_SKIP_KINDS 6
+
+enum ably_shape {
+	ABLY_SHAPE_BATCHED = 0,
+	ABLY_SHAPE_ENVELOPED,
+	ABLY_SHAPE_NON_ENVELOPED,
+};
+
+struct ably_skip {
+	enum ably_skip_kind kind;
+	/* Where and why, without data or secrets: "items[2].data.messages[0]: id: ...". */
+	char *detail;
+};
+
+/* One delivery as the HTTP layer received it; headers are NULL when absent. */
+struct ably_request {
+	const void *body;
+	size_t len;
+	const char *content_type;
+	/* Non-enveloped deliveries: */
+	const char *envelope_source;		/* x-ably-envelope-source */
+	const char *envelope_channel;		/* x-ably-envelope-channel */
+	const char *message_id;			/* x-ably-message-id */
+	const char *message_client_id;		/* x-ably-message-client-id */
+	const char *message_connection_id;	/* x-ably-message-connection-id */
+	const char *message_timestamp;		/* x-ably-message-timestamp (ms) */
+	const char *message_action;		/* x-ably-message-action, if Ably sends it */
+};
+
+struct ably_result {
+	enum ably_shape shape;
+	struct room_event *events;	/* in delivery order */
+	size_t count;
+	struct ably_skip *skips;	/* in delivery order */
+	size_t skip_count;
+	size_t skipped[ABLY_SKIP_KINDS];	/* skips by kind */
+};
+
+struct ably_keys;
+
+const char *ably_strerror(int error);
+/* "malformed", "encrypted", "encoding", "source", "action", "chat_other". */
+const char *ably_skip_kind_name(enum ably_skip_kind kind);
+
+/*
+ * Load signing keys: one appId.keyId:secret per line, blank lines and lines starting
+ * with '#' ignored (a '#' later in a line belongs to the secret). -1 with err set
+ * (never showing a secret) if the file is unreadable, a line is malformed, a key is
+ * listed twice, or there are no keys.
+ */
+int ably_keys_load(const char *path, struct ably_keys **out, char *err, size_t errlen);
+size_t ably_keys_count(const struct ably_keys *keys);
+/* Free, wiping the secrets. */
+void ably_keys_free(struct ably_keys *keys);
+
+/*
+ * Check a delivery's signature: X-Ably-Signature must be the base64 HMAC-SHA256 of the
+ * raw body under the secret of the key X-Ably-Key names, compared in constant time.
+ * Returns ABLY_OK or ABLY_ENOKEY, ABLY_EUNKNOWNKEY, ABLY_ENOSIGNATURE,
+ * ABLY_EBADSIGNATURE with err set. An empty header counts as missing.
+ */
+int ably_verify(const struct ably_keys *keys, const char *key_name, const char *signature,
+    const void *body, size_t len, char *err, size_t errlen);
+
+/*
+ * Translate a delivery. ABLY_OK: out holds the events and what was skipped and why
+ * (free it with ably_result_free even when empty). ABLY_EMSGPACK, ABLY_EJSON or
+ * ABLY_ESHAPE with err set: out holds nothing.
+ */
+int ably_translate(const struct ably_request *request, struct ably_result *out, char *err,
+    size_t errlen);
+void ably_result_free(struct ably_result *result);
+
+#endif

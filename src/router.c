@@ -1,0 +1,1199 @@
+/* The router: recipients, grace and coalescing, badges, dedupe, acknowledgements. */
+#include "autoconf.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "clock.h"
+#include "delivery.h"
+#include "log.h"
+#include "notification.h"
+#include "presence.h"
+#include "router.h"
+#include "store.h"
+#include "store_writer.h"
+#include "strmap.h"
+#include "xmalloc.h"
+
+#define ROUTER_FLUSH_MS 200		/* notified marks and unread counts, written behind */
+#define ROUTER_SWEEP_MS (30 * 1000)	/* forget old message ids */
+#define RATE_WINDOW_MS (60 * 1000)
+#define SOURCES_MAX 8
+
+/* One event being handled: acknowledged when its last part is done. */
+struct tracker {
+	struct router *router;
+	source_ack_fn *ack;
+	void *ctx;
+	unsigned refs;
+	int abandoned;			/* shutdown: its source hands it again later */
+};
+
+/* A message waiting for a recipient: coalescing, or the end of a grace period. */
+struct held {
+	char *id;
+	char *sender;
+	char *sender_name;
+	char *room_name;
+	char *text;
+	json_t *push;
+	struct tracker *tracker;
+};
+
+/* What waits for one recipient in one room. */
+struct bucket {
+	struct router *router;
+	char *key;			/* "room\0client" */
+	size_t keylen;
+	const char *room;
+	const char *client;
+	struct held *messages;
+	size_t count, capacity;
+	struct device_target **targets;	/* the latest known devices, owned */
+	size_t target_count;
+	struct event *timer;		/* the coalescing window */
+};
+
+/* One notification to one recipient's devices. */
+struct send {
+	struct router *router;
+	char *room;
+	char **message_ids;		/* for the notified marks */
+	size_t message_count;
+	struct tracker **trackers;
+	size_t tracker_count;
+	struct device_target **targets;	/* owned: deliveries borrow their strings */
+	size_t target_count;
+	struct push_content *content;
+	size_t outstanding;
+	int abandoned;			/* a delivery was dropped at shutdown */
+	char *message_key;		/* in router->messages, for one-message sends */
+	size_t message_keylen;
+};
+
+/* The shared content of a message sent at once (no coalescing): for edits and deletes. */
+struct message_content {
+	struct push_content *content;
+	unsigned sends;
+};
+
+/* A message being routed, between the store read and the routing. */
+struct route_job {
+	struct router *router;
+	struct room_event *event;
+	struct tracker *tracker;
+	struct room_route route;
+	int result;
+};
+
+struct source_ref {
+	const struct source_ops *ops;
+	struct source *source;
+};
+
+struct router {
+	struct event_base *base;
+	struct store *store;
+	struct store_writer *writer;
+	struct router_options options;
+	struct presence *presence;
+	struct source_sink sink;
+	struct source_ref sources[SOURCES_MAX];
+	size_t source_count;
+	int sources_paused;
+	int stopping;
+
+	struct strmap *buckets;		/* "room\0client" -> struct bucket */
+	struct strmap *messages;	/* "room\0id" -> struct message_content */
+	struct strmap *seen;		/* "room\0id" -> boxed expiry (ms) */
+	struct strmap *members;		/* "room\0client" known members (implicit joins) */
+	struct strmap *unread;		/* "client\0room" -> boxed count */
+	struct strmap *unread_total;	/* client -> boxed total */
+	struct strmap *rates;		/* client -> struct rate */
+	struct strmap *unread_dirty;	/* "client\0room" keys to write */
+
+	struct notified_mark *marks;	/* owned strings, written behind */
+	size_t mark_count, mark_capacity;
+	struct event *flush_timer;
+	struct event *sweep_timer;
+	int flush_running;
+
+	struct router_stats stats;
+};
+
+struct rate {
+	int64_t window_start;
+	int count;
+};
+
+/* "a\0b": two strings as one map key. */
+static char *
+pair_key(const char *a, const char *b, size_t *len)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *key = xmalloc(la + lb + 2);
+
+	memcpy(key, a, la + 1);
+	memcpy(key + la + 1, b, lb + 1);
+	*len = la + 1 + lb;
+	return key;
+}
+
+static int64_t *
+box(int64_t value)
+{
+	int64_t *p = xmalloc(sizeof *p);
+
+	*p = value;
+	return p;
+}
+
+/* ---- acknowledgements and backpressure ---- */
+
+static struct tracker *
+tracker_new(struct router *r, source_ack_fn *ack, void *ctx)
+{
+	struct tracker *t = xmalloc(sizeof *t);
+
+	t->router = r;
+	t->ack = ack;
+	t->ctx = ctx;
+	t->refs = 1;
+	t->abandoned = 0;
+	r->stats.in_flight++;
+	return t;
+}
+
+/* Resume paused sources once there is room again. */
+static void
+maybe_resume(struct router *r)
+{
+	if (!r->sources_paused || r->stopping)
+		return;
+	if (r->stats.in_flight * 10 > r->options.queue_size * 9 || delivery_room() == 0)
+		return;
+	r->sources_paused = 0;
+	for (size_t i = 0; i < r->source_count; i++) {
+		if (r->sources[i].ops->resume != NULL)
+			r->sources[i].ops->resume(r->sources[i].source);
+	}
+}
+
+static void
+tracker_release(struct tracker *t)
+{
+	struct router *r = t->router;
+
+	if (--t->refs > 0)
+		return;
+	if (t->ack != NULL && !t->abandoned)
+		t->ack(t->ctx);
+	free(t);
+	r->stats.in_flight--;
+	maybe_resume(r);
+}
+
+/* ---- notified marks and unread counts, written behind ---- */
+
+struct flush_job {
+	struct notified_mark *marks;
+	size_t mark_count;
+	struct unread_count *unread;
+	size_t unread_count;
+	int64_t expire_before;
+};
+
+static int
+flush_run(struct store *store, void *arg)
+{
+	struct flush_job *job = arg;
+	int rc = store_notified_add(store, job->marks, job->mark_count);
+
+	if (rc == STORE_OK)
+		rc = store_unread_put(store, job->unread, job->unread_count);
+	if (rc == STORE_OK && job->expire_before > 0)
+		rc = store_notified_expire(store, job->expire_before);
+	return rc;
+}
+
+static void
+flush_done(int result, void *arg)
+{
+	struct flush_job *job = arg;
+
+	/* A failure is logged by the store: dedupe and badges then err on the safe side. */
+	for (size_t i = 0; i < job->mark_count; i++) {
+		free((char *)job->marks[i].room_id);
+		free((char *)job->marks[i].message_id);
+		free((char *)job->marks[i].device_id);
+	}
+	free(job->marks);
+	for (size_t i = 0; i < job->unread_count; i++) {
+		free(job->unread[i].client_id);
+		free(job->unread[i].room_id);
+	}
+	free(job->unread);
+	free(job);
+}
+
+struct unread_collect {
+	struct router *router;
+	struct flush_job *job;
+};
+
+static void
+collect_unread(const char *key, size_t keylen, void *value, void *arg)
+{
+	struct unread_collect *c = arg;
+	int64_t *count = strmap_get(c->router->unread, key, keylen);
+	struct unread_count *u = &c->job->unread[c->job->unread_count++];
+
+	u->client_id = xstrdup(key);
+	u->room_id = xstrdup(key + strlen(key) + 1);
+	u->count = count != NULL ? *count : 0;
+	strmap_remove(c->router->unread_dirty, key, keylen);
+}
+
+/* Hand marks and changed unread counts to the store writer. */
+static void
+router_flush(struct router *r, int64_t expire_before)
+{
+	struct flush_job *job;
+	struct unread_collect collect;
+
+	if (r->mark_count == 0 && strmap_count(r->unread_dirty) == 0 && expire_before == 0)
+		return;
+	job = xcalloc(1, sizeof *job);
+	job->marks = r->marks;
+	job->mark_count = r->mark_count;
+	r->marks = NULL;
+	r->mark_count = r->mark_capacity = 0;
+	job->unread = xcalloc(strmap_count(r->unread_dirty) + 1, sizeof *job->unread);
+	collect.router = r;
+	collect.job = job;
+	strmap_foreach(r->unread_dirty, collect_unread, &collect);
+	job->expire_before = expire_before;
+	store_writer_submit(r->writer, flush_run, flush_done, job);
+}
+
+static void
+router_flush_tick(evutil_socket_t fd, short what, void *arg)
+{
+	router_flush(arg, 0);
+}
+
+static void
+add_mark(struct router *r, const char *room, const char *message_id, const char *device_id)
+{
+	if (r->mark_count == r->mark_capacity) {
+		r->mark_capacity = r->mark_capacity == 0 ? 256 : r->mark_capacity * 2;
+		r->marks = xreallocarray(r->marks, r->mark_capacity, sizeof *r->marks);
+	}
+	r->marks[r->mark_count].room_id = xstrdup(room);
+	r->marks[r->mark_count].message_id = xstrdup(message_id);
+	r->marks[r->mark_count].device_id = xstrdup(device_id);
+	r->marks[r->mark_count].at = clock_now_ms();
+	r->mark_count++;
+}
+
+/* A client's unread total across rooms. */
+static int64_t
+unread_total(struct router *r, const char *client)
+{
+	int64_t *total = strmap_get(r->unread_total, client, strlen(client));
+
+	return total != NULL ? *total : 0;
+}
+
+/* Change a client's unread count in a room by delta, or set it to 0 (reset). */
+static void
+unread_change(struct router *r, const char *client, const char *room, int64_t delta,
+    int reset)
+{
+	size_t keylen;
+	char *key = pair_key(client, room, &keylen);
+	int64_t *count = strmap_get(r->unread, key, keylen), old = count != NULL ? *count : 0;
+	int64_t *total = strmap_get(r->unread_total, client, strlen(client));
+	int64_t next = reset ? 0 : old + delta;
+
+	if (next != old) {
+		if (count == NULL)
+			strmap_put(r->unread, key, keylen, box(next));
+		else
+			*count = next;
+		if (total == NULL)
+			strmap_put(r->unread_total, client, strlen(client), box(next - old));
+		else
+			*total += next - old;
+		strmap_put(r->unread_dirty, key, keylen, r);
+	}
+	free(key);
+}
+
+/* ---- sending ---- */
+
+static void
+send_free(struct send *s)
+{
+	struct router *r = s->router;
+
+	for (size_t i = 0; i < s->tracker_count; i++) {
+		s->trackers[i]->abandoned |= s->abandoned;
+		tracker_release(s->trackers[i]);
+	}
+	if (s->message_key != NULL) {
+		struct message_content *mc = strmap_get(r->messages, s->message_key,
+		    s->message_keylen);
+		if (mc != NULL && --mc->sends == 0) {
+			strmap_remove(r->messages, s->message_key, s->message_keylen);
+			delivery_content_unref(mc->content);
+			free(mc);
+		}
+		free(s->message_key);
+	}
+	for (size_t i = 0; i < s->target_count; i++)
+		free(s->targets[i]);
+	free(s->targets);
+	for (size_t i = 0; i < s->message_count; i++)
+		free(s->message_ids[i]);
+	free(s->message_ids);
+	free(s->trackers);
+	free(s->room);
+	delivery_content_unref(s->content);
+	free(s);
+}
+
+/* A delivery of a send moved on; the send ends with its last delivery. */
+static void
+send_observe(struct delivery *d, enum delivery_state state, const char *reason, void *arg)
+{
+	struct send *s = arg;
+
+	if (state == DELIVERY_SENT) {
+		for (size_t i = 0; i < s->message_count; i++)
+			add_mark(s->router, s->room, s->message_ids[i], d->device_id);
+	}
+	if (state == DELIVERY_ABANDONED)
+		s->abandoned = 1;
+	else if (state != DELIVERY_SENT && state != DELIVERY_FAILED &&
+	    state != DELIVERY_TOKEN_REMOVED)
+		return;
+	if (--s->outstanding == 0)
+		send_free(s);
+}
+
+/* Is this recipient over its rate? Counts the notification when not. */
+static int
+rate_limited(struct router *r, const char *client)
+{
+	struct rate *rate;
+	int64_t now = clock_monotonic_ms();
+
+	if (r->options.recipient_rate_limit <= 0)
+		return 0;
+	if ((rate = strmap_get(r->rates, client, strlen(client))) == NULL) {
+		rate = xcalloc(1, sizeof *rate);
+		strmap_put(r->rates, client, strlen(client), rate);
+	}
+	if (now - rate->window_start >= RATE_WINDOW_MS) {
+		rate->window_start = now;
+		rate->count = 0;
+	}
+	if (rate->count >= r->options.recipient_rate_limit)
+		return 1;
+	rate->count++;
+	return 0;
+}
+
+/* Start the deliveries of a send: one per target, all of the same content. */
+static void
+send_start(struct send *s, int64_t badge)
+{
+	int64_t now = clock_now_ms();
+	size_t n = s->target_count;
+
+	s->outstanding = n;
+	s->router->stats.notifications++;
+	if (n == 0) {
+		send_free(s);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct delivery *d = delivery_new(s->targets[i], s->content, badge, now);
+		delivery_submit(d, send_observe, s, i);
+	}
+}
+
+/* The notification for one or more messages: defaults, then the latest's overrides. */
+static int
+build_notification(const struct held *latest, size_t count, const char *room,
+    int badge_per_recipient, int64_t badge, struct notification *out)
+{
+	json_t *o = json_object(), *data = json_object(), *push = latest->push, *v;
+	const char *sender = latest->sender_name != NULL ? latest->sender_name : latest->sender;
+	const char *title = latest->room_name != NULL ? latest->room_name :
+	    latest->sender_name != NULL ? latest->sender_name : room;
+	struct model_error err;
+	char *body, countbuf[24];
+	int rc;
+
+	if (count > 1)
+		body = xasprintf("%zu new messages: %s: %s", count, sender,
+		    latest->text != NULL ? latest->text : "");
+	else
+		body = xasprintf("%s: %s", sender, latest->text != NULL ? latest->text : "");
+	json_object_set_new(o, "title", json_string(title));
+	json_object_set_new(o, "body", json_string(body));
+	free(body);
+	json_object_set_new(o, "thread_id", json_string(room));
+	json_object_set_new(data, "room", json_string(room));
+	json_object_set_new(data, "message_id", json_string(latest->id));
+	json_object_set_new(data, "sender", json_string(latest->sender));
+	snprintf(countbuf, sizeof countbuf, "%zu", count);
+	json_object_set_new(data, "count", json_string(countbuf));
+	if (!badge_per_recipient && badge >= 0)
+		json_object_set_new(o, "badge", json_integer(badge));
+	/* The message's push object overrides field by field, and per platform. */
+	if (push != NULL) {
+		if (json_is_string(v = json_object_get(push, "title")))
+			json_object_set(o, "title", v);
+		if (json_is_string(v = json_object_get(push, "body")))
+			json_object_set(o, "body", v);
+		if (json_is_object(v = json_object_get(push, "data")))
+			json_object_update(data, v);
+		if (json_is_object(v = json_object_get(push, "apns")))
+			json_object_set(o, "apns", v);
+		if (json_is_object(v = json_object_get(push, "fcm")))
+			json_object_set(o, "fcm", v);
+	}
+	json_object_set_new(o, "data", data);
+	rc = notification_from_json(o, "push.", out, &err);
+	if (rc != 0) {
+		/* The chat server's overrides do not make a notification: use the defaults. */
+		log_warn("message push overrides ignored", "room", room, "message_id",
+		    latest->id, "error", err.message, NULL);
+		json_object_del(o, "apns");
+		json_object_del(o, "fcm");
+		json_object_set_new(o, "data", json_pack("{s:s, s:s, s:s, s:s}", "room", room,
+		    "message_id", latest->id, "sender", latest->sender, "count", countbuf));
+		if (json_is_string(json_object_get(push, "title")) ||
+		    json_is_string(json_object_get(push, "body"))) {
+			json_object_set_new(o, "title", json_string(title));
+		}
+		rc = notification_from_json(o, "push.", out, &err);
+	}
+	json_decref(o);
+	return rc;
+}
+
+static void
+held_free(struct held *h)
+{
+	free(h->id);
+	free(h->sender);
+	free(h->sender_name);
+	free(h->room_name);
+	free(h->text);
+	json_decref(h->push);
+}
+
+static void
+bucket_free(struct bucket *b)
+{
+	struct router *r = b->router;
+
+	strmap_remove(r->buckets, b->key, b->keylen);
+	r->stats.pending_recipients--;
+	if (b->timer != NULL)
+		event_free(b->timer);
+	for (size_t i = 0; i < b->count; i++) {
+		b->messages[i].tracker->abandoned |= r->stopping;
+		tracker_release(b->messages[i].tracker);
+		held_free(&b->messages[i]);
+	}
+	free(b->messages);
+	for (size_t i = 0; i < b->target_count; i++)
+		free(b->targets[i]);
+	free(b->targets);
+	free(b->key);
+	free(b);
+}
+
+/* Send what a bucket holds as one notification, or drop it if the recipient is back. */
+static void
+bucket_flush(struct bucket *b)
+{
+	struct router *r = b->router;
+	struct notification n;
+	struct send *s;
+	enum presence_state state = presence_get(r->presence, b->room, b->client);
+
+	if (state == PRESENCE_GRACE)
+		return;	/* the end of the grace decides */
+	if (state == PRESENCE_PRESENT || b->count == 0 || rate_limited(r, b->client)) {
+		if (state != PRESENCE_PRESENT && b->count > 0)
+			r->stats.rate_limited++;
+		bucket_free(b);
+		return;
+	}
+	if (build_notification(&b->messages[b->count - 1], b->count, b->room, 0,
+	    unread_total(r, b->client), &n) != 0) {
+		bucket_free(b);
+		return;
+	}
+	s = xcalloc(1, sizeof *s);
+	s->router = r;
+	s->room = xstrdup(b->room);
+	s->content = delivery_content_new(&n, 0);
+	s->message_ids = xcalloc(b->count, sizeof *s->message_ids);
+	s->trackers = xcalloc(b->count, sizeof *s->trackers);
+	for (size_t i = 0; i < b->count; i++) {
+		/* Each message's tracker moves to the send. */
+		s->message_ids[s->message_count++] = b->messages[i].id;
+		b->messages[i].id = NULL;
+		s->trackers[s->tracker_count++] = b->messages[i].tracker;
+		held_free(&b->messages[i]);
+	}
+	r->stats.coalesced += b->count - 1;
+	b->count = 0;
+	s->targets = b->targets;
+	s->target_count = b->target_count;
+	b->targets = NULL;
+	b->target_count = 0;
+	bucket_free(b);
+	send_start(s, -1);
+}
+
+static void
+bucket_timer(evutil_socket_t fd, short what, void *arg)
+{
+	bucket_flush(arg);
+}
+
+/* Hold a message for a recipient (coalescing or grace), with its current devices. */
+static void
+bucket_add(struct router *r, const char *room, const char *client,
+    const struct room_event *e, struct tracker *t, struct device_target **targets,
+    size_t target_count, int arm_timer)
+{
+	size_t keylen;
+	char *key = pair_key(room, client, &keylen);
+	struct bucket *b = strmap_get(r->buckets, key, keylen);
+	struct held *h;
+	struct timeval tv;
+
+	if (b == NULL) {
+		b = xcalloc(1, sizeof *b);
+		b->router = r;
+		b->key = key;
+		b->keylen = keylen;
+		b->room = b->key;
+		b->client = b->key + strlen(b->key) + 1;
+		strmap_put(r->buckets, key, keylen, b);
+		r->stats.pending_recipients++;
+	} else {
+		free(key);
+		r->stats.coalesced++;
+	}
+	/* The latest resolution of the recipient's devices wins. */
+	for (size_t i = 0; i < b->target_count; i++)
+		free(b->targets[i]);
+	free(b->targets);
+	b->targets = targets;
+	b->target_count = target_count;
+	if (b->count == b->capacity) {
+		b->capacity = b->capacity == 0 ? 4 : b->capacity * 2;
+		b->messages = xreallocarray(b->messages, b->capacity, sizeof *b->messages);
+	}
+	h = &b->messages[b->count++];
+	h->id = xstrdup(e->id);
+	h->sender = xstrdup(e->client_id);
+	h->sender_name = e->sender_name != NULL ? xstrdup(e->sender_name) : NULL;
+	h->room_name = e->room_name != NULL ? xstrdup(e->room_name) : NULL;
+	h->text = e->text != NULL ? xstrdup(e->text) : NULL;
+	h->push = e->push != NULL ? json_incref(e->push) : NULL;
+	h->tracker = t;
+	t->refs++;
+	if (arm_timer && b->timer == NULL) {
+		if ((b->timer = evtimer_new(r->base, bucket_timer, b)) == NULL)
+			fatalx("cannot create a coalescing timer");
+		tv.tv_sec = r->options.coalesce_window_ms / 1000;
+		tv.tv_usec = (r->options.coalesce_window_ms % 1000) * 1000;
+		evtimer_add(b->timer, &tv);
+	}
+}
+
+/* ---- presence callbacks ---- */
+
+static void
+on_away(const char *room, const char *client, void *arg)
+{
+	struct router *r = arg;
+	size_t keylen;
+	char *key = pair_key(room, client, &keylen);
+	struct bucket *b = strmap_get(r->buckets, key, keylen);
+
+	free(key);
+	if (b != NULL)
+		bucket_flush(b);
+}
+
+static void
+on_return(const char *room, const char *client, void *arg)
+{
+	struct router *r = arg;
+	size_t keylen;
+	char *key = pair_key(room, client, &keylen);
+	struct bucket *b = strmap_get(r->buckets, key, keylen);
+
+	free(key);
+	/* Back in the room within the grace: what was said meanwhile is being read. */
+	if (b != NULL)
+		bucket_free(b);
+}
+
+/* ---- messages ---- */
+
+/* Was the recipient mentioned? */
+static int
+mentioned(const struct room_event *e, const char *client)
+{
+	for (size_t i = 0; i < e->mention_count; i++) {
+		if (strcmp(e->mentions[i], client) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Copy a member's targets, leaving out devices already notified of this message. */
+static struct device_target **
+fresh_targets(struct room_member_route *m, const struct room_route *route, size_t *count)
+{
+	struct device_target **out = xcalloc(m->target_count + 1, sizeof *out);
+
+	*count = 0;
+	for (size_t i = 0; i < m->target_count; i++) {
+		int done = 0;
+		for (size_t n = 0; n < route->notified_count && !done; n++)
+			done = strcmp(route->notified[n], m->targets[i]->device_id) == 0;
+		if (done) {
+			free(m->targets[i]);
+		} else
+			out[(*count)++] = m->targets[i];
+		m->targets[i] = NULL;
+	}
+	m->target_count = 0;
+	return out;
+}
+
+/* The store read is done: decide, per member, whether, when and how to notify. */
+static void
+route_resolved(int result, void *arg)
+{
+	struct route_job *job = arg;
+	struct router *r = job->router;
+	struct room_event *e = job->event;
+	struct push_content *content = NULL;
+	struct message_content *mc = NULL;
+	int64_t now = clock_now_ms();
+	size_t keylen;
+	char *key;
+
+	if (result != STORE_OK || r->stopping)
+		goto done;
+	for (size_t i = 0; i < job->route.member_count; i++) {
+		struct room_member_route *m = &job->route.members[i];
+		enum presence_state state;
+		struct device_target **targets;
+		size_t count;
+
+		if (strcmp(m->client_id, e->client_id) == 0)
+			continue;
+		state = presence_get(r->presence, e->room, m->client_id);
+		if (state == PRESENCE_PRESENT)
+			continue;
+		/* Away (or about to be): the message is unread for them. */
+		unread_change(r, m->client_id, e->room, 1, 0);
+		if (m->muted_until > now || (m->mentions_only && !mentioned(e, m->client_id)))
+			continue;
+		targets = fresh_targets(m, &job->route, &count);
+		if (count == 0) {
+			free(targets);
+			continue;
+		}
+		if (state == PRESENCE_GRACE) {
+			r->stats.held++;
+			bucket_add(r, e->room, m->client_id, e, job->tracker, targets, count, 0);
+			continue;
+		}
+		if (r->options.coalesce_window_ms > 0) {
+			bucket_add(r, e->room, m->client_id, e, job->tracker, targets, count, 1);
+			continue;
+		}
+		/* At once: one content for the message, each recipient's badge spliced in. */
+		if (rate_limited(r, m->client_id)) {
+			r->stats.rate_limited++;
+			for (size_t t = 0; t < count; t++)
+				free(targets[t]);
+			free(targets);
+			continue;
+		}
+		if (content == NULL) {
+			struct held latest = { e->id, e->client_id, e->sender_name, e->room_name,
+				e->text, e->push, NULL };
+			struct notification n;
+
+			if (build_notification(&latest, 1, e->room, 1, -1, &n) != 0) {
+				for (size_t t = 0; t < count; t++)
+					free(targets[t]);
+				free(targets);
+				goto done;
+			}
+			content = delivery_content_new(&n, 1);
+			key = pair_key(e->room, e->id, &keylen);
+			mc = xcalloc(1, sizeof *mc);
+			mc->content = content;
+			delivery_content_ref(content);
+			strmap_put(r->messages, key, keylen, mc);
+			free(key);
+		}
+		{
+			struct send *s = xcalloc(1, sizeof *s);
+
+			s->router = r;
+			s->room = xstrdup(e->room);
+			s->message_ids = xmalloc(sizeof *s->message_ids);
+			s->message_ids[0] = xstrdup(e->id);
+			s->message_count = 1;
+			s->trackers = xmalloc(sizeof *s->trackers);
+			s->trackers[0] = job->tracker;
+			s->tracker_count = 1;
+			job->tracker->refs++;
+			s->targets = targets;
+			s->target_count = count;
+			s->content = content;
+			delivery_content_ref(content);
+			s->message_key = pair_key(e->room, e->id, &s->message_keylen);
+			mc->sends++;
+			send_start(s, unread_total(r, m->client_id));
+		}
+	}
+done:
+	if (content != NULL) {
+		delivery_content_unref(content);
+		if (mc->sends == 0) {
+			key = pair_key(e->room, e->id, &keylen);
+			strmap_remove(r->messages, key, keylen);
+			free(key);
+			delivery_content_unref(mc->content);
+			free(mc);
+		}
+	}
+	store_room_route_free(&job->route);
+	job->tracker->abandoned |= r->stopping;
+	tracker_release(job->tracker);
+	room_event_free(e);
+	free(e);
+	free(job);
+}
+
+static int
+route_read(struct store *store, void *arg)
+{
+	struct route_job *job = arg;
+
+	return store_room_route(store, job->event->room, job->event->id, &job->route);
+}
+
+/* A write to the store (membership), acknowledged once committed. */
+struct member_job {
+	char *room;
+	char *client;
+	int join;
+	struct tracker *tracker;
+};
+
+static int
+member_run(struct store *store, void *arg)
+{
+	struct member_job *job = arg;
+	int rc;
+
+	if (job->join)
+		return store_member_put(store, job->room, job->client, clock_now_ms(), NULL, NULL);
+	rc = store_member_delete(store, job->room, job->client);
+	return rc == STORE_ENOTFOUND ? STORE_OK : rc;
+}
+
+static void
+member_done(int result, void *arg)
+{
+	struct member_job *job = arg;
+
+	if (job->tracker != NULL)
+		tracker_release(job->tracker);
+	free(job->room);
+	free(job->client);
+	free(job);
+}
+
+/* Record a membership (once per process for implicit ones). */
+static void
+member_write(struct router *r, const char *room, const char *client, int join,
+    struct tracker *t, int implicit)
+{
+	struct member_job *job;
+	size_t keylen;
+	char *key = pair_key(room, client, &keylen);
+
+	if (implicit && strmap_get(r->members, key, keylen) != NULL) {
+		free(key);
+		return;
+	}
+	if (join)
+		strmap_put(r->members, key, keylen, r);
+	else
+		strmap_remove(r->members, key, keylen);
+	free(key);
+	job = xcalloc(1, sizeof *job);
+	job->room = xstrdup(room);
+	job->client = xstrdup(client);
+	job->join = join;
+	job->tracker = t;
+	if (t != NULL)
+		t->refs++;
+	store_writer_submit(r->writer, member_run, member_done, job);
+}
+
+/* A message: skip duplicates, then read its room's members off the loop. */
+static void
+route_message(struct router *r, struct room_event *e, struct tracker *t)
+{
+	struct route_job *job;
+	size_t keylen;
+	char *key = pair_key(e->room, e->id, &keylen);
+
+	r->stats.messages++;
+	if (e->client_id == NULL)
+		e->client_id = xstrdup("");	/* an anonymous sender (Ably without clientId) */
+	if (strmap_get(r->seen, key, keylen) != NULL) {
+		r->stats.duplicates++;
+		free(key);
+		room_event_free(e);
+		free(e);
+		tracker_release(t);
+		return;
+	}
+	strmap_put(r->seen, key, keylen, box(clock_now_ms() + r->options.dedupe_window_ms));
+	free(key);
+	if (r->options.implicit_membership && e->client_id[0] != '\0')
+		member_write(r, e->room, e->client_id, 1, NULL, 1);
+	if (e->push_skip) {
+		room_event_free(e);
+		free(e);
+		tracker_release(t);
+		return;
+	}
+	job = xcalloc(1, sizeof *job);
+	job->router = r;
+	job->event = e;
+	job->tracker = t;
+	store_writer_submit(r->writer, route_read, route_resolved, job);
+}
+
+/* An edit or a deletion, applied to every bucket of its room. */
+struct bucket_change {
+	struct router *router;
+	struct room_event *event;
+};
+
+/* One bucket: drop or edit the held message the event names. */
+static void
+bucket_change_fn(const char *key, size_t keylen, void *value, void *arg)
+{
+	struct bucket *b = value;
+	struct bucket_change *change = arg;
+	struct room_event *e = change->event;
+
+	if (strcmp(b->room, e->room) != 0)
+		return;
+	for (size_t i = 0; i < b->count; i++) {
+		struct held *h = &b->messages[i];
+		if (strcmp(h->id, e->id) != 0)
+			continue;
+		if (e->type == EVENT_MESSAGE_DELETE) {
+			change->router->stats.cancelled++;
+			tracker_release(h->tracker);
+			held_free(h);
+			memmove(h, h + 1, (b->count - i - 1) * sizeof *h);
+			b->count--;
+			i--;
+		} else if (e->text != NULL) {
+			free(h->text);
+			h->text = xstrdup(e->text);
+		}
+	}
+	if (b->count == 0)
+		bucket_free(b);
+}
+
+/* Apply an edit or a deletion to what has not left yet. */
+static void
+route_change(struct router *r, struct room_event *e)
+{
+	size_t keylen;
+	char *key = pair_key(e->room, e->id, &keylen);
+	struct message_content *mc = strmap_get(r->messages, key, keylen);
+	struct bucket_change change = { r, e };
+
+	free(key);
+	if (mc != NULL) {
+		if (e->type == EVENT_MESSAGE_DELETE) {
+			r->stats.cancelled += delivery_cancel_content(mc->content,
+			    "message deleted before it was sent");
+		} else if (e->text != NULL) {
+			struct notification n;
+			struct held latest = { e->id, e->client_id != NULL ? e->client_id : "",
+				e->sender_name, e->room_name, e->text, e->push, NULL };
+			/* The content keeps its sender: only the text changes. */
+			const char *sender = json_string_value(json_object_get(
+			    mc->content->notification.data, "sender"));
+			if (sender != NULL)
+				latest.sender = (char *)sender;
+			if (build_notification(&latest, 1, e->room, 1, -1, &n) == 0)
+				delivery_content_update(mc->content, &n);
+		}
+	}
+	strmap_foreach(r->buckets, bucket_change_fn, &change);
+}
+
+/* ---- the sink ---- */
+
+static int
+router_handle(void *arg, struct room_event *event, source_ack_fn *ack, void *ctx)
+{
+	struct router *r = arg;
+	struct room_event *e;
+	struct tracker *t;
+
+	if (r->stopping || r->stats.in_flight >= r->options.queue_size ||
+	    (event->type == EVENT_MESSAGE && delivery_room() == 0)) {
+		r->sources_paused = 1;
+		return SOURCE_EFULL;
+	}
+	r->stats.events++;
+	/* The router owns the event from here: keep our own copy of the struct. */
+	e = xmalloc(sizeof *e);
+	*e = *event;
+	memset(event, 0, sizeof *event);
+	t = tracker_new(r, ack, ctx);
+	if (e->client_id == NULL && e->type != EVENT_MESSAGE && e->type != EVENT_PRESENCE_SYNC &&
+	    e->type != EVENT_MESSAGE_UPDATE && e->type != EVENT_MESSAGE_DELETE) {
+		/* Only a source that builds events itself can get here (Ably). */
+		r->stats.skipped++;
+		room_event_free(e);
+		free(e);
+		tracker_release(t);
+		return SOURCE_OK;
+	}
+	switch (e->type) {
+	case EVENT_MESSAGE:
+		route_message(r, e, t);
+		return SOURCE_OK;
+	case EVENT_MESSAGE_UPDATE:
+	case EVENT_MESSAGE_DELETE:
+		route_change(r, e);
+		break;
+	case EVENT_PRESENCE_ENTER:
+		presence_enter(r->presence, e->room, e->client_id, e->connection_id);
+		if (r->options.implicit_membership)
+			member_write(r, e->room, e->client_id, 1, NULL, 1);
+		break;
+	case EVENT_PRESENCE_LEAVE:
+		presence_leave(r->presence, e->room, e->client_id, e->connection_id);
+		break;
+	case EVENT_PRESENCE_UPDATE:
+		presence_update(r->presence, e->room, e->client_id, e->connection_id);
+		break;
+	case EVENT_PRESENCE_SYNC:
+		presence_sync(r->presence, e->room, (const char *const *)e->present,
+		    e->present_count);
+		break;
+	case EVENT_MEMBER_JOIN:
+	case EVENT_MEMBER_LEAVE:
+		member_write(r, e->room, e->client_id, e->type == EVENT_MEMBER_JOIN, t, 0);
+		break;
+	case EVENT_READ:
+		unread_change(r, e->client_id, e->room, 0, 1);
+		break;
+	}
+	room_event_free(e);
+	free(e);
+	tracker_release(t);
+	return SOURCE_OK;
+}
+
+static void
+router_skipped(void *arg, const char *source, const char *reason)
+{
+	struct router *r = arg;
+
+	r->stats.skipped++;
+}
+
+/* ---- life ---- */
+
+struct sweep {
+	struct router *router;
+	int64_t now;
+};
+
+static void
+sweep_seen(const char *key, size_t keylen, void *value, void *arg)
+{
+	struct sweep *sw = arg;
+
+	if (*(int64_t *)value <= sw->now)
+		free(strmap_remove(sw->router->seen, key, keylen));
+}
+
+static void
+router_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct router *r = arg;
+	struct sweep sw = { r, clock_now_ms() };
+
+	strmap_foreach(r->seen, sweep_seen, &sw);
+	router_flush(r, sw.now - r->options.dedupe_window_ms);
+}
+
+struct router *
+router_new(struct event_base *base, struct store *store, struct store_writer *writer,
+    const struct router_options *options)
+{
+	struct router *r = xcalloc(1, sizeof *r);
+	struct presence_options po = { options->presence_grace_ms, options->presence_ttl_ms };
+	struct timeval flush = { 0, ROUTER_FLUSH_MS * 1000 }, sweep = { ROUTER_SWEEP_MS / 1000,
+		0 };
+	struct unread_count *counts;
+	size_t n;
+
+	r->base = base;
+	r->store = store;
+	r->writer = writer;
+	r->options = *options;
+	r->presence = presence_new(base, &po, on_away, on_return, r);
+	r->sink.handle = router_handle;
+	r->sink.skipped = router_skipped;
+	r->sink.arg = r;
+	r->buckets = strmap_new();
+	r->messages = strmap_new();
+	r->seen = strmap_new();
+	r->members = strmap_new();
+	r->unread = strmap_new();
+	r->unread_total = strmap_new();
+	r->rates = strmap_new();
+	r->unread_dirty = strmap_new();
+	if (store_unread_load(store, &counts, &n) == STORE_OK) {
+		for (size_t i = 0; i < n; i++) {
+			unread_change(r, counts[i].client_id, counts[i].room_id, counts[i].count, 0);
+		}
+		store_unread_free(counts, n);
+		/* Loaded, not changed: nothing to write back. */
+		strmap_free(r->unread_dirty);
+		r->unread_dirty = strmap_new();
+	}
+	r->flush_timer = event_new(base, -1, EV_PERSIST, router_flush_tick, r);
+	r->sweep_timer = event_new(base, -1, EV_PERSIST, router_sweep, r);
+	if (r->flush_timer == NULL || r->sweep_timer == NULL)
+		fatalx("cannot create router timers");
+	event_add(r->flush_timer, &flush);
+	event_add(r->sweep_timer, &sweep);
+	return r;
+}
+
+void
+router_set_options(struct router *r, const struct router_options *options)
+{
+	struct presence_options po = { options->presence_grace_ms, options->presence_ttl_ms };
+
+	r->options = *options;
+	presence_set_options(r->presence, &po);
+}
+
+const struct source_sink *
+router_sink(struct router *r)
+{
+	return &r->sink;
+}
+
+void
+router_add_source(struct router *r, const struct source_ops *ops, struct source *source)
+{
+	if (r->source_count == SOURCES_MAX)
+		fatalx("too many sources");
+	r->sources[r->source_count].ops = ops;
+	r->sources[r->source_count].source = source;
+	r->source_count++;
+}
+
+static void
+drop_bucket(const char *key, size_t keylen, void *value, void *arg)
+{
+	bucket_free(value);
+}
+
+void
+router_stop(struct router *r)
+{
+	r->stopping = 1;
+	/* What waits is not acknowledged: Streams and the outbox hand it again. */
+	strmap_foreach(r->buckets, drop_bucket, NULL);
+	router_flush(r, 0);
+}
+
+static void
+free_value(const char *key, size_t keylen, void *value, void *arg)
+{
+	free(value);
+}
+
+void
+router_free(struct router *r)
+{
+	if (r == NULL)
+		return;
+	strmap_foreach(r->buckets, drop_bucket, NULL);
+	event_free(r->flush_timer);
+	event_free(r->sweep_timer);
+	presence_free(r->presence);
+	strmap_free(r->buckets);
+	strmap_free(r->messages);
+	strmap_foreach(r->seen, free_value, NULL);
+	strmap_free(r->seen);
+	strmap_free(r->members);
+	strmap_foreach(r->unread, free_value, NULL);
+	strmap_free(r->unread);
+	strmap_foreach(r->unread_total, free_value, NULL);
+	strmap_free(r->unread_total);
+	strmap_foreach(r->rates, free_value, NULL);
+	strmap_free(r->rates);
+	strmap_free(r->unread_dirty);
+	for (size_t i = 0; i < r->mark_count; i++) {
+		free((char *)r->marks[i].room_id);
+		free((char *)r->marks[i].message_id);
+		free((char *)r->marks[i].device_id);
+	}
+	free(r->marks);
+	free(r);
+}
+
+void
+router_get_stats(const struct router *r, struct router_stats *stats)
+{
+	*stats = r->stats;
+}

@@ -1,0 +1,68 @@
+/*
+ * The router: who gets what. It is the sink every source hands room events to.
+ *
+ * For a message, the recipients are the room's members, minus the sender, minus who
+ * is present (a member in the grace period after leaving counts as present, and
+ * what is said meanwhile waits for the end of the grace), minus the muted, minus the
+ * mentions-only members who are not mentioned. Each recipient's devices get one
+ * notification; messages to the same away recipient in the same room within the
+ * coalescing window become one ("3 new messages: ..."). The badge is the recipient's
+ * unread messages across rooms, reset by read events. A message deleted before its
+ * notification left is not sent; an edit before it left changes it. The same message
+ * never notifies the same device twice within the dedupe window, across restarts.
+ *
+ * An event is acknowledged to its source once every notification it caused has been
+ * sent or has failed for good.
+ */
+#ifndef PUSHRELAY_ROUTER_H
+#define PUSHRELAY_ROUTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "source.h"
+
+struct event_base;
+struct store;
+struct store_writer;
+struct router;
+
+struct router_options {
+	int64_t presence_grace_ms;
+	int64_t presence_ttl_ms;
+	int implicit_membership;
+	int64_t coalesce_window_ms;
+	int64_t dedupe_window_ms;
+	int recipient_rate_limit;	/* per minute; 0: none */
+	size_t queue_size;		/* events in flight, at most */
+};
+
+struct router_stats {
+	uint64_t events;		/* handled, by any source */
+	uint64_t messages;
+	uint64_t duplicates;		/* messages seen before, skipped */
+	uint64_t notifications;		/* sent to a recipient (one per recipient) */
+	uint64_t coalesced;		/* messages folded into another's notification */
+	uint64_t held;			/* messages held for a member in grace */
+	uint64_t rate_limited;
+	uint64_t cancelled;		/* deleted before they left */
+	uint64_t skipped;		/* malformed or unknown events */
+	size_t in_flight;		/* events not acknowledged yet */
+	size_t pending_recipients;	/* (room, recipient) waiting: coalescing or grace */
+};
+
+/* Start; unread counts are loaded from store. */
+struct router *router_new(struct event_base *base, struct store *store,
+    struct store_writer *writer, const struct router_options *options);
+void router_set_options(struct router *router, const struct router_options *options);
+/* What sources hand events to. */
+const struct source_sink *router_sink(struct router *router);
+/* A source the router may resume when it has room again after SOURCE_EFULL. */
+void router_add_source(struct router *router, const struct source_ops *ops,
+    struct source *source);
+/* Stop: drop what waits (unacknowledged events come back from their sources). */
+void router_stop(struct router *router);
+void router_free(struct router *router);
+void router_get_stats(const struct router *router, struct router_stats *stats);
+
+#endif

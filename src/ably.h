@@ -33,25 +33,31 @@
  * (name "chat.message", data {text, metadata}) take their id from serial (else id) and
  * may be created, updated and deleted; other messages take id (else serial) and only
  * creates are translated, with text the data when it is a string, else data.text when
- * that is a string, else none. On a chat room channel only chat.message becomes an
- * event: typing, room reactions and the rest are skipped. ts is timestamp (for an
- * update or delete, version.timestamp when given), else the item's or envelope's.
+ * that is a string, else "" (docs/events.md: text is required, may be empty, and is
+ * cut to EVENT_TEXT_MAX bytes at a character boundary). A create needs clientId (the
+ * sender); server publishes without one are skipped as malformed. On a chat room
+ * channel only chat.message becomes an event: typing, room reactions and the rest are
+ * skipped. ts is timestamp (for an update or delete, version.timestamp when given),
+ * else the item's or envelope's, else 0. A delete carries only id and ts.
  *
  * mentions: the union, in order and without repeats, of data.metadata.mentions (an
  * array of client ids) and extras.headers.mentions (an array of client ids, or one
  * string of client ids separated by commas, since Ably Chat headers hold only
- * scalars).
+ * scalars); at most EVENT_MENTIONS_MAX.
  *
- * extras.push becomes the event's push object, in POST /v1/push notification terms:
- *	notification.title, .body, .sound	title, body, sound
- *	notification.collapseKey		thread_id (APNs thread-id, FCM tag) and,
- *						when it fits 64 bytes, collapse_id (FCM
- *						collapse_key, apns-collapse-id)
- *	notification.icon			fcm.android.notification.icon
- *	data					data (non-string values as JSON text)
- *	apns ("apns-headers" and the rest)	apns.headers and apns.payload
- *	fcm					fcm (merged into the FCM message)
- *	web and anything else			ignored
+ * extras.push becomes the event's push object (docs/events.md: title, body, data,
+ * apns, fcm). Fields it has no place for become the provider overrides Ably makes of
+ * them, under Ably's own apns and fcm overrides, which win:
+ *	notification.title, .body	title, body (at most EVENT_TEXT_MAX bytes)
+ *	notification.sound		apns.payload.aps.sound, fcm.android.notification.sound
+ *	notification.collapseKey	apns.payload.aps.thread-id, fcm.android.collapse_key
+ *	notification.icon		fcm.android.notification.icon
+ *	data				data (non-string values as JSON text; FCM's
+ *					reserved keys make the message malformed)
+ *	apns				apns-headers as apns.headers (values as strings),
+ *					the rest merged into apns.payload
+ *	fcm				merged into fcm (the FCM v1 message)
+ *	web and anything else		ignored
  *
  * Presence: action 0 absent and 3 leave are presence.leave, 1 present and 2 enter
  * presence.enter, 4 update presence.update (names accepted too); client_id is

@@ -20,6 +20,7 @@
 #include <event2/listener.h>
 
 #include "api.h"
+#include "ably.h"
 #include "apikey.h"
 #include "config.h"
 #include "log.h"
@@ -33,6 +34,7 @@ enum api_route_flags {
 	API_ROUTE_AUTH = 1 << 0,	/* needs an API key */
 	API_ROUTE_BODY = 1 << 1,	/* takes a JSON object body */
 	API_ROUTE_BODY_OPTIONAL = 1 << 2, /* the body may be absent */
+	API_ROUTE_RAW = 1 << 3,		/* the handler reads the body itself (size checked) */
 };
 
 struct api_route {
@@ -63,6 +65,8 @@ static const struct api_route api_routes[] = {
 	{ "/v1/push", EVHTTP_REQ_POST, api_push_post, API_ROUTE_AUTH | API_ROUTE_BODY },
 	{ "/v1/push/{push_id}", EVHTTP_REQ_GET, api_push_get, API_ROUTE_AUTH },
 	{ "/v1/events", EVHTTP_REQ_POST, api_events_post, API_ROUTE_AUTH | API_ROUTE_BODY },
+	/* Ably signs its webhooks: the handler checks the signature or the API key. */
+	{ "/v1/ingest/ably", EVHTTP_REQ_POST, api_ably_post, API_ROUTE_RAW },
 };
 
 struct api_listener {
@@ -78,6 +82,9 @@ struct api {
 	struct api_heartbeat *heartbeat;
 	struct source *events;
 	int events_max_batch;
+	int ably_enabled;
+	struct ably_keys *ably_keys;
+	struct source *ably_source;
 	struct api_listener *listeners;
 	size_t listener_count;
 	char *unix_socket;
@@ -450,6 +457,9 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	r.heartbeat = api->heartbeat;
 	r.events = api->events;
 	r.events_max_batch = api->events_max_batch;
+	r.ably_enabled = api->ably_enabled;
+	r.ably_keys = api->ably_keys;
+	r.ably_source = api->ably_source;
 	path = xstrdup(raw_path != NULL && *raw_path != '\0' ? raw_path : "/");
 	r.path = path;
 
@@ -457,7 +467,8 @@ api_dispatch(struct evhttp_request *req, void *arg)
 		api_reply_error(&r, 404, "not_found", NULL, "no such endpoint: %s", path);
 		goto done;
 	}
-	if (strncmp(path, "/v1/", 4) == 0 && !authorized(api, req)) {
+	if (strncmp(path, "/v1/", 4) == 0 && strcmp(path, "/v1/ingest/ably") != 0 &&
+	    !authorized(api, req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
 		    "Bearer realm=\"pushrelay\"");
 		api_reply_error(&r, 401, "unauthorized", NULL, "missing or invalid API key");
@@ -501,6 +512,12 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	}
 	if ((route->flags & API_ROUTE_BODY) && read_body(&r, route) != 0)
 		goto done;
+	if ((route->flags & API_ROUTE_RAW) && evbuffer_get_length(
+	    evhttp_request_get_input_buffer(req)) > api->max_body_size) {
+		api_reply_error(&r, 413, "payload_too_large", NULL,
+		    "request body exceeds %zu bytes", api->max_body_size);
+		goto done;
+	}
 	route->handler(&r);
 done:
 	json_decref(r.body);
@@ -667,6 +684,22 @@ fail:
 }
 
 void
+api_set_ably(struct api *api, int enabled, struct ably_keys *keys, struct source *source)
+{
+	ably_keys_free(api->ably_keys);
+	api->ably_enabled = enabled;
+	api->ably_keys = keys;
+	api->ably_source = source;
+}
+
+/* Does the request carry one of our API keys? */
+int
+api_request_authorized(struct api_request *r)
+{
+	return authorized(r->api, r->req);
+}
+
+void
 api_set_events_source(struct api *api, struct source *source, int max_batch)
 {
 	api->events = source;
@@ -714,5 +747,6 @@ api_free(struct api *api)
 	free(api->unix_socket);
 	api_heartbeat_free(api->heartbeat);
 	apikey_free(api->keys);
+	ably_keys_free(api->ably_keys);
 	free(api);
 }

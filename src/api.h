@@ -44,6 +44,9 @@ struct api_request {
 	const struct api_heartbeat *heartbeat;
 	struct source *events;		/* the HTTP source, NULL when [events] is off */
 	int events_max_batch;
+	int ably_enabled;
+	const struct ably_keys *ably_keys;	/* NULL: Ably signatures are not checked */
+	struct source *ably_source;	/* where Ably webhooks go (the HTTP source) */
 };
 
 typedef void api_handler_fn(struct api_request *r);
@@ -53,6 +56,10 @@ struct api *api_new(struct event_base *base, const struct api_options *options,
     struct store *store, struct apikeys *keys, char *err, size_t errlen);
 /* Replace the API keys (the API takes ownership and frees the old ones). */
 void api_set_keys(struct api *api, struct apikeys *keys);
+/* Ably webhooks: on or off, the signing keys (taken over; NULL: none), the source. */
+struct ably_keys;
+void api_set_ably(struct api *api, int enabled, struct ably_keys *keys,
+    struct source *source);
 /* Where POST /v1/events batches go (NULL: the endpoint answers 404). */
 void api_set_events_source(struct api *api, struct source *source, int max_batch);
 /* Stop accepting connections; answers go out with "Connection: close" from now on. */
@@ -71,6 +78,9 @@ struct api_deferred *api_defer(struct api_request *r);
 struct api_request *api_deferred_request(struct api_deferred *deferred);
 void api_deferred_free(struct api_deferred *deferred);
 
+/* Does the request carry one of our API keys? */
+int api_request_authorized(struct api_request *r);
+
 /* Answer with a JSON value (reference stolen). */
 void api_reply_json(struct api_request *r, int status, json_t *body);
 /* Answer with no body (204). */
@@ -88,9 +98,11 @@ api_handler_fn api_client_devices_get, api_client_devices_delete;
 api_handler_fn api_member_put, api_member_delete, api_members_get, api_member_prefs_put;
 api_handler_fn api_healthz, api_readyz;
 api_handler_fn api_push_post, api_push_get;
-api_handler_fn api_events_post;
+api_handler_fn api_events_post, api_ably_post;
 /* Turn an outbox body back into events (for source_http_set_replay). */
 int api_events_replay(const char *body, struct room_event **events, size_t *count);
+/* The same for a kept Ably webhook ({"headers":{...},"body":"base64"}). */
+int api_ably_replay(const json_t *ably, struct room_event **events, size_t *count);
 
 /* The readiness probe's loop heartbeat: a timer that measures how late it runs. */
 struct api_heartbeat *api_heartbeat_new(struct event_base *base);

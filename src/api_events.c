@@ -53,6 +53,11 @@ api_events_replay(const char *body, struct room_event **events, size_t *count)
 
 	*events = NULL;
 	*count = 0;
+	if (o != NULL && json_is_object(json_object_get(o, "ably"))) {
+		int rc = api_ably_replay(json_object_get(o, "ably"), events, count);
+		json_decref(o);
+		return rc;
+	}
 	if (o == NULL || !json_is_array(array = json_object_get(o, "events"))) {
 		json_decref(o);
 		return -1;

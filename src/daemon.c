@@ -15,6 +15,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "ably.h"
 #include "api.h"
 #include "apikey.h"
 #include "config.h"
@@ -284,6 +285,7 @@ static void
 daemon_reload(struct daemon *d)
 {
 	struct config next;
+	struct ably_keys *ably_keys = NULL;
 	struct apikeys *keys;
 	char err[1024], name[64];
 
@@ -303,6 +305,13 @@ daemon_reload(struct daemon *d)
 		config_free(&next);
 		goto done;
 	}
+	if (next.ably_enabled && next.ably_keys_file != NULL &&
+	    ably_keys_load(next.ably_keys_file, &ably_keys, err, sizeof err) != 0) {
+		log_error("reload refused", "error", err, NULL);
+		apikey_free(keys);
+		config_free(&next);
+		goto done;
+	}
 	/* Check every provider's new credentials before any adopts them. */
 	for (int p = 0; p < 2; p++) {
 		const struct provider_ops *ops = d->provider_ops[p];
@@ -310,6 +319,7 @@ daemon_reload(struct daemon *d)
 		    0) != 0) {
 			log_error("reload refused", "error", err, NULL);
 			apikey_free(keys);
+			ably_keys_free(ably_keys);
 			config_free(&next);
 			goto done;
 		}
@@ -320,6 +330,8 @@ daemon_reload(struct daemon *d)
 			log_error("provider reload failed after its check", "error", err, NULL);
 	}
 	api_set_keys(d->api, keys);
+	if (next.ably_enabled)
+		api_set_ably(d->api, 1, ably_keys, daemon_http_source(d));
 	feedback_reload(d->feedback, &next);
 	daemon_delivery_options(&next);
 	push_set_retention(next.push_retention_ms);
@@ -414,6 +426,14 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	}
 	if (d->config.events_enabled)
 		api_set_events_source(d->api, daemon_http_source(d), d->config.events_max_batch);
+	if (d->config.ably_enabled) {
+		struct ably_keys *ably_keys = NULL;
+
+		if (d->config.ably_keys_file != NULL && ably_keys_load(d->config.ably_keys_file,
+		    &ably_keys, err, errlen) != 0)
+			return -1;
+		api_set_ably(d->api, 1, ably_keys, daemon_http_source(d));
+	}
 	d->sigterm = evsignal_new(d->base, SIGTERM, daemon_signal, d);
 	d->sigint = evsignal_new(d->base, SIGINT, daemon_signal, d);
 	d->sighup = evsignal_new(d->base, SIGHUP, daemon_signal, d);

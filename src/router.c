@@ -88,6 +88,10 @@ struct route_job {
 	struct tracker *tracker;
 	struct room_route route;
 	int result;
+	int cancelled;			/* deleted while its members were being read */
+	int count_unread;
+	char *key;			/* in router->routing */
+	size_t keylen;
 };
 
 struct source_ref {
@@ -109,6 +113,7 @@ struct router {
 
 	struct strmap *buckets;		/* "room\0client" -> struct bucket */
 	struct strmap *messages;	/* "room\0id" -> struct message_content */
+	struct strmap *routing;		/* "room\0id" -> struct route_job, being read */
 	struct strmap *seen;		/* "room\0id" -> boxed expiry (ms) */
 	struct strmap *members;		/* "room\0client" known members (implicit joins) */
 	struct strmap *unread;		/* "client\0room" -> boxed count */
@@ -703,8 +708,14 @@ route_resolved(int result, void *arg)
 	size_t keylen;
 	char *key;
 
-	if (result != STORE_OK || r->stopping)
+	strmap_remove(r->routing, job->key, job->keylen);
+	if (result != STORE_OK || r->stopping || job->cancelled)
 		goto done;
+	/*
+	 * Devices already notified of this message mean it was handled before (a
+	 * redelivery after a restart): it is no news, so it does not count as unread.
+	 */
+	job->count_unread = job->route.notified_count == 0;
 	for (size_t i = 0; i < job->route.member_count; i++) {
 		struct room_member_route *m = &job->route.members[i];
 		enum presence_state state;
@@ -717,7 +728,8 @@ route_resolved(int result, void *arg)
 		if (state == PRESENCE_PRESENT)
 			continue;
 		/* Away (or about to be): the message is unread for them. */
-		unread_change(r, m->client_id, e->room, 1, 0);
+		if (job->count_unread)
+			unread_change(r, m->client_id, e->room, 1, 0);
 		if (m->muted_until > now || (m->mentions_only && !mentioned(e, m->client_id)))
 			continue;
 		targets = fresh_targets(m, &job->route, &count);
@@ -798,6 +810,7 @@ done:
 	tracker_release(job->tracker);
 	room_event_free(e);
 	free(e);
+	free(job->key);
 	free(job);
 }
 
@@ -902,6 +915,8 @@ route_message(struct router *r, struct room_event *e, struct tracker *t)
 	job->router = r;
 	job->event = e;
 	job->tracker = t;
+	job->key = pair_key(e->room, e->id, &job->keylen);
+	strmap_put(r->routing, job->key, job->keylen, job);
 	store_writer_submit(r->writer, route_read, route_resolved, job);
 }
 
@@ -948,9 +963,20 @@ route_change(struct router *r, struct room_event *e)
 	size_t keylen;
 	char *key = pair_key(e->room, e->id, &keylen);
 	struct message_content *mc = strmap_get(r->messages, key, keylen);
+	struct route_job *reading = strmap_get(r->routing, key, keylen);
 	struct bucket_change change = { r, e };
 
 	free(key);
+	/* Still being read: change the message before it is routed. */
+	if (reading != NULL) {
+		if (e->type == EVENT_MESSAGE_DELETE) {
+			reading->cancelled = 1;
+			r->stats.cancelled++;
+		} else if (e->text != NULL) {
+			free(reading->event->text);
+			reading->event->text = xstrdup(e->text);
+		}
+	}
 	if (mc != NULL) {
 		if (e->type == EVENT_MESSAGE_DELETE) {
 			r->stats.cancelled += delivery_cancel_content(mc->content,
@@ -1092,6 +1118,7 @@ router_new(struct event_base *base, struct store *store, struct store_writer *wr
 	r->sink.arg = r;
 	r->buckets = strmap_new();
 	r->messages = strmap_new();
+	r->routing = strmap_new();
 	r->seen = strmap_new();
 	r->members = strmap_new();
 	r->unread = strmap_new();
@@ -1173,6 +1200,7 @@ router_free(struct router *r)
 	presence_free(r->presence);
 	strmap_free(r->buckets);
 	strmap_free(r->messages);
+	strmap_free(r->routing);
 	strmap_foreach(r->seen, free_value, NULL);
 	strmap_free(r->seen);
 	strmap_free(r->members);

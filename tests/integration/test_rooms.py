@@ -1,0 +1,1071 @@
+"""Room events end to end: POST /v1/events through the real pushrelayd to mock APNs and FCM.
+
+Devices and memberships are registered through the API, room events are posted to
+POST /v1/events, and each test asserts exactly which devices the mocks received
+notifications for, with their exact bodies (docs/events.md, src/router.c), and that
+nothing else arrived: after the last expected notification it waits a bounded time (the
+coalescing window or the grace period, plus 300 ms) and checks every device of the test.
+
+Ids are unique per test, so the tests of a class share one daemon and its mocks.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import mockctl  # noqa: E402
+
+TEAM = "TEAM123456"
+KEY_ID = "ABC123DEFG"
+APP = "com.example.chat"            # the [apns] section, its devices' app_id and topic
+PROJECT = "example-project"         # the [fcm] section, its devices' app_id, the project
+EMAIL = "pushrelay@example-project.iam.gserviceaccount.com"
+FCM_SEND_PATH = "/v1/projects/%s/messages:send" % PROJECT
+SETTLE = 0.3                        # quiet time after the last expected notification
+# Timers run on libevent's cached clock and the mocks record whole milliseconds: a timer
+# may end a few milliseconds before its full duration as measured from this process.
+TIMER_SLACK_MS = 10
+BUSY = "too many events are waiting; retry later"
+
+CERTS = None
+_TMP = None
+
+
+def setUpModule():
+    global CERTS, _TMP
+    _TMP = tempfile.mkdtemp(prefix="pushrelay-rooms-")
+    CERTS = mockctl.Certs.generate(os.path.join(_TMP, "certs"))
+
+
+def tearDownModule():
+    if _TMP is not None and not os.environ.get("PUSHRELAY_KEEP_TMP"):
+        shutil.rmtree(_TMP, ignore_errors=True)
+
+
+def uid():
+    return os.urandom(4).hex()
+
+
+def rfc3339(seconds):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+# ---- room events -------------------------------------------------------------------
+
+def message(room, mid, sender, text, **extra):
+    event = {"type": "message", "room": room, "id": mid, "client_id": sender, "text": text}
+    event.update(extra)
+    return event
+
+
+def enter(room, client, connection=None):
+    event = {"type": "presence.enter", "room": room, "client_id": client}
+    if connection is not None:
+        event["connection_id"] = connection
+    return event
+
+
+def leave(room, client, connection=None):
+    event = {"type": "presence.leave", "room": room, "client_id": client}
+    if connection is not None:
+        event["connection_id"] = connection
+    return event
+
+
+def sync(room, present):
+    return {"type": "presence.sync", "room": room, "present": present}
+
+
+def member_join(room, client):
+    return {"type": "member.join", "room": room, "client_id": client}
+
+
+def member_leave(room, client):
+    return {"type": "member.leave", "room": room, "client_id": client}
+
+
+def read(room, client, up_to):
+    return {"type": "read", "room": room, "client_id": client, "up_to": up_to}
+
+
+def delete(room, mid):
+    return {"type": "message.delete", "room": room, "id": mid}
+
+
+def update(room, mid, text):
+    return {"type": "message.update", "room": room, "id": mid, "text": text}
+
+
+# ---- what the router makes of a message ------------------------------------------------
+
+def note(room, mid, sender, text, badge, count=1, room_name=None, sender_name=None,
+         title=None, body=None, data=None, apns=None, fcm=None, collapse_id=None):
+    """The notification src/router.c builds for a message (the latest, when coalesced)."""
+    shown = sender_name if sender_name is not None else sender
+    default_body = "%s: %s" % (shown, text)
+    if count > 1:
+        default_body = "%d new messages: %s" % (count, default_body)
+    n = {"title": title if title is not None else room_name if room_name is not None
+         else sender_name if sender_name is not None else room,
+         "body": body if body is not None else default_body,
+         "room": room, "badge": badge,
+         "data": {"room": room, "message_id": mid, "sender": sender, "count": str(count)},
+         "apns": apns, "fcm": fcm, "collapse_id": collapse_id}
+    n["data"].update(data or {})
+    return n
+
+
+def merge(dst, src):
+    """The payload merge of src/payload.c: objects recursively, null deletes."""
+    for key, value in src.items():
+        if value is None:
+            dst.pop(key, None)
+        elif isinstance(value, dict) and isinstance(dst.get(key), dict):
+            merge(dst[key], value)
+        else:
+            dst[key] = value
+
+
+def apns_expected(n):
+    """The APNs request (body and the headers that matter) for a note."""
+    body = {"aps": {"alert": {"title": n["title"], "body": n["body"]}, "badge": n["badge"],
+                    "thread-id": n["room"]}}
+    body.update(n["data"])
+    if n["apns"] and "payload" in n["apns"]:
+        merge(body, n["apns"]["payload"])
+    headers = {"apns-topic": APP, "apns-push-type": "alert", "apns-priority": "10"}
+    if n["collapse_id"] is not None:
+        headers["apns-collapse-id"] = n["collapse_id"]
+    return {"body": body, "headers": headers}
+
+
+def fcm_expected(n, token):
+    """The FCM request body for a note."""
+    msg = {"token": token,
+           "notification": {"title": n["title"], "body": n["body"]},
+           "data": n["data"],
+           "android": {"priority": "HIGH",
+                       "notification": {"tag": n["room"], "notification_count": n["badge"]}},
+           "apns": {"headers": {"apns-priority": "10"},
+                    "payload": {"aps": {"badge": n["badge"], "thread-id": n["room"]}}}}
+    if n["fcm"]:
+        merge(msg, n["fcm"])
+    return {"body": {"message": msg}}
+
+
+APNS_HEADERS = ("apns-topic", "apns-push-type", "apns-priority", "apns-collapse-id",
+                "apns-expiration")
+
+
+def canonical(value):
+    return json.dumps(value, sort_keys=True)
+
+
+# ---- a daemon with mocks ------------------------------------------------------------
+
+class RoomsCase(harness.DaemonTestCase):
+    """One daemon per class with a mock APNs (production and sandbox) and a mock FCM.
+
+    rooms/events: the class's [rooms] and [events] options over the defaults below;
+    settle: how long to wait after the last expected notification before checking that
+    nothing else came (the coalescing window or grace, plus SETTLE).
+    """
+
+    rooms = {}
+    events = {}
+    settle = SETTLE
+
+    @classmethod
+    def setUpClass(cls):
+        cls.apns = cls.fcm = cls.daemon = None
+        try:
+            cls._start()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def _start(cls):
+        cls.apns = mockctl.Mock("apns", CERTS, "--team-id", TEAM, "--key-id", KEY_ID,
+                                "--auth-key", CERTS.apns_pub, "--topic", APP).start()
+        cls.fcm = mockctl.Mock("fcm", CERTS, "--project-id", PROJECT,
+                               "--service-account-key", CERTS.fcm_pub,
+                               "--client-email", EMAIL).start()
+        account = mockctl.write_service_account(
+            os.path.join(_TMP, "sa-%s.json" % cls.__name__), CERTS, EMAIL,
+            "https://127.0.0.1:%d/token" % cls.fcm.h2_port, PROJECT)
+        apns_url = "https://127.0.0.1:%d" % cls.apns.h2_port
+        rooms = {"coalesce_window": "0", "presence_grace": "0"}
+        rooms.update(cls.rooms)
+        config = {
+            "store": {"synchronous": "normal"},
+            "delivery": {"retry_initial": "100ms", "retry_max": "500ms", "max_attempts": "3"},
+            'apns "%s"' % APP: {"key_file": CERTS.apns_key, "key_id": KEY_ID,
+                                "team_id": TEAM, "production_url": apns_url,
+                                "sandbox_url": apns_url, "ca_file": CERTS.ca},
+            'fcm "%s"' % PROJECT: {"service_account_file": account,
+                                   "url": "https://127.0.0.1:%d" % cls.fcm.h2_port,
+                                   "ca_file": CERTS.ca},
+            "rooms": rooms,
+        }
+        if cls.events:
+            config["events"] = dict(cls.events)
+        cls.daemon = harness.Daemon(config=config)
+        cls.daemon.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        problems = []
+        if cls.daemon is not None:
+            try:
+                cls.daemon.cleanup()
+            except AssertionError as e:
+                problems.append(str(e))
+        for mock in (cls.apns, cls.fcm):
+            if mock is not None:
+                status = mock.stop()
+                if status != 0:
+                    problems.append("mock_%s exited with %s; log:\n%s"
+                                    % (mock.kind, status, mock.log_text()))
+        if problems:
+            raise AssertionError("\n".join(problems))
+
+    def setUp(self):
+        for mock in (self.apns, self.fcm):
+            mock.clear_rules()
+        if not self.daemon.running():
+            self.daemon.start()
+        self.log_start = self.daemon.log_offset()
+        self.u = uid()
+        self.devices = {}           # device_id -> stored device, every device of the test
+        self.by_client = {}         # client_id -> [stored device]
+        self.expected = {}          # device_id -> [expected request]
+
+    def id_(self, name):
+        """A name unique to this test."""
+        return "%s-%s" % (name, self.u)
+
+    # -- the API --
+
+    def register(self, client, platform, count=1):
+        """Register count new devices of a platform for client; returns them."""
+        out = []
+        for _ in range(count):
+            device_id = "%s-%s-%s" % (client, platform, uid())
+            if platform == "apns":
+                body = harness.apns_device(client_id=client, app_id=APP)
+            else:
+                body = harness.fcm_device(client_id=client, app_id=PROJECT)
+            st, _, stored, raw = self.daemon.request(
+                "PUT", "/v1/devices/" + harness.quote(device_id), body=body)
+            self.assertEqual(st, 201, raw)
+            self.devices[device_id] = stored
+            self.by_client.setdefault(client, []).append(stored)
+            self.expected.setdefault(device_id, [])
+            out.append(stored)
+        return out
+
+    def join(self, room, *clients):
+        for client in clients:
+            st, _, _, raw = self.daemon.request(
+                "PUT", "/v1/rooms/%s/members/%s" % (harness.quote(room), harness.quote(client)))
+            self.assertEqual(st, 201, raw)
+
+    def prefs(self, room, client, body):
+        st, _, got, raw = self.daemon.request(
+            "PUT", "/v1/rooms/%s/members/%s/prefs" % (harness.quote(room), harness.quote(client)),
+            body=body)
+        self.assertEqual(st, 200, raw)
+        return got
+
+    def members(self, room):
+        st, _, body, raw = self.daemon.request(
+            "GET", "/v1/rooms/%s/members?limit=1000" % harness.quote(room))
+        self.assertEqual(st, 200, raw)
+        return body["members"]
+
+    def wait_members(self, room, expected, timeout=5.0):
+        """Poll the room's members until they are exactly the expected client ids."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.members(room)
+            ids = sorted(m["client_id"] for m in got)
+            if ids == sorted(expected) or time.monotonic() > deadline:
+                self.assertEqual(ids, sorted(expected), "members of %s" % room)
+                return got
+            time.sleep(0.02)
+
+    def post_raw(self, body, **kw):
+        return self.daemon.request("POST", "/v1/events", body=body, **kw)
+
+    def post(self, *events, skipped=()):
+        """POST /v1/events; it must answer 202 with every event but the skipped accepted."""
+        st, headers, body, raw = self.post_raw({"events": list(events)})
+        self.assertEqual(st, 202, raw)
+        self.assertTrue(headers.get("content-type", "").startswith("application/json"))
+        self.assertEqual(body, {"accepted": len(events) - len(skipped),
+                                "skipped": list(skipped)}, raw)
+        return body
+
+    # -- the mocks --
+
+    def expect(self, client, n):
+        """Every device of client is to get the note n once more."""
+        self.assertIn(client, self.by_client, "no devices registered for %s" % client)
+        for dev in self.by_client[client]:
+            if dev["platform"] == "apns":
+                self.expected[dev["device_id"]].append(apns_expected(n))
+            else:
+                self.expected[dev["device_id"]].append(fcm_expected(n, dev["token"]))
+
+    def received(self):
+        """device_id -> the requests the mocks received for it (this test's devices)."""
+        by_token = {}
+        for r in self.apns.requests():
+            if r["path"].startswith("/3/device/"):
+                by_token.setdefault(r["path"][len("/3/device/"):], []).append(r)
+        for r in self.fcm.requests():
+            if r["path"] != FCM_SEND_PATH:
+                continue
+            try:
+                token = json.loads(r["body"])["message"]["token"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            by_token.setdefault(token, []).append(r)
+        return {device_id: by_token.get(dev["token"], [])
+                for device_id, dev in self.devices.items()}
+
+    def shown(self, device_id, record):
+        """What is compared of a received request."""
+        dev = self.devices[device_id]
+        out = {"body": json.loads(record["body"])}
+        if dev["platform"] == "apns":
+            out["headers"] = {k: v for k, v in record["headers"].items() if k in APNS_HEADERS}
+        return out
+
+    def check(self, until=None, timeout=10.0):
+        """Wait for the expected notifications, then for settle (and until, a monotonic
+        time), then assert that every device of the test got exactly what was expected."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.received()
+            if all(len(got[d]) >= len(want) for d, want in self.expected.items()):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        time.sleep(self.settle)
+        if until is not None and until > time.monotonic():
+            time.sleep(until - time.monotonic())
+        got = self.received()
+
+        def label(device_id):
+            dev = self.devices[device_id]
+            return "%s %s %s" % (dev["client_id"], dev["platform"], device_id)
+
+        actual = {label(d): sorted((self.shown(d, r) for r in records), key=canonical)
+                  for d, records in got.items()}
+        wanted = {label(d): sorted(want, key=canonical) for d, want in self.expected.items()}
+        self.assertEqual(actual, wanted, "daemon log:\n%s"
+                         % self.daemon.log_text(self.log_start)[-6000:])
+        for d, records in got.items():
+            for r in records:
+                self.assertEqual(r["status"], 200, "%s: %r" % (label(d), r))
+        return got
+
+
+# ---- routing: who is notified ------------------------------------------------------------
+
+class TestRouting(RoomsCase):
+    """coalesce_window = 0 (each message notifies at once), presence_grace = 0."""
+
+    def test_support_chat_notifies_only_the_away_customer_of_the_agents_message(self):
+        room = self.id_("support")
+        customer, agent = self.id_("customer"), self.id_("agent")
+        self.register(customer, "apns")
+        self.register(customer, "fcm")
+        self.register(agent, "apns")
+        self.register(agent, "fcm")
+        self.join(room, customer, agent)
+        self.post(enter(room, agent, "agent-desk"),
+                  enter(room, customer, "cust-phone"), leave(room, customer, "cust-phone"),
+                  message(room, "m1", customer, "Where is my parcel?", room_name="Support",
+                          sender_name="Carol"))
+        self.post(message(room, "m2", agent, "It left the depot this morning.",
+                          room_name="Support", sender_name="Agent Smith"))
+        self.expect(customer, note(room, "m2", agent, "It left the depot this morning.",
+                                   badge=1, room_name="Support", sender_name="Agent Smith"))
+        self.check()
+
+    def test_group_of_five_notifies_exactly_the_away_members_devices(self):
+        room = self.id_("group")
+        a, b, c, d, e = (self.id_(n) for n in ("ann", "bob", "cid", "dee", "eve"))
+        outsider = self.id_("out")
+        self.register(a, "apns")
+        self.register(a, "fcm")
+        self.register(b, "apns", 2)
+        self.register(b, "fcm")
+        self.register(c, "apns")
+        self.register(d, "fcm", 2)
+        self.register(e, "apns")
+        self.register(e, "fcm")
+        self.register(outsider, "apns")
+        self.register(outsider, "fcm")
+        self.join(room, a, b, c, d, e)
+        self.post(enter(room, b, "b-laptop"), enter(room, b, "b-phone"),
+                  enter(room, d), leave(room, d),
+                  enter(room, e, "e-1"))
+        self.post(message(room, "g1", a, "hello all"))
+        for client in (c, d):
+            self.expect(client, note(room, "g1", a, "hello all", badge=1))
+        self.check()
+
+    def test_sender_is_never_notified_and_present_members_only_after_they_leave(self):
+        room = self.id_("r")
+        sender, member = self.id_("sender"), self.id_("member")
+        self.register(sender, "apns")
+        self.register(sender, "fcm")
+        self.register(member, "apns")
+        self.register(member, "fcm")
+        self.join(room, sender, member)
+        # The sender's presence is unknown (away); the member is present.
+        self.post(enter(room, member))
+        self.post(message(room, "s1", sender, "while you are here"))
+        self.post(leave(room, member))
+        self.post(message(room, "s2", sender, "now that you left"))
+        self.expect(member, note(room, "s2", sender, "now that you left", badge=1))
+        self.check()
+
+    def test_client_on_two_connections_is_away_only_when_both_left(self):
+        room = self.id_("r")
+        a, b, witness = self.id_("a"), self.id_("b"), self.id_("w")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.register(witness, "fcm")
+        self.join(room, a, b, witness)
+        self.post(enter(room, b, "tab-1"), enter(room, b, "tab-2"), leave(room, b, "tab-1"))
+        self.post(message(room, "c1", a, "one left"))
+        self.expect(witness, note(room, "c1", a, "one left", badge=1))
+        self.check()
+        self.post(leave(room, b, "tab-2"))
+        self.post(message(room, "c2", a, "both left"))
+        self.expect(witness, note(room, "c2", a, "both left", badge=2))
+        self.expect(b, note(room, "c2", a, "both left", badge=1))
+        self.check()
+
+    def test_presence_sync_replaces_the_rooms_presence(self):
+        room = self.id_("r")
+        a, b, c, d = (self.id_(n) for n in "abcd")
+        for client in (a, b, c, d):
+            self.register(client, "apns")
+        self.register(b, "fcm")
+        self.join(room, a, b, c, d)
+        self.post(enter(room, b, "b-conn"))
+        self.post(sync(room, [c, d]))
+        self.post(message(room, "p1", a, "b is gone"))
+        self.expect(b, note(room, "p1", a, "b is gone", badge=1))
+        self.check()
+        self.post(sync(room, [b]))
+        self.post(message(room, "p2", a, "c and d are gone"))
+        self.expect(c, note(room, "p2", a, "c and d are gone", badge=1))
+        self.expect(d, note(room, "p2", a, "c and d are gone", badge=1))
+        self.check()
+        # An empty sync: nobody is present any more.
+        self.post(sync(room, []))
+        self.post(message(room, "p3", a, "everyone is gone"))
+        self.expect(b, note(room, "p3", a, "everyone is gone", badge=2))
+        self.expect(c, note(room, "p3", a, "everyone is gone", badge=2))
+        self.expect(d, note(room, "p3", a, "everyone is gone", badge=2))
+        self.check()
+
+    def test_muted_members_and_unmentioned_mentions_only_members_are_not_notified(self):
+        room = self.id_("r")
+        a = self.id_("a")
+        muted, was_muted = self.id_("muted"), self.id_("was-muted")
+        mentioned, unmentioned = self.id_("ment"), self.id_("unment")
+        for client in (a, muted, was_muted, mentioned, unmentioned):
+            self.register(client, "apns")
+            self.register(client, "fcm")
+        self.join(room, a, muted, was_muted, mentioned, unmentioned)
+        now = time.time()
+        self.prefs(room, muted, {"muted_until": rfc3339(now + 3600)})
+        self.prefs(room, was_muted, {"muted_until": rfc3339(now - 3600)})
+        self.prefs(room, mentioned, {"mentions_only": True})
+        self.prefs(room, unmentioned, {"mentions_only": True})
+        self.post(message(room, "q1", a, "@ment look", mentions=[mentioned]))
+        for client in (was_muted, mentioned):
+            self.expect(client, note(room, "q1", a, "@ment look", badge=1))
+        self.check()
+        # Unmuted and no longer mentions-only: notified, and the badge counts what they
+        # were not notified of.
+        self.prefs(room, muted, {"muted_until": None})
+        self.prefs(room, unmentioned, {"mentions_only": False})
+        self.post(message(room, "q2", a, "all of you"))
+        for client in (muted, was_muted, unmentioned):
+            self.expect(client, note(room, "q2", a, "all of you", badge=2))
+        self.check()
+
+    def test_without_coalescing_each_message_notifies_at_once(self):
+        room = self.id_("r")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.join(room, a, b)
+        self.post(*(message(room, "w%d" % i, a, "text %d" % i, sender_name="Alice")
+                    for i in (1, 2, 3)))
+        for i in (1, 2, 3):
+            self.expect(b, note(room, "w%d" % i, a, "text %d" % i, badge=i,
+                                sender_name="Alice"))
+        self.check()
+
+    def test_badge_counts_unread_across_rooms_and_read_resets_a_room(self):
+        r1, r2 = self.id_("r1"), self.id_("r2")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.join(r1, a, b)
+        self.join(r2, a, b)
+        steps = [((), message(r1, "x1", a, "one"), note(r1, "x1", a, "one", badge=1)),
+                 ((), message(r2, "x2", a, "two"), note(r2, "x2", a, "two", badge=2)),
+                 ((), message(r1, "x3", a, "three"), note(r1, "x3", a, "three", badge=3)),
+                 # r1 read: only r2's message is unread.
+                 ((read(r1, b, "x3"),), message(r2, "x4", a, "four"),
+                  note(r2, "x4", a, "four", badge=2)),
+                 ((read(r2, b, "x4"),), message(r1, "x5", a, "five"),
+                  note(r1, "x5", a, "five", badge=1))]
+        for before, event, n in steps:
+            self.post(*before, event)
+            self.expect(b, n)
+            self.check()
+
+    def test_same_message_posted_twice_notifies_once(self):
+        room = self.id_("r")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.join(room, a, b)
+        first = message(room, "d1", a, "only once")
+        self.post(first, first)
+        self.expect(b, note(room, "d1", a, "only once", badge=1))
+        self.check()
+        # Again, even with other fields changed: the id is what counts.
+        self.post(message(room, "d1", a, "only once, really"))
+        # The same id in another room is another message.
+        other = self.id_("other")
+        self.join(other, a, b)
+        self.post(message(other, "d1", a, "elsewhere"))
+        self.expect(b, note(other, "d1", a, "elsewhere", badge=2))
+        self.check()
+
+    def test_title_body_and_data_follow_the_message_and_its_push_overrides(self):
+        room = self.id_("general")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.join(room, a, b)
+        push = {"title": "Alice in #general", "body": "sent a photo",
+                "data": {"deeplink": "chat://general/t4"},
+                "apns": {"headers": {"apns-collapse-id": "photo-t4"},
+                         "payload": {"aps": {"sound": "ping.aiff"}}},
+                "fcm": {"android": {"collapse_key": "photo-t4"}},
+                "unknown": "ignored"}
+        self.post(message(room, "t1", a, "both names", room_name="General",
+                          sender_name="Alice"),
+                  message(room, "t2", a, "sender name", sender_name="Alice"),
+                  message(room, "t3", a, "no names", ts=1795857302123),
+                  message(room, "t4", a, "", room_name="General", sender_name="Alice",
+                          push=push),
+                  message(room, "t5", a, "skipped", push={"skip": True}),
+                  message(room, "t6", a, "after the skip", ts="2026-11-28T09:15:02.123Z"))
+        self.expect(b, note(room, "t1", a, "both names", badge=1, room_name="General",
+                            sender_name="Alice"))
+        self.expect(b, note(room, "t2", a, "sender name", badge=2, sender_name="Alice"))
+        self.expect(b, note(room, "t3", a, "no names", badge=3))
+        self.expect(b, note(room, "t4", a, "", badge=4, title="Alice in #general",
+                            body="sent a photo", data={"deeplink": "chat://general/t4"},
+                            apns=push["apns"], fcm=push["fcm"], collapse_id="photo-t4"))
+        # A skipped message notifies no one and is unread for no one.
+        self.expect(b, note(room, "t6", a, "after the skip", badge=5))
+        self.check()
+
+    def test_entering_presence_or_sending_a_message_makes_a_member(self):
+        room = self.id_("r")
+        x, y = self.id_("x"), self.id_("y")
+        before = harness.now_ms()
+        self.post(enter(room, x, "x-conn"))
+        self.post(message(room, "i1", y, "hello"))
+        got = self.wait_members(room, [x, y])
+        for m in got:
+            self.assertTime(m["joined_at"], near_ms=before, slack_ms=10000)
+            self.assertEqual(m, {"room_id": room, "client_id": m["client_id"],
+                                 "joined_at": m["joined_at"], "muted_until": None,
+                                 "mentions_only": False})
+        # A leave does not end the membership.
+        self.post(leave(room, x, "x-conn"))
+        self.post(member_join(room, self.id_("z")))
+        self.wait_members(room, [x, y, self.id_("z")])
+
+    def test_member_join_and_leave_events_change_membership(self):
+        room = self.id_("r")
+        a, p, q = self.id_("a"), self.id_("p"), self.id_("q")
+        self.register(a, "apns")
+        self.register(p, "apns")
+        self.register(q, "fcm")
+        self.post(member_join(room, p), member_join(room, q), member_join(room, a))
+        self.wait_members(room, [a, p, q])
+        # Leaving twice, or a client who never joined: no harm.
+        self.post(member_leave(room, p), member_leave(room, p),
+                  member_leave(room, self.id_("never")))
+        self.wait_members(room, [a, q])
+        self.post(message(room, "j1", a, "who is here"))
+        self.expect(q, note(room, "j1", a, "who is here", badge=1))
+        self.check()
+        self.post(member_join(room, p))
+        self.wait_members(room, [a, p, q])
+
+    def test_malformed_and_unknown_events_are_skipped_and_the_others_handled(self):
+        room = self.id_("r")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.join(room, a)
+        events = [
+            member_join(room, b),                                                 # 0
+            {"type": "message", "room": room, "id": "k0", "text": "no sender"},   # 1
+            {"type": "typing.start", "room": room, "client_id": a},               # 2
+            "not an object",                                                      # 3
+            {"room": room, "client_id": a},                                       # 4
+            message(room, "k1", a, "x", mentions="b"),                            # 5
+            message(room, "k2", a, "x", ts="yesterday"),                          # 6
+            {"type": "message", "id": "k3", "client_id": a, "text": "no room"},   # 7
+            {"type": 5, "room": room},                                            # 8
+            message(room, "k" * 129, a, "long id"),                               # 9
+            message(room, "k4", a, 7),                                            # 10
+            message(room, "k5", a, "x", push={"data": {"from": "x"}}),            # 11
+            {"type": "read", "room": room, "client_id": b},                       # 12
+            {"type": "presence.sync", "room": room, "present": "everyone"},       # 13
+            message(room, "k6", a, "the good one", sender_name="Ann"),            # 14
+        ]
+        skipped = [
+            {"index": 1, "reason": "client_id: is required"},
+            {"index": 2, "reason": "unknown event type 'typing.start'"},
+            {"index": 3, "reason": "an event must be a JSON object"},
+            {"index": 4, "reason": "type: is required"},
+            {"index": 5, "reason": "mentions: must be an array of ids"},
+            {"index": 6, "reason":
+             "ts: must be milliseconds since the epoch or an RFC 3339 time"},
+            {"index": 7, "reason": "room: is required"},
+            {"index": 8, "reason": "type: must be a string"},
+            {"index": 9, "reason": "id: must be at most 128 bytes"},
+            {"index": 10, "reason": "text: must be a string"},
+            {"index": 11, "reason": "push.data.from: is a reserved key"},
+            {"index": 12, "reason": "up_to: is required"},
+            {"index": 13, "reason": "present: must be an array of client ids"},
+        ]
+        self.post(*events, skipped=skipped)
+        self.expect(b, note(room, "k6", a, "the good one", badge=1, sender_name="Ann"))
+        self.check()
+        self.wait_members(room, [a, b])
+        line = self.daemon.wait_for_log(lambda x: x.get("msg") == "malformed events skipped",
+                                        since=self.log_start)
+        self.assertEqual((line.get("source"), line.get("count"), line.get("first")),
+                         ("http", "13", "client_id: is required"))
+
+
+class TestNoImplicitMembership(RoomsCase):
+
+    rooms = {"implicit_membership": "no"}
+
+    def test_without_implicit_membership_presence_and_messages_make_no_members(self):
+        room = self.id_("r")
+        x, y, z = self.id_("x"), self.id_("y"), self.id_("z")
+        self.register(x, "apns")
+        self.register(y, "apns")
+        self.register(z, "apns")
+        self.register(z, "fcm")
+        self.post(enter(room, x), leave(room, x), message(room, "n1", y, "hello"),
+                  member_join(room, z))
+        self.wait_members(room, [z])
+        self.post(message(room, "n2", y, "hello z"))
+        # n1 was routed before z joined: z gets n2 only, and only z is a member.
+        self.expect(z, note(room, "n2", y, "hello z", badge=1))
+        self.check()
+        self.assertEqual([m["client_id"] for m in self.members(room)], [z])
+
+
+# ---- the grace period ------------------------------------------------------------------
+
+GRACE = 0.4
+
+
+class TestGrace(RoomsCase):
+
+    rooms = {"presence_grace": "%dms" % (GRACE * 1000)}
+    settle = SETTLE
+
+    def test_leave_and_return_within_the_grace_is_never_notified_of_the_meanwhile(self):
+        room = self.id_("r")
+        a, b, witness = self.id_("a"), self.id_("b"), self.id_("w")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.register(witness, "apns")
+        self.join(room, a, b, witness)
+        self.post(enter(room, b, "b-phone"))
+        left = time.monotonic()
+        self.post(leave(room, b, "b-phone"), message(room, "h1", a, "while b is out"))
+        # The witness's notification says h1 was routed (and b's copy held).
+        self.expect(witness, note(room, "h1", a, "while b is out", badge=1))
+        deadline = time.monotonic() + 5
+        while not self.received()[self.by_client[witness][0]["device_id"]]:
+            self.assertLess(time.monotonic(), deadline, "h1 never reached the witness")
+            time.sleep(0.005)
+        self.post(enter(room, b, "b-phone"))
+        back = time.monotonic()
+        self.assertLess(back - left, GRACE, "too slow to return within the grace period: "
+                        "the test proves nothing")
+        self.post(message(room, "h2", a, "b is back"))
+        self.expect(witness, note(room, "h2", a, "b is back", badge=2))
+        self.check(until=left + GRACE + SETTLE)
+        # Away for good now: the end of this grace brings h3 alone, never h1. (h1 found
+        # b in its grace, "about to be away": src/router.c counts it as unread.)
+        left = time.monotonic()
+        self.post(leave(room, b, "b-phone"), message(room, "h3", a, "b is out again"))
+        self.expect(witness, note(room, "h3", a, "b is out again", badge=3))
+        self.expect(b, note(room, "h3", a, "b is out again", badge=2))
+        self.check(until=left + GRACE + SETTLE)
+
+    def test_leave_and_stay_away_notifies_once_when_the_grace_ends(self):
+        room = self.id_("r")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.join(room, a, b)
+        self.post(enter(room, b))
+        left_ms = harness.now_ms()
+        self.post(leave(room, b), message(room, "g1", a, "first", sender_name="Ann"),
+                  message(room, "g2", a, "second", sender_name="Ann"))
+        self.expect(b, note(room, "g2", a, "second", badge=2, count=2, sender_name="Ann"))
+        got = self.check()
+        for device_id, records in got.items():
+            for r in records:
+                self.assertGreaterEqual(r["time_ms"] - left_ms, GRACE * 1000 - TIMER_SLACK_MS,
+                                        "sent before the grace ended: %s" % device_id)
+
+    def test_one_message_held_through_the_grace_is_sent_alone(self):
+        room = self.id_("r")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "fcm")
+        self.register(b, "apns")
+        self.join(room, a, b)
+        self.post(enter(room, b, "c1"), enter(room, b, "c2"))
+        left_ms = harness.now_ms()
+        self.post(leave(room, b))       # without a connection id: every connection
+        self.post(message(room, "o1", a, "are you there?", room_name="Ops"))
+        self.expect(b, note(room, "o1", a, "are you there?", badge=1, room_name="Ops"))
+        got = self.check()
+        [record] = got[self.by_client[b][0]["device_id"]]
+        self.assertGreaterEqual(record["time_ms"] - left_ms, GRACE * 1000 - TIMER_SLACK_MS)
+
+
+# ---- coalescing, edits and deletes --------------------------------------------------
+
+WINDOW = 0.3
+
+
+class TestCoalescing(RoomsCase):
+
+    rooms = {"coalesce_window": "%dms" % (WINDOW * 1000)}
+    settle = WINDOW + SETTLE
+
+    def test_three_messages_within_the_window_become_one_notification(self):
+        room = self.id_("r")
+        a, b, c = self.id_("a"), self.id_("b"), self.id_("c")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.register(c, "fcm")
+        self.join(room, a, b, c)
+        posted_ms = harness.now_ms()
+        self.post(message(room, "c1", a, "first", sender_name="Alice", room_name="Team"),
+                  message(room, "c2", a, "second", sender_name="Alice", room_name="Team"),
+                  message(room, "c3", a, "third", sender_name="Alice", room_name="Team"))
+        for client in (b, c):
+            self.expect(client, note(room, "c3", a, "third", badge=3, count=3,
+                                     sender_name="Alice", room_name="Team"))
+        got = self.check()
+        for records in got.values():
+            for r in records:
+                self.assertGreaterEqual(r["time_ms"] - posted_ms, WINDOW * 1000 - TIMER_SLACK_MS,
+                                        "sent before the window ended")
+
+    def test_message_deleted_before_the_window_ends_is_not_sent(self):
+        r1, r2 = self.id_("r1"), self.id_("r2")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.join(r1, a, b)
+        self.join(r2, a, b)
+        self.post(message(r1, "e1", a, "keep me"), message(r1, "e2", a, "delete me"),
+                  message(r2, "e3", a, "delete me too"))
+        time.sleep(0.05)
+        self.post(delete(r1, "e2"), delete(r2, "e3"))
+        # r1: only e1 is left; r2: nothing. The badge counted all three messages.
+        self.expect(b, note(r1, "e1", a, "keep me", badge=3))
+        self.check()
+
+    def test_message_deleted_in_the_same_batch_is_not_sent(self):
+        r1, r2 = self.id_("r1"), self.id_("r2")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.join(r1, a, b)
+        self.join(r2, a, b)
+        self.post(message(r1, "f1", a, "oops"), delete(r1, "f1"),
+                  message(r2, "f2", a, "still here"))
+        # Deleted before it was even routed, f1 never counted as unread.
+        self.expect(b, note(r2, "f2", a, "still here", badge=1))
+        self.check()
+
+    def test_edit_before_the_window_ends_changes_the_notification_text(self):
+        r1 = self.id_("r1")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.join(r1, a, b)
+        self.post(message(r1, "u1", a, "helo", sender_name="Ann"))
+        time.sleep(0.05)
+        self.post(update(r1, "u1", "hello"))
+        self.expect(b, note(r1, "u1", a, "hello", badge=1, sender_name="Ann"))
+        self.check()
+
+    def test_edit_in_the_same_batch_changes_the_notification_text(self):
+        room = self.id_("r")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.join(room, a, b)
+        self.post(message(room, "u2", a, "typo", sender_name="Ann"),
+                  update(room, "u2", "fixed"))
+        self.expect(b, note(room, "u2", a, "fixed", badge=1, sender_name="Ann"))
+        self.check()
+
+
+# ---- restarts: dedupe and the outbox ----------------------------------------------------
+
+class TestRestart(RoomsCase):
+
+    def notify_then_kill_9_and_restart(self, room, a, b):
+        """b is notified of z1 from a; kill -9 once the marks are written; restart."""
+        self.post(message(room, "z1", a, "once"))
+        self.expect(b, note(room, "z1", a, "once", badge=1))
+        self.check()
+        # Notified marks and unread counts are written behind (every 200 ms).
+        time.sleep(0.4)
+        self.daemon.kill9()
+        self.daemon.start()
+
+    def test_duplicate_message_after_kill_9_and_restart_is_not_notified_again(self):
+        room, other = self.id_("r"), self.id_("other")
+        a, b, c = self.id_("a"), self.id_("b"), self.id_("c")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.register(c, "apns")
+        self.join(room, a, b)
+        self.join(other, a, c)
+        self.notify_then_kill_9_and_restart(room, a, b)
+        self.post(message(room, "z1", a, "once"))
+        # Routed after z1: when c has it, z1 was routed (c is not in z1's room).
+        self.post(message(other, "y1", a, "sync"))
+        self.expect(c, note(other, "y1", a, "sync", badge=1))
+        self.check()
+
+    def test_duplicate_message_after_kill_9_and_restart_is_not_unread_again(self):
+        room = self.id_("r")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.join(room, a, b)
+        self.notify_then_kill_9_and_restart(room, a, b)
+        self.post(message(room, "z1", a, "once"))
+        self.post(message(room, "z2", a, "new"))
+        # Unread: z1 once (the duplicate is ignored), then z2.
+        self.expect(b, note(room, "z2", a, "new", badge=2))
+        self.check()
+
+    def test_accepted_events_survive_kill_9_and_are_notified_after_restart(self):
+        room = self.id_("r")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "fcm")
+        self.register(b, "apns")
+        self.register(b, "fcm")
+        self.join(room, a, b)
+        self.apns.add_rule(delay_ms=2000)
+        self.fcm.add_rule(delay_ms=2000)
+        self.post(message(room, "k1", a, "survive this"))
+        self.daemon.kill9()
+        for mock in (self.apns, self.fcm):
+            mock.clear_rules()
+        before = {d: len(r) for d, r in self.received().items()}
+        offset = self.daemon.log_offset()
+        self.daemon.start()
+        line = self.daemon.wait_for_log(
+            lambda x: x.get("msg") == "resuming event batches accepted before the restart",
+            since=offset)
+        self.assertEqual(line.get("batches"), "1")
+        # Sent again after the restart, once per device. The unread count may or may not
+        # have been written before the kill (written behind every 200 ms), so the
+        # replayed message counts once or twice.
+        deadline = time.monotonic() + 10
+        while True:
+            got = self.received()
+            after = {d: got[d][before[d]:] for d in got}
+            if all(after[dev["device_id"]] for dev in self.by_client[b]):
+                break
+            self.assertLess(time.monotonic(), deadline, "not notified after the restart:\n%s"
+                            % self.daemon.log_text(offset))
+            time.sleep(0.02)
+        time.sleep(SETTLE)
+        got = self.received()
+        after = {d: got[d][before[d]:] for d in got}
+        self.assertEqual([r for dev in self.by_client[a] for r in got[dev["device_id"]]], [])
+        for dev in self.by_client[b]:
+            [record] = after[dev["device_id"]]
+            self.assertEqual(record["status"], 200)
+            shown = self.shown(dev["device_id"], record)
+            badge = (shown["body"]["aps"]["badge"] if dev["platform"] == "apns" else
+                     shown["body"]["message"]["android"]["notification"]["notification_count"])
+            self.assertIn(badge, (1, 2))
+            n = note(room, "k1", a, "survive this", badge=badge)
+            want = apns_expected(n) if dev["platform"] == "apns" else \
+                fcm_expected(n, dev["token"])
+            self.assertEqual(shown, want)
+
+
+# ---- backpressure ------------------------------------------------------------------------
+
+class TestBackpressure(RoomsCase):
+
+    rooms = {"queue_size": "100"}
+
+    def test_full_router_answers_503_and_everything_accepted_is_delivered(self):
+        room = self.id_("r")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "fcm")
+        [dev] = self.register(b, "apns")
+        self.join(room, a, b)
+        self.apns.add_rule(delay_ms=2500)
+        accepted, refused, busy = [], [], None
+        for batch in range(40):
+            ids = ["bp%03d-%02d" % (batch, i) for i in range(10)]
+            result = self.post_raw({"events": [message(room, m, a, "text " + m)
+                                               for m in ids]})
+            if result[0] == 503:
+                busy = result
+                refused = ids
+                break
+            self.assertEqual(result[0], 202, result[3])
+            self.assertEqual(result[2], {"accepted": 10, "skipped": []})
+            accepted += ids
+        self.assertIsNotNone(busy, "never 503 with 400 events in flight:\n%s"
+                             % self.daemon.log_text(self.log_start)[-4000:])
+        self.assertErrorBody(busy, 503, "unavailable", BUSY)
+        self.assertRegex(busy[1].get("retry-after", ""), r"^[1-9][0-9]*$")
+        # 100 events in flight fill the queue; the batch after them is accepted and
+        # waits, the next one is refused.
+        self.assertGreaterEqual(len(accepted), 100)
+        self.assertLessEqual(len(accepted), 120)
+        self.apns.clear_rules()
+        for i, m in enumerate(accepted):
+            self.expect(b, note(room, m, a, "text " + m, badge=i + 1))
+        self.check(timeout=20)
+        # The source takes events again.
+        self.post(message(room, "last", a, "after"))
+        self.expect(b, note(room, "last", a, "after", badge=len(accepted) + 1))
+        self.check()
+        self.assertEqual(len(self.received()[dev["device_id"]]), len(accepted) + 1)
+
+
+# ---- validation -----------------------------------------------------------------------
+
+class TestValidation(harness.DaemonTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = harness.Daemon(config={"events": {"max_batch": "5"}})
+        try:
+            cls.daemon.start()
+        except BaseException:
+            cls.daemon.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.cleanup()
+
+    def test_invalid_batches_get_exact_errors(self):
+        room = "v-" + uid()
+        ok = enter(room, "alice")
+        non_empty = "events: must be a non-empty array of event objects"
+        cases = [
+            ("empty array", {"events": []}, 400, "invalid_field", non_empty, "events"),
+            ("an object", {"events": {"type": "message"}}, 400, "invalid_field", non_empty,
+             "events"),
+            ("a string", {"events": "x"}, 400, "invalid_field", non_empty, "events"),
+            ("null", {"events": None}, 400, "invalid_field", non_empty, "events"),
+            ("missing", {}, 400, "missing_field", "events: is required", "events"),
+            ("unknown field", {"events": [ok], "batch_id": "1"}, 400, "invalid_field",
+             "batch_id: unknown field", "batch_id"),
+            ("too many", {"events": [ok] * 6}, 413, "payload_too_large",
+             "events: at most 5 events per request", "events"),
+        ]
+        for what, body, status, code, msg, field in cases:
+            with self.subTest(what):
+                self.assertErrorBody(self.daemon.request("POST", "/v1/events", body=body),
+                                     status, code, msg, field)
+        with self.subTest("not JSON"):
+            self.assertErrorBody(self.daemon.request("POST", "/v1/events", raw_body=b"[{"),
+                                 400, "invalid_json")
+        with self.subTest("an array"):
+            self.assertErrorBody(self.daemon.request("POST", "/v1/events", body=[ok]), 400,
+                                 "invalid_json", "request body must be a JSON object")
+        with self.subTest("no API key"):
+            self.assertUnauthorized(self.daemon.request("POST", "/v1/events",
+                                                        body={"events": [ok]}, key=None))
+        with self.subTest("at most max_batch"):
+            st, _, body, raw = self.daemon.request("POST", "/v1/events",
+                                                   body={"events": [ok] * 5})
+            self.assertEqual((st, body), (202, {"accepted": 5, "skipped": []}), raw)
+        with self.subTest("all skipped"):
+            st, _, body, raw = self.daemon.request("POST", "/v1/events",
+                                                   body={"events": [{"type": "nope"}]})
+            self.assertEqual((st, body), (202, {"accepted": 0, "skipped": [
+                {"index": 0, "reason": "unknown event type 'nope'"}]}), raw)
+
+    def test_events_endpoint_is_404_when_disabled(self):
+        d = self.start_daemon(config={"events": {"enabled": "no"}})
+        self.assertErrorBody(
+            d.request("POST", "/v1/events", body={"events": [enter("r", "alice")]}), 404,
+            "not_found", "POST /v1/events is off ([events] enabled = no)")
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -64,9 +64,13 @@ static const struct api_route api_routes[] = {
 	    api_member_prefs_put, API_ROUTE_AUTH | API_ROUTE_BODY },
 	{ "/v1/push", EVHTTP_REQ_POST, api_push_post, API_ROUTE_AUTH | API_ROUTE_BODY },
 	{ "/v1/push/{push_id}", EVHTTP_REQ_GET, api_push_get, API_ROUTE_AUTH },
+	{ "/v1/feedback", EVHTTP_REQ_GET, api_feedback_get, API_ROUTE_AUTH },
 	{ "/v1/events", EVHTTP_REQ_POST, api_events_post, API_ROUTE_AUTH | API_ROUTE_BODY },
 	/* Ably signs its webhooks: the handler checks the signature or the API key. */
 	{ "/v1/ingest/ably", EVHTTP_REQ_POST, api_ably_post, API_ROUTE_RAW },
+	/* Metrics: /metrics for Prometheus (no key, like /healthz), /v1/stats as JSON. */
+	{ "/metrics", EVHTTP_REQ_GET, api_metrics_get, 0 },
+	{ "/v1/stats", EVHTTP_REQ_GET, api_stats_get, API_ROUTE_AUTH },
 };
 
 struct api_listener {
@@ -91,6 +95,8 @@ struct api {
 	size_t max_body_size;
 	size_t in_flight;
 	int closing;
+	struct api_request_count *request_counts;	/* for metrics */
+	size_t request_count_len;
 };
 
 static const struct {
@@ -203,6 +209,38 @@ api_request_complete(struct evhttp_request *req, void *arg)
 		api->in_flight--;
 }
 
+/* Count an answer by route pattern, method and status (metrics). */
+static void
+api_count_request(struct api *api, const char *route, const char *method, int status)
+{
+	struct api_request_count *c;
+
+	if (route == NULL)
+		route = "unmatched";
+	for (size_t i = 0; i < api->request_count_len; i++) {
+		c = &api->request_counts[i];
+		if (c->status == status && strcmp(c->route, route) == 0 &&
+		    strcmp(c->method, method) == 0) {
+			c->count++;
+			return;
+		}
+	}
+	api->request_counts = xreallocarray(api->request_counts, api->request_count_len + 1,
+	    sizeof *api->request_counts);
+	c = &api->request_counts[api->request_count_len++];
+	c->route = route;
+	c->method = method;
+	c->status = status;
+	c->count = 1;
+}
+
+size_t
+api_get_request_counts(const struct api *api, const struct api_request_count **counts)
+{
+	*counts = api->request_counts;
+	return api->request_count_len;
+}
+
 /* Send a response: status, optional buffer, access log line at debug. */
 static void
 api_send(struct api_request *r, int status, struct evbuffer *body)
@@ -210,6 +248,7 @@ api_send(struct api_request *r, int status, struct evbuffer *body)
 	struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
 	char code[8];
 
+	api_count_request(r->api, r->route, method_name(r->method), status);
 	if (r->api->closing)
 		evhttp_add_header(headers, "Connection", "close");
 	evhttp_send_reply(r->req, status, status_reason(status), body);
@@ -242,6 +281,20 @@ void
 api_reply_empty(struct api_request *r, int status)
 {
 	api_send(r, status, NULL);
+}
+
+void
+api_reply_text(struct api_request *r, int status, const char *content_type,
+    const char *body, size_t len)
+{
+	struct evbuffer *buf = evbuffer_new();
+
+	if (buf == NULL || evbuffer_add(buf, body, len) != 0)
+		fatalx("out of memory building a response");
+	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
+	    content_type);
+	api_send(r, status, buf);
+	evbuffer_free(buf);
 }
 
 void
@@ -361,6 +414,18 @@ param_name(const char *pattern, size_t n, char *out, size_t outlen)
 	snprintf(out, outlen, "id");
 }
 
+/* The pattern of the first route whose path matches, whatever its method; or NULL. */
+static const char *
+route_pattern(char **segments, size_t count)
+{
+	for (size_t i = 0; i < sizeof api_routes / sizeof api_routes[0]; i++) {
+		const char *params[4];
+		if (route_match(api_routes[i].pattern, segments, count, params))
+			return api_routes[i].pattern;
+	}
+	return NULL;
+}
+
 /* Check "Authorization: Bearer <key>". */
 static int
 authorized(struct api *api, struct evhttp_request *req)
@@ -469,6 +534,7 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	}
 	if (strncmp(path, "/v1/", 4) == 0 && strcmp(path, "/v1/ingest/ably") != 0 &&
 	    !authorized(api, req)) {
+		r.route = route_pattern(segments, count);
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
 		    "Bearer realm=\"pushrelay\"");
 		api_reply_error(&r, 401, "unauthorized", NULL, "missing or invalid API key");
@@ -479,6 +545,8 @@ api_dispatch(struct evhttp_request *req, void *arg)
 		if (!route_match(api_routes[i].pattern, segments, count, params))
 			continue;
 		path_known = 1;
+		if (r.route == NULL)
+			r.route = api_routes[i].pattern;
 		if (strstr(allow, method_name(api_routes[i].method)) == NULL) {
 			size_t used = strlen(allow);
 			snprintf(allow + used, sizeof allow - used, "%s%s", used > 0 ? ", " : "",
@@ -745,6 +813,7 @@ api_free(struct api *api)
 		free(api->listeners[i].name);
 	free(api->listeners);
 	free(api->unix_socket);
+	free(api->request_counts);
 	api_heartbeat_free(api->heartbeat);
 	apikey_free(api->keys);
 	ably_keys_free(api->ably_keys);

@@ -38,6 +38,7 @@ struct api_request {
 	struct evhttp_request *req;
 	enum evhttp_cmd_type method;
 	const char *path;		/* decoded path, without the query */
+	const char *route;		/* the matched route's pattern; NULL: none */
 	const char *params[4];		/* decoded {ids} from the path, in order */
 	json_t *body;			/* parsed JSON object, or NULL without a body */
 	struct store *store;
@@ -66,6 +67,15 @@ void api_set_events_source(struct api *api, struct source *source, int max_batch
 void api_stop_accepting(struct api *api);
 /* Requests received and not yet completely answered. */
 size_t api_requests_in_flight(const struct api *api);
+/* Answers sent, by route pattern ("unmatched" for no route), method and status. */
+struct api_request_count {
+	const char *route;
+	const char *method;
+	int status;
+	uint64_t count;
+};
+/* The counters; valid until the next request. */
+size_t api_get_request_counts(const struct api *api, const struct api_request_count **counts);
 void api_free(struct api *api);
 
 /*
@@ -85,6 +95,9 @@ int api_request_authorized(struct api_request *r);
 void api_reply_json(struct api_request *r, int status, json_t *body);
 /* Answer with no body (204). */
 void api_reply_empty(struct api_request *r, int status);
+/* Answer with a body of another content type. */
+void api_reply_text(struct api_request *r, int status, const char *content_type,
+    const char *body, size_t len);
 /* Answer {"error":{"code","message"[,"field"]}}. */
 void api_reply_error(struct api_request *r, int status, const char *code, const char *field,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -98,7 +111,9 @@ api_handler_fn api_client_devices_get, api_client_devices_delete;
 api_handler_fn api_member_put, api_member_delete, api_members_get, api_member_prefs_put;
 api_handler_fn api_healthz, api_readyz;
 api_handler_fn api_push_post, api_push_get;
+api_handler_fn api_feedback_get;
 api_handler_fn api_events_post, api_ably_post;
+api_handler_fn api_metrics_get, api_stats_get;
 /* Turn an outbox body back into events (for source_http_set_replay). */
 int api_events_replay(const char *body, struct room_event **events, size_t *count);
 /* The same for a kept Ably webhook ({"headers":{...},"body":"base64"}). */

@@ -23,6 +23,7 @@
 #include "delivery.h"
 #include "feedback.h"
 #include "log.h"
+#include "metrics.h"
 #include "provider.h"
 #include "push.h"
 #include "router.h"
@@ -176,6 +177,7 @@ daemon_stop(struct daemon *d, const char *signame)
 	daemon_notify("STOPPING=1");
 	log_info("shutting down", "signal", signame, NULL);
 	api_stop_accepting(d->api);
+	feedback_stop_watches();	/* long-polls answer now */
 	for (size_t i = 0; i < d->source_count; i++)
 		d->source_ops[i]->pause(d->sources[i]);
 	deadline.tv_sec = d->config.shutdown_timeout_ms / 1000;
@@ -362,6 +364,28 @@ daemon_signal(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+/* Tell the metrics module what a scrape reads, once everything is started. */
+static void
+daemon_metrics_setup(struct daemon *d)
+{
+	struct metrics_inputs inputs;
+
+	memset(&inputs, 0, sizeof inputs);
+	inputs.store = d->store;
+	inputs.router = d->router;
+	inputs.feedback = d->feedback;
+	for (int p = 0; p < 2; p++) {
+		inputs.provider_ops[p] = d->provider_ops[p];
+		inputs.providers[p] = d->providers[p];
+	}
+	for (size_t i = 0; i < d->source_count && i < METRICS_SOURCES_MAX; i++) {
+		inputs.source_ops[i] = d->source_ops[i];
+		inputs.sources[i] = d->sources[i];
+		inputs.source_count++;
+	}
+	metrics_start(&inputs);
+}
+
 /* Open everything the daemon needs; -1 with err set. */
 static int
 daemon_start(struct daemon *d, char *err, size_t errlen)
@@ -441,6 +465,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	    evsignal_add(d->sigterm, NULL) != 0 || evsignal_add(d->sigint, NULL) != 0 ||
 	    evsignal_add(d->sighup, NULL) != 0)
 		fatalx("cannot install signal handlers");
+	daemon_metrics_setup(d);
 	return 0;
 }
 
@@ -458,6 +483,7 @@ daemon_cleanup(struct daemon *d)
 		event_free(d->drain_timer);
 	if (d->deadline_timer != NULL)
 		event_free(d->deadline_timer);
+	metrics_stop();
 	api_free(d->api);
 	if (d->delivery_started) {
 		/* Sends still in flight complete as the providers go; pushes record them. */

@@ -47,6 +47,11 @@ struct delivery_layer {
 	uint64_t sent, failed, token_removed, retries;
 	uint64_t rng;
 	int running;
+	/* Metrics: outcomes by platform and app, latency by platform. */
+	struct delivery_outcome_counts *outcomes;
+	size_t outcome_count;
+	size_t outcome_apps[PLATFORMS];
+	struct delivery_latency latency[PLATFORMS];
 };
 
 static struct delivery_layer layer;
@@ -68,6 +73,94 @@ delivery_state_name(enum delivery_state state)
 {
 	return delivery_state_names[state];
 }
+
+/* ---- metrics (BEGIN metrics) ---- */
+
+const int64_t delivery_latency_bounds_ms[DELIVERY_LATENCY_BUCKETS] = {
+	5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+};
+
+static const char *const delivery_outcome_names[] = {
+	[DELIVERY_OUTCOME_SENT] = "sent",
+	[DELIVERY_OUTCOME_FAILED] = "failed",
+	[DELIVERY_OUTCOME_TOKEN_REMOVED] = "token_removed",
+	[DELIVERY_OUTCOME_RETRIED] = "retried",
+	[DELIVERY_OUTCOME_REJECTED] = "rejected",
+	[DELIVERY_OUTCOME_CONFIG_ERROR] = "config_error",
+	[DELIVERY_OUTCOME_CANCELLED] = "cancelled",
+};
+
+const char *
+delivery_outcome_name(enum delivery_outcome outcome)
+{
+	return delivery_outcome_names[outcome];
+}
+
+/*
+ * Count an outcome under the delivery's platform and app. app_id comes from
+ * registrations, so the apps counted apart are bounded: the rest share one row.
+ */
+static void
+count_outcome(const struct delivery *d, enum delivery_outcome outcome)
+{
+	const char *app = d->app_id;
+	struct delivery_outcome_counts *row;
+	size_t i;
+
+	for (;;) {
+		for (i = 0; i < layer.outcome_count; i++) {
+			row = &layer.outcomes[i];
+			if (row->platform == d->platform && strcmp(row->app_id, app) == 0) {
+				row->counts[outcome]++;
+				return;
+			}
+		}
+		if (layer.outcome_apps[d->platform] < DELIVERY_OUTCOME_APPS_MAX ||
+		    strcmp(app, DELIVERY_OUTCOME_OTHER_APP) == 0)
+			break;
+		app = DELIVERY_OUTCOME_OTHER_APP;
+	}
+	layer.outcomes = xreallocarray(layer.outcomes, layer.outcome_count + 1,
+	    sizeof *layer.outcomes);
+	row = &layer.outcomes[layer.outcome_count++];
+	memset(row, 0, sizeof *row);
+	row->platform = d->platform;
+	row->app_id = xstrdup(app);
+	row->counts[outcome] = 1;
+	layer.outcome_apps[d->platform]++;
+}
+
+/* Time from acceptance to the final answer, into the platform's histogram. */
+static void
+observe_latency(const struct delivery *d)
+{
+	struct delivery_latency *h = &layer.latency[d->platform];
+	int64_t ms = clock_now_ms() - d->accepted_at;
+	size_t b = 0;
+
+	if (ms < 0)
+		ms = 0;
+	while (b < DELIVERY_LATENCY_BUCKETS && ms > delivery_latency_bounds_ms[b])
+		b++;
+	h->buckets[b]++;
+	h->count++;
+	h->sum_ms += (uint64_t)ms;
+}
+
+size_t
+delivery_get_outcomes(const struct delivery_outcome_counts **rows)
+{
+	*rows = layer.outcomes;
+	return layer.outcome_count;
+}
+
+void
+delivery_get_latency(enum device_platform platform, struct delivery_latency *latency)
+{
+	*latency = layer.latency[platform];
+}
+
+/* ---- END metrics ---- */
 
 const char *
 provider_verdict_name(enum provider_verdict verdict)
@@ -242,9 +335,12 @@ delivery_pump(evutil_socket_t fd, short what, void *arg)
 				char reason[160];
 				snprintf(reason, sizeof reason, "no [%s \"%s\"] section for this app_id",
 				    model_platform_name(d->platform), d->app_id);
+				count_outcome(d, DELIVERY_OUTCOME_CONFIG_ERROR);
 				delivery_set_state(d, DELIVERY_FAILED, reason);
-			} else
+			} else {
+				count_outcome(d, DELIVERY_OUTCOME_FAILED);
 				delivery_set_state(d, DELIVERY_FAILED, "provider shutting down");
+			}
 		}
 	}
 }
@@ -366,6 +462,12 @@ delivery_shutdown(void)
 	if (layer.flush_timer != NULL)
 		event_free(layer.flush_timer);
 	layer.pump_event = layer.flush_timer = NULL;
+	for (size_t i = 0; i < layer.outcome_count; i++)
+		free(layer.outcomes[i].app_id);
+	free(layer.outcomes);
+	layer.outcomes = NULL;
+	layer.outcome_count = 0;
+	memset(layer.outcome_apps, 0, sizeof layer.outcome_apps);
 }
 
 size_t
@@ -383,6 +485,7 @@ delivery_cancel_content(const struct push_content *content, const char *reason)
 			layer.queued--;
 			layer.failed++;
 			cancelled++;
+			count_outcome(d, DELIVERY_OUTCOME_CANCELLED);
 			delivery_set_state(d, DELIVERY_FAILED, reason);
 		}
 	}
@@ -395,6 +498,7 @@ delivery_cancel_content(const struct push_content *content, const char *reason)
 		layer.retrying--;
 		layer.failed++;
 		cancelled++;
+		count_outcome(d, DELIVERY_OUTCOME_CANCELLED);
 		delivery_set_state(d, DELIVERY_FAILED, reason);
 	}
 	return cancelled;
@@ -470,6 +574,8 @@ delivery_retry(struct delivery *d, const struct provider_result *result)
 		snprintf(reason, sizeof reason, "gave up after %d attempts: %s", d->attempt,
 		    result->reason);
 		layer.failed++;
+		observe_latency(d);
+		count_outcome(d, DELIVERY_OUTCOME_FAILED);
 		delivery_set_state(d, DELIVERY_FAILED, reason);
 		return;
 	}
@@ -482,6 +588,7 @@ delivery_retry(struct delivery *d, const struct provider_result *result)
 	TAILQ_INSERT_TAIL(&layer.waiting, d, entry);
 	layer.retrying++;
 	layer.retries++;
+	count_outcome(d, DELIVERY_OUTCOME_RETRIED);
 	delivery_set_state(d, DELIVERY_RETRYING, result->reason);
 }
 
@@ -498,6 +605,7 @@ delivery_token_gone(struct delivery *d, const struct provider_result *result)
 	    STORE_OK) {
 		/* Logged by the store; the device stays, the notification failed. */
 		layer.failed++;
+		count_outcome(d, DELIVERY_OUTCOME_FAILED);
 		delivery_set_state(d, DELIVERY_FAILED, result->reason);
 		return;
 	}
@@ -508,10 +616,12 @@ delivery_token_gone(struct delivery *d, const struct provider_result *result)
 		snprintf(reason, sizeof reason, "%s (device kept: registered again since)",
 		    result->reason);
 		layer.failed++;
+		count_outcome(d, DELIVERY_OUTCOME_FAILED);
 		delivery_set_state(d, DELIVERY_FAILED, reason);
 		return;
 	}
 	layer.token_removed++;
+	count_outcome(d, DELIVERY_OUTCOME_TOKEN_REMOVED);
 	if (layer.feedback != NULL) {
 		struct feedback_event event = {
 			.device_id = d->device_id,
@@ -556,9 +666,12 @@ delivery_complete(struct delivery *d, const struct provider_result *result)
 	layer.in_flight--;
 	if (layer.blocked[d->platform])
 		schedule_pump();
+	if (result->verdict != PROVIDER_RETRY)
+		observe_latency(d);
 	switch (result->verdict) {
 	case PROVIDER_SENT:
 		layer.sent++;
+		count_outcome(d, DELIVERY_OUTCOME_SENT);
 		record_success(d);
 		/* A reason on success is informative, e.g. the log provider's dry run. */
 		delivery_set_state(d, DELIVERY_SENT,
@@ -585,6 +698,8 @@ delivery_complete(struct delivery *d, const struct provider_result *result)
 		    "app_id", d->app_id, "status", status, "reason", result->reason, "attempt",
 		    attempt, NULL);
 		layer.failed++;
+		count_outcome(d, result->verdict == PROVIDER_CONFIG ? DELIVERY_OUTCOME_CONFIG_ERROR :
+		    DELIVERY_OUTCOME_REJECTED);
 		delivery_set_state(d, DELIVERY_FAILED, result->reason);
 		break;
 	}

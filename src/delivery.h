@@ -145,4 +145,44 @@ void delivery_complete(struct delivery *delivery, const struct provider_result *
 
 void delivery_get_stats(struct delivery_stats *stats);
 
+/* ---- metrics: outcomes by platform and app, latency by platform ---- */
+
+/* How a delivery ended (or, for RETRIED, how one attempt ended), for metrics. */
+enum delivery_outcome {
+	DELIVERY_OUTCOME_SENT = 0,
+	DELIVERY_OUTCOME_FAILED,	/* gave up retrying, token kept, shutting down, ... */
+	DELIVERY_OUTCOME_TOKEN_REMOVED,
+	DELIVERY_OUTCOME_RETRIED,	/* an attempt that will be tried again: not final */
+	DELIVERY_OUTCOME_REJECTED,	/* the provider refused this notification */
+	DELIVERY_OUTCOME_CONFIG_ERROR,	/* our credentials, or no section for the app_id */
+	DELIVERY_OUTCOME_CANCELLED,	/* the message was deleted before it left */
+	DELIVERY_OUTCOMES
+};
+
+/* Apps counted apart per platform; the others are counted under this app_id. */
+#define DELIVERY_OUTCOME_APPS_MAX 64
+#define DELIVERY_OUTCOME_OTHER_APP "(other)"
+
+struct delivery_outcome_counts {
+	enum device_platform platform;
+	char *app_id;
+	uint64_t counts[DELIVERY_OUTCOMES];
+};
+
+/* Upper bounds (ms) of the latency buckets, from acceptance to the final answer. */
+#define DELIVERY_LATENCY_BUCKETS 13
+extern const int64_t delivery_latency_bounds_ms[DELIVERY_LATENCY_BUCKETS];
+
+struct delivery_latency {
+	uint64_t buckets[DELIVERY_LATENCY_BUCKETS + 1];	/* per bucket, not cumulative;
+							 * the last: above every bound */
+	uint64_t count;
+	uint64_t sum_ms;
+};
+
+const char *delivery_outcome_name(enum delivery_outcome outcome);
+/* The counters by platform and app; valid until the next call into the layer. */
+size_t delivery_get_outcomes(const struct delivery_outcome_counts **rows);
+void delivery_get_latency(enum device_platform platform, struct delivery_latency *latency);
+
 #endif

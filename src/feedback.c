@@ -54,6 +54,23 @@ struct feedback {
 	int64_t last_drop_log_ms;
 };
 
+/* Someone waiting for the next event. */
+struct feedback_watch {
+	TAILQ_ENTRY(feedback_watch) entry;
+	feedback_watch_fn *fn;
+	void *arg;
+};
+TAILQ_HEAD(feedback_watches, feedback_watch);
+
+/* The process's recent events (seq last_seq is newest) and its watches. */
+static struct {
+	json_t *events[FEEDBACK_RECENT_MAX];	/* seq s at (s - 1) % FEEDBACK_RECENT_MAX */
+	size_t count;
+	uint64_t last_seq;
+	struct feedback_watches watches;
+	int stopped;			/* no more watches */
+} recent = { .watches = TAILQ_HEAD_INITIALIZER(recent.watches) };
+
 static void feedback_dispatch(struct feedback *);
 
 /* Forget an item, wherever it is. */
@@ -212,16 +229,14 @@ feedback_dispatch(struct feedback *feedback)
 	}
 }
 
-/* The JSON body of an event. */
-static char *
-feedback_body(const struct feedback_event *event, size_t *len)
+/* The JSON object of an event; NULL if a field is not UTF-8. */
+static json_t *
+feedback_event_json(const struct feedback_event *event)
 {
 	char at[CLOCK_RFC3339_SIZE];
-	json_t *json;
-	char *body;
 
 	clock_format_rfc3339(event->at != 0 ? event->at : clock_now_ms(), at);
-	json = json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:s}",
+	return json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:s}",
 	    "event", "token_removed",
 	    "device_id", event->device_id,
 	    "client_id", event->client_id,
@@ -229,14 +244,106 @@ feedback_body(const struct feedback_event *event, size_t *len)
 	    "app_id", event->app_id,
 	    "reason", event->reason,
 	    "at", at);
-	if (json == NULL)
-		return NULL;		/* a field is not UTF-8 */
-	body = json_dumps(json, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(json);
+}
+
+/* The webhook's body: the event's JSON. */
+static char *
+feedback_body(const json_t *json, size_t *len)
+{
+	char *body = json_dumps(json, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
 	if (body == NULL)
 		fatalx("json_dumps: out of memory");
 	*len = strlen(body);
 	return body;
+}
+
+/* Fire every watch, each once; watches added meanwhile wait for the next time. */
+static void
+feedback_fire_watches(int stopping)
+{
+	struct feedback_watches fired = TAILQ_HEAD_INITIALIZER(fired);
+	struct feedback_watch *watch;
+
+	TAILQ_CONCAT(&fired, &recent.watches, entry);
+	while ((watch = TAILQ_FIRST(&fired)) != NULL) {
+		TAILQ_REMOVE(&fired, watch, entry);
+		watch->fn(stopping, watch->arg);
+		free(watch);
+	}
+}
+
+/* Keep an event as the newest, numbered, pushing out the oldest; wake the watches. */
+static void
+feedback_recent_add(const json_t *json)
+{
+	size_t slot = recent.last_seq % FEEDBACK_RECENT_MAX;
+	json_t *kept;
+
+	kept = json_pack("{s:I}", "seq", (json_int_t)(recent.last_seq + 1));
+	if (kept == NULL || json_object_update(kept, (json_t *)json) != 0)
+		fatalx("json: out of memory");
+	json_decref(recent.events[slot]);
+	recent.events[slot] = kept;
+	recent.last_seq++;
+	if (recent.count < FEEDBACK_RECENT_MAX)
+		recent.count++;
+	feedback_fire_watches(0);
+}
+
+json_t *
+feedback_recent(uint64_t after)
+{
+	json_t *events = json_array();
+	uint64_t first = recent.last_seq - recent.count + 1;
+
+	if (events == NULL)
+		fatalx("json_array: out of memory");
+	if (after > recent.last_seq)
+		after = 0;
+	for (uint64_t seq = after + 1 > first ? after + 1 : first; seq <= recent.last_seq;
+	    seq++) {
+		if (json_array_append(events,
+		    recent.events[(seq - 1) % FEEDBACK_RECENT_MAX]) != 0)
+			fatalx("json_array_append: out of memory");
+	}
+	return events;
+}
+
+uint64_t
+feedback_recent_last(void)
+{
+	return recent.last_seq;
+}
+
+struct feedback_watch *
+feedback_watch(feedback_watch_fn *fn, void *arg)
+{
+	struct feedback_watch *watch;
+
+	if (recent.stopped)
+		return NULL;
+	watch = xcalloc(1, sizeof *watch);
+	watch->fn = fn;
+	watch->arg = arg;
+	TAILQ_INSERT_TAIL(&recent.watches, watch, entry);
+	return watch;
+}
+
+void
+feedback_unwatch(struct feedback_watch *watch)
+{
+	if (watch == NULL)
+		return;
+	TAILQ_REMOVE(&recent.watches, watch, entry);
+	free(watch);
+}
+
+void
+feedback_stop_watches(void)
+{
+	recent.stopped = 1;
+	feedback_fire_watches(1);
 }
 
 void
@@ -244,6 +351,7 @@ feedback_emit(struct feedback *feedback, const struct feedback_event *event)
 {
 	struct feedback_item *item;
 	char status[16];
+	json_t *json;
 
 	feedback->emitted++;
 	snprintf(status, sizeof status, "%d", event->status);
@@ -252,18 +360,23 @@ feedback_emit(struct feedback *feedback, const struct feedback_event *event)
 	    event->client_id : "", "platform", event->platform != NULL ? event->platform : "",
 	    "app_id", event->app_id != NULL ? event->app_id : "", "reason",
 	    event->reason != NULL ? event->reason : "", "status", status, NULL);
-	if (feedback->url == NULL)
+	if ((json = feedback_event_json(event)) != NULL)
+		feedback_recent_add(json);
+	if (feedback->url == NULL) {
+		json_decref(json);
 		return;
-
-	item = xcalloc(1, sizeof *item);
-	item->feedback = feedback;
-	if ((item->body = feedback_body(event, &item->len)) == NULL) {
+	}
+	if (json == NULL) {
 		log_warn("feedback event not posted: a field is not UTF-8", "device_id",
 		    event->device_id != NULL ? event->device_id : "", NULL);
 		feedback->failed++;
-		free(item);
 		return;
 	}
+
+	item = xcalloc(1, sizeof *item);
+	item->feedback = feedback;
+	item->body = feedback_body(json, &item->len);
+	json_decref(json);
 	item->device_id = xstrdup(event->device_id != NULL ? event->device_id : "");
 	if (feedback->count >= FEEDBACK_QUEUE_MAX) {
 		feedback->dropped++;
@@ -301,6 +414,7 @@ feedback_new(struct event_base *base, const struct config *config)
 	TAILQ_INIT(&feedback->all);
 	TAILQ_INIT(&feedback->ready);
 	feedback_configure(feedback, config);
+	recent.stopped = 0;
 	return feedback;
 }
 
@@ -339,4 +453,10 @@ feedback_free(struct feedback *feedback)
 	httpc_free(feedback->httpc);
 	free(feedback->url);
 	free(feedback);
+	feedback_stop_watches();
+	for (size_t i = 0; i < FEEDBACK_RECENT_MAX; i++) {
+		json_decref(recent.events[i]);
+		recent.events[i] = NULL;
+	}
+	recent.count = 0;
 }

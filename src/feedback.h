@@ -20,12 +20,20 @@
  * are kept in memory only, in a bounded queue whose oldest events are dropped (counted
  * and logged) when it overflows, and whatever is queued at exit or when feedback_url
  * is unset by a reload is lost. The backend can always reconcile by listing devices.
+ *
+ * Whether or not a URL is set, the process also keeps its last FEEDBACK_RECENT_MAX
+ * events in memory, numbered from 1 (seq), for GET /v1/feedback: the same JSON with
+ * "seq" first. A watch is a one-shot callback for the next event, which lets an HTTP
+ * long-poll answer as soon as one comes. Like delivery's, this state is the process's:
+ * feedback_new() starts it and feedback_free() ends the watches and forgets the events.
  */
 #ifndef PUSHRELAY_FEEDBACK_H
 #define PUSHRELAY_FEEDBACK_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 struct config;
 struct event_base;
@@ -60,7 +68,29 @@ void feedback_reload(struct feedback *feedback, const struct config *config);
 /* Log, count and (with a URL) queue one event. */
 void feedback_emit(struct feedback *feedback, const struct feedback_event *event);
 void feedback_get_stats(const struct feedback *feedback, struct feedback_stats *stats);
-/* Cancel pending posts and free. */
+/* Cancel pending posts, end the watches (stopping), forget the recent events, free. */
 void feedback_free(struct feedback *feedback);
+
+/* Events kept for GET /v1/feedback, the newest last. */
+#define FEEDBACK_RECENT_MAX 1000
+
+struct feedback_watch;
+/* A watch fired: an event was kept (stopping 0), or the watches ended (stopping 1). */
+typedef void feedback_watch_fn(int stopping, void *arg);
+
+/*
+ * The kept events numbered above after, oldest first: a new JSON array of objects
+ * {"seq":N,"event":"token_removed",...}. An after beyond the newest (the daemon has
+ * restarted since the caller's last look) counts as 0.
+ */
+json_t *feedback_recent(uint64_t after);
+/* The seq of the newest event, 0 before the first. */
+uint64_t feedback_recent_last(void);
+/* Call fn once, at the next event or when the watches end; NULL once they have ended. */
+struct feedback_watch *feedback_watch(feedback_watch_fn *fn, void *arg);
+/* Cancel a watch that has not fired. */
+void feedback_unwatch(struct feedback_watch *watch);
+/* The daemon is stopping: fire every watch with stopping 1 now, and refuse new ones. */
+void feedback_stop_watches(void);
 
 #endif

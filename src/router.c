@@ -1225,3 +1225,9 @@ router_get_stats(const struct router *r, struct router_stats *stats)
 {
 	*stats = r->stats;
 }
+
+void
+router_get_presence_stats(const struct router *r, struct presence_stats *stats)
+{
+	presence_get_stats(r->presence, stats);
+}

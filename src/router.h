@@ -64,5 +64,7 @@ void router_add_source(struct router *router, const struct source_ops *ops,
 void router_stop(struct router *router);
 void router_free(struct router *router);
 void router_get_stats(const struct router *router, struct router_stats *stats);
+struct presence_stats;
+void router_get_presence_stats(const struct router *router, struct presence_stats *stats);
 
 #endif

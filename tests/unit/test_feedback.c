@@ -421,6 +421,137 @@ test_feedback_reload_unsetting_url_drops_queue(void **state)
 	assert_int_equal(stats(f).emitted, 2);
 }
 
+/* A watch's calls. */
+struct watched {
+	int calls;
+	int stopping;
+};
+
+static void
+watched(int stopping, void *arg)
+{
+	struct watched *w = arg;
+
+	w->calls++;
+	w->stopping = stopping;
+}
+
+/* The JSON text of the i-th kept event after a seq, which the caller frees. */
+static char *
+recent_text(uint64_t after, size_t i)
+{
+	json_t *events = feedback_recent(after);
+	char *text = json_dumps(json_array_get(events, i), JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+	json_decref(events);
+	assert_non_null(text);
+	return text;
+}
+
+static void
+test_feedback_recent_keeps_the_last_events_numbered_with_seq(void **state)
+{
+	struct fixture *f = *state;
+	struct feedback_event e = event;
+	char id[32], expected[512], *text;
+	json_t *events;
+	uint64_t base;
+
+	f->config.feedback_url = NULL;	/* kept whether or not a webhook is set */
+	f->feedback = feedback_new(f->base, &f->config);
+	base = feedback_recent_last();
+	log_set_level(LOG_LEVEL_ERROR);
+	for (int i = 1; i <= FEEDBACK_RECENT_MAX + 5; i++) {
+		snprintf(id, sizeof id, "dev-%d", i);
+		e.device_id = id;
+		feedback_emit(f->feedback, &e);
+	}
+	log_set_level(LOG_LEVEL_INFO);
+	assert_int_equal(feedback_recent_last(), base + FEEDBACK_RECENT_MAX + 5);
+
+	/* The oldest five were pushed out. */
+	events = feedback_recent(0);
+	assert_int_equal(json_array_size(events), FEEDBACK_RECENT_MAX);
+	json_decref(events);
+	text = recent_text(0, 0);
+	snprintf(expected, sizeof expected, "{\"seq\":%llu,\"event\":\"token_removed\","
+	    "\"device_id\":\"dev-6\",\"client_id\":\"client-7\",\"platform\":\"fcm\","
+	    "\"app_id\":\"com.example.chat\",\"reason\":\"UNREGISTERED\","
+	    "\"at\":\"2023-11-14T22:13:20.123Z\"}", (unsigned long long)base + 6);
+	assert_string_equal(text, expected);
+	free(text);
+
+	/* After a seq: only what is newer. */
+	events = feedback_recent(base + FEEDBACK_RECENT_MAX + 3);
+	assert_int_equal(json_array_size(events), 2);
+	json_decref(events);
+	text = recent_text(base + FEEDBACK_RECENT_MAX + 3, 1);
+	assert_non_null(strstr(text, "\"device_id\":\"dev-1005\""));
+	free(text);
+	events = feedback_recent(base + FEEDBACK_RECENT_MAX + 5);
+	assert_int_equal(json_array_size(events), 0);
+	json_decref(events);
+
+	/* Beyond the newest (the caller saw another run of the daemon): as from 0. */
+	events = feedback_recent(base + FEEDBACK_RECENT_MAX + 6);
+	assert_int_equal(json_array_size(events), FEEDBACK_RECENT_MAX);
+	json_decref(events);
+}
+
+static void
+test_feedback_watch_fires_once_at_the_next_event(void **state)
+{
+	struct fixture *f = *state;
+	struct watched a = { 0, -1 }, b = { 0, -1 }, c = { 0, -1 };
+	struct feedback_watch *cancelled;
+
+	f->config.feedback_url = NULL;
+	f->feedback = feedback_new(f->base, &f->config);
+	assert_non_null(feedback_watch(watched, &a));
+	assert_non_null(feedback_watch(watched, &b));
+	assert_non_null(cancelled = feedback_watch(watched, &c));
+	feedback_unwatch(cancelled);
+	feedback_emit(f->feedback, &event);
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(a.stopping, 0);
+	assert_int_equal(b.calls, 1);
+	assert_int_equal(c.calls, 0);
+	feedback_emit(f->feedback, &event);
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(b.calls, 1);
+}
+
+static void
+test_feedback_stopping_ends_watches_and_refuses_new_ones(void **state)
+{
+	struct fixture *f = *state;
+	struct watched a = { 0, -1 }, b = { 0, -1 };
+	json_t *events;
+
+	f->config.feedback_url = NULL;
+	f->feedback = feedback_new(f->base, &f->config);
+	assert_non_null(feedback_watch(watched, &a));
+	feedback_stop_watches();
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(a.stopping, 1);
+	assert_null(feedback_watch(watched, &b));
+	feedback_emit(f->feedback, &event);
+	assert_int_equal(a.calls, 1);
+	feedback_free(f->feedback);
+
+	/* A new start takes watches again; feedback_free() ends them, forgets events. */
+	f->feedback = feedback_new(f->base, &f->config);
+	feedback_emit(f->feedback, &event);
+	assert_non_null(feedback_watch(watched, &b));
+	feedback_free(f->feedback);
+	f->feedback = NULL;
+	assert_int_equal(b.calls, 1);
+	assert_int_equal(b.stopping, 1);
+	events = feedback_recent(0);
+	assert_int_equal(json_array_size(events), 0);
+	json_decref(events);
+}
+
 static int
 group_setup(void **state)
 {
@@ -457,6 +588,12 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_feedback_reload_unsetting_url_drops_queue,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_feedback_recent_keeps_the_last_events_numbered_with_seq, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_feedback_watch_fires_once_at_the_next_event,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_feedback_stopping_ends_watches_and_refuses_new_ones, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("feedback", tests, group_setup, NULL);

@@ -1,9 +1,9 @@
 /*
  * Tests that the shipped documentation and packaging follow the code: the options
  * part of docs/pushrelay.conf.5 is config_write_man()'s output, packaging/pushrelay.conf
- * is the example with the packaged paths set and loads to them, pushrelayd(8)
- * documents every option of --help, and the man pages, the RPM spec and the Debian
- * changelog carry configure's version.
+ * is the example with the packaged paths set and loads to them, pushrelayd(8) and
+ * pushrelayctl(1) document every option of their --help, and the man pages, the RPM
+ * spec and the Debian changelog carry configure's version.
  *
  * The same binary regenerates the two generated files (make update-packaging-docs):
  *	test_manpage --print-conf-man PAGE	PAGE with its options part regenerated
@@ -311,26 +311,25 @@ test_unit_uses_packaged_paths_and_outlasts_shutdown_timeout(void **state)
 	free(unit);
 }
 
+/* Every option that "program --help" shows is in the man page; at least minimum of them. */
 static void
-test_daemon_man_page_documents_every_help_option(void **state)
+check_help_options_documented(const char *program, const char *page_name, size_t minimum)
 {
-	const char *daemon = getenv("PUSHRELAYD");
 	char command[PATH_MAX + 32], word[64], roff[160];
 	char *page, *help, *p;
 	size_t i, j, options = 0;
 	FILE *fp;
 
-	(void)state;
-	assert_non_null(daemon);
-	assert_null(strchr(daemon, '\''));
-	snprintf(command, sizeof command, "'%s' --help", daemon);
+	assert_non_null(program);
+	assert_null(strchr(program, '\''));
+	snprintf(command, sizeof command, "'%s' --help", program);
 	fp = popen(command, "r");
 	assert_non_null(fp);
 	if ((help = calloc(1, 8192)) == NULL)
 		abort();
 	assert_true(fread(help, 1, 8191, fp) > 0);
 	assert_int_equal(pclose(fp), 0);
-	page = read_source_file("docs/pushrelayd.8");
+	page = read_source_file(page_name);
 
 	/* Every word of --help that starts with '-' is an option: "-c," "--config". */
 	for (p = help; *p != '\0'; p++) {
@@ -348,14 +347,34 @@ test_daemon_man_page_documents_every_help_option(void **state)
 		}
 		roff[j] = '\0';
 		if (strstr(page, roff) == NULL)
-			print_error("docs/pushrelayd.8 does not document %s\n", word);
+			print_error("%s does not document %s\n", page_name, word);
 		assert_non_null(strstr(page, roff));
 		options++;
 	}
-	/* -c --config -t --test -V --version -h --help at least. */
-	assert_true(options >= 8);
+	assert_true(options >= minimum);
 	free(page);
 	free(help);
+}
+
+static void
+test_daemon_man_page_documents_every_help_option(void **state)
+{
+	(void)state;
+	/* -c --config -t --test -V --version -h --help at least. */
+	check_help_options_documented(getenv("PUSHRELAYD"), "docs/pushrelayd.8", 8);
+}
+
+static void
+test_ctl_man_page_documents_every_help_option(void **state)
+{
+	const char *top = getenv("PUSHRELAY_TOP_BUILDDIR");
+	char program[PATH_MAX];
+
+	(void)state;
+	assert_non_null(top);
+	snprintf(program, sizeof program, "%s/src/pushrelayctl", top);
+	/* The global options, with short and long names, and the commands' options. */
+	check_help_options_documented(program, "docs/pushrelayctl.1", 24);
 }
 
 static void
@@ -371,6 +390,10 @@ test_versions_match_configure(void **state)
 	free(text);
 	text = read_source_file("docs/pushrelay.conf.5");
 	assert_non_null(strstr(text, "\n.TH PUSHRELAY.CONF 5 "));
+	assert_non_null(strstr(text, th));
+	free(text);
+	text = read_source_file("docs/pushrelayctl.1");
+	assert_non_null(strstr(text, "\n.TH PUSHRELAYCTL 1 "));
 	assert_non_null(strstr(text, th));
 	free(text);
 	text = read_source_file("packaging/rpm/pushrelay.spec");
@@ -419,6 +442,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_packaged_conf_loads_to_packaged_paths),
 		cmocka_unit_test(test_unit_uses_packaged_paths_and_outlasts_shutdown_timeout),
 		cmocka_unit_test(test_daemon_man_page_documents_every_help_option),
+		cmocka_unit_test(test_ctl_man_page_documents_every_help_option),
 		cmocka_unit_test(test_versions_match_configure),
 	};
 

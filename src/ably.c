@@ -271,33 +271,11 @@ ably_verify(const struct ably_keys *keys, const char *key_name, const char *sign
 
 /* Results. */
 
-/* Free what an event owns. */
-static void
-event_clear(struct room_event *event)
-{
-	free(event->room);
-	free(event->id);
-	free(event->client_id);
-	free(event->connection_id);
-	free(event->text);
-	free(event->room_name);
-	free(event->sender_name);
-	for (size_t i = 0; i < event->mention_count; i++)
-		free(event->mentions[i]);
-	free(event->mentions);
-	json_decref(event->push);
-	for (size_t i = 0; i < event->present_count; i++)
-		free(event->present[i]);
-	free(event->present);
-	free(event->up_to);
-	memset(event, 0, sizeof *event);
-}
-
 void
 ably_result_free(struct ably_result *result)
 {
 	for (size_t i = 0; i < result->count; i++)
-		event_clear(&result->events[i]);
+		room_event_free(&result->events[i]);
 	free(result->events);
 	for (size_t i = 0; i < result->skip_count; i++)
 		free(result->skips[i].detail);

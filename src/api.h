@@ -116,6 +116,12 @@ api_handler_fn api_events_post, api_ably_post;
 api_handler_fn api_metrics_get, api_stats_get;
 /* Turn an outbox body back into events (for source_http_set_replay). */
 int api_events_replay(const char *body, struct room_event **events, size_t *count);
+/*
+ * Accept parsed events (taken over) through the outbox: 202 {"accepted", "skipped"}
+ * once committed, 503 with Retry-After when too much waits. skipped is taken over.
+ */
+void api_events_accept(struct api_request *r, struct source *source,
+    struct room_event *events, size_t count, const char *outbox_body, json_t *skipped);
 /* The same for a kept Ably webhook ({"headers":{...},"body":"base64"}). */
 int api_ably_replay(const json_t *ably, struct room_event **events, size_t *count);
 

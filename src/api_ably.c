@@ -139,31 +139,6 @@ ably_authorized(struct api_request *r, const void *body, size_t len)
 	return 0;
 }
 
-struct ably_answer {
-	struct api_deferred *deferred;
-	size_t accepted;
-	json_t *skipped;
-};
-
-static void
-ably_committed(int result, void *arg)
-{
-	struct ably_answer *a = arg;
-	struct api_request *r = api_deferred_request(a->deferred);
-
-	if (r != NULL) {
-		if (result == SOURCE_HTTP_ACCEPTED)
-			api_reply_json(r, 202, json_pack("{s:I, s:O}", "accepted",
-			    (json_int_t)a->accepted, "skipped", a->skipped));
-		else
-			api_reply_error(r, 503, "unavailable", NULL,
-			    "the store failed; nothing was accepted, retry later");
-	}
-	api_deferred_free(a->deferred);
-	json_decref(a->skipped);
-	free(a);
-}
-
 /* POST /v1/ingest/ably. */
 void
 api_ably_post(struct api_request *r)
@@ -173,7 +148,7 @@ api_ably_post(struct api_request *r)
 	const void *body = evbuffer_pullup(in, -1);
 	struct ably_request req;
 	struct ably_result result;
-	struct ably_answer *a;
+	json_t *skipped;
 	char err[256], count[24], *text;
 	int rc;
 
@@ -201,12 +176,10 @@ api_ably_post(struct api_request *r)
 		api_reply_error(r, 400, "invalid_json", NULL, "%s", err);
 		return;
 	}
-	a = xcalloc(1, sizeof *a);
-	a->accepted = result.count;
-	a->skipped = json_object();
+	skipped = json_object();
 	for (int k = 0; k < ABLY_SKIP_KINDS; k++) {
 		if (result.skipped[k] > 0)
-			json_object_set_new(a->skipped, ably_skip_kind_name(k),
+			json_object_set_new(skipped, ably_skip_kind_name(k),
 			    json_integer((json_int_t)result.skipped[k]));
 	}
 	if (result.skip_count > 0) {
@@ -215,19 +188,10 @@ api_ably_post(struct api_request *r)
 		    result.skips[0].detail, NULL);
 	}
 	text = outbox_body(r->req, body, len);
-	a->deferred = api_defer(r);
-	rc = source_http_submit(r->ably_source, result.events, result.count, text,
-	    ably_committed, a);
+	/* The events move to the outbox's batch. */
+	api_events_accept(r, r->ably_source, result.events, result.count, text, skipped);
 	result.events = NULL;
 	result.count = 0;
 	ably_result_free(&result);
 	free(text);
-	if (rc != SOURCE_HTTP_ACCEPTED) {
-		api_deferred_free(a->deferred);
-		json_decref(a->skipped);
-		free(a);
-		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
-		api_reply_error(r, 503, "unavailable", NULL,
-		    "too many events are waiting; retry later");
-	}
 }

@@ -69,6 +69,28 @@ api_events_replay(const char *body, struct room_event **events, size_t *count)
 
 /* The batch is committed (or not): answer, if the client is still there. */
 static void
+events_committed(int result, void *arg);
+
+void
+api_events_accept(struct api_request *r, struct source *source, struct room_event *events,
+    size_t count, const char *outbox_body, json_t *skipped)
+{
+	struct events_answer *a = xcalloc(1, sizeof *a);
+
+	a->accepted = count;
+	a->skipped = skipped;
+	a->deferred = api_defer(r);
+	if (source_http_submit(source, events, count, outbox_body, events_committed, a) ==
+	    SOURCE_HTTP_ACCEPTED)
+		return;
+	api_deferred_free(a->deferred);
+	json_decref(a->skipped);
+	free(a);
+	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
+	api_reply_error(r, 503, "unavailable", NULL, "too many events are waiting; retry later");
+}
+
+static void
 events_committed(int result, void *arg)
 {
 	struct events_answer *a = arg;
@@ -92,12 +114,10 @@ void
 api_events_post(struct api_request *r)
 {
 	struct model_error merr;
-	struct events_answer *a;
 	struct room_event *events;
-	json_t *array, *kept, *outbox;
+	json_t *array, *kept, *outbox, *skipped;
 	size_t count;
 	char *text, skipped_count[24];
-	int rc;
 
 	if (r->events == NULL) {
 		api_reply_error(r, 404, "not_found", NULL,
@@ -129,15 +149,13 @@ api_events_post(struct api_request *r)
 		    "too many events are waiting; retry later");
 		return;
 	}
-	a = xcalloc(1, sizeof *a);
-	a->skipped = json_array();
+	skipped = json_array();
 	kept = json_array();
-	events = parse_events(array, &count, a->skipped, kept);
-	a->accepted = count;
-	if (json_array_size(a->skipped) > 0) {
-		snprintf(skipped_count, sizeof skipped_count, "%zu", json_array_size(a->skipped));
+	events = parse_events(array, &count, skipped, kept);
+	if (json_array_size(skipped) > 0) {
+		snprintf(skipped_count, sizeof skipped_count, "%zu", json_array_size(skipped));
 		log_warn("malformed events skipped", "source", "http", "count", skipped_count,
-		    "first", json_string_value(json_object_get(json_array_get(a->skipped, 0),
+		    "first", json_string_value(json_object_get(json_array_get(skipped, 0),
 		    "reason")), NULL);
 	}
 	/* The outbox keeps the events that parsed, in their wire form. */
@@ -146,15 +164,6 @@ api_events_post(struct api_request *r)
 	json_decref(outbox);
 	if (text == NULL)
 		fatalx("out of memory serializing events");
-	a->deferred = api_defer(r);
-	rc = source_http_submit(r->events, events, count, text, events_committed, a);
+	api_events_accept(r, r->events, events, count, text, skipped);
 	free(text);
-	if (rc != SOURCE_HTTP_ACCEPTED) {
-		api_deferred_free(a->deferred);
-		json_decref(a->skipped);
-		free(a);
-		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
-		api_reply_error(r, 503, "unavailable", NULL,
-		    "too many events are waiting; retry later");
-	}
 }

@@ -634,29 +634,34 @@ bucket_add(struct router *r, const char *room, const char *client,
 
 /* ---- presence callbacks ---- */
 
-static void
-on_away(const char *room, const char *client, void *arg)
+/* What waits for a recipient in a room, if anything. */
+static struct bucket *
+bucket_find(struct router *r, const char *room, const char *client)
 {
-	struct router *r = arg;
 	size_t keylen;
 	char *key = pair_key(room, client, &keylen);
 	struct bucket *b = strmap_get(r->buckets, key, keylen);
 
 	free(key);
+	return b;
+}
+
+/* The grace ended without a return: send what was held. */
+static void
+on_away(const char *room, const char *client, void *arg)
+{
+	struct bucket *b = bucket_find(arg, room, client);
+
 	if (b != NULL)
 		bucket_flush(b);
 }
 
+/* Back in the room within the grace: what was said meanwhile is being read. */
 static void
 on_return(const char *room, const char *client, void *arg)
 {
-	struct router *r = arg;
-	size_t keylen;
-	char *key = pair_key(room, client, &keylen);
-	struct bucket *b = strmap_get(r->buckets, key, keylen);
+	struct bucket *b = bucket_find(arg, room, client);
 
-	free(key);
-	/* Back in the room within the grace: what was said meanwhile is being read. */
 	if (b != NULL)
 		bucket_free(b);
 }

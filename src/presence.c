@@ -709,3 +709,35 @@ presence_get_stats(const struct presence *p, struct presence_stats *stats)
 	stats->clients_present = p->clients_present;
 	stats->clients_in_grace = p->clients_in_grace;
 }
+
+struct presence_entry *
+presence_snapshot(const struct presence *p, const char *room_id, size_t *count)
+{
+	const struct presence_room *room = presence_room_find(p, room_id);
+	struct presence_entry *out;
+	const struct presence_node *n;
+	size_t k = 0;
+
+	*count = 0;
+	if (room == NULL || room->clients.count == 0)
+		return NULL;
+	out = xcalloc(room->clients.count, sizeof *out);
+	for (size_t i = 0; i < room->clients.size; i++) {
+		for (n = room->clients.buckets[i]; n != NULL; n = n->next) {
+			const struct presence_client *c = (const struct presence_client *)n;
+			out[k].client_id = xstrdup(c->id);
+			out[k].state = c->state;
+			k++;
+		}
+	}
+	*count = k;
+	return out;
+}
+
+void
+presence_snapshot_free(struct presence_entry *entries, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		free(entries[i].client_id);
+	free(entries);
+}

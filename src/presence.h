@@ -67,6 +67,21 @@ void presence_sync(struct presence *presence, const char *room, const char *cons
 enum presence_state presence_get(const struct presence *presence, const char *room,
     const char *client_id);
 
+/* A client's state in a room at one moment. */
+struct presence_entry {
+	char *client_id;
+	enum presence_state state;
+};
+
+/*
+ * Who is in a room (present or in grace) right now, for deciding later as of now:
+ * an array the caller frees with presence_snapshot_free(). Clients not listed are
+ * away.
+ */
+struct presence_entry *presence_snapshot(const struct presence *presence, const char *room,
+    size_t *count);
+void presence_snapshot_free(struct presence_entry *entries, size_t count);
+
 struct presence_stats {
 	size_t rooms;
 	size_t clients_present;

@@ -90,6 +90,9 @@ struct route_job {
 	int result;
 	int cancelled;			/* deleted while its members were being read */
 	int count_unread;
+	struct presence_entry *present;	/* the room's presence when the message came */
+	size_t present_count;
+	struct strmap *present_map;	/* the same, for a big room */
 	char *key;			/* in router->routing */
 	size_t keylen;
 };
@@ -700,6 +703,30 @@ fresh_targets(struct room_member_route *m, const struct room_route *route, size_
 	return out;
 }
 
+/* Was a client present when the message came? */
+static int
+was_present(struct route_job *job, const char *client)
+{
+	if (job->present_count > 16) {
+		/* A busy room: look up, do not scan, for each of its members. */
+		if (job->present_map == NULL) {
+			job->present_map = strmap_new();
+			for (size_t i = 0; i < job->present_count; i++) {
+				if (job->present[i].state == PRESENCE_PRESENT)
+					strmap_put(job->present_map, job->present[i].client_id,
+					    strlen(job->present[i].client_id), job);
+			}
+		}
+		return strmap_get(job->present_map, client, strlen(client)) != NULL;
+	}
+	for (size_t i = 0; i < job->present_count; i++) {
+		if (job->present[i].state == PRESENCE_PRESENT &&
+		    strcmp(job->present[i].client_id, client) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* The store read is done: decide, per member, whether, when and how to notify. */
 static void
 route_resolved(int result, void *arg)
@@ -728,6 +755,9 @@ route_resolved(int result, void *arg)
 		size_t count;
 
 		if (strcmp(m->client_id, e->client_id) == 0)
+			continue;
+		/* Present then (saw it come) or now (reading): no notification. */
+		if (was_present(job, m->client_id))
 			continue;
 		state = presence_get(r->presence, e->room, m->client_id);
 		if (state == PRESENCE_PRESENT)
@@ -815,6 +845,8 @@ done:
 	tracker_release(job->tracker);
 	room_event_free(e);
 	free(e);
+	presence_snapshot_free(job->present, job->present_count);
+	strmap_free(job->present_map);
 	free(job->key);
 	free(job);
 }
@@ -922,6 +954,8 @@ route_message(struct router *r, struct room_event *e, struct tracker *t)
 	job->tracker = t;
 	job->key = pair_key(e->room, e->id, &job->keylen);
 	strmap_put(r->routing, job->key, job->keylen, job);
+	/* Who was in the room when the message came, not when its members are known. */
+	job->present = presence_snapshot(r->presence, e->room, &job->present_count);
 	store_writer_submit(r->writer, route_read, route_resolved, job);
 }
 

@@ -782,7 +782,7 @@ apns_app_find(struct provider *p, const char *app_id)
 static int
 apns_send(struct provider *p, struct delivery *d)
 {
-	const struct push_content *content = d->content;
+	struct push_content *content = d->content;
 	const struct notification *n = &content->notification;
 	struct provider_result result;
 	struct apns_app *app;
@@ -797,6 +797,7 @@ apns_send(struct provider *p, struct delivery *d)
 		return PROVIDER_ESHUTDOWN;
 	if ((app = apns_app_find(p, d->app_id)) == NULL)
 		return PROVIDER_ENOAPP;
+	delivery_content_prepare(content, DEVICE_PLATFORM_APNS);
 	if (content->apns_error != PAYLOAD_OK) {
 		memset(&result, 0, sizeof result);
 		result.verdict = PROVIDER_REJECTED;

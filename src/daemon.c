@@ -42,6 +42,8 @@ struct daemon {
 	const char *config_path;
 	struct store *store;
 	struct store_writer *writer;	/* writes off the loop, on its own connection */
+	struct store_writer *reader;	/* routing reads, on another: never behind writes */
+	struct store_options store_options;
 	struct api *api;
 	struct feedback *feedback;
 	/* The provider of each platform: APNs / FCM, or the log provider (dry run). */
@@ -242,7 +244,11 @@ daemon_start_rooms(struct daemon *d, char *err, size_t errlen)
 	struct router_options options;
 
 	router_options_from(&d->config, &options);
-	d->router = router_new(d->base, d->store, d->writer, &options);
+	d->reader = store_writer_start(d->base, d->config.store_backend, &d->store_options,
+	    err, errlen);
+	if (d->reader == NULL)
+		return -1;
+	d->router = router_new(d->base, d->store, d->writer, d->reader, &options);
 	if (d->config.events_enabled || d->config.ably_enabled) {
 		source_http_setup(d->store, d->writer);
 		source_http_set_replay(api_events_replay);
@@ -397,7 +403,7 @@ daemon_metrics_setup(struct daemon *d)
 static int
 daemon_start(struct daemon *d, char *err, size_t errlen)
 {
-	struct store_options store_options;
+	struct store_options *store_options = &d->store_options;
 	struct api_options api_options;
 	struct apikeys *keys;
 	int rc;
@@ -409,11 +415,11 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	}
 	if ((keys = daemon_load_keys(&d->config, err, errlen)) == NULL)
 		return -1;
-	memset(&store_options, 0, sizeof store_options);
-	store_options.path = d->config.store_path;
-	store_options.sync = d->config.store_sync;
-	store_options.busy_timeout_ms = (int)d->config.store_busy_timeout_ms;
-	rc = store_open(d->config.store_backend, &store_options, &d->store, err, errlen);
+	memset(store_options, 0, sizeof *store_options);
+	store_options->path = d->config.store_path;
+	store_options->sync = d->config.store_sync;
+	store_options->busy_timeout_ms = (int)d->config.store_busy_timeout_ms;
+	rc = store_open(d->config.store_backend, store_options, &d->store, err, errlen);
 	if (rc != 0) {
 		apikey_free(keys);
 		return -1;
@@ -422,7 +428,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		apikey_free(keys);
 		return -1;
 	}
-	d->writer = store_writer_start(d->base, d->config.store_backend, &store_options, err,
+	d->writer = store_writer_start(d->base, d->config.store_backend, store_options, err,
 	    errlen);
 	if (d->writer == NULL) {
 		apikey_free(keys);
@@ -501,6 +507,9 @@ daemon_cleanup(struct daemon *d)
 		push_shutdown();
 		if (d->router != NULL)
 			router_stop(d->router);
+		/* Reads still due route nothing now; then the last writes. */
+		store_writer_stop(d->reader);
+		d->reader = NULL;
 		delivery_shutdown();
 		store_writer_stop(d->writer);
 		d->writer = NULL;
@@ -519,6 +528,7 @@ daemon_cleanup(struct daemon *d)
 	}
 	if (d->feedback != NULL)
 		feedback_free(d->feedback);
+	store_writer_stop(d->reader);
 	store_writer_stop(d->writer);
 	if (d->store != NULL)
 		store_close(d->store);

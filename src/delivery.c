@@ -200,49 +200,6 @@ uuid_generate(char out[37])
 	    hi >> 32, (hi >> 16) & 0xffff, hi & 0xffff, lo >> 48, lo & (uint64_t)0xffffffffffff);
 }
 
-struct push_content *
-delivery_content_new(struct notification *notification, int badge_per_recipient)
-{
-	struct push_content *c = xcalloc(1, sizeof *c);
-
-	c->refcount = 1;
-	c->notification = *notification;
-	notification_init(notification);
-	c->badge_per_recipient = badge_per_recipient;
-	c->apns_error = payload_apns_build(&c->notification, badge_per_recipient, &c->apns);
-	c->fcm_error = payload_fcm_build(&c->notification, badge_per_recipient, &c->fcm);
-	return c;
-}
-
-void
-delivery_content_ref(struct push_content *content)
-{
-	content->refcount++;
-}
-
-void
-delivery_content_update(struct push_content *c, struct notification *notification)
-{
-	notification_free(&c->notification);
-	payload_free(&c->apns);
-	payload_free(&c->fcm);
-	c->notification = *notification;
-	notification_init(notification);
-	c->apns_error = payload_apns_build(&c->notification, c->badge_per_recipient, &c->apns);
-	c->fcm_error = payload_fcm_build(&c->notification, c->badge_per_recipient, &c->fcm);
-}
-
-void
-delivery_content_unref(struct push_content *content)
-{
-	if (content == NULL || --content->refcount > 0)
-		return;
-	notification_free(&content->notification);
-	payload_free(&content->apns);
-	payload_free(&content->fcm);
-	free(content);
-}
-
 struct delivery *
 delivery_new(const struct device_target *target, struct push_content *content, int64_t badge,
     int64_t accepted_at)

@@ -26,8 +26,11 @@ struct push_content {
 	unsigned refcount;
 	struct notification notification;
 	int badge_per_recipient;	/* payloads carry a badge splice */
+	/* Built by delivery_content_prepare(), on the loop, the first time one is needed. */
+	int apns_built;
 	struct payload apns;
 	int apns_error;			/* PAYLOAD_OK or why the APNs body cannot be built */
+	int fcm_built;
 	struct payload fcm;
 	int fcm_error;
 };
@@ -97,10 +100,15 @@ struct feedback;
 
 const char *delivery_state_name(enum delivery_state state);
 
-/* Build the shared content (both payloads) for a notification, which it takes over. */
+/* The shared content of a notification, which it takes over; payloads come lazily. */
 struct push_content *delivery_content_new(struct notification *notification,
     int badge_per_recipient);
 void delivery_content_ref(struct push_content *content);
+/*
+ * Build a platform's payload if it is not built yet (providers call it before they
+ * read content->apns / content->fcm): a message to iPhones only never builds FCM's.
+ */
+void delivery_content_prepare(struct push_content *content, enum device_platform platform);
 /*
  * Replace what a content says (an edit before it was sent): deliveries not sent yet
  * send the new text. Takes the notification over.

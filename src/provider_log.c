@@ -36,14 +36,16 @@ struct provider {
 static void
 log_deliver(struct provider *p, struct delivery *d)
 {
-	const struct payload *payload = d->platform == DEVICE_PLATFORM_APNS ?
-	    &d->content->apns : &d->content->fcm;
-	int error = d->platform == DEVICE_PLATFORM_APNS ? d->content->apns_error :
-	    d->content->fcm_error;
+	const struct payload *payload;
 	struct provider_result result;
 	char redacted[LOG_REDACT_SIZE];
 	size_t need, len;
+	int error;
 
+	delivery_content_prepare(d->content, d->platform);
+	payload = d->platform == DEVICE_PLATFORM_APNS ? &d->content->apns : &d->content->fcm;
+	error = d->platform == DEVICE_PLATFORM_APNS ? d->content->apns_error :
+	    d->content->fcm_error;
 	memset(&result, 0, sizeof result);
 	if (error != PAYLOAD_OK) {
 		result.verdict = PROVIDER_REJECTED;

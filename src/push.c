@@ -591,6 +591,9 @@ push_accept(const struct push_recipients *recipients, const json_t *notification
 		fatalx("push_accept: unvalidated notification: %s", merr.message);
 	job = xcalloc(1, sizeof *job);
 	job->content = delivery_content_new(&notification, 0);
+	/* Both payloads now, on the loop: the writer reads their errors. */
+	delivery_content_prepare(job->content, DEVICE_PLATFORM_APNS);
+	delivery_content_prepare(job->content, DEVICE_PLATFORM_FCM);
 	job->content_text = json_dumps(notification_json, JSON_COMPACT);
 	if (job->content_text == NULL)
 		fatalx("out of memory serializing a notification");

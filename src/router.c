@@ -106,6 +106,8 @@ struct router {
 	struct event_base *base;
 	struct store *store;
 	struct store_writer *writer;
+	struct store_writer *reader;
+	size_t member_writes;		/* membership writes not committed yet */
 	struct router_options options;
 	struct presence *presence;
 	struct source_sink sink;
@@ -144,6 +146,22 @@ pair_key(const char *a, const char *b, size_t *len)
 {
 	size_t la = strlen(a), lb = strlen(b);
 	char *key = xmalloc(la + lb + 2);
+
+	memcpy(key, a, la + 1);
+	memcpy(key + la + 1, b, lb + 1);
+	*len = la + 1 + lb;
+	return key;
+}
+
+/* Room for a pair key of two ids on the stack (ids are at most MODEL_ID_MAX bytes). */
+#define PAIR_KEY_STACK (2 * 128 + 2)
+
+/* A pair key for a lookup: in buf when it fits, else allocated (free if != buf). */
+static char *
+pair_key_into(char *buf, size_t bufsize, const char *a, const char *b, size_t *len)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *key = la + lb + 2 <= bufsize ? buf : xmalloc(la + lb + 2);
 
 	memcpy(key, a, la + 1);
 	memcpy(key + la + 1, b, lb + 1);
@@ -323,7 +341,8 @@ unread_change(struct router *r, const char *client, const char *room, int64_t de
     int reset)
 {
 	size_t keylen;
-	char *key = pair_key(client, room, &keylen);
+	char kbuf[PAIR_KEY_STACK];
+	char *key = pair_key_into(kbuf, sizeof kbuf, client, room, &keylen);
 	int64_t *count = strmap_get(r->unread, key, keylen), old = count != NULL ? *count : 0;
 	int64_t *total = strmap_get(r->unread_total, client, strlen(client));
 	int64_t next = reset ? 0 : old + delta;
@@ -339,7 +358,8 @@ unread_change(struct router *r, const char *client, const char *room, int64_t de
 			*total += next - old;
 		strmap_put(r->unread_dirty, key, keylen, r);
 	}
-	free(key);
+	if (key != kbuf)
+		free(key);
 }
 
 /* ---- sending ---- */
@@ -589,7 +609,8 @@ bucket_add(struct router *r, const char *room, const char *client,
     size_t target_count, int arm_timer)
 {
 	size_t keylen;
-	char *key = pair_key(room, client, &keylen);
+	char kbuf[PAIR_KEY_STACK];
+	char *key = pair_key_into(kbuf, sizeof kbuf, room, client, &keylen);
 	struct bucket *b = strmap_get(r->buckets, key, keylen);
 	struct held *h;
 	struct timeval tv;
@@ -597,16 +618,17 @@ bucket_add(struct router *r, const char *room, const char *client,
 	if (b == NULL) {
 		b = xcalloc(1, sizeof *b);
 		b->router = r;
-		b->key = key;
+		b->key = xmalloc(keylen + 1);
+		memcpy(b->key, key, keylen + 1);
 		b->keylen = keylen;
 		b->room = b->key;
 		b->client = b->key + strlen(b->key) + 1;
 		strmap_put(r->buckets, key, keylen, b);
 		r->stats.pending_recipients++;
-	} else {
-		free(key);
+	} else
 		r->stats.coalesced++;
-	}
+	if (key != kbuf)
+		free(key);
 	/* The latest resolution of the recipient's devices wins. */
 	for (size_t i = 0; i < b->target_count; i++)
 		free(b->targets[i]);
@@ -642,10 +664,12 @@ static struct bucket *
 bucket_find(struct router *r, const char *room, const char *client)
 {
 	size_t keylen;
-	char *key = pair_key(room, client, &keylen);
+	char kbuf[PAIR_KEY_STACK];
+	char *key = pair_key_into(kbuf, sizeof kbuf, room, client, &keylen);
 	struct bucket *b = strmap_get(r->buckets, key, keylen);
 
-	free(key);
+	if (key != kbuf)
+		free(key);
 	return b;
 }
 
@@ -738,7 +762,7 @@ route_resolved(int result, void *arg)
 	struct message_content *mc = NULL;
 	int64_t now = clock_now_ms();
 	size_t keylen;
-	char *key;
+	char kbuf[PAIR_KEY_STACK], *key;
 
 	strmap_remove(r->routing, job->key, job->keylen);
 	if (result != STORE_OK || r->stopping || job->cancelled)
@@ -801,12 +825,13 @@ route_resolved(int result, void *arg)
 				goto done;
 			}
 			content = delivery_content_new(&n, 1);
-			key = pair_key(e->room, e->id, &keylen);
+			key = pair_key_into(kbuf, sizeof kbuf, e->room, e->id, &keylen);
 			mc = xcalloc(1, sizeof *mc);
 			mc->content = content;
 			delivery_content_ref(content);
 			strmap_put(r->messages, key, keylen, mc);
-			free(key);
+			if (key != kbuf)
+				free(key);
 		}
 		{
 			struct send *s = xcalloc(1, sizeof *s);
@@ -833,9 +858,10 @@ done:
 	if (content != NULL) {
 		delivery_content_unref(content);
 		if (mc->sends == 0) {
-			key = pair_key(e->room, e->id, &keylen);
+			key = pair_key_into(kbuf, sizeof kbuf, e->room, e->id, &keylen);
 			strmap_remove(r->messages, key, keylen);
-			free(key);
+			if (key != kbuf)
+				free(key);
 			delivery_content_unref(mc->content);
 			free(mc);
 		}
@@ -861,6 +887,7 @@ route_read(struct store *store, void *arg)
 
 /* A write to the store (membership), acknowledged once committed. */
 struct member_job {
+	struct router *router;
 	char *room;
 	char *client;
 	int join;
@@ -884,6 +911,7 @@ member_done(int result, void *arg)
 {
 	struct member_job *job = arg;
 
+	job->router->member_writes--;
 	if (job->tracker != NULL)
 		tracker_release(job->tracker);
 	free(job->room);
@@ -898,21 +926,26 @@ member_write(struct router *r, const char *room, const char *client, int join,
 {
 	struct member_job *job;
 	size_t keylen;
-	char *key = pair_key(room, client, &keylen);
+	char kbuf[PAIR_KEY_STACK];
+	char *key = pair_key_into(kbuf, sizeof kbuf, room, client, &keylen);
 
 	if (implicit && strmap_get(r->members, key, keylen) != NULL) {
-		free(key);
+		if (key != kbuf)
+			free(key);
 		return;
 	}
 	if (join)
 		strmap_put(r->members, key, keylen, r);
 	else
 		strmap_remove(r->members, key, keylen);
-	free(key);
+	if (key != kbuf)
+		free(key);
 	job = xcalloc(1, sizeof *job);
+	job->router = r;
 	job->room = xstrdup(room);
 	job->client = xstrdup(client);
 	job->join = join;
+	r->member_writes++;
 	job->tracker = t;
 	if (t != NULL)
 		t->refs++;
@@ -925,21 +958,24 @@ route_message(struct router *r, struct room_event *e, struct tracker *t)
 {
 	struct route_job *job;
 	size_t keylen;
-	char *key = pair_key(e->room, e->id, &keylen);
+	char kbuf[PAIR_KEY_STACK];
+	char *key = pair_key_into(kbuf, sizeof kbuf, e->room, e->id, &keylen);
 
 	r->stats.messages++;
 	if (e->client_id == NULL)
 		e->client_id = xstrdup("");	/* an anonymous sender (Ably without clientId) */
 	if (strmap_get(r->seen, key, keylen) != NULL) {
 		r->stats.duplicates++;
-		free(key);
+		if (key != kbuf)
+			free(key);
 		room_event_free(e);
 		free(e);
 		tracker_release(t);
 		return;
 	}
 	strmap_put(r->seen, key, keylen, box(clock_now_ms() + r->options.dedupe_window_ms));
-	free(key);
+	if (key != kbuf)
+		free(key);
 	if (r->options.implicit_membership && e->client_id[0] != '\0')
 		member_write(r, e->room, e->client_id, 1, NULL, 1);
 	if (e->push_skip) {
@@ -956,7 +992,13 @@ route_message(struct router *r, struct room_event *e, struct tracker *t)
 	strmap_put(r->routing, job->key, job->keylen, job);
 	/* Who was in the room when the message came, not when its members are known. */
 	job->present = presence_snapshot(r->presence, e->room, &job->present_count);
-	store_writer_submit(r->writer, route_read, route_resolved, job);
+	/*
+	 * Reads go to their own thread, so that they never wait behind a batch of writes;
+	 * but a membership change still being written must be seen by the messages after
+	 * it: then the read queues behind it on the writer.
+	 */
+	store_writer_submit(r->member_writes > 0 ? r->writer : r->reader, route_read,
+	    route_resolved, job);
 }
 
 /* An edit or a deletion, applied to every bucket of its room. */
@@ -1000,12 +1042,14 @@ static void
 route_change(struct router *r, struct room_event *e)
 {
 	size_t keylen;
-	char *key = pair_key(e->room, e->id, &keylen);
+	char kbuf[PAIR_KEY_STACK];
+	char *key = pair_key_into(kbuf, sizeof kbuf, e->room, e->id, &keylen);
 	struct message_content *mc = strmap_get(r->messages, key, keylen);
 	struct route_job *reading = strmap_get(r->routing, key, keylen);
 	struct bucket_change change = { r, e };
 
-	free(key);
+	if (key != kbuf)
+		free(key);
 	/* Still being read: change the message before it is routed. */
 	if (reading != NULL) {
 		if (e->type == EVENT_MESSAGE_DELETE) {
@@ -1138,7 +1182,7 @@ router_sweep(evutil_socket_t fd, short what, void *arg)
 
 struct router *
 router_new(struct event_base *base, struct store *store, struct store_writer *writer,
-    const struct router_options *options)
+    struct store_writer *reader, const struct router_options *options)
 {
 	struct router *r = xcalloc(1, sizeof *r);
 	struct presence_options po = { options->presence_grace_ms, options->presence_ttl_ms };
@@ -1150,6 +1194,7 @@ router_new(struct event_base *base, struct store *store, struct store_writer *wr
 	r->base = base;
 	r->store = store;
 	r->writer = writer;
+	r->reader = reader;
 	r->options = *options;
 	r->presence = presence_new(base, &po, on_away, on_return, r);
 	r->sink.handle = router_handle;

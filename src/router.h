@@ -51,9 +51,14 @@ struct router_stats {
 	size_t pending_recipients;	/* (room, recipient) waiting: coalescing or grace */
 };
 
-/* Start; unread counts are loaded from store. */
+/*
+ * Start; unread counts are loaded from store. Messages' members are read by reader (a
+ * store thread of its own, so reads never wait behind a batch of writes); marks,
+ * counts and memberships are written by writer.
+ */
 struct router *router_new(struct event_base *base, struct store *store,
-    struct store_writer *writer, const struct router_options *options);
+    struct store_writer *writer, struct store_writer *reader,
+    const struct router_options *options);
 void router_set_options(struct router *router, const struct router_options *options);
 /* What sources hand events to. */
 const struct source_sink *router_sink(struct router *router);

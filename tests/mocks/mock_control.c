@@ -12,6 +12,9 @@
  *	POST   /goaway		{"last_stream_id":N?,"error_code":0,"debug":"..."} on every connection
  *	POST   /disconnect	{"reset":false} drop every connection (reset: with a TCP RST)
  *	GET    /stats		counters; DELETE /stats zeroes them and empties the JWT cache
+ *	GET    /arrivals	{"arrivals":[[TIME_US,"MESSAGE_ID"],...]} with --record-times:
+ *			when each request arrived (CLOCK_REALTIME, microseconds) and the
+ *			body's message_id (else its apns-id); DELETE /arrivals forgets them
  */
 #include "autoconf.h"
 
@@ -373,6 +376,26 @@ control_stats_clear(struct mock_server *server, struct evhttp_request *req)
 	control_reply(req, 200, json_object());
 }
 
+/* GET /arrivals: [time_us, key] per request, in arrival order. */
+static void
+control_arrivals(struct mock_server *server, struct evhttp_request *req)
+{
+	json_t *list = json_array(), *pair;
+	size_t i;
+
+	if (list == NULL)
+		fatalx("out of memory");
+	for (i = 0; i < server->narrivals; i++) {
+		pair = json_pack("[Is]", (json_int_t)server->arrivals[i].time_us,
+		    server->arrivals[i].key);
+		if (pair == NULL)
+			pair = json_pack("[Is]", (json_int_t)server->arrivals[i].time_us, "");
+		if (pair == NULL || json_array_append_new(list, pair) != 0)
+			fatalx("out of memory");
+	}
+	control_reply(req, 200, json_pack("{s:o}", "arrivals", list));
+}
+
 /* Route a control request by path and method. */
 static void
 control_dispatch(struct evhttp_request *req, void *arg)
@@ -420,6 +443,16 @@ control_dispatch(struct evhttp_request *req, void *arg)
 	} else if (strcmp(path, "/disconnect") == 0) {
 		if (method == EVHTTP_REQ_POST) {
 			control_disconnect(server, req);
+			return;
+		}
+	} else if (strcmp(path, "/arrivals") == 0) {
+		if (method == EVHTTP_REQ_GET) {
+			control_arrivals(server, req);
+			return;
+		}
+		if (method == EVHTTP_REQ_DELETE) {
+			mock_arrivals_clear(server);
+			control_reply(req, 200, json_object());
 			return;
 		}
 	} else if (strcmp(path, "/stats") == 0) {

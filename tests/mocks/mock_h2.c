@@ -120,6 +120,9 @@ mock_option_common(struct mock_server *server, int option, const char *arg)
 	case MOCK_OPT_VERBOSE:
 		log_set_level(LOG_LEVEL_DEBUG);
 		return 1;
+	case MOCK_OPT_RECORD_TIMES:
+		server->config.record_times = 1;
+		return 1;
 	}
 	return 0;
 }
@@ -572,6 +575,57 @@ record_add(struct mock_server *server, struct mock_stream *stream, const char *r
 	json_array_append_new(server->records, record);
 }
 
+/* Forget the arrival times (DELETE /arrivals). */
+void
+mock_arrivals_clear(struct mock_server *server)
+{
+	size_t i;
+
+	for (i = 0; i < server->narrivals; i++)
+		free(server->arrivals[i].key);
+	server->narrivals = 0;
+}
+
+/* The first "message_id" string in the body (APNs and FCM payloads alike), or NULL. */
+static char *
+arrival_message_id(const struct mock_stream *stream)
+{
+	static const char name[] = "\"message_id\"";
+	size_t kept = stream->body_len < MOCK_BODY_KEEP ? stream->body_len : MOCK_BODY_KEEP;
+	const char *p, *end = stream->body + kept, *q;
+
+	if (kept == 0 || (p = memmem(stream->body, kept, name, sizeof name - 1)) == NULL)
+		return NULL;
+	for (p += sizeof name - 1; p < end && (*p == ' ' || *p == ':'); p++)
+		;
+	if (p == end || *p++ != '"' || (q = memchr(p, '"', (size_t)(end - p))) == NULL)
+		return NULL;
+	return xstrndup(p, (size_t)(q - p));
+}
+
+/* Note when a complete request arrived and which message it carried (--record-times). */
+static void
+arrival_add(struct mock_server *server, struct mock_stream *stream)
+{
+	struct mock_arrival *a;
+	struct timespec ts;
+	const char *apns_id;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (server->narrivals == server->arrivals_size) {
+		server->arrivals_size = server->arrivals_size == 0 ? 4096 :
+		    server->arrivals_size * 2;
+		server->arrivals = xreallocarray(server->arrivals, server->arrivals_size,
+		    sizeof *server->arrivals);
+	}
+	a = &server->arrivals[server->narrivals++];
+	a->time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	if ((a->key = arrival_message_id(stream)) == NULL) {
+		apns_id = mock_stream_header(stream, "apns-id");
+		a->key = xstrdup(apns_id != NULL ? apns_id : "");
+	}
+}
+
 /* ---- streams ---- */
 
 /* A stream for a new request, linked to its connection. */
@@ -934,6 +988,8 @@ stream_request(struct mock_conn *conn, struct mock_stream *stream)
 	if (stream->authority == NULL)
 		stream->authority = "";
 	server->stats.requests++;
+	if (server->config.record_times)
+		arrival_add(server, stream);
 	server->mode->request(server, stream);
 }
 
@@ -1434,6 +1490,8 @@ mock_server_main(struct mock_server *server)
 		conn_free(conn);
 	mock_rules_clear(server);
 	json_decref(server->records);
+	mock_arrivals_clear(server);
+	free(server->arrivals);
 	evconnlistener_free(server->listener);
 	evhttp_free(server->control);
 	event_free(sigterm);

@@ -172,7 +172,14 @@ struct mock_config {
 	uint32_t max_streams;		/* SETTINGS_MAX_CONCURRENT_STREAMS */
 	uint32_t initial_streams;	/* before authentication; 0: max_streams at once */
 	int record;
+	int record_times;		/* keep arrival times (GET /arrivals) */
 	int64_t now_offset;		/* seconds added to the clock */
+};
+
+/* When a complete request arrived, and which message it carried (--record-times). */
+struct mock_arrival {
+	int64_t time_us;		/* CLOCK_REALTIME, microseconds since the epoch */
+	char *key;			/* the body's message_id, else apns-id, else "" */
 };
 
 struct mock_server {
@@ -191,6 +198,9 @@ struct mock_server {
 	uint64_t next_rule_id;
 	json_t *records;
 	uint64_t next_seq;
+	struct mock_arrival *arrivals;
+	size_t narrivals;
+	size_t arrivals_size;
 	struct mock_stats stats;
 	uint64_t random_state[2];
 };
@@ -205,6 +215,7 @@ enum mock_option {
 	MOCK_OPT_NO_RECORD,
 	MOCK_OPT_NOW_OFFSET,
 	MOCK_OPT_VERBOSE,
+	MOCK_OPT_RECORD_TIMES,
 	MOCK_OPT_MODE_FIRST = 0x200,	/* modes number theirs from here */
 };
 #define MOCK_COMMON_OPTIONS \
@@ -215,13 +226,15 @@ enum mock_option {
 	{ "max-streams", required_argument, NULL, MOCK_OPT_MAX_STREAMS }, \
 	{ "no-record", no_argument, NULL, MOCK_OPT_NO_RECORD }, \
 	{ "now-offset", required_argument, NULL, MOCK_OPT_NOW_OFFSET }, \
-	{ "verbose", no_argument, NULL, MOCK_OPT_VERBOSE }
+	{ "verbose", no_argument, NULL, MOCK_OPT_VERBOSE }, \
+	{ "record-times", no_argument, NULL, MOCK_OPT_RECORD_TIMES }
 #define MOCK_COMMON_USAGE \
 	"  --listen HOST:PORT        HTTP/2 over TLS listener (default 127.0.0.1:0)\n" \
 	"  --control HOST:PORT       control API, plain HTTP/1.1 (default 127.0.0.1:0)\n" \
 	"  --cert PEM --key PEM      server certificate and key\n" \
 	"  --max-streams N           SETTINGS_MAX_CONCURRENT_STREAMS\n" \
 	"  --no-record               keep no record of requests (benchmarks)\n" \
+	"  --record-times            keep arrival times and message ids (GET /arrivals)\n" \
 	"  --now-offset SECONDS      shift the mock's clock\n" \
 	"  --verbose                 debug logging\n"
 
@@ -268,8 +281,9 @@ json_t *mock_rule_json(const struct mock_rule *rule);
 const char *mock_action_name(enum mock_action action);
 int mock_action_from_string(const char *name, enum mock_action *out);
 
-/* The record of requests. */
+/* The record of requests, and of arrival times. */
 void mock_records_clear(struct mock_server *server);
+void mock_arrivals_clear(struct mock_server *server);
 
 /* A string-keyed hash table of malloc'd values, for caches. */
 struct mock_table;

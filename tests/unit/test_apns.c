@@ -482,6 +482,7 @@ content_new(const char *json, int badge_per_recipient)
 	json_decref(o);
 	c->badge_per_recipient = badge_per_recipient;
 	c->apns_error = payload_apns_build(&c->notification, badge_per_recipient, &c->apns);
+	c->apns_built = 1;
 	t.contents[t.ncontents++] = c;
 	return c;
 }

@@ -298,7 +298,9 @@ setup(void **state)
 	n->data = json_pack("{s:s}", "room", "general");
 	f->content.refcount = 1;
 	f->content.fcm_error = payload_fcm_build(n, 0, &f->content.fcm);
+	f->content.fcm_built = 1;
 	f->content.apns_error = PAYLOAD_ETOOBIG;
+	f->content.apns_built = 1;
 
 	f->app.name = APP;
 	f->app.service_account_file = f->sa_path;

@@ -305,7 +305,8 @@ static const struct config_option config_options[] = {
 	{ "rooms", "dedupe_window", CONFIG_TYPE_DURATION, FIELD(dedupe_window_ms),
 	  .default_value = "1h", .min = SECOND, .max = 7 * 24 * HOUR, .reloadable = 1,
 	  .help = "The same message id never notifies the same device twice within this\n"
-	      "time (duplicate events, redelivered stream entries)." },
+	      "time (duplicate events, redelivered stream entries). Each notification is\n"
+	      "remembered in the store that long: at high message rates, keep it short." },
 	{ "rooms", "recipient_rate_limit", CONFIG_TYPE_INTEGER, FIELD(recipient_rate_limit),
 	  .default_value = "0", .min = 0, .max = 100000, .reloadable = 1,
 	  .help = "Notifications per recipient per minute, at most; what goes over is\n"

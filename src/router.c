@@ -23,6 +23,11 @@
 #define ROUTER_SWEEP_MS (30 * 1000)	/* forget old message ids */
 #define RATE_WINDOW_MS (60 * 1000)
 #define SOURCES_MAX 8
+/*
+ * Message ids remembered in memory, at most: past it, duplicates are still caught by
+ * the notified marks in the store, only later (after the read).
+ */
+#define ROUTER_SEEN_MAX 1000000
 
 /* One event being handled: acknowledged when its last part is done. */
 struct tracker {
@@ -107,7 +112,6 @@ struct router {
 	struct store *store;
 	struct store_writer *writer;
 	struct store_writer *reader;
-	size_t member_writes;		/* membership writes not committed yet */
 	struct router_options options;
 	struct presence *presence;
 	struct source_sink sink;
@@ -911,7 +915,6 @@ member_done(int result, void *arg)
 {
 	struct member_job *job = arg;
 
-	job->router->member_writes--;
 	if (job->tracker != NULL)
 		tracker_release(job->tracker);
 	free(job->room);
@@ -945,11 +948,11 @@ member_write(struct router *r, const char *room, const char *client, int join,
 	job->room = xstrdup(room);
 	job->client = xstrdup(client);
 	job->join = join;
-	r->member_writes++;
 	job->tracker = t;
 	if (t != NULL)
 		t->refs++;
-	store_writer_submit(r->writer, member_run, member_done, job);
+	/* In line with the routing reads: a message sees the joins before it, only them. */
+	store_writer_submit(r->reader, member_run, member_done, job);
 }
 
 /* A message: skip duplicates, then read its room's members off the loop. */
@@ -973,7 +976,9 @@ route_message(struct router *r, struct room_event *e, struct tracker *t)
 		tracker_release(t);
 		return;
 	}
-	strmap_put(r->seen, key, keylen, box(clock_now_ms() + r->options.dedupe_window_ms));
+	if (strmap_count(r->seen) < ROUTER_SEEN_MAX)
+		strmap_put(r->seen, key, keylen,
+		    box(clock_now_ms() + r->options.dedupe_window_ms));
 	if (key != kbuf)
 		free(key);
 	if (r->options.implicit_membership && e->client_id[0] != '\0')
@@ -994,11 +999,10 @@ route_message(struct router *r, struct room_event *e, struct tracker *t)
 	job->present = presence_snapshot(r->presence, e->room, &job->present_count);
 	/*
 	 * Reads go to their own thread, so that they never wait behind a batch of writes;
-	 * but a membership change still being written must be seen by the messages after
-	 * it: then the read queues behind it on the writer.
+	 * membership changes from events go there too (member_write), so that reads and
+	 * membership changes happen in the order of their events.
 	 */
-	store_writer_submit(r->member_writes > 0 ? r->writer : r->reader, route_read,
-	    route_resolved, job);
+	store_writer_submit(r->reader, route_read, route_resolved, job);
 }
 
 /* An edit or a deletion, applied to every bucket of its room. */

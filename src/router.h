@@ -52,9 +52,10 @@ struct router_stats {
 };
 
 /*
- * Start; unread counts are loaded from store. Messages' members are read by reader (a
- * store thread of its own, so reads never wait behind a batch of writes); marks,
- * counts and memberships are written by writer.
+ * Start; unread counts are loaded from store. Messages' members are read, and the
+ * membership changes that events make are written, in event order by reader (a store
+ * thread of its own, so reads never wait behind a batch of writes); notified marks
+ * and unread counts are written behind by writer.
  */
 struct router *router_new(struct event_base *base, struct store *store,
     struct store_writer *writer, struct store_writer *reader,

@@ -65,6 +65,7 @@ struct room_event {
 	char **present;		/* presence.sync: client ids */
 	size_t present_count;
 	char *up_to;		/* read: a message id */
+	int redelivered;	/* handed before (a pending stream entry, an outbox replay) */
 };
 
 const char *room_event_type_name(enum event_type type);

@@ -28,6 +28,8 @@
  * the notified marks in the store, only later (after the read).
  */
 #define ROUTER_SEEN_MAX 1000000
+/* Rooms whose members and devices are kept in memory, at most. */
+#define ROUTER_ROUTES_MAX 10000
 
 /* One event being handled: acknowledged when its last part is done. */
 struct tracker {
@@ -94,6 +96,7 @@ struct route_job {
 	struct room_route route;
 	int result;
 	int cancelled;			/* deleted while its members were being read */
+	uint64_t generation;		/* the registry's, before the read */
 	int count_unread;
 	struct presence_entry *present;	/* the room's presence when the message came */
 	size_t present_count;
@@ -123,6 +126,8 @@ struct router {
 	struct strmap *buckets;		/* "room\0client" -> struct bucket */
 	struct strmap *messages;	/* "room\0id" -> struct message_content */
 	struct strmap *routing;		/* "room\0id" -> struct route_job, being read */
+	struct strmap *routes;		/* room -> struct route_cache */
+	int64_t started_at;		/* ms: older messages may have notified before */
 	struct strmap *seen;		/* "room\0id" -> boxed expiry (ms) */
 	struct strmap *members;		/* "room\0client" known members (implicit joins) */
 	struct strmap *unread;		/* "client\0room" -> boxed count */
@@ -142,6 +147,12 @@ struct router {
 struct rate {
 	int64_t window_start;
 	int count;
+};
+
+/* A room's members and devices as read at one registry generation. */
+struct route_cache {
+	uint64_t generation;
+	struct room_route route;	/* without notified devices */
 };
 
 /* "a\0b": two strings as one map key. */
@@ -731,6 +742,49 @@ fresh_targets(struct room_member_route *m, const struct room_route *route, size_
 	return out;
 }
 
+/* Copy a room's members and devices (not its notified devices). */
+static void
+route_copy(const struct room_route *from, struct room_route *to)
+{
+	memset(to, 0, sizeof *to);
+	to->members = xcalloc(from->member_count + 1, sizeof *to->members);
+	to->member_count = from->member_count;
+	for (size_t i = 0; i < from->member_count; i++) {
+		const struct room_member_route *m = &from->members[i];
+		struct room_member_route *c = &to->members[i];
+
+		c->client_id = xstrdup(m->client_id);
+		c->muted_until = m->muted_until;
+		c->mentions_only = m->mentions_only;
+		c->target_count = m->target_count;
+		c->targets = xcalloc(m->target_count + 1, sizeof *c->targets);
+		for (size_t t = 0; t < m->target_count; t++) {
+			const struct device_target *d = m->targets[t];
+			c->targets[t] = model_target_new(d->device_id, d->client_id, d->token,
+			    d->app_id, d->platform, d->environment, d->updated_at,
+			    d->last_success_at);
+		}
+	}
+}
+
+/* Keep what was read of a room for the messages after, while the registry holds. */
+static void
+route_remember(struct router *r, const char *room, const struct room_route *route,
+    uint64_t generation)
+{
+	struct route_cache *c = strmap_get(r->routes, room, strlen(room));
+
+	if (c == NULL) {
+		if (strmap_count(r->routes) >= ROUTER_ROUTES_MAX)
+			return;
+		c = xcalloc(1, sizeof *c);
+		strmap_put(r->routes, room, strlen(room), c);
+	} else
+		store_room_route_free(&c->route);
+	c->generation = generation;
+	route_copy(route, &c->route);
+}
+
 /* Was a client present when the message came? */
 static int
 was_present(struct route_job *job, const char *client)
@@ -776,6 +830,8 @@ route_resolved(int result, void *arg)
 	 * redelivery after a restart): it is no news, so it does not count as unread.
 	 */
 	job->count_unread = job->route.notified_count == 0;
+	if (job->generation != 0)
+		route_remember(r, e->room, &job->route, job->generation);
 	for (size_t i = 0; i < job->route.member_count; i++) {
 		struct room_member_route *m = &job->route.members[i];
 		enum presence_state state;
@@ -997,6 +1053,23 @@ route_message(struct router *r, struct room_event *e, struct tracker *t)
 	strmap_put(r->routing, job->key, job->keylen, job);
 	/* Who was in the room when the message came, not when its members are known. */
 	job->present = presence_snapshot(r->presence, e->room, &job->present_count);
+	{
+		struct route_cache *c = strmap_get(r->routes, e->room, strlen(e->room));
+
+		/*
+		 * Known room, registry unchanged since it was read, nothing queued before
+		 * this message on the read thread, and no chance it notified anyone before
+		 * (not redelivered, not older than this process): route it now, from memory.
+		 */
+		if (c != NULL && c->generation == store_generation() &&
+		    store_writer_pending(r->reader) == 0 && !e->redelivered &&
+		    (e->ts == 0 || e->ts >= r->started_at)) {
+			route_copy(&c->route, &job->route);
+			route_resolved(STORE_OK, job);
+			return;
+		}
+	}
+	job->generation = store_generation();
 	/*
 	 * Reads go to their own thread, so that they never wait behind a batch of writes;
 	 * membership changes from events go there too (member_write), so that reads and
@@ -1207,6 +1280,8 @@ router_new(struct event_base *base, struct store *store, struct store_writer *wr
 	r->buckets = strmap_new();
 	r->messages = strmap_new();
 	r->routing = strmap_new();
+	r->routes = strmap_new();
+	r->started_at = clock_now_ms();
 	r->seen = strmap_new();
 	r->members = strmap_new();
 	r->unread = strmap_new();
@@ -1277,6 +1352,15 @@ free_value(const char *key, size_t keylen, void *value, void *arg)
 	free(value);
 }
 
+static void
+free_route(const char *key, size_t keylen, void *value, void *arg)
+{
+	struct route_cache *c = value;
+
+	store_room_route_free(&c->route);
+	free(c);
+}
+
 void
 router_free(struct router *r)
 {
@@ -1289,6 +1373,8 @@ router_free(struct router *r)
 	strmap_free(r->buckets);
 	strmap_free(r->messages);
 	strmap_free(r->routing);
+	strmap_foreach(r->routes, free_route, NULL);
+	strmap_free(r->routes);
 	strmap_foreach(r->seen, free_value, NULL);
 	strmap_free(r->seen);
 	strmap_free(r->members);

@@ -311,6 +311,8 @@ source_http_replay(struct source *s)
 		b->done = replay_done;
 		if (http_replay(entries[i].body, &b->events, &b->count) != 0)
 			log_warn("outbox batch cannot be read back, dropped", NULL);
+		for (size_t e = 0; e < b->count; e++)
+			b->events[e].redelivered = 1;
 		TAILQ_INSERT_TAIL(&s->handing, b, entry);
 		s->waiting++;
 	}

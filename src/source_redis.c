@@ -836,7 +836,7 @@ streams_paused(const struct source *source)
  * new to this source, 0 if it is known already (or not an entry).
  */
 static int
-streams_take(struct source *source, size_t key, const redisReply *reply)
+streams_take(struct source *source, size_t key, const redisReply *reply, int redelivered)
 {
 	const redisReply *fields, *value = NULL;
 	struct stream_entry *entry;
@@ -883,6 +883,7 @@ streams_take(struct source *source, size_t key, const redisReply *reply)
 		entry_due(source, entry);
 		return 1;
 	}
+	entry->event.redelivered = redelivered;
 	entry->state = ENTRY_READY;
 	TAILQ_INSERT_TAIL(&source->ready, entry, queue);
 	return 1;
@@ -1132,7 +1133,7 @@ streams_read_reply(redisAsyncContext *ac, void *r, void *privdata)
 		if (entries->type != REDIS_REPLY_ARRAY)
 			continue;
 		for (j = 0; j < entries->elements; j++) {
-			streams_take(source, (size_t)k, entries->element[j]);
+			streams_take(source, (size_t)k, entries->element[j], pending);
 			if (source->stopping)
 				goto out;
 		}
@@ -1269,7 +1270,7 @@ streams_claim_reply(redisAsyncContext *ac, void *r, void *privdata)
 	k = (size_t)(key - source->keys);
 	source->busy++;
 	for (i = 0; entries->type == REDIS_REPLY_ARRAY && i < entries->elements; i++) {
-		taken += streams_take(source, k, entries->element[i]);
+		taken += streams_take(source, k, entries->element[i], 1);
 		if (source->stopping)
 			goto out;
 	}

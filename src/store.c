@@ -8,6 +8,23 @@
 #include "store.h"
 #include "xmalloc.h"
 
+/* Bumped after every change of devices or memberships; read without locks. */
+static uint64_t store_changes = 1;
+
+uint64_t
+store_generation(void)
+{
+	return __atomic_load_n(&store_changes, __ATOMIC_ACQUIRE);
+}
+
+/* A write that changes routes happened (or may have: bumping is always safe). */
+static int
+changed(int rc)
+{
+	__atomic_add_fetch(&store_changes, 1, __ATOMIC_RELEASE);
+	return rc;
+}
+
 static const struct store_backend *const store_backends[] = {
 	&store_sqlite_backend,
 };
@@ -91,7 +108,7 @@ int
 store_device_put(struct store *store, const struct device *device, int64_t now,
     enum store_put_result *result, struct device *stored)
 {
-	return store->backend->device_put(store, device, now, result, stored);
+	return changed(store->backend->device_put(store, device, now, result, stored));
 }
 
 /* Read one device. */
@@ -105,7 +122,7 @@ store_device_get(struct store *store, const char *device_id, struct device *out)
 int
 store_device_delete(struct store *store, const char *device_id)
 {
-	return store->backend->device_delete(store, device_id);
+	return changed(store->backend->device_delete(store, device_id));
 }
 
 /* List a client's devices, ordered by device_id. */
@@ -120,7 +137,7 @@ store_client_devices_list(struct store *store, const char *client_id,
 int
 store_client_devices_delete(struct store *store, const char *client_id, size_t *deleted)
 {
-	return store->backend->client_devices_delete(store, client_id, deleted);
+	return changed(store->backend->client_devices_delete(store, client_id, deleted));
 }
 
 /* Count all devices. */
@@ -150,8 +167,8 @@ int
 store_device_remove_token(struct store *store, enum device_platform platform,
     const char *token, int64_t unless_updated_after, int *removed)
 {
-	return store->backend->device_remove_token(store, platform, token,
-	    unless_updated_after, removed);
+	return changed(store->backend->device_remove_token(store, platform, token,
+	    unless_updated_after, removed));
 }
 
 /* Add a room member or keep the existing one. */
@@ -159,7 +176,7 @@ int
 store_member_put(struct store *store, const char *room_id, const char *client_id,
     int64_t now, enum store_put_result *result, struct member *stored)
 {
-	return store->backend->member_put(store, room_id, client_id, now, result, stored);
+	return changed(store->backend->member_put(store, room_id, client_id, now, result, stored));
 }
 
 /* Read one membership. */
@@ -174,7 +191,7 @@ store_member_get(struct store *store, const char *room_id, const char *client_id
 int
 store_member_delete(struct store *store, const char *room_id, const char *client_id)
 {
-	return store->backend->member_delete(store, room_id, client_id);
+	return changed(store->backend->member_delete(store, room_id, client_id));
 }
 
 /* List one page of a room's members. */
@@ -190,8 +207,8 @@ int
 store_member_prefs_put(struct store *store, const char *room_id, const char *client_id,
     int64_t muted_until, int mentions_only, struct member *stored)
 {
-	return store->backend->member_prefs_put(store, room_id, client_id, muted_until,
-	    mentions_only, stored);
+	return changed(store->backend->member_prefs_put(store, room_id, client_id, muted_until,
+	    mentions_only, stored));
 }
 
 /* Append the targets of a device, client or room. */

@@ -196,6 +196,12 @@ extern const struct store_backend store_sqlite_backend;
 
 const char *store_strerror(int error);
 
+/*
+ * A number that changes whenever a device or a membership changes, on any connection:
+ * what is cached from the registry is good while it stays the same.
+ */
+uint64_t store_generation(void);
+
 /* Open a store with the named backend ("sqlite"); err says why on failure. */
 int store_open(const char *backend, const struct store_options *options, struct store **out,
     char *err, size_t errlen);

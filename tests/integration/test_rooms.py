@@ -384,6 +384,27 @@ class RoomsCase(harness.DaemonTestCase):
 class TestRouting(RoomsCase):
     """coalesce_window = 0 (each message notifies at once), presence_grace = 0."""
 
+    def test_registry_changes_reach_the_next_message_of_a_known_room(self):
+        # The router keeps a room's members and devices in memory after a message:
+        # a device registered or a member removed through the API must count at once.
+        room = self.id_("cache")
+        a, b, c = self.id_("a"), self.id_("b"), self.id_("c")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.register(c, "apns")
+        self.join(room, a, b, c)
+        self.post(message(room, "c1", a, "first"))
+        self.expect(b, note(room, "c1", a, "first", badge=1))
+        self.expect(c, note(room, "c1", a, "first", badge=1))
+        self.check()
+        self.register(b, "fcm")
+        st, _, _, raw = self.daemon.request(
+            "DELETE", "/v1/rooms/%s/members/%s" % (harness.quote(room), harness.quote(c)))
+        self.assertEqual(st, 204, raw)
+        self.post(message(room, "c2", a, "second"))
+        self.expect(b, note(room, "c2", a, "second", badge=2))
+        self.check()
+
     def test_support_chat_notifies_only_the_away_customer_of_the_agents_message(self):
         room = self.id_("support")
         customer, agent = self.id_("customer"), self.id_("agent")

@@ -1235,7 +1235,8 @@ router_skipped(void *arg, const char *source, const char *reason)
 
 struct sweep {
 	struct router *router;
-	int64_t now;
+	int64_t now;			/* wall clock: seen ids */
+	int64_t mono;			/* monotonic: rate windows */
 };
 
 static void
@@ -1247,13 +1248,25 @@ sweep_seen(const char *key, size_t keylen, void *value, void *arg)
 		free(strmap_remove(sw->router->seen, key, keylen));
 }
 
+/* A recipient's rate window that has ended is forgotten: the map stays bounded. */
+static void
+sweep_rate(const char *key, size_t keylen, void *value, void *arg)
+{
+	struct sweep *sw = arg;
+	struct rate *rate = value;
+
+	if (sw->mono - rate->window_start >= RATE_WINDOW_MS)
+		free(strmap_remove(sw->router->rates, key, keylen));
+}
+
 static void
 router_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	struct router *r = arg;
-	struct sweep sw = { r, clock_now_ms() };
+	struct sweep sw = { r, clock_now_ms(), clock_monotonic_ms() };
 
 	strmap_foreach(r->seen, sweep_seen, &sw);
+	strmap_foreach(r->rates, sweep_rate, &sw);
 	router_flush(r, sw.now - r->options.dedupe_window_ms);
 }
 

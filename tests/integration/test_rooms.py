@@ -730,6 +730,26 @@ class TestNoImplicitMembership(RoomsCase):
 GRACE = 0.4
 
 
+class TestRateLimit(RoomsCase):
+
+    rooms = {"recipient_rate_limit": "2"}
+
+    def test_a_recipient_gets_at_most_the_limit_per_minute_and_the_rest_is_counted(self):
+        room = self.id_("r")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(a, "apns")
+        self.register(b, "apns")
+        self.join(room, a, b)
+        self.post(*[message(room, "q%d" % i, a, "number %d" % i) for i in range(1, 5)])
+        # The first two go; the third and fourth are over b's two per minute.
+        self.expect(b, note(room, "q1", a, "number 1", badge=1))
+        self.expect(b, note(room, "q2", a, "number 2", badge=2))
+        self.check()
+        st, _, _, raw = self.daemon.request("GET", "/metrics", key=None)
+        self.assertEqual(st, 200)
+        self.assertIn(b"\npushrelay_router_rate_limited_total 2\n", raw)
+
+
 class TestGrace(RoomsCase):
 
     rooms = {"presence_grace": "%dms" % (GRACE * 1000)}

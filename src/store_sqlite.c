@@ -1710,13 +1710,14 @@ sqlite_unread_put(struct store *store, const struct unread_count *counts, size_t
 	return tx_end(s, &ctx, error);
 }
 
-/* Load every unread count. */
+/*
+ * Step a statement that returns rows into a growing array of elem_size elements,
+ * each filled by fill. On error the caller frees what was filled (*count of them).
+ */
 static int
-sqlite_unread_load(struct store *store, struct unread_count **out, size_t *count)
+rows_load(struct sqlite_store *s, const struct sqlite_context *ctx, sqlite3_stmt *stmt,
+    void **out, size_t *count, size_t elem_size, void (*fill)(sqlite3_stmt *, void *))
 {
-	struct sqlite_store *s = store->data;
-	struct sqlite_context ctx = { "unread_load", NULL, NULL };
-	sqlite3_stmt *stmt = s->stmts[STMT_UNREAD_LOAD];
 	size_t capacity = 0;
 	int error = STORE_OK, rc;
 
@@ -1724,17 +1725,37 @@ sqlite_unread_load(struct store *store, struct unread_count **out, size_t *count
 	*count = 0;
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		if (*count == capacity) {
-			capacity = capacity == 0 ? 64 : capacity * 2;
-			*out = xreallocarray(*out, capacity, sizeof **out);
+			capacity = capacity == 0 ? 16 : capacity * 2;
+			*out = xreallocarray(*out, capacity, elem_size);
 		}
-		(*out)[*count].client_id = column_strdup(stmt, 0);
-		(*out)[*count].room_id = column_strdup(stmt, 1);
-		(*out)[*count].count = sqlite3_column_int64(stmt, 2);
+		fill(stmt, (char *)*out + *count * elem_size);
 		(*count)++;
 	}
 	if (rc != SQLITE_DONE)
-		error = sqlite_fail(s, &ctx);
+		error = sqlite_fail(s, ctx);
 	stmt_done(stmt);
+	return error;
+}
+
+static void
+unread_fill(sqlite3_stmt *stmt, void *elem)
+{
+	struct unread_count *u = elem;
+
+	u->client_id = column_strdup(stmt, 0);
+	u->room_id = column_strdup(stmt, 1);
+	u->count = sqlite3_column_int64(stmt, 2);
+}
+
+/* Load every unread count. */
+static int
+sqlite_unread_load(struct store *store, struct unread_count **out, size_t *count)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "unread_load", NULL, NULL };
+	int error = rows_load(s, &ctx, s->stmts[STMT_UNREAD_LOAD], (void **)out, count,
+	    sizeof **out, unread_fill);
+
 	if (error != STORE_OK) {
 		store_unread_free(*out, *count);
 		*out = NULL;
@@ -1787,31 +1808,25 @@ sqlite_outbox_delete(struct store *store, const int64_t *ids, size_t count)
 	return tx_end(s, &ctx, error);
 }
 
+static void
+outbox_fill(sqlite3_stmt *stmt, void *elem)
+{
+	struct outbox_entry *e = elem;
+
+	e->id = sqlite3_column_int64(stmt, 0);
+	e->received_at = sqlite3_column_int64(stmt, 1);
+	e->body = column_strdup(stmt, 2);
+}
+
 /* Read every kept event batch, oldest first. */
 static int
 sqlite_outbox_load(struct store *store, struct outbox_entry **out, size_t *count)
 {
 	struct sqlite_store *s = store->data;
 	struct sqlite_context ctx = { "outbox_load", NULL, NULL };
-	sqlite3_stmt *stmt = s->stmts[STMT_OUTBOX_LOAD];
-	size_t capacity = 0;
-	int error = STORE_OK, rc;
+	int error = rows_load(s, &ctx, s->stmts[STMT_OUTBOX_LOAD], (void **)out, count,
+	    sizeof **out, outbox_fill);
 
-	*out = NULL;
-	*count = 0;
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (*count == capacity) {
-			capacity = capacity == 0 ? 16 : capacity * 2;
-			*out = xreallocarray(*out, capacity, sizeof **out);
-		}
-		(*out)[*count].id = sqlite3_column_int64(stmt, 0);
-		(*out)[*count].received_at = sqlite3_column_int64(stmt, 1);
-		(*out)[*count].body = column_strdup(stmt, 2);
-		(*count)++;
-	}
-	if (rc != SQLITE_DONE)
-		error = sqlite_fail(s, &ctx);
-	stmt_done(stmt);
 	if (error != STORE_OK) {
 		store_outbox_free(*out, *count);
 		*out = NULL;

@@ -20,6 +20,8 @@ MOCK_APNS / MOCK_FCM for the binaries.
 """
 
 import atexit
+import shutil
+import tempfile
 import base64
 import json
 import os
@@ -74,6 +76,15 @@ class Certs:
         script = os.path.join(top_srcdir(), "tests", "gen-certs.sh")
         subprocess.run(["sh", script, directory], check=True)
         return cls(directory)
+
+
+def module_certs(prefix):
+    """A temp dir and certificates in it for one test module, removed at exit
+    (kept when PUSHRELAY_KEEP_TMP is set): returns (certs, tmpdir)."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    if not os.environ.get("PUSHRELAY_KEEP_TMP"):
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return Certs.generate(os.path.join(tmp, "certs")), tmp
 
 
 def b64url(data):

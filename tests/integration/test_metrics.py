@@ -39,13 +39,7 @@ def setUpModule():
     global CERTS, _TMP, VERSION
     code, out, _ = harness.run_pushrelayd(["--version"])
     VERSION = out.split()[-1] if code == 0 and out.startswith("pushrelayd ") else None
-    _TMP = tempfile.mkdtemp(prefix="pushrelay-metrics-")
-    CERTS = mockctl.Certs.generate(os.path.join(_TMP, "certs"))
-
-
-def tearDownModule():
-    if _TMP is not None and not os.environ.get("PUSHRELAY_KEEP_TMP"):
-        shutil.rmtree(_TMP, ignore_errors=True)
+    CERTS, _TMP = mockctl.module_certs("pushrelay-metrics-")
 
 
 def uid():

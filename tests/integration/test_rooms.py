@@ -38,13 +38,7 @@ _TMP = None
 
 def setUpModule():
     global CERTS, _TMP
-    _TMP = tempfile.mkdtemp(prefix="pushrelay-rooms-")
-    CERTS = mockctl.Certs.generate(os.path.join(_TMP, "certs"))
-
-
-def tearDownModule():
-    if _TMP is not None and not os.environ.get("PUSHRELAY_KEEP_TMP"):
-        shutil.rmtree(_TMP, ignore_errors=True)
+    CERTS, _TMP = mockctl.module_certs("pushrelay-rooms-")
 
 
 def uid():

@@ -377,6 +377,12 @@ daemon_signal(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+#ifdef HAVE_JEMALLOC
+#define DAEMON_MALLOC "jemalloc"
+#else
+#define DAEMON_MALLOC "libc"
+#endif
+
 /* Tell the metrics module what a scrape reads, once everything is started. */
 static void
 daemon_metrics_setup(struct daemon *d)
@@ -560,7 +566,8 @@ daemon_run(const char *config_path)
 		goto out;
 	}
 	log_info("ready", "version", PACKAGE_VERSION, "state_dir", d.config.state_dir,
-	    "config", config_path != NULL ? config_path : "(embedded defaults)", NULL);
+	    "config", config_path != NULL ? config_path : "(embedded defaults)",
+	    "malloc", DAEMON_MALLOC, NULL);
 	daemon_notify("READY=1");
 	if (event_base_dispatch(d.base) == -1) {
 		log_error("event loop failed", NULL);

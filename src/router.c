@@ -471,12 +471,39 @@ send_start(struct send *s, int64_t badge)
 	}
 }
 
-/* The notification for one or more messages: defaults, then the latest's overrides. */
+/* The default body, "sender: text", cut to what a notification may carry. */
+static char *
+default_body(const struct held *latest, size_t count, const char *sender)
+{
+	const char *text = latest->text != NULL ? latest->text : "";
+	char *body;
+	size_t len;
+
+	if (count > 1)
+		body = xasprintf("%zu new messages: %s: %s", count, sender, text);
+	else
+		body = xasprintf("%s: %s", sender, text);
+	/* A name and a text at their limits exceed it: the payload shortens it anyway. */
+	if ((len = strlen(body)) > NOTIFICATION_TEXT_MAX) {
+		len = NOTIFICATION_TEXT_MAX;
+		while (len > 0 && ((unsigned char)body[len] & 0xc0) == 0x80)
+			len--;
+		body[len] = '\0';
+	}
+	return body;
+}
+
+/*
+ * A message's notification: the default content, with the message's push object
+ * overriding it field by field and per platform. Without a push object (the common
+ * case) the fields are filled in directly; with one, they go through the validation
+ * of POST /v1/push.
+ */
 static int
 build_notification(const struct held *latest, size_t count, const char *room,
     int badge_per_recipient, int64_t badge, struct notification *out)
 {
-	json_t *o = json_object(), *data = json_object(), *push = latest->push, *v;
+	json_t *o, *data, *push = latest->push, *v;
 	const char *sender = latest->sender_name != NULL ? latest->sender_name : latest->sender;
 	const char *title = latest->room_name != NULL ? latest->room_name :
 	    latest->sender_name != NULL ? latest->sender_name : room;
@@ -484,36 +511,46 @@ build_notification(const struct held *latest, size_t count, const char *room,
 	char *body, countbuf[24];
 	int rc;
 
-	if (count > 1)
-		body = xasprintf("%zu new messages: %s: %s", count, sender,
-		    latest->text != NULL ? latest->text : "");
-	else
-		body = xasprintf("%s: %s", sender, latest->text != NULL ? latest->text : "");
+	body = default_body(latest, count, sender);
+	snprintf(countbuf, sizeof countbuf, "%zu", count);
+	data = json_pack("{s:s, s:s, s:s, s:s}", "room", room, "message_id", latest->id,
+	    "sender", latest->sender, "count", countbuf);
+	if (data == NULL)
+		fatalx("out of memory building a notification");
+	if (push == NULL) {
+		/* Ids, names and the cut body are within the notification's bounds. */
+		notification_init(out);
+		out->title = xstrdup(title);
+		out->body = body;
+		out->thread_id = xstrdup(room);
+		out->data = data;
+		if (!badge_per_recipient && badge >= 0)
+			out->badge = badge;
+		return 0;
+	}
+
+	o = json_object();
 	json_object_set_new(o, "title", json_string(title));
 	json_object_set_new(o, "body", json_string(body));
 	free(body);
 	json_object_set_new(o, "thread_id", json_string(room));
-	json_object_set_new(data, "room", json_string(room));
-	json_object_set_new(data, "message_id", json_string(latest->id));
-	json_object_set_new(data, "sender", json_string(latest->sender));
-	snprintf(countbuf, sizeof countbuf, "%zu", count);
-	json_object_set_new(data, "count", json_string(countbuf));
 	if (!badge_per_recipient && badge >= 0)
 		json_object_set_new(o, "badge", json_integer(badge));
-	/* The message's push object overrides field by field, and per platform. */
-	if (push != NULL) {
-		if (json_is_string(v = json_object_get(push, "title")))
-			json_object_set(o, "title", v);
-		if (json_is_string(v = json_object_get(push, "body")))
-			json_object_set(o, "body", v);
-		if (json_is_object(v = json_object_get(push, "data")))
-			json_object_update(data, v);
-		if (json_is_object(v = json_object_get(push, "apns")))
-			json_object_set(o, "apns", v);
-		if (json_is_object(v = json_object_get(push, "fcm")))
-			json_object_set(o, "fcm", v);
-	}
-	json_object_set_new(o, "data", data);
+	if (json_is_string(v = json_object_get(push, "title")))
+		json_object_set(o, "title", v);
+	if (json_is_string(v = json_object_get(push, "body")))
+		json_object_set(o, "body", v);
+	if (json_is_object(v = json_object_get(push, "data"))) {
+		json_t *merged = json_deep_copy(data);
+
+		json_object_update(merged, v);
+		json_object_set_new(o, "data", merged);
+	} else
+		json_object_set(o, "data", data);
+	if (json_is_object(v = json_object_get(push, "apns")))
+		json_object_set(o, "apns", v);
+	if (json_is_object(v = json_object_get(push, "fcm")))
+		json_object_set(o, "fcm", v);
 	rc = notification_from_json(o, "push.", out, &err);
 	if (rc != 0) {
 		/* The chat server's overrides do not make a notification: use the defaults. */
@@ -521,14 +558,17 @@ build_notification(const struct held *latest, size_t count, const char *room,
 		    latest->id, "error", err.message, NULL);
 		json_object_del(o, "apns");
 		json_object_del(o, "fcm");
-		json_object_set_new(o, "data", json_pack("{s:s, s:s, s:s, s:s}", "room", room,
-		    "message_id", latest->id, "sender", latest->sender, "count", countbuf));
+		json_object_set(o, "data", data);
 		if (json_is_string(json_object_get(push, "title")) ||
 		    json_is_string(json_object_get(push, "body"))) {
 			json_object_set_new(o, "title", json_string(title));
+			body = default_body(latest, count, sender);
+			json_object_set_new(o, "body", json_string(body));
+			free(body);
 		}
 		rc = notification_from_json(o, "push.", out, &err);
 	}
+	json_decref(data);
 	json_decref(o);
 	return rc;
 }

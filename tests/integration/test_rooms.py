@@ -613,6 +613,32 @@ class TestRouting(RoomsCase):
         self.expect(b, note(room, "t6", a, "after the skip", badge=5))
         self.check()
 
+    def test_a_message_at_the_name_and_text_limits_is_notified_shortened(self):
+        # "sender: text" with a 256-byte name and a 4096-byte text is longer than a
+        # notification's body may be: it is cut, then shortened to fit the payload.
+        room = self.id_("long")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(b, "apns")
+        self.join(room, a, b)
+        name, text = "N" * 256, "\u00e9" * 2048
+        self.post(message(room, "l1", a, text, sender_name=name))
+        token = self.by_client[b][0]["token"]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            got = [r for r in self.apns.requests() if r["path"] == "/3/device/" + token]
+            if got:
+                break
+            time.sleep(0.02)
+        self.assertEqual(len(got), 1, self.daemon.log_text(self.log_start)[-3000:])
+        raw = got[0]["body"]
+        self.assertLessEqual(len(raw.encode()), 4096)
+        alert = json.loads(raw)["aps"]["alert"]
+        self.assertEqual(alert["title"], name)
+        self.assertTrue(alert["body"].endswith("\u2026"), alert["body"][-20:])
+        shown = alert["body"][:-1]
+        self.assertGreater(len(shown), 1000)
+        self.assertEqual(shown, (name + ": " + text)[:len(shown)])
+
     def test_entering_presence_or_sending_a_message_makes_a_member(self):
         room = self.id_("r")
         x, y = self.id_("x"), self.id_("y")

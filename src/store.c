@@ -176,7 +176,15 @@ int
 store_member_put(struct store *store, const char *room_id, const char *client_id,
     int64_t now, enum store_put_result *result, struct member *stored)
 {
-	return changed(store->backend->member_put(store, room_id, client_id, now, result, stored));
+	enum store_put_result put = STORE_PUT_CREATED;
+	int rc = store->backend->member_put(store, room_id, client_id, now, &put, stored);
+
+	if (result != NULL)
+		*result = put;
+	/* Keeping a membership changes no route (implicit joins do so all the time). */
+	if (rc == STORE_OK && put == STORE_PUT_UPDATED)
+		return rc;
+	return changed(rc);
 }
 
 /* Read one membership. */
@@ -191,7 +199,9 @@ store_member_get(struct store *store, const char *room_id, const char *client_id
 int
 store_member_delete(struct store *store, const char *room_id, const char *client_id)
 {
-	return changed(store->backend->member_delete(store, room_id, client_id));
+	int rc = store->backend->member_delete(store, room_id, client_id);
+
+	return rc == STORE_ENOTFOUND ? rc : changed(rc);
 }
 
 /* List one page of a room's members. */

@@ -768,6 +768,29 @@ test_member_put_creates_then_keeps_existing(void **state)
 	model_member_free(&stored);
 }
 
+/* The router keeps rooms' routes while the generation holds: only real changes bump it. */
+static void
+test_generation_moves_only_when_memberships_change(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t g;
+
+	g = store_generation();
+	assert_int_equal(store_member_put(f->store, "r1", "c1", T0, NULL, NULL), STORE_OK);
+	assert_true(store_generation() > g);
+	g = store_generation();
+	assert_int_equal(store_member_put(f->store, "r1", "c1", T0 + 1, NULL, NULL), STORE_OK);
+	assert_int_equal(store_generation(), g);
+	assert_int_equal(store_member_delete(f->store, "r1", "c2"), STORE_ENOTFOUND);
+	assert_int_equal(store_generation(), g);
+	assert_int_equal(store_member_prefs_put(f->store, "r1", "c1", T0 + 500, 1, NULL),
+	    STORE_OK);
+	assert_true(store_generation() > g);
+	g = store_generation();
+	assert_int_equal(store_member_delete(f->store, "r1", "c1"), STORE_OK);
+	assert_true(store_generation() > g);
+}
+
 static void
 test_member_get_missing_is_enotfound(void **state)
 {
@@ -1219,6 +1242,7 @@ main(void)
 		STORE_TEST(test_device_mark_on_missing_device_is_enotfound),
 		STORE_TEST(test_device_remove_token_respects_unless_updated_after),
 		STORE_TEST(test_member_put_creates_then_keeps_existing),
+		STORE_TEST(test_generation_moves_only_when_memberships_change),
 		STORE_TEST(test_member_get_missing_is_enotfound),
 		STORE_TEST(test_member_delete_removes_and_missing_is_enotfound),
 		STORE_TEST(test_room_members_list_pages_by_client_id),

@@ -15,9 +15,15 @@
 #define BADGE_SENTINEL 1999999999
 #define BADGE_SENTINEL_TEXT "1999999999"
 #define ELLIPSIS "\xe2\x80\xa6"
+/* FCM's limit is on the message's content; the token, here its sentinel, is not counted. */
+#define FCM_MEASURED_MAX (PAYLOAD_FCM_MAX + sizeof TOKEN_SENTINEL - 1)
 
+/* Makes the jansson tree of a body. */
 typedef json_t *payload_build_fn(const struct notification *n, const char *body,
     int with_badge, int *error);
+/* Writes a body into out: through a jansson tree or directly. */
+typedef int payload_write_fn(const struct notification *n, const char *body,
+    int with_badge, struct payload *out);
 
 const char *
 payload_strerror(int error)
@@ -48,6 +54,7 @@ merge(json_t *dst, const json_t *src)
 	}
 }
 
+/* The APNs body as a jansson tree, with the apns.payload override merged in. */
 static json_t *
 apns_build(const struct notification *n, const char *body, int with_badge, int *error)
 {
@@ -96,6 +103,7 @@ apns_build(const struct notification *n, const char *body, int with_badge, int *
 	return root;
 }
 
+/* The FCM body as a jansson tree, with the fcm override merged into "message". */
 static json_t *
 fcm_build(const struct notification *n, const char *body, int with_badge, int *error)
 {
@@ -188,9 +196,13 @@ fcm_build(const struct notification *n, const char *body, int with_badge, int *e
 	return root;
 }
 
-/* Serialize, then cut the sentinels out and remember where they were. */
+/*
+ * Cut the sentinels out of serialized text and remember where they were. The token
+ * is spliced once, at its first place (the FCM message's first member): a title or a
+ * value that happens to read like the sentinel later in the text stays as it is.
+ */
 static void
-extract_splices(char *text, struct payload *out)
+extract_splices(char *text, int with_token, struct payload *out)
 {
 	static const struct {
 		const char *needle;
@@ -201,6 +213,7 @@ extract_splices(char *text, struct payload *out)
 		{ "\"notification_count\":" BADGE_SENTINEL_TEXT, PAYLOAD_SPLICE_BADGE },
 	};
 	size_t len = strlen(text);
+	char *from = text;
 
 	out->splices = 0;
 	for (;;) {
@@ -208,7 +221,9 @@ extract_splices(char *text, struct payload *out)
 		size_t which = 0, cut_len, keep;
 
 		for (size_t i = 0; i < sizeof sentinels / sizeof sentinels[0]; i++) {
-			p = strstr(text, sentinels[i].needle);
+			if (sentinels[i].kind == PAYLOAD_SPLICE_TOKEN && !with_token)
+				continue;
+			p = strstr(from, sentinels[i].needle);
 			if (p != NULL && (first == NULL || p < first)) {
 				first = p;
 				which = i;
@@ -219,6 +234,7 @@ extract_splices(char *text, struct payload *out)
 		if (sentinels[which].kind == PAYLOAD_SPLICE_TOKEN) {
 			keep = 1;	/* keep the opening quote */
 			cut_len = strlen(TOKEN_SENTINEL);
+			with_token = 0;
 		} else {
 			keep = strlen(sentinels[which].needle) - strlen(BADGE_SENTINEL_TEXT);
 			cut_len = strlen(BADGE_SENTINEL_TEXT);
@@ -229,9 +245,331 @@ extract_splices(char *text, struct payload *out)
 		out->splice_at[out->splices] = (size_t)(first - text);
 		out->splice_kind[out->splices] = sentinels[which].kind;
 		out->splices++;
+		from = first;
 	}
 	out->text = text;
 	out->len = len;
+}
+
+/* Build a jansson tree with build, then serialize it into out. */
+static int
+write_tree(payload_build_fn *build, const struct notification *n, const char *body,
+    int with_badge, int with_token, struct payload *out)
+{
+	json_t *root;
+	char *text;
+	int error = PAYLOAD_OK;
+
+	if ((root = build(n, body, with_badge, &error)) == NULL)
+		return error;
+	text = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	if (text == NULL)
+		fatalx("out of memory serializing a payload");
+	extract_splices(text, with_token, out);
+	return PAYLOAD_OK;
+}
+
+/* The APNs body through jansson, which the apns.payload override needs. */
+static int
+apns_write_tree(const struct notification *n, const char *body, int with_badge,
+    struct payload *out)
+{
+	return write_tree(apns_build, n, body, with_badge, 0, out);
+}
+
+/* The FCM body through jansson, which the fcm override needs. */
+static int
+fcm_write_tree(const struct notification *n, const char *body, int with_badge,
+    struct payload *out)
+{
+	return write_tree(fcm_build, n, body, with_badge, 1, out);
+}
+
+/*
+ * The direct writer: the same JSON as json_dumps(..., JSON_COMPACT) of the trees above,
+ * written straight into the payload's text, recording splice points as it goes. It
+ * relies on the notification's strings being valid UTF-8, as notification_from_json
+ * guarantees; jansson would drop a member whose value is not.
+ */
+struct writer {
+	struct payload *out;
+	size_t size;			/* bytes allocated for out->text */
+};
+
+/* Start an empty payload. */
+static void
+writer_start(struct writer *w, struct payload *out)
+{
+	memset(out, 0, sizeof *out);
+	w->out = out;
+	w->size = 512;			/* most bodies fit without growing */
+	out->text = xmalloc(w->size);
+}
+
+/* Append len bytes. */
+static void
+write_bytes(struct writer *w, const char *bytes, size_t len)
+{
+	struct payload *out = w->out;
+
+	if (out->len + len >= w->size) {
+		while (out->len + len >= w->size)
+			w->size *= 2;
+		out->text = xreallocarray(out->text, 1, w->size);
+	}
+	memcpy(out->text + out->len, bytes, len);
+	out->len += len;
+}
+
+/* Append a string of JSON syntax. */
+static void
+write_text(struct writer *w, const char *text)
+{
+	write_bytes(w, text, strlen(text));
+}
+
+/* Terminate the text, which write_bytes always leaves room for. */
+static void
+writer_finish(struct writer *w)
+{
+	w->out->text[w->out->len] = '\0';
+}
+
+/* Escape one byte as jansson does: the short escape if JSON has one, else \u00XX. */
+static void
+write_escape(struct writer *w, unsigned char c)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char sequence[] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf] };
+
+	switch (c) {
+	case '"': write_text(w, "\\\""); break;
+	case '\\': write_text(w, "\\\\"); break;
+	case '\b': write_text(w, "\\b"); break;
+	case '\f': write_text(w, "\\f"); break;
+	case '\n': write_text(w, "\\n"); break;
+	case '\r': write_text(w, "\\r"); break;
+	case '\t': write_text(w, "\\t"); break;
+	default: write_bytes(w, sequence, sizeof sequence); break;
+	}
+}
+
+/* Whether jansson escapes byte c; it leaves '/', DEL and non-ASCII bytes as they are. */
+static int
+needs_escape(unsigned char c)
+{
+	return c < 0x20 || c == '"' || c == '\\';
+}
+
+/* A JSON string of len bytes, copied in runs between the bytes that need escaping. */
+static void
+write_string(struct writer *w, const char *s, size_t len)
+{
+	const char *end = s + len, *run = s;
+
+	write_text(w, "\"");
+	for (; s < end; s++) {
+		if (!needs_escape((unsigned char)*s))
+			continue;
+		write_bytes(w, run, (size_t)(s - run));
+		write_escape(w, (unsigned char)*s);
+		run = s + 1;
+	}
+	write_bytes(w, run, (size_t)(end - run));
+	write_text(w, "\"");
+}
+
+/*
+ * Start a member of the object being written: a comma unless it is the first, which
+ * is when the last byte written is the object's opening brace.
+ */
+static void
+write_key(struct writer *w, const char *key)
+{
+	if (w->out->text[w->out->len - 1] != '{')
+		write_text(w, ",");
+	write_string(w, key, strlen(key));
+	write_text(w, ":");
+}
+
+/* A string member, or nothing if value is NULL. */
+static void
+write_string_member(struct writer *w, const char *key, const char *value)
+{
+	if (value != NULL) {
+		write_key(w, key);
+		write_string(w, value, strlen(value));
+	}
+}
+
+/* An integer member. */
+static void
+write_integer_member(struct writer *w, const char *key, int64_t value)
+{
+	char digits[24];
+	int len;
+
+	write_key(w, key);
+	len = snprintf(digits, sizeof digits, "%" PRId64, value);
+	write_bytes(w, digits, (size_t)len);
+}
+
+/* Record that the value of kind goes here when rendering. */
+static void
+write_splice(struct writer *w, enum payload_splice_kind kind)
+{
+	struct payload *out = w->out;
+
+	out->splice_at[out->splices] = out->len;
+	out->splice_kind[out->splices] = kind;
+	out->splices++;
+}
+
+/* The badge member under key: spliced per recipient, n->badge, or nothing. */
+static void
+write_badge_member(struct writer *w, const char *key, const struct notification *n,
+    int with_badge)
+{
+	if (with_badge) {
+		write_key(w, key);
+		write_splice(w, PAYLOAD_SPLICE_BADGE);
+	} else if (n->badge >= 0)
+		write_integer_member(w, key, n->badge);
+}
+
+/* json_dump_callback's sink: append to the writer. */
+static int
+write_dumped(const char *buffer, size_t size, void *data)
+{
+	write_bytes(data, buffer, size);
+	return 0;
+}
+
+/* The members of the data object, except one named skip (NULL to keep all). */
+static void
+write_data_members(struct writer *w, json_t *data, const char *skip)
+{
+	const char *key;
+	json_t *value;
+
+	json_object_foreach(data, key, value) {
+		if (skip != NULL && strcmp(key, skip) == 0)
+			continue;
+		write_key(w, key);
+		if (json_is_string(value))
+			write_string(w, json_string_value(value), json_string_length(value));
+		else if (json_dump_callback(value, write_dumped, w,
+		    JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+			fatalx("cannot serialize a payload's data");
+	}
+}
+
+/* The APNs body written directly, member for member as apns_build makes it. */
+static int
+apns_write(const struct notification *n, const char *body, int with_badge,
+    struct payload *out)
+{
+	struct writer w;
+
+	writer_start(&w, out);
+	write_text(&w, "{\"aps\":{");
+	if (n->title != NULL || body != NULL) {
+		write_key(&w, "alert");
+		write_text(&w, "{");
+		write_string_member(&w, "title", n->title);
+		write_string_member(&w, "body", body);
+		write_text(&w, "}");
+	}
+	write_badge_member(&w, "badge", n, with_badge);
+	write_string_member(&w, "sound", n->sound);
+	write_string_member(&w, "thread-id", n->thread_id);
+	if (n->content_available)
+		write_integer_member(&w, "content-available", 1);
+	if (n->mutable_content)
+		write_integer_member(&w, "mutable-content", 1);
+	write_string_member(&w, "interruption-level", n->interruption_level);
+	write_text(&w, "}");
+	/* Data keys go beside "aps", which they cannot replace. */
+	if (n->data != NULL)
+		write_data_members(&w, n->data, "aps");
+	write_text(&w, "}");
+	writer_finish(&w);
+	return PAYLOAD_OK;
+}
+
+/* The FCM body written directly, member for member as fcm_build makes it. */
+static int
+fcm_write(const struct notification *n, const char *body, int with_badge,
+    struct payload *out)
+{
+	struct writer w;
+	char ttl[32];
+	int has_alert = n->title != NULL || body != NULL;
+
+	writer_start(&w, out);
+	write_text(&w, "{\"message\":{\"token\":\"");
+	write_splice(&w, PAYLOAD_SPLICE_TOKEN);
+	write_text(&w, "\"");
+	if (has_alert) {
+		write_key(&w, "notification");
+		write_text(&w, "{");
+		write_string_member(&w, "title", n->title);
+		write_string_member(&w, "body", body);
+		write_text(&w, "}");
+	}
+	if (n->data != NULL) {
+		write_key(&w, "data");
+		write_text(&w, "{");
+		write_data_members(&w, n->data, NULL);
+		write_text(&w, "}");
+	}
+
+	write_key(&w, "android");
+	write_text(&w, "{");
+	write_string_member(&w, "priority",
+	    n->priority == NOTIFICATION_PRIORITY_HIGH ? "HIGH" : "NORMAL");
+	if (n->ttl >= 0) {
+		snprintf(ttl, sizeof ttl, "%" PRId64 "s", n->ttl);
+		write_string_member(&w, "ttl", ttl);
+	}
+	write_string_member(&w, "collapse_key", n->collapse_id);
+	if (has_alert && (n->thread_id != NULL || n->sound != NULL || with_badge ||
+	    n->badge >= 0)) {
+		write_key(&w, "notification");
+		write_text(&w, "{");
+		write_string_member(&w, "tag", n->thread_id);
+		write_string_member(&w, "sound", n->sound);
+		write_badge_member(&w, "notification_count", n, with_badge);
+		write_text(&w, "}");
+	}
+	write_text(&w, "}");
+
+	/* FCM forwards the apns block to APNs for iOS apps registered with Firebase. */
+	write_key(&w, "apns");
+	write_text(&w, "{\"headers\":{");
+	write_string_member(&w, "apns-priority",
+	    n->priority == NOTIFICATION_PRIORITY_HIGH && !(n->content_available && !has_alert) ?
+	    "10" : "5");
+	write_string_member(&w, "apns-collapse-id", n->collapse_id);
+	write_text(&w, "}");
+	if (with_badge || n->badge >= 0 || n->sound != NULL || n->thread_id != NULL ||
+	    n->content_available || n->mutable_content) {
+		write_key(&w, "payload");
+		write_text(&w, "{\"aps\":{");
+		write_badge_member(&w, "badge", n, with_badge);
+		write_string_member(&w, "sound", n->sound);
+		write_string_member(&w, "thread-id", n->thread_id);
+		if (n->content_available)
+			write_integer_member(&w, "content-available", 1);
+		if (n->mutable_content)
+			write_integer_member(&w, "mutable-content", 1);
+		write_text(&w, "}}");
+	}
+	write_text(&w, "}");
+	write_text(&w, "}}");	/* the message, the body */
+	writer_finish(&w);
+	return PAYLOAD_OK;
 }
 
 /* The longest prefix of s, at most max bytes, that ends on a character boundary. */
@@ -243,41 +581,37 @@ utf8_prefix(const char *s, size_t max)
 	return max;
 }
 
-/* Serialized size with the sentinels counted at their widest. */
-static char *
-dump(json_t *root, size_t *len)
+/* The length with the sentinels in place, which is what the limits are measured on. */
+static size_t
+measured_len(const struct payload *p)
 {
-	char *text = json_dumps(root, JSON_COMPACT);
+	size_t len = p->len;
 
-	if (text == NULL)
-		fatalx("out of memory serializing a payload");
-	*len = strlen(text);
-	return text;
+	for (size_t i = 0; i < p->splices; i++)
+		len += p->splice_kind[i] == PAYLOAD_SPLICE_TOKEN ? strlen(TOKEN_SENTINEL) :
+		    strlen(BADGE_SENTINEL_TEXT);
+	return len;
 }
 
 /* Build, shortening the body by binary search on its length until it fits. */
 static int
 build_fitting(const struct notification *n, int with_badge, size_t limit,
-    size_t token_reserve, payload_build_fn *build, struct payload *out)
+    payload_write_fn *write, struct payload *out)
 {
-	json_t *root;
-	char *text, *best = NULL, *shortened;
-	size_t len, body_len, lo, hi, best_len = 0;
-	int error = PAYLOAD_OK;
+	struct payload attempt, best;
+	char *shortened;
+	size_t body_len, lo, hi;
+	int error;
 
 	memset(out, 0, sizeof *out);
-	if ((root = build(n, n->body, with_badge, &error)) == NULL)
+	if ((error = write(n, n->body, with_badge, out)) != PAYLOAD_OK)
 		return error;
-	text = dump(root, &len);
-	json_decref(root);
-	/* The token's sentinel stands in the text; the real token may be longer. */
-	if (len + token_reserve <= limit) {
-		extract_splices(text, out);
+	if (measured_len(out) <= limit)
 		return PAYLOAD_OK;
-	}
-	free(text);
+	payload_free(out);
 	if (n->body == NULL)
 		return PAYLOAD_ETOOBIG;
+	memset(&best, 0, sizeof best);
 	body_len = strlen(n->body);
 	lo = 0;
 	hi = body_len;
@@ -287,26 +621,27 @@ build_fitting(const struct notification *n, int with_badge, size_t limit,
 
 		memcpy(shortened, n->body, cut);
 		memcpy(shortened + cut, ELLIPSIS, sizeof ELLIPSIS);
-		root = build(n, shortened, with_badge, &error);
-		text = dump(root, &len);
-		json_decref(root);
-		if (len + token_reserve <= limit) {
-			free(best);
-			best = text;
-			best_len = cut;
+		if ((error = write(n, shortened, with_badge, &attempt)) != PAYLOAD_OK)
+			break;
+		if (measured_len(&attempt) <= limit) {
+			payload_free(&best);
+			best = attempt;
 			lo = mid + 1;
 		} else {
-			free(text);
+			payload_free(&attempt);
 			if (mid == 0)
 				break;
 			hi = mid - 1;
 		}
 	}
 	free(shortened);
-	if (best == NULL)
-		return PAYLOAD_ETOOBIG;
-	(void)best_len;
-	extract_splices(best, out);
+	if (error == PAYLOAD_OK && best.text == NULL)
+		error = PAYLOAD_ETOOBIG;
+	if (error != PAYLOAD_OK) {
+		payload_free(&best);
+		return error;
+	}
+	*out = best;
 	out->shortened = 1;
 	return PAYLOAD_OK;
 }
@@ -314,15 +649,33 @@ build_fitting(const struct notification *n, int with_badge, size_t limit,
 int
 payload_apns_build(const struct notification *n, int with_badge, struct payload *out)
 {
-	return build_fitting(n, with_badge, PAYLOAD_APNS_MAX, 0, apns_build, out);
+	/* Only an apns.payload override needs jansson, to merge it. */
+	if (n->apns != NULL && json_object_get(n->apns, "payload") != NULL)
+		return payload_apns_build_generic(n, with_badge, out);
+	return build_fitting(n, with_badge, PAYLOAD_APNS_MAX, apns_write, out);
 }
 
 int
 payload_fcm_build(const struct notification *n, int with_badge, struct payload *out)
 {
-	/* FCM's limit is on the message's content; the token is not counted. */
-	return build_fitting(n, with_badge, PAYLOAD_FCM_MAX + strlen(TOKEN_SENTINEL), 0,
-	    fcm_build, out);
+	/* Only an fcm override needs jansson, to merge it. */
+	if (n->fcm != NULL)
+		return payload_fcm_build_generic(n, with_badge, out);
+	return build_fitting(n, with_badge, FCM_MEASURED_MAX, fcm_write, out);
+}
+
+int
+payload_apns_build_generic(const struct notification *n, int with_badge,
+    struct payload *out)
+{
+	return build_fitting(n, with_badge, PAYLOAD_APNS_MAX, apns_write_tree, out);
+}
+
+int
+payload_fcm_build_generic(const struct notification *n, int with_badge,
+    struct payload *out)
+{
+	return build_fitting(n, with_badge, FCM_MEASURED_MAX, fcm_write_tree, out);
 }
 
 size_t

@@ -53,6 +53,14 @@ int payload_apns_build(const struct notification *n, int with_badge, struct payl
  * "android":{...},"apns":{...}}} with the fcm override merged into "message".
  */
 int payload_fcm_build(const struct notification *n, int with_badge, struct payload *out);
+/*
+ * The reference path: the same bodies made as jansson trees, which the two functions
+ * above use when there is an override to merge, and tests compare the direct writer with.
+ */
+int payload_apns_build_generic(const struct notification *n, int with_badge,
+    struct payload *out);
+int payload_fcm_build_generic(const struct notification *n, int with_badge,
+    struct payload *out);
 
 /* The rendered length for a token of token_len bytes (an upper bound with escaping). */
 size_t payload_render_max(const struct payload *p, size_t token_len);

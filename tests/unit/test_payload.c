@@ -215,6 +215,219 @@ test_payload_that_cannot_fit_fails(void **state)
 	notification_free(&n);
 }
 
+/* Assert that two builds gave the same result, field by field. */
+static void
+assert_same_payload(int error, const struct payload *p, int expected_error,
+    const struct payload *expected)
+{
+	assert_int_equal(error, expected_error);
+	if (error != PAYLOAD_OK)
+		return;
+	assert_int_equal(p->len, expected->len);
+	assert_memory_equal(p->text, expected->text, expected->len + 1);
+	assert_int_equal(p->splices, expected->splices);
+	for (size_t i = 0; i < expected->splices; i++) {
+		assert_int_equal(p->splice_at[i], expected->splice_at[i]);
+		assert_int_equal(p->splice_kind[i], expected->splice_kind[i]);
+	}
+	assert_int_equal(p->shortened, expected->shortened);
+}
+
+/* Assert that the direct writer and the jansson path agree, with and without badges. */
+static void
+assert_same_as_generic(const struct notification *n)
+{
+	struct payload direct, generic;
+	int error, expected;
+
+	for (int with_badge = 0; with_badge <= 1; with_badge++) {
+		error = payload_apns_build(n, with_badge, &direct);
+		expected = payload_apns_build_generic(n, with_badge, &generic);
+		assert_same_payload(error, &direct, expected, &generic);
+		if (error == PAYLOAD_OK) {
+			payload_free(&direct);
+			payload_free(&generic);
+		}
+		error = payload_fcm_build(n, with_badge, &direct);
+		expected = payload_fcm_build_generic(n, with_badge, &generic);
+		assert_same_payload(error, &direct, expected, &generic);
+		if (error == PAYLOAD_OK) {
+			payload_free(&direct);
+			payload_free(&generic);
+		}
+	}
+}
+
+/* A string of count copies of unit. */
+static char *
+repeat(const char *unit, size_t count)
+{
+	size_t len = strlen(unit);
+	char *s = malloc(len * count + 1);
+
+	for (size_t i = 0; i < count; i++)
+		memcpy(s + i * len, unit, len);
+	s[len * count] = '\0';
+	return s;
+}
+
+static void
+test_direct_writer_matches_the_jansson_path(void **state)
+{
+	static const char *notifications[] = {
+		"{\"title\":\"Support chat\",\"body\":\"Alice: hello there\","
+		"\"thread_id\":\"room-42\",\"badge\":3,\"data\":{\"room\":\"room-42\","
+		"\"message_id\":\"m-1\",\"sender\":\"alice\",\"count\":\"2\"}}",
+		"{\"title\":\"say \\\"hi\\\" \\\\ back/slash\",\"body\":\"a\\nb\\tc\\rd\\be\\ff"
+		" \\u0001 \\u001f \\u007f /\",\"badge\":0}",
+		"{\"title\":\"caf\xc3\xa9 \xe6\xbc\xa2\xe5\xad\x97 \xf0\x9f\x98\x80\","
+		"\"body\":\"\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd done\",\"sound\":\"ping.caf\"}",
+		"{\"body\":\"only a body\"}",
+		"{\"body\":\"b\",\"mutable_content\":true}",
+		"{\"title\":\"only a title\",\"badge\":999999}",
+		"{\"content_available\":true}",
+		"{\"content_available\":true,\"data\":{\"sync\":\"1\"},\"priority\":\"normal\"}",
+		"{\"title\":\"t\",\"body\":\"b\",\"content_available\":true}",
+		"{\"body\":\"b\",\"sound\":\"default\",\"collapse_id\":\"c-1\",\"ttl\":0,"
+		"\"mutable_content\":true,\"interruption_level\":\"time-sensitive\","
+		"\"priority\":\"high\"}",
+		"{\"title\":\"t\",\"thread_id\":\"th\\\"1\",\"collapse_id\":\"c\\\\2\","
+		"\"ttl\":2419200,\"priority\":\"normal\",\"interruption_level\":\"passive\"}",
+		"{\"body\":\"x\",\"data\":{\"aps\":\"shadowed\",\"a\\\"k\\u0002\":\"v\\\\\\n\","
+		"\"url\":\"https://example.com/a/b\",\"empty\":\"\",\"badge\":\"7\"}}",
+		"{\"data\":{\"room\":\"r\"}}",
+		"{\"body\":\"x\",\"data\":{}}",
+		"{\"body\":\"x\",\"sound\":\"s\",\"apns\":{\"headers\":{\"apns-priority\":\"5\"}}}",
+	};
+	static const struct {
+		const char *unit;
+		size_t count;
+	} long_bodies[] = {
+		{ "a", 5000 },
+		{ "\xc3\xa9", 3000 },
+		{ "\xe6\xbc\xa2", 2000 },
+		{ "\xf0\x9f\x98\x80", 1500 },
+		{ "ab\xf0\x9f\x98\x80", 1000 },
+		{ "\"", 3000 },
+		{ "\x01", 1000 },
+		{ "x\\\n\x1f", 1500 },
+	};
+	struct notification n;
+	struct payload p;
+	json_t *data;
+
+	for (size_t i = 0; i < sizeof notifications / sizeof notifications[0]; i++) {
+		parse(notifications[i], &n);
+		assert_same_as_generic(&n);
+		notification_free(&n);
+	}
+	for (size_t i = 0; i < sizeof long_bodies / sizeof long_bodies[0]; i++) {
+		parse("{\"title\":\"Room \\\"42\\\"\",\"sound\":\"default\",\"thread_id\":\"r\","
+		    "\"data\":{\"room\":\"r\",\"aps\":\"x\"}}", &n);
+		n.body = repeat(long_bodies[i].unit, long_bodies[i].count);
+		n.badge = (int64_t)i;
+		assert_int_equal(payload_apns_build(&n, 0, &p), PAYLOAD_OK);
+		assert_int_equal(p.shortened, 1);
+		payload_free(&p);
+		assert_same_as_generic(&n);
+		notification_free(&n);
+	}
+
+	/* Data values are strings in practice, but others serialize as jansson does. */
+	data = json_pack("{s:s, s:i, s:{s:[i,s,n,b,f]}, s:s}", "s", "x", "n", 42, "nested",
+	    "a", 1, "b\"", 1, 1.5, "last", "\xc3\xa9");
+	assert_non_null(data);
+	notification_init(&n);
+	n.body = strdup("hello");
+	n.data = data;
+	assert_same_as_generic(&n);
+	notification_free(&n);
+
+	/* Too big even with the body shortened away: both fail alike. */
+	notification_init(&n);
+	n.title = repeat("t", 5000);
+	n.body = strdup("hello");
+	assert_same_as_generic(&n);
+	free(n.body);
+	n.body = NULL;
+	assert_same_as_generic(&n);
+	notification_free(&n);
+}
+
+static void
+test_direct_writer_renders_exact_bodies(void **state)
+{
+	struct notification n;
+	struct payload p;
+	char *text;
+
+	parse("{\"title\":\"Hi \\\"you\\\"\",\"body\":\"caf\xc3\xa9\\n/\",\"thread_id\":\"t1\","
+	    "\"data\":{\"room\":\"r1\",\"aps\":\"dropped\"}}", &n);
+	assert_int_equal(payload_apns_build(&n, 1, &p), PAYLOAD_OK);
+	text = render(&p, "ignored", 5);
+	assert_string_equal(text, "{\"aps\":{\"alert\":{\"title\":\"Hi \\\"you\\\"\","
+	    "\"body\":\"caf\xc3\xa9\\n/\"},\"badge\":5,\"thread-id\":\"t1\"},\"room\":\"r1\"}");
+	free(text);
+	payload_free(&p);
+	notification_free(&n);
+
+	parse("{\"body\":\"there\",\"data\":{\"aps\":\"kept\"}}", &n);
+	assert_int_equal(payload_fcm_build(&n, 1, &p), PAYLOAD_OK);
+	assert_int_equal(p.splices, 3);
+	text = render(&p, "fcm:TOKEN-2", 12);
+	assert_string_equal(text, "{\"message\":{\"token\":\"fcm:TOKEN-2\","
+	    "\"notification\":{\"body\":\"there\"},\"data\":{\"aps\":\"kept\"},"
+	    "\"android\":{\"priority\":\"HIGH\",\"notification\":{\"notification_count\":12}},"
+	    "\"apns\":{\"headers\":{\"apns-priority\":\"10\"},"
+	    "\"payload\":{\"aps\":{\"badge\":12}}}}}");
+	free(text);
+	payload_free(&p);
+	notification_free(&n);
+}
+
+static void
+test_text_like_the_token_placeholder_is_not_replaced_by_the_token(void **state)
+{
+	struct notification n;
+	struct payload p;
+	char *text;
+
+	parse("{\"body\":\"@@pushrelay-token@@\"}", &n);
+	assert_int_equal(payload_apns_build(&n, 0, &p), PAYLOAD_OK);
+	assert_int_equal(p.splices, 0);
+	payload_free(&p);
+	assert_int_equal(payload_fcm_build(&n, 0, &p), PAYLOAD_OK);
+	text = render(&p, "TOKEN", 0);
+	assert_string_equal(text, "{\"message\":{\"token\":\"TOKEN\","
+	    "\"notification\":{\"body\":\"@@pushrelay-token@@\"},"
+	    "\"android\":{\"priority\":\"HIGH\"},"
+	    "\"apns\":{\"headers\":{\"apns-priority\":\"10\"}}}}");
+	free(text);
+	payload_free(&p);
+	notification_free(&n);
+
+	/* The same through the override path (jansson, then the sentinels cut out). */
+	parse("{\"body\":\"@@pushrelay-token@@\",\"apns\":{\"payload\":{\"x\":\"1\"}},"
+	    "\"fcm\":{\"android\":{\"ttl\":\"60s\"}}}", &n);
+	assert_int_equal(payload_apns_build(&n, 0, &p), PAYLOAD_OK);
+	assert_int_equal(p.splices, 0);
+	text = render(&p, "TOKEN", 0);
+	assert_string_equal(text, "{\"aps\":{\"alert\":{\"body\":\"@@pushrelay-token@@\"}},"
+	    "\"x\":\"1\"}");
+	free(text);
+	payload_free(&p);
+	assert_int_equal(payload_fcm_build(&n, 0, &p), PAYLOAD_OK);
+	assert_int_equal(p.splices, 1);
+	text = render(&p, "TOKEN", 0);
+	assert_string_equal(text, "{\"message\":{\"token\":\"TOKEN\","
+	    "\"notification\":{\"body\":\"@@pushrelay-token@@\"},"
+	    "\"android\":{\"priority\":\"HIGH\",\"ttl\":\"60s\"},"
+	    "\"apns\":{\"headers\":{\"apns-priority\":\"10\"}}}}");
+	free(text);
+	payload_free(&p);
+	notification_free(&n);
+}
+
 static void
 test_notification_rejects_bad_fields_with_exact_messages(void **state)
 {
@@ -255,6 +468,9 @@ main(void)
 		cmocka_unit_test(test_fcm_override_cannot_change_the_recipient),
 		cmocka_unit_test(test_long_body_is_shortened_at_a_character_boundary),
 		cmocka_unit_test(test_payload_that_cannot_fit_fails),
+		cmocka_unit_test(test_direct_writer_matches_the_jansson_path),
+		cmocka_unit_test(test_direct_writer_renders_exact_bodies),
+		cmocka_unit_test(test_text_like_the_token_placeholder_is_not_replaced_by_the_token),
 		cmocka_unit_test(test_notification_rejects_bad_fields_with_exact_messages),
 	};
 

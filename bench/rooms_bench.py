@@ -667,11 +667,11 @@ class Bench:
         for t_us, key in arrivals:
             if not key.startswith(prefix):
                 continue
-            tick = int(key[len(prefix):].split("-")[0])
-            lat.append((t_us - send_us[tick]) / 1000.0)
+            sent_in = int(key[len(prefix):].split("-")[0])
+            lat.append((t_us - send_us[sent_in]) / 1000.0)
             last_arrival = max(last_arrival, t_us)
             if dump is not None:
-                dumped.append("%d %.3f\n" % (send_us[tick], lat[-1]))
+                dumped.append("%d %.3f\n" % (send_us[sent_in], lat[-1]))
         if dump is not None:
             with open(dump, "w") as f:
                 f.writelines(sorted(dumped))

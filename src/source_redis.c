@@ -52,6 +52,7 @@
 #define REDIS_INFO_INTERVAL_MS 2000	/* lag refresh and liveness check */
 #define REDIS_ID_SIZE 48		/* a stream id: two 64-bit numbers and a dash */
 #define REDIS_XACK_MAX 1000		/* ids in one XACK */
+#define REDIS_XACK_DELAY_MS 1		/* gather XACKs for this long */
 #define REDIS_PASSWORD_MAX 1024
 #define REDIS_CONNS_MAX 2
 
@@ -1089,12 +1090,17 @@ streams_flush_fired(evutil_socket_t fd, short what, void *arg)
 	streams_flush(arg);
 }
 
-/* XACK what is due once the callbacks of this loop iteration have run. */
+/*
+ * XACK what is due within REDIS_XACK_DELAY_MS. Answers from APNs and FCM come back a
+ * few at a time; gathering them spares Redis and the loop a write per handful. An
+ * entry not XACKed when the daemon dies is read again and its duplicates are
+ * suppressed, as for any crash.
+ */
 static void
 streams_schedule_flush(struct source *source)
 {
 	if (!source->stopping && !event_pending(source->flush_event, EV_TIMEOUT, NULL))
-		event_active(source->flush_event, EV_TIMEOUT, 0);
+		timer_add_ms(source->flush_event, REDIS_XACK_DELAY_MS);
 }
 
 /* ---- Streams: reading ---- */

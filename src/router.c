@@ -513,9 +513,13 @@ build_notification(const struct held *latest, size_t count, const char *room,
 
 	body = default_body(latest, count, sender);
 	snprintf(countbuf, sizeof countbuf, "%zu", count);
-	data = json_pack("{s:s, s:s, s:s, s:s}", "room", room, "message_id", latest->id,
-	    "sender", latest->sender, "count", countbuf);
-	if (data == NULL)
+	/* Ids are valid UTF-8 (the event parser checks them), the count is digits. */
+	if ((data = json_object()) == NULL ||
+	    json_object_set_new_nocheck(data, "room", json_string_nocheck(room)) != 0 ||
+	    json_object_set_new_nocheck(data, "message_id",
+	    json_string_nocheck(latest->id)) != 0 ||
+	    json_object_set_new_nocheck(data, "sender", json_string_nocheck(latest->sender)) != 0 ||
+	    json_object_set_new_nocheck(data, "count", json_string_nocheck(countbuf)) != 0)
 		fatalx("out of memory building a notification");
 	if (push == NULL) {
 		/* Ids, names and the cut body are within the notification's bounds. */

@@ -512,6 +512,775 @@ test_event_type_names_are_the_wire_names(void **state)
 	}
 }
 
+/* Text of known length for the fast-path tests: literals may hold NUL bytes. */
+struct text {
+	const char *bytes;
+	size_t len;
+};
+#define TEXT(literal) { literal, sizeof literal - 1 }
+
+/* The fields every message case starts with. */
+#define MESSAGE_FIELDS "\"type\":\"message\",\"room\":\"r\",\"id\":\"m\",\"client_id\":\"a\""
+#define MESSAGE(fields) "{" MESSAGE_FIELDS fields "}"
+
+/* The typical event of each common kind, as chat servers send them. */
+static const struct text common_events[] = {
+	TEXT("{\"type\":\"message\",\"room\":\"dm-17\",\"id\":\"m-123\",\"client_id\":\"alice\","
+	    "\"text\":\"hello there (due 1795857302123)\",\"ts\":1795857302123}"),
+	TEXT("{\"type\":\"message\",\"room\":\"general\",\"id\":\"m-124\",\"client_id\":\"bob\","
+	    "\"text\":\"@alice lunch?\",\"ts\":1795857302124,\"room_name\":\"General\","
+	    "\"sender_name\":\"Bob\",\"mentions\":[\"alice\"]}"),
+	TEXT("{\"type\":\"message.delete\",\"room\":\"dm-17\",\"id\":\"m-123\"}"),
+	TEXT("{\"type\":\"presence.enter\",\"room\":\"dm-17\",\"client_id\":\"alice\","
+	    "\"connection_id\":\"c-9\"}"),
+	TEXT("{\"type\":\"presence.leave\",\"room\":\"dm-17\",\"client_id\":\"alice\"}"),
+	TEXT("{\"type\":\"presence.update\",\"room\":\"dm-17\",\"client_id\":\"alice\","
+	    "\"connection_id\":\"c-9\",\"ts\":1795857302125}"),
+	TEXT("{\"type\":\"presence.sync\",\"room\":\"dm-17\",\"present\":[\"alice\",\"bob\"]}"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"dm-17\",\"client_id\":\"bob\"}"),
+	TEXT("{\"type\":\"member.leave\",\"room\":\"dm-17\",\"client_id\":\"bob\"}"),
+	TEXT("{\"type\":\"read\",\"room\":\"dm-17\",\"client_id\":\"bob\",\"up_to\":\"m-123\"}"),
+};
+
+/* Inputs for the comparison of the two paths: valid, invalid, and everything between. */
+static const struct text equivalence_cases[] = {
+	/* Every type, valid and with fields missing or of the wrong type. */
+	TEXT(MESSAGE(",\"text\":\"x\"")),
+	TEXT(MESSAGE(",\"text\":\"\",\"ts\":null,\"room_name\":null,\"mentions\":null,"
+	    "\"push\":null")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"room_name\":\"General\",\"sender_name\":\"Alice A.\","
+	    "\"mentions\":[\"bob\",\"carol\"]")),
+	TEXT(MESSAGE("")),
+	TEXT(MESSAGE(",\"text\":null")),
+	TEXT(MESSAGE(",\"text\":5")),
+	TEXT(MESSAGE(",\"text\":[]")),
+	TEXT(MESSAGE(",\"text\":[\"x\"]")),
+	TEXT(MESSAGE(",\"text\":{}")),
+	TEXT(MESSAGE(",\"text\":true")),
+	TEXT("{\"type\":\"message\",\"room\":\"r\",\"client_id\":\"a\",\"text\":\"x\"}"),
+	TEXT("{\"type\":\"message\",\"room\":\"r\",\"id\":7,\"client_id\":\"a\",\"text\":\"x\"}"),
+	TEXT("{\"type\":\"message\",\"room\":\"r\",\"id\":[],\"client_id\":\"a\",\"text\":\"x\"}"),
+	TEXT("{\"type\":\"message\",\"room\":\"r\",\"id\":\"m\",\"text\":\"x\"}"),
+	TEXT("{\"type\":\"message\",\"room\":\"r\",\"id\":\"m\",\"client_id\":\"\","
+	    "\"text\":\"x\"}"),
+	TEXT("{\"type\":\"message\",\"room\":\"r\",\"id\":\"m\",\"client_id\":1.5,"
+	    "\"text\":\"x\"}"),
+	TEXT(MESSAGE(",\"text\":\"x\",\"room_name\":7")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"sender_name\":[]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"mentions\":\"bob\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"mentions\":[]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"mentions\":[1]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"mentions\":[\"bob\",1]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"mentions\":[null]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"mentions\":[[]]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"mentions\":[\"bob\",\"\"]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"mentions\":[\"a\\tb\"]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"mentions\":[ \"bob\" , \"carol\" ]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"mentions\":[\"bob\",]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"mentions\":[,\"bob\"]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"mentions\":[\"bob\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"mentions\":{}")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"push\":{\"skip\":true}")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"push\":{\"title\":\"T\",\"data\":{\"k\":\"v\"}}")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"push\":{\"data\":{\"from\":\"x\"}}")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"push\":\"x\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"push\":[]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"push\":[\"x\"]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"push\":7")),
+	TEXT("{\"type\":\"message.update\",\"room\":\"r\",\"id\":\"m\"}"),
+	TEXT("{\"type\":\"message.update\",\"room\":\"r\",\"id\":\"m\",\"text\":\"edited\"}"),
+	TEXT("{\"type\":\"message.update\",\"room\":\"r\",\"id\":\"m\",\"mentions\":[\"bob\"]}"),
+	TEXT("{\"type\":\"message.update\",\"room\":\"r\",\"text\":\"x\"}"),
+	TEXT("{\"type\":\"message.update\",\"room\":\"r\",\"id\":\"m\",\"client_id\":[]}"),
+	TEXT("{\"type\":\"message.delete\",\"room\":\"r\",\"id\":\"m9\",\"client_id\":\"x\"}"),
+	TEXT("{\"type\":\"message.delete\",\"room\":\"r\"}"),
+	TEXT("{\"type\":\"message.delete\",\"room\":\"r\",\"id\":\"\"}"),
+	TEXT("{\"type\":\"presence.enter\",\"room\":\"r\",\"client_id\":\"a\","
+	    "\"connection_id\":\"c-1\"}"),
+	TEXT("{\"type\":\"presence.enter\",\"room\":\"r\"}"),
+	TEXT("{\"type\":\"presence.enter\",\"room\":\"r\",\"client_id\":\"a\","
+	    "\"connection_id\":5}"),
+	TEXT("{\"type\":\"presence.leave\",\"room\":\"r\",\"client_id\":\"a\","
+	    "\"connection_id\":\"\"}"),
+	TEXT("{\"type\":\"presence.leave\",\"room\":\"r\",\"client_id\":\"a\","
+	    "\"connection_id\":null}"),
+	TEXT("{\"type\":\"presence.update\",\"room\":\"r\",\"client_id\":\"b\"}"),
+	TEXT("{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":[]}"),
+	TEXT("{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":[\"a\",\"b\",\"c\"]}"),
+	TEXT("{\"type\":\"presence.sync\",\"room\":\"r\"}"),
+	TEXT("{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":null}"),
+	TEXT("{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":\"a\"}"),
+	TEXT("{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":[\"a\",\"\"]}"),
+	TEXT("{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":[\"a\",2]}"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\"}"),
+	TEXT("{\"type\":\"member.join\",\"client_id\":\"a\"}"),
+	TEXT("{\"type\":\"member.join\",\"room\":null,\"client_id\":\"a\"}"),
+	TEXT("{\"type\":\"member.join\",\"room\":5,\"client_id\":\"a\"}"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"\",\"client_id\":\"a\"}"),
+	TEXT("{\"type\":\"member.leave\",\"room\":\"r\"}"),
+	TEXT("{\"type\":\"read\",\"room\":\"r\",\"client_id\":\"c\",\"up_to\":\"m7\"}"),
+	TEXT("{\"type\":\"read\",\"room\":\"r\",\"client_id\":\"a\"}"),
+	TEXT("{\"type\":\"read\",\"room\":\"r\",\"up_to\":\"m\"}"),
+	TEXT("{\"type\":\"read\",\"room\":\"r\",\"client_id\":\"a\",\"up_to\":[]}"),
+	/* The type: missing, of the wrong kind, unknown. */
+	TEXT("{\"room\":\"r\"}"),
+	TEXT("{\"type\":null,\"room\":\"r\"}"),
+	TEXT("{\"type\":5,\"room\":\"r\"}"),
+	TEXT("{\"type\":[\"read\"],\"room\":\"r\"}"),
+	TEXT("{\"type\":{},\"room\":\"r\"}"),
+	TEXT("{\"type\":false}"),
+	TEXT("{\"type\":\"typing.start\",\"room\":\"r\"}"),
+	TEXT("{\"type\":\"reaction\"}"),
+	TEXT("{\"type\":\"\"}"),
+	TEXT("{\"type\":\"Message\",\"room\":\"r\"}"),
+	TEXT("{\"type\":\"a\\nb'c\"}"),
+	TEXT("{\"type\":\"t\xc3\xbfpe\x7f'\"}"),
+	TEXT("{\"type\":\"read\\u0000\"}"),
+	TEXT("{\"type\":\"0123456789012345678901234567890123456789012345678901234567890"
+	    "12\xe2\x82\xac\"}"),
+	TEXT("{\"type\":\"0123456789012345678901234567890123456789012345678901234567890"
+	    "1\xe2\x82\xac\"}"),
+	/* Extra, unknown and duplicate keys. */
+	TEXT(MESSAGE(",\"text\":\"x\",\"future\":\"y\",\"n\":12,\"list\":[\"p\"],\"z\":null")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"future\":{\"anything\":[1,2]}")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"flag\":true")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ratio\":0.5")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"list\":[1,2]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"\":\"empty key\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"k\xc3\xa9y\":\"v\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"text\":\"y\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"future\":1,\"future\":2")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"\":1,\"\":2")),
+	TEXT("{\"type\":\"read\",\"type\":\"read\"}"),
+	TEXT("{\"room\":null,\"type\":\"member.join\",\"client_id\":\"a\",\"room\":\"r\"}"),
+	TEXT(MESSAGE(",\"text\":\"x\",\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,\"k5\":5,\"k6\":6,"
+	    "\"k7\":7,\"k8\":8,\"k9\":9,\"k10\":10,\"k11\":11")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,\"k5\":5,\"k6\":6,"
+	    "\"k7\":7,\"k8\":8,\"k9\":9,\"k10\":10,\"k11\":11,\"k12\":12")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,\"k5\":5,\"k6\":6,"
+	    "\"k7\":7,\"k8\":8,\"k9\":9,\"k10\":10,\"k11\":11,\"k1\":12")),
+	/* Escapes, in values and keys. */
+	TEXT(MESSAGE(",\"text\":\"line\\nbreak \\\"quoted\\\" back\\\\slash \\/\"")),
+	TEXT(MESSAGE(",\"text\":\"Hello \\u00e9 \\ud83d\\ude00\"")),
+	TEXT(MESSAGE(",\"text\":\"nul \\u0000 inside\"")),
+	TEXT(MESSAGE(",\"text\":\"lone \\ud800 surrogate\"")),
+	TEXT(MESSAGE(",\"text\":\"bad \\x escape\"")),
+	TEXT(MESSAGE(",\"text\":\"short \\u12\"")),
+	TEXT(MESSAGE(",\"text\":\"trailing \\")),
+	TEXT("{\"\\u0074ype\":\"read\",\"room\":\"r\",\"client_id\":\"a\",\"up_to\":\"m\"}"),
+	TEXT("{\"type\":\"read\",\"\\u0074ype\":\"read\"}"),
+	TEXT("{\"type\":\"re\\u0061d\",\"room\":\"r\",\"client_id\":\"a\",\"up_to\":\"m\"}"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\\tb\"}"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\\u0000b\"}"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"\\u00e9\"}"),
+	/* Raw UTF-8: valid 2-, 3- and 4-byte characters, then every kind of invalid. */
+	TEXT(MESSAGE(",\"text\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"")),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\xc3\xa9\","
+	    "\"client_id\":\"\xf0\x9f\x98\x80\"}"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\xc2\x80\"}"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\x7f\"}"),
+	TEXT(MESSAGE(",\"text\":\"C1 \xc2\x80 and DEL \x7f are text\"")),
+	TEXT(MESSAGE(",\"text\":\"lone continuation \x80\"")),
+	TEXT(MESSAGE(",\"text\":\"truncated \xc3\"")),
+	TEXT(MESSAGE(",\"text\":\"truncated \xe2\x82\"")),
+	TEXT(MESSAGE(",\"text\":\"overlong \xc0\xaf\"")),
+	TEXT(MESSAGE(",\"text\":\"overlong \xc1\xbf\"")),
+	TEXT(MESSAGE(",\"text\":\"overlong \xe0\x80\xaf\"")),
+	TEXT(MESSAGE(",\"text\":\"overlong \xf0\x80\x80\xaf\"")),
+	TEXT(MESSAGE(",\"text\":\"surrogate \xed\xa0\x80\"")),
+	TEXT(MESSAGE(",\"text\":\"surrogate \xed\xbf\xbf\"")),
+	TEXT(MESSAGE(",\"text\":\"last before surrogates \xed\x9f\xbf\"")),
+	TEXT(MESSAGE(",\"text\":\"last code point \xf4\x8f\xbf\xbf\"")),
+	TEXT(MESSAGE(",\"text\":\"beyond U+10FFFF \xf4\x90\x80\x80\"")),
+	TEXT(MESSAGE(",\"text\":\"F5 \xf5\x80\x80\x80\"")),
+	TEXT(MESSAGE(",\"text\":\"FE FF \xfe\xff\"")),
+	TEXT(MESSAGE(",\"text\":\"5-byte \xf8\x88\x80\x80\x80\"")),
+	TEXT(MESSAGE(",\"k\xff\":1,\"text\":\"x\"")),
+	TEXT(MESSAGE(",\"text\":\"x\"\xc3\xa9")),
+	TEXT("\xef\xbb\xbf{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\"}"),
+	/* Raw control characters and NUL bytes, inside and outside strings. */
+	TEXT(MESSAGE(",\"text\":\"tab\there\"")),
+	TEXT(MESSAGE(",\"text\":\"newline\nhere\"")),
+	TEXT(MESSAGE(",\"text\":\"unit separator \x1f\"")),
+	TEXT(MESSAGE(",\"text\":\"nul \0 inside\"")),
+	TEXT(MESSAGE(",\"k\x01\":1,\"text\":\"x\"")),
+	TEXT(MESSAGE(",\"text\":\"x\"") "\0"),
+	TEXT("\0" MESSAGE(",\"text\":\"x\"")),
+	TEXT(MESSAGE(",\"text\":\"x\"\0")),
+	TEXT("{\"type\":\0\"read\"}"),
+	/* Whitespace: JSON's four, anywhere between tokens; nothing else. */
+	TEXT(" \t\r\n{ \"type\" : \"member.join\" ,\n\t\"room\"\r:\"r\" , "
+	    "\"client_id\":\"a\" } \n"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\"}\f"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\"}\v"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\"}\xc2\xa0"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\"\f}"),
+	TEXT("{ }"),
+	TEXT("{}"),
+	/* Not an object, not JSON, or more after it. */
+	TEXT(""),
+	TEXT("   "),
+	TEXT("null"),
+	TEXT("42"),
+	TEXT("\"member.join\""),
+	TEXT("[{\"type\":\"read\"}]"),
+	TEXT("nope"),
+	TEXT("{"),
+	TEXT("{\"type\":"),
+	TEXT("{\"type\":\"read\""),
+	TEXT("{\"type\":\"read"),
+	TEXT("{\"type\" \"read\"}"),
+	TEXT("{\"type\":\"read\" \"room\":\"r\"}"),
+	TEXT("{\"type\":\"read\",}"),
+	TEXT("{,\"type\":\"read\"}"),
+	TEXT("{type:\"read\"}"),
+	TEXT("{'type':'read'}"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\"}x"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\"}}"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\"} {}"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\"},"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\",\"x\":nul}"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\",\"x\":nullx}"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\",\"x\":NULL}"),
+	TEXT("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\",\"x\":null }"),
+	/* Numbers, as ts and elsewhere. */
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":0")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":-0")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":-1")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":1")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":01")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":-01")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":00")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":1.0")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":1.")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":.5")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":1e3")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":1E3")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":1e")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":1.5e2")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":+1")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":-")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":--1")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":1x")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":0x10")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":1795857302123")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":253402300799999")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":253402300800000")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":999999999999999999")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":-999999999999999999")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":1000000000000000000")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":9223372036854775807")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":9223372036854775808")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":-9223372036854775808")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":-9223372036854775809")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":123456789012345678901234567890")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":true")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":[]")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"count\":007")),
+	/* ts as an RFC 3339 string. */
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":\"2026-11-28T09:15:02.123Z\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":\"2026-11-28T09:15:02+01:00\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":\"2026-11-28t09:15:02z\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":\"2026-11-28T09:15:02."
+	    "123456789012345678901234567890123456789012345678901234567890Z\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":\"2026-11-28T09:15:02."
+	    "123456789012345678901234567890123456789012345678901234567890\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":\"1969-12-31T23:59:59Z\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":\"9999-12-31T23:59:59.999Z\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":\"2026-02-30T00:00:00Z\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":\"2026-11-28T09:15:02Z \"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":\"2026-11-28T09:15:02Z\\u0000\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":\"yesterday\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":\"\"")),
+	TEXT(MESSAGE(",\"text\":\"x\",\"ts\":\"1795857302123\"")),
+};
+
+/* Rooms a source may give, good and bad. */
+static const char *const source_rooms[] = {
+	NULL, "from-channel", "", "a\tb", "\xff", "caf\xc3\xa9",
+	"0123456789012345678901234567890123456789012345678901234567890123"
+	"45678901234567890123456789012345678901234567890123456789012345678",
+};
+
+/* Printable text for a failure message: other bytes as \xNN, long text shortened. */
+static const char *
+show_text(const char *text, size_t len)
+{
+	static char shown[512];
+	size_t n = 0;
+
+	for (size_t i = 0; i < len && n < sizeof shown - 8; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '\\')
+			shown[n++] = (char)c;
+		else
+			n += (size_t)snprintf(shown + n, sizeof shown - n, "\\x%02x", c);
+	}
+	if (n >= sizeof shown - 8)
+		n += (size_t)snprintf(shown + n, sizeof shown - n, "...");
+	shown[n] = '\0';
+	return shown;
+}
+
+/* Are a and b the same string (or both NULL)? */
+static int
+same_string(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/* Are two id lists the same? */
+static int
+same_ids(char *const *a, size_t a_count, char *const *b, size_t b_count)
+{
+	if (a_count != b_count || (a == NULL) != (b == NULL))
+		return 0;
+	for (size_t i = 0; i < a_count; i++) {
+		if (!same_string(a[i], b[i]))
+			return 0;
+	}
+	return 1;
+}
+
+/* The first field of struct room_event in which a and b differ, or NULL. */
+static const char *
+event_difference(const struct room_event *a, const struct room_event *b)
+{
+	if (a->type != b->type)
+		return "type";
+	if (!same_string(a->room, b->room))
+		return "room";
+	if (!same_string(a->id, b->id))
+		return "id";
+	if (!same_string(a->client_id, b->client_id))
+		return "client_id";
+	if (!same_string(a->connection_id, b->connection_id))
+		return "connection_id";
+	if (!same_string(a->text, b->text))
+		return "text";
+	if (a->ts != b->ts)
+		return "ts";
+	if (!same_string(a->room_name, b->room_name))
+		return "room_name";
+	if (!same_string(a->sender_name, b->sender_name))
+		return "sender_name";
+	if (!same_ids(a->mentions, a->mention_count, b->mentions, b->mention_count))
+		return "mentions";
+	if ((a->push == NULL) != (b->push == NULL) ||
+	    (a->push != NULL && !json_equal(a->push, b->push)))
+		return "push";
+	if (a->push_skip != b->push_skip)
+		return "push_skip";
+	if (!same_ids(a->present, a->present_count, b->present, b->present_count))
+		return "present";
+	if (!same_string(a->up_to, b->up_to))
+		return "up_to";
+	if (a->redelivered != b->redelivered)
+		return "redelivered";
+	return NULL;
+}
+
+/* One path's verdict on a text. */
+struct verdict {
+	int rc;
+	char err[256];
+	struct room_event ev;
+};
+
+typedef int (*parse_text_fn)(const char *, size_t, const char *, struct room_event *, char *,
+    size_t);
+
+/* Run one path, with err and the event prefilled with garbage. */
+static void
+run_path(parse_text_fn parse, const char *text, size_t len, const char *room,
+    struct verdict *v)
+{
+	memset(v->err, '#', sizeof v->err - 1);
+	v->err[sizeof v->err - 1] = '\0';
+	memset(&v->ev, 0xa5, sizeof v->ev);
+	v->rc = parse(text, len, room, &v->ev, v->err, sizeof v->err);
+}
+
+/* Fail unless got is the reference verdict: same code, error and event. */
+static void
+assert_same_verdict(const struct verdict *want, const struct verdict *got, const char *path,
+    const char *text, size_t len, const char *room)
+{
+	const char *field;
+
+	if (got->rc != want->rc || strcmp(got->err, want->err) != 0)
+		fail_msg("%s path: %d '%s', generic: %d '%s'; room %s; text %s", path, got->rc,
+		    got->err, want->rc, want->err, room == NULL ? "NULL" : room,
+		    show_text(text, len));
+	if ((field = event_difference(&want->ev, &got->ev)) != NULL)
+		fail_msg("%s path: %s differs from generic; room %s; text %s", path, field,
+		    room == NULL ? "NULL" : room, show_text(text, len));
+	if (got->rc != EVENT_OK)
+		assert_empty(&got->ev);
+}
+
+/*
+ * Parse text on the generic, fast and combined paths, failing unless the fast path
+ * (when it does not defer) and the combined one agree with the generic one. The
+ * text is copied to a buffer of exactly len bytes so that overreads are caught.
+ * Returns 1 if the fast path handled the text, 0 if it deferred.
+ */
+static int
+assert_paths_agree(const char *text, size_t len, const char *room)
+{
+	struct verdict generic, fast, combined;
+	char *copy = malloc(len > 0 ? len : 1);
+	int handled;
+
+	assert_non_null(copy);
+	memcpy(copy, text, len);
+	run_path(room_event_parse_text_generic, copy, len, room, &generic);
+	assert_true(generic.rc == EVENT_OK || generic.rc == EVENT_EMALFORMED ||
+	    generic.rc == EVENT_EUNKNOWN);
+	run_path(room_event_parse_text_fast, copy, len, room, &fast);
+	handled = fast.rc != EVENT_FAST_DEFERRED;
+	if (handled)
+		assert_same_verdict(&generic, &fast, "fast", text, len, room);
+	else
+		assert_empty(&fast.ev);
+	run_path(room_event_parse_text, copy, len, room, &combined);
+	assert_same_verdict(&generic, &combined, "combined", text, len, room);
+	room_event_free(&generic.ev);
+	if (handled)
+		room_event_free(&fast.ev);
+	room_event_free(&combined.ev);
+	free(copy);
+	return handled;
+}
+
+/* Text formatted into a new string. */
+static char * __attribute__((format(printf, 1, 2)))
+format(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	assert_true(n >= 0);
+	s = malloc((size_t)n + 1);
+	assert_non_null(s);
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+/* A JSON array of n copies of the string item, as text. */
+static char *
+id_array(const char *item, size_t n)
+{
+	size_t item_len = strlen(item), len = 0;
+	char *s = malloc(2 + n * (item_len + 3));
+
+	assert_non_null(s);
+	s[len++] = '[';
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			s[len++] = ',';
+		s[len++] = '"';
+		memcpy(s + len, item, item_len);
+		len += item_len;
+		s[len++] = '"';
+	}
+	s[len++] = ']';
+	s[len] = '\0';
+	return s;
+}
+
+/* Cases too long to write out: limits on text, names, ids and arrays. */
+static char **
+long_cases(size_t *count)
+{
+	char *a4095 = repeat('a', EVENT_TEXT_MAX - 1), *a4094 = repeat('a', EVENT_TEXT_MAX - 2);
+	char *name = repeat('n', EVENT_NAME_MAX), *id = repeat('i', 128);
+	char *mentions = id_array("bob", EVENT_MENTIONS_MAX);
+	char *too_many = id_array("bob", EVENT_MENTIONS_MAX + 1);
+	char *present = id_array("c", 3000);
+	char **cases = malloc(16 * sizeof *cases);
+	size_t n = 0;
+
+	assert_non_null(cases);
+	/* Text at the limit, over it, and with characters straddling it. */
+	cases[n++] = format(MESSAGE(",\"text\":\"%sa\""), a4095);
+	cases[n++] = format(MESSAGE(",\"text\":\"%saa\""), a4095);
+	cases[n++] = format(MESSAGE(",\"text\":\"%s\xc3\xa9\""), a4095);
+	cases[n++] = format(MESSAGE(",\"text\":\"%s\xe2\x82\xac\""), a4094);
+	cases[n++] = format(MESSAGE(",\"text\":\"%s\xf0\x9f\x98\x80\""), a4094);
+	cases[n++] = format(MESSAGE(",\"text\":\"%s%s%s\""), a4095, a4095, a4095);
+	cases[n++] = format(MESSAGE(",\"text\":\"%s\\u00e9\""), a4095);
+	/* Names at and over their limit; ids at and over theirs. */
+	cases[n++] = format(MESSAGE(",\"text\":\"x\",\"room_name\":\"%s\""), name);
+	cases[n++] = format(MESSAGE(",\"text\":\"x\",\"sender_name\":\"%sn\""), name);
+	cases[n++] = format("{\"type\":\"member.join\",\"room\":\"%s\",\"client_id\":\"%s\"}",
+	    id, id);
+	cases[n++] = format("{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"%si\"}",
+	    id);
+	cases[n++] = format("{\"type\":\"member.join\",\"room\":\"%si\",\"client_id\":\"a\"}",
+	    id);
+	/* Arrays at and over their limit. */
+	cases[n++] = format(MESSAGE(",\"text\":\"x\",\"mentions\":%s"), mentions);
+	cases[n++] = format(MESSAGE(",\"text\":\"x\",\"mentions\":%s"), too_many);
+	cases[n++] = format("{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":%s}",
+	    present);
+	free(a4095);
+	free(a4094);
+	free(name);
+	free(id);
+	free(mentions);
+	free(too_many);
+	free(present);
+	*count = n;
+	return cases;
+}
+
+static void
+test_event_fast_path_agrees_with_generic_on_every_case(void **state)
+{
+	const size_t rooms = sizeof source_rooms / sizeof source_rooms[0];
+	size_t long_count, handled = 0, total = 0;
+	char **longs = long_cases(&long_count);
+
+	(void)state;
+	for (size_t r = 0; r < rooms; r++) {
+		for (size_t i = 0; i < sizeof equivalence_cases / sizeof equivalence_cases[0];
+		    i++, total++)
+			handled += (size_t)assert_paths_agree(equivalence_cases[i].bytes,
+			    equivalence_cases[i].len, source_rooms[r]);
+		for (size_t i = 0; i < sizeof common_events / sizeof common_events[0];
+		    i++, total++)
+			handled += (size_t)assert_paths_agree(common_events[i].bytes,
+			    common_events[i].len, source_rooms[r]);
+		for (size_t i = 0; i < long_count; i++, total++)
+			handled += (size_t)assert_paths_agree(longs[i], strlen(longs[i]),
+			    source_rooms[r]);
+	}
+	/* The comparison means something only if both paths ran on many cases. */
+	assert_true(handled > total / 3);
+	assert_true(handled < total);
+	for (size_t i = 0; i < long_count; i++)
+		free(longs[i]);
+	free(longs);
+}
+
+/* xorshift64*: a fixed sequence, the same on every platform. */
+static uint64_t
+fuzz_next(uint64_t *state)
+{
+	*state ^= *state >> 12;
+	*state ^= *state << 25;
+	*state ^= *state >> 27;
+	return *state * 2685821657736338717ULL;
+}
+
+/* A random number below n. */
+static size_t
+fuzz_below(uint64_t *state, size_t n)
+{
+	return (size_t)(fuzz_next(state) % n);
+}
+
+#define FUZZ_ITERATIONS 200000
+#define FUZZ_TEXT_MAX 1024
+
+/* Apply one random mutation to the len bytes at buf; returns the new length. */
+static size_t
+fuzz_mutate(uint64_t *state, char *buf, size_t len)
+{
+	/* Bytes that matter to a JSON scanner, UTF-8 lead bytes and control bytes. */
+	static const char interesting[] = "\"\\{}[],: \t\n0123456789-+.eEnul\0\x01\x1f\x7f"
+	    "\x80\xbf\xc0\xc3\xc2\xe2\xed\xf0\xf4\xf5\xff";
+	/* Fragments that make a valid object into another valid one or nearly one. */
+	static const char *const fragments[] = {
+		"\\u00e9", "\\n", "\\\"", "\\ud83d\\ude00", "\\u0000", "null", "[]",
+		"[\"x\"]", "{}", "true", "1.5", "1e3", "-0", "01", "99999999999999999999",
+		",\"x\":1", ",\"type\":\"read\"", ",\"text\":\"y\"", ",\"push\":{\"skip\":true}",
+		"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xed\xa0\x80", "\xc0\xaf",
+		"\"2026-11-28T09:15:02Z\"",
+	};
+	size_t pos = fuzz_below(state, len + 1), n, from;
+	const char *insert;
+
+	switch (fuzz_below(state, 7)) {
+	case 0:			/* flip a bit */
+		if (len > 0)
+			buf[pos % len] ^= (char)(1 << fuzz_below(state, 8));
+		return len;
+	case 1:			/* overwrite a byte with an interesting one */
+		if (len > 0)
+			buf[pos % len] = interesting[fuzz_below(state, sizeof interesting - 1)];
+		return len;
+	case 2:			/* overwrite a byte with any byte */
+		if (len > 0)
+			buf[pos % len] = (char)fuzz_below(state, 256);
+		return len;
+	case 3:			/* delete a run of bytes */
+		n = 1 + fuzz_below(state, 4);
+		if (pos + n > len)
+			return len;
+		memmove(buf + pos, buf + pos + n, len - pos - n);
+		return len - n;
+	case 4:			/* insert an interesting byte */
+		insert = &interesting[fuzz_below(state, sizeof interesting - 1)];
+		n = 1;
+		break;
+	case 5:			/* insert a fragment */
+		insert = fragments[fuzz_below(state, sizeof fragments / sizeof fragments[0])];
+		n = strlen(insert);
+		break;
+	default:		/* insert a copy of part of the text: duplicate keys, say */
+		if (len == 0)
+			return len;
+		from = fuzz_below(state, len);
+		n = 1 + fuzz_below(state, len - from);
+		if (len + n > FUZZ_TEXT_MAX)
+			return len;
+		memmove(buf + pos + n, buf + pos, len - pos);
+		memmove(buf + pos, buf + (from < pos ? from : from + n), n);
+		return len + n;
+	}
+	if (len + n > FUZZ_TEXT_MAX)
+		return len;
+	memmove(buf + pos + n, buf + pos, len - pos);
+	memcpy(buf + pos, insert, n);
+	return len + n;
+}
+
+static void
+test_event_fast_path_agrees_with_generic_under_mutation(void **state)
+{
+	static const char *const seeds[] = {
+		"{\"type\":\"message\",\"room\":\"dm-17\",\"id\":\"m-123\",\"client_id\":\"alice\","
+		    "\"text\":\"hello there (due 1795857302123)\",\"ts\":1795857302123}",
+		"{\"type\":\"message\",\"room\":\"general\",\"id\":\"m-1\","
+		    "\"client_id\":\"bob\",\"text\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\","
+		    "\"room_name\":\"General\",\"sender_name\":\"Bob\","
+		    "\"mentions\":[\"alice\",\"carol\"],\"ts\":0}",
+		"{ \"type\" : \"message.update\" , \"room\" : \"r\" , \"id\" : \"m\" ,\n"
+		    "  \"text\" : \"edited\" , \"ts\" : \"2026-11-28T09:15:02.123Z\" }\n",
+		MESSAGE(",\"text\":\"x\",\"push\":{\"title\":\"T\",\"skip\":false}"),
+		"{\"type\":\"message.delete\",\"room\":\"r\",\"id\":\"m9\"}",
+		"{\"type\":\"presence.enter\",\"room\":\"dm-17\",\"client_id\":\"alice\","
+		    "\"connection_id\":\"c-9\"}",
+		"{\"type\":\"presence.leave\",\"client_id\":\"alice\",\"connection_id\":null}",
+		"{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":[\"a\",\"b\",\"c\"]}",
+		"{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\",\"extra\":[]}",
+		"{\"type\":\"read\",\"room\":\"dm-17\",\"client_id\":\"bob\",\"up_to\":\"m-123\"}",
+	};
+	const size_t seed_count = sizeof seeds / sizeof seeds[0];
+	uint64_t rng = 0x9e3779b97f4a7c15ULL;
+	char buf[FUZZ_TEXT_MAX];
+	size_t handled = 0, len;
+
+	(void)state;
+	for (size_t i = 0; i < seed_count; i++) {
+		struct room_event ev;
+		char err[256];
+
+		if (room_event_parse_text_generic(seeds[i], strlen(seeds[i]), "chan", &ev, err,
+		    sizeof err) != EVENT_OK)
+			fail_msg("seed %zu is not a valid event: %s", i, err);
+		room_event_free(&ev);
+	}
+	for (size_t i = 0; i < FUZZ_ITERATIONS; i++) {
+		const char *seed = seeds[fuzz_below(&rng, seed_count)];
+		size_t mutations = 1 + fuzz_below(&rng, 3);
+
+		len = strlen(seed);
+		memcpy(buf, seed, len);
+		for (size_t m = 0; m < mutations; m++)
+			len = fuzz_mutate(&rng, buf, len);
+		handled += (size_t)assert_paths_agree(buf, len, i % 2 == 0 ? NULL : "chan");
+	}
+	/* Both paths must have had a real share of the mutants. */
+	assert_true(handled > FUZZ_ITERATIONS / 10);
+	assert_true(handled < FUZZ_ITERATIONS - FUZZ_ITERATIONS / 10);
+}
+
+static void
+test_event_fast_path_handles_common_events(void **state)
+{
+	struct room_event ev;
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof common_events / sizeof common_events[0]; i++) {
+		int rc = room_event_parse_text_fast(common_events[i].bytes, common_events[i].len,
+		    NULL, &ev, err, sizeof err);
+
+		if (rc != EVENT_OK)
+			fail_msg("fast path gave %d for %s", rc, common_events[i].bytes);
+		assert_string_equal(err, "");
+		room_event_free(&ev);
+	}
+	/* The typical message, field by field. */
+	assert_int_equal(room_event_parse_text_fast(common_events[0].bytes, common_events[0].len,
+	    NULL, &ev, err, sizeof err), EVENT_OK);
+	assert_int_equal(ev.type, EVENT_MESSAGE);
+	assert_string_equal(ev.room, "dm-17");
+	assert_string_equal(ev.id, "m-123");
+	assert_string_equal(ev.client_id, "alice");
+	assert_string_equal(ev.text, "hello there (due 1795857302123)");
+	assert_int_equal(ev.ts, 1795857302123LL);
+	room_event_free(&ev);
+	/* Well-formed but invalid or unknown events are decided without jansson too. */
+	assert_int_equal(room_event_parse_text_fast("{\"type\":\"typing.start\"}", 23, NULL, &ev,
+	    err, sizeof err), EVENT_EUNKNOWN);
+	assert_string_equal(err, "unknown event type 'typing.start'");
+	assert_int_equal(room_event_parse_text_fast("{\"type\":\"read\"}", 15, "r", &ev, err,
+	    sizeof err), EVENT_EMALFORMED);
+	assert_string_equal(err, "client_id: is required");
+	assert_empty(&ev);
+}
+
+static void
+test_event_fast_path_defers_outside_its_subset(void **state)
+{
+	static const struct text deferred[] = {
+		TEXT(MESSAGE(",\"text\":\"x\",\"push\":{\"title\":\"T\"}")),
+		TEXT(MESSAGE(",\"text\":\"an \\\"escape\\\"\"")),
+		TEXT("{\"\\u0074ype\":\"read\"}"),
+		TEXT(MESSAGE(",\"text\":\"x\",\"ts\":1.5")),
+		TEXT(MESSAGE(",\"text\":\"x\",\"ts\":1e3")),
+		TEXT(MESSAGE(",\"text\":\"x\",\"ts\":01")),
+		TEXT(MESSAGE(",\"text\":\"x\",\"ts\":1234567890123456789")),
+		TEXT(MESSAGE(",\"text\":\"x\",\"flag\":true")),
+		TEXT(MESSAGE(",\"text\":\"x\",\"list\":[1]")),
+		TEXT(MESSAGE(",\"text\":\"x\",\"text\":\"y\"")),
+		TEXT(MESSAGE(",\"text\":\"tab\there\"")),
+		TEXT(MESSAGE(",\"text\":\"nul \0 inside\"")),
+		TEXT(MESSAGE(",\"text\":\"overlong \xc0\xaf\"")),
+		TEXT(MESSAGE(",\"text\":\"x\"") "\0"),
+		TEXT(MESSAGE(",\"text\":\"x\"") "x"),
+		TEXT(MESSAGE(",\"text\":\"x\",\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,\"k5\":5,"
+		    "\"k6\":6,\"k7\":7,\"k8\":8,\"k9\":9,\"k10\":10,\"k11\":11,\"k12\":12")),
+		TEXT("[{\"type\":\"read\"}]"),
+		TEXT(""),
+	};
+	struct room_event ev;
+	char err[16] = "untouched";
+
+	(void)state;
+	for (size_t i = 0; i < sizeof deferred / sizeof deferred[0]; i++) {
+		if (room_event_parse_text_fast(deferred[i].bytes, deferred[i].len, "r", &ev, err,
+		    sizeof err) != EVENT_FAST_DEFERRED)
+			fail_msg("fast path did not defer %s",
+			    show_text(deferred[i].bytes, deferred[i].len));
+		assert_empty(&ev);
+		assert_string_equal(err, "untouched");
+	}
+}
+
 int
 main(void)
 {
@@ -533,6 +1302,10 @@ main(void)
 		cmocka_unit_test(test_event_malformed_message_fields_name_the_field),
 		cmocka_unit_test(test_event_text_that_is_not_an_event_object),
 		cmocka_unit_test(test_event_type_names_are_the_wire_names),
+		cmocka_unit_test(test_event_fast_path_agrees_with_generic_on_every_case),
+		cmocka_unit_test(test_event_fast_path_agrees_with_generic_under_mutation),
+		cmocka_unit_test(test_event_fast_path_handles_common_events),
+		cmocka_unit_test(test_event_fast_path_defers_outside_its_subset),
 	};
 
 	return cmocka_run_group_tests_name("event", tests, NULL, NULL);

@@ -484,6 +484,8 @@ read_body(struct api_request *r, const struct api_route *route)
 		return -1;
 	}
 	data = evbuffer_pullup(in, -1);
+	r->body_text = (const char *)data;
+	r->body_len = len;
 	r->body = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (r->body == NULL) {
 		api_reply_error(r, 400, "invalid_json", NULL,

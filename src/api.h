@@ -41,6 +41,8 @@ struct api_request {
 	const char *route;		/* the matched route's pattern; NULL: none */
 	const char *params[4];		/* decoded {ids} from the path, in order */
 	json_t *body;			/* parsed JSON object, or NULL without a body */
+	const char *body_text;		/* its bytes as received (not NUL-terminated) */
+	size_t body_len;
 	struct store *store;
 	const struct api_heartbeat *heartbeat;
 	struct source *events;		/* the HTTP source, NULL when [events] is off */

@@ -158,12 +158,20 @@ api_events_post(struct api_request *r)
 		    "first", json_string_value(json_object_get(json_array_get(skipped, 0),
 		    "reason")), NULL);
 	}
-	/* The outbox keeps the events that parsed, in their wire form. */
-	outbox = json_pack("{s:o}", "events", kept);
-	text = json_dumps(outbox, JSON_COMPACT);
-	json_decref(outbox);
-	if (text == NULL)
-		fatalx("out of memory serializing events");
+	/*
+	 * The outbox keeps the events that parsed, in their wire form: the body as it
+	 * came when all did (it holds nothing else, and no NUL: jansson read it).
+	 */
+	if (json_array_size(skipped) == 0) {
+		json_decref(kept);
+		text = xstrndup(r->body_text, r->body_len);
+	} else {
+		outbox = json_pack("{s:o}", "events", kept);
+		text = json_dumps(outbox, JSON_COMPACT);
+		json_decref(outbox);
+		if (text == NULL)
+			fatalx("out of memory serializing events");
+	}
 	api_events_accept(r, r->events, events, count, text, skipped);
 	free(text);
 }

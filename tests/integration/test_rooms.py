@@ -1020,6 +1020,44 @@ class TestRestart(RoomsCase):
                 fcm_expected(n, dev["token"])
             self.assertEqual(shown, want)
 
+    def test_replayed_batches_hold_what_was_accepted_as_sent_and_without_skipped_events(self):
+        # The outbox keeps a batch's body as it came when every event parsed (here with
+        # spaces and newlines), and re-serializes it without the skipped ones otherwise.
+        room = self.id_("r")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(b, "apns")
+        self.join(room, a, b)
+        self.apns.add_rule(delay_ms=2000)
+        pretty = json.dumps({"events": [message(room, "p1", a, "sent with spaces")]},
+                            indent=2).encode()
+        st, _, body, raw = self.post_raw(None, raw_body=pretty)
+        self.assertEqual((st, body), (202, {"accepted": 1, "skipped": []}), raw)
+        st, _, body, raw = self.post_raw({"events": [
+            {"type": "message", "room": room, "id": "p2"},
+            message(room, "p3", a, "next to a bad one")]})
+        self.assertEqual((st, body["accepted"]), (202, 1), raw)
+        self.assertEqual(body["skipped"], [{"index": 0, "reason": "client_id: is required"}])
+        self.daemon.kill9()
+        self.apns.clear_rules()
+        before = {d: len(r) for d, r in self.received().items()}
+        offset = self.daemon.log_offset()
+        self.daemon.start()
+        line = self.daemon.wait_for_log(
+            lambda x: x.get("msg") == "resuming event batches accepted before the restart",
+            since=offset)
+        self.assertEqual(line.get("batches"), "2")
+        [dev] = self.by_client[b]
+        deadline = time.monotonic() + 10
+        while len(self.received()[dev["device_id"]]) - before[dev["device_id"]] < 2:
+            self.assertLess(time.monotonic(), deadline, "not notified after the restart:\n%s"
+                            % self.daemon.log_text(offset))
+            time.sleep(0.02)
+        time.sleep(SETTLE)
+        after = self.received()[dev["device_id"]][before[dev["device_id"]]:]
+        self.assertEqual(sorted(self.shown(dev["device_id"], r)["body"]["message_id"]
+                                for r in after), ["p1", "p3"])
+        self.assertNotIn("malformed events skipped", self.daemon.log_text(offset))
+
 
 # ---- backpressure ------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ nobody is present, so every message notifies each away member at once.
     1:1 rooms: --messages messages round-robin over --rooms rooms of two members
     (the sender, without a device, and the away recipient), XADDed as fast as one
     pipelined connection goes (RESP spoken over a socket); and the same in POST
-    /v1/events batches of [events] max_batch. Notifications/s delivered.
+    /v1/events batches of [events] max_batch, posted over --events-connections
+    connections at once. Notifications/s delivered.
 (b) Latency: XADD -> the request arriving at the mock (both clocks are this host's
     CLOCK_REALTIME), at a steady --rate messages/s for --seconds over the 1:1 rooms,
     written in one batch every --tick-ms (1 ms: 20 messages at 20,000/s; --tick-ms 10
@@ -528,29 +529,30 @@ class Bench:
                                    "redis-server": redis.proc.pid,
                                    "bench (python)": os.getpid()},
                                   threads_of="pushrelayd")
-        self.events_conn = None
+        self.events_conns = {}
 
     def new_id(self, prefix):
         self.seq += 1
         return "%s-%s-%d" % (prefix, self.nonce, self.seq)
 
-    def post_events(self, events):
-        """POST /v1/events on a keep-alive connection; the number accepted."""
+    def post_events(self, events, slot=0):
+        """POST /v1/events on keep-alive connection number slot; the number accepted."""
         body = ('{"events":[' + ",".join(events) + "]}").encode()
         for attempt in range(2):
-            if self.events_conn is None:
-                self.events_conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port,
-                                                              timeout=60)
+            if self.events_conns.get(slot) is None:
+                self.events_conns[slot] = http.client.HTTPConnection(
+                    "127.0.0.1", self.daemon.port, timeout=60)
+            conn = self.events_conns[slot]
             try:
-                self.events_conn.request("POST", "/v1/events", body=body, headers={
+                conn.request("POST", "/v1/events", body=body, headers={
                     "Authorization": "Bearer " + self.daemon.key,
                     "Content-Type": "application/json"})
-                r = self.events_conn.getresponse()
+                r = conn.getresponse()
                 raw = r.read()
                 break
             except (http.client.HTTPException, OSError):
-                self.events_conn.close()
-                self.events_conn = None
+                conn.close()
+                self.events_conns[slot] = None
                 if attempt == 1:
                     raise
         if r.status != 202:
@@ -599,9 +601,24 @@ class Bench:
             if errors:
                 raise SystemExit("XADD failed: %s" % errors[0])
         else:
-            batch = self.args.events_batch
-            for i in range(0, n, batch):
-                self.post_events(events[i:i + batch])
+            # Batches in order over --events-connections connections at once.
+            batch, conns = self.args.events_batch, self.args.events_connections
+            batches = [events[i:i + batch] for i in range(0, n, batch)]
+            failures = []
+
+            def poster(slot):
+                try:
+                    for b in batches[slot::conns]:
+                        self.post_events(b, slot)
+                except BaseException as e:      # reported below, in the main thread
+                    failures.append(e)
+            threads = [threading.Thread(target=poster, args=(i,)) for i in range(conns)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if failures:
+                raise failures[0]
             took = time.monotonic() - start
         self.ctl.wait_for(before, n, start)
         cpu = self.sampler.usage(cpu0, self.sampler.snapshot())
@@ -789,6 +806,8 @@ def main():
     parser.add_argument("--events-batch", type=int, default=1000,
                         help="events per POST /v1/events ([events] max_batch)")
     parser.add_argument("--register-connections", type=int, default=4)
+    parser.add_argument("--events-connections", type=int, default=2,
+                        help="POST /v1/events connections of the 1:1 run, posting at once")
     parser.add_argument("--quiet", type=float, default=15,
                         help="before each run, wait for the machine to be under this %% "
                         "of one core (others' builds skew the figures)")
@@ -904,8 +923,9 @@ def main():
             print("  1:1 rooms, %d messages over %d rooms:" % (args.messages, args.rooms))
             print("    XADD, pipelined   %9.0f notifications/s (first XADD to the last "
                   "request at the mock)" % med(dm["xadd"]))
-            print("    POST /v1/events   %9.0f notifications/s (%d events per POST, "
-                  "sequential)" % (med(dm["events"]), args.events_batch))
+            print("    POST /v1/events   %9.0f notifications/s (%d events per POST, %d "
+                  "connections)" % (med(dm["events"]), args.events_batch,
+                                    args.events_connections))
             print("  h2load              %9.0f requests/s (same mock, %d connections, same "
                   "payload shape)" % (med(h2), args.connections))
 

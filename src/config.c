@@ -181,6 +181,16 @@ static const struct config_option config_options[] = {
 	{ "store", "busy_timeout", CONFIG_TYPE_DURATION, FIELD(store_busy_timeout_ms),
 	  .default_value = "5s", .min = 0, .max = MINUTE,
 	  .help = "How long a write waits for a locked database before it fails." },
+	{ "store", "cache_size", CONFIG_TYPE_SIZE, FIELD(store_cache_size),
+	  .default_value = "32M", .min = MIB, .max = 64 * 1024 * MIB,
+	  .help = "Database pages each of the daemon's three connections keeps in memory,\n"
+	      "at most. The notified-devices index outgrows SQLite's own default (2 MiB)\n"
+	      "at a few thousand notifications/s, and every write then reads it again." },
+	{ "store", "checkpoint_size", CONFIG_TYPE_SIZE, FIELD(store_checkpoint_size),
+	  .default_value = "32M", .min = MIB, .max = 64 * 1024 * MIB,
+	  .help = "Write-ahead log size at which its pages are copied back into the\n"
+	      "database. Larger: fewer checkpoints, each page copied once for many\n"
+	      "writes; the log file grows to about this size." },
 
 	{ "delivery", "queue_size", CONFIG_TYPE_INTEGER, FIELD(delivery_queue_size),
 	  .default_value = "100000", .min = 100, .max = 10000000,

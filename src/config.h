@@ -77,6 +77,8 @@ struct config {
 	char *store_path;		/* resolved: never empty after config_load */
 	enum store_sync store_sync;
 	int64_t store_busy_timeout_ms;
+	size_t store_cache_size;	/* bytes per connection */
+	size_t store_checkpoint_size;	/* WAL bytes that trigger a checkpoint */
 
 	/* [delivery] */
 	int delivery_queue_size;

@@ -425,6 +425,8 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	store_options->path = d->config.store_path;
 	store_options->sync = d->config.store_sync;
 	store_options->busy_timeout_ms = (int)d->config.store_busy_timeout_ms;
+	store_options->cache_size = d->config.store_cache_size;
+	store_options->checkpoint_size = d->config.store_checkpoint_size;
 	rc = store_open(d->config.store_backend, store_options, &d->store, err, errlen);
 	if (rc != 0) {
 		apikey_free(keys);

@@ -31,6 +31,8 @@ struct store_options {
 	const char *path;		/* database file */
 	enum store_sync sync;
 	int busy_timeout_ms;
+	size_t cache_size;		/* bytes of pages kept in memory; 0: the backend's */
+	size_t checkpoint_size;		/* log bytes that trigger a checkpoint; 0: the backend's */
 };
 
 /* Whose devices store_targets_add() lists. */

@@ -680,14 +680,16 @@ fail:
 	return STORE_EIO;
 }
 
-/* Set the journal, durability and foreign-key pragmas. */
+/* Set the journal, durability, cache, checkpoint and foreign-key pragmas. */
 static int
-sqlite_configure(struct sqlite_store *s, enum store_sync sync, char *err, size_t errlen)
+sqlite_configure(struct sqlite_store *s, const struct store_options *options, char *err,
+    size_t errlen)
 {
 	const char *sync_sql;
 	sqlite3_stmt *stmt;
 	const char *mode;
-	int rc;
+	char sql[96];
+	int rc, page_size;
 
 	if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &stmt, NULL) != SQLITE_OK)
 		goto fail;
@@ -700,11 +702,29 @@ sqlite_configure(struct sqlite_store *s, enum store_sync sync, char *err, size_t
 		log_warn("store is not in WAL mode", "path", s->path, "journal_mode", mode, NULL);
 	sqlite3_finalize(stmt);
 
-	sync_sql = sync == STORE_SYNC_NORMAL ? "PRAGMA synchronous = NORMAL" :
+	sync_sql = options->sync == STORE_SYNC_NORMAL ? "PRAGMA synchronous = NORMAL" :
 	    "PRAGMA synchronous = FULL";
 	if (sqlite3_exec(s->db, sync_sql, NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(s->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL) != SQLITE_OK)
 		goto fail;
+	/* A negative cache_size is in KiB; wal_autocheckpoint counts pages. */
+	if (options->cache_size > 0) {
+		snprintf(sql, sizeof sql, "PRAGMA cache_size = -%zu", options->cache_size / 1024);
+		if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+			goto fail;
+	}
+	if (options->checkpoint_size > 0) {
+		if (sqlite3_prepare_v2(s->db, "PRAGMA page_size", -1, &stmt, NULL) != SQLITE_OK)
+			goto fail;
+		page_size = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : 0;
+		sqlite3_finalize(stmt);
+		if (page_size <= 0)
+			goto fail;
+		snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = %zu",
+		    options->checkpoint_size / (size_t)page_size);
+		if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+			goto fail;
+	}
 	return STORE_OK;
 
 fail:
@@ -778,7 +798,7 @@ sqlite_open(struct store *store, const struct store_options *options, char *err,
 		error = STORE_ENEWER;
 		goto fail;
 	}
-	if ((error = sqlite_configure(s, options->sync, err, errlen)) != STORE_OK ||
+	if ((error = sqlite_configure(s, options, err, errlen)) != STORE_OK ||
 	    (error = sqlite_migrate(s, err, errlen)) != STORE_OK)
 		goto fail;
 

@@ -25,7 +25,7 @@
 #include "store.h"
 
 /* Options of the plain sections, and of each kind of named section. */
-#define OPTION_COUNT 49
+#define OPTION_COUNT 51
 #define APNS_OPTION_COUNT 16
 #define FCM_OPTION_COUNT 6
 
@@ -176,6 +176,8 @@ assert_defaults(const struct config *config, const char *state_dir)
 	assert_string_equal(config->store_path, path);
 	assert_int_equal(config->store_sync, STORE_SYNC_FULL);
 	assert_int_equal(config->store_busy_timeout_ms, 5000);
+	assert_int_equal(config->store_cache_size, 32 * 1024 * 1024);
+	assert_int_equal(config->store_checkpoint_size, 32 * 1024 * 1024);
 	assert_int_equal(config->log_level, LOG_LEVEL_INFO);
 	assert_int_equal(config->log_format, LOG_FORMAT_TEXT);
 }
@@ -211,6 +213,8 @@ assert_configs_equal(const struct config *a, const struct config *b)
 	assert_string_equal(a->store_path, b->store_path);
 	assert_int_equal(a->store_sync, b->store_sync);
 	assert_int_equal(a->store_busy_timeout_ms, b->store_busy_timeout_ms);
+	assert_int_equal(a->store_cache_size, b->store_cache_size);
+	assert_int_equal(a->store_checkpoint_size, b->store_checkpoint_size);
 	assert_int_equal(a->log_level, b->log_level);
 	assert_int_equal(a->log_format, b->log_format);
 }
@@ -284,6 +288,8 @@ test_config_file_sets_every_key(void **state)
 	    "path = /data/devices.db\n"
 	    "synchronous = normal\n"
 	    "busy_timeout = 0\n"
+	    "cache_size = 256M\n"
+	    "checkpoint_size = 4M\n"
 	    "[log]\n"
 	    "level = debug\n"
 	    "format = json\n",
@@ -304,6 +310,8 @@ test_config_file_sets_every_key(void **state)
 	assert_string_equal(config.store_path, "/data/devices.db");
 	assert_int_equal(config.store_sync, STORE_SYNC_NORMAL);
 	assert_int_equal(config.store_busy_timeout_ms, 0);
+	assert_int_equal(config.store_cache_size, 256 * 1024 * 1024);
+	assert_int_equal(config.store_checkpoint_size, 4 * 1024 * 1024);
 	assert_int_equal(config.log_level, LOG_LEVEL_DEBUG);
 	assert_int_equal(config.log_format, LOG_FORMAT_JSON);
 	config_free(&config);

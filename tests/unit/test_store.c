@@ -36,7 +36,7 @@ struct fixture {
 static int
 fixture_open(struct fixture *f, int busy_timeout_ms, char *err, size_t errlen)
 {
-	struct store_options options = { f->path, STORE_SYNC_FULL, busy_timeout_ms };
+	struct store_options options = { f->path, STORE_SYNC_FULL, busy_timeout_ms, 0, 0 };
 
 	return store_open("sqlite", &options, &f->store, err, errlen);
 }
@@ -171,7 +171,7 @@ static void
 test_open_unknown_backend_is_einval(void **state)
 {
 	struct fixture *f = *state;
-	struct store_options options = { f->path, STORE_SYNC_FULL, 0 };
+	struct store_options options = { f->path, STORE_SYNC_FULL, 0, 0, 0 };
 	struct store *store = (struct store *)1;
 	char err[256];
 
@@ -185,7 +185,7 @@ static void
 test_open_bad_options_are_einval(void **state)
 {
 	struct fixture *f = *state;
-	struct store_options options = { "", STORE_SYNC_FULL, 0 };
+	struct store_options options = { "", STORE_SYNC_FULL, 0, 0, 0 };
 	struct store *store;
 	char err[256];
 
@@ -768,6 +768,61 @@ test_member_put_creates_then_keeps_existing(void **state)
 	model_member_free(&stored);
 }
 
+/* Write marks first..first+n-1 in batches of 1000, as the router's write-behind does. */
+static void
+write_marks(struct store *store, int first, int n)
+{
+	struct notified_mark marks[1000];
+	char rooms[1000][32], messages[1000][48];
+
+	for (int done = first; done < first + n; done += 1000) {
+		for (int i = 0; i < 1000; i++) {
+			snprintf(rooms[i], sizeof rooms[i], "room-%d", (done + i) % 997);
+			snprintf(messages[i], sizeof messages[i], "message-%08d", done + i);
+			marks[i] = (struct notified_mark){ rooms[i], messages[i], "device-1",
+			    T0 + done + i };
+		}
+		assert_int_equal(store_notified_add(store, marks, 1000), STORE_OK);
+	}
+}
+
+/* The size of a file, or 0 if there is none. */
+static off_t
+file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_size : 0;
+}
+
+/* checkpoint_size bounds the write-ahead log: it is copied back once it reaches it. */
+static void
+test_checkpoint_size_bounds_the_write_ahead_log(void **state)
+{
+	struct fixture *f = *state;
+	struct store_options options = { f->path, STORE_SYNC_FULL, 1000, 0, 0 };
+	char wal[PATH_MAX + 8], err[512];
+
+	snprintf(wal, sizeof wal, "%s-wal", f->path);
+	store_close(f->store);
+	options.checkpoint_size = 1024 * 1024;
+	assert_int_equal(store_open("sqlite", &options, &f->store, err, sizeof err), 0);
+	write_marks(f->store, 0, 40000);
+	/*
+	 * SQLite checkpoints at the first commit past the size, and the log starts over:
+	 * it stays within the size and one batch (~1.5 MiB here). Without checkpoints
+	 * these batches make a log of about 40 MiB.
+	 */
+	assert_true(file_size(wal) > 0);
+	assert_true(file_size(wal) < 4 * 1024 * 1024);
+
+	store_close(f->store);
+	options.checkpoint_size = 64 * 1024 * 1024;
+	assert_int_equal(store_open("sqlite", &options, &f->store, err, sizeof err), 0);
+	write_marks(f->store, 40000, 40000);
+	assert_true(file_size(wal) > 16 * 1024 * 1024);
+}
+
 /* The router keeps rooms' routes while the generation holds: only real changes bump it. */
 static void
 test_generation_moves_only_when_memberships_change(void **state)
@@ -1243,6 +1298,7 @@ main(void)
 		STORE_TEST(test_device_remove_token_respects_unless_updated_after),
 		STORE_TEST(test_member_put_creates_then_keeps_existing),
 		STORE_TEST(test_generation_moves_only_when_memberships_change),
+		STORE_TEST(test_checkpoint_size_bounds_the_write_ahead_log),
 		STORE_TEST(test_member_get_missing_is_enotfound),
 		STORE_TEST(test_member_delete_removes_and_missing_is_enotfound),
 		STORE_TEST(test_room_members_list_pages_by_client_id),

@@ -110,6 +110,20 @@ struct source_ref {
 	struct source *source;
 };
 
+/* A client's unread messages across rooms: the badge. */
+struct unread_client {
+	int64_t total;
+};
+
+/* A client's unread messages in one room, and whether the store is behind on it. */
+struct unread_room {
+	struct unread_client *client;
+	int64_t count;
+	int dirty;			/* on the router's unread_dirty list */
+	size_t keylen;
+	char key[];			/* "client\0room" and a NUL */
+};
+
 struct router {
 	struct event_base *base;
 	struct store *store;
@@ -130,10 +144,11 @@ struct router {
 	int64_t started_at;		/* ms: older messages may have notified before */
 	struct strmap *seen;		/* "room\0id" -> boxed expiry (ms) */
 	struct strmap *members;		/* "room\0client" known members (implicit joins) */
-	struct strmap *unread;		/* "client\0room" -> boxed count */
-	struct strmap *unread_total;	/* client -> boxed total */
+	struct strmap *unread;		/* "client\0room" -> struct unread_room */
+	struct strmap *unread_total;	/* client -> struct unread_client */
 	struct strmap *rates;		/* client -> struct rate */
-	struct strmap *unread_dirty;	/* "client\0room" keys to write */
+	struct unread_room **unread_dirty;	/* counts to write, each once */
+	size_t unread_dirty_count, unread_dirty_capacity;
 
 	struct notified_mark *marks;	/* owned strings, written behind */
 	size_t mark_count, mark_capacity;
@@ -281,42 +296,30 @@ flush_done(int result, void *arg)
 	free(job);
 }
 
-struct unread_collect {
-	struct router *router;
-	struct flush_job *job;
-};
-
-static void
-collect_unread(const char *key, size_t keylen, void *value, void *arg)
-{
-	struct unread_collect *c = arg;
-	int64_t *count = strmap_get(c->router->unread, key, keylen);
-	struct unread_count *u = &c->job->unread[c->job->unread_count++];
-
-	u->client_id = xstrdup(key);
-	u->room_id = xstrdup(key + strlen(key) + 1);
-	u->count = count != NULL ? *count : 0;
-	strmap_remove(c->router->unread_dirty, key, keylen);
-}
-
 /* Hand marks and changed unread counts to the store writer. */
 static void
 router_flush(struct router *r, int64_t expire_before)
 {
 	struct flush_job *job;
-	struct unread_collect collect;
 
-	if (r->mark_count == 0 && strmap_count(r->unread_dirty) == 0 && expire_before == 0)
+	if (r->mark_count == 0 && r->unread_dirty_count == 0 && expire_before == 0)
 		return;
 	job = xcalloc(1, sizeof *job);
 	job->marks = r->marks;
 	job->mark_count = r->mark_count;
 	r->marks = NULL;
 	r->mark_count = r->mark_capacity = 0;
-	job->unread = xcalloc(strmap_count(r->unread_dirty) + 1, sizeof *job->unread);
-	collect.router = r;
-	collect.job = job;
-	strmap_foreach(r->unread_dirty, collect_unread, &collect);
+	job->unread = xcalloc(r->unread_dirty_count + 1, sizeof *job->unread);
+	for (size_t i = 0; i < r->unread_dirty_count; i++) {
+		struct unread_room *u = r->unread_dirty[i];
+		struct unread_count *c = &job->unread[job->unread_count++];
+
+		c->client_id = xstrdup(u->key);
+		c->room_id = xstrdup(u->key + strlen(u->key) + 1);
+		c->count = u->count;
+		u->dirty = 0;
+	}
+	r->unread_dirty_count = 0;
 	job->expire_before = expire_before;
 	store_writer_submit(r->writer, flush_run, flush_done, job);
 }
@@ -345,36 +348,60 @@ add_mark(struct router *r, const char *room, const char *message_id, const char 
 static int64_t
 unread_total(struct router *r, const char *client)
 {
-	int64_t *total = strmap_get(r->unread_total, client, strlen(client));
+	struct unread_client *c = strmap_get(r->unread_total, client, strlen(client));
 
-	return total != NULL ? *total : 0;
+	return c != NULL ? c->total : 0;
 }
 
-/* Change a client's unread count in a room by delta, or set it to 0 (reset). */
-static void
+/*
+ * Change a client's unread count in a room by delta, or set it to 0 (reset); returns
+ * the client's new total. One lookup for a pair seen before: the count leads to the
+ * total, and the flush list replaces a set of changed keys.
+ */
+static int64_t
 unread_change(struct router *r, const char *client, const char *room, int64_t delta,
     int reset)
 {
 	size_t keylen;
 	char kbuf[PAIR_KEY_STACK];
 	char *key = pair_key_into(kbuf, sizeof kbuf, client, room, &keylen);
-	int64_t *count = strmap_get(r->unread, key, keylen), old = count != NULL ? *count : 0;
-	int64_t *total = strmap_get(r->unread_total, client, strlen(client));
-	int64_t next = reset ? 0 : old + delta;
+	struct unread_room *u = strmap_get(r->unread, key, keylen);
+	int64_t old = u != NULL ? u->count : 0, next = reset ? 0 : old + delta;
+	struct unread_client *c;
 
-	if (next != old) {
-		if (count == NULL)
-			strmap_put(r->unread, key, keylen, box(next));
-		else
-			*count = next;
-		if (total == NULL)
-			strmap_put(r->unread_total, client, strlen(client), box(next - old));
-		else
-			*total += next - old;
-		strmap_put(r->unread_dirty, key, keylen, r);
+	if (u == NULL && next == old) {
+		if (key != kbuf)
+			free(key);
+		return unread_total(r, client);
+	}
+	if (u == NULL) {
+		if ((c = strmap_get(r->unread_total, client, strlen(client))) == NULL) {
+			c = xcalloc(1, sizeof *c);
+			strmap_put(r->unread_total, client, strlen(client), c);
+		}
+		u = xcalloc(1, sizeof *u + keylen + 1);
+		u->client = c;
+		u->keylen = keylen;
+		memcpy(u->key, key, keylen + 1);
+		strmap_put(r->unread, key, keylen, u);
 	}
 	if (key != kbuf)
 		free(key);
+	if (next != old) {
+		u->count = next;
+		u->client->total += next - old;
+		if (!u->dirty) {
+			if (r->unread_dirty_count == r->unread_dirty_capacity) {
+				r->unread_dirty_capacity = r->unread_dirty_capacity == 0 ? 256 :
+				    r->unread_dirty_capacity * 2;
+				r->unread_dirty = xreallocarray(r->unread_dirty,
+				    r->unread_dirty_capacity, sizeof *r->unread_dirty);
+			}
+			r->unread_dirty[r->unread_dirty_count++] = u;
+			u->dirty = 1;
+		}
+	}
+	return u->client->total;
 }
 
 /* ---- sending ---- */
@@ -881,6 +908,7 @@ route_resolved(int result, void *arg)
 		enum presence_state state;
 		struct device_target **targets;
 		size_t count;
+		int64_t badge = -1;
 
 		if (strcmp(m->client_id, e->client_id) == 0)
 			continue;
@@ -892,7 +920,7 @@ route_resolved(int result, void *arg)
 			continue;
 		/* Away (or about to be): the message is unread for them. */
 		if (job->count_unread)
-			unread_change(r, m->client_id, e->room, 1, 0);
+			badge = unread_change(r, m->client_id, e->room, 1, 0);
 		if (m->muted_until > now || (m->mentions_only && !mentioned(e, m->client_id)))
 			continue;
 		targets = fresh_targets(m, &job->route, &count);
@@ -955,7 +983,7 @@ route_resolved(int result, void *arg)
 			delivery_content_ref(content);
 			s->message_key = pair_key(e->room, e->id, &s->message_keylen);
 			mc->sends++;
-			send_start(s, unread_total(r, m->client_id));
+			send_start(s, badge >= 0 ? badge : unread_total(r, m->client_id));
 		}
 	}
 done:
@@ -1344,15 +1372,15 @@ router_new(struct event_base *base, struct store *store, struct store_writer *wr
 	r->unread = strmap_new();
 	r->unread_total = strmap_new();
 	r->rates = strmap_new();
-	r->unread_dirty = strmap_new();
 	if (store_unread_load(store, &counts, &n) == STORE_OK) {
 		for (size_t i = 0; i < n; i++) {
 			unread_change(r, counts[i].client_id, counts[i].room_id, counts[i].count, 0);
 		}
 		store_unread_free(counts, n);
 		/* Loaded, not changed: nothing to write back. */
-		strmap_free(r->unread_dirty);
-		r->unread_dirty = strmap_new();
+		for (size_t i = 0; i < r->unread_dirty_count; i++)
+			r->unread_dirty[i]->dirty = 0;
+		r->unread_dirty_count = 0;
 	}
 	r->flush_timer = event_new(base, -1, EV_PERSIST, router_flush_tick, r);
 	r->sweep_timer = event_new(base, -1, EV_PERSIST, router_sweep, r);
@@ -1441,7 +1469,7 @@ router_free(struct router *r)
 	strmap_free(r->unread_total);
 	strmap_foreach(r->rates, free_value, NULL);
 	strmap_free(r->rates);
-	strmap_free(r->unread_dirty);
+	free(r->unread_dirty);
 	for (size_t i = 0; i < r->mark_count; i++) {
 		free((char *)r->marks[i].room_id);
 		free((char *)r->marks[i].message_id);

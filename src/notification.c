@@ -231,7 +231,8 @@ notification_from_json(const json_t *o, const char *prefix, struct notification 
 		}
 		n->fcm = json_incref(v);
 	}
-	if (n->title == NULL && n->body == NULL && !n->content_available && n->data == NULL) {
+	if (n->title == NULL && n->body == NULL && !n->content_available && n->data == NULL &&
+	    n->data_members == NULL) {
 		fail(err, prefix, "body", "is required unless there is a title, or the "
 		    "notification is silent (content_available or data)");
 		err->kind = MODEL_ERROR_MISSING;
@@ -250,6 +251,7 @@ notification_free(struct notification *n)
 	free(n->title);
 	free(n->body);
 	json_decref(n->data);
+	free(n->data_members);
 	free(n->sound);
 	free(n->thread_id);
 	free(n->collapse_id);

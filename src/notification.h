@@ -25,6 +25,12 @@ struct notification {
 	char *title;			/* NULL when none */
 	char *body;			/* NULL when none */
 	json_t *data;			/* object of string values, or NULL */
+	/*
+	 * Or the data's members already serialized ("room":"r1","count":"1"), as
+	 * payload_members_text() writes them: string values, no key named "aps". The
+	 * router fills it for room messages, which spares a JSON object per message.
+	 */
+	char *data_members;
 	int64_t badge;			/* -1: leave the app's badge alone */
 	char *sound;			/* NULL: silent */
 	char *thread_id;		/* groups notifications: APNs thread-id, FCM tag */

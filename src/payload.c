@@ -120,8 +120,9 @@ fcm_build(const struct notification *n, const char *body, int with_badge, int *e
 			json_object_set_new(notification, "body", json_string(body));
 		json_object_set_new(message, "notification", notification);
 	}
+	/* A copy: merging the fcm override's data must not change the notification's. */
 	if (n->data != NULL)
-		json_object_set(message, "data", n->data);
+		json_object_set_new(message, "data", json_copy(n->data));
 
 	android = json_object();
 	android_notification = json_object();
@@ -491,7 +492,10 @@ apns_write(const struct notification *n, const char *body, int with_badge,
 	write_string_member(&w, "interruption-level", n->interruption_level);
 	write_text(&w, "}");
 	/* Data keys go beside "aps", which they cannot replace. */
-	if (n->data != NULL)
+	if (n->data_members != NULL && n->data_members[0] != '\0') {
+		write_text(&w, ",");
+		write_text(&w, n->data_members);
+	} else if (n->data != NULL)
 		write_data_members(&w, n->data, "aps");
 	write_text(&w, "}");
 	writer_finish(&w);
@@ -518,7 +522,12 @@ fcm_write(const struct notification *n, const char *body, int with_badge,
 		write_string_member(&w, "body", body);
 		write_text(&w, "}");
 	}
-	if (n->data != NULL) {
+	if (n->data_members != NULL) {
+		write_key(&w, "data");
+		write_text(&w, "{");
+		write_text(&w, n->data_members);
+		write_text(&w, "}");
+	} else if (n->data != NULL) {
 		write_key(&w, "data");
 		write_text(&w, "{");
 		write_data_members(&w, n->data, NULL);
@@ -646,6 +655,50 @@ build_fitting(const struct notification *n, int with_badge, size_t limit,
 	return PAYLOAD_OK;
 }
 
+char *
+payload_members_text(const char *const *keys, const char *const *values, size_t count)
+{
+	struct payload text;
+	struct writer w;
+
+	writer_start(&w, &text);
+	for (size_t i = 0; i < count; i++) {
+		if (i > 0)
+			write_text(&w, ",");
+		write_string(&w, keys[i], strlen(keys[i]));
+		write_text(&w, ":");
+		write_string(&w, values[i], strlen(values[i]));
+	}
+	writer_finish(&w);
+	return text.text;
+}
+
+/*
+ * Build through jansson, which merging an override needs. Serialized data members
+ * become the object the trees are made of first.
+ */
+static int
+build_generic(const struct notification *n, int with_badge, size_t limit,
+    payload_write_fn *write, struct payload *out)
+{
+	struct notification with_data;
+	json_error_t error;
+	char *object;
+	int rc;
+
+	if (n->data_members == NULL)
+		return build_fitting(n, with_badge, limit, write, out);
+	with_data = *n;
+	with_data.data_members = NULL;
+	object = xasprintf("{%s}", n->data_members);
+	if ((with_data.data = json_loads(object, 0, &error)) == NULL)
+		fatalx("notification data members are not JSON: %s", error.text);
+	free(object);
+	rc = build_fitting(&with_data, with_badge, limit, write, out);
+	json_decref(with_data.data);
+	return rc;
+}
+
 int
 payload_apns_build(const struct notification *n, int with_badge, struct payload *out)
 {
@@ -668,14 +721,14 @@ int
 payload_apns_build_generic(const struct notification *n, int with_badge,
     struct payload *out)
 {
-	return build_fitting(n, with_badge, PAYLOAD_APNS_MAX, apns_write_tree, out);
+	return build_generic(n, with_badge, PAYLOAD_APNS_MAX, apns_write_tree, out);
 }
 
 int
 payload_fcm_build_generic(const struct notification *n, int with_badge,
     struct payload *out)
 {
-	return build_fitting(n, with_badge, FCM_MEASURED_MAX, fcm_write_tree, out);
+	return build_generic(n, with_badge, FCM_MEASURED_MAX, fcm_write_tree, out);
 }
 
 size_t

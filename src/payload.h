@@ -62,6 +62,13 @@ int payload_apns_build_generic(const struct notification *n, int with_badge,
 int payload_fcm_build_generic(const struct notification *n, int with_badge,
     struct payload *out);
 
+/*
+ * The members of a data object of count string values, serialized as the payloads
+ * write them, for notification.data_members. Keys and values are valid UTF-8.
+ */
+char *payload_members_text(const char *const *keys, const char *const *values,
+    size_t count);
+
 /* The rendered length for a token of token_len bytes (an upper bound with escaping). */
 size_t payload_render_max(const struct payload *p, size_t token_len);
 /* Render into buf (size from payload_render_max); returns the length written. */

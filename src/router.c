@@ -12,6 +12,7 @@
 #include "delivery.h"
 #include "log.h"
 #include "notification.h"
+#include "payload.h"
 #include "presence.h"
 #include "router.h"
 #include "store.h"
@@ -86,6 +87,7 @@ struct send {
 struct message_content {
 	struct push_content *content;
 	unsigned sends;
+	char sender[];			/* the message's sender, which an edit keeps */
 };
 
 /* A message being routed, between the store read and the routing. */
@@ -540,6 +542,20 @@ build_notification(const struct held *latest, size_t count, const char *room,
 
 	body = default_body(latest, count, sender);
 	snprintf(countbuf, sizeof countbuf, "%zu", count);
+	if (push == NULL) {
+		static const char *const keys[] = { "room", "message_id", "sender", "count" };
+		const char *values[] = { room, latest->id, latest->sender, countbuf };
+
+		/* Ids, names and the cut body are within the notification's bounds. */
+		notification_init(out);
+		out->title = xstrdup(title);
+		out->body = body;
+		out->thread_id = xstrdup(room);
+		out->data_members = payload_members_text(keys, values, 4);
+		if (!badge_per_recipient && badge >= 0)
+			out->badge = badge;
+		return 0;
+	}
 	/* Ids are valid UTF-8 (the event parser checks them), the count is digits. */
 	if ((data = json_object()) == NULL ||
 	    json_object_set_new_nocheck(data, "room", json_string_nocheck(room)) != 0 ||
@@ -548,17 +564,6 @@ build_notification(const struct held *latest, size_t count, const char *room,
 	    json_object_set_new_nocheck(data, "sender", json_string_nocheck(latest->sender)) != 0 ||
 	    json_object_set_new_nocheck(data, "count", json_string_nocheck(countbuf)) != 0)
 		fatalx("out of memory building a notification");
-	if (push == NULL) {
-		/* Ids, names and the cut body are within the notification's bounds. */
-		notification_init(out);
-		out->title = xstrdup(title);
-		out->body = body;
-		out->thread_id = xstrdup(room);
-		out->data = data;
-		if (!badge_per_recipient && badge >= 0)
-			out->badge = badge;
-		return 0;
-	}
 
 	o = json_object();
 	json_object_set_new(o, "title", json_string(title));
@@ -958,7 +963,8 @@ route_resolved(int result, void *arg)
 			}
 			content = delivery_content_new(&n, 1);
 			key = pair_key_into(kbuf, sizeof kbuf, e->room, e->id, &keylen);
-			mc = xcalloc(1, sizeof *mc);
+			mc = xcalloc(1, sizeof *mc + strlen(e->client_id) + 1);
+			memcpy(mc->sender, e->client_id, strlen(e->client_id) + 1);
 			mc->content = content;
 			delivery_content_ref(content);
 			strmap_put(r->messages, key, keylen, mc);
@@ -1218,10 +1224,7 @@ route_change(struct router *r, struct room_event *e)
 			struct held latest = { e->id, e->client_id != NULL ? e->client_id : "",
 				e->sender_name, e->room_name, e->text, e->push, NULL };
 			/* The content keeps its sender: only the text changes. */
-			const char *sender = json_string_value(json_object_get(
-			    mc->content->notification.data, "sender"));
-			if (sender != NULL)
-				latest.sender = (char *)sender;
+			latest.sender = mc->sender;
 			if (build_notification(&latest, 1, e->room, 1, -1, &n) == 0)
 				delivery_content_update(mc->content, &n);
 		}

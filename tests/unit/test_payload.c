@@ -428,6 +428,97 @@ test_text_like_the_token_placeholder_is_not_replaced_by_the_token(void **state)
 	notification_free(&n);
 }
 
+/* Both builds of n, its data given as an object and as serialized members, agree. */
+static void
+assert_members_same_as_object(const char *text)
+{
+	struct notification object, members;
+	struct payload a, b;
+	const char *keys[8], *values[8], *key;
+	json_t *value;
+	size_t count = 0;
+	int ea, eb;
+
+	parse(text, &object);
+	parse(text, &members);
+	json_object_foreach(members.data, key, value) {
+		keys[count] = key;
+		values[count++] = json_string_value(value);
+	}
+	members.data_members = payload_members_text(keys, values, count);
+	for (int with_badge = 0; with_badge <= 1; with_badge++) {
+		ea = payload_apns_build(&members, with_badge, &a);
+		eb = payload_apns_build(&object, with_badge, &b);
+		assert_same_payload(ea, &a, eb, &b);
+		payload_free(&a);
+		payload_free(&b);
+		ea = payload_fcm_build(&members, with_badge, &a);
+		eb = payload_fcm_build(&object, with_badge, &b);
+		assert_same_payload(ea, &a, eb, &b);
+		payload_free(&a);
+		payload_free(&b);
+	}
+	json_decref(members.data);
+	members.data = NULL;
+	assert_same_as_generic(&members);
+	for (int with_badge = 0; with_badge <= 1; with_badge++) {
+		ea = payload_apns_build(&members, with_badge, &a);
+		eb = payload_apns_build(&object, with_badge, &b);
+		assert_same_payload(ea, &a, eb, &b);
+		payload_free(&a);
+		payload_free(&b);
+		ea = payload_fcm_build(&members, with_badge, &a);
+		eb = payload_fcm_build(&object, with_badge, &b);
+		assert_same_payload(ea, &a, eb, &b);
+		payload_free(&a);
+		payload_free(&b);
+	}
+	notification_free(&members);
+	notification_free(&object);
+}
+
+/* The FCM payload merges its override's data into a copy: APNs never sees it. */
+static void
+test_fcm_data_override_does_not_reach_the_apns_payload(void **state)
+{
+	struct notification n;
+	struct payload p;
+	char *text;
+
+	parse("{\"body\":\"b\",\"data\":{\"room\":\"r\"},"
+	    "\"fcm\":{\"data\":{\"only_fcm\":\"1\"}}}", &n);
+	assert_int_equal(payload_fcm_build(&n, 0, &p), PAYLOAD_OK);
+	text = render(&p, "TOKEN", 0);
+	assert_non_null(strstr(text, "\"data\":{\"room\":\"r\",\"only_fcm\":\"1\"}"));
+	free(text);
+	payload_free(&p);
+	assert_int_equal(payload_apns_build(&n, 0, &p), PAYLOAD_OK);
+	text = render(&p, "TOKEN", 0);
+	assert_string_equal(text, "{\"aps\":{\"alert\":{\"body\":\"b\"}},\"room\":\"r\"}");
+	free(text);
+	payload_free(&p);
+	notification_free(&n);
+}
+
+/* Room messages carry their data as serialized members: the payloads are the same. */
+static void
+test_data_members_give_the_payloads_of_the_data_object(void **state)
+{
+	assert_members_same_as_object("{\"title\":\"General\",\"body\":\"Alice: hi\","
+	    "\"thread_id\":\"general\",\"data\":{\"room\":\"general\","
+	    "\"message_id\":\"m-1\",\"sender\":\"alice\",\"count\":\"1\"}}");
+	/* Escapes and characters beyond ASCII in keys and values. */
+	assert_members_same_as_object("{\"body\":\"b\",\"badge\":3,\"data\":{"
+	    "\"q\\\"uote\":\"a\\\\b\\u0001c\\n\",\"\u00e9t\u00e9\":\"\u2603 \\ud83d\\ude00\","
+	    "\"slash\":\"a/b\"}}");
+	/* An empty data object. */
+	assert_members_same_as_object("{\"body\":\"b\",\"data\":{}}");
+	/* Overrides take the jansson path, which reads the members back. */
+	assert_members_same_as_object("{\"body\":\"b\",\"data\":{\"room\":\"r\"},"
+	    "\"apns\":{\"payload\":{\"room\":\"over\",\"x\":1}},"
+	    "\"fcm\":{\"data\":{\"extra\":\"e\"}}}");
+}
+
 static void
 test_notification_rejects_bad_fields_with_exact_messages(void **state)
 {
@@ -471,6 +562,8 @@ main(void)
 		cmocka_unit_test(test_direct_writer_matches_the_jansson_path),
 		cmocka_unit_test(test_direct_writer_renders_exact_bodies),
 		cmocka_unit_test(test_text_like_the_token_placeholder_is_not_replaced_by_the_token),
+		cmocka_unit_test(test_fcm_data_override_does_not_reach_the_apns_payload),
+		cmocka_unit_test(test_data_members_give_the_payloads_of_the_data_object),
 		cmocka_unit_test(test_notification_rejects_bad_fields_with_exact_messages),
 	};
 

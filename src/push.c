@@ -248,7 +248,8 @@ push_flush(evutil_socket_t fd, short what, void *arg)
 	job->updates = xcalloc(job->slot_count == 0 ? 1 : job->slot_count,
 	    sizeof *job->updates);
 	/* Runs of neighbouring rows in the same state become one update each. */
-	qsort(job->slots, job->slot_count, sizeof *job->slots, dirty_cmp);
+	if (job->slot_count > 1)	/* slots is NULL when only finishes are due */
+		qsort(job->slots, job->slot_count, sizeof *job->slots, dirty_cmp);
 	for (size_t i = 0; i < job->slot_count; i++) {
 		struct push *owner = job->slots[i].push;
 		struct push_slot *slot = &owner->slots[job->slots[i].index];

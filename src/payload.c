@@ -439,6 +439,19 @@ write_badge_member(struct writer *w, const char *key, const struct notification 
 		write_integer_member(w, key, n->badge);
 }
 
+/* The aps members both providers' APNs payloads have: badge, sound, thread, flags. */
+static void
+write_aps_members(struct writer *w, const struct notification *n, int with_badge)
+{
+	write_badge_member(w, "badge", n, with_badge);
+	write_string_member(w, "sound", n->sound);
+	write_string_member(w, "thread-id", n->thread_id);
+	if (n->content_available)
+		write_integer_member(w, "content-available", 1);
+	if (n->mutable_content)
+		write_integer_member(w, "mutable-content", 1);
+}
+
 /* json_dump_callback's sink: append to the writer. */
 static int
 write_dumped(const char *buffer, size_t size, void *data)
@@ -482,13 +495,7 @@ apns_write(const struct notification *n, const char *body, int with_badge,
 		write_string_member(&w, "body", body);
 		write_text(&w, "}");
 	}
-	write_badge_member(&w, "badge", n, with_badge);
-	write_string_member(&w, "sound", n->sound);
-	write_string_member(&w, "thread-id", n->thread_id);
-	if (n->content_available)
-		write_integer_member(&w, "content-available", 1);
-	if (n->mutable_content)
-		write_integer_member(&w, "mutable-content", 1);
+	write_aps_members(&w, n, with_badge);
 	write_string_member(&w, "interruption-level", n->interruption_level);
 	write_text(&w, "}");
 	/* Data keys go beside "aps", which they cannot replace. */
@@ -566,13 +573,7 @@ fcm_write(const struct notification *n, const char *body, int with_badge,
 	    n->content_available || n->mutable_content) {
 		write_key(&w, "payload");
 		write_text(&w, "{\"aps\":{");
-		write_badge_member(&w, "badge", n, with_badge);
-		write_string_member(&w, "sound", n->sound);
-		write_string_member(&w, "thread-id", n->thread_id);
-		if (n->content_available)
-			write_integer_member(&w, "content-available", 1);
-		if (n->mutable_content)
-			write_integer_member(&w, "mutable-content", 1);
+		write_aps_members(&w, n, with_badge);
 		write_text(&w, "}}");
 	}
 	write_text(&w, "}");

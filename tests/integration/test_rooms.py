@@ -972,6 +972,21 @@ class TestRestart(RoomsCase):
         self.expect(b, note(room, "z2", a, "new", badge=2))
         self.check()
 
+    def kill_9_and_resume(self, batches):
+        """kill -9, let the mocks answer again, restart: the outbox's batches resume.
+        Returns the requests each device had before, and the restart's log offset."""
+        self.daemon.kill9()
+        for mock in (self.apns, self.fcm):
+            mock.clear_rules()
+        before = {d: len(r) for d, r in self.received().items()}
+        offset = self.daemon.log_offset()
+        self.daemon.start()
+        line = self.daemon.wait_for_log(
+            lambda x: x.get("msg") == "resuming event batches accepted before the restart",
+            since=offset)
+        self.assertEqual(line.get("batches"), str(batches))
+        return before, offset
+
     def test_accepted_events_survive_kill_9_and_are_notified_after_restart(self):
         room = self.id_("r")
         a, b = self.id_("a"), self.id_("b")
@@ -982,16 +997,7 @@ class TestRestart(RoomsCase):
         self.apns.add_rule(delay_ms=2000)
         self.fcm.add_rule(delay_ms=2000)
         self.post(message(room, "k1", a, "survive this"))
-        self.daemon.kill9()
-        for mock in (self.apns, self.fcm):
-            mock.clear_rules()
-        before = {d: len(r) for d, r in self.received().items()}
-        offset = self.daemon.log_offset()
-        self.daemon.start()
-        line = self.daemon.wait_for_log(
-            lambda x: x.get("msg") == "resuming event batches accepted before the restart",
-            since=offset)
-        self.assertEqual(line.get("batches"), "1")
+        before, offset = self.kill_9_and_resume(batches=1)
         # Sent again after the restart, once per device. The unread count may or may not
         # have been written before the kill (written behind every 200 ms), so the
         # replayed message counts once or twice.
@@ -1037,15 +1043,7 @@ class TestRestart(RoomsCase):
             message(room, "p3", a, "next to a bad one")]})
         self.assertEqual((st, body["accepted"]), (202, 1), raw)
         self.assertEqual(body["skipped"], [{"index": 0, "reason": "client_id: is required"}])
-        self.daemon.kill9()
-        self.apns.clear_rules()
-        before = {d: len(r) for d, r in self.received().items()}
-        offset = self.daemon.log_offset()
-        self.daemon.start()
-        line = self.daemon.wait_for_log(
-            lambda x: x.get("msg") == "resuming event batches accepted before the restart",
-            since=offset)
-        self.assertEqual(line.get("batches"), "2")
+        before, offset = self.kill_9_and_resume(batches=2)
         [dev] = self.by_client[b]
         deadline = time.monotonic() + 10
         while len(self.received()[dev["device_id"]]) - before[dev["device_id"]] < 2:

@@ -428,16 +428,35 @@ test_text_like_the_token_placeholder_is_not_replaced_by_the_token(void **state)
 	notification_free(&n);
 }
 
+/* Both providers' payloads of a and b are the same, with and without badges. */
+static void
+assert_same_builds(const struct notification *a, const struct notification *b)
+{
+	struct payload pa, pb;
+	int ea, eb;
+
+	for (int with_badge = 0; with_badge <= 1; with_badge++) {
+		ea = payload_apns_build(a, with_badge, &pa);
+		eb = payload_apns_build(b, with_badge, &pb);
+		assert_same_payload(ea, &pa, eb, &pb);
+		payload_free(&pa);
+		payload_free(&pb);
+		ea = payload_fcm_build(a, with_badge, &pa);
+		eb = payload_fcm_build(b, with_badge, &pb);
+		assert_same_payload(ea, &pa, eb, &pb);
+		payload_free(&pa);
+		payload_free(&pb);
+	}
+}
+
 /* Both builds of n, its data given as an object and as serialized members, agree. */
 static void
 assert_members_same_as_object(const char *text)
 {
 	struct notification object, members;
-	struct payload a, b;
 	const char *keys[8], *values[8], *key;
 	json_t *value;
 	size_t count = 0;
-	int ea, eb;
 
 	parse(text, &object);
 	parse(text, &members);
@@ -445,34 +464,13 @@ assert_members_same_as_object(const char *text)
 		keys[count] = key;
 		values[count++] = json_string_value(value);
 	}
+	/* The members win over the object; then they stand alone. */
 	members.data_members = payload_members_text(keys, values, count);
-	for (int with_badge = 0; with_badge <= 1; with_badge++) {
-		ea = payload_apns_build(&members, with_badge, &a);
-		eb = payload_apns_build(&object, with_badge, &b);
-		assert_same_payload(ea, &a, eb, &b);
-		payload_free(&a);
-		payload_free(&b);
-		ea = payload_fcm_build(&members, with_badge, &a);
-		eb = payload_fcm_build(&object, with_badge, &b);
-		assert_same_payload(ea, &a, eb, &b);
-		payload_free(&a);
-		payload_free(&b);
-	}
+	assert_same_builds(&members, &object);
 	json_decref(members.data);
 	members.data = NULL;
 	assert_same_as_generic(&members);
-	for (int with_badge = 0; with_badge <= 1; with_badge++) {
-		ea = payload_apns_build(&members, with_badge, &a);
-		eb = payload_apns_build(&object, with_badge, &b);
-		assert_same_payload(ea, &a, eb, &b);
-		payload_free(&a);
-		payload_free(&b);
-		ea = payload_fcm_build(&members, with_badge, &a);
-		eb = payload_fcm_build(&object, with_badge, &b);
-		assert_same_payload(ea, &a, eb, &b);
-		payload_free(&a);
-		payload_free(&b);
-	}
+	assert_same_builds(&members, &object);
 	notification_free(&members);
 	notification_free(&object);
 }

@@ -180,11 +180,17 @@ strmap_put(struct strmap *map, const char *key, size_t keylen, void *value)
 		slot->entry->value = value;
 		return old;
 	}
-	/* At most three quarters of the slots in use, counting removed ones. */
+	/*
+	 * At most three quarters of the slots in use, counting removed ones. A map grows
+	 * at half full; one whose keys come and go (more removed than kept: messages in
+	 * flight) already at a quarter, so that removed marks pile up for longer between
+	 * rebuilds and probes stay short meanwhile.
+	 */
 	if ((map->count + map->deleted + 1) * 4 > map->nslots * 3) {
 		size_t nslots = map->nslots;
 
-		if ((map->count + 1) * 2 > nslots)
+		if ((map->count + 1) * 2 > nslots ||
+		    (map->deleted > map->count && (map->count + 1) * 4 > nslots))
 			nslots *= 2;
 		strmap_resize(map, nslots);
 	}

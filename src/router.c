@@ -79,15 +79,16 @@ struct send {
 	struct push_content *content;
 	size_t outstanding;
 	int abandoned;			/* a delivery was dropped at shutdown */
-	char *message_key;		/* in router->messages, for one-message sends */
-	size_t message_keylen;
+	struct message_content *message;	/* one-message sends: shared with its others */
 };
 
 /* The shared content of a message sent at once (no coalescing): for edits and deletes. */
 struct message_content {
 	struct push_content *content;
 	unsigned sends;
-	char sender[];			/* the message's sender, which an edit keeps */
+	const char *sender;		/* the message's sender, which an edit keeps */
+	size_t keylen;
+	char key[];			/* "room\0id" in router->messages, a NUL, the sender */
 };
 
 /* A message being routed, between the store read and the routing. */
@@ -408,6 +409,19 @@ unread_change(struct router *r, const char *client, const char *room, int64_t de
 
 /* ---- sending ---- */
 
+/* No send has a message's content any more: forget it. */
+static void
+message_content_forget(struct router *r, struct message_content *mc)
+{
+	struct message_content *current = strmap_remove(r->messages, mc->key, mc->keylen);
+
+	/* A duplicate routed meanwhile (the seen map was full) may own the key now. */
+	if (current != NULL && current != mc)
+		strmap_put(r->messages, mc->key, mc->keylen, current);
+	delivery_content_unref(mc->content);
+	free(mc);
+}
+
 static void
 send_free(struct send *s)
 {
@@ -417,16 +431,8 @@ send_free(struct send *s)
 		s->trackers[i]->abandoned |= s->abandoned;
 		tracker_release(s->trackers[i]);
 	}
-	if (s->message_key != NULL) {
-		struct message_content *mc = strmap_get(r->messages, s->message_key,
-		    s->message_keylen);
-		if (mc != NULL && --mc->sends == 0) {
-			strmap_remove(r->messages, s->message_key, s->message_keylen);
-			delivery_content_unref(mc->content);
-			free(mc);
-		}
-		free(s->message_key);
-	}
+	if (s->message != NULL && --s->message->sends == 0)
+		message_content_forget(r, s->message);
 	for (size_t i = 0; i < s->target_count; i++)
 		free(s->targets[i]);
 	free(s->targets);
@@ -898,7 +904,8 @@ route_resolved(int result, void *arg)
 	size_t keylen;
 	char kbuf[PAIR_KEY_STACK], *key;
 
-	strmap_remove(r->routing, job->key, job->keylen);
+	if (job->key != NULL)
+		strmap_remove(r->routing, job->key, job->keylen);
 	if (result != STORE_OK || r->stopping || job->cancelled)
 		goto done;
 	/*
@@ -963,8 +970,11 @@ route_resolved(int result, void *arg)
 			}
 			content = delivery_content_new(&n, 1);
 			key = pair_key_into(kbuf, sizeof kbuf, e->room, e->id, &keylen);
-			mc = xcalloc(1, sizeof *mc + strlen(e->client_id) + 1);
-			memcpy(mc->sender, e->client_id, strlen(e->client_id) + 1);
+			mc = xcalloc(1, sizeof *mc + keylen + 1 + strlen(e->client_id) + 1);
+			memcpy(mc->key, key, keylen + 1);
+			mc->keylen = keylen;
+			mc->sender = mc->key + keylen + 1;
+			memcpy(mc->key + keylen + 1, e->client_id, strlen(e->client_id) + 1);
 			mc->content = content;
 			delivery_content_ref(content);
 			strmap_put(r->messages, key, keylen, mc);
@@ -987,7 +997,7 @@ route_resolved(int result, void *arg)
 			s->target_count = count;
 			s->content = content;
 			delivery_content_ref(content);
-			s->message_key = pair_key(e->room, e->id, &s->message_keylen);
+			s->message = mc;
 			mc->sends++;
 			send_start(s, badge >= 0 ? badge : unread_total(r, m->client_id));
 		}
@@ -995,14 +1005,8 @@ route_resolved(int result, void *arg)
 done:
 	if (content != NULL) {
 		delivery_content_unref(content);
-		if (mc->sends == 0) {
-			key = pair_key_into(kbuf, sizeof kbuf, e->room, e->id, &keylen);
-			strmap_remove(r->messages, key, keylen);
-			if (key != kbuf)
-				free(key);
-			delivery_content_unref(mc->content);
-			free(mc);
-		}
+		if (mc->sends == 0)
+			message_content_forget(r, mc);
 	}
 	store_room_route_free(&job->route);
 	job->tracker->abandoned |= r->stopping;
@@ -1127,8 +1131,6 @@ route_message(struct router *r, struct room_event *e, struct tracker *t)
 	job->router = r;
 	job->event = e;
 	job->tracker = t;
-	job->key = pair_key(e->room, e->id, &job->keylen);
-	strmap_put(r->routing, job->key, job->keylen, job);
 	/* Who was in the room when the message came, not when its members are known. */
 	job->present = presence_snapshot(r->presence, e->room, &job->present_count);
 	{
@@ -1147,6 +1149,9 @@ route_message(struct router *r, struct room_event *e, struct tracker *t)
 			return;
 		}
 	}
+	/* Being read: an edit or a deletion meanwhile finds it here. */
+	job->key = pair_key(e->room, e->id, &job->keylen);
+	strmap_put(r->routing, job->key, job->keylen, job);
 	job->generation = store_generation();
 	/*
 	 * Reads go to their own thread, so that they never wait behind a batch of writes;
@@ -1224,7 +1229,7 @@ route_change(struct router *r, struct room_event *e)
 			struct held latest = { e->id, e->client_id != NULL ? e->client_id : "",
 				e->sender_name, e->room_name, e->text, e->push, NULL };
 			/* The content keeps its sender: only the text changes. */
-			latest.sender = mc->sender;
+			latest.sender = (char *)mc->sender;
 			if (build_notification(&latest, 1, e->room, 1, -1, &n) == 0)
 				delivery_content_update(mc->content, &n);
 		}

@@ -1,6 +1,8 @@
 /* The router: recipients, grace and coalescing, badges, dedupe, acknowledgements. */
 #include "autoconf.h"
 
+#include <sys/queue.h>
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,12 @@
 #define ROUTER_SEEN_MAX 1000000
 /* Rooms whose members and devices are kept in memory, at most. */
 #define ROUTER_ROUTES_MAX 10000
+/*
+ * Members routed in one turn of the event loop. A big room's message goes on in the
+ * next turn: its first requests are out meanwhile, and other events do not wait for
+ * the whole room (10,000 members take some 20 ms).
+ */
+#define ROUTER_CHUNK_MEMBERS 256
 
 /* One event being handled: acknowledged when its last part is done. */
 struct tracker {
@@ -106,6 +114,13 @@ struct route_job {
 	struct strmap *present_map;	/* the same, for a big room */
 	char *key;			/* in router->routing */
 	size_t keylen;
+	/* Routing, which a big room's message spreads over turns of the loop. */
+	int64_t now;
+	size_t next_member;
+	struct push_content *content;	/* the message's, once someone is sent it */
+	struct message_content *message;
+	struct event *resume;
+	TAILQ_ENTRY(route_job) resuming;
 };
 
 struct source_ref {
@@ -142,7 +157,8 @@ struct router {
 
 	struct strmap *buckets;		/* "room\0client" -> struct bucket */
 	struct strmap *messages;	/* "room\0id" -> struct message_content */
-	struct strmap *routing;		/* "room\0id" -> struct route_job, being read */
+	struct strmap *routing;		/* "room\0id" -> struct route_job, being read or routed */
+	TAILQ_HEAD(, route_job) resuming;	/* routed over several turns, waiting for the next */
 	struct strmap *routes;		/* room -> struct route_cache */
 	int64_t started_at;		/* ms: older messages may have notified before */
 	struct strmap *seen;		/* "room\0id" -> boxed expiry (ms) */
@@ -891,37 +907,125 @@ was_present(struct route_job *job, const char *client)
 	return 0;
 }
 
-/* The store read is done: decide, per member, whether, when and how to notify. */
+/* The message is routed, or given up: release what routing it held. */
 static void
-route_resolved(int result, void *arg)
+route_finish(struct route_job *job)
 {
-	struct route_job *job = arg;
 	struct router *r = job->router;
-	struct room_event *e = job->event;
-	struct push_content *content = NULL;
-	struct message_content *mc = NULL;
-	int64_t now = clock_now_ms();
-	size_t keylen;
-	char kbuf[PAIR_KEY_STACK], *key;
 
 	if (job->key != NULL)
 		strmap_remove(r->routing, job->key, job->keylen);
-	if (result != STORE_OK || r->stopping || job->cancelled)
-		goto done;
-	/*
-	 * Devices already notified of this message mean it was handled before (a
-	 * redelivery after a restart): it is no news, so it does not count as unread.
-	 */
-	job->count_unread = job->route.notified_count == 0;
-	if (job->generation != 0)
-		route_remember(r, e->room, &job->route, job->generation);
-	for (size_t i = 0; i < job->route.member_count; i++) {
-		struct room_member_route *m = &job->route.members[i];
+	if (job->content != NULL) {
+		delivery_content_unref(job->content);
+		if (--job->message->sends == 0)
+			message_content_forget(r, job->message);
+	}
+	if (job->resume != NULL)
+		event_free(job->resume);
+	store_room_route_free(&job->route);
+	job->tracker->abandoned |= r->stopping;
+	tracker_release(job->tracker);
+	room_event_free(job->event);
+	free(job->event);
+	presence_snapshot_free(job->present, job->present_count);
+	strmap_free(job->present_map);
+	free(job->key);
+	free(job);
+}
+
+/* The message's content, the first time a member is sent it now; NULL if none can be. */
+static struct push_content *
+route_content(struct route_job *job)
+{
+	struct router *r = job->router;
+	struct room_event *e = job->event;
+	struct held latest = { e->id, e->client_id, e->sender_name, e->room_name, e->text,
+		e->push, NULL };
+	struct message_content *mc;
+	struct notification n;
+	size_t keylen;
+	char kbuf[PAIR_KEY_STACK], *key;
+
+	if (job->content != NULL)
+		return job->content;
+	if (build_notification(&latest, 1, e->room, 1, -1, &n) != 0)
+		return NULL;
+	job->content = delivery_content_new(&n, 1);
+	key = pair_key_into(kbuf, sizeof kbuf, e->room, e->id, &keylen);
+	/* Kept by key while it has sends, for edits and deletions. */
+	mc = xcalloc(1, sizeof *mc + keylen + 1 + strlen(e->client_id) + 1);
+	memcpy(mc->key, key, keylen + 1);
+	mc->keylen = keylen;
+	mc->sender = mc->key + keylen + 1;
+	memcpy(mc->key + keylen + 1, e->client_id, strlen(e->client_id) + 1);
+	mc->content = job->content;
+	delivery_content_ref(job->content);
+	/* The job counts as a send until it is routed: sends may end between turns. */
+	mc->sends = 1;
+	strmap_put(r->messages, key, keylen, mc);
+	if (key != kbuf)
+		free(key);
+	job->message = mc;
+	return job->content;
+}
+
+static void route_continue(struct route_job *job);
+
+/* The next turn of a big room's routing. */
+static void
+route_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct route_job *job = arg;
+
+	TAILQ_REMOVE(&job->router->resuming, job, resuming);
+	route_continue(job);
+}
+
+/*
+ * Leave the rest of the members to the next turn of the loop, after its I/O. The job
+ * stays findable by key, so that an edit or a deletion meanwhile reaches it.
+ */
+static void
+route_defer(struct route_job *job)
+{
+	struct router *r = job->router;
+	struct timeval now = { 0, 0 };
+
+	if (job->key == NULL) {
+		job->key = pair_key(job->event->room, job->event->id, &job->keylen);
+		strmap_put(r->routing, job->key, job->keylen, job);
+	}
+	if (job->resume == NULL &&
+	    (job->resume = evtimer_new(r->base, route_resume, job)) == NULL)
+		fatalx("cannot create a routing event");
+	TAILQ_INSERT_TAIL(&r->resuming, job, resuming);
+	evtimer_add(job->resume, &now);
+}
+
+/* Decide, for the next members of the room, whether, when and how to notify them. */
+static void
+route_continue(struct route_job *job)
+{
+	struct router *r = job->router;
+	struct room_event *e = job->event;
+	size_t end = job->next_member + ROUTER_CHUNK_MEMBERS;
+
+	if (r->stopping || job->cancelled) {
+		route_finish(job);
+		return;
+	}
+	for (; job->next_member < job->route.member_count; job->next_member++) {
+		struct room_member_route *m = &job->route.members[job->next_member];
 		enum presence_state state;
 		struct device_target **targets;
+		struct push_content *content;
 		size_t count;
 		int64_t badge = -1;
 
+		if (job->next_member == end) {
+			route_defer(job);
+			return;
+		}
 		if (strcmp(m->client_id, e->client_id) == 0)
 			continue;
 		/* Present then (saw it come) or now (reading): no notification. */
@@ -933,7 +1037,8 @@ route_resolved(int result, void *arg)
 		/* Away (or about to be): the message is unread for them. */
 		if (job->count_unread)
 			badge = unread_change(r, m->client_id, e->room, 1, 0);
-		if (m->muted_until > now || (m->mentions_only && !mentioned(e, m->client_id)))
+		if (m->muted_until > job->now ||
+		    (m->mentions_only && !mentioned(e, m->client_id)))
 			continue;
 		targets = fresh_targets(m, &job->route, &count);
 		if (count == 0) {
@@ -957,29 +1062,11 @@ route_resolved(int result, void *arg)
 			free(targets);
 			continue;
 		}
-		if (content == NULL) {
-			struct held latest = { e->id, e->client_id, e->sender_name, e->room_name,
-				e->text, e->push, NULL };
-			struct notification n;
-
-			if (build_notification(&latest, 1, e->room, 1, -1, &n) != 0) {
-				for (size_t t = 0; t < count; t++)
-					free(targets[t]);
-				free(targets);
-				goto done;
-			}
-			content = delivery_content_new(&n, 1);
-			key = pair_key_into(kbuf, sizeof kbuf, e->room, e->id, &keylen);
-			mc = xcalloc(1, sizeof *mc + keylen + 1 + strlen(e->client_id) + 1);
-			memcpy(mc->key, key, keylen + 1);
-			mc->keylen = keylen;
-			mc->sender = mc->key + keylen + 1;
-			memcpy(mc->key + keylen + 1, e->client_id, strlen(e->client_id) + 1);
-			mc->content = content;
-			delivery_content_ref(content);
-			strmap_put(r->messages, key, keylen, mc);
-			if (key != kbuf)
-				free(key);
+		if ((content = route_content(job)) == NULL) {
+			for (size_t t = 0; t < count; t++)
+				free(targets[t]);
+			free(targets);
+			break;
 		}
 		{
 			struct send *s = xcalloc(1, sizeof *s);
@@ -997,26 +1084,34 @@ route_resolved(int result, void *arg)
 			s->target_count = count;
 			s->content = content;
 			delivery_content_ref(content);
-			s->message = mc;
-			mc->sends++;
+			s->message = job->message;
+			job->message->sends++;
 			send_start(s, badge >= 0 ? badge : unread_total(r, m->client_id));
 		}
 	}
-done:
-	if (content != NULL) {
-		delivery_content_unref(content);
-		if (mc->sends == 0)
-			message_content_forget(r, mc);
+	route_finish(job);
+}
+
+/* The store read is done (or the route came from memory): route the message. */
+static void
+route_resolved(int result, void *arg)
+{
+	struct route_job *job = arg;
+	struct router *r = job->router;
+
+	if (result != STORE_OK || r->stopping || job->cancelled) {
+		route_finish(job);
+		return;
 	}
-	store_room_route_free(&job->route);
-	job->tracker->abandoned |= r->stopping;
-	tracker_release(job->tracker);
-	room_event_free(e);
-	free(e);
-	presence_snapshot_free(job->present, job->present_count);
-	strmap_free(job->present_map);
-	free(job->key);
-	free(job);
+	/*
+	 * Devices already notified of this message mean it was handled before (a
+	 * redelivery after a restart): it is no news, so it does not count as unread.
+	 */
+	job->count_unread = job->route.notified_count == 0;
+	if (job->generation != 0)
+		route_remember(r, job->event->room, &job->route, job->generation);
+	job->now = clock_now_ms();
+	route_continue(job);
 }
 
 static int
@@ -1214,7 +1309,9 @@ route_change(struct router *r, struct room_event *e)
 	if (reading != NULL) {
 		if (e->type == EVENT_MESSAGE_DELETE) {
 			reading->cancelled = 1;
-			r->stats.cancelled++;
+			/* Half routed, its deliveries are counted as they are cancelled. */
+			if (mc == NULL)
+				r->stats.cancelled++;
 		} else if (e->text != NULL) {
 			free(reading->event->text);
 			reading->event->text = xstrdup(e->text);
@@ -1373,6 +1470,7 @@ router_new(struct event_base *base, struct store *store, struct store_writer *wr
 	r->buckets = strmap_new();
 	r->messages = strmap_new();
 	r->routing = strmap_new();
+	TAILQ_INIT(&r->resuming);
 	r->routes = strmap_new();
 	r->started_at = clock_now_ms();
 	r->seen = strmap_new();
@@ -1433,7 +1531,14 @@ drop_bucket(const char *key, size_t keylen, void *value, void *arg)
 void
 router_stop(struct router *r)
 {
+	struct route_job *job;
+
 	r->stopping = 1;
+	/* Messages half routed: not acknowledged either, so handed again after a restart. */
+	while ((job = TAILQ_FIRST(&r->resuming)) != NULL) {
+		TAILQ_REMOVE(&r->resuming, job, resuming);
+		route_finish(job);
+	}
 	/* What waits is not acknowledged: Streams and the outbox hand it again. */
 	strmap_foreach(r->buckets, drop_bucket, NULL);
 	router_flush(r, 0);

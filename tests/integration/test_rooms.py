@@ -639,6 +639,41 @@ class TestRouting(RoomsCase):
         self.assertGreater(len(shown), 1000)
         self.assertEqual(shown, (name + ": " + text)[:len(shown)])
 
+    def big_room(self, size):
+        """A room of a sender without devices and size members with one APNs device."""
+        room, a = self.id_("big"), self.id_("a")
+        members = [self.id_("m%03d" % i) for i in range(size)]
+        for m in members:
+            self.register(m, "apns")
+        self.post(*[member_join(room, c) for c in [a] + members])
+        return room, a, members
+
+    def test_a_big_room_is_routed_over_turns_and_each_member_notified_once(self):
+        # 300 members: more than the router routes in one turn of its loop (256).
+        room, a, members = self.big_room(300)
+        self.post(message(room, "b1", a, "to everyone"))
+        for m in members:
+            self.expect(m, note(room, "b1", a, "to everyone", badge=1))
+        self.check(timeout=20)
+
+    def test_a_big_room_message_deleted_while_routed_reaches_no_later_member(self):
+        room, a, members = self.big_room(300)
+        self.post(message(room, "d1", a, "read the room"))
+        for m in members:
+            self.expect(m, note(room, "d1", a, "read the room", badge=1))
+        self.check(timeout=20)
+        # The room's route is known now: d2 is routed at once, 256 members in this turn;
+        # the deletion right behind it, in the same batch, stops it before the next.
+        self.post(message(room, "d2", a, "oops"), delete(room, "d2"))
+        time.sleep(1.0)
+        got = {json.loads(r["body"]).get("message_id") + " " + r["path"][len("/3/device/"):]
+               for r in self.apns.requests()}
+        # Members in client id order: the sender and m000..m254 in the first turn.
+        late = [m for m in members[255:]
+                if "d2 " + self.by_client[m][0]["token"] in got]
+        self.assertEqual(late, [])
+        self.assertTrue(all("d1 " + self.by_client[m][0]["token"] in got for m in members))
+
     def test_entering_presence_or_sending_a_message_makes_a_member(self):
         room = self.id_("r")
         x, y = self.id_("x"), self.id_("y")

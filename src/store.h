@@ -194,7 +194,7 @@ struct store {
 extern const struct store_backend store_sqlite_backend;
 
 /* The current schema version that this build writes. */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 const char *store_strerror(int error);
 

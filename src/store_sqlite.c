@@ -105,6 +105,26 @@ static const char *const sqlite_migrations[] = {
 	"  received_at INTEGER NOT NULL,"
 	"  body TEXT NOT NULL"
 	");",
+	/*
+	 * 4: notified devices appended in time order and found through a small index on
+	 * a hash of room and message (pushrelay_message_key(), which must never change),
+	 * instead of a primary key of three strings that every mark inserted into at
+	 * random. Expiry walks the rows in order instead of an index on the time.
+	 */
+	"CREATE TABLE notified_v4 ("
+	"  id INTEGER PRIMARY KEY,"
+	"  message_key INTEGER NOT NULL,"
+	"  room_id TEXT NOT NULL,"
+	"  message_id TEXT NOT NULL,"
+	"  device_id TEXT NOT NULL,"
+	"  at INTEGER NOT NULL"
+	");"
+	"INSERT INTO notified_v4 (message_key, room_id, message_id, device_id, at)"
+	"  SELECT pushrelay_message_key(room_id, message_id), room_id, message_id,"
+	"    device_id, at FROM notified ORDER BY at;"
+	"DROP TABLE notified;"
+	"ALTER TABLE notified_v4 RENAME TO notified;"
+	"CREATE INDEX notified_message_key ON notified (message_key);",
 };
 
 _Static_assert(sizeof sqlite_migrations / sizeof sqlite_migrations[0] == STORE_SCHEMA_VERSION,
@@ -227,11 +247,19 @@ static const char *const sqlite_stmt_sql[STMT_COUNT] = {
 	    " FROM memberships m LEFT JOIN devices d ON d.client_id = m.client_id"
 	    " WHERE m.room_id = ?1 ORDER BY m.client_id, d.device_id",
 	[STMT_ROUTE_NOTIFIED] =
-	    "SELECT device_id FROM notified WHERE room_id = ?1 AND message_id = ?2",
+	    "SELECT DISTINCT device_id FROM notified"
+	    " WHERE message_key = ?3 AND room_id = ?1 AND message_id = ?2",
 	[STMT_NOTIFIED_ADD] =
-	    "INSERT OR IGNORE INTO notified (room_id, message_id, device_id, at)"
-	    " VALUES (?1, ?2, ?3, ?4)",
-	[STMT_NOTIFIED_EXPIRE] = "DELETE FROM notified WHERE at < ?1",
+	    "INSERT INTO notified (message_key, room_id, message_id, device_id, at)"
+	    " VALUES (?5, ?1, ?2, ?3, ?4)",
+	/*
+	 * Rows come in time order: everything before the first one still in the window
+	 * goes (if the clock stepped back, some rows stay a little longer).
+	 */
+	[STMT_NOTIFIED_EXPIRE] =
+	    "DELETE FROM notified WHERE id < coalesce("
+	    "(SELECT id FROM notified WHERE at >= ?1 ORDER BY id LIMIT 1),"
+	    "(SELECT max(id) + 1 FROM notified), 0)",
 	[STMT_UNREAD_PUT] =
 	    "INSERT INTO unread (client_id, room_id, count) VALUES (?1, ?2, ?3)"
 	    " ON CONFLICT (client_id, room_id) DO UPDATE SET count = excluded.count",
@@ -633,6 +661,47 @@ make_file(const char *path, char *err, size_t errlen)
 }
 
 /* Bring the schema up to STORE_SCHEMA_VERSION, one transaction per migration. */
+/*
+ * The notified table's hash of a room and a message id: FNV-1a over "room\0message",
+ * then MurmurHash3's finalizer. Stored in the database: it must never change. Rows
+ * are matched on room and message too, so two messages with one key only cost a
+ * row more to read.
+ */
+static int64_t
+message_key(const char *room_id, const char *message_id)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	size_t room_len = strlen(room_id), len = room_len + 1 + strlen(message_id);
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = i < room_len ? (unsigned char)room_id[i] :
+		    i == room_len ? 0 : (unsigned char)message_id[i - room_len - 1];
+
+		h ^= c;
+		h *= 0x100000001b3ULL;
+	}
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return (int64_t)h;
+}
+
+/* pushrelay_message_key(room_id, message_id) in SQL, for the migration to version 4. */
+static void
+sql_message_key(sqlite3_context *context, int argc, sqlite3_value **argv)
+{
+	const char *room_id = (const char *)sqlite3_value_text(argv[0]);
+	const char *message_id = (const char *)sqlite3_value_text(argv[1]);
+
+	if (room_id == NULL || message_id == NULL) {
+		sqlite3_result_null(context);
+		return;
+	}
+	sqlite3_result_int64(context, message_key(room_id, message_id));
+}
+
 static int
 sqlite_migrate(struct sqlite_store *s, char *err, size_t errlen)
 {
@@ -796,6 +865,12 @@ sqlite_open(struct store *store, const struct store_options *options, char *err,
 		set_err(err, errlen, "database %s has schema version %d, this pushrelayd supports "
 		    "up to %d: upgrade pushrelayd", s->path, version, STORE_SCHEMA_VERSION);
 		error = STORE_ENEWER;
+		goto fail;
+	}
+	if (sqlite3_create_function(s->db, "pushrelay_message_key", 2,
+	    SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_message_key, NULL, NULL) != SQLITE_OK) {
+		set_err(err, errlen, "database %s: %s", s->path, sqlite3_errmsg(s->db));
+		error = STORE_EIO;
 		goto fail;
 	}
 	if ((error = sqlite_configure(s, options, err, errlen)) != STORE_OK ||
@@ -1641,7 +1716,7 @@ sqlite_room_route(struct store *store, const char *room_id, const char *message_
 	stmt_done(stmt);
 	stmt = s->stmts[STMT_ROUTE_NOTIFIED];
 	if (bind_text(stmt, 1, room_id) != SQLITE_OK || bind_text(stmt, 2, message_id) !=
-	    SQLITE_OK) {
+	    SQLITE_OK || bind_int64(stmt, 3, message_key(room_id, message_id)) != SQLITE_OK) {
 		error = sqlite_fail(s, &ctx);
 		goto out;
 	}
@@ -1681,6 +1756,8 @@ sqlite_notified_add(struct store *store, const struct notified_mark *marks, size
 		    bind_text(stmt, 2, marks[i].message_id) != SQLITE_OK ||
 		    bind_text(stmt, 3, marks[i].device_id) != SQLITE_OK ||
 		    bind_int64(stmt, 4, marks[i].at) != SQLITE_OK ||
+		    bind_int64(stmt, 5, message_key(marks[i].room_id,
+		    marks[i].message_id)) != SQLITE_OK ||
 		    sqlite3_step(stmt) != SQLITE_DONE)
 			error = sqlite_fail(s, &ctx);
 		stmt_done(stmt);

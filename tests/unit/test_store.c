@@ -232,14 +232,14 @@ test_open_sets_schema_version_and_wal(void **state)
 	char text[256];
 
 	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
-	assert_string_equal(text, "3");
+	assert_string_equal(text, "4");
 	raw_text(f->path, "PRAGMA journal_mode", text, sizeof text);
 	assert_string_equal(text, "wal");
 	raw_text(f->path, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema"
 	    " WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%' ORDER BY name)",
 	    text, sizeof text);
 	assert_string_equal(text, "devices,devices_client_id,memberships,memberships_client_id,"
-	    "notified,notified_at,outbox,push_devices,pushes,pushes_finished_at,unread");
+	    "notified,notified_message_key,outbox,push_devices,pushes,pushes_finished_at,unread");
 }
 
 static void
@@ -273,7 +273,7 @@ test_open_newer_schema_is_enewer_and_untouched(void **state)
 	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_ENEWER);
 	assert_null(f->store);
 	snprintf(expected, sizeof expected, "database %s has schema version 99, this pushrelayd"
-	    " supports up to 3: upgrade pushrelayd", f->path);
+	    " supports up to 4: upgrade pushrelayd", f->path);
 	assert_string_equal(err, expected);
 
 	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
@@ -1169,7 +1169,7 @@ test_open_migrates_version_1_database_keeping_rows(void **state)
 	assert_string_equal(d.token, TOKEN_A);
 	model_device_free(&d);
 	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
-	assert_string_equal(text, "3");
+	assert_string_equal(text, "4");
 }
 
 static void
@@ -1191,9 +1191,9 @@ test_room_route_lists_members_prefs_devices_and_notified(void **state)
 	assert_int_equal(store_member_put(f->store, "room", "alice", 1, NULL, NULL), STORE_OK);
 	assert_int_equal(store_member_put(f->store, "room", "carol", 1, NULL, NULL), STORE_OK);
 	assert_int_equal(store_member_prefs_put(f->store, "room", "bob", 99, 1, NULL), STORE_OK);
-	assert_int_equal(store_notified_add(f->store, marks, 2), STORE_OK);
-	/* Adding the same mark again is not an error. */
+	/* Adding the same mark again is not an error, and it is listed once. */
 	assert_int_equal(store_notified_add(f->store, marks, 1), STORE_OK);
+	assert_int_equal(store_notified_add(f->store, marks, 2), STORE_OK);
 
 	assert_int_equal(store_room_route(f->store, "room", "m1", &route), STORE_OK);
 	assert_int_equal(route.member_count, 3);
@@ -1214,6 +1214,63 @@ test_room_route_lists_members_prefs_devices_and_notified(void **state)
 
 	assert_int_equal(store_notified_expire(f->store, 11), STORE_OK);
 	assert_int_equal(store_room_route(f->store, "room", "m1", &route), STORE_OK);
+	assert_int_equal(route.notified_count, 0);
+	store_room_route_free(&route);
+}
+
+/* The key stored with each mark: a change would strand every mark already written. */
+static void
+test_notified_marks_store_a_stable_message_key(void **state)
+{
+	struct fixture *f = *state;
+	struct notified_mark marks[2] = {
+		{ "room", "m1", "d-1", 10 }, { "dm-17", "m-123", "d-2", 11 },
+	};
+	char text[64];
+
+	assert_int_equal(store_notified_add(f->store, marks, 2), STORE_OK);
+	raw_text(f->path, "SELECT group_concat(message_key, ' ') FROM"
+	    " (SELECT message_key FROM notified ORDER BY id)", text, sizeof text);
+	assert_string_equal(text, "7808318855398565537 -7642042639422210167");
+}
+
+/* Marks written by version 3 are still found after the migration to version 4. */
+static void
+test_open_migrates_version_3_notified_marks(void **state)
+{
+	struct fixture *f = *state;
+	struct notified_mark later = { "room", "m2", "d-3", 30 };
+	struct room_route route;
+	char err[512], text[64];
+
+	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_OK);
+	store_close(f->store);
+	f->store = NULL;
+	/* Back to version 3's table, with marks in it. */
+	raw_exec(f->path, "DROP TABLE notified; CREATE TABLE notified (room_id TEXT NOT NULL,"
+	    " message_id TEXT NOT NULL, device_id TEXT NOT NULL, at INTEGER NOT NULL,"
+	    " PRIMARY KEY (room_id, message_id, device_id)) WITHOUT ROWID;"
+	    " CREATE INDEX notified_at ON notified (at);"
+	    " INSERT INTO notified VALUES ('room', 'm1', 'd-2', 20), ('room', 'm1', 'd-1', 10);"
+	    " PRAGMA user_version = 3;");
+	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_OK);
+	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
+	assert_string_equal(text, "4");
+	assert_int_equal(store_room_route(f->store, "room", "m1", &route), STORE_OK);
+	assert_int_equal(route.notified_count, 2);
+	assert_true((strcmp(route.notified[0], "d-1") == 0 &&
+	    strcmp(route.notified[1], "d-2") == 0) ||
+	    (strcmp(route.notified[0], "d-2") == 0 && strcmp(route.notified[1], "d-1") == 0));
+	store_room_route_free(&route);
+	/* Copied in time order: expiry takes the oldest first. */
+	assert_int_equal(store_notified_add(f->store, &later, 1), STORE_OK);
+	assert_int_equal(store_notified_expire(f->store, 15), STORE_OK);
+	assert_int_equal(store_room_route(f->store, "room", "m1", &route), STORE_OK);
+	assert_int_equal(route.notified_count, 1);
+	assert_string_equal(route.notified[0], "d-2");
+	store_room_route_free(&route);
+	assert_int_equal(store_notified_expire(f->store, 1000), STORE_OK);
+	assert_int_equal(store_room_route(f->store, "room", "m2", &route), STORE_OK);
 	assert_int_equal(route.notified_count, 0);
 	store_room_route_free(&route);
 }
@@ -1310,7 +1367,9 @@ main(void)
 		STORE_TEST(test_pushes_unfinished_and_expire),
 		STORE_TEST(test_push_insert_with_duplicate_id_leaves_nothing),
 		DIR_TEST(test_open_migrates_version_1_database_keeping_rows),
+		DIR_TEST(test_open_migrates_version_3_notified_marks),
 		STORE_TEST(test_room_route_lists_members_prefs_devices_and_notified),
+		STORE_TEST(test_notified_marks_store_a_stable_message_key),
 		STORE_TEST(test_unread_counts_put_load_and_delete_at_zero),
 		STORE_TEST(test_outbox_keeps_batches_until_deleted),
 	};

@@ -40,7 +40,7 @@ struct api_request {
 	const char *path;		/* decoded path, without the query */
 	const char *route;		/* the matched route's pattern; NULL: none */
 	const char *params[4];		/* decoded {ids} from the path, in order */
-	json_t *body;			/* parsed JSON object, or NULL without a body */
+	json_t *body;			/* parsed JSON object; NULL without one, or unparsed */
 	const char *body_text;		/* its bytes as received (not NUL-terminated) */
 	size_t body_len;
 	struct store *store;
@@ -92,6 +92,11 @@ void api_deferred_free(struct api_deferred *deferred);
 
 /* Does the request carry one of our API keys? */
 int api_request_authorized(struct api_request *r);
+/*
+ * Parse the body text, checked but left unparsed for the handler, into r->body:
+ * 0, or -1 answered 400 if it is not a JSON object.
+ */
+int api_parse_body(struct api_request *r);
 
 /* Answer with a JSON value (reference stolen). */
 void api_reply_json(struct api_request *r, int status, json_t *body);

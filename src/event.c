@@ -6,9 +6,9 @@
  * counts as absent. Nothing is allocated unless the event is valid.
  *
  * Objects come two ways: as a jansson tree, or, on the hot path of JSON text from
- * the sources, from a fast scanner that reads flat events without building one. The
- * rules read fields through struct event_object, which hides which way it came, so
- * that both are held to the same rules.
+ * the sources and of batches posted to the API, from a fast scanner that reads flat
+ * events without building one. The rules read fields through struct event_object,
+ * which hides which way it came, so that both are held to the same rules.
  */
 #include "autoconf.h"
 
@@ -741,37 +741,53 @@ event_scan_value(struct event_scanner *s, struct event_value *out)
 	}
 }
 
-/* Scan text holding one object into fields (at most EVENT_SCAN_FIELDS_MAX), or -1. */
+/* Scan the object that comes next into fields (at most EVENT_SCAN_FIELDS_MAX), or -1. */
 static int
-event_scan_object(const char *text, size_t len, struct event_scanned_field *fields,
+event_scan_fields(struct event_scanner *s, struct event_scanned_field *fields,
     size_t *count)
 {
-	struct event_scanner s = { text, text + len };
 	struct event_scanned_field *f;
 	size_t n = 0;
 
-	if (!event_scan_accept(&s, '{'))
+	if (!event_scan_accept(s, '{'))
 		return -1;
-	if (!event_scan_accept(&s, '}')) {
+	if (!event_scan_accept(s, '}')) {
 		do {
 			if (n == EVENT_SCAN_FIELDS_MAX)
 				return -1;
 			f = &fields[n];
-			if (event_scan_string(&s, &f->key, &f->key_length) != 0 ||
-			    !event_scan_accept(&s, ':') || event_scan_value(&s, &f->value) != 0)
+			if (event_scan_string(s, &f->key, &f->key_length) != 0 ||
+			    !event_scan_accept(s, ':') || event_scan_value(s, &f->value) != 0)
 				return -1;
 			/* jansson refuses duplicate keys (JSON_REJECT_DUPLICATES). */
 			if (event_find_scanned(fields, n, f->key, f->key_length) != NULL)
 				return -1;
 			n++;
-		} while (event_scan_accept(&s, ','));
-		if (!event_scan_accept(&s, '}'))
+		} while (event_scan_accept(s, ','));
+		if (!event_scan_accept(s, '}'))
 			return -1;
 	}
-	event_scan_space(&s);
-	if (s.p != s.end)
-		return -1;
 	*count = n;
+	return 0;
+}
+
+/* After whitespace, is the text at its end? */
+static int
+event_scan_end(struct event_scanner *s)
+{
+	event_scan_space(s);
+	return s->p == s->end;
+}
+
+/* Scan text holding one object into fields, or -1. */
+static int
+event_scan_object(const char *text, size_t len, struct event_scanned_field *fields,
+    size_t *count)
+{
+	struct event_scanner s = { text, text + len };
+
+	if (event_scan_fields(&s, fields, count) != 0 || !event_scan_end(&s))
+		return -1;
 	return 0;
 }
 
@@ -817,6 +833,82 @@ room_event_parse_text(const char *text, size_t len, const char *room, struct roo
 	if (rc == EVENT_FAST_DEFERRED)
 		rc = room_event_parse_text_generic(text, len, room, out, errbuf, errlen);
 	return rc;
+}
+
+/* Room in an array of *allocated items for one more after used; grows it by doubling. */
+static void *
+event_grow(void *array, size_t used, size_t *allocated, size_t size)
+{
+	if (used < *allocated)
+		return array;
+	*allocated = *allocated == 0 ? 16 : *allocated * 2;
+	return xreallocarray(array, *allocated, size);
+}
+
+/*
+ * The batch scanner: the object around the elements is read here, each element by
+ * the single-event scanner, so that the body is taken only if all of it is text
+ * that jansson reads the same way. One element outside the fast path's subset
+ * defers the whole body: jansson decides it, from its first byte to its last.
+ */
+int
+room_event_parse_batch_fast(const char *text, size_t len, size_t max_events,
+    struct room_event_batch *out)
+{
+	struct event_scanner s = { text, text + len };
+	struct event_scanned_field fields[EVENT_SCAN_FIELDS_MAX];
+	struct event_object object = { NULL, fields, 0 };
+	struct room_event event;
+	struct room_event_skip *skip;
+	size_t events_allocated = 0, skipped_allocated = 0, index = 0, key_length;
+	char reason[EVENT_REASON_MAX];
+	const char *key;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if (text == NULL || !event_scan_accept(&s, '{') ||
+	    event_scan_string(&s, &key, &key_length) != 0 ||
+	    key_length != strlen("events") || memcmp(key, "events", key_length) != 0 ||
+	    !event_scan_accept(&s, ':') || !event_scan_accept(&s, '['))
+		return EVENT_FAST_DEFERRED;
+	out->events = event_grow(NULL, 0, &events_allocated, sizeof *out->events);
+	do {
+		if (index == max_events ||
+		    event_scan_fields(&s, fields, &object.field_count) != 0)
+			goto defer;
+		rc = event_parse_object(&object, NULL, &event, reason, sizeof reason);
+		if (rc == EVENT_OK) {
+			out->events = event_grow(out->events, out->count, &events_allocated,
+			    sizeof *out->events);
+			out->events[out->count++] = event;
+		} else {
+			out->skipped = event_grow(out->skipped, out->skipped_count,
+			    &skipped_allocated, sizeof *out->skipped);
+			skip = &out->skipped[out->skipped_count++];
+			skip->index = index;
+			skip->reason = xstrdup(reason);
+		}
+		index++;
+	} while (event_scan_accept(&s, ','));
+	/* The array ends, then the object, whose only field events was. */
+	if (!event_scan_accept(&s, ']') || !event_scan_accept(&s, '}') || !event_scan_end(&s))
+		goto defer;
+	return EVENT_OK;
+defer:
+	room_event_batch_free(out);
+	return EVENT_FAST_DEFERRED;
+}
+
+void
+room_event_batch_free(struct room_event_batch *batch)
+{
+	for (size_t i = 0; i < batch->count; i++)
+		room_event_free(&batch->events[i]);
+	free(batch->events);
+	for (size_t i = 0; i < batch->skipped_count; i++)
+		free(batch->skipped[i].reason);
+	free(batch->skipped);
+	memset(batch, 0, sizeof *batch);
 }
 
 void

@@ -99,6 +99,37 @@ int room_event_parse_text_generic(const char *text, size_t len, const char *room
 int room_event_parse_text_fast(const char *text, size_t len, const char *room,
     struct room_event *out, char *err, size_t errlen);
 
+/* Room for any reason a parse writes, NUL included: longer ones are cut. */
+#define EVENT_REASON_MAX 256
+
+/* An element of a batch that is not a valid event: where, and why. */
+struct room_event_skip {
+	size_t index;
+	char *reason;
+};
+
+/* The elements of a batch read by the fast path. */
+struct room_event_batch {
+	struct room_event *events;		/* the valid ones, in order; never NULL */
+	size_t count;
+	struct room_event_skip *skipped;	/* the others, malformed or unknown, in order */
+	size_t skipped_count;
+};
+
+/*
+ * Read a batch body, {"events":[...]} with events its only field, without a
+ * jansson tree: EVENT_OK with every element decided as room_event_parse() decides
+ * it (room from the element alone) and the reason written into EVENT_REASON_MAX
+ * bytes. It takes only a body that jansson reads as such an object whose array
+ * holds 1 to max_events elements, each one the single-event fast path reads;
+ * anything else, valid or not, gets EVENT_FAST_DEFERRED with nothing allocated,
+ * leaving the body to jansson and its exact errors.
+ */
+int room_event_parse_batch_fast(const char *text, size_t len, size_t max_events,
+    struct room_event_batch *out);
+/* Free what the batch still holds (the caller may have taken the events). */
+void room_event_batch_free(struct room_event_batch *batch);
+
 void room_event_free(struct room_event *event);
 
 #endif

@@ -1192,6 +1192,51 @@ class TestValidation(harness.DaemonTestCase):
             self.assertEqual((st, body), (202, {"accepted": 0, "skipped": [
                 {"index": 0, "reason": "unknown event type 'nope'"}]}), raw)
 
+    def post_events_text(self, text):
+        """POST /v1/events with text as the body, exactly as written."""
+        return self.daemon.request("POST", "/v1/events", raw_body=text.encode())
+
+    def test_flat_batch_skips_a_malformed_event_with_its_exact_reason(self):
+        room = "v-" + uid()
+        st, _, body, raw = self.post_events_text(
+            '{"events":[{"type":"presence.enter","room":"%s","client_id":"alice"},'
+            '{"type":"message","room":"%s","id":"m1","text":"no sender"}]}' % (room, room))
+        self.assertEqual((st, body), (202, {"accepted": 1, "skipped": [
+            {"index": 1, "reason": "client_id: is required"}]}), raw)
+
+    def test_batch_with_a_push_object_and_an_escape_gets_the_same_answer(self):
+        # Outside the flat events the batch is read by jansson: the answer is the same.
+        room = "v-" + uid()
+        st, _, body, raw = self.post_events_text(
+            '{"events":[{"type":"message","room":"%s","id":"m2","client_id":"alice",'
+            '"text":"say \\"hi\\" \\u00e9","push":{"title":"T","data":{"k":"v"}}},'
+            '{"type":"message","room":"%s","id":"m1","text":"no sender"}]}' % (room, room))
+        self.assertEqual((st, body), (202, {"accepted": 1, "skipped": [
+            {"index": 1, "reason": "client_id: is required"}]}), raw)
+
+    def test_duplicate_key_inside_an_event_rejects_the_whole_batch(self):
+        self.assertErrorBody(
+            self.post_events_text(
+                '{"events":[{"type":"presence.enter","room":"r","client_id":"alice",'
+                '"client_id":"bob"}]}'),
+            400, "invalid_json", "request body is not valid JSON: duplicate object key "
+            "near '\"client_id\"' at line 1, column 78")
+
+    def test_invalid_json_comes_before_too_many_events(self):
+        # Six events where five may come, in a body cut short: jansson's error wins.
+        events = ",".join(['{"type":"presence.enter","room":"r","client_id":"alice"}'] * 6)
+        self.assertErrorBody(
+            self.post_events_text('{"events":[%s] ,' % events), 400, "invalid_json",
+            "request body is not valid JSON: string or '}' expected near end of file "
+            "at line 1, column 355")
+
+    def test_invalid_json_comes_before_404_when_disabled(self):
+        d = self.start_daemon(config={"events": {"enabled": "no"}})
+        self.assertErrorBody(
+            d.request("POST", "/v1/events", raw_body=b'{"events":[{"type":"read"}]'), 400,
+            "invalid_json", "request body is not valid JSON: '}' expected near end of file "
+            "at line 1, column 27")
+
     def test_events_endpoint_is_404_when_disabled(self):
         d = self.start_daemon(config={"events": {"enabled": "no"}})
         self.assertErrorBody(

@@ -1281,6 +1281,381 @@ test_event_fast_path_defers_outside_its_subset(void **state)
 	}
 }
 
+/* Events of a typical batch, and the body around them. */
+#define BATCH_MESSAGE "{\"type\":\"message\",\"room\":\"dm-17\",\"id\":\"m-123\"," \
+	"\"client_id\":\"s-17\",\"text\":\"hello there\"}"
+#define BATCH_ENTER "{\"type\":\"presence.enter\",\"room\":\"dm-17\",\"client_id\":\"bob\"," \
+	"\"connection_id\":\"c-1\"}"
+#define BATCH_READ "{\"type\":\"read\",\"room\":\"dm-17\",\"client_id\":\"bob\"," \
+	"\"up_to\":\"m-123\"}"
+#define BATCH(events) "{\"events\":[" events "]}"
+
+/*
+ * Read a batch body as today's path does: jansson, the checks of the body, then
+ * room_event_parse() on each element. 0 with the outcome in out, as the fast path
+ * gives it, or -1 if today's path answers an error.
+ */
+static int
+reference_batch(const char *text, size_t len, size_t max_events,
+    struct room_event_batch *out)
+{
+	json_t *body = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL), *array, *item;
+	char err[EVENT_REASON_MAX];
+	size_t i, n;
+
+	memset(out, 0, sizeof *out);
+	/* An object whose only field is events (model_check_fields), a non-empty array. */
+	array = json_object_get(body, "events");
+	n = json_array_size(array);
+	if (!json_is_object(body) || json_object_size(body) != 1 || !json_is_array(array) ||
+	    n == 0 || n > max_events) {
+		json_decref(body);
+		return -1;
+	}
+	out->events = calloc(n, sizeof *out->events);
+	out->skipped = calloc(n, sizeof *out->skipped);
+	assert_non_null(out->events);
+	assert_non_null(out->skipped);
+	json_array_foreach(array, i, item) {
+		if (room_event_parse(item, NULL, &out->events[out->count], err, sizeof err) ==
+		    EVENT_OK) {
+			out->count++;
+			continue;
+		}
+		out->skipped[out->skipped_count].index = i;
+		out->skipped[out->skipped_count].reason = strdup(err);
+		assert_non_null(out->skipped[out->skipped_count].reason);
+		out->skipped_count++;
+	}
+	json_decref(body);
+	return 0;
+}
+
+/* Fail unless the fast path's batch is the reference's, element by element. */
+static void
+assert_same_batch(const struct room_event_batch *want, const struct room_event_batch *got,
+    const char *text, size_t len)
+{
+	const char *field;
+
+	if (got->count != want->count || got->skipped_count != want->skipped_count)
+		fail_msg("fast path: %zu events, %zu skipped; reference: %zu, %zu; body %s",
+		    got->count, got->skipped_count, want->count, want->skipped_count,
+		    show_text(text, len));
+	assert_non_null(got->events);
+	for (size_t i = 0; i < want->count; i++) {
+		if ((field = event_difference(&want->events[i], &got->events[i])) != NULL)
+			fail_msg("fast path: event %zu differs in %s; body %s", i, field,
+			    show_text(text, len));
+	}
+	for (size_t i = 0; i < want->skipped_count; i++) {
+		if (got->skipped[i].index != want->skipped[i].index ||
+		    strcmp(got->skipped[i].reason, want->skipped[i].reason) != 0)
+			fail_msg("fast path skipped %zu '%s', reference %zu '%s'; body %s",
+			    got->skipped[i].index, got->skipped[i].reason, want->skipped[i].index,
+			    want->skipped[i].reason, show_text(text, len));
+	}
+}
+
+/*
+ * Read a batch body on the fast path and as today's path does, failing unless the
+ * fast path defers (with nothing allocated) or takes a body today's path accepts
+ * and decides every element alike. The body is copied to a buffer of exactly len
+ * bytes so that overreads are caught. Sets *accepted to whether today's path
+ * accepts the body; returns 1 if the fast path took it, 0 if it deferred.
+ */
+static int
+assert_batch_paths_agree(const char *text, size_t len, size_t max_events, int *accepted)
+{
+	struct room_event_batch want, fast, zero;
+	char *copy = malloc(len > 0 ? len : 1);
+	int rc;
+
+	assert_non_null(copy);
+	memcpy(copy, text, len);
+	memset(&zero, 0, sizeof zero);
+	*accepted = reference_batch(copy, len, max_events, &want) == 0;
+	memset(&fast, 0xa5, sizeof fast);
+	rc = room_event_parse_batch_fast(copy, len, max_events, &fast);
+	if (rc == EVENT_FAST_DEFERRED)
+		assert_memory_equal(&fast, &zero, sizeof zero);
+	else {
+		assert_int_equal(rc, EVENT_OK);
+		if (!*accepted)
+			fail_msg("fast path took a body today's path refuses: %s",
+			    show_text(text, len));
+		assert_same_batch(&want, &fast, text, len);
+		room_event_batch_free(&fast);
+		assert_memory_equal(&fast, &zero, sizeof zero);
+	}
+	room_event_batch_free(&want);
+	free(copy);
+	return rc == EVENT_OK;
+}
+
+/* A batch body, the most events it may hold, and what each path must make of it. */
+struct batch_case {
+	struct text body;
+	size_t max_events;
+	int handled;		/* the fast path takes it */
+	int accepted;		/* today's path accepts it (else it answers an error) */
+};
+
+static const struct batch_case batch_cases[] = {
+	/* Flat events: taken, with the malformed and unknown ones skipped. */
+	{ TEXT(BATCH(BATCH_MESSAGE)), 5, 1, 1 },
+	{ TEXT(BATCH(BATCH_MESSAGE "," BATCH_ENTER "," BATCH_READ)), 5, 1, 1 },
+	{ TEXT(" \t\r\n{ \"events\" :\n [ " BATCH_MESSAGE " ,\n\t" BATCH_READ "\r] } \n"), 5, 1,
+	    1 },
+	{ TEXT(BATCH("{}")), 5, 1, 1 },
+	{ TEXT(BATCH(" { } ")), 5, 1, 1 },
+	{ TEXT(BATCH(BATCH_MESSAGE ",{\"type\":\"message\",\"room\":\"r\",\"id\":\"k0\","
+	    "\"text\":\"no sender\"}," BATCH_READ)), 5, 1, 1 },
+	{ TEXT(BATCH("{\"type\":\"typing.start\",\"room\":\"r\"}," BATCH_MESSAGE)), 5, 1, 1 },
+	{ TEXT(BATCH("{\"type\":5}," "{\"type\":\"read\",\"room\":\"r\",\"client_id\":\"a\"},"
+	    "{\"room\":\"r\"}")), 5, 1, 1 },
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"x\",\"mentions\":\"bob\"") ","
+	    MESSAGE(",\"text\":\"x\",\"ts\":\"yesterday\"") "," MESSAGE(",\"text\":7") ","
+	    MESSAGE(",\"text\":\"x\",\"mentions\":[\"a\",\"\"]"))), 5, 1, 1 },
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"caf\xc3\xa9 \xe2\x82\xac\",\"ts\":1795857302123,"
+	    "\"room_name\":\"G\",\"sender_name\":\"S\",\"mentions\":[\"a\",\"b\"]") ","
+	    MESSAGE(",\"text\":\"\",\"ts\":null,\"room_name\":null,\"push\":null"))), 5, 1, 1 },
+	{ TEXT(BATCH("{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":[]},"
+	    "{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":[\"a\",\"b\"]},"
+	    "{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\",\"extra\":[]},"
+	    "{\"type\":\"message.delete\",\"room\":\"r\",\"id\":\"m\"}")), 5, 1, 1 },
+	{ TEXT(BATCH(BATCH_MESSAGE "," BATCH_MESSAGE "," BATCH_MESSAGE "," BATCH_MESSAGE ","
+	    BATCH_MESSAGE)), 5, 1, 1 },
+	/* Valid, but an element outside the fast path's subset: the whole body defers. */
+	{ TEXT(BATCH("1")), 5, 0, 1 },
+	{ TEXT(BATCH(BATCH_MESSAGE ",\"not an object\"")), 5, 0, 1 },
+	{ TEXT(BATCH("null")), 5, 0, 1 },
+	{ TEXT(BATCH("[]")), 5, 0, 1 },
+	{ TEXT(BATCH("[" BATCH_MESSAGE "]")), 5, 0, 1 },
+	{ TEXT(BATCH(BATCH_MESSAGE "," MESSAGE(",\"text\":\"say \\\"hi\\\"\""))), 5, 0, 1 },
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"x\",\"push\":{\"title\":\"T\"}") ","
+	    BATCH_READ)), 5, 0, 1 },
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"x\",\"ts\":1.5"))), 5, 0, 1 },
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"x\",\"flag\":true"))), 5, 0, 1 },
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"x\",\"x\":{\"y\":[1,{\"z\":null}]}"))), 5, 0, 1 },
+	{ TEXT("{\"\\u0065vents\":[" BATCH_MESSAGE "]}"), 5, 0, 1 },
+	/* Not a body today's path accepts: the fast path leaves the error to jansson. */
+	{ TEXT(""), 5, 0, 0 },
+	{ TEXT("   "), 5, 0, 0 },
+	{ TEXT("{}"), 5, 0, 0 },
+	{ TEXT("[]"), 5, 0, 0 },
+	{ TEXT("null"), 5, 0, 0 },
+	{ TEXT("[" BATCH_MESSAGE "]"), 5, 0, 0 },
+	{ TEXT(BATCH("")), 5, 0, 0 },
+	{ TEXT(BATCH(" ")), 5, 0, 0 },
+	{ TEXT("{\"events\":{}}"), 5, 0, 0 },
+	{ TEXT("{\"events\":null}"), 5, 0, 0 },
+	{ TEXT("{\"events\":\"x\"}"), 5, 0, 0 },
+	{ TEXT("{\"events\":[" BATCH_MESSAGE "],\"batch_id\":\"1\"}"), 5, 0, 0 },
+	{ TEXT("{\"batch_id\":\"1\",\"events\":[" BATCH_MESSAGE "]}"), 5, 0, 0 },
+	{ TEXT("{\"events\":[" BATCH_MESSAGE "],\"events\":[" BATCH_MESSAGE "]}"), 5, 0, 0 },
+	{ TEXT("{\"Events\":[" BATCH_MESSAGE "]}"), 5, 0, 0 },
+	/* Duplicate keys in an element: jansson refuses the whole body. */
+	{ TEXT(BATCH("{\"type\":\"read\",\"type\":\"read\"}")), 5, 0, 0 },
+	{ TEXT(BATCH(BATCH_MESSAGE "," MESSAGE(",\"text\":\"x\",\"text\":\"y\""))), 5, 0, 0 },
+	{ TEXT(BATCH(BATCH_MESSAGE "," MESSAGE(",\"text\":\"x\",\"x\":{\"a\":1,\"a\":2}"))), 5,
+	    0, 0 },
+	/* Broken structure, or more after the body. */
+	{ TEXT(BATCH(BATCH_MESSAGE) "x"), 5, 0, 0 },
+	{ TEXT(BATCH(BATCH_MESSAGE) "}"), 5, 0, 0 },
+	{ TEXT(BATCH(BATCH_MESSAGE) "\0"), 5, 0, 0 },
+	{ TEXT(BATCH(BATCH_MESSAGE) "\f"), 5, 0, 0 },
+	{ TEXT(BATCH(BATCH_MESSAGE) " {}"), 5, 0, 0 },
+	{ TEXT("\xef\xbb\xbf" BATCH(BATCH_MESSAGE)), 5, 0, 0 },
+	{ TEXT("{\"events\":[" BATCH_MESSAGE ",]}"), 5, 0, 0 },
+	{ TEXT("{\"events\":[," BATCH_MESSAGE "]}"), 5, 0, 0 },
+	{ TEXT("{\"events\":[" BATCH_MESSAGE " " BATCH_MESSAGE "]}"), 5, 0, 0 },
+	{ TEXT("{\"events\":[" BATCH_MESSAGE "],}"), 5, 0, 0 },
+	{ TEXT("{\"events\":[" BATCH_MESSAGE "]"), 5, 0, 0 },
+	{ TEXT("{\"events\":[" BATCH_MESSAGE "}"), 5, 0, 0 },
+	{ TEXT("{\"events\":[" BATCH_MESSAGE), 5, 0, 0 },
+	{ TEXT("{\"events\" [" BATCH_MESSAGE "]}"), 5, 0, 0 },
+	{ TEXT("{events:[" BATCH_MESSAGE "]}"), 5, 0, 0 },
+	/* Bad text inside an element: escapes, UTF-8, control characters, numbers. */
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"bad \\x escape\""))), 5, 0, 0 },
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"lone \\ud800 surrogate\""))), 5, 0, 0 },
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"overlong \xc0\xaf\""))), 5, 0, 0 },
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"surrogate \xed\xa0\x80\""))), 5, 0, 0 },
+	{ TEXT(BATCH(MESSAGE(",\"k\xff\":1,\"text\":\"x\""))), 5, 0, 0 },
+	{ TEXT(BATCH(BATCH_MESSAGE) "\xc3\xa9"), 5, 0, 0 },
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"tab\there\""))), 5, 0, 0 },
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"nul \0 inside\""))), 5, 0, 0 },
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"x\",\"ts\":01"))), 5, 0, 0 },
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"x\",\"ts\":-"))), 5, 0, 0 },
+	{ TEXT(BATCH(MESSAGE(",\"text\":\"x\",\"ts\":99999999999999999999"))), 5, 0, 0 },
+	/* More events than a batch may hold: jansson reads the body before the 413. */
+	{ TEXT(BATCH(BATCH_MESSAGE "," BATCH_MESSAGE "," BATCH_MESSAGE "," BATCH_MESSAGE ","
+	    BATCH_MESSAGE "," BATCH_MESSAGE)), 5, 0, 0 },
+	{ TEXT(BATCH(BATCH_MESSAGE "," BATCH_MESSAGE)), 1, 0, 0 },
+	{ TEXT(BATCH(BATCH_MESSAGE)), 0, 0, 0 },
+};
+
+/* A batch of n typical messages. */
+static char *
+typical_batch(size_t n)
+{
+	static const char head[] = "{\"events\":[", tail[] = "]}";
+	size_t event_len = strlen(BATCH_MESSAGE), len = 0;
+	char *s = malloc(sizeof head + n * (event_len + 1) + sizeof tail);
+
+	assert_non_null(s);
+	memcpy(s, head, sizeof head - 1);
+	len = sizeof head - 1;
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			s[len++] = ',';
+		memcpy(s + len, BATCH_MESSAGE, event_len);
+		len += event_len;
+	}
+	memcpy(s + len, tail, sizeof tail);
+	return s;
+}
+
+/* A batch of one read event with an extra field nested depth arrays deep. */
+static char *
+nested_batch(size_t depth)
+{
+	static const char head[] = "{\"events\":[{\"type\":\"read\",\"room\":\"r\","
+	    "\"client_id\":\"a\",\"up_to\":\"m\",\"x\":", tail[] = "}]}";
+	char *s = malloc(sizeof head + 2 * depth + sizeof tail);
+	size_t len = sizeof head - 1;
+
+	assert_non_null(s);
+	memcpy(s, head, len);
+	memset(s + len, '[', depth);
+	memset(s + len + depth, ']', depth);
+	memcpy(s + len + 2 * depth, tail, sizeof tail);
+	return s;
+}
+
+static void
+test_event_batch_fast_path_agrees_with_jansson_on_every_case(void **state)
+{
+	struct {
+		char *body;
+		size_t max_events;
+		int handled, accepted;
+	} generated[] = {
+		{ typical_batch(1000), 1000, 1, 1 },
+		{ typical_batch(1000), 999, 0, 0 },
+		/* jansson reads at most 2048 levels; the body and the element take 3. */
+		{ nested_batch(2045), 5, 0, 1 },
+		{ nested_batch(2046), 5, 0, 0 },
+	};
+	int accepted;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof batch_cases / sizeof batch_cases[0]; i++) {
+		const struct batch_case *c = &batch_cases[i];
+
+		if (assert_batch_paths_agree(c->body.bytes, c->body.len, c->max_events,
+		    &accepted) != c->handled || accepted != c->accepted)
+			fail_msg("case %zu: fast path %s, today's path %s: %s", i,
+			    c->handled ? "deferred" : "took it", accepted ? "accepts" : "refuses",
+			    show_text(c->body.bytes, c->body.len));
+	}
+	for (size_t i = 0; i < sizeof generated / sizeof generated[0]; i++) {
+		if (assert_batch_paths_agree(generated[i].body, strlen(generated[i].body),
+		    generated[i].max_events, &accepted) != generated[i].handled ||
+		    accepted != generated[i].accepted)
+			fail_msg("generated case %zu: fast path %s, today's path %s", i,
+			    generated[i].handled ? "deferred" : "took it",
+			    accepted ? "accepts" : "refuses");
+		free(generated[i].body);
+	}
+}
+
+static void
+test_event_batch_fast_path_reports_each_element(void **state)
+{
+	static const char body[] = BATCH(BATCH_MESSAGE ",{\"type\":\"message\",\"room\":\"r\","
+	    "\"id\":\"k0\",\"text\":\"no sender\"},{\"type\":\"typing.start\"}," BATCH_READ);
+	struct room_event_batch batch;
+
+	(void)state;
+	assert_int_equal(room_event_parse_batch_fast(body, sizeof body - 1, 4, &batch),
+	    EVENT_OK);
+	assert_int_equal(batch.count, 2);
+	assert_int_equal(batch.events[0].type, EVENT_MESSAGE);
+	assert_string_equal(batch.events[0].id, "m-123");
+	assert_string_equal(batch.events[0].client_id, "s-17");
+	assert_string_equal(batch.events[0].text, "hello there");
+	assert_int_equal(batch.events[1].type, EVENT_READ);
+	assert_string_equal(batch.events[1].up_to, "m-123");
+	assert_int_equal(batch.skipped_count, 2);
+	assert_int_equal(batch.skipped[0].index, 1);
+	assert_string_equal(batch.skipped[0].reason, "client_id: is required");
+	assert_int_equal(batch.skipped[1].index, 2);
+	assert_string_equal(batch.skipped[1].reason, "unknown event type 'typing.start'");
+	room_event_batch_free(&batch);
+	/* Every element skipped: still an events array, with nothing in it. */
+	assert_int_equal(room_event_parse_batch_fast(BATCH("{}"), sizeof BATCH("{}") - 1, 1,
+	    &batch), EVENT_OK);
+	assert_non_null(batch.events);
+	assert_int_equal(batch.count, 0);
+	assert_int_equal(batch.skipped_count, 1);
+	assert_string_equal(batch.skipped[0].reason, "type: is required");
+	room_event_batch_free(&batch);
+}
+
+#define BATCH_FUZZ_ITERATIONS 100000
+#define BATCH_FUZZ_MAX_EVENTS 4
+
+static void
+test_event_batch_fast_path_agrees_with_jansson_under_mutation(void **state)
+{
+	static const char *const seeds[] = {
+		BATCH(BATCH_MESSAGE "," BATCH_ENTER "," BATCH_READ),
+		"{ \"events\" : [\n  {\"type\": \"message\", \"room\": \"general\", "
+		    "\"id\": \"m-1\", \"client_id\": \"bob\", "
+		    "\"text\": \"caf\xc3\xa9 \xe2\x82\xac\", "
+		    "\"mentions\": [\"alice\", \"carol\"], \"ts\": 1795857302123},\n"
+		    "  {\"type\": \"message.update\", \"room\": \"general\", \"id\": \"m-1\", "
+		    "\"text\": \"edited\", \"ts\": \"2026-11-28T09:15:02.123Z\"}\n] }\n",
+		BATCH("{\"type\":\"message\",\"room\":\"r\",\"id\":\"k0\",\"text\":\"no sender\"},"
+		    "{\"type\":\"typing.start\",\"room\":\"r\"}," BATCH_MESSAGE),
+		BATCH("{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":[\"a\",\"b\"]},"
+		    "{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\",\"extra\":null},"
+		    "{\"type\":\"message.delete\",\"room\":\"r\",\"id\":\"m9\"},"
+		    "{\"type\":\"presence.leave\",\"room\":\"r\",\"client_id\":\"a\"}"),
+		BATCH(MESSAGE(",\"text\":\"x\",\"push\":{\"title\":\"T\",\"skip\":false}")),
+	};
+	const size_t seed_count = sizeof seeds / sizeof seeds[0];
+	uint64_t rng = 0x2545f4914f6cdd1dULL;
+	char buf[FUZZ_TEXT_MAX];
+	size_t handled = 0, len;
+	int accepted;
+
+	(void)state;
+	/* Every seed is a batch today's path accepts; the fast path takes all but the last. */
+	for (size_t i = 0; i < seed_count; i++) {
+		assert_int_equal(assert_batch_paths_agree(seeds[i], strlen(seeds[i]),
+		    BATCH_FUZZ_MAX_EVENTS, &accepted), i < seed_count - 1);
+		assert_true(accepted);
+	}
+	for (size_t i = 0; i < BATCH_FUZZ_ITERATIONS; i++) {
+		const char *seed = seeds[fuzz_below(&rng, seed_count)];
+		size_t mutations = 1 + fuzz_below(&rng, 2);
+		/* Some batches may hold fewer events, so that more are too many. */
+		size_t max_events = i % 8 == 7 ? 2 : BATCH_FUZZ_MAX_EVENTS;
+
+		len = strlen(seed);
+		assert_true(len <= FUZZ_TEXT_MAX);
+		memcpy(buf, seed, len);
+		for (size_t m = 0; m < mutations; m++)
+			len = fuzz_mutate(&rng, buf, len);
+		handled += (size_t)assert_batch_paths_agree(buf, len, max_events, &accepted);
+	}
+	/* Both outcomes must have had a real share of the mutants. */
+	assert_true(handled > BATCH_FUZZ_ITERATIONS / 10);
+	assert_true(handled < BATCH_FUZZ_ITERATIONS - BATCH_FUZZ_ITERATIONS / 10);
+}
+
 int
 main(void)
 {
@@ -1306,6 +1681,9 @@ main(void)
 		cmocka_unit_test(test_event_fast_path_agrees_with_generic_under_mutation),
 		cmocka_unit_test(test_event_fast_path_handles_common_events),
 		cmocka_unit_test(test_event_fast_path_defers_outside_its_subset),
+		cmocka_unit_test(test_event_batch_fast_path_agrees_with_jansson_on_every_case),
+		cmocka_unit_test(test_event_batch_fast_path_reports_each_element),
+		cmocka_unit_test(test_event_batch_fast_path_agrees_with_jansson_under_mutation),
 	};
 
 	return cmocka_run_group_tests_name("event", tests, NULL, NULL);

@@ -169,8 +169,10 @@ struct router {
 	struct unread_room **unread_dirty;	/* counts to write, each once */
 	size_t unread_dirty_count, unread_dirty_capacity;
 
-	struct notified_mark *marks;	/* owned strings, written behind */
+	struct notified_mark *marks;	/* written behind; their ids point into mark_text */
 	size_t mark_count, mark_capacity;
+	char *mark_text;		/* the marks' ids, packed: "room\0message\0device\0" */
+	size_t mark_text_len, mark_text_size;
 	struct event *flush_timer;
 	struct event *sweep_timer;
 	int flush_running;
@@ -277,6 +279,7 @@ tracker_release(struct tracker *t)
 struct flush_job {
 	struct notified_mark *marks;
 	size_t mark_count;
+	char *mark_text;
 	struct unread_count *unread;
 	size_t unread_count;
 	int64_t expire_before;
@@ -301,40 +304,50 @@ flush_done(int result, void *arg)
 	struct flush_job *job = arg;
 
 	/* A failure is logged by the store: dedupe and badges then err on the safe side. */
-	for (size_t i = 0; i < job->mark_count; i++) {
-		free((char *)job->marks[i].room_id);
-		free((char *)job->marks[i].message_id);
-		free((char *)job->marks[i].device_id);
-	}
 	free(job->marks);
-	for (size_t i = 0; i < job->unread_count; i++) {
-		free(job->unread[i].client_id);
-		free(job->unread[i].room_id);
-	}
+	free(job->mark_text);
 	free(job->unread);
 	free(job);
 }
 
-/* Hand marks and changed unread counts to the store writer. */
+/*
+ * Hand marks and changed unread counts to the store writer: three buffers, not a
+ * string per id. The counts' ids are their records' keys, which live as long as
+ * the router, and so longer than the writer.
+ */
 static void
 router_flush(struct router *r, int64_t expire_before)
 {
 	struct flush_job *job;
+	char *next;
 
 	if (r->mark_count == 0 && r->unread_dirty_count == 0 && expire_before == 0)
 		return;
 	job = xcalloc(1, sizeof *job);
+	/* The ids went into the text in the marks' order; it stays put from here on. */
+	next = r->mark_text;
+	for (size_t i = 0; i < r->mark_count; i++) {
+		r->marks[i].room_id = next;
+		next += strlen(next) + 1;
+		r->marks[i].message_id = next;
+		next += strlen(next) + 1;
+		r->marks[i].device_id = next;
+		next += strlen(next) + 1;
+	}
 	job->marks = r->marks;
 	job->mark_count = r->mark_count;
+	job->mark_text = r->mark_text;
 	r->marks = NULL;
 	r->mark_count = r->mark_capacity = 0;
+	r->mark_text = NULL;
+	r->mark_text_len = r->mark_text_size = 0;
 	job->unread = xcalloc(r->unread_dirty_count + 1, sizeof *job->unread);
 	for (size_t i = 0; i < r->unread_dirty_count; i++) {
 		struct unread_room *u = r->unread_dirty[i];
 		struct unread_count *c = &job->unread[job->unread_count++];
 
-		c->client_id = xstrdup(u->key);
-		c->room_id = xstrdup(u->key + strlen(u->key) + 1);
+		c->client_id = u->key;
+		c->room_id = u->key + strlen(u->key) + 1;
 		c->count = u->count;
 		u->dirty = 0;
 	}
@@ -349,6 +362,22 @@ router_flush_tick(evutil_socket_t fd, short what, void *arg)
 	router_flush(arg, 0);
 }
 
+/* Append an id, and its NUL, to the marks' text. */
+static void
+mark_text_add(struct router *r, const char *id)
+{
+	size_t len = strlen(id) + 1;
+
+	if (r->mark_text_len + len > r->mark_text_size) {
+		while (r->mark_text_len + len > r->mark_text_size)
+			r->mark_text_size = r->mark_text_size == 0 ? 16384 : r->mark_text_size * 2;
+		r->mark_text = xreallocarray(r->mark_text, 1, r->mark_text_size);
+	}
+	memcpy(r->mark_text + r->mark_text_len, id, len);
+	r->mark_text_len += len;
+}
+
+/* Remember that a device was notified of a message, until the next flush. */
 static void
 add_mark(struct router *r, const char *room, const char *message_id, const char *device_id)
 {
@@ -356,11 +385,12 @@ add_mark(struct router *r, const char *room, const char *message_id, const char 
 		r->mark_capacity = r->mark_capacity == 0 ? 256 : r->mark_capacity * 2;
 		r->marks = xreallocarray(r->marks, r->mark_capacity, sizeof *r->marks);
 	}
-	r->marks[r->mark_count].room_id = xstrdup(room);
-	r->marks[r->mark_count].message_id = xstrdup(message_id);
-	r->marks[r->mark_count].device_id = xstrdup(device_id);
+	memset(&r->marks[r->mark_count], 0, sizeof r->marks[r->mark_count]);
 	r->marks[r->mark_count].at = clock_now_ms();
 	r->mark_count++;
+	mark_text_add(r, room);
+	mark_text_add(r, message_id);
+	mark_text_add(r, device_id);
 }
 
 /* A client's unread total across rooms. */
@@ -1583,12 +1613,8 @@ router_free(struct router *r)
 	strmap_foreach(r->rates, free_value, NULL);
 	strmap_free(r->rates);
 	free(r->unread_dirty);
-	for (size_t i = 0; i < r->mark_count; i++) {
-		free((char *)r->marks[i].room_id);
-		free((char *)r->marks[i].message_id);
-		free((char *)r->marks[i].device_id);
-	}
 	free(r->marks);
+	free(r->mark_text);
 	free(r);
 }
 

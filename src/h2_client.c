@@ -38,6 +38,12 @@
 
 /* Stop producing frames while this much is waiting for the socket. */
 #define H2_OUTPUT_HIGH (256 * 1024)
+/*
+ * Frames are gathered into pieces of up to this size before they go into the output
+ * buffer. The TLS bufferevent writes one record, and makes one write(2), per buffer
+ * chain, and frames added one by one made chains of 1 to 4 KiB.
+ */
+#define H2_OUTPUT_CHUNK (16 * 1024)
 /* How long a closing connection may take to flush its GOAWAY. */
 #define H2_CLOSE_GRACE_MS 1000
 /* Our receive windows: responses are small, never make the server wait. */
@@ -431,21 +437,34 @@ client_flush(struct h2_client *c)
 {
 	struct evbuffer *out;
 	const uint8_t *data;
+	uint8_t chunk[H2_OUTPUT_CHUNK];
+	size_t used = 0;
 	ssize_t n;
 
 	if (c->session == NULL || c->state == H2_CLIENT_DEAD || c->close_pending)
 		return;
 	out = bufferevent_get_output(c->bev);
-	while (evbuffer_get_length(out) < H2_OUTPUT_HIGH) {
+	while (evbuffer_get_length(out) + used < H2_OUTPUT_HIGH) {
 		n = nghttp2_session_mem_send(c->session, &data);
 		if (n < 0) {
 			client_close_soon(c, H2_EPROTO, "%s", nghttp2_strerror((int)n));
-			return;
+			break;
 		}
 		if (n == 0)
 			break;
-		evbuffer_add(out, data, (size_t)n);
+		if (used + (size_t)n > sizeof chunk) {
+			evbuffer_add(out, chunk, used);
+			used = 0;
+		}
+		if ((size_t)n > sizeof chunk)
+			evbuffer_add(out, data, (size_t)n);
+		else {
+			memcpy(chunk + used, data, (size_t)n);
+			used += (size_t)n;
+		}
 	}
+	if (used > 0)
+		evbuffer_add(out, chunk, used);
 }
 
 /* After reading or submitting: refill streams, send, and close when done. */

@@ -26,6 +26,7 @@
 
 #include <sqlite3.h>
 
+#include "hash.h"
 #include "log.h"
 #include "store.h"
 #include "xmalloc.h"
@@ -662,30 +663,25 @@ make_file(const char *path, char *err, size_t errlen)
 
 /* Bring the schema up to STORE_SCHEMA_VERSION, one transaction per migration. */
 /*
- * The notified table's hash of a room and a message id: FNV-1a over "room\0message",
- * then MurmurHash3's finalizer. Stored in the database: it must never change. Rows
- * are matched on room and message too, so two messages with one key only cost a
- * row more to read.
+ * The notified table's hash of a room and a message id: hash64() of "room\0message"
+ * with seed 0. Stored in the database: it must never change. Rows are matched on
+ * room and message too, so two messages with one key only cost a row more to read.
  */
 static int64_t
 message_key(const char *room_id, const char *message_id)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-	size_t room_len = strlen(room_id), len = room_len + 1 + strlen(message_id);
+	size_t room_len = strlen(room_id), message_len = strlen(message_id);
+	char stack[2 * MODEL_ID_MAX + 2], *key;
+	int64_t h;
 
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = i < room_len ? (unsigned char)room_id[i] :
-		    i == room_len ? 0 : (unsigned char)message_id[i - room_len - 1];
-
-		h ^= c;
-		h *= 0x100000001b3ULL;
-	}
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 33;
-	return (int64_t)h;
+	key = room_len + message_len + 1 <= sizeof stack ? stack :
+	    xmalloc(room_len + message_len + 1);
+	memcpy(key, room_id, room_len + 1);
+	memcpy(key + room_len + 1, message_id, message_len);
+	h = (int64_t)hash64(0, key, room_len + 1 + message_len);
+	if (key != stack)
+		free(key);
+	return h;
 }
 
 /* pushrelay_message_key(room_id, message_id) in SQL, for the migration to version 4. */

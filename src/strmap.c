@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "hash.h"
 #include "strmap.h"
 #include "xmalloc.h"
 
@@ -44,26 +45,11 @@ struct strmap {
 /* Marks a slot whose entry was removed: a probe goes on past it. */
 static struct strmap_entry strmap_deleted;
 
-/*
- * FNV-1a from a per-map random seed, then MurmurHash3's finalizer. Keys are ids that
- * differ in a digit or two ("dm-17", "dm-18"): plain FNV-1a leaves their low bits,
- * which pick the slot, poorly spread. The seed keeps chosen ids from piling up.
- */
+/* A key's hash, from the map's random seed: chosen ids cannot pile up on one slot. */
 static uint64_t
 strmap_hash(const struct strmap *map, const char *key, size_t len)
 {
-	uint64_t h = 0xcbf29ce484222325ULL ^ map->seed;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)key[i];
-		h *= 0x100000001b3ULL;
-	}
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 33;
-	return h;
+	return hash64(map->seed, key, len);
 }
 
 /* A seed from the kernel, or, if it has none to give yet, from the clock. */

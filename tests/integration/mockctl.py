@@ -117,6 +117,44 @@ def der_to_raw(der, size=32):
     return out
 
 
+def b64url_decode(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def jwt_decode(jwt):
+    """(header, claims, signature bytes, signing input) of a compact JWS."""
+    parts = jwt.split(".")
+    if len(parts) != 3:
+        raise AssertionError("not a compact JWS: %r" % jwt)
+    return (json.loads(b64url_decode(parts[0])), json.loads(b64url_decode(parts[1])),
+            b64url_decode(parts[2]), (parts[0] + "." + parts[1]).encode())
+
+
+def raw_to_der(sig):
+    """A JWS ES256 signature r||s as the DER ECDSA-Sig-Value openssl verifies."""
+    def integer(b):
+        b = b.lstrip(b"\0") or b"\0"
+        if b[0] & 0x80:
+            b = b"\0" + b
+        return b"\x02" + bytes([len(b)]) + b
+    seq = integer(sig[:32]) + integer(sig[32:])
+    return b"\x30" + bytes([len(seq)]) + seq
+
+
+def openssl_verifies(pub_path, data, signature):
+    """Does openssl accept a SHA-256 signature (DER for EC keys) of data?"""
+    fd, path = tempfile.mkstemp(prefix="pushrelay-sig-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(signature)
+        p = subprocess.run(["openssl", "dgst", "-sha256", "-verify", pub_path, "-signature",
+                            path], input=data, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        return p.returncode == 0 and b"Verified OK" in p.stdout
+    finally:
+        os.unlink(path)
+
+
 def sign_jwt(key_path, header, claims, alg):
     """A compact JWS over JSON header and claims (dicts or already-encoded strings)."""
     def part(x):

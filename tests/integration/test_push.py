@@ -8,15 +8,12 @@ the log. Device, client and room ids are unique per test, so the tests of a clas
 daemon and its mocks; rules are cleared before each test.
 """
 
-import base64
 import http.server
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -52,42 +49,10 @@ def uid():
 
 # ---- JWTs --------------------------------------------------------------------------
 
-def b64url_decode(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def jwt_decode(jwt):
-    """(header, claims, signature bytes, signing input) of a compact JWS."""
-    parts = jwt.split(".")
-    if len(parts) != 3:
-        raise AssertionError("not a compact JWS: %r" % jwt)
-    return (json.loads(b64url_decode(parts[0])), json.loads(b64url_decode(parts[1])),
-            b64url_decode(parts[2]), (parts[0] + "." + parts[1]).encode())
-
-
-def raw_to_der(sig):
-    """A JWS ES256 signature r||s as the DER ECDSA-Sig-Value openssl verifies."""
-    def integer(b):
-        b = b.lstrip(b"\0") or b"\0"
-        if b[0] & 0x80:
-            b = b"\0" + b
-        return b"\x02" + bytes([len(b)]) + b
-    seq = integer(sig[:32]) + integer(sig[32:])
-    return b"\x30" + bytes([len(seq)]) + seq
-
-
-def openssl_verifies(pub_path, data, signature):
-    """Does openssl accept a SHA-256 signature (DER for EC keys) of data?"""
-    fd, path = tempfile.mkstemp(prefix="sig-", dir=_TMP)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(signature)
-        p = subprocess.run(["openssl", "dgst", "-sha256", "-verify", pub_path, "-signature",
-                            path], input=data, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE)
-        return p.returncode == 0 and b"Verified OK" in p.stdout
-    finally:
-        os.unlink(path)
+b64url_decode = mockctl.b64url_decode
+jwt_decode = mockctl.jwt_decode
+raw_to_der = mockctl.raw_to_der
+openssl_verifies = mockctl.openssl_verifies
 
 
 # ---- the feedback webhook ------------------------------------------------------------

@@ -20,22 +20,25 @@
 #include <event2/listener.h>
 
 #include "api.h"
+#include "api_conn.h"
 #include "ably.h"
 #include "apikey.h"
 #include "config.h"
 #include "log.h"
 #include "store.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 #define API_PATH_SEGMENTS_MAX 8
 #define API_HEADERS_MAX_SIZE (16 * 1024)
 
 enum api_route_flags {
-	API_ROUTE_AUTH = 1 << 0,	/* needs an API key */
+	API_ROUTE_PUBLIC = 1 << 0,	/* no API key needed; every other route needs one */
 	API_ROUTE_BODY = 1 << 1,	/* takes a JSON object body */
 	API_ROUTE_BODY_OPTIONAL = 1 << 2, /* the body may be absent */
 	API_ROUTE_RAW = 1 << 3,		/* the handler reads the body itself (size checked) */
 	API_ROUTE_BODY_TEXT = 1 << 4,	/* with BODY: checked, parsed by the handler */
+	API_ROUTE_METRICS = 1 << 5,	/* public while [api] metrics_public is on */
 };
 
 struct api_route {
@@ -45,39 +48,43 @@ struct api_route {
 	int flags;
 };
 
+/*
+ * Every route. Whether a route needs the API key is decided here and nowhere else,
+ * on the decoded path matched against these patterns (api_route_find), both when the
+ * head comes in (the connection guard) and at dispatch.
+ */
 static const struct api_route api_routes[] = {
-	{ "/healthz", EVHTTP_REQ_GET, api_healthz, 0 },
-	{ "/readyz", EVHTTP_REQ_GET, api_readyz, 0 },
-	{ "/v1/devices/{device_id}", EVHTTP_REQ_PUT, api_device_put,
-	    API_ROUTE_AUTH | API_ROUTE_BODY },
-	{ "/v1/devices/{device_id}", EVHTTP_REQ_GET, api_device_get, API_ROUTE_AUTH },
-	{ "/v1/devices/{device_id}", EVHTTP_REQ_DELETE, api_device_delete, API_ROUTE_AUTH },
-	{ "/v1/clients/{client_id}/devices", EVHTTP_REQ_GET, api_client_devices_get,
-	    API_ROUTE_AUTH },
-	{ "/v1/clients/{client_id}/devices", EVHTTP_REQ_DELETE, api_client_devices_delete,
-	    API_ROUTE_AUTH },
-	{ "/v1/rooms/{room_id}/members", EVHTTP_REQ_GET, api_members_get, API_ROUTE_AUTH },
+	{ "/healthz", EVHTTP_REQ_GET, api_healthz, API_ROUTE_PUBLIC },
+	{ "/readyz", EVHTTP_REQ_GET, api_readyz, API_ROUTE_PUBLIC },
+	{ "/v1/devices/{device_id}", EVHTTP_REQ_PUT, api_device_put, API_ROUTE_BODY },
+	{ "/v1/devices/{device_id}", EVHTTP_REQ_GET, api_device_get, 0 },
+	{ "/v1/devices/{device_id}", EVHTTP_REQ_DELETE, api_device_delete, 0 },
+	{ "/v1/clients/{client_id}/devices", EVHTTP_REQ_GET, api_client_devices_get, 0 },
+	{ "/v1/clients/{client_id}/devices", EVHTTP_REQ_DELETE, api_client_devices_delete, 0 },
+	{ "/v1/rooms/{room_id}/members", EVHTTP_REQ_GET, api_members_get, 0 },
 	{ "/v1/rooms/{room_id}/members/{client_id}", EVHTTP_REQ_PUT, api_member_put,
-	    API_ROUTE_AUTH | API_ROUTE_BODY | API_ROUTE_BODY_OPTIONAL },
-	{ "/v1/rooms/{room_id}/members/{client_id}", EVHTTP_REQ_DELETE, api_member_delete,
-	    API_ROUTE_AUTH },
+	    API_ROUTE_BODY | API_ROUTE_BODY_OPTIONAL },
+	{ "/v1/rooms/{room_id}/members/{client_id}", EVHTTP_REQ_DELETE, api_member_delete, 0 },
 	{ "/v1/rooms/{room_id}/members/{client_id}/prefs", EVHTTP_REQ_PUT,
-	    api_member_prefs_put, API_ROUTE_AUTH | API_ROUTE_BODY },
-	{ "/v1/push", EVHTTP_REQ_POST, api_push_post, API_ROUTE_AUTH | API_ROUTE_BODY },
-	{ "/v1/push/{push_id}", EVHTTP_REQ_GET, api_push_get, API_ROUTE_AUTH },
-	{ "/v1/feedback", EVHTTP_REQ_GET, api_feedback_get, API_ROUTE_AUTH },
+	    api_member_prefs_put, API_ROUTE_BODY },
+	{ "/v1/push", EVHTTP_REQ_POST, api_push_post, API_ROUTE_BODY },
+	{ "/v1/push/{push_id}", EVHTTP_REQ_GET, api_push_get, 0 },
+	{ "/v1/feedback", EVHTTP_REQ_GET, api_feedback_get, 0 },
 	/* Batches of events: the handler reads the common ones without a jansson tree. */
 	{ "/v1/events", EVHTTP_REQ_POST, api_events_post,
-	    API_ROUTE_AUTH | API_ROUTE_BODY | API_ROUTE_BODY_TEXT },
+	    API_ROUTE_BODY | API_ROUTE_BODY_TEXT },
 	/* Ably signs its webhooks: the handler checks the signature or the API key. */
-	{ "/v1/ingest/ably", EVHTTP_REQ_POST, api_ably_post, API_ROUTE_RAW },
-	/* Metrics: /metrics for Prometheus (no key, like /healthz), /v1/stats as JSON. */
-	{ "/metrics", EVHTTP_REQ_GET, api_metrics_get, 0 },
-	{ "/v1/stats", EVHTTP_REQ_GET, api_stats_get, API_ROUTE_AUTH },
+	{ "/v1/ingest/ably", EVHTTP_REQ_POST, api_ably_post, API_ROUTE_PUBLIC | API_ROUTE_RAW },
+	/* Metrics: /metrics for Prometheus (no key unless configured), /v1/stats as JSON. */
+	{ "/metrics", EVHTTP_REQ_GET, api_metrics_get, API_ROUTE_METRICS },
+	{ "/v1/stats", EVHTTP_REQ_GET, api_stats_get, 0 },
 };
+
+#define API_ROUTE_COUNT (sizeof api_routes / sizeof api_routes[0])
 
 struct api_listener {
 	struct evhttp_bound_socket *handle;
+	struct evconnlistener *listener;
 	char *name;			/* for the log */
 };
 
@@ -95,6 +102,8 @@ struct api {
 	struct api_listener *listeners;
 	size_t listener_count;
 	char *unix_socket;
+	struct api_conns *conns;	/* the connection guard */
+	int metrics_public;
 	size_t max_body_size;
 	size_t in_flight;
 	int closing;
@@ -109,7 +118,8 @@ static const struct {
 	{ 200, "OK" }, { 201, "Created" }, { 202, "Accepted" }, { 204, "No Content" },
 	{ 400, "Bad Request" }, { 401, "Unauthorized" }, { 404, "Not Found" },
 	{ 405, "Method Not Allowed" }, { 409, "Conflict" }, { 413, "Payload Too Large" },
-	{ 415, "Unsupported Media Type" }, { 500, "Internal Server Error" },
+	{ 415, "Unsupported Media Type" }, { 431, "Request Header Fields Too Large" },
+	{ 500, "Internal Server Error" },
 	{ 503, "Service Unavailable" },
 };
 
@@ -210,6 +220,7 @@ api_request_complete(struct evhttp_request *req, void *arg)
 
 	if (api->in_flight > 0)
 		api->in_flight--;
+	api_conns_answered(api->conns, req);
 }
 
 /* Count an answer by route pattern, method and status (metrics). */
@@ -262,22 +273,42 @@ api_send(struct api_request *r, int status, struct evbuffer *body)
 	}
 }
 
+/* The answer when the real one cannot be built: fixed text, valid JSON. */
+#define API_FALLBACK_BODY \
+	"{\"error\":{\"code\":\"internal\",\"message\":\"the answer could not be built\"}}\n"
+
+/* Answer 500 with the fixed body (an answer that could not be built). */
+static void
+api_reply_fallback(struct api_request *r)
+{
+	struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
+
+	evhttp_remove_header(headers, "Content-Type");
+	evhttp_add_header(headers, "Content-Type", "application/json");
+	evbuffer_add(evhttp_request_get_output_buffer(r->req), API_FALLBACK_BODY,
+	    sizeof API_FALLBACK_BODY - 1);
+	log_error("an answer could not be built", "path", r->path, NULL);
+	api_send(r, 500, NULL);
+}
+
 void
 api_reply_json(struct api_request *r, int status, json_t *body)
 {
-	struct evbuffer *buf = evbuffer_new();
-	char *text = json_dumps(body, JSON_COMPACT);
+	char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+	struct evbuffer *out = evhttp_request_get_output_buffer(r->req);
 
-	if (buf == NULL || text == NULL)
-		fatalx("out of memory building a response");
-	evbuffer_add(buf, text, strlen(text));
-	evbuffer_add(buf, "\n", 1);
-	free(text);
 	json_decref(body);
+	if (text == NULL || evbuffer_add(out, text, strlen(text)) != 0 ||
+	    evbuffer_add(out, "\n", 1) != 0) {
+		free(text);
+		evbuffer_drain(out, evbuffer_get_length(out));
+		api_reply_fallback(r);
+		return;
+	}
+	free(text);
 	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
 	    "application/json");
-	api_send(r, status, buf);
-	evbuffer_free(buf);
+	api_send(r, status, NULL);
 }
 
 void
@@ -290,33 +321,62 @@ void
 api_reply_text(struct api_request *r, int status, const char *content_type,
     const char *body, size_t len)
 {
-	struct evbuffer *buf = evbuffer_new();
-
-	if (buf == NULL || evbuffer_add(buf, body, len) != 0)
-		fatalx("out of memory building a response");
+	if (evbuffer_add(evhttp_request_get_output_buffer(r->req), body, len) != 0) {
+		api_reply_fallback(r);
+		return;
+	}
 	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
 	    content_type);
-	api_send(r, status, buf);
-	evbuffer_free(buf);
+	api_send(r, status, NULL);
+}
+
+/*
+ * The error object {"code","message"[,"field"]}: message and field may hold what a
+ * client sent, so they are made valid UTF-8 (cut on a character, bad bytes replaced).
+ */
+json_t *
+api_error_object(const char *code, const char *field, const char *message)
+{
+	char clean[API_ERROR_MESSAGE_MAX + 1], clean_field[API_ERROR_FIELD_MAX + 1];
+	json_t *error;
+
+	/* The sanitizer stops before a character that would not fit whole. */
+	utf8_sanitize(clean, sizeof clean, message, strlen(message));
+	if ((error = json_object()) == NULL ||
+	    json_object_set_new(error, "code", json_string(code)) != 0 ||
+	    json_object_set_new(error, "message", json_string(clean)) != 0) {
+		json_decref(error);
+		return NULL;
+	}
+	if (field != NULL) {
+		utf8_sanitize(clean_field, sizeof clean_field, field, strlen(field));
+		if (json_object_set_new(error, "field", json_string(clean_field)) != 0) {
+			json_decref(error);
+			return NULL;
+		}
+	}
+	return error;
 }
 
 void
 api_reply_error(struct api_request *r, int status, const char *code, const char *field,
     const char *fmt, ...)
 {
-	char message[512];
-	json_t *error;
+	char message[4 * API_ERROR_MESSAGE_MAX];
+	json_t *error, *body;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof message, fmt, ap);
 	va_end(ap);
-	error = json_pack("{s:s, s:s}", "code", code, "message", message);
-	if (error == NULL)
-		fatalx("out of memory building an error");
-	if (field != NULL)
-		json_object_set_new(error, "field", json_string(field));
-	api_reply_json(r, status, json_pack("{s:o}", "error", error));
+	if ((error = api_error_object(code, field, message)) == NULL ||
+	    (body = json_object()) == NULL) {
+		json_decref(error);
+		api_reply_fallback(r);
+		return;
+	}
+	json_object_set_new(body, "error", error);
+	api_reply_json(r, status, body);
 }
 
 void
@@ -346,59 +406,194 @@ api_reply_store_error(struct api_request *r, int error, const char *what)
 		    store_strerror(error));
 }
 
-/* Split a raw path into percent-decoded segments; -1 if it is malformed. */
+void
+api_print_routes(FILE *out)
+{
+	for (size_t i = 0; i < API_ROUTE_COUNT; i++) {
+		const struct api_route *route = &api_routes[i];
+		fprintf(out, "%s %s %s\n", method_name(route->method), route->pattern,
+		    route->flags & API_ROUTE_METRICS ? "metrics" :
+		    route->flags & API_ROUTE_PUBLIC ? "public" : "key");
+	}
+}
+
+/* A request path matched against the route table. */
+struct api_route_match {
+	const struct api_route *route;	/* the route of this path and method; NULL: none */
+	const char *pattern;		/* the first pattern the path matches; NULL: none */
+	char allow[64];			/* the methods the path has, for 405 */
+	const char *params[4];		/* decoded {ids}, in order (point into segments) */
+	char *segments[API_PATH_SEGMENTS_MAX];
+	size_t count;
+};
+
+/*
+ * Split a raw path into percent-decoded segments: 0, or -1 if it is malformed (not
+ * absolute, or more than API_PATH_SEGMENTS_MAX segments), with nothing left allocated.
+ */
 static int
 split_path(const char *path, char **segments, size_t *count)
 {
 	const char *p = path, *slash;
-	size_t n = 0, decoded_len;
+	size_t n = 0, len, decoded_len;
+	char raw[API_HEADERS_MAX_SIZE + 1];
 
-	if (*p != '/')
+	*count = 0;
+	if (*p != '/' || strlen(path) > API_HEADERS_MAX_SIZE)
 		return -1;
 	p++;
 	for (;;) {
 		if (n == API_PATH_SEGMENTS_MAX)
-			return -1;
+			goto fail;
 		slash = strchr(p, '/');
-		{
-			size_t len = slash != NULL ? (size_t)(slash - p) : strlen(p);
-			char *raw = xstrndup(p, len);
-			segments[n] = evhttp_uridecode(raw, 0, &decoded_len);
-			free(raw);
-			if (segments[n] == NULL)
-				fatalx("out of memory decoding a path");
-			/* An encoded NUL would cut the id short: keep it for the validator. */
-			if (strlen(segments[n]) != decoded_len)
-				segments[n][0] = '\001';
-			n++;
-		}
+		len = slash != NULL ? (size_t)(slash - p) : strlen(p);
+		memcpy(raw, p, len);
+		raw[len] = '\0';
+		if ((segments[n] = evhttp_uridecode(raw, 0, &decoded_len)) == NULL)
+			goto fail;
+		/* An encoded NUL would cut the id short: keep it for the validator. */
+		if (strlen(segments[n]) != decoded_len)
+			segments[n][0] = '\001';
+		n++;
 		if (slash == NULL)
 			break;
 		p = slash + 1;
 	}
 	*count = n;
 	return 0;
+fail:
+	while (n > 0)
+		free(segments[--n]);
+	return -1;
 }
 
 /* Match a route pattern against the segments, collecting {param} values. */
 static int
 route_match(const char *pattern, char **segments, size_t count, const char **params)
 {
-	char buf[128], *save = NULL, *tok;
-	size_t i = 0, nparams = 0;
+	const char *p = pattern + 1, *end;
+	size_t i = 0, nparams = 0, len;
 
-	snprintf(buf, sizeof buf, "%s", pattern);
-	for (tok = strtok_r(buf, "/", &save); tok != NULL; tok = strtok_r(NULL, "/", &save)) {
+	for (; *p != '\0'; p = *end == '/' ? end + 1 : end, i++) {
+		end = strchr(p, '/');
+		if (end == NULL)
+			end = p + strlen(p);
+		len = (size_t)(end - p);
 		if (i >= count)
 			return 0;
-		if (tok[0] == '{') {
+		if (*p == '{') {
 			if (nparams < 4)
 				params[nparams++] = segments[i];
-		} else if (strcmp(tok, segments[i]) != 0)
+		} else if (strlen(segments[i]) != len || memcmp(p, segments[i], len) != 0)
 			return 0;
-		i++;
 	}
 	return i == count;
+}
+
+/*
+ * Find the route of a raw (still encoded) path and a method. 0 with m filled (its
+ * route NULL when the path or the method has none), or -1 if the path is malformed.
+ * Free with api_route_match_free() either way.
+ */
+static int
+api_route_find(const char *raw_path, enum evhttp_cmd_type method, struct api_route_match *m)
+{
+	memset(m, 0, sizeof *m);
+	if (split_path(raw_path, m->segments, &m->count) != 0)
+		return -1;
+	for (size_t i = 0; i < API_ROUTE_COUNT; i++) {
+		const char *params[4] = { NULL, NULL, NULL, NULL };
+		const char *name = method_name(api_routes[i].method);
+		if (!route_match(api_routes[i].pattern, m->segments, m->count, params))
+			continue;
+		if (m->pattern == NULL)
+			m->pattern = api_routes[i].pattern;
+		if (strstr(m->allow, name) == NULL) {
+			size_t used = strlen(m->allow);
+			snprintf(m->allow + used, sizeof m->allow - used, "%s%s",
+			    used > 0 ? ", " : "", name);
+		}
+		if (api_routes[i].method == method && m->route == NULL) {
+			m->route = &api_routes[i];
+			memcpy(m->params, params, sizeof params);
+		}
+	}
+	return 0;
+}
+
+static void
+api_route_match_free(struct api_route_match *m)
+{
+	for (size_t i = 0; i < m->count; i++)
+		free(m->segments[i]);
+	m->count = 0;
+}
+
+/* May this route be reached without an API key? */
+static int
+api_route_public(const struct api *api, const struct api_route *route)
+{
+	if (route == NULL)
+		return 0;
+	if (route->flags & API_ROUTE_METRICS)
+		return api->metrics_public;
+	return (route->flags & API_ROUTE_PUBLIC) != 0;
+}
+
+/* Does "Bearer <key>" carry one of our keys? */
+static int
+api_key_good(struct api *api, const char *authorization)
+{
+	const char *h = authorization;
+
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return 0;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return *h != '\0' && apikey_check(api->keys, h, strlen(h));
+}
+
+/*
+ * May a request for this raw path and method go on: its route is public, or it has a
+ * good key? Any path that is not a public route (an unknown one, one spelt otherwise,
+ * a malformed one) needs the key.
+ */
+static int
+api_access_path(struct api *api, enum evhttp_cmd_type method, const char *raw_path,
+    const char *authorization)
+{
+	struct api_route_match m;
+	int public = 0;
+
+	if (api_route_find(raw_path, method, &m) == 0)
+		public = api_route_public(api, m.route);
+	api_route_match_free(&m);
+	return public || api_key_good(api, authorization);
+}
+
+/* The connection guard's question, on the request target as evhttp will parse it. */
+static int
+api_access_target(void *arg, enum evhttp_cmd_type method, const char *target,
+    const char *authorization)
+{
+	struct api *api = arg;
+	struct evhttp_uri *uri = evhttp_uri_parse_with_flags(target, EVHTTP_URI_NONCONFORMANT);
+	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	int ok;
+
+	ok = api_access_path(api, method, path != NULL && *path != '\0' ? path : "/",
+	    authorization);
+	evhttp_uri_free(uri);
+	return ok;
+}
+
+/* Does the request carry one of our API keys? */
+static int
+authorized(struct api *api, struct evhttp_request *req)
+{
+	return api_key_good(api, evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Authorization"));
 }
 
 /* The name of the n-th {param} of a pattern, e.g. "device_id". */
@@ -415,33 +610,6 @@ param_name(const char *pattern, size_t n, char *out, size_t outlen)
 		}
 	}
 	snprintf(out, outlen, "id");
-}
-
-/* The pattern of the first route whose path matches, whatever its method; or NULL. */
-static const char *
-route_pattern(char **segments, size_t count)
-{
-	for (size_t i = 0; i < sizeof api_routes / sizeof api_routes[0]; i++) {
-		const char *params[4];
-		if (route_match(api_routes[i].pattern, segments, count, params))
-			return api_routes[i].pattern;
-	}
-	return NULL;
-}
-
-/* Check "Authorization: Bearer <key>". */
-static int
-authorized(struct api *api, struct evhttp_request *req)
-{
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
-	    "Authorization");
-
-	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
-		return 0;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	return apikey_check(api->keys, h, strlen(h));
 }
 
 /* Is the request's content type application/json (parameters allowed)? */
@@ -511,22 +679,59 @@ read_body(struct api_request *r, const struct api_route *route)
 	return api_parse_body(r);
 }
 
-/* Route one request: auth, path, method, ids, body, then the handler. */
+/* Answer a request the connection guard stopped at its head. */
+static void
+api_reply_refusal(struct api_request *r, enum api_conn_refusal refusal, const char *method)
+{
+	struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
+
+	evhttp_add_header(headers, "Connection", "close");
+	switch (refusal) {
+	case API_CONN_UNAUTHORIZED:
+		evhttp_add_header(headers, "WWW-Authenticate", "Bearer realm=\"pushrelay\"");
+		api_reply_error(r, 401, "unauthorized", NULL, "missing or invalid API key");
+		break;
+	case API_CONN_BAD_LENGTH:
+		api_reply_error(r, 400, "bad_request", NULL,
+		    "Content-Length is not a number of bytes");
+		break;
+	case API_CONN_HEADERS_TOO_LARGE:
+		api_reply_error(r, 431, "headers_too_large", NULL,
+		    "the request line and headers exceed %d bytes", API_HEADERS_MAX_SIZE);
+		break;
+	case API_CONN_BODY_TOO_LARGE:
+		api_reply_error(r, 413, "payload_too_large", NULL,
+		    "request body exceeds %zu bytes", r->api->max_body_size);
+		break;
+	case API_CONN_BAD_METHOD:
+		api_reply_error(r, 405, "method_not_allowed", NULL,
+		    "method %s is not supported", method);
+		break;
+	case API_CONN_MALFORMED:
+	default:
+		api_reply_error(r, 400, "bad_request", NULL,
+		    "malformed request line or header line");
+		break;
+	}
+}
+
+/* Route one request: refusals, path, key, method, ids, body, then the handler. */
 static void
 api_dispatch(struct evhttp_request *req, void *arg)
 {
 	struct api *api = arg;
 	struct api_request r;
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *raw_path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
-	char *segments[API_PATH_SEGMENTS_MAX], allow[64] = "", *path;
-	const struct api_route *route = NULL;
-	size_t count = 0;
-	int path_known = 0;
+	const char *raw_path = uri != NULL ? evhttp_uri_get_path(uri) : NULL, *bad_method;
+	struct api_route_match m;
+	const struct api_route *route;
+	enum api_conn_refusal refusal;
+	char *path;
 
 	api->in_flight++;
 	evhttp_request_set_on_complete_cb(req, api_request_complete, api);
 	memset(&r, 0, sizeof r);
+	memset(&m, 0, sizeof m);
 	r.api = api;
 	r.req = req;
 	r.method = evhttp_request_get_command(req);
@@ -537,48 +742,45 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	r.ably_enabled = api->ably_enabled;
 	r.ably_keys = api->ably_keys;
 	r.ably_source = api->ably_source;
-	path = xstrdup(raw_path != NULL && *raw_path != '\0' ? raw_path : "/");
+	path = utf8_sanitize_dup(raw_path != NULL && *raw_path != '\0' ? raw_path : "/",
+	    raw_path != NULL && *raw_path != '\0' ? strlen(raw_path) : 1, API_HEADERS_MAX_SIZE);
 	r.path = path;
 
-	if (split_path(path, segments, &count) != 0) {
-		api_reply_error(&r, 404, "not_found", NULL, "no such endpoint: %s", path);
+	refusal = api_conns_dispatched(api->conns, req, &bad_method);
+	if (api_route_find(raw_path != NULL && *raw_path != '\0' ? raw_path : "/", r.method,
+	    &m) != 0) {
+		if (refusal == API_CONN_OK && !authorized(api, req))
+			refusal = API_CONN_UNAUTHORIZED;
+		if (refusal != API_CONN_OK)
+			api_reply_refusal(&r, refusal, bad_method);
+		else
+			api_reply_error(&r, 404, "not_found", NULL, "no such endpoint: %s", path);
 		goto done;
 	}
-	if (strncmp(path, "/v1/", 4) == 0 && strcmp(path, "/v1/ingest/ably") != 0 &&
-	    !authorized(api, req)) {
-		r.route = route_pattern(segments, count);
+	r.route = m.pattern;
+	route = m.route;
+	if (refusal != API_CONN_OK) {
+		api_reply_refusal(&r, refusal, bad_method);
+		goto done;
+	}
+	/* The same decision as the guard's, on the same match: public, or a good key. */
+	if (!api_route_public(api, route) && !authorized(api, req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
 		    "Bearer realm=\"pushrelay\"");
 		api_reply_error(&r, 401, "unauthorized", NULL, "missing or invalid API key");
 		goto done;
 	}
-	for (size_t i = 0; i < sizeof api_routes / sizeof api_routes[0]; i++) {
-		const char *params[4] = { NULL, NULL, NULL, NULL };
-		if (!route_match(api_routes[i].pattern, segments, count, params))
-			continue;
-		path_known = 1;
-		if (r.route == NULL)
-			r.route = api_routes[i].pattern;
-		if (strstr(allow, method_name(api_routes[i].method)) == NULL) {
-			size_t used = strlen(allow);
-			snprintf(allow + used, sizeof allow - used, "%s%s", used > 0 ? ", " : "",
-			    method_name(api_routes[i].method));
-		}
-		if (api_routes[i].method == r.method && route == NULL) {
-			route = &api_routes[i];
-			memcpy(r.params, params, sizeof params);
-		}
-	}
-	if (!path_known) {
+	if (m.pattern == NULL) {
 		api_reply_error(&r, 404, "not_found", NULL, "no such endpoint: %s", path);
 		goto done;
 	}
 	if (route == NULL) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", m.allow);
 		api_reply_error(&r, 405, "method_not_allowed", NULL,
-		    "method %s is not allowed here; allowed: %s", method_name(r.method), allow);
+		    "method %s is not allowed here; allowed: %s", method_name(r.method), m.allow);
 		goto done;
 	}
+	memcpy(r.params, m.params, sizeof r.params);
 	for (size_t i = 0; strchr(route->pattern, '{') != NULL && i < 4; i++) {
 		struct model_error merr;
 		char name[32];
@@ -601,8 +803,7 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	route->handler(&r);
 done:
 	json_decref(r.body);
-	for (size_t i = 0; i < count; i++)
-		free(segments[i]);
+	api_route_match_free(&m);
 	free(path);
 }
 
@@ -644,8 +845,10 @@ bind_tcp(struct api *api, const char *hostport, char *err, size_t errlen)
 	api->listeners = xreallocarray(api->listeners, api->listener_count + 1,
 	    sizeof *api->listeners);
 	api->listeners[api->listener_count].handle = handle;
+	api->listeners[api->listener_count].listener = evhttp_bound_socket_get_listener(handle);
 	api->listeners[api->listener_count].name = xstrdup(name);
 	api->listener_count++;
+	api_conns_add_listener(api->conns, evhttp_bound_socket_get_listener(handle));
 	log_info("listening", "address", name, NULL);
 	return 0;
 }
@@ -712,8 +915,10 @@ bind_unix(struct api *api, const char *path, unsigned int mode, char *err, size_
 	api->listeners = xreallocarray(api->listeners, api->listener_count + 1,
 	    sizeof *api->listeners);
 	api->listeners[api->listener_count].handle = handle;
+	api->listeners[api->listener_count].listener = listener;
 	api->listeners[api->listener_count].name = xstrdup(path);
 	api->listener_count++;
+	api_conns_add_listener(api->conns, listener);
 	api->unix_socket = xstrdup(path);
 	log_info("listening", "unix_socket", path, NULL);
 	return 0;
@@ -724,28 +929,39 @@ api_new(struct event_base *base, const struct api_options *options, struct store
     struct apikeys *keys, char *err, size_t errlen)
 {
 	struct api *api = xcalloc(1, sizeof *api);
+	struct api_conn_options guard;
 	struct timeval tv;
 
 	api->base = base;
 	api->store = store;
 	api->keys = keys;
 	api->max_body_size = options->max_body_size;
+	api->metrics_public = options->metrics_public;
 	if ((api->http = evhttp_new(base)) == NULL)
 		fatalx("cannot create the HTTP server");
 	/*
-	 * libevent 2.1 answers a body past its own limit with a plain-HTML 413 before we
-	 * see it, and has no hook to change that. Keep its limit 1 MiB above ours: an
-	 * oversize body up to there gets our JSON error; beyond, libevent's 413 without
-	 * reading it. Either way the body is bounded in memory.
+	 * The guard refuses a Content-Length above max_body_size and a head above
+	 * API_HEADERS_MAX_SIZE with our JSON errors before evhttp reads them. evhttp's own
+	 * limits sit above ours: only a chunked body past max_body_size + 1 MiB meets
+	 * libevent's plain-HTML 413 (below that, read_body answers ours).
 	 */
 	evhttp_set_max_body_size(api->http, (ev_ssize_t)(options->max_body_size + 1024 * 1024));
-	evhttp_set_max_headers_size(api->http, API_HEADERS_MAX_SIZE);
+	evhttp_set_max_headers_size(api->http, API_HEADERS_MAX_SIZE + 1024);
+	/* Every method evhttp knows reaches dispatch, which answers 405 in JSON. */
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
 	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-	    EVHTTP_REQ_PATCH);
+	    EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
 	tv.tv_sec = options->request_timeout_ms / 1000;
 	tv.tv_usec = (options->request_timeout_ms % 1000) * 1000;
 	evhttp_set_timeout_tv(api->http, &tv);
+	memset(&guard, 0, sizeof guard);
+	guard.max_connections = options->max_connections;
+	guard.max_connections_per_peer = options->max_connections_per_peer;
+	guard.header_timeout_ms = options->header_timeout_ms;
+	guard.request_timeout_ms = options->request_timeout_ms;
+	guard.max_headers_size = API_HEADERS_MAX_SIZE;
+	guard.max_body_size = options->max_body_size;
+	api->conns = api_conns_new(base, api->http, &guard, api_access_target, api);
 	evhttp_set_gencb(api->http, api_dispatch, api);
 	api->heartbeat = api_heartbeat_new(base);
 
@@ -798,6 +1014,7 @@ api_stop_accepting(struct api *api)
 {
 	for (size_t i = 0; i < api->listener_count; i++) {
 		if (api->listeners[i].handle != NULL) {
+			api_conns_remove_listener(api->conns, api->listeners[i].listener);
 			evhttp_del_accept_socket(api->http, api->listeners[i].handle);
 			api->listeners[i].handle = NULL;
 		}
@@ -821,6 +1038,7 @@ api_free(struct api *api)
 	api_stop_accepting(api);
 	if (api->http != NULL)
 		evhttp_free(api->http);
+	api_conns_free(api->conns);
 	for (size_t i = 0; i < api->listener_count; i++)
 		free(api->listeners[i].name);
 	free(api->listeners);

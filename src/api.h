@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <event2/event.h>
 #include <event2/http.h>
@@ -27,7 +28,11 @@ struct api_options {
 	const char *unix_socket;	/* NULL for none */
 	unsigned int unix_socket_mode;
 	size_t max_body_size;
-	int64_t request_timeout_ms;
+	int64_t request_timeout_ms;	/* first byte to body in; idle keep-alive */
+	int64_t header_timeout_ms;	/* first byte to the end of the headers */
+	size_t max_connections;
+	size_t max_connections_per_peer;
+	int metrics_public;		/* GET /metrics needs no key */
 };
 
 struct api;
@@ -54,6 +59,11 @@ struct api_request {
 
 typedef void api_handler_fn(struct api_request *r);
 
+/*
+ * Print every route, one a line: method, path pattern, and "key" (it needs an API
+ * key), "public" or "metrics" (public while [api] metrics_public is on).
+ */
+void api_print_routes(FILE *out);
 /* Bind every listener; -1 with err set if one cannot be bound. */
 struct api *api_new(struct event_base *base, const struct api_options *options,
     struct store *store, struct apikeys *keys, char *err, size_t errlen);
@@ -105,7 +115,15 @@ void api_reply_empty(struct api_request *r, int status);
 /* Answer with a body of another content type. */
 void api_reply_text(struct api_request *r, int status, const char *content_type,
     const char *body, size_t len);
-/* Answer {"error":{"code","message"[,"field"]}}. */
+/* Longest error message and field name in an answer, in bytes (cut on a character). */
+#define API_ERROR_MESSAGE_MAX 512
+#define API_ERROR_FIELD_MAX 256
+/*
+ * The error object {"code","message"[,"field"]}, message and field made valid UTF-8
+ * and cut to the limits above; NULL only when memory runs out.
+ */
+json_t *api_error_object(const char *code, const char *field, const char *message);
+/* Answer {"error":{"code","message"[,"field"]}}; a fixed 500 if it cannot be built. */
 void api_reply_error(struct api_request *r, int status, const char *code, const char *field,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void api_reply_model_error(struct api_request *r, const struct model_error *err);

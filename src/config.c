@@ -165,7 +165,26 @@ static const struct config_option config_options[] = {
 	  .help = "Largest request body accepted; a larger one gets 413 payload_too_large." },
 	{ "api", "request_timeout", CONFIG_TYPE_DURATION, FIELD(request_timeout_ms),
 	  .default_value = "30s", .min = SECOND, .max = HOUR,
-	  .help = "How long one request may take before its connection is closed." },
+	  .help = "Deadline for one request: from its first byte until its body is in.\n"
+	      "Trickling bytes does not extend it. An idle keep-alive connection is also\n"
+	      "closed after this long." },
+	{ "api", "header_timeout", CONFIG_TYPE_DURATION, FIELD(header_timeout_ms),
+	  .default_value = "10s", .min = 100, .max = HOUR,
+	  .help = "Deadline for a request's line and headers, from its first byte (at\n"
+	      "most request_timeout)." },
+	{ "api", "max_connections", CONFIG_TYPE_INTEGER, FIELD(max_connections),
+	  .default_value = "4096", .min = 1, .max = 1000000,
+	  .help = "Connections open at once; at the limit the listeners pause until one\n"
+	      "closes. Keep it below the descriptor limit (LimitNOFILE in the unit)." },
+	{ "api", "max_connections_per_peer", CONFIG_TYPE_INTEGER,
+	  FIELD(max_connections_per_peer),
+	  .default_value = "1024", .min = 1, .max = 1000000,
+	  .help = "Connections open at once from one IP address; past it a new one is\n"
+	      "closed at once. The unix socket counts only towards max_connections." },
+	{ "api", "metrics_public", CONFIG_TYPE_BOOL, FIELD(metrics_public),
+	  .default_value = "yes",
+	  .help = "Serve GET /metrics without an API key (for a Prometheus scraper that\n"
+	      "reaches the API's address). no: it needs a key, as every /v1 route does." },
 
 	{ "store", "backend", CONFIG_TYPE_STRING, FIELD(store_backend),
 	  .default_value = "sqlite", .values = config_store_backends,

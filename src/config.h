@@ -71,6 +71,10 @@ struct config {
 	int api_key_file_is_default;	/* generated on first start when missing */
 	size_t max_body_size;
 	int64_t request_timeout_ms;
+	int64_t header_timeout_ms;
+	int max_connections;
+	int max_connections_per_peer;
+	int metrics_public;		/* GET /metrics without an API key */
 
 	/* [store] */
 	char *store_backend;

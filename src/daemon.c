@@ -464,6 +464,10 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	api_options.unix_socket_mode = d->config.unix_socket_mode;
 	api_options.max_body_size = d->config.max_body_size;
 	api_options.request_timeout_ms = d->config.request_timeout_ms;
+	api_options.header_timeout_ms = d->config.header_timeout_ms;
+	api_options.max_connections = (size_t)d->config.max_connections;
+	api_options.max_connections_per_peer = (size_t)d->config.max_connections_per_peer;
+	api_options.metrics_public = d->config.metrics_public;
 	d->api = api_new(d->base, &api_options, d->store, keys, err, errlen);
 	if (d->api == NULL) {
 		apikey_free(keys);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "api.h"
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
@@ -19,6 +20,7 @@ usage(FILE *out)
 	    "  -c, --config FILE  read the configuration from FILE\n"
 	    "                     (without it: the embedded defaults)\n"
 	    "  -t, --test         check the configuration and exit\n"
+	    "      --routes       list the API's routes (method, path, access) and exit\n"
 	    "  -V, --version      print the version and exit\n"
 	    "  -h, --help         print this help and exit\n");
 }
@@ -31,6 +33,7 @@ main(int argc, char **argv)
 		{ "test", no_argument, NULL, 't' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "routes", no_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config_path = NULL;
@@ -44,6 +47,7 @@ main(int argc, char **argv)
 		case 't': test = 1; break;
 		case 'V': printf("pushrelayd %s\n", PACKAGE_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
+		case 'R': api_print_routes(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}

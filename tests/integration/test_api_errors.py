@@ -365,8 +365,14 @@ class RoutingErrorTest(ErrorTestCase):
                 with self.subTest(method=method, path=path):
                     self.assertRejected(method, path, 404, "not_found", field=None)
 
-    def test_unknown_path_without_key_outside_v1_is_404(self):
-        self.assertRejected("GET", "/nope", 404, "not_found", field=None, key=None)
+    def test_unknown_path_without_key_is_401_wherever_it_is(self):
+        # Without a key nothing is learned, not even that a path does not exist.
+        for path in ("/nope", "/", "/v2/devices/existing", "/Healthz", "/healthz/",
+                     "/healthz%2F"):
+            with self.subTest(path=path):
+                result = self.assertRejected("GET", path, 401, "unauthorized", field=None,
+                                             key=None)
+                self.assertUnauthorized(result)
 
     def test_wrong_method_is_405_with_allow(self):
         cases = [

@@ -25,7 +25,7 @@
 #include "store.h"
 
 /* Options of the plain sections, and of each kind of named section. */
-#define OPTION_COUNT 51
+#define OPTION_COUNT 55
 #define APNS_OPTION_COUNT 16
 #define FCM_OPTION_COUNT 6
 
@@ -171,6 +171,10 @@ assert_defaults(const struct config *config, const char *state_dir)
 	assert_int_equal(config->api_key_file_is_default, 1);
 	assert_int_equal(config->max_body_size, 1024 * 1024);
 	assert_int_equal(config->request_timeout_ms, 30000);
+	assert_int_equal(config->header_timeout_ms, 10000);
+	assert_int_equal(config->max_connections, 4096);
+	assert_int_equal(config->max_connections_per_peer, 1024);
+	assert_int_equal(config->metrics_public, 1);
 	assert_string_equal(config->store_backend, "sqlite");
 	snprintf(path, sizeof path, "%s/pushrelay.db", state_dir);
 	assert_string_equal(config->store_path, path);
@@ -209,6 +213,10 @@ assert_configs_equal(const struct config *a, const struct config *b)
 	assert_int_equal(a->api_key_file_is_default, b->api_key_file_is_default);
 	assert_int_equal(a->max_body_size, b->max_body_size);
 	assert_int_equal(a->request_timeout_ms, b->request_timeout_ms);
+	assert_int_equal(a->header_timeout_ms, b->header_timeout_ms);
+	assert_int_equal(a->max_connections, b->max_connections);
+	assert_int_equal(a->max_connections_per_peer, b->max_connections_per_peer);
+	assert_int_equal(a->metrics_public, b->metrics_public);
 	assert_string_equal(a->store_backend, b->store_backend);
 	assert_string_equal(a->store_path, b->store_path);
 	assert_int_equal(a->store_sync, b->store_sync);

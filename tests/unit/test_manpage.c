@@ -8,6 +8,7 @@
  * The same binary regenerates the two generated files (make update-packaging-docs):
  *	test_manpage --print-conf-man PAGE	PAGE with its options part regenerated
  *	test_manpage --print-packaged-conf	packaging/pushrelay.conf
+ *	test_manpage --print-example-conf	pushrelay.conf.example
  */
 #include "autoconf.h"
 
@@ -413,6 +414,14 @@ print_generated(int argc, char **argv)
 
 	if (argc == 2 && strcmp(argv[1], "--print-packaged-conf") == 0)
 		text = packaged_conf();
+	else if (argc == 2 && strcmp(argv[1], "--print-example-conf") == 0) {
+		FILE *out = open_memstream(&text, &(size_t){ 0 });
+		if (out == NULL)
+			return 1;
+		config_write_example(out);
+		if (fclose(out) != 0)
+			return 1;
+	}
 	else if (argc == 3 && strcmp(argv[1], "--print-conf-man") == 0) {
 		if ((page = read_file(argv[2])) == NULL) {
 			fprintf(stderr, "%s: cannot read %s\n", argv[0], argv[2]);
@@ -422,7 +431,8 @@ print_generated(int argc, char **argv)
 			fprintf(stderr, "%s: no BEGIN/END OPTIONS markers\n", argv[2]);
 		free(page);
 	} else {
-		fprintf(stderr, "usage: %s [--print-packaged-conf | --print-conf-man PAGE]\n",
+		fprintf(stderr, "usage: %s [--print-packaged-conf | --print-example-conf |\n"
+		    "    --print-conf-man PAGE]\n",
 		    argv[0]);
 		return 2;
 	}

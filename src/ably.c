@@ -20,6 +20,7 @@
 #include "base64.h"
 #include "log.h"
 #include "model.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 #define ABLY_SIGNATURE_SIZE 32		/* HMAC-SHA256 */
@@ -483,7 +484,7 @@ decode_data(const json_t *data, const char *encoding, struct decoded *out,
 		}
 		/* utf-8 and json both need text: the bytes as UTF-8, or a string. */
 		if (out->value == NULL) {
-			if (model_utf8_valid((const char *)out->bytes, out->len) != 0) {
+			if (!utf8_valid((const char *)out->bytes, out->len)) {
 				snprintf(why, ABLY_WHY_MAX, "data: is not UTF-8");
 				*kind = ABLY_SKIP_MALFORMED;
 				goto fail;
@@ -823,19 +824,6 @@ push_from_ably(const json_t *ably, json_t **out, char *why)
 
 /* Messages. */
 
-/* The length of text cut to at most max bytes, never inside a character. */
-static size_t
-cut_utf8(const char *text, size_t max)
-{
-	size_t len = strlen(text);
-
-	if (len <= max)
-		return len;
-	while (max > 0 && ((unsigned char)text[max] & 0xc0) == 0x80)
-		max--;
-	return max;
-}
-
 /* Read a message action: 0 with *op and label set, -1 if it is neither number nor name. */
 static int
 message_action(const json_t *v, enum message_op *op, char *label, size_t labellen)
@@ -1013,7 +1001,7 @@ translate_message(struct translation *t, const json_t *message, const struct cha
 	    channel);
 	event->id = xstrdup(id);
 	event->client_id = client_id != NULL ? xstrdup(client_id) : NULL;
-	event->text = text != NULL ? xstrndup(text, cut_utf8(text, EVENT_TEXT_MAX)) : NULL;
+	event->text = text != NULL ? xstrndup(text, utf8_cut(text, strlen(text), EVENT_TEXT_MAX)) : NULL;
 	event->ts = ts;
 	event->mentions = mentions.items;
 	event->mention_count = mentions.count;
@@ -1306,7 +1294,7 @@ translate_non_enveloped(struct translation *t, const struct ably_request *r, cha
 			}
 		} else if (r->content_type != NULL &&
 		    strncasecmp(r->content_type, "text/", 5) == 0 &&
-		    model_utf8_valid(r->body, r->len) == 0)
+		    utf8_valid(r->body, r->len))
 			data = json_stringn(r->body, r->len);
 	}
 	if (channel_open(&channel, r->envelope_channel, 0, why) != 0) {

@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "model.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 static const char *const device_fields[] = {
@@ -73,41 +74,6 @@ model_environment_from_string(const char *name, enum device_environment *out)
 	return 0;
 }
 
-int
-model_utf8_valid(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-
-	while (p < end) {
-		unsigned int c = *p, len, cp, min;
-
-		if (c == 0)
-			return -1;
-		if (c < 0x80) {
-			p++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			len = 2, cp = c & 0x1f, min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			len = 3, cp = c & 0x0f, min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			len = 4, cp = c & 0x07, min = 0x10000;
-		} else
-			return -1;
-		if ((size_t)(end - p) < len)
-			return -1;
-		for (unsigned int i = 1; i < len; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return -1;
-			cp = (cp << 6) | (p[i] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return -1;
-		p += len;
-	}
-	return 0;
-}
-
 /* Is there a C0/C1 control character or DEL in s? */
 static int
 has_control(const char *s)
@@ -134,7 +100,7 @@ model_validate_id(const char *s, const char *what, struct model_error *err)
 	if (len > MODEL_ID_MAX)
 		return model_fail(err, MODEL_ERROR_INVALID, what, "must be at most %d bytes",
 		    MODEL_ID_MAX);
-	if (model_utf8_valid(s, len) != 0)
+	if (!utf8_valid(s, len))
 		return model_fail(err, MODEL_ERROR_INVALID, what, "must be valid UTF-8");
 	if (has_control(s))
 		return model_fail(err, MODEL_ERROR_INVALID, what,

@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "payload.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 /* Placeholders that cannot come from user input in the positions we search. */
@@ -582,15 +583,6 @@ fcm_write(const struct notification *n, const char *body, int with_badge,
 	return PAYLOAD_OK;
 }
 
-/* The longest prefix of s, at most max bytes, that ends on a character boundary. */
-static size_t
-utf8_prefix(const char *s, size_t max)
-{
-	while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
-		max--;
-	return max;
-}
-
 /* The length with the sentinels in place, which is what the limits are measured on. */
 static size_t
 measured_len(const struct payload *p)
@@ -627,7 +619,7 @@ build_fitting(const struct notification *n, int with_badge, size_t limit,
 	hi = body_len;
 	shortened = xmalloc(body_len + sizeof ELLIPSIS);
 	while (lo <= hi) {
-		size_t mid = lo + (hi - lo) / 2, cut = utf8_prefix(n->body, mid);
+		size_t mid = lo + (hi - lo) / 2, cut = utf8_cut(n->body, body_len, mid);
 
 		memcpy(shortened, n->body, cut);
 		memcpy(shortened + cut, ELLIPSIS, sizeof ELLIPSIS);

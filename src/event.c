@@ -101,12 +101,15 @@ struct event_items {
 static int __attribute__((format(printf, 2, 3)))
 event_fail(struct event_error *err, const char *fmt, ...)
 {
+	char text[512];
 	va_list ap;
 
+	/* The reason goes into JSON bodies and logs: cut it on a character boundary. */
 	if (err->buf != NULL && err->len > 0) {
 		va_start(ap, fmt);
-		vsnprintf(err->buf, err->len, fmt, ap);
+		vsnprintf(text, sizeof text, fmt, ap);
 		va_end(ap);
+		utf8_sanitize(err->buf, err->len, text, strlen(text));
 	}
 	return EVENT_EMALFORMED;
 }

@@ -21,20 +21,30 @@ static const char *const device_read_only[] = {
 static const char *const prefs_fields[] = { "muted_until", "mentions_only", NULL };
 static const char *const member_read_only[] = { "room_id", "client_id", "joined_at", NULL };
 
-/* Record an error as "<field>: <message>". */
+/*
+ * Record an error as "<field>: <message>". The field name may be a client's (an
+ * unknown field) and of any length: both texts are cut on a character boundary and
+ * anything that is not UTF-8 is replaced, since they go into a JSON body.
+ */
 static int __attribute__((format(printf, 4, 5)))
 model_fail(struct model_error *err, enum model_error_kind kind, const char *field,
     const char *fmt, ...)
 {
-	char what[200];
+	char what[200], message[sizeof err->message + sizeof what];
+	size_t len, budget;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
 	err->kind = kind;
-	snprintf(err->field, sizeof err->field, "%s", field);
-	snprintf(err->message, sizeof err->message, "%s: %s", field, what);
+	len = strlen(field);
+	utf8_sanitize(err->field, sizeof err->field, field, len);
+	/* Shorten the name rather than the reason, so the reason is always whole. */
+	budget = sizeof err->message - 1 - 2 - strlen(what);
+	len = utf8_cut(field, len, budget);
+	snprintf(message, sizeof message, "%.*s: %s", (int)len, field, what);
+	utf8_sanitize(err->message, sizeof err->message, message, strlen(message));
 	return -1;
 }
 

@@ -86,6 +86,7 @@ ably_strerror(int error)
 	case ABLY_EMSGPACK: return "msgpack is not supported; configure the rule for JSON";
 	case ABLY_EJSON: return "the body is not JSON";
 	case ABLY_ESHAPE: return "the body is not an Ably webhook delivery";
+	case ABLY_EHMAC: return "cannot compute the body's HMAC-SHA256";
 	}
 	return "unknown Ably error";
 }
@@ -225,12 +226,26 @@ ably_keys_free(struct ably_keys *keys)
 	free(keys);
 }
 
+/* Make err valid UTF-8 in place: it goes into a JSON error body and the log. */
+static void
+err_sanitize(char *err, size_t errlen)
+{
+	char *copy;
+
+	if (err == NULL || errlen == 0)
+		return;
+	copy = xstrdup(err);
+	utf8_sanitize(err, errlen, copy, strlen(copy));
+	free(copy);
+}
+
 int
 ably_verify(const struct ably_keys *keys, const char *key_name, const char *signature,
     const void *body, size_t len, char *err, size_t errlen)
 {
 	const struct ably_key *key = NULL;
 	unsigned char mac[EVP_MAX_MD_SIZE], *presented;
+	char shown[65];
 	unsigned int mac_len = 0;
 	size_t presented_len;
 	int match;
@@ -244,7 +259,9 @@ ably_verify(const struct ably_keys *keys, const char *key_name, const char *sign
 			key = &keys->items[i];
 	}
 	if (key == NULL) {
-		snprintf(err, errlen, "X-Ably-Key names an unknown key: %.64s", key_name);
+		/* The name is the client's: at most 64 bytes, cut whole, and UTF-8. */
+		utf8_sanitize(shown, sizeof shown, key_name, strnlen(key_name, 4 * 64));
+		snprintf(err, errlen, "X-Ably-Key names an unknown key: %s", shown);
 		return ABLY_EUNKNOWNKEY;
 	}
 	if (signature == NULL || *signature == '\0') {
@@ -252,8 +269,10 @@ ably_verify(const struct ably_keys *keys, const char *key_name, const char *sign
 		return ABLY_ENOSIGNATURE;
 	}
 	if (HMAC(EVP_sha256(), key->secret, (int)key->secret_len, body, len, mac,
-	    &mac_len) == NULL)
-		fatalx("HMAC-SHA256 failed");
+	    &mac_len) == NULL) {
+		snprintf(err, errlen, "%s", ably_strerror(ABLY_EHMAC));
+		return ABLY_EHMAC;
+	}
 	if (base64_decode(signature, strlen(signature), &presented, &presented_len) != 0) {
 		snprintf(err, errlen, "X-Ably-Signature is not base64");
 		return ABLY_EBADSIGNATURE;
@@ -265,6 +284,7 @@ ably_verify(const struct ably_keys *keys, const char *key_name, const char *sign
 	if (!match) {
 		snprintf(err, errlen, "X-Ably-Signature does not match the body (key %.64s)",
 		    key->name);
+		err_sanitize(err, errlen);
 		return ABLY_EBADSIGNATURE;
 	}
 	return ABLY_OK;
@@ -307,7 +327,7 @@ static void __attribute__((format(printf, 4, 5)))
 skip(struct translation *t, enum ably_skip_kind kind, const char *path, const char *fmt, ...)
 {
 	struct ably_result *out = t->out;
-	char what[ABLY_WHY_MAX];
+	char what[ABLY_WHY_MAX], *detail;
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -318,7 +338,11 @@ skip(struct translation *t, enum ably_skip_kind kind, const char *path, const ch
 		out->skips = xreallocarray(out->skips, t->skips_cap, sizeof *out->skips);
 	}
 	out->skips[out->skip_count].kind = kind;
-	out->skips[out->skip_count].detail = xasprintf("%s: %s", path, what);
+	/* Details quote the sender's text, cut anywhere by vsnprintf: keep them UTF-8. */
+	detail = xasprintf("%s: %s", path, what);
+	out->skips[out->skip_count].detail = utf8_sanitize_dup(detail, strlen(detail),
+	    ABLY_WHY_MAX + 64);
+	free(detail);
 	out->skip_count++;
 	out->skipped[kind]++;
 }
@@ -1362,8 +1386,9 @@ malformed:
 	return ABLY_OK;
 }
 
-int
-ably_translate(const struct ably_request *request, struct ably_result *out, char *err,
+/* ably_translate without the last step: err may hold the sender's text as it came. */
+static int
+translate(const struct ably_request *request, struct ably_result *out, char *err,
     size_t errlen)
 {
 	struct translation t = { .out = out };
@@ -1406,5 +1431,16 @@ ably_translate(const struct ably_request *request, struct ably_result *out, char
 		rc = ABLY_ESHAPE;
 	}
 	json_decref(root);
+	return rc;
+}
+
+int
+ably_translate(const struct ably_request *request, struct ably_result *out, char *err,
+    size_t errlen)
+{
+	int rc = translate(request, out, err, errlen);
+
+	if (rc != ABLY_OK)
+		err_sanitize(err, errlen);
 	return rc;
 }

@@ -33,6 +33,7 @@ payload_strerror(int error)
 	case PAYLOAD_OK: return "ok";
 	case PAYLOAD_ETOOBIG: return "payload too large even with the body shortened";
 	case PAYLOAD_EOVERRIDE: return "an override makes the payload invalid";
+	case PAYLOAD_EDATA: return "the notification's data is not JSON";
 	}
 	return "unknown payload error";
 }
@@ -684,9 +685,14 @@ build_generic(const struct notification *n, int with_badge, size_t limit,
 	with_data = *n;
 	with_data.data_members = NULL;
 	object = xasprintf("{%s}", n->data_members);
-	if ((with_data.data = json_loads(object, 0, &error)) == NULL)
-		fatalx("notification data members are not JSON: %s", error.text);
+	with_data.data = json_loads(object, 0, &error);
 	free(object);
+	/* Written by payload_members_text, so they read back; if not, this one fails. */
+	if (with_data.data == NULL) {
+		memset(out, 0, sizeof *out);
+		log_error("notification data members are not JSON", "error", error.text, NULL);
+		return PAYLOAD_EDATA;
+	}
 	rc = build_fitting(&with_data, with_badge, limit, write, out);
 	json_decref(with_data.data);
 	return rc;

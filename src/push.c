@@ -7,7 +7,6 @@
 #include <sys/queue.h>
 
 #include <event2/event.h>
-#include <openssl/rand.h>
 
 #include "clock.h"
 #include "delivery.h"
@@ -77,6 +76,7 @@ push_strerror(int error)
 	case PUSH_ESTORE: return "the store failed";
 	case PUSH_ENOTFOUND: return "no such push";
 	case PUSH_EPAYLOAD: return "the notification cannot be made into a payload";
+	case PUSH_EINVALID: return "the notification is not valid";
 	}
 	return "unknown push error";
 }
@@ -337,8 +337,8 @@ push_make_id(char out[PUSH_ID_SIZE])
 {
 	unsigned char raw[16];
 
-	if (RAND_bytes(raw, sizeof raw) != 1)
-		fatalx("no randomness for a push id");
+	/* arc4random_buf cannot fail, where RAND_bytes can at run time. */
+	arc4random_buf(raw, sizeof raw);
 	for (size_t i = 0; i < sizeof raw; i++)
 		snprintf(out + 2 * i, 3, "%02x", raw[i]);
 }
@@ -586,10 +586,13 @@ push_accept(const struct push_recipients *recipients, const json_t *notification
 
 	if (room == 0)
 		return PUSH_EFULL;
-	/* Validated by the caller already: this cannot fail. */
+	/* Validated by the caller already; if not, this push is refused, nothing more. */
 	if (notification_from_json(notification_json, "notification.", &notification,
-	    &merr) != 0)
-		fatalx("push_accept: unvalidated notification: %s", merr.message);
+	    &merr) != 0) {
+		log_error("push refused: the notification was not validated", "error",
+		    merr.message, NULL);
+		return PUSH_EINVALID;
+	}
 	job = xcalloc(1, sizeof *job);
 	job->content = delivery_content_new(&notification, 0);
 	/* Both payloads now, on the loop: the writer reads their errors. */

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
@@ -362,10 +363,24 @@ time_to_json(int64_t ms)
 	return json_string(buf);
 }
 
+/*
+ * A string, or null for NULL. last_error is a provider's text cut to a fixed size,
+ * maybe inside a character: what is not UTF-8 is replaced rather than dropped.
+ */
 static json_t *
 string_or_null(const char *s)
 {
-	return s != NULL ? json_string(s) : json_null();
+	json_t *v;
+	char *clean;
+
+	if (s == NULL)
+		return json_null();
+	if ((v = json_string(s)) != NULL)
+		return v;
+	clean = utf8_sanitize_dup(s, strlen(s), 3 * strlen(s));
+	v = json_string(clean);
+	free(clean);
+	return v;
 }
 
 json_t *

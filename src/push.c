@@ -15,6 +15,7 @@
 #include "push.h"
 #include "store.h"
 #include "store_writer.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 /* Progress is written to the store this often, in one transaction. */
@@ -770,6 +771,23 @@ time_json(int64_t ms)
 	return json_string(buf);
 }
 
+/* A delivery's reason: a provider's text, maybe cut inside a character. */
+static json_t *
+reason_json(const char *reason)
+{
+	json_t *v;
+	char *clean;
+
+	if (reason == NULL)
+		return json_null();
+	if ((v = json_string(reason)) != NULL)
+		return v;
+	clean = utf8_sanitize_dup(reason, strlen(reason), 3 * strlen(reason));
+	v = json_string(clean);
+	free(clean);
+	return v;
+}
+
 /* The status answer from one row's fields. */
 static json_t *
 slot_json(const char *device_id, const char *client_id, enum device_platform platform,
@@ -778,7 +796,7 @@ slot_json(const char *device_id, const char *client_id, enum device_platform pla
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:i, s:o}", "device_id", device_id,
 	    "client_id", client_id, "platform", model_platform_name(platform), "app_id", app_id,
-	    "state", state, "reason", reason != NULL ? json_string(reason) : json_null(),
+	    "state", state, "reason", reason_json(reason),
 	    "attempts", attempts, "updated_at", time_json(updated_at));
 }
 

@@ -195,6 +195,22 @@ test_device_to_json_uses_contract_names_and_rfc3339(void **state)
 	json_decref(j);
 }
 
+/* A provider's reason cut inside a character still comes back, made UTF-8. */
+static void
+test_device_to_json_keeps_a_cut_last_error_as_utf8(void **state)
+{
+	struct device d = {
+		.device_id = "dev-1", .client_id = "alice", .platform = DEVICE_PLATFORM_APNS,
+		.token = "tok", .app_id = "app", .last_error = "HTTP 400: caf\xc3",
+	};
+	json_t *j = model_device_to_json(&d);
+
+	(void)state;
+	assert_string_equal(json_string_value(json_object_get(j, "last_error")),
+	    "HTTP 400: caf\xef\xbf\xbd");
+	json_decref(j);
+}
+
 static void
 test_prefs_from_json_keeps_absent_fields(void **state)
 {
@@ -319,6 +335,7 @@ main(void)
 		cmocka_unit_test(test_device_from_json_bounds_metadata_and_ids),
 		cmocka_unit_test(test_validate_id_rejects_bad_utf8_and_c1_controls),
 		cmocka_unit_test(test_device_to_json_uses_contract_names_and_rfc3339),
+		cmocka_unit_test(test_device_to_json_keeps_a_cut_last_error_as_utf8),
 		cmocka_unit_test(test_prefs_from_json_keeps_absent_fields),
 		cmocka_unit_test(test_prefs_from_json_rejects_bad_values),
 		cmocka_unit_test(test_member_bodies_with_other_ids_conflict),

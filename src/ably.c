@@ -20,6 +20,7 @@
 #include "base64.h"
 #include "log.h"
 #include "model.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 #define ABLY_SIGNATURE_SIZE 32		/* HMAC-SHA256 */
@@ -85,6 +86,7 @@ ably_strerror(int error)
 	case ABLY_EMSGPACK: return "msgpack is not supported; configure the rule for JSON";
 	case ABLY_EJSON: return "the body is not JSON";
 	case ABLY_ESHAPE: return "the body is not an Ably webhook delivery";
+	case ABLY_EHMAC: return "cannot compute the body's HMAC-SHA256";
 	}
 	return "unknown Ably error";
 }
@@ -224,12 +226,26 @@ ably_keys_free(struct ably_keys *keys)
 	free(keys);
 }
 
+/* Make err valid UTF-8 in place: it goes into a JSON error body and the log. */
+static void
+err_sanitize(char *err, size_t errlen)
+{
+	char *copy;
+
+	if (err == NULL || errlen == 0)
+		return;
+	copy = xstrdup(err);
+	utf8_sanitize(err, errlen, copy, strlen(copy));
+	free(copy);
+}
+
 int
 ably_verify(const struct ably_keys *keys, const char *key_name, const char *signature,
     const void *body, size_t len, char *err, size_t errlen)
 {
 	const struct ably_key *key = NULL;
 	unsigned char mac[EVP_MAX_MD_SIZE], *presented;
+	char shown[65];
 	unsigned int mac_len = 0;
 	size_t presented_len;
 	int match;
@@ -243,7 +259,9 @@ ably_verify(const struct ably_keys *keys, const char *key_name, const char *sign
 			key = &keys->items[i];
 	}
 	if (key == NULL) {
-		snprintf(err, errlen, "X-Ably-Key names an unknown key: %.64s", key_name);
+		/* The name is the client's: at most 64 bytes, cut whole, and UTF-8. */
+		utf8_sanitize(shown, sizeof shown, key_name, strnlen(key_name, 4 * 64));
+		snprintf(err, errlen, "X-Ably-Key names an unknown key: %s", shown);
 		return ABLY_EUNKNOWNKEY;
 	}
 	if (signature == NULL || *signature == '\0') {
@@ -251,8 +269,10 @@ ably_verify(const struct ably_keys *keys, const char *key_name, const char *sign
 		return ABLY_ENOSIGNATURE;
 	}
 	if (HMAC(EVP_sha256(), key->secret, (int)key->secret_len, body, len, mac,
-	    &mac_len) == NULL)
-		fatalx("HMAC-SHA256 failed");
+	    &mac_len) == NULL) {
+		snprintf(err, errlen, "%s", ably_strerror(ABLY_EHMAC));
+		return ABLY_EHMAC;
+	}
 	if (base64_decode(signature, strlen(signature), &presented, &presented_len) != 0) {
 		snprintf(err, errlen, "X-Ably-Signature is not base64");
 		return ABLY_EBADSIGNATURE;
@@ -264,6 +284,7 @@ ably_verify(const struct ably_keys *keys, const char *key_name, const char *sign
 	if (!match) {
 		snprintf(err, errlen, "X-Ably-Signature does not match the body (key %.64s)",
 		    key->name);
+		err_sanitize(err, errlen);
 		return ABLY_EBADSIGNATURE;
 	}
 	return ABLY_OK;
@@ -306,7 +327,7 @@ static void __attribute__((format(printf, 4, 5)))
 skip(struct translation *t, enum ably_skip_kind kind, const char *path, const char *fmt, ...)
 {
 	struct ably_result *out = t->out;
-	char what[ABLY_WHY_MAX];
+	char what[ABLY_WHY_MAX], *detail;
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -317,7 +338,11 @@ skip(struct translation *t, enum ably_skip_kind kind, const char *path, const ch
 		out->skips = xreallocarray(out->skips, t->skips_cap, sizeof *out->skips);
 	}
 	out->skips[out->skip_count].kind = kind;
-	out->skips[out->skip_count].detail = xasprintf("%s: %s", path, what);
+	/* Details quote the sender's text, cut anywhere by vsnprintf: keep them UTF-8. */
+	detail = xasprintf("%s: %s", path, what);
+	out->skips[out->skip_count].detail = utf8_sanitize_dup(detail, strlen(detail),
+	    ABLY_WHY_MAX + 64);
+	free(detail);
 	out->skip_count++;
 	out->skipped[kind]++;
 }
@@ -483,7 +508,7 @@ decode_data(const json_t *data, const char *encoding, struct decoded *out,
 		}
 		/* utf-8 and json both need text: the bytes as UTF-8, or a string. */
 		if (out->value == NULL) {
-			if (model_utf8_valid((const char *)out->bytes, out->len) != 0) {
+			if (!utf8_valid((const char *)out->bytes, out->len)) {
 				snprintf(why, ABLY_WHY_MAX, "data: is not UTF-8");
 				*kind = ABLY_SKIP_MALFORMED;
 				goto fail;
@@ -823,19 +848,6 @@ push_from_ably(const json_t *ably, json_t **out, char *why)
 
 /* Messages. */
 
-/* The length of text cut to at most max bytes, never inside a character. */
-static size_t
-cut_utf8(const char *text, size_t max)
-{
-	size_t len = strlen(text);
-
-	if (len <= max)
-		return len;
-	while (max > 0 && ((unsigned char)text[max] & 0xc0) == 0x80)
-		max--;
-	return max;
-}
-
 /* Read a message action: 0 with *op and label set, -1 if it is neither number nor name. */
 static int
 message_action(const json_t *v, enum message_op *op, char *label, size_t labellen)
@@ -1013,7 +1025,7 @@ translate_message(struct translation *t, const json_t *message, const struct cha
 	    channel);
 	event->id = xstrdup(id);
 	event->client_id = client_id != NULL ? xstrdup(client_id) : NULL;
-	event->text = text != NULL ? xstrndup(text, cut_utf8(text, EVENT_TEXT_MAX)) : NULL;
+	event->text = text != NULL ? xstrndup(text, utf8_cut(text, strlen(text), EVENT_TEXT_MAX)) : NULL;
 	event->ts = ts;
 	event->mentions = mentions.items;
 	event->mention_count = mentions.count;
@@ -1306,7 +1318,7 @@ translate_non_enveloped(struct translation *t, const struct ably_request *r, cha
 			}
 		} else if (r->content_type != NULL &&
 		    strncasecmp(r->content_type, "text/", 5) == 0 &&
-		    model_utf8_valid(r->body, r->len) == 0)
+		    utf8_valid(r->body, r->len))
 			data = json_stringn(r->body, r->len);
 	}
 	if (channel_open(&channel, r->envelope_channel, 0, why) != 0) {
@@ -1374,8 +1386,9 @@ malformed:
 	return ABLY_OK;
 }
 
-int
-ably_translate(const struct ably_request *request, struct ably_result *out, char *err,
+/* ably_translate without the last step: err may hold the sender's text as it came. */
+static int
+translate(const struct ably_request *request, struct ably_result *out, char *err,
     size_t errlen)
 {
 	struct translation t = { .out = out };
@@ -1418,5 +1431,16 @@ ably_translate(const struct ably_request *request, struct ably_result *out, char
 		rc = ABLY_ESHAPE;
 	}
 	json_decref(root);
+	return rc;
+}
+
+int
+ably_translate(const struct ably_request *request, struct ably_result *out, char *err,
+    size_t errlen)
+{
+	int rc = translate(request, out, err, errlen);
+
+	if (rc != ABLY_OK)
+		err_sanitize(err, errlen);
 	return rc;
 }

@@ -81,6 +81,7 @@ enum ably_error {
 	ABLY_EMSGPACK = -5,		/* application/x-msgpack: 415 */
 	ABLY_EJSON = -6,		/* the body is not JSON: 400 */
 	ABLY_ESHAPE = -7,		/* JSON of no known delivery shape: 400 */
+	ABLY_EHMAC = -8,		/* the HMAC could not be computed: 500 */
 };
 
 /* Why a message, presence entry or batch item was skipped. */
@@ -151,7 +152,8 @@ void ably_keys_free(struct ably_keys *keys);
  * Check a delivery's signature: X-Ably-Signature must be the base64 HMAC-SHA256 of the
  * raw body under the secret of the key X-Ably-Key names, compared in constant time.
  * Returns ABLY_OK or ABLY_ENOKEY, ABLY_EUNKNOWNKEY, ABLY_ENOSIGNATURE,
- * ABLY_EBADSIGNATURE with err set. An empty header counts as missing.
+ * ABLY_EBADSIGNATURE, ABLY_EHMAC with err set (valid UTF-8, whatever the headers
+ * held). An empty header counts as missing.
  */
 int ably_verify(const struct ably_keys *keys, const char *key_name, const char *signature,
     const void *body, size_t len, char *err, size_t errlen);
@@ -159,7 +161,7 @@ int ably_verify(const struct ably_keys *keys, const char *key_name, const char *
 /*
  * Translate a delivery. ABLY_OK: out holds the events and what was skipped and why
  * (free it with ably_result_free even when empty). ABLY_EMSGPACK, ABLY_EJSON or
- * ABLY_ESHAPE with err set: out holds nothing.
+ * ABLY_ESHAPE with err set (valid UTF-8): out holds nothing.
  */
 int ably_translate(const struct ably_request *request, struct ably_result *out, char *err,
     size_t errlen);

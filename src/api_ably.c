@@ -17,6 +17,7 @@
 #include "base64.h"
 #include "log.h"
 #include "source_http.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 /* The headers the non-enveloped shape carries its metadata in. */
@@ -56,9 +57,22 @@ header_from_json(const char *name, void *arg)
 	return json_string_value(json_object_get(arg, name));
 }
 
+/* The first of the headers the translation reads that is not UTF-8, or NULL. */
+static const char *
+header_not_utf8(struct evhttp_request *req)
+{
+	for (size_t i = 0; ably_headers[i] != NULL; i++) {
+		const char *v = header_from_request(ably_headers[i], req);
+		if (v != NULL && !utf8_valid(v, strlen(v)))
+			return ably_headers[i];
+	}
+	return NULL;
+}
+
 /*
  * The outbox keeps the webhook as received (headers and base64 body), so a restart
- * translates it again exactly as it was.
+ * translates it again exactly as it was. The headers were checked to be UTF-8, so
+ * only a lack of memory makes it NULL.
  */
 static char *
 outbox_body(struct evhttp_request *req, const void *body, size_t len)
@@ -66,17 +80,19 @@ outbox_body(struct evhttp_request *req, const void *body, size_t len)
 	json_t *headers = json_object(), *o;
 	char *b64 = base64_encode(body, len), *text;
 
-	for (size_t i = 0; ably_headers[i] != NULL; i++) {
+	for (size_t i = 0; headers != NULL && ably_headers[i] != NULL; i++) {
 		const char *v = header_from_request(ably_headers[i], req);
-		if (v != NULL)
-			json_object_set_new(headers, ably_headers[i], json_string(v));
+		if (v != NULL && json_object_set_new(headers, ably_headers[i],
+		    json_string(v)) != 0) {
+			json_decref(headers);
+			headers = NULL;
+		}
 	}
-	o = json_pack("{s:{s:o, s:s}}", "ably", "headers", headers, "body", b64);
+	o = headers != NULL ? json_pack("{s:{s:o, s:s}}", "ably", "headers", headers, "body",
+	    b64) : NULL;
 	free(b64);
-	text = json_dumps(o, JSON_COMPACT);
+	text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
-	if (text == NULL)
-		fatalx("out of memory serializing a webhook");
 	return text;
 }
 
@@ -126,6 +142,13 @@ ably_authorized(struct api_request *r, const void *body, size_t len)
 		rc = ably_verify(r->ably_keys, key, signature, body, len, err, sizeof err);
 		if (rc == ABLY_OK)
 			return 1;
+		if (rc == ABLY_EHMAC) {
+			log_error("cannot check an Ably webhook's signature", "error", err, NULL);
+			evhttp_add_header(evhttp_request_get_output_headers(r->req),
+			    "Retry-After", "1");
+			api_reply_error(r, 503, "unavailable", NULL, "%s; retry later", err);
+			return 0;
+		}
 		log_warn("Ably webhook refused", "error", err, NULL);
 		api_reply_error(r, 401, "unauthorized", NULL, "%s", err);
 		return 0;
@@ -150,6 +173,7 @@ api_ably_post(struct api_request *r)
 	struct ably_result result;
 	json_t *skipped;
 	char err[256], count[24], *text;
+	const char *header;
 	int rc;
 
 	if (!r->ably_enabled || r->ably_source == NULL) {
@@ -163,6 +187,11 @@ api_ably_post(struct api_request *r)
 		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
 		api_reply_error(r, 503, "unavailable", NULL,
 		    "too many events are waiting; retry later");
+		return;
+	}
+	/* Refused whole, so the outbox (JSON) can keep the headers as they came. */
+	if ((header = header_not_utf8(r->req)) != NULL) {
+		api_reply_error(r, 400, "invalid_field", header, "%s: must be UTF-8", header);
 		return;
 	}
 	fill_request(&req, body, len, header_from_request, r->req);
@@ -187,7 +216,14 @@ api_ably_post(struct api_request *r)
 		log_warn("Ably items skipped", "count", count, "first",
 		    result.skips[0].detail, NULL);
 	}
-	text = outbox_body(r->req, body, len);
+	if ((text = outbox_body(r->req, body, len)) == NULL) {
+		log_error("out of memory keeping an Ably webhook", NULL);
+		json_decref(skipped);
+		ably_result_free(&result);
+		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
+		api_reply_error(r, 503, "unavailable", NULL, "cannot keep the webhook; retry later");
+		return;
+	}
 	/* The events move to the outbox's batch. */
 	api_events_accept(r, r->ably_source, result.events, result.count, text, skipped);
 	result.events = NULL;

@@ -76,6 +76,10 @@ push_refused(struct api_request *r, int error, const struct push_accepted *accep
 		api_reply_error(r, 400, "invalid_field", "notification", "notification: %s",
 		    accepted->payload_error);
 		break;
+	case PUSH_EINVALID:
+		api_reply_error(r, 400, "invalid_field", "notification", "notification: %s",
+		    push_strerror(error));
+		break;
 	default:
 		api_reply_error(r, 503, "unavailable", NULL,
 		    "the store failed; nothing was accepted, retry later");

@@ -25,13 +25,15 @@ struct apikeys {
 	size_t count;
 };
 
-static void
+/* The SHA-256 of a key: 0, or -1 if OpenSSL could not compute it. */
+static int
 digest(const char *key, size_t len, unsigned char out[APIKEY_DIGEST_SIZE])
 {
 	unsigned int outlen = APIKEY_DIGEST_SIZE;
 
 	if (EVP_Digest(key, len, out, &outlen, EVP_sha256(), NULL) != 1)
-		fatalx("SHA-256 failed");
+		return -1;
+	return 0;
 }
 
 /* Strip a comment and surrounding white space in place. */
@@ -80,7 +82,12 @@ apikey_load(const char *path, struct apikeys **out, char *err, size_t errlen)
 		}
 		keys->digests = xreallocarray(keys->digests, keys->count + 1,
 		    sizeof *keys->digests);
-		digest(key, strlen(key), keys->digests[keys->count++]);
+		if (digest(key, strlen(key), keys->digests[keys->count++]) != 0) {
+			snprintf(err, errlen, "%s:%zu: cannot compute the key's SHA-256", path,
+			    lineno);
+			OPENSSL_cleanse(key, strlen(key));
+			goto fail;
+		}
 		OPENSSL_cleanse(key, strlen(key));
 	}
 	if (ferror(f)) {
@@ -118,8 +125,12 @@ apikey_generate_file(const char *path, char *err, size_t errlen)
 		    strerror(errno));
 		return -1;
 	}
-	if (RAND_bytes(random, sizeof random) != 1)
-		fatalx("no randomness for an API key");
+	if (RAND_bytes(random, sizeof random) != 1) {
+		snprintf(err, errlen, "cannot create API key file %s: no randomness", path);
+		close(fd);
+		unlink(path);
+		return -1;
+	}
 	for (size_t i = 0; i < sizeof random; i++)
 		snprintf(text + 2 * i, 3, "%02x", random[i]);
 	len = strlen(text);
@@ -145,7 +156,10 @@ apikey_check(const struct apikeys *keys, const char *presented, size_t len)
 
 	if (keys == NULL)
 		return 0;
-	digest(presented, len, d);
+	if (digest(presented, len, d) != 0) {
+		log_error("cannot compute an API key's SHA-256; refusing it", NULL);
+		return 0;
+	}
 	/* Compare against every key, so the time does not tell which one matched. */
 	for (size_t i = 0; i < keys->count; i++)
 		match |= CRYPTO_memcmp(d, keys->digests[i], APIKEY_DIGEST_SIZE) == 0;

@@ -352,8 +352,13 @@ apns_key_load(const struct config_apns_app *c, struct jwt_key **key,
 		snprintf(err, errlen, "[apns \"%s\"] %s", c->name, reason);
 		return -1;
 	}
-	if (EVP_Digest(pem, len, digest, NULL, EVP_sha256(), NULL) != 1)
-		fatalx("EVP_Digest failed");
+	if (EVP_Digest(pem, len, digest, NULL, EVP_sha256(), NULL) != 1) {
+		snprintf(err, errlen, "[apns \"%s\"] cannot compute the SHA-256 of %s", c->name,
+		    c->key_file);
+		OPENSSL_cleanse(pem, len);
+		free(pem);
+		return -1;
+	}
 	error = jwt_key_load_pem(pem, len, c->key_file, JWT_ALG_ES256, key, reason,
 	    sizeof reason);
 	OPENSSL_cleanse(pem, len);

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 
 #include "base64.h"
-#include "log.h"
 #include "xmalloc.h"
 
 static const char base64_std_alphabet[] =
@@ -21,9 +20,8 @@ base64_encode_alphabet(const unsigned char *in, size_t len, const char *alphabet
 	uint32_t v;
 	char *out;
 
-	if (groups > (SIZE_MAX - 1) / 4)
-		fatalx("base64: input of %zu bytes is too large", len);
-	out = xmalloc(groups * 4 + 1);
+	/* One group more for the NUL: xreallocarray checks the size as any allocation. */
+	out = xreallocarray(NULL, groups + 1, 4);
 
 	for (i = 0; i + 3 <= len; i += 3) {
 		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];

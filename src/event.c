@@ -22,6 +22,7 @@
 #include "event.h"
 #include "log.h"
 #include "model.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 /* 9999-12-31T23:59:59.999Z: the last time RFC 3339 can write. */
@@ -100,12 +101,15 @@ struct event_items {
 static int __attribute__((format(printf, 2, 3)))
 event_fail(struct event_error *err, const char *fmt, ...)
 {
+	char text[512];
 	va_list ap;
 
+	/* The reason goes into JSON bodies and logs: cut it on a character boundary. */
 	if (err->buf != NULL && err->len > 0) {
 		va_start(ap, fmt);
-		vsnprintf(err->buf, err->len, fmt, ap);
+		vsnprintf(text, sizeof text, fmt, ap);
 		va_end(ap);
+		utf8_sanitize(err->buf, err->len, text, strlen(text));
 	}
 	return EVENT_EMALFORMED;
 }
@@ -260,18 +264,6 @@ event_take_id(const struct event_object *object, const char *field, int required
 	return event_copy_id(v.text, v.length, field, out, err);
 }
 
-/* Length of the longest prefix of s, at most max bytes, that ends on a character. */
-static size_t
-event_cut_utf8(const char *s, size_t len, size_t max)
-{
-	if (len <= max)
-		return len;
-	/* Back off continuation bytes (10xxxxxx) so a character is never split. */
-	while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
-		max--;
-	return max;
-}
-
 /*
  * A string field of at most max bytes (cut to max when cut is set, else rejected):
  * 0 with *out a copy (NULL if absent and optional), or EVENT_EMALFORMED.
@@ -297,7 +289,7 @@ event_take_string(const struct event_object *object, const char *field, int requ
 	if (len > max) {
 		if (!cut)
 			return event_fail(err, "%s: must be at most %zu bytes", field, max);
-		len = event_cut_utf8(v.text, len, max);
+		len = utf8_cut(v.text, len, max);
 	}
 	*out = xstrndup(v.text, len);
 	return 0;
@@ -521,7 +513,7 @@ event_take_type(const struct event_object *object, enum event_type *out,
 	len = strnlen(v.text, v.length);
 	if ((type = event_type_from_name(v.text, len)) < 0) {
 		/* The name goes to logs: shorten it and hide control characters. */
-		len = event_cut_utf8(v.text, len, sizeof shown - 1);
+		len = utf8_cut(v.text, len, sizeof shown - 1);
 		memcpy(shown, v.text, len);
 		shown[len] = '\0';
 		for (char *c = shown; *c != '\0'; c++) {
@@ -653,7 +645,7 @@ event_scan_string(struct event_scanner *s, const char **out, size_t *len)
 	if (p == end)
 		return -1;
 	/* jansson refuses text that is not UTF-8; ASCII needs no check. */
-	if ((high & 0x80) != 0 && model_utf8_valid(s->p, (const char *)p - s->p) != 0)
+	if ((high & 0x80) != 0 && !utf8_valid(s->p, (const char *)p - s->p))
 		return -1;
 	*out = s->p;
 	*len = (const char *)p - s->p;

@@ -12,8 +12,11 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "utf8.h"
 
 #define LOG_LINE_MAX 8192
+/* Kept free to close a cut value and the line: '"', ",\"truncated\":true}", "\n\0". */
+#define LOG_LINE_RESERVE 32
 
 static enum log_level log_level = LOG_LEVEL_INFO;
 static enum log_format log_format = LOG_FORMAT_TEXT;
@@ -23,30 +26,65 @@ static const char *const log_level_names[] = { "error", "warn", "info", "debug" 
 /* syslog priorities for the journal's <N> line prefix */
 static const int log_level_priority[] = { 3, 4, 6, 7 };
 
+/*
+ * A line is built from whole pieces (a character, an escape, a field's opening): a
+ * piece that does not fit marks the line truncated and nothing more is added, so a
+ * line is never cut inside a character or an escape.
+ */
 struct log_line {
 	char buf[LOG_LINE_MAX];
 	size_t len;
 	int truncated;
 };
 
-/* Append raw bytes, marking the line truncated when full. */
-static void
+/* Append one piece whole, or mark the line truncated; 0 if it went in. */
+static int
 line_append(struct log_line *line, const char *s, size_t n)
 {
-	size_t room = sizeof line->buf - 2 - line->len; /* keep room for "\n\0" */
-
-	if (n > room) {
-		n = room;
+	if (line->truncated || n > sizeof line->buf - LOG_LINE_RESERVE - line->len) {
 		line->truncated = 1;
+		return -1;
 	}
+	memcpy(line->buf + line->len, s, n);
+	line->len += n;
+	return 0;
+}
+
+static int
+line_puts(struct log_line *line, const char *s)
+{
+	return line_append(line, s, strlen(s));
+}
+
+/* Append what closes a line into the reserved room, truncated or not. */
+static void
+line_close(struct log_line *line, const char *s)
+{
+	size_t n = strlen(s);
+
 	memcpy(line->buf + line->len, s, n);
 	line->len += n;
 }
 
-static void
-line_puts(struct log_line *line, const char *s)
+/* The length of the valid character at v (a byte >= 0x80), or 0 if it is not one. */
+static size_t
+line_char_len(const char *v)
 {
-	line_append(line, s, strlen(s));
+	unsigned char c = (unsigned char)*v;
+	size_t n;
+
+	if ((c & 0xe0) == 0xc0)
+		n = 2;
+	else if ((c & 0xf0) == 0xe0)
+		n = 3;
+	else if ((c & 0xf8) == 0xf0)
+		n = 4;
+	else
+		return 0;
+	/* strnlen stops at the NUL, so a short sequence at the end is refused. */
+	if (strnlen(v, n) < n || utf8_valid_prefix(v, n) != n)
+		return 0;
+	return n;
 }
 
 /* Does a text-format value need quotes? */
@@ -63,14 +101,33 @@ text_needs_quotes(const char *v)
 	return 0;
 }
 
-/* Append a value escaped for a quoted text or JSON string. */
+/*
+ * Append a value, escaped for a quoted text or JSON string when escape is set. Bytes
+ * that are not UTF-8 become U+FFFD, so every line is valid UTF-8.
+ */
 static void
-line_escaped(struct log_line *line, const char *v)
+line_value(struct log_line *line, const char *v, int escape)
 {
 	char esc[8];
+	size_t n;
 
-	for (; *v != '\0'; v++) {
+	while (*v != '\0' && !line->truncated) {
 		unsigned char c = (unsigned char)*v;
+
+		if (c >= 0x80) {
+			if ((n = line_char_len(v)) == 0) {
+				line_puts(line, UTF8_REPLACEMENT);
+				n = 1;
+			} else
+				line_append(line, v, n);
+			v += n;
+			continue;
+		}
+		v++;
+		if (!escape) {
+			line_append(line, (const char *)&c, 1);
+			continue;
+		}
 		switch (c) {
 		case '"': line_puts(line, "\\\""); break;
 		case '\\': line_puts(line, "\\\\"); break;
@@ -87,28 +144,39 @@ line_escaped(struct log_line *line, const char *v)
 	}
 }
 
+/* Append key=value (text) or ,"key":"value" (JSON); a quoted value is always closed. */
 static void
 line_field(struct log_line *line, const char *key, const char *value)
 {
 	if (value == NULL)
 		value = "";
+	if (line->truncated)
+		return;
 	if (log_format == LOG_FORMAT_JSON) {
-		line_puts(line, ",\"");
-		line_escaped(line, key);
-		line_puts(line, "\":\"");
-		line_escaped(line, value);
-		line_puts(line, "\"");
+		if (line_puts(line, ",\"") != 0)
+			return;
+		line_value(line, key, 1);
+		if (line_puts(line, "\":\"") != 0) {
+			/* Cut inside the key: end it and give it an empty value. */
+			line_close(line, "\":\"\"");
+			return;
+		}
+		line_value(line, value, 1);
+		line_close(line, "\"");
 		return;
 	}
-	line_puts(line, " ");
-	line_puts(line, key);
-	line_puts(line, "=");
+	if (line_puts(line, " ") != 0)
+		return;
+	line_value(line, key, 0);
+	if (line_puts(line, "=") != 0)
+		return;
 	if (text_needs_quotes(value)) {
-		line_puts(line, "\"");
-		line_escaped(line, value);
-		line_puts(line, "\"");
+		if (line_puts(line, "\"") != 0)
+			return;
+		line_value(line, value, 1);
+		line_close(line, "\"");
 	} else
-		line_puts(line, value);
+		line_value(line, value, 0);
 }
 
 static void
@@ -166,15 +234,13 @@ log_vwrite(enum log_level level, const char *msg, va_list ap)
 		value = va_arg(ap, const char *);
 		line_field(&line, key, value);
 	}
-	if (line.truncated && log_format == LOG_FORMAT_TEXT)
-		line_puts(&line, " truncated=true");
-	if (log_format == LOG_FORMAT_JSON) {
-		/* A truncated JSON line still has to close its object. */
-		if (line.truncated)
-			line.len = sizeof line.buf - 4;
-		line.buf[line.len++] = '}';
-	}
-	line.buf[line.len++] = '\n';
+	/* A truncated JSON line still has to close its object. */
+	if (line.truncated)
+		line_close(&line, log_format == LOG_FORMAT_JSON ? ",\"truncated\":true" :
+		    " truncated=true");
+	if (log_format == LOG_FORMAT_JSON)
+		line_close(&line, "}");
+	line_close(&line, "\n");
 	unused = write(STDERR_FILENO, line.buf, line.len);
 	(void)unused;
 	errno = saved_errno;
@@ -280,7 +346,8 @@ log_redact(const char *secret, char out[LOG_REDACT_SIZE])
 	if (len <= 16)
 		snprintf(out, LOG_REDACT_SIZE, "…(%zu)", len);
 	else
-		snprintf(out, LOG_REDACT_SIZE, "%.8s…(%zu)", secret, len);
+		snprintf(out, LOG_REDACT_SIZE, "%.*s…(%zu)", (int)utf8_cut(secret, len, 8),
+		    secret, len);
 	return out;
 }
 

@@ -77,8 +77,10 @@ metrics_text_printf(struct metrics_text *t, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(t->data + t->len, t->size - t->len, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		fatalx("cannot format a metric");
+	if (n < 0) {
+		log_error("cannot format a metric", "format", fmt, NULL);
+		return;
+	}
 	if ((size_t)n >= t->size - t->len) {
 		text_reserve(t, (size_t)n);
 		va_start(ap, fmt);

@@ -4,10 +4,12 @@
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "model.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 static const char *const device_fields[] = {
@@ -20,20 +22,30 @@ static const char *const device_read_only[] = {
 static const char *const prefs_fields[] = { "muted_until", "mentions_only", NULL };
 static const char *const member_read_only[] = { "room_id", "client_id", "joined_at", NULL };
 
-/* Record an error as "<field>: <message>". */
+/*
+ * Record an error as "<field>: <message>". The field name may be a client's (an
+ * unknown field) and of any length: both texts are cut on a character boundary and
+ * anything that is not UTF-8 is replaced, since they go into a JSON body.
+ */
 static int __attribute__((format(printf, 4, 5)))
 model_fail(struct model_error *err, enum model_error_kind kind, const char *field,
     const char *fmt, ...)
 {
-	char what[200];
+	char what[200], message[sizeof err->message + sizeof what];
+	size_t len, budget;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
 	err->kind = kind;
-	snprintf(err->field, sizeof err->field, "%s", field);
-	snprintf(err->message, sizeof err->message, "%s: %s", field, what);
+	len = strlen(field);
+	utf8_sanitize(err->field, sizeof err->field, field, len);
+	/* Shorten the name rather than the reason, so the reason is always whole. */
+	budget = sizeof err->message - 1 - 2 - strlen(what);
+	len = utf8_cut(field, len, budget);
+	snprintf(message, sizeof message, "%.*s: %s", (int)len, field, what);
+	utf8_sanitize(err->message, sizeof err->message, message, strlen(message));
 	return -1;
 }
 
@@ -73,41 +85,6 @@ model_environment_from_string(const char *name, enum device_environment *out)
 	return 0;
 }
 
-int
-model_utf8_valid(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-
-	while (p < end) {
-		unsigned int c = *p, len, cp, min;
-
-		if (c == 0)
-			return -1;
-		if (c < 0x80) {
-			p++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			len = 2, cp = c & 0x1f, min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			len = 3, cp = c & 0x0f, min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			len = 4, cp = c & 0x07, min = 0x10000;
-		} else
-			return -1;
-		if ((size_t)(end - p) < len)
-			return -1;
-		for (unsigned int i = 1; i < len; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return -1;
-			cp = (cp << 6) | (p[i] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return -1;
-		p += len;
-	}
-	return 0;
-}
-
 /* Is there a C0/C1 control character or DEL in s? */
 static int
 has_control(const char *s)
@@ -134,7 +111,7 @@ model_validate_id(const char *s, const char *what, struct model_error *err)
 	if (len > MODEL_ID_MAX)
 		return model_fail(err, MODEL_ERROR_INVALID, what, "must be at most %d bytes",
 		    MODEL_ID_MAX);
-	if (model_utf8_valid(s, len) != 0)
+	if (!utf8_valid(s, len))
 		return model_fail(err, MODEL_ERROR_INVALID, what, "must be valid UTF-8");
 	if (has_control(s))
 		return model_fail(err, MODEL_ERROR_INVALID, what,
@@ -386,10 +363,24 @@ time_to_json(int64_t ms)
 	return json_string(buf);
 }
 
+/*
+ * A string, or null for NULL. last_error is a provider's text cut to a fixed size,
+ * maybe inside a character: what is not UTF-8 is replaced rather than dropped.
+ */
 static json_t *
 string_or_null(const char *s)
 {
-	return s != NULL ? json_string(s) : json_null();
+	json_t *v;
+	char *clean;
+
+	if (s == NULL)
+		return json_null();
+	if ((v = json_string(s)) != NULL)
+		return v;
+	clean = utf8_sanitize_dup(s, strlen(s), 3 * strlen(s));
+	v = json_string(clean);
+	free(clean);
+	return v;
 }
 
 json_t *

@@ -107,8 +107,6 @@ int model_environment_from_string(const char *name, enum device_environment *out
 
 /* 0 if s is a valid id (1..MODEL_ID_MAX bytes of UTF-8, no control characters). */
 int model_validate_id(const char *s, const char *what, struct model_error *err);
-/* 0 if the n bytes at s are well-formed UTF-8 (no overlongs, surrogates or NULs). */
-int model_utf8_valid(const char *s, size_t n);
 /* Check that a body has only the named fields (plus the read-only ones, ignored). */
 int model_check_fields(const json_t *body, const char *const *allowed,
     const char *const *read_only, struct model_error *err);

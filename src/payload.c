@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "payload.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 /* Placeholders that cannot come from user input in the positions we search. */
@@ -32,6 +33,7 @@ payload_strerror(int error)
 	case PAYLOAD_OK: return "ok";
 	case PAYLOAD_ETOOBIG: return "payload too large even with the body shortened";
 	case PAYLOAD_EOVERRIDE: return "an override makes the payload invalid";
+	case PAYLOAD_EDATA: return "the notification's data is not JSON";
 	}
 	return "unknown payload error";
 }
@@ -582,15 +584,6 @@ fcm_write(const struct notification *n, const char *body, int with_badge,
 	return PAYLOAD_OK;
 }
 
-/* The longest prefix of s, at most max bytes, that ends on a character boundary. */
-static size_t
-utf8_prefix(const char *s, size_t max)
-{
-	while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
-		max--;
-	return max;
-}
-
 /* The length with the sentinels in place, which is what the limits are measured on. */
 static size_t
 measured_len(const struct payload *p)
@@ -627,7 +620,7 @@ build_fitting(const struct notification *n, int with_badge, size_t limit,
 	hi = body_len;
 	shortened = xmalloc(body_len + sizeof ELLIPSIS);
 	while (lo <= hi) {
-		size_t mid = lo + (hi - lo) / 2, cut = utf8_prefix(n->body, mid);
+		size_t mid = lo + (hi - lo) / 2, cut = utf8_cut(n->body, body_len, mid);
 
 		memcpy(shortened, n->body, cut);
 		memcpy(shortened + cut, ELLIPSIS, sizeof ELLIPSIS);
@@ -692,9 +685,14 @@ build_generic(const struct notification *n, int with_badge, size_t limit,
 	with_data = *n;
 	with_data.data_members = NULL;
 	object = xasprintf("{%s}", n->data_members);
-	if ((with_data.data = json_loads(object, 0, &error)) == NULL)
-		fatalx("notification data members are not JSON: %s", error.text);
+	with_data.data = json_loads(object, 0, &error);
 	free(object);
+	/* Written by payload_members_text, so they read back; if not, this one fails. */
+	if (with_data.data == NULL) {
+		memset(out, 0, sizeof *out);
+		log_error("notification data members are not JSON", "error", error.text, NULL);
+		return PAYLOAD_EDATA;
+	}
 	rc = build_fitting(&with_data, with_badge, limit, write, out);
 	json_decref(with_data.data);
 	return rc;

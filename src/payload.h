@@ -24,6 +24,7 @@ enum payload_error {
 	PAYLOAD_OK = 0,
 	PAYLOAD_ETOOBIG = -1,		/* cannot fit even with an empty body */
 	PAYLOAD_EOVERRIDE = -2,		/* an override made the payload invalid */
+	PAYLOAD_EDATA = -3,		/* the data members do not read back as JSON */
 };
 
 enum payload_splice_kind {

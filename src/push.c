@@ -7,7 +7,6 @@
 #include <sys/queue.h>
 
 #include <event2/event.h>
-#include <openssl/rand.h>
 
 #include "clock.h"
 #include "delivery.h"
@@ -16,6 +15,7 @@
 #include "push.h"
 #include "store.h"
 #include "store_writer.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 /* Progress is written to the store this often, in one transaction. */
@@ -77,6 +77,7 @@ push_strerror(int error)
 	case PUSH_ESTORE: return "the store failed";
 	case PUSH_ENOTFOUND: return "no such push";
 	case PUSH_EPAYLOAD: return "the notification cannot be made into a payload";
+	case PUSH_EINVALID: return "the notification is not valid";
 	}
 	return "unknown push error";
 }
@@ -337,8 +338,8 @@ push_make_id(char out[PUSH_ID_SIZE])
 {
 	unsigned char raw[16];
 
-	if (RAND_bytes(raw, sizeof raw) != 1)
-		fatalx("no randomness for a push id");
+	/* arc4random_buf cannot fail, where RAND_bytes can at run time. */
+	arc4random_buf(raw, sizeof raw);
 	for (size_t i = 0; i < sizeof raw; i++)
 		snprintf(out + 2 * i, 3, "%02x", raw[i]);
 }
@@ -586,10 +587,13 @@ push_accept(const struct push_recipients *recipients, const json_t *notification
 
 	if (room == 0)
 		return PUSH_EFULL;
-	/* Validated by the caller already: this cannot fail. */
+	/* Validated by the caller already; if not, this push is refused, nothing more. */
 	if (notification_from_json(notification_json, "notification.", &notification,
-	    &merr) != 0)
-		fatalx("push_accept: unvalidated notification: %s", merr.message);
+	    &merr) != 0) {
+		log_error("push refused: the notification was not validated", "error",
+		    merr.message, NULL);
+		return PUSH_EINVALID;
+	}
 	job = xcalloc(1, sizeof *job);
 	job->content = delivery_content_new(&notification, 0);
 	/* Both payloads now, on the loop: the writer reads their errors. */
@@ -767,6 +771,23 @@ time_json(int64_t ms)
 	return json_string(buf);
 }
 
+/* A delivery's reason: a provider's text, maybe cut inside a character. */
+static json_t *
+reason_json(const char *reason)
+{
+	json_t *v;
+	char *clean;
+
+	if (reason == NULL)
+		return json_null();
+	if ((v = json_string(reason)) != NULL)
+		return v;
+	clean = utf8_sanitize_dup(reason, strlen(reason), 3 * strlen(reason));
+	v = json_string(clean);
+	free(clean);
+	return v;
+}
+
 /* The status answer from one row's fields. */
 static json_t *
 slot_json(const char *device_id, const char *client_id, enum device_platform platform,
@@ -775,7 +796,7 @@ slot_json(const char *device_id, const char *client_id, enum device_platform pla
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:i, s:o}", "device_id", device_id,
 	    "client_id", client_id, "platform", model_platform_name(platform), "app_id", app_id,
-	    "state", state, "reason", reason != NULL ? json_string(reason) : json_null(),
+	    "state", state, "reason", reason_json(reason),
 	    "attempts", attempts, "updated_at", time_json(updated_at));
 }
 

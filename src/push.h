@@ -24,6 +24,7 @@ enum push_error {
 	PUSH_ESTORE = -2,	/* the store failed; nothing was accepted */
 	PUSH_ENOTFOUND = -3,	/* no such push (or expired) */
 	PUSH_EPAYLOAD = -4,	/* the notification does not fit a provider's payload */
+	PUSH_EINVALID = -5,	/* the notification is not valid: 400 */
 };
 
 #define PUSH_ID_SIZE 33		/* 32 hex digits and a NUL */
@@ -66,7 +67,8 @@ void push_free_all(void);
  * Accept a push: the store writer resolves the devices and stores the push with its
  * rows in one transaction; then, on the loop, its deliveries are queued and cb is
  * called. notification is the validated "notification" object. Returns PUSH_OK (cb
- * will be called) or PUSH_EFULL at once (cb will not).
+ * will be called), or PUSH_EFULL or PUSH_EINVALID (it was not valid after all) at
+ * once (cb will not).
  */
 int push_accept(const struct push_recipients *recipients, const json_t *notification,
     push_accept_cb *cb, void *arg);

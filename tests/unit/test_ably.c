@@ -18,6 +18,7 @@
 #include <openssl/params.h>
 
 #include "ably.h"
+#include "utf8.h"
 
 #ifndef ABLY_FIXTURE_DIR
 #define ABLY_FIXTURE_DIR "tests/fixtures/ably"
@@ -971,6 +972,59 @@ test_verify_tells_missing_and_unknown_apart(void **state)
 	ably_keys_free(keys);
 }
 
+/* A malformed X-Ably-Key is refused with a message that is UTF-8 and short. */
+static void
+test_verify_shows_a_malformed_key_name_as_short_utf8(void **state)
+{
+	struct ably_keys *keys = load_test_keys(*state);
+	char sig[64], err[256], name[5000];
+	const char *body = "{\"items\":[]}";
+	json_t *copy;
+
+	expected_signature(KEY1_SECRET, body, strlen(body), sig);
+	assert_int_equal(ably_verify(keys, "bad\xff\xfekey\xc3", sig, body, strlen(body),
+	    err, sizeof err), ABLY_EUNKNOWNKEY);
+	assert_string_equal(err, "X-Ably-Key names an unknown key: "
+	    "bad\xef\xbf\xbd\xef\xbf\xbdkey\xef\xbf\xbd");
+	/* Huge, with a 2-byte character across the 64-byte cut. */
+	memset(name, 'k', sizeof name - 1);
+	name[sizeof name - 1] = '\0';
+	memcpy(name + 63, "\xc3\xa9", 2);
+	assert_int_equal(ably_verify(keys, name, sig, body, strlen(body), err, sizeof err),
+	    ABLY_EUNKNOWNKEY);
+	assert_int_equal(strlen(err), strlen("X-Ably-Key names an unknown key: ") + 63);
+	copy = json_string(err);
+	assert_non_null(copy);
+	json_decref(copy);
+	ably_keys_free(keys);
+}
+
+/* A parse error quoting the body, cut anywhere, comes back as UTF-8. */
+static void
+test_parse_error_text_is_utf8_wherever_it_is_cut(void **state)
+{
+	struct ably_request req = { 0 };
+	struct ably_result result;
+	char err[256];
+	size_t errlen;
+
+	(void)state;
+	/* jansson quotes the token it stopped at: here a 3-byte character. */
+	req.body = "\xe2\x82\xac";
+	req.len = 3;
+	req.content_type = "application/json";
+	assert_int_equal(ably_translate(&req, &result, err, sizeof err), ABLY_EJSON);
+	assert_non_null(strstr(err, "\xe2\x82\xac"));
+	/* Every shorter buffer cuts the message somewhere, also inside that character. */
+	for (errlen = 1; errlen <= strlen(err); errlen++) {
+		char cut[256];
+
+		assert_int_equal(ably_translate(&req, &result, cut, errlen), ABLY_EJSON);
+		assert_true(strlen(cut) < errlen);
+		assert_true(utf8_valid(cut, strlen(cut)));
+	}
+}
+
 static void
 test_keys_load_refuses_bad_files_without_showing_secrets(void **state)
 {
@@ -1046,6 +1100,9 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_verify_tells_missing_and_unknown_apart, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_verify_shows_a_malformed_key_name_as_short_utf8, setup, teardown),
+		cmocka_unit_test(test_parse_error_text_is_utf8_wherever_it_is_cut),
 		cmocka_unit_test_setup_teardown(
 		    test_keys_load_refuses_bad_files_without_showing_secrets, setup, teardown),
 	};

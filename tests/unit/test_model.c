@@ -5,12 +5,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "model.h"
+#include "utf8.h"
 
 #define TOKEN64 "ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
 
@@ -193,6 +195,22 @@ test_device_to_json_uses_contract_names_and_rfc3339(void **state)
 	json_decref(j);
 }
 
+/* A provider's reason cut inside a character still comes back, made UTF-8. */
+static void
+test_device_to_json_keeps_a_cut_last_error_as_utf8(void **state)
+{
+	struct device d = {
+		.device_id = "dev-1", .client_id = "alice", .platform = DEVICE_PLATFORM_APNS,
+		.token = "tok", .app_id = "app", .last_error = "HTTP 400: caf\xc3",
+	};
+	json_t *j = model_device_to_json(&d);
+
+	(void)state;
+	assert_string_equal(json_string_value(json_object_get(j, "last_error")),
+	    "HTTP 400: caf\xef\xbf\xbd");
+	json_decref(j);
+}
+
 static void
 test_prefs_from_json_keeps_absent_fields(void **state)
 {
@@ -265,6 +283,46 @@ test_prefs_from_json_rejects_bad_values(void **state)
 	json_decref(body);
 }
 
+/* An unknown field's name comes from the client: it is cut whole-character and kept UTF-8. */
+static void
+test_long_unknown_field_is_cut_on_a_character_boundary(void **state)
+{
+	char name[400], body_text[512];
+	struct model_error err;
+	struct device device;
+	json_t *body, *copy;
+	size_t len;
+
+	(void)state;
+	/* 62 ASCII bytes, then 2-byte characters: every cut at an even offset splits one. */
+	memset(name, 'a', 62);
+	for (len = 62; len < 362; len += 2)
+		memcpy(name + len, "\xc3\xa9", 2);
+	name[len] = '\0';
+	snprintf(body_text, sizeof body_text, "{\"%s\":1}", name);
+	body = json_loads(body_text, 0, NULL);
+	assert_non_null(body);
+	assert_int_equal(model_device_from_json(body, "dev-1", &device, &err), -1);
+	assert_int_equal(err.kind, MODEL_ERROR_INVALID);
+	/* The field keeps 62 bytes: the next character would not fit whole in 63. */
+	assert_int_equal(strlen(err.field), 62);
+	assert_true(utf8_valid(err.field, strlen(err.field)));
+	assert_true(utf8_valid(err.message, strlen(err.message)));
+	/* The reason stays whole; the name before it is a prefix of the name sent. */
+	len = strlen(err.message);
+	assert_true(len < sizeof err.message);
+	assert_string_equal(err.message + len - strlen(": unknown field"), ": unknown field");
+	len -= strlen(": unknown field");
+	assert_true(len > 200);
+	assert_memory_equal(err.message, name, len);
+	assert_true(((unsigned char)name[len] & 0xc0) != 0x80);
+	/* And jansson takes it back as a string. */
+	copy = json_string(err.message);
+	assert_non_null(copy);
+	json_decref(copy);
+	json_decref(body);
+}
+
 int
 main(void)
 {
@@ -277,9 +335,11 @@ main(void)
 		cmocka_unit_test(test_device_from_json_bounds_metadata_and_ids),
 		cmocka_unit_test(test_validate_id_rejects_bad_utf8_and_c1_controls),
 		cmocka_unit_test(test_device_to_json_uses_contract_names_and_rfc3339),
+		cmocka_unit_test(test_device_to_json_keeps_a_cut_last_error_as_utf8),
 		cmocka_unit_test(test_prefs_from_json_keeps_absent_fields),
 		cmocka_unit_test(test_prefs_from_json_rejects_bad_values),
 		cmocka_unit_test(test_member_bodies_with_other_ids_conflict),
+		cmocka_unit_test(test_long_unknown_field_is_cut_on_a_character_boundary),
 	};
 
 	return cmocka_run_group_tests_name("model", tests, NULL, NULL);

@@ -408,6 +408,29 @@ event_check_push_data(const json_t *data, struct event_error *err)
 	return 0;
 }
 
+/* Hold push overrides to the limits that event.h sets. */
+int
+room_event_check_push_limits(const json_t *push, const char *prefix, char *errbuf,
+    size_t errlen)
+{
+	static const char *const sized[] = { "data", "apns", "fcm", NULL };
+	struct event_error err = { errbuf, errlen };
+	const json_t *v;
+
+	if ((v = event_json_get(push, "data")) != NULL &&
+	    json_object_size(v) > EVENT_PUSH_DATA_MAX)
+		return event_fail(&err, "%s.data: must have at most %d members", prefix,
+		    EVENT_PUSH_DATA_MAX);
+	/* Neither APNs nor FCM takes a payload over 4 KiB: a larger override never goes. */
+	for (size_t i = 0; sized[i] != NULL; i++) {
+		if ((v = event_json_get(push, sized[i])) != NULL &&
+		    json_dumpb(v, NULL, 0, JSON_COMPACT) > EVENT_PUSH_JSON_MAX)
+			return event_fail(&err, "%s.%s: must be at most %d bytes as JSON", prefix,
+			    sized[i], EVENT_PUSH_JSON_MAX);
+	}
+	return 0;
+}
+
 /*
  * push: the message's notification overrides. Its known fields are type-checked and
  * copied into a new object (title, body, data, apns, fcm; NULL if none is set);
@@ -450,6 +473,8 @@ event_take_push(const struct event_object *object, json_t **out, int *skip,
 	if ((v = event_json_get(push, "skip")) != NULL && !json_is_boolean(v))
 		return event_fail(err, "push.skip: must be a boolean");
 	*skip = json_is_true(v);
+	if (room_event_check_push_limits(push, "push", err->buf, err->len) != 0)
+		return EVENT_EMALFORMED;
 
 	/* A deep copy: the event outlives the object and may move to another thread. */
 	if ((copy = json_object()) == NULL)
@@ -568,8 +593,8 @@ event_parse_object(const struct event_object *object, const char *room,
 			rc = event_take_id(object, "connection_id", 0, &ev.connection_id, &err);
 		break;
 	case EVENT_PRESENCE_SYNC:
-		rc = event_take_ids(object, "present", 1, SIZE_MAX, "client ids", &ev.present,
-		    &ev.present_count, &err);
+		rc = event_take_ids(object, "present", 1, EVENT_PRESENT_MAX, "client ids",
+		    &ev.present, &ev.present_count, &err);
 		break;
 	case EVENT_MEMBER_JOIN:
 	case EVENT_MEMBER_LEAVE:

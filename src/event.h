@@ -27,7 +27,14 @@
 
 #define EVENT_TEXT_MAX 4096		/* message text kept, in bytes: longer is cut */
 #define EVENT_NAME_MAX 256		/* room_name, sender_name, in bytes */
-#define EVENT_MENTIONS_MAX 1000
+/*
+ * Limits on what one event carries (docs/events.md lists them): an event over any
+ * of them is malformed, on the fast path and the generic one alike.
+ */
+#define EVENT_MENTIONS_MAX 1000		/* mentions: ids */
+#define EVENT_PRESENT_MAX 10000		/* presence.sync present: client ids */
+#define EVENT_PUSH_DATA_MAX 100		/* push.data: members */
+#define EVENT_PUSH_JSON_MAX 4096	/* push.data, push.apns, push.fcm: bytes as JSON */
 
 enum event_type {
 	EVENT_MESSAGE = 0,
@@ -69,6 +76,15 @@ struct room_event {
 };
 
 const char *room_event_type_name(enum event_type type);
+
+/*
+ * Check a message's push overrides (data, apns, fcm: of the types docs/events.md
+ * gives) against the limits above: 0, or EVENT_EMALFORMED with err naming the field
+ * as prefix.FIELD ("push.data: must have at most 100 members"). room_event_parse
+ * checks its own; a source that builds push objects itself (ably.c) calls this.
+ */
+int room_event_check_push_limits(const json_t *push, const char *prefix, char *err,
+    size_t errlen);
 
 /*
  * Parse one event object. room, when the object has none, comes from the source

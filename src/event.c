@@ -824,7 +824,8 @@ room_event_parse_text_fast(const char *text, size_t len, const char *room,
 	struct event_object object = { NULL, fields, 0 };
 
 	memset(out, 0, sizeof *out);
-	if (text == NULL || event_scan_object(text, len, fields, &object.field_count) != 0)
+	if (text == NULL || len > EVENT_JSON_MAX ||
+	    event_scan_object(text, len, fields, &object.field_count) != 0)
 		return EVENT_FAST_DEFERRED;
 	/* Well-formed JSON that jansson reads as these fields: the rules decide alike. */
 	return event_parse_object(&object, room, out, errbuf, errlen);
@@ -840,6 +841,9 @@ room_event_parse_text_generic(const char *text, size_t len, const char *room,
 	int rc;
 
 	memset(out, 0, sizeof *out);
+	if (len > EVENT_JSON_MAX)
+		return event_fail(&err, "an event must be at most %d bytes of JSON",
+		    EVENT_JSON_MAX);
 	object = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (object == NULL)
 		return event_fail(&err, "not valid JSON: %s", jerr.text);

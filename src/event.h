@@ -35,6 +35,8 @@
 #define EVENT_PRESENT_MAX 10000		/* presence.sync present: client ids */
 #define EVENT_PUSH_DATA_MAX 100		/* push.data: members */
 #define EVENT_PUSH_JSON_MAX 4096	/* push.data, push.apns, push.fcm: bytes as JSON */
+/* One event's JSON text (a Pub/Sub message, a stream entry), in bytes: a full sync fits. */
+#define EVENT_JSON_MAX (2 * 1024 * 1024)
 
 enum event_type {
 	EVENT_MESSAGE = 0,
@@ -96,7 +98,8 @@ int room_event_parse(const json_t *object, const char *room, struct room_event *
     size_t errlen);
 /*
  * Parse JSON text holding one event object: the fast path when it handles the text,
- * else the generic one. Either way the result is what the generic path gives.
+ * else the generic one. Either way the result is what the generic path gives. Text
+ * over EVENT_JSON_MAX bytes is malformed, unread.
  */
 int room_event_parse_text(const char *text, size_t len, const char *room,
     struct room_event *out, char *err, size_t errlen);

@@ -573,6 +573,24 @@ test_event_text_that_is_not_an_event_object(void **state)
 }
 
 static void
+test_event_text_over_event_json_max_is_malformed_unread(void **state)
+{
+	static const char join[] = "{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\"}";
+	char *text = repeat(' ', EVENT_JSON_MAX + 1);
+	struct room_event ev;
+
+	(void)state;
+	/* A valid event, then spaces: only its size is wrong. */
+	memcpy(text, join, strlen(join));
+	expect_malformed(text, "an event must be at most 2097152 bytes of JSON");
+	text[EVENT_JSON_MAX] = '\0';
+	parse_ok(text, NULL, &ev);
+	assert_string_equal(ev.client_id, "a");
+	room_event_free(&ev);
+	free(text);
+}
+
+static void
 test_event_type_names_are_the_wire_names(void **state)
 {
 	static const char *const names[] = {
@@ -1088,6 +1106,7 @@ long_cases(size_t *count)
 	char *present = id_array("c", 3000);
 	char *present_max = id_array("c", EVENT_PRESENT_MAX);
 	char *present_over = id_array("c", EVENT_PRESENT_MAX + 1);
+	char *huge = repeat('a', EVENT_JSON_MAX);
 	char **cases = malloc(20 * sizeof *cases);
 	size_t n = 0;
 
@@ -1118,6 +1137,9 @@ long_cases(size_t *count)
 	    present_max);
 	cases[n++] = format("{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":%s}",
 	    present_over);
+	/* One byte of JSON over EVENT_JSON_MAX: malformed, whatever it holds. */
+	cases[n++] = format(MESSAGE(",\"text\":\"%s\""), huge + strlen(MESSAGE(",\"text\":\"\""))
+	    - 1);
 	free(a4095);
 	free(a4094);
 	free(name);
@@ -1127,6 +1149,7 @@ long_cases(size_t *count)
 	free(present);
 	free(present_max);
 	free(present_over);
+	free(huge);
 	*count = n;
 	return cases;
 }
@@ -1765,6 +1788,7 @@ main(void)
 		cmocka_unit_test(test_event_malformed_messages_name_the_field),
 		cmocka_unit_test(test_event_malformed_message_fields_name_the_field),
 		cmocka_unit_test(test_event_text_that_is_not_an_event_object),
+		cmocka_unit_test(test_event_text_over_event_json_max_is_malformed_unread),
 		cmocka_unit_test(test_event_type_names_are_the_wire_names),
 		cmocka_unit_test(test_event_fast_path_agrees_with_generic_on_every_case),
 		cmocka_unit_test(test_event_fast_path_agrees_with_generic_under_mutation),

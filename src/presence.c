@@ -358,6 +358,7 @@ presence_entries(const struct presence *p)
 	return p->connections + p->clients_in_grace;
 }
 
+/* More entries than max_entries allows (never with no cap)? */
 static int
 presence_over_cap(const struct presence *p)
 {
@@ -568,7 +569,6 @@ presence_grace_end(evutil_socket_t fd, short what, void *arg)
 	struct presence_client *c;
 	struct presence_room *room;
 	int64_t now = clock_monotonic_ms();
-
 	size_t n = 0;
 
 	(void)fd;

@@ -87,6 +87,7 @@ ably_strerror(int error)
 	case ABLY_EJSON: return "the body is not JSON";
 	case ABLY_ESHAPE: return "the body is not an Ably webhook delivery";
 	case ABLY_EHMAC: return "cannot compute the body's HMAC-SHA256";
+	case ABLY_ETOOLARGE: return "the delivery carries too many items or entries";
 	}
 	return "unknown Ably error";
 }
@@ -842,6 +843,10 @@ push_from_ably(const json_t *ably, json_t **out, char *why)
 		json_decref(push);
 		return 0;
 	}
+	if (room_event_check_push_limits(push, "extras.push", why, ABLY_WHY_MAX) != 0) {
+		json_decref(push);
+		return -1;
+	}
 	*out = push;
 	return 0;
 }
@@ -1225,6 +1230,42 @@ translate_enveloped(struct translation *t, const json_t *envelope)
 		skip_source(t, source, "envelope");
 }
 
+/* Messages and presence entries of one item or envelope, as far as they are arrays. */
+static size_t
+count_entries(const json_t *container)
+{
+	return json_array_size(json_object_get(container, "messages")) +
+	    json_array_size(json_object_get(container, "presence"));
+}
+
+/*
+ * Refuse a delivery over ABLY_ITEMS_MAX items or ABLY_ENTRIES_MAX entries before any
+ * is translated: ABLY_OK, or ABLY_ETOOLARGE with err set. items is NULL when the
+ * delivery is enveloped (root alone holds entries).
+ */
+static int
+check_delivery_size(const json_t *root, const json_t *items, char *err, size_t errlen)
+{
+	const json_t *item;
+	size_t i, entries = 0;
+
+	if (items == NULL)
+		entries = count_entries(root);
+	else if (json_array_size(items) > ABLY_ITEMS_MAX) {
+		snprintf(err, errlen, "items: at most %d items in one delivery", ABLY_ITEMS_MAX);
+		return ABLY_ETOOLARGE;
+	} else {
+		json_array_foreach(items, i, item)
+			entries += count_entries(json_object_get(item, "data"));
+	}
+	if (entries > ABLY_ENTRIES_MAX) {
+		snprintf(err, errlen, "at most %d messages and presence entries in one "
+		    "delivery", ABLY_ENTRIES_MAX);
+		return ABLY_ETOOLARGE;
+	}
+	return ABLY_OK;
+}
+
 /* The media type of a Content-Type value, compared without case and parameters. */
 static int
 media_type_is(const char *content_type, const char *type)
@@ -1415,16 +1456,18 @@ translate(const struct ably_request *request, struct ably_result *out, char *err
 		return ABLY_EJSON;
 	}
 	if (json_is_object(root) && (items = json_object_get(root, "items")) != NULL) {
-		if (json_is_array(items)) {
-			out->shape = ABLY_SHAPE_BATCHED;
-			translate_batched(&t, items);
-		} else {
+		if (!json_is_array(items)) {
 			snprintf(err, errlen, "items: must be an array");
 			rc = ABLY_ESHAPE;
+		} else if ((rc = check_delivery_size(root, items, err, errlen)) == ABLY_OK) {
+			out->shape = ABLY_SHAPE_BATCHED;
+			translate_batched(&t, items);
 		}
 	} else if (json_is_object(root) && json_is_string(json_object_get(root, "source"))) {
-		out->shape = ABLY_SHAPE_ENVELOPED;
-		translate_enveloped(&t, root);
+		if ((rc = check_delivery_size(root, NULL, err, errlen)) == ABLY_OK) {
+			out->shape = ABLY_SHAPE_ENVELOPED;
+			translate_enveloped(&t, root);
+		}
 	} else {
 		snprintf(err, errlen, "expected {\"items\":[...]} (batched), an object with "
 		    "\"source\" (enveloped), or x-ably-envelope-* headers (non-enveloped)");

@@ -22,7 +22,8 @@
  *			presence example says channel.message); with neither, a source other
  *			than channel.message / channel.presence is skipped as unsupported.
  * Anything else is ABLY_ESHAPE; a body that is not JSON, ABLY_EJSON; msgpack (the
- * rule's other format), ABLY_EMSGPACK.
+ * rule's other format), ABLY_EMSGPACK; more than ABLY_ITEMS_MAX items or
+ * ABLY_ENTRIES_MAX entries, ABLY_ETOOLARGE.
  *
  * Rooms are channel names with a trailing "::$chat" (an Ably Chat room) removed.
  *
@@ -44,6 +45,9 @@
  * array of client ids) and extras.headers.mentions (an array of client ids, or one
  * string of client ids separated by commas, since Ably Chat headers hold only
  * scalars); at most EVENT_MENTIONS_MAX.
+ *
+ * The push object made from extras.push is held to room_event_check_push_limits(),
+ * its errors naming extras.push.data, .apns, .fcm.
  *
  * extras.push becomes the event's push object (docs/events.md: title, body, data,
  * apns, fcm). Fields it has no place for become the provider overrides Ably makes of
@@ -82,7 +86,16 @@ enum ably_error {
 	ABLY_EJSON = -6,		/* the body is not JSON: 400 */
 	ABLY_ESHAPE = -7,		/* JSON of no known delivery shape: 400 */
 	ABLY_EHMAC = -8,		/* the HMAC could not be computed: 500 */
+	ABLY_ETOOLARGE = -9,		/* over ABLY_ITEMS_MAX or ABLY_ENTRIES_MAX: 413 */
 };
+
+/*
+ * The most one delivery may carry: items of a batched one (Ably bundles at most 1000
+ * events into one request), and messages and presence entries of all its items
+ * together. A delivery over either is refused whole, nothing translated.
+ */
+#define ABLY_ITEMS_MAX 1000
+#define ABLY_ENTRIES_MAX 10000
 
 /* Why a message, presence entry or batch item was skipped. */
 enum ably_skip_kind {
@@ -160,8 +173,8 @@ int ably_verify(const struct ably_keys *keys, const char *key_name, const char *
 
 /*
  * Translate a delivery. ABLY_OK: out holds the events and what was skipped and why
- * (free it with ably_result_free even when empty). ABLY_EMSGPACK, ABLY_EJSON or
- * ABLY_ESHAPE with err set (valid UTF-8): out holds nothing.
+ * (free it with ably_result_free even when empty). ABLY_EMSGPACK, ABLY_EJSON,
+ * ABLY_ESHAPE or ABLY_ETOOLARGE with err set (valid UTF-8): out holds nothing.
  */
 int ably_translate(const struct ably_request *request, struct ably_result *out, char *err,
     size_t errlen);

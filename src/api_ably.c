@@ -201,6 +201,10 @@ api_ably_post(struct api_request *r)
 		    "msgpack is not supported; configure the rule for JSON");
 		return;
 	}
+	if (rc == ABLY_ETOOLARGE) {
+		api_reply_error(r, 413, "payload_too_large", NULL, "%s", err);
+		return;
+	}
 	if (rc != ABLY_OK) {
 		api_reply_error(r, 400, "invalid_json", NULL, "%s", err);
 		return;

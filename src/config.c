@@ -321,9 +321,15 @@ static const struct config_option config_options[] = {
 	  .help = "A member who leaves and comes back within this time is not notified of\n"
 	      "what was said meanwhile; one who does not is notified when it ends." },
 	{ "rooms", "presence_ttl", CONFIG_TYPE_DURATION, FIELD(presence_ttl_ms),
-	  .default_value = "0", .min = 0, .max = 24 * HOUR, .reloadable = 1,
-	  .help = "Presence not refreshed (enter or update) within this time expires.\n"
-	      "0: it does not expire." },
+	  .default_value = "24h", .min = 0, .max = 7 * 24 * HOUR, .reloadable = 1,
+	  .help = "A connection not refreshed (presence.enter, .update or .sync) within\n"
+	      "this time leaves, as if by presence.leave, so joins that never leave\n"
+	      "do not pile up. 0: presence does not expire (presence_max still holds)." },
+	{ "rooms", "presence_max", CONFIG_TYPE_SIZE, FIELD(presence_max),
+	  .default_value = "1000000", .min = 100, .max = 100000000, .reloadable = 1,
+	  .help = "Presence entries (connections, and members in their grace period)\n"
+	      "kept, at most; past it the oldest is dropped and counted. Each takes\n"
+	      "about 300 bytes with short ids: the default, some 300 MB." },
 	{ "rooms", "implicit_membership", CONFIG_TYPE_BOOL, FIELD(implicit_membership),
 	  .default_value = "yes", .reloadable = 1,
 	  .help = "Entering presence or sending a message makes a client a member." },

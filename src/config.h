@@ -127,6 +127,7 @@ struct config {
 	/* [rooms] */
 	int64_t presence_grace_ms;
 	int64_t presence_ttl_ms;
+	size_t presence_max;
 	int implicit_membership;
 	int64_t coalesce_window_ms;
 	int64_t dedupe_window_ms;

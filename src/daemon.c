@@ -214,6 +214,7 @@ router_options_from(const struct config *config, struct router_options *options)
 	memset(options, 0, sizeof *options);
 	options->presence_grace_ms = config->presence_grace_ms;
 	options->presence_ttl_ms = config->presence_ttl_ms;
+	options->presence_max = config->presence_max;
 	options->implicit_membership = config->implicit_membership;
 	options->coalesce_window_ms = config->coalesce_window_ms;
 	options->dedupe_window_ms = config->dedupe_window_ms;

@@ -400,6 +400,29 @@ event_check_push_data(const json_t *data, struct event_error *err)
 	return 0;
 }
 
+/* Hold push overrides to the limits that event.h sets. */
+int
+room_event_check_push_limits(const json_t *push, const char *prefix, char *errbuf,
+    size_t errlen)
+{
+	static const char *const sized[] = { "data", "apns", "fcm", NULL };
+	struct event_error err = { errbuf, errlen };
+	const json_t *v;
+
+	if ((v = event_json_get(push, "data")) != NULL &&
+	    json_object_size(v) > EVENT_PUSH_DATA_MAX)
+		return event_fail(&err, "%s.data: must have at most %d members", prefix,
+		    EVENT_PUSH_DATA_MAX);
+	/* Neither APNs nor FCM takes a payload over 4 KiB: a larger override never goes. */
+	for (size_t i = 0; sized[i] != NULL; i++) {
+		if ((v = event_json_get(push, sized[i])) != NULL &&
+		    json_dumpb(v, NULL, 0, JSON_COMPACT) > EVENT_PUSH_JSON_MAX)
+			return event_fail(&err, "%s.%s: must be at most %d bytes as JSON", prefix,
+			    sized[i], EVENT_PUSH_JSON_MAX);
+	}
+	return 0;
+}
+
 /*
  * push: the message's notification overrides. Its known fields are type-checked and
  * copied into a new object (title, body, data, apns, fcm; NULL if none is set);
@@ -442,6 +465,8 @@ event_take_push(const struct event_object *object, json_t **out, int *skip,
 	if ((v = event_json_get(push, "skip")) != NULL && !json_is_boolean(v))
 		return event_fail(err, "push.skip: must be a boolean");
 	*skip = json_is_true(v);
+	if (room_event_check_push_limits(push, "push", err->buf, err->len) != 0)
+		return EVENT_EMALFORMED;
 
 	/* A deep copy: the event outlives the object and may move to another thread. */
 	if ((copy = json_object()) == NULL)
@@ -560,8 +585,8 @@ event_parse_object(const struct event_object *object, const char *room,
 			rc = event_take_id(object, "connection_id", 0, &ev.connection_id, &err);
 		break;
 	case EVENT_PRESENCE_SYNC:
-		rc = event_take_ids(object, "present", 1, SIZE_MAX, "client ids", &ev.present,
-		    &ev.present_count, &err);
+		rc = event_take_ids(object, "present", 1, EVENT_PRESENT_MAX, "client ids",
+		    &ev.present, &ev.present_count, &err);
 		break;
 	case EVENT_MEMBER_JOIN:
 	case EVENT_MEMBER_LEAVE:
@@ -791,7 +816,8 @@ room_event_parse_text_fast(const char *text, size_t len, const char *room,
 	struct event_object object = { NULL, fields, 0 };
 
 	memset(out, 0, sizeof *out);
-	if (text == NULL || event_scan_object(text, len, fields, &object.field_count) != 0)
+	if (text == NULL || len > EVENT_JSON_MAX ||
+	    event_scan_object(text, len, fields, &object.field_count) != 0)
 		return EVENT_FAST_DEFERRED;
 	/* Well-formed JSON that jansson reads as these fields: the rules decide alike. */
 	return event_parse_object(&object, room, out, errbuf, errlen);
@@ -807,6 +833,9 @@ room_event_parse_text_generic(const char *text, size_t len, const char *room,
 	int rc;
 
 	memset(out, 0, sizeof *out);
+	if (len > EVENT_JSON_MAX)
+		return event_fail(&err, "an event must be at most %d bytes of JSON",
+		    EVENT_JSON_MAX);
 	object = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (object == NULL)
 		return event_fail(&err, "not valid JSON: %s", jerr.text);

@@ -27,7 +27,16 @@
 
 #define EVENT_TEXT_MAX 4096		/* message text kept, in bytes: longer is cut */
 #define EVENT_NAME_MAX 256		/* room_name, sender_name, in bytes */
-#define EVENT_MENTIONS_MAX 1000
+/*
+ * Limits on what one event carries (docs/events.md lists them): an event over any
+ * of them is malformed, on the fast path and the generic one alike.
+ */
+#define EVENT_MENTIONS_MAX 1000		/* mentions: ids */
+#define EVENT_PRESENT_MAX 10000		/* presence.sync present: client ids */
+#define EVENT_PUSH_DATA_MAX 100		/* push.data: members */
+#define EVENT_PUSH_JSON_MAX 4096	/* push.data, push.apns, push.fcm: bytes as JSON */
+/* One event's JSON text (a Pub/Sub message, a stream entry), in bytes: a full sync fits. */
+#define EVENT_JSON_MAX (2 * 1024 * 1024)
 
 enum event_type {
 	EVENT_MESSAGE = 0,
@@ -71,6 +80,15 @@ struct room_event {
 const char *room_event_type_name(enum event_type type);
 
 /*
+ * Check a message's push overrides (data, apns, fcm: of the types docs/events.md
+ * gives) against the limits above: 0, or EVENT_EMALFORMED with err naming the field
+ * as prefix.FIELD ("push.data: must have at most 100 members"). room_event_parse
+ * checks its own; a source that builds push objects itself (ably.c) calls this.
+ */
+int room_event_check_push_limits(const json_t *push, const char *prefix, char *err,
+    size_t errlen);
+
+/*
  * Parse one event object. room, when the object has none, comes from the source
  * (a Pub/Sub channel name, an Ably channel); NULL otherwise. On EVENT_EMALFORMED err
  * names the field and the problem ("client_id: is required"); on
@@ -80,7 +98,8 @@ int room_event_parse(const json_t *object, const char *room, struct room_event *
     size_t errlen);
 /*
  * Parse JSON text holding one event object: the fast path when it handles the text,
- * else the generic one. Either way the result is what the generic path gives.
+ * else the generic one. Either way the result is what the generic path gives. Text
+ * over EVENT_JSON_MAX bytes is malformed, unread.
  */
 int room_event_parse_text(const char *text, size_t len, const char *room,
     struct room_event *out, char *err, size_t errlen);

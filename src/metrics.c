@@ -492,6 +492,13 @@ render_router(const struct metrics_snapshot *s, struct metrics_text *t)
 	    "Notifications cancelled: the message was deleted before it left.", r->cancelled);
 	single_uint(t, "pushrelay_router_events_skipped_total", METRICS_COUNTER,
 	    "Malformed or unknown room events.", r->skipped);
+	single_uint(t, "pushrelay_presence_entries", METRICS_GAUGE,
+	    "Presence entries kept: connections and members in grace.", r->presence_entries);
+	single_uint(t, "pushrelay_presence_expired_total", METRICS_COUNTER,
+	    "Connections that left because [rooms] presence_ttl passed.", r->presence_expired);
+	single_uint(t, "pushrelay_presence_dropped_total", METRICS_COUNTER,
+	    "Presence entries dropped, oldest first, past [rooms] presence_max.",
+	    r->presence_dropped);
 }
 
 static void

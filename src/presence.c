@@ -10,7 +10,10 @@
  * Timers: everyone's grace period is equally long, so clients in grace sit on one
  * list in the order they left, which is the order their grace ends, under one timer
  * armed for the first of them. Connections likewise sit on one list in the order of
- * their last refresh, under one TTL timer.
+ * their last refresh, under one sweep timer. So expiry costs O(1) per entry that
+ * expires, never a scan, and the oldest entry, to drop when the cap is reached, is
+ * the head of one of the two lists. Each timer handles at most PRESENCE_SWEEP_MAX
+ * entries per turn of the loop and comes back at once for the rest.
  *
  * Callbacks never run inside a presence call: on_away and on_return are queued and
  * run from the event loop (an event made active), in the order the transitions
@@ -35,6 +38,7 @@
 #include "xmalloc.h"
 
 #define PRESENCE_TABLE_MIN 4	/* buckets in a table that has any entry */
+#define PRESENCE_DROP_LOG_MS 60000	/* log drops past the cap at most this often */
 
 /* What every table entry starts with. */
 struct presence_node {
@@ -97,12 +101,16 @@ struct presence {
 	struct presence_table rooms;
 	size_t clients_present;
 	size_t clients_in_grace;
+	size_t connections;
+	uint64_t expired;
+	uint64_t dropped;
+	int64_t drop_logged;				/* monotonic ms of the last log */
 	uint64_t sync_generation;
 	struct presence_client_list grace;		/* by start, so by end */
 	struct presence_connection_list by_refresh;	/* by refresh, so by expiry */
 	struct presence_note_list notes;
 	struct event *grace_timer;
-	struct event *ttl_timer;
+	struct event *sweep_timer;			/* TTL expiry and the cap */
 	struct event *notify_event;
 };
 
@@ -343,22 +351,43 @@ presence_arm_grace(struct presence *p)
 	evtimer_add(p->grace_timer, &tv);
 }
 
-/* Arm the timer for the first connection to expire, unless it is armed. */
+/* Connections and clients in grace: what max_entries holds. */
+static size_t
+presence_entries(const struct presence *p)
+{
+	return p->connections + p->clients_in_grace;
+}
+
+/* More entries than max_entries allows (never with no cap)? */
+static int
+presence_over_cap(const struct presence *p)
+{
+	return p->options.max_entries > 0 && presence_entries(p) > p->options.max_entries;
+}
+
+/*
+ * Arm the sweep: at once when over the cap, else for the first connection to expire
+ * unless it is armed (the first only ever gets later, so an armed timer is early).
+ */
 static void
-presence_arm_ttl(struct presence *p)
+presence_arm_sweep(struct presence *p)
 {
 	struct presence_connection *first = TAILQ_FIRST(&p->by_refresh);
-	struct timeval tv;
+	struct timeval tv = { 0, 0 };
 	int64_t delay;
 
-	if (p->options.ttl_ms <= 0 || first == NULL || evtimer_pending(p->ttl_timer, NULL))
+	if (presence_over_cap(p)) {
+		evtimer_add(p->sweep_timer, &tv);
+		return;
+	}
+	if (p->options.ttl_ms <= 0 || first == NULL || evtimer_pending(p->sweep_timer, NULL))
 		return;
 	delay = first->refreshed + p->options.ttl_ms - clock_monotonic_ms();
 	if (delay < 0)
 		delay = 0;
 	tv.tv_sec = delay / 1000;
 	tv.tv_usec = (delay % 1000) * 1000;
-	evtimer_add(p->ttl_timer, &tv);
+	evtimer_add(p->sweep_timer, &tv);
 }
 
 /* A client gained a connection: present, back from its grace period if it was in one. */
@@ -408,6 +437,7 @@ presence_connection_remove(struct presence *p, struct presence_connection *conn)
 	presence_table_remove(&c->connection_table, &conn->node);
 	TAILQ_REMOVE(&c->connections, conn, client_entry);
 	TAILQ_REMOVE(&p->by_refresh, conn, ttl_entry);
+	p->connections--;
 	free(conn);
 }
 
@@ -428,9 +458,61 @@ presence_connection_find(const struct presence *p, const struct presence_client 
 	    presence_hash(p, id));
 }
 
+/* Log drops past the cap, at most once per PRESENCE_DROP_LOG_MS. */
+static void
+presence_log_drop(struct presence *p)
+{
+	int64_t now = clock_monotonic_ms();
+	char max[24], dropped[24];
+
+	if (p->drop_logged != 0 && now - p->drop_logged < PRESENCE_DROP_LOG_MS)
+		return;
+	p->drop_logged = now;
+	snprintf(max, sizeof max, "%zu", p->options.max_entries);
+	snprintf(dropped, sizeof dropped, "%llu", (unsigned long long)p->dropped);
+	log_warn("presence is full: dropping the oldest entries ([rooms] presence_max)",
+	    "presence_max", max, "dropped_total", dropped, NULL);
+}
+
+/*
+ * Drop the oldest entry to make room: the client in grace that left first, or the
+ * connection refreshed least recently, whichever is older. A dropped connection
+ * takes no grace period (that would only move the entry), so its client is away at
+ * once if it has no other connection. Rooms and clients left empty are freed.
+ */
+static void
+presence_drop_oldest(struct presence *p)
+{
+	struct presence_client *c = TAILQ_FIRST(&p->grace);
+	struct presence_connection *conn = TAILQ_FIRST(&p->by_refresh);
+	struct presence_room *room;
+
+	if (c != NULL && (conn == NULL || c->grace_since <= conn->refreshed)) {
+		TAILQ_REMOVE(&p->grace, c, grace_entry);
+		p->clients_in_grace--;
+	} else if (conn != NULL) {
+		c = conn->client;
+		presence_connection_remove(p, conn);
+		if (!TAILQ_EMPTY(&c->connections))
+			goto dropped;
+		p->clients_present--;
+	} else
+		return;
+	room = c->room;
+	c->state = PRESENCE_AWAY;
+	presence_note(p, c, 0);
+	presence_client_release(c);
+	presence_room_release(p, room);
+dropped:
+	p->dropped++;
+	presence_log_drop(p);
+}
+
 /*
  * Add or refresh a connection. A connection with an id replaces the anonymous one,
- * which stood for connections whose ids were not known.
+ * which stood for connections whose ids were not known. Past the cap, the oldest
+ * entry goes: never this one, which is the newest (and its client present, so not
+ * in grace).
  */
 static void
 presence_connect(struct presence *p, struct presence_client *c, const char *connection_id)
@@ -460,9 +542,13 @@ presence_connect(struct presence *p, struct presence_client *c, const char *conn
 		presence_table_insert(&c->connection_table, &conn->node);
 		TAILQ_INSERT_TAIL(&c->connections, conn, client_entry);
 		TAILQ_INSERT_TAIL(&p->by_refresh, conn, ttl_entry);
+		p->connections++;
 	}
 	presence_arrive(p, c);
-	presence_arm_ttl(p);
+	/* One in, one out; more only after the cap was lowered: the sweep does those. */
+	if (presence_over_cap(p))
+		presence_drop_oldest(p);
+	presence_arm_sweep(p);
 }
 
 /* Remove every connection of a client, without settling it. */
@@ -483,10 +569,11 @@ presence_grace_end(evutil_socket_t fd, short what, void *arg)
 	struct presence_client *c;
 	struct presence_room *room;
 	int64_t now = clock_monotonic_ms();
+	size_t n = 0;
 
 	(void)fd;
 	(void)what;
-	while ((c = TAILQ_FIRST(&p->grace)) != NULL &&
+	while (n++ < PRESENCE_SWEEP_MAX && (c = TAILQ_FIRST(&p->grace)) != NULL &&
 	    c->grace_since + p->options.grace_ms <= now) {
 		room = c->room;
 		TAILQ_REMOVE(&p->grace, c, grace_entry);
@@ -499,29 +586,36 @@ presence_grace_end(evutil_socket_t fd, short what, void *arg)
 	presence_arm_grace(p);
 }
 
-/* Connections not refreshed within the TTL leave. */
+/*
+ * Drop the oldest entries while over the cap, then let connections not refreshed
+ * within the TTL leave (grace follows), PRESENCE_SWEEP_MAX in all; the timer comes
+ * back at once if there is more.
+ */
 static void
-presence_ttl_end(evutil_socket_t fd, short what, void *arg)
+presence_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	struct presence *p = arg;
 	struct presence_connection *conn;
 	struct presence_client *c;
 	struct presence_room *room;
 	int64_t now = clock_monotonic_ms();
+	size_t n = 0;
 
 	(void)fd;
 	(void)what;
-	if (p->options.ttl_ms <= 0)
-		return;
-	while ((conn = TAILQ_FIRST(&p->by_refresh)) != NULL &&
-	    conn->refreshed + p->options.ttl_ms <= now) {
+	for (; n < PRESENCE_SWEEP_MAX && presence_over_cap(p); n++)
+		presence_drop_oldest(p);
+	for (; n < PRESENCE_SWEEP_MAX && p->options.ttl_ms > 0 &&
+	    (conn = TAILQ_FIRST(&p->by_refresh)) != NULL &&
+	    conn->refreshed + p->options.ttl_ms <= now; n++) {
 		c = conn->client;
 		room = c->room;
 		presence_connection_remove(p, conn);
+		p->expired++;
 		presence_settle(p, c);
 		presence_room_release(p, room);
 	}
-	presence_arm_ttl(p);
+	presence_arm_sweep(p);
 }
 
 struct presence *
@@ -541,7 +635,7 @@ presence_new(struct event_base *base, const struct presence_options *options,
 	TAILQ_INIT(&p->by_refresh);
 	STAILQ_INIT(&p->notes);
 	if ((p->grace_timer = evtimer_new(base, presence_grace_end, p)) == NULL ||
-	    (p->ttl_timer = evtimer_new(base, presence_ttl_end, p)) == NULL ||
+	    (p->sweep_timer = evtimer_new(base, presence_sweep, p)) == NULL ||
 	    (p->notify_event = event_new(base, -1, 0, presence_notify, p)) == NULL)
 		fatalx("evtimer_new: out of memory");
 	return p;
@@ -552,9 +646,9 @@ presence_set_options(struct presence *p, const struct presence_options *options)
 {
 	p->options = *options;
 	evtimer_del(p->grace_timer);
-	evtimer_del(p->ttl_timer);
+	evtimer_del(p->sweep_timer);
 	presence_arm_grace(p);
-	presence_arm_ttl(p);
+	presence_arm_sweep(p);
 }
 
 void
@@ -566,7 +660,7 @@ presence_free(struct presence *p)
 	if (p == NULL)
 		return;
 	event_free(p->grace_timer);
-	event_free(p->ttl_timer);
+	event_free(p->sweep_timer);
 	event_free(p->notify_event);
 	for (size_t i = 0; i < p->rooms.size; i++) {
 		for (rn = p->rooms.buckets[i]; rn != NULL; rn = rnext) {
@@ -686,7 +780,7 @@ presence_sync(struct presence *p, const char *room_id, const char *const *client
 		presence_settle(p, gone[i]);
 	}
 	free(gone);
-	presence_arm_ttl(p);
+	presence_arm_sweep(p);
 	presence_room_release(p, room);
 }
 
@@ -708,6 +802,9 @@ presence_get_stats(const struct presence *p, struct presence_stats *stats)
 	stats->rooms = p->rooms.count;
 	stats->clients_present = p->clients_present;
 	stats->clients_in_grace = p->clients_in_grace;
+	stats->entries = presence_entries(p);
+	stats->expired = p->expired;
+	stats->dropped = p->dropped;
 }
 
 struct presence_entry *

@@ -6,8 +6,19 @@
  * as present (PRESENCE_GRACE), so one who drops and comes back within it is never
  * notified of what was said meanwhile; when it ends without a return, the owner is
  * told (on_away) so that what was held back can be sent. With a TTL, presence that is
- * not refreshed (enter/update) within it expires like a leave. presence.sync replaces
- * a room's presence. After a restart nothing is known: everyone counts as away.
+ * not refreshed (enter/update/sync) within it expires like a leave. presence.sync
+ * replaces a room's presence. After a restart nothing is known: everyone counts as
+ * away.
+ *
+ * Memory is bounded: what is stored is connections and clients in their grace period
+ * (entries), at most max_entries of them. Past that the oldest entry is dropped: a
+ * connection (the least recently refreshed) leaves without a grace period, a client
+ * in grace ends it; either way the client is away if nothing else holds it present,
+ * and on_away follows. Expiry and drops past the cap are swept from the event loop at
+ * most PRESENCE_SWEEP_MAX at a time, so no presence call or turn of the loop does
+ * more than that.
+ *
+ * Every function runs on the event loop's thread.
  */
 #ifndef PUSHRELAY_PRESENCE_H
 #define PUSHRELAY_PRESENCE_H
@@ -24,9 +35,13 @@ enum presence_state {
 	PRESENCE_GRACE,		/* left, within the grace period */
 };
 
+/* Entries expired or dropped in one turn of the event loop, at most. */
+#define PRESENCE_SWEEP_MAX 1000
+
 struct presence_options {
 	int64_t grace_ms;	/* 0: a leave takes effect at once */
 	int64_t ttl_ms;		/* 0: presence does not expire */
+	size_t max_entries;	/* connections and clients in grace; 0: no cap */
 };
 
 /*
@@ -86,6 +101,9 @@ struct presence_stats {
 	size_t rooms;
 	size_t clients_present;
 	size_t clients_in_grace;
+	size_t entries;		/* connections and clients in grace, held to max_entries */
+	uint64_t expired;	/* connections that left because of the TTL */
+	uint64_t dropped;	/* entries dropped, oldest first, past max_entries */
 };
 void presence_get_stats(const struct presence *presence, struct presence_stats *stats);
 

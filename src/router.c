@@ -1482,7 +1482,8 @@ router_new(struct event_base *base, struct store *store, struct store_writer *wr
     struct store_writer *reader, const struct router_options *options)
 {
 	struct router *r = xcalloc(1, sizeof *r);
-	struct presence_options po = { options->presence_grace_ms, options->presence_ttl_ms };
+	struct presence_options po = { options->presence_grace_ms, options->presence_ttl_ms,
+		options->presence_max };
 	struct timeval flush = { 0, ROUTER_FLUSH_MS * 1000 }, sweep = { ROUTER_SWEEP_MS / 1000,
 		0 };
 	struct unread_count *counts;
@@ -1530,7 +1531,8 @@ router_new(struct event_base *base, struct store *store, struct store_writer *wr
 void
 router_set_options(struct router *r, const struct router_options *options)
 {
-	struct presence_options po = { options->presence_grace_ms, options->presence_ttl_ms };
+	struct presence_options po = { options->presence_grace_ms, options->presence_ttl_ms,
+		options->presence_max };
 
 	r->options = *options;
 	presence_set_options(r->presence, &po);
@@ -1621,7 +1623,13 @@ router_free(struct router *r)
 void
 router_get_stats(const struct router *r, struct router_stats *stats)
 {
+	struct presence_stats presence;
+
 	*stats = r->stats;
+	presence_get_stats(r->presence, &presence);
+	stats->presence_entries = presence.entries;
+	stats->presence_expired = presence.expired;
+	stats->presence_dropped = presence.dropped;
 }
 
 void

@@ -30,6 +30,7 @@ struct router;
 struct router_options {
 	int64_t presence_grace_ms;
 	int64_t presence_ttl_ms;
+	size_t presence_max;		/* presence entries, at most */
 	int implicit_membership;
 	int64_t coalesce_window_ms;
 	int64_t dedupe_window_ms;
@@ -49,6 +50,9 @@ struct router_stats {
 	uint64_t skipped;		/* malformed or unknown events */
 	size_t in_flight;		/* events not acknowledged yet */
 	size_t pending_recipients;	/* (room, recipient) waiting: coalescing or grace */
+	size_t presence_entries;	/* connections and members in grace */
+	uint64_t presence_expired;	/* connections that left on the presence TTL */
+	uint64_t presence_dropped;	/* entries dropped past presence_max */
 };
 
 /*

@@ -758,6 +758,29 @@ class TestRouting(RoomsCase):
         self.assertEqual((line.get("source"), line.get("count"), line.get("first")),
                          ("http", "13", "client_id: is required"))
 
+    def test_events_over_their_list_limits_are_skipped_naming_the_limit(self):
+        room = self.id_("r")
+        a, b = self.id_("a"), self.id_("b")
+        self.register(b, "apns")
+        self.join(room, a, b)
+        events = [
+            {"type": "presence.sync", "room": room,
+             "present": ["c%d" % i for i in range(10001)]},                      # 0
+            message(room, "l1", a, "x", mentions=["m%d" % i for i in range(1001)]),  # 1
+            message(room, "l2", a, "x",
+                    push={"data": {"k%d" % i: "v" for i in range(101)}}),       # 2
+            message(room, "l3", a, "x", push={"fcm": {"k": "v" * 4096}}),       # 3
+            message(room, "l4", a, "within every limit"),                       # 4
+        ]
+        self.post(*events, skipped=[
+            {"index": 0, "reason": "present: must have at most 10000 client ids"},
+            {"index": 1, "reason": "mentions: must have at most 1000 ids"},
+            {"index": 2, "reason": "push.data: must have at most 100 members"},
+            {"index": 3, "reason": "push.fcm: must be at most 4096 bytes as JSON"},
+        ])
+        self.expect(b, note(room, "l4", a, "within every limit", badge=1))
+        self.check()
+
 
 class TestNoImplicitMembership(RoomsCase):
 

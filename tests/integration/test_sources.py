@@ -1120,6 +1120,16 @@ class TestAbly(AblyCase):
                                    badge=1))
         self.check()
 
+    def test_a_delivery_over_its_item_limit_is_refused_whole(self):
+        room = self.id_("r")
+        client = self.id_("c")
+        items = [batched_item("channel.presence", room, presence_=[raw_presence(client, 2)])
+                 for _ in range(1001)]
+        self.assertErrorBody(self.ably({"items": items}), 413, "payload_too_large",
+                             "items: at most 1000 items in one delivery")
+        # At the limit, it is taken.
+        self.accepted(self.ably({"items": items[:1000]}), 1000)
+
     def test_enveloped_messages_and_presence_with_the_wrong_source(self):
         room = self.id_("r")
         a, b, c = self.id_("a"), self.id_("b"), self.id_("c")

@@ -713,6 +713,113 @@ test_push_overrides_of_ably_win_and_bad_push_is_malformed(void **state)
 }
 
 static void
+test_push_over_the_event_limits_is_malformed(void **state)
+{
+	struct ably_result r;
+	json_t *data = json_object(), *body;
+	char key[16], *text, *big = malloc(EVENT_PUSH_JSON_MAX + 1);
+
+	(void)state;
+	for (int i = 0; i <= EVENT_PUSH_DATA_MAX; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		json_object_set_new(data, key, json_string("v"));
+	}
+	assert_non_null(big);
+	memset(big, 'x', EVENT_PUSH_JSON_MAX);
+	big[EVENT_PUSH_JSON_MAX] = '\0';
+	body = json_pack("{s:s, s:s, s:[{s:s, s:s, s:s, s:{s:{s:o}}},"
+	    "{s:s, s:s, s:s, s:{s:{s:{s:s}}}}]}",
+	    "source", "channel.message", "channel", "r", "messages",
+	    "id", "m1", "clientId", "c", "data", "t", "extras", "push", "data", data,
+	    "id", "m2", "clientId", "c", "data", "t", "extras", "push", "fcm", "x", big);
+	assert_non_null(body);
+	text = json_dumps(body, JSON_COMPACT);
+	translate_body(text, strlen(text), &r);
+	assert_int_equal(r.count, 0);
+	assert_skip_counts(&r, 2, 0, 0, 0, 0, 0);
+	assert_skip(&r, 0, ABLY_SKIP_MALFORMED,
+	    "messages[0]: extras.push.data: must have at most 100 members");
+	assert_skip(&r, 1, ABLY_SKIP_MALFORMED,
+	    "messages[1]: extras.push.fcm: must be at most 4096 bytes as JSON");
+	ably_result_free(&r);
+	json_decref(body);
+	free(text);
+	free(big);
+}
+
+/* Translate body, expecting ABLY_ETOOLARGE with exactly the error message. */
+static void
+expect_too_large(const char *body, const char *message)
+{
+	struct ably_request request = {
+		.body = body, .len = strlen(body), .content_type = "application/json",
+	};
+	struct ably_result r;
+	char err[256] = "";
+
+	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_ETOOLARGE);
+	assert_string_equal(err, message);
+	assert_int_equal(r.count, 0);
+	assert_int_equal(r.skip_count, 0);
+	assert_null(r.events);
+}
+
+/* A batched delivery of items, each a channel.presence item with entries entries. */
+static char *
+batch_of(size_t items, size_t entries)
+{
+	json_t *array = json_array(), *presence, *body;
+	char *text;
+
+	for (size_t i = 0; i < items; i++) {
+		presence = json_array();
+		for (size_t e = 0; e < entries; e++)
+			json_array_append_new(presence, json_pack("{s:i, s:s}", "action", 2,
+			    "clientId", "c"));
+		json_array_append_new(array, json_pack("{s:s, s:{s:s, s:o}}", "source",
+		    "channel.presence", "data", "channelId", "r", "presence", presence));
+	}
+	body = json_pack("{s:o}", "items", array);
+	text = json_dumps(body, JSON_COMPACT);
+	assert_non_null(text);
+	json_decref(body);
+	return text;
+}
+
+static void
+test_delivery_over_the_item_or_entry_limit_is_refused_whole(void **state)
+{
+	struct ably_result r;
+	char *text;
+	json_t *presence = json_array(), *envelope;
+
+	(void)state;
+	/* At the limits: translated. */
+	text = batch_of(ABLY_ITEMS_MAX, ABLY_ENTRIES_MAX / ABLY_ITEMS_MAX);
+	translate_body(text, strlen(text), &r);
+	assert_int_equal(r.count, ABLY_ENTRIES_MAX);
+	ably_result_free(&r);
+	free(text);
+
+	text = batch_of(ABLY_ITEMS_MAX + 1, 0);
+	expect_too_large(text, "items: at most 1000 items in one delivery");
+	free(text);
+	text = batch_of(2, ABLY_ENTRIES_MAX / 2 + 1);
+	expect_too_large(text, "at most 10000 messages and presence entries in one delivery");
+	free(text);
+
+	for (size_t e = 0; e <= ABLY_ENTRIES_MAX; e++)
+		json_array_append_new(presence, json_pack("{s:i, s:s}", "action", 2, "clientId",
+		    "c"));
+	envelope = json_pack("{s:s, s:s, s:o}", "source", "channel.presence", "channel", "r",
+	    "presence", presence);
+	text = json_dumps(envelope, JSON_COMPACT);
+	expect_too_large(text, "at most 10000 messages and presence entries in one delivery");
+	free(text);
+	json_decref(envelope);
+}
+
+static void
 test_long_text_is_cut_at_a_character_boundary(void **state)
 {
 	struct ably_request request;
@@ -1089,6 +1196,8 @@ main(void)
 		cmocka_unit_test(test_encrypted_delete_is_still_translated),
 		cmocka_unit_test(test_push_extras_map_to_the_push_object),
 		cmocka_unit_test(test_push_overrides_of_ably_win_and_bad_push_is_malformed),
+		cmocka_unit_test(test_push_over_the_event_limits_is_malformed),
+		cmocka_unit_test(test_delivery_over_the_item_or_entry_limit_is_refused_whole),
 		cmocka_unit_test(test_long_text_is_cut_at_a_character_boundary),
 		cmocka_unit_test(test_header_mentions_accept_an_array_and_validate_ids),
 		cmocka_unit_test(test_malformed_entries_are_skipped_and_the_rest_kept),

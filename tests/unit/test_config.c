@@ -25,7 +25,7 @@
 #include "store.h"
 
 /* Options of the plain sections, and of each kind of named section. */
-#define OPTION_COUNT 55
+#define OPTION_COUNT 56
 #define APNS_OPTION_COUNT 16
 #define FCM_OPTION_COUNT 6
 
@@ -182,6 +182,9 @@ assert_defaults(const struct config *config, const char *state_dir)
 	assert_int_equal(config->store_busy_timeout_ms, 5000);
 	assert_int_equal(config->store_cache_size, 32 * 1024 * 1024);
 	assert_int_equal(config->store_checkpoint_size, 32 * 1024 * 1024);
+	/* Presence expires and is capped unless told otherwise. */
+	assert_int_equal(config->presence_ttl_ms, 24 * 3600 * 1000);
+	assert_int_equal(config->presence_max, 1000000);
 	assert_int_equal(config->log_level, LOG_LEVEL_INFO);
 	assert_int_equal(config->log_format, LOG_FORMAT_TEXT);
 }

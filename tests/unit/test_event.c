@@ -303,6 +303,85 @@ test_event_presence_sync_lists_clients_and_may_be_empty(void **state)
 	room_event_free(&ev);
 }
 
+/* A presence.sync object in room r listing n clients c0, c1, ... */
+static json_t *
+sync_of(size_t n)
+{
+	json_t *present = json_array();
+	char id[32];
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(id, sizeof id, "c%zu", i);
+		json_array_append_new(present, json_string(id));
+	}
+	return json_pack("{s:s, s:s, s:o}", "type", "presence.sync", "room", "r", "present",
+	    present);
+}
+
+static void
+test_event_presence_sync_takes_at_most_present_max_clients(void **state)
+{
+	struct room_event ev;
+	json_t *at_limit = sync_of(EVENT_PRESENT_MAX);
+	char err[256];
+
+	(void)state;
+	assert_int_equal(room_event_parse(at_limit, NULL, &ev, err, sizeof err), EVENT_OK);
+	assert_int_equal(ev.present_count, EVENT_PRESENT_MAX);
+	room_event_free(&ev);
+	json_decref(at_limit);
+	expect_object(sync_of(EVENT_PRESENT_MAX + 1), NULL, EVENT_EMALFORMED,
+	    "present: must have at most 10000 client ids");
+}
+
+/* A push object {field: {"k0": "v", "k1": "v", ...}} with n members of value_len bytes. */
+static json_t *
+push_with_members(const char *field, size_t n, size_t value_len)
+{
+	json_t *members = json_object();
+	char key[32], *value = repeat('v', value_len);
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(key, sizeof key, "k%zu", i);
+		json_object_set_new(members, key, json_string(value));
+	}
+	free(value);
+	return json_pack("{s:o}", field, members);
+}
+
+static void
+test_event_push_overrides_are_held_to_their_limits(void **state)
+{
+	struct room_event ev;
+	json_t *o;
+	char err[256];
+
+	(void)state;
+	/* 100 members of data, and {"k0":"vvv..."} of exactly 4096 bytes, pass. */
+	o = message_with("push", push_with_members("data", EVENT_PUSH_DATA_MAX, 1));
+	assert_int_equal(room_event_parse(o, NULL, &ev, err, sizeof err), EVENT_OK);
+	assert_int_equal(json_object_size(json_object_get(ev.push, "data")),
+	    EVENT_PUSH_DATA_MAX);
+	room_event_free(&ev);
+	json_decref(o);
+	o = message_with("push", push_with_members("apns", 1, EVENT_PUSH_JSON_MAX - 9));
+	assert_int_equal(room_event_parse(o, NULL, &ev, err, sizeof err), EVENT_OK);
+	room_event_free(&ev);
+	json_decref(o);
+
+	expect_object(message_with("push", push_with_members("data", EVENT_PUSH_DATA_MAX + 1,
+	    1)), NULL, EVENT_EMALFORMED, "push.data: must have at most 100 members");
+	expect_object(message_with("push", push_with_members("data", 1,
+	    EVENT_PUSH_JSON_MAX)), NULL, EVENT_EMALFORMED,
+	    "push.data: must be at most 4096 bytes as JSON");
+	expect_object(message_with("push", push_with_members("apns", 1,
+	    EVENT_PUSH_JSON_MAX - 8)), NULL, EVENT_EMALFORMED,
+	    "push.apns: must be at most 4096 bytes as JSON");
+	expect_object(message_with("push", push_with_members("fcm", 1,
+	    EVENT_PUSH_JSON_MAX)), NULL, EVENT_EMALFORMED,
+	    "push.fcm: must be at most 4096 bytes as JSON");
+}
+
 static void
 test_event_member_join_leave_and_read(void **state)
 {
@@ -491,6 +570,24 @@ test_event_text_that_is_not_an_event_object(void **state)
 	    "not valid JSON: duplicate object key near '\"type\"'");
 	expect_malformed("[{\"type\":\"read\"}]", "an event must be a JSON object");
 	expect_malformed("42", "an event must be a JSON object");
+}
+
+static void
+test_event_text_over_event_json_max_is_malformed_unread(void **state)
+{
+	static const char join[] = "{\"type\":\"member.join\",\"room\":\"r\",\"client_id\":\"a\"}";
+	char *text = repeat(' ', EVENT_JSON_MAX + 1);
+	struct room_event ev;
+
+	(void)state;
+	/* A valid event, then spaces: only its size is wrong. */
+	memcpy(text, join, strlen(join));
+	expect_malformed(text, "an event must be at most 2097152 bytes of JSON");
+	text[EVENT_JSON_MAX] = '\0';
+	parse_ok(text, NULL, &ev);
+	assert_string_equal(ev.client_id, "a");
+	room_event_free(&ev);
+	free(text);
 }
 
 static void
@@ -1007,7 +1104,10 @@ long_cases(size_t *count)
 	char *mentions = id_array("bob", EVENT_MENTIONS_MAX);
 	char *too_many = id_array("bob", EVENT_MENTIONS_MAX + 1);
 	char *present = id_array("c", 3000);
-	char **cases = malloc(16 * sizeof *cases);
+	char *present_max = id_array("c", EVENT_PRESENT_MAX);
+	char *present_over = id_array("c", EVENT_PRESENT_MAX + 1);
+	char *huge = repeat('a', EVENT_JSON_MAX);
+	char **cases = malloc(20 * sizeof *cases);
 	size_t n = 0;
 
 	assert_non_null(cases);
@@ -1033,6 +1133,13 @@ long_cases(size_t *count)
 	cases[n++] = format(MESSAGE(",\"text\":\"x\",\"mentions\":%s"), too_many);
 	cases[n++] = format("{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":%s}",
 	    present);
+	cases[n++] = format("{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":%s}",
+	    present_max);
+	cases[n++] = format("{\"type\":\"presence.sync\",\"room\":\"r\",\"present\":%s}",
+	    present_over);
+	/* One byte of JSON over EVENT_JSON_MAX: malformed, whatever it holds. */
+	cases[n++] = format(MESSAGE(",\"text\":\"%s\""), huge + strlen(MESSAGE(",\"text\":\"\""))
+	    - 1);
 	free(a4095);
 	free(a4094);
 	free(name);
@@ -1040,6 +1147,9 @@ long_cases(size_t *count)
 	free(mentions);
 	free(too_many);
 	free(present);
+	free(present_max);
+	free(present_over);
+	free(huge);
 	*count = n;
 	return cases;
 }
@@ -1669,6 +1779,8 @@ main(void)
 		cmocka_unit_test(test_event_message_delete),
 		cmocka_unit_test(test_event_presence_enter_leave_update),
 		cmocka_unit_test(test_event_presence_sync_lists_clients_and_may_be_empty),
+		cmocka_unit_test(test_event_presence_sync_takes_at_most_present_max_clients),
+		cmocka_unit_test(test_event_push_overrides_are_held_to_their_limits),
 		cmocka_unit_test(test_event_member_join_leave_and_read),
 		cmocka_unit_test(test_event_room_from_object_else_from_source),
 		cmocka_unit_test(test_event_bad_room_from_source_is_malformed),
@@ -1676,6 +1788,7 @@ main(void)
 		cmocka_unit_test(test_event_malformed_messages_name_the_field),
 		cmocka_unit_test(test_event_malformed_message_fields_name_the_field),
 		cmocka_unit_test(test_event_text_that_is_not_an_event_object),
+		cmocka_unit_test(test_event_text_over_event_json_max_is_malformed_unread),
 		cmocka_unit_test(test_event_type_names_are_the_wire_names),
 		cmocka_unit_test(test_event_fast_path_agrees_with_generic_on_every_case),
 		cmocka_unit_test(test_event_fast_path_agrees_with_generic_under_mutation),

@@ -265,6 +265,8 @@ sample_snapshot(struct metrics_snapshot *s)
 	s->router.coalesced = 9;
 	s->router.duplicates = 1;
 	s->router.rate_limited = 2;
+	s->router.presence_entries = 12;
+	s->router.presence_dropped = 5;
 
 	s->has_feedback = 1;
 	s->feedback.posted = 4;
@@ -364,6 +366,9 @@ test_render_gauges_providers_and_process(void **state)
 	assert_line(text, "pushrelay_router_coalesced_total 9");
 	assert_line(text, "pushrelay_router_duplicates_total 1");
 	assert_line(text, "pushrelay_router_rate_limited_total 2");
+	assert_line(text, "pushrelay_presence_entries 12");
+	assert_line(text, "pushrelay_presence_expired_total 0");
+	assert_line(text, "pushrelay_presence_dropped_total 5");
 	assert_line(text, "pushrelay_feedback_events_total{result=\"posted\"} 4");
 	assert_line(text, "pushrelay_feedback_events_total{result=\"failed\"} 1");
 	assert_line(text, "pushrelay_feedback_events_total{result=\"dropped\"} 0");
@@ -489,8 +494,8 @@ test_render_declares_each_family_once_before_its_samples(void **state)
 		assert_true(strncmp(family, "pushrelay_", 10) == 0);
 		samples++;
 	}
-	assert_int_equal(families, 39);
-	assert_int_equal(samples, 102);
+	assert_int_equal(families, 42);
+	assert_int_equal(samples, 105);
 	free(text);
 }
 

@@ -114,6 +114,41 @@ run_ready(struct fixture *f)
 	assert_true(event_base_loop(f->base, EVLOOP_NONBLOCK) >= 0);
 }
 
+/* Start presence with these periods and at most max_entries entries. */
+static struct fixture *
+start_capped(void **state, int64_t grace_ms, int64_t ttl_ms, size_t max_entries)
+{
+	struct fixture *f = *state;
+	struct presence_options options = { .grace_ms = grace_ms, .ttl_ms = ttl_ms,
+		.max_entries = max_entries };
+
+	f->presence = presence_new(f->base, &options, on_away, on_return, f);
+	assert_non_null(f->presence);
+	return f;
+}
+
+/* Are at most max entries kept? */
+static int
+presence_entries_ok(const struct fixture *f, size_t max)
+{
+	struct presence_stats stats;
+
+	presence_get_stats(f->presence, &stats);
+	return stats.entries <= max;
+}
+
+/* The entries kept, expired and dropped so far. */
+static void
+assert_entries(const struct fixture *f, size_t entries, uint64_t expired, uint64_t dropped)
+{
+	struct presence_stats stats;
+
+	presence_get_stats(f->presence, &stats);
+	assert_int_equal(stats.entries, entries);
+	assert_int_equal(stats.expired, expired);
+	assert_int_equal(stats.dropped, dropped);
+}
+
 static void
 assert_stats(const struct fixture *f, size_t rooms, size_t present, size_t in_grace)
 {
@@ -244,6 +279,137 @@ test_presence_ttl_expiry_is_followed_by_grace(void **state)
 	run_for(f, 200);
 	assert_int_equal(presence_get(f->presence, "r", "alice"), PRESENCE_AWAY);
 	assert_string_equal(f->log, "away r alice;");
+}
+
+static void
+test_presence_ttl_expiry_makes_the_member_away_and_frees_it(void **state)
+{
+	struct fixture *f = start(state, 0, 50);
+
+	presence_enter(f->presence, "r", "alice", "c1");
+	presence_enter(f->presence, "r", "alice", "c2");
+	assert_entries(f, 2, 0, 0);
+	run_for(f, 100);
+	assert_int_equal(presence_get(f->presence, "r", "alice"), PRESENCE_AWAY);
+	assert_string_equal(f->log, "away r alice;");
+	assert_stats(f, 0, 0, 0);
+	assert_entries(f, 0, 2, 0);
+}
+
+static void
+test_presence_refreshed_entries_outlive_the_ttl(void **state)
+{
+	struct fixture *f = start(state, 0, 80);
+	const char *const bob[] = { "bob" };
+
+	presence_enter(f->presence, "r", "alice", "c1");
+	presence_enter(f->presence, "s", "bob", NULL);
+	presence_enter(f->presence, "r", "carol", "c1");
+	/* 160 ms in all, never 80 without a refresh for alice (update) and bob (sync). */
+	for (int i = 0; i < 4; i++) {
+		run_for(f, 40);
+		presence_update(f->presence, "r", "alice", "c1");
+		presence_sync(f->presence, "s", bob, 1);
+	}
+	assert_int_equal(presence_get(f->presence, "r", "alice"), PRESENCE_PRESENT);
+	assert_int_equal(presence_get(f->presence, "s", "bob"), PRESENCE_PRESENT);
+	assert_int_equal(presence_get(f->presence, "r", "carol"), PRESENCE_AWAY);
+	assert_string_equal(f->log, "away r carol;");
+	assert_entries(f, 2, 1, 0);
+}
+
+static void
+test_presence_cap_holds_under_a_flood_of_joins_that_never_leave(void **state)
+{
+	struct fixture *f = start_capped(state, 15000, 0, 100);
+	char client[32];
+
+	f->quiet = 1;
+	for (size_t i = 0; i < 10000; i++) {
+		snprintf(client, sizeof client, "client-%zu", i);
+		presence_enter(f->presence, "r", client, "c1");
+		assert_true(presence_entries_ok(f, 100));
+	}
+	assert_entries(f, 100, 0, 9900);
+	assert_stats(f, 1, 100, 0);
+	/* The newest 100 are present, the rest away (dropped without grace). */
+	assert_int_equal(presence_get(f->presence, "r", "client-9900"), PRESENCE_PRESENT);
+	assert_int_equal(presence_get(f->presence, "r", "client-9899"), PRESENCE_AWAY);
+	assert_int_equal(presence_get(f->presence, "r", "client-0"), PRESENCE_AWAY);
+	run_ready(f);
+	assert_int_equal(f->aways, 9900);
+}
+
+static void
+test_presence_cap_drops_the_oldest_of_connections_and_grace(void **state)
+{
+	struct fixture *f = start_capped(state, 60000, 0, 2);
+
+	presence_enter(f->presence, "r", "bob", "c1");
+	run_for(f, 5);
+	presence_enter(f->presence, "r", "alice", "c1");
+	presence_leave(f->presence, "r", "alice", "c1");
+	assert_entries(f, 2, 0, 0);
+	run_for(f, 5);
+	/* bob's connection (older than alice's grace) goes: away, without grace. */
+	presence_enter(f->presence, "r", "carol", "c1");
+	assert_int_equal(presence_get(f->presence, "r", "bob"), PRESENCE_AWAY);
+	assert_int_equal(presence_get(f->presence, "r", "alice"), PRESENCE_GRACE);
+	run_for(f, 5);
+	/* Then alice's grace, older than carol's connection: it ends now. */
+	presence_enter(f->presence, "r", "dave", "c1");
+	assert_int_equal(presence_get(f->presence, "r", "alice"), PRESENCE_AWAY);
+	assert_int_equal(presence_get(f->presence, "r", "carol"), PRESENCE_PRESENT);
+	assert_int_equal(presence_get(f->presence, "r", "dave"), PRESENCE_PRESENT);
+	assert_entries(f, 2, 0, 2);
+	run_ready(f);
+	assert_string_equal(f->log, "away r bob;away r alice;");
+}
+
+static void
+test_presence_a_sync_larger_than_the_cap_keeps_its_last_clients(void **state)
+{
+	struct fixture *f = start_capped(state, 0, 0, 100);
+	const char *ids[300];
+	char names[300][16];
+
+	f->quiet = 1;
+	for (size_t i = 0; i < 300; i++) {
+		snprintf(names[i], sizeof names[i], "c%zu", i);
+		ids[i] = names[i];
+	}
+	presence_sync(f->presence, "r", ids, 300);
+	assert_entries(f, 100, 0, 200);
+	assert_int_equal(presence_get(f->presence, "r", "c199"), PRESENCE_AWAY);
+	assert_int_equal(presence_get(f->presence, "r", "c200"), PRESENCE_PRESENT);
+	assert_int_equal(presence_get(f->presence, "r", "c299"), PRESENCE_PRESENT);
+}
+
+static void
+test_presence_lowering_the_cap_drops_the_excess_in_bounded_sweeps(void **state)
+{
+	struct fixture *f = start_capped(state, 0, 0, 0);
+	struct presence_options options = { .max_entries = 100 };
+	struct presence_stats stats;
+	char client[32];
+
+	f->quiet = 1;
+	for (size_t i = 0; i < 2500; i++) {
+		snprintf(client, sizeof client, "client-%zu", i);
+		presence_enter(f->presence, "r", client, NULL);
+	}
+	presence_set_options(f->presence, &options);
+	/* Not inside the call: from the loop, PRESENCE_SWEEP_MAX a turn. */
+	assert_entries(f, 2500, 0, 0);
+	assert_true(event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK) >= 0);
+	presence_get_stats(f->presence, &stats);
+	if (stats.entries < 2500 - PRESENCE_SWEEP_MAX || stats.entries >= 2500)
+		fail_msg("%zu entries after one turn", stats.entries);
+	run_for(f, 20);
+	assert_entries(f, 100, 0, 2400);
+	assert_int_equal(presence_get(f->presence, "r", "client-2399"), PRESENCE_AWAY);
+	assert_int_equal(presence_get(f->presence, "r", "client-2400"), PRESENCE_PRESENT);
+	assert_int_equal(f->aways, 2400);
 }
 
 static void
@@ -460,6 +626,12 @@ main(void)
 		TEST(test_presence_grace_zero_is_away_at_once_with_callback_from_the_loop),
 		TEST(test_presence_ttl_expires_connections_not_refreshed),
 		TEST(test_presence_ttl_expiry_is_followed_by_grace),
+		TEST(test_presence_ttl_expiry_makes_the_member_away_and_frees_it),
+		TEST(test_presence_refreshed_entries_outlive_the_ttl),
+		TEST(test_presence_cap_holds_under_a_flood_of_joins_that_never_leave),
+		TEST(test_presence_cap_drops_the_oldest_of_connections_and_grace),
+		TEST(test_presence_a_sync_larger_than_the_cap_keeps_its_last_clients),
+		TEST(test_presence_lowering_the_cap_drops_the_excess_in_bounded_sweeps),
 		TEST(test_presence_sync_replaces_the_rooms_presence),
 		TEST(test_presence_sync_keeps_known_connections),
 		TEST(test_presence_connection_id_replaces_the_anonymous_connection),

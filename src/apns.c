@@ -37,6 +37,7 @@
 #include "h2_pool.h"
 #include "jwt.h"
 #include "log.h"
+#include "retry_after.h"
 #include "tls.h"
 #include "xmalloc.h"
 
@@ -50,7 +51,6 @@
 #define APNS_ENVIRONMENTS 2
 /* Our headers: topic, push type, priority, expiration, collapse id, id, authorization. */
 #define APNS_OWN_HEADERS 7
-#define APNS_RETRY_AFTER_MAX_S (24 * 3600)
 
 /* A provider token, shared by the app and the requests that carry it. */
 struct apns_token {
@@ -619,24 +619,14 @@ apns_deferred_cb(evutil_socket_t fd, short what, void *arg)
 	apns_check_drained(p);
 }
 
-/* Milliseconds from a Retry-After header in seconds; 0 when absent or a date. */
+/* Milliseconds from a Retry-After header; 0 when absent or malformed. */
 static int64_t
 apns_retry_after(const struct h2_response *response)
 {
-	const char *value = h2_response_header(response, "retry-after");
-	int64_t seconds = 0;
+	int64_t ms = retry_after_parse_ms(h2_response_header(response, "retry-after"),
+	    clock_now_ms());
 
-	if (value == NULL || *value == '\0')
-		return 0;
-	for (; *value != '\0'; value++) {
-		if (!isdigit((unsigned char)*value))
-			return 0;
-		if (seconds < APNS_RETRY_AFTER_MAX_S)
-			seconds = seconds * 10 + (*value - '0');
-	}
-	if (seconds > APNS_RETRY_AFTER_MAX_S)
-		seconds = APNS_RETRY_AFTER_MAX_S;
-	return seconds * 1000;
+	return ms > 0 ? ms : 0;
 }
 
 /* An answer that is not 200: read its reason and act on what it says of us. */

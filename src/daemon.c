@@ -95,19 +95,29 @@ mkdir_parents(const char *path, mode_t mode)
 	return 0;
 }
 
-/* Load the API keys, generating the default key file on first start. */
+/*
+ * Load the API keys, generating the default key file on the first start only. On a
+ * reload a missing file is an error: a new key would lock out every client.
+ */
 static struct apikeys *
-daemon_load_keys(const struct config *config, char *err, size_t errlen)
+daemon_load_keys(const struct config *config, int starting, char *err, size_t errlen)
 {
 	struct apikeys *keys;
 	int rc;
 
-	if (config->api_key_file_is_default) {
+	if (config->api_key_file_is_default && starting) {
 		rc = apikey_generate_file(config->api_key_file, err, errlen);
 		if (rc == -1)
 			return NULL;
 		if (rc == 0)
 			log_info("generated API key", "path", config->api_key_file, NULL);
+	}
+	if (config->api_key_file_is_default && !starting &&
+	    access(config->api_key_file, F_OK) == -1 && errno == ENOENT) {
+		snprintf(err, errlen, "API key file %s is missing: a reload does not generate "
+		    "a new key (restore the file, or restart to generate one)",
+		    config->api_key_file);
+		return NULL;
 	}
 	if (apikey_load(config->api_key_file, &keys, err, errlen) != 0)
 		return NULL;
@@ -315,7 +325,7 @@ daemon_reload(struct daemon *d)
 		config_free(&next);
 		goto done;
 	}
-	if ((keys = daemon_load_keys(&next, err, sizeof err)) == NULL) {
+	if ((keys = daemon_load_keys(&next, 0, err, sizeof err)) == NULL) {
 		log_error("reload refused", "error", err, NULL);
 		config_free(&next);
 		goto done;
@@ -419,7 +429,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		    d->config.state_dir, strerror(errno));
 		return -1;
 	}
-	if ((keys = daemon_load_keys(&d->config, err, errlen)) == NULL)
+	if ((keys = daemon_load_keys(&d->config, 1, err, errlen)) == NULL)
 		return -1;
 	memset(store_options, 0, sizeof *store_options);
 	store_options->path = d->config.store_path;

@@ -305,6 +305,30 @@ class SignalTest(DaemonTestCase):
         self.assertFalse(d.secret_in_log(first))
         self.assertFalse(d.secret_in_log(second))
 
+    def test_sighup_after_the_generated_key_file_was_deleted_keeps_the_old_key(self):
+        d = self.start_daemon()
+        key = d.key
+        with open(d.key_path, "rb") as f:
+            saved = f.read()
+        os.unlink(d.key_path)
+        line = d.reload()
+        self.assertEqual(line["msg"], "reload refused", line["_line"])
+        self.assertEqual(line.get("error"),
+                         "API key file %s is missing: a reload does not generate a new "
+                         "key (restore the file, or restart to generate one)" % d.key_path,
+                         line["_line"])
+        self.assertEqual(line.get("level"), "error", line["_line"])
+        self.assertFalse(os.path.exists(d.key_path), "a reload generated a new key file")
+        self.assertEqual(d.request("GET", "/v1/clients/a/devices", key=key)[0], 200)
+        # Once the file is back, a reload takes it again.
+        with open(d.key_path, "wb") as f:
+            f.write(saved)
+        os.chmod(d.key_path, 0o600)
+        line = d.reload()
+        self.assertEqual(line["msg"], "configuration reloaded", line["_line"])
+        self.assertEqual(d.request("GET", "/v1/clients/a/devices", key=key)[0], 200)
+        self.assertFalse(d.secret_in_log(key))
+
     def test_sigpipe_from_clients_that_hang_up_does_not_kill_the_daemon(self):
         # Writing to a unix socket whose peer has gone fails with EPIPE at once; on TCP
         # the peer's RST makes a later write fail. Both raise SIGPIPE unless ignored.

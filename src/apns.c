@@ -38,6 +38,7 @@
 #include "jwt.h"
 #include "log.h"
 #include "retry_after.h"
+#include "secret_file.h"
 #include "tls.h"
 #include "xmalloc.h"
 
@@ -307,11 +308,16 @@ apns_token_check(struct apns_app *app)
 
 /* ---- credentials ---- */
 
-/* Read a small file whole (NUL-terminated); 0 or -1 with err set. */
+/*
+ * Read a small secret file whole (NUL-terminated); 0 or -1 with err set. what names
+ * it in errors, option in the warning when others can read it.
+ */
 static int
-apns_read_file(const char *what, const char *path, char **out, size_t *outlen, char *err,
-    size_t errlen)
+apns_read_file(const char *what, const char *option, const char *path, char **out,
+    size_t *outlen, char *err, size_t errlen)
 {
+	char label[64];
+
 	FILE *f;
 	char *buf;
 	size_t len;
@@ -321,6 +327,8 @@ apns_read_file(const char *what, const char *path, char **out, size_t *outlen, c
 		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
 		return -1;
 	}
+	snprintf(label, sizeof label, "APNs %s", option);
+	secret_file_check_mode(fileno(f), label, path);
 	buf = xmalloc(APNS_KEY_FILE_MAX + 1);
 	len = fread(buf, 1, APNS_KEY_FILE_MAX + 1, f);
 	if (ferror(f) || len > APNS_KEY_FILE_MAX) {
@@ -348,7 +356,7 @@ apns_key_load(const struct config_apns_app *c, struct jwt_key **key,
 	int error;
 
 	*key = NULL;
-	if (apns_read_file("key", c->key_file, &pem, &len, reason, sizeof reason) != 0) {
+	if (apns_read_file("key", "key_file", c->key_file, &pem, &len, reason, sizeof reason) != 0) {
 		snprintf(err, errlen, "[apns \"%s\"] %s", c->name, reason);
 		return -1;
 	}
@@ -380,10 +388,12 @@ apns_tls_load(const struct config_apns_app *c, SSL_CTX **out, char *err, size_t 
 	password[0] = '\0';
 	if (c->auth == CONFIG_APNS_AUTH_CERTIFICATE) {
 		if (c->pkcs12_file != NULL) {
+			secret_file_check_mode(-1, "APNs pkcs12_file", c->pkcs12_file);
 			options.pkcs12_file = c->pkcs12_file;
 			if (c->pkcs12_password_file != NULL) {
-				if (apns_read_file("pkcs12_password_file", c->pkcs12_password_file,
-				    &text, &len, reason, sizeof reason) != 0) {
+				if (apns_read_file("pkcs12_password_file", "pkcs12_password_file",
+				    c->pkcs12_password_file, &text, &len, reason,
+				    sizeof reason) != 0) {
 					snprintf(err, errlen, "[apns \"%s\"] %s", c->name, reason);
 					return -1;
 				}
@@ -397,6 +407,9 @@ apns_tls_load(const struct config_apns_app *c, SSL_CTX **out, char *err, size_t 
 		} else {
 			options.cert_file = c->certificate_file;
 			options.key_file = c->certificate_key_file;
+			if (c->certificate_key_file != NULL)
+				secret_file_check_mode(-1, "APNs certificate_key_file",
+				    c->certificate_key_file);
 		}
 	}
 	error = tls_client_ctx_new(&options, out, reason, sizeof reason);

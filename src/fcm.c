@@ -49,6 +49,7 @@
 #include "payload.h"
 #include "provider.h"
 #include "retry_after.h"
+#include "secret_file.h"
 #include "tls.h"
 #include "xmalloc.h"
 
@@ -192,6 +193,7 @@ fcm_read_file(const char *path, size_t *len)
 
 	if ((fp = fopen(path, "r")) == NULL)
 		return NULL;
+	secret_file_check_mode(fileno(fp), "FCM service_account_file", path);
 	buf = xmalloc(FCM_SERVICE_ACCOUNT_MAX + 1);
 	n = fread(buf, 1, FCM_SERVICE_ACCOUNT_MAX + 1, fp);
 	if (ferror(fp) || n > FCM_SERVICE_ACCOUNT_MAX) {

@@ -35,6 +35,8 @@
 #include "xmalloc.h"
 
 #define DAEMON_DRAIN_CHECK_MS 10
+/* How often the store writer proves that writes commit, for /readyz. */
+#define DAEMON_WRITE_PROBE_MS 5000
 
 struct daemon {
 	struct event_base *base;
@@ -55,6 +57,10 @@ struct daemon {
 	const struct source_ops *source_ops[4];
 	struct source *sources[4];
 	size_t source_count;
+	struct daemon_source_check {	/* /readyz's view of each Redis source */
+		const struct source_ops *ops;
+		struct source *source;
+	} source_checks[4];
 	struct event *sigterm, *sigint, *sighup;
 	struct event *drain_timer;	/* checks whether in-flight work is done */
 	struct event *deadline_timer;	/* bounds the shutdown */
@@ -122,6 +128,44 @@ daemon_load_keys(const struct config *config, int starting, char *err, size_t er
 	if (apikey_load(config->api_key_file, &keys, err, errlen) != 0)
 		return NULL;
 	return keys;
+}
+
+/* /readyz: does the store writer's connection still commit? */
+static const char *
+daemon_store_writes_ready(void *arg, char *buf, size_t size)
+{
+	return store_writer_write_error(arg, buf, size);
+}
+
+/* /readyz: is a Redis source connected (subscribed, or its groups ready)? */
+static const char *
+daemon_source_ready(void *arg, char *buf, size_t size)
+{
+	const struct daemon_source_check *c = arg;
+	struct source_stats stats;
+
+	memset(&stats, 0, sizeof stats);
+	c->ops->stats(c->source, &stats);
+	if (stats.connected)
+		return NULL;
+	snprintf(buf, size, "disconnected");
+	return buf;
+}
+
+/* What /readyz checks besides the store's answer and the loop. */
+static void
+daemon_ready_checks(struct daemon *d)
+{
+	store_writer_watch_writes(d->writer, DAEMON_WRITE_PROBE_MS);
+	api_add_ready_check(d->api, "store", daemon_store_writes_ready, d->writer);
+	for (size_t i = 0; i < d->source_count; i++) {
+		if (strncmp(d->source_ops[i]->name, "redis-", 6) != 0)
+			continue;
+		d->source_checks[i].ops = d->source_ops[i];
+		d->source_checks[i].source = d->sources[i];
+		api_add_ready_check(d->api, d->source_ops[i]->name, daemon_source_ready,
+		    &d->source_checks[i]);
+	}
 }
 
 /* Leave the loop: shutdown is complete or has run out of time. */
@@ -489,6 +533,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 			return -1;
 		api_set_ably(d->api, 1, ably_keys, daemon_http_source(d));
 	}
+	daemon_ready_checks(d);
 	d->sigterm = evsignal_new(d->base, SIGTERM, daemon_signal, d);
 	d->sigint = evsignal_new(d->base, SIGINT, daemon_signal, d);
 	d->sighup = evsignal_new(d->base, SIGHUP, daemon_signal, d);

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import stat
@@ -484,6 +485,44 @@ class HealthTest(DaemonTestCase):
 
 
 class ConnectionTest(DaemonTestCase):
+
+    def test_readyz_is_503_while_the_store_cannot_write_and_200_after(self):
+        d = self.start_daemon()
+
+        def readyz():
+            status, _, body, raw = d.request("GET", "/readyz", key=None)
+            self.assertIsInstance(body.pop("loop_lag_ms", None), int, raw)
+            return status, body
+
+        def wait_for(want, timeout):
+            deadline = time.monotonic() + timeout
+            while True:
+                got = readyz()
+                if got == want:
+                    return
+                if time.monotonic() > deadline:
+                    self.fail("/readyz is %r, not %r" % (got, want))
+                time.sleep(0.05)
+
+        ready = (200, {"status": "ready", "store": "ok"})
+        wait_for(ready, 10)
+        # Writes past offset 0 of any file fail with EFBIG, as on a full disk. The
+        # daemon's own log is such a file: its lines are lost meanwhile.
+        saved = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (1, saved[1]))
+        try:
+            wait_for((503, {"status": "unavailable",
+                            "store": "cannot write: disk I/O error"}), 15)
+            # Reads still work: the registry answers.
+            self.assertEqual(d.request("GET", "/v1/clients/a/devices")[0], 200)
+        finally:
+            resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, saved)
+        offset = d.log_offset()
+        wait_for(ready, 20)
+        d.wait_for_log(lambda f: f.get("msg") == "store writes work again", since=offset)
+        status, _, _, raw = d.request("PUT", "/v1/devices/d1", apns_device())
+        self.assertEqual(status, 201, raw)
+        self.assertTrue(d.running())
 
     def test_several_requests_on_one_keepalive_connection(self):
         d = self.start_daemon()

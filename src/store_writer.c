@@ -131,11 +131,11 @@ writer_main(void *arg)
 		pthread_mutex_lock(&w->lock);
 		if (w->probe_interval_ms > 0 && job->result == STORE_EIO)
 			writer_note_write(w, STORE_EIO, NULL);
-		/* A busy writer still probes, so that it can find writes work again. */
-		writer_probe_if_due(w);
 		TAILQ_INSERT_TAIL(&w->done, job, entry);
 		unused = write(w->wakefd, &one, sizeof one);
 		(void)unused;
+		/* A busy writer still probes, so that it can find writes work again. */
+		writer_probe_if_due(w);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;

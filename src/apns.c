@@ -316,10 +316,8 @@ static int
 apns_read_file(const char *what, const char *option, const char *path, char **out,
     size_t *outlen, char *err, size_t errlen)
 {
-	char label[64];
-
+	char label[64], *buf;
 	FILE *f;
-	char *buf;
 	size_t len;
 
 	*out = NULL;
@@ -356,7 +354,8 @@ apns_key_load(const struct config_apns_app *c, struct jwt_key **key,
 	int error;
 
 	*key = NULL;
-	if (apns_read_file("key", "key_file", c->key_file, &pem, &len, reason, sizeof reason) != 0) {
+	if (apns_read_file("key", "key_file", c->key_file, &pem, &len, reason,
+	    sizeof reason) != 0) {
 		snprintf(err, errlen, "[apns \"%s\"] %s", c->name, reason);
 		return -1;
 	}

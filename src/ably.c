@@ -20,6 +20,7 @@
 #include "base64.h"
 #include "log.h"
 #include "model.h"
+#include "secret_file.h"
 #include "utf8.h"
 #include "xmalloc.h"
 
@@ -144,7 +145,6 @@ ably_keys_load(const char *path, struct ably_keys **out, char *err, size_t errle
 {
 	struct ably_keys *keys;
 	struct ably_key *key;
-	struct stat st;
 	char *line = NULL, *text, *colon;
 	size_t cap = 0, lineno = 0, name_len;
 	ssize_t n;
@@ -154,8 +154,7 @@ ably_keys_load(const char *path, struct ably_keys **out, char *err, size_t errle
 		snprintf(err, errlen, "Ably key file %s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077) != 0)
-		log_warn("Ably key file is readable by group or others", "path", path, NULL);
+	secret_file_check_mode(fileno(f), "Ably key file", path);
 	keys = xcalloc(1, sizeof *keys);
 	while ((n = getline(&line, &cap, f)) != -1) {
 		lineno++;

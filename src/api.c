@@ -1010,6 +1010,12 @@ api_set_keys(struct api *api, struct apikeys *keys)
 }
 
 void
+api_add_ready_check(struct api *api, const char *name, api_ready_check_fn *check, void *arg)
+{
+	api_heartbeat_add_check(api->heartbeat, name, check, arg);
+}
+
+void
 api_stop_accepting(struct api *api)
 {
 	for (size_t i = 0; i < api->listener_count; i++) {

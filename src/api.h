@@ -150,10 +150,26 @@ void api_events_accept(struct api_request *r, struct source *source,
 /* The same for a kept Ably webhook ({"headers":{...},"body":"base64"}). */
 int api_ably_replay(const json_t *ably, struct room_event **events, size_t *count);
 
+/*
+ * A check that /readyz runs: NULL when ready, else why not, in at most size bytes of
+ * buf ("disconnected"). Runs on the loop, so it must only read state, never wait.
+ */
+typedef const char *api_ready_check_fn(void *arg, char *buf, size_t size);
+/*
+ * Add a check to /readyz under name, its key in the answer ("redis-pubsub": "ok" or
+ * the reason). The name "store" adds to the store's own check instead of a new key.
+ * name and arg must outlive the API.
+ */
+void api_add_ready_check(struct api *api, const char *name, api_ready_check_fn *check,
+    void *arg);
+
 /* The readiness probe's loop heartbeat: a timer that measures how late it runs. */
 struct api_heartbeat *api_heartbeat_new(struct event_base *base);
 /* The worst lateness of the timer over its last two periods, in ms. */
 int64_t api_heartbeat_lag_ms(const struct api_heartbeat *heartbeat);
 void api_heartbeat_free(struct api_heartbeat *heartbeat);
+/* Add a readiness check to the heartbeat (see api_add_ready_check). */
+void api_heartbeat_add_check(struct api_heartbeat *heartbeat, const char *name,
+    api_ready_check_fn *check, void *arg);
 
 #endif

@@ -2,6 +2,7 @@
 #include "autoconf.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/event.h>
 
@@ -14,11 +15,21 @@
 #define HEARTBEAT_PERIOD_MS 250
 /* The loop counts as unresponsive when its timer ran this much later than due. */
 #define HEARTBEAT_MAX_LAG_MS 2000
+#define READY_CHECKS_MAX 8
+#define READY_REASON_SIZE 160
+
+struct ready_check {
+	const char *name;
+	api_ready_check_fn *check;
+	void *arg;
+};
 
 struct api_heartbeat {
 	struct event *timer;
 	int64_t due;		/* monotonic ms when the timer should run next */
 	int64_t lag[2];		/* lateness of the last two runs */
+	struct ready_check checks[READY_CHECKS_MAX];	/* what else /readyz asks */
+	size_t check_count;
 };
 
 /* Measure how late the timer ran, then arm it again. */
@@ -58,6 +69,15 @@ api_heartbeat_lag_ms(const struct api_heartbeat *hb)
 }
 
 void
+api_heartbeat_add_check(struct api_heartbeat *hb, const char *name,
+    api_ready_check_fn *check, void *arg)
+{
+	if (hb->check_count == READY_CHECKS_MAX)
+		fatalx("too many readiness checks");
+	hb->checks[hb->check_count++] = (struct ready_check){ name, check, arg };
+}
+
+void
 api_heartbeat_free(struct api_heartbeat *hb)
 {
 	if (hb == NULL)
@@ -73,23 +93,42 @@ api_healthz(struct api_request *r)
 	api_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
-/* GET /readyz: the store answers and the loop keeps time. */
+/*
+ * GET /readyz: the store answers and takes writes, the loop keeps time, and every
+ * added check (a Redis source's link) passes. Each check is a key whose value is "ok"
+ * or why not; "loop" shows only when it is unresponsive.
+ */
 void
 api_readyz(struct api_request *r)
 {
-	int64_t lag = api_heartbeat_lag_ms(r->heartbeat);
-	int rc = store_ping(r->store);
+	const struct api_heartbeat *hb = r->heartbeat;
+	int64_t lag = api_heartbeat_lag_ms(hb);
+	int rc = store_ping(r->store), ready;
+	char buf[READY_REASON_SIZE], store[READY_REASON_SIZE + 16];
+	const char *why;
+	json_t *body = json_object();
 
-	if (rc != 0) {
-		api_reply_json(r, 503, json_pack("{s:s, s:s, s:I}", "status", "unavailable",
-		    "store", store_strerror(rc), "loop_lag_ms", (json_int_t)lag));
-		return;
+	json_object_set_new(body, "status", json_string("ready"));
+	json_object_set_new(body, "store", json_null());	/* first; set below */
+	snprintf(store, sizeof store, "%s", rc == 0 ? "ok" : store_strerror(rc));
+	ready = rc == 0;
+	for (size_t i = 0; i < hb->check_count; i++) {
+		why = hb->checks[i].check(hb->checks[i].arg, buf, sizeof buf);
+		if (why != NULL)
+			ready = 0;
+		if (strcmp(hb->checks[i].name, "store") != 0)
+			json_object_set_new(body, hb->checks[i].name,
+			    json_string(why != NULL ? why : "ok"));
+		else if (why != NULL && rc == 0)
+			snprintf(store, sizeof store, "cannot write: %s", why);
 	}
+	json_object_set_new(body, "store", json_string(store));
 	if (lag > HEARTBEAT_MAX_LAG_MS) {
-		api_reply_json(r, 503, json_pack("{s:s, s:s, s:s, s:I}", "status", "unavailable",
-		    "store", "ok", "loop", "unresponsive", "loop_lag_ms", (json_int_t)lag));
-		return;
+		json_object_set_new(body, "loop", json_string("unresponsive"));
+		ready = 0;
 	}
-	api_reply_json(r, 200, json_pack("{s:s, s:s, s:I}", "status", "ready", "store", "ok",
-	    "loop_lag_ms", (json_int_t)lag));
+	json_object_set_new(body, "loop_lag_ms", json_integer((json_int_t)lag));
+	if (!ready)
+		json_object_set_new(body, "status", json_string("unavailable"));
+	api_reply_json(r, ready ? 200 : 503, body);
 }

@@ -15,6 +15,7 @@
 
 #include "apikey.h"
 #include "log.h"
+#include "secret_file.h"
 #include "xmalloc.h"
 
 #define APIKEY_DIGEST_SIZE 32
@@ -57,7 +58,6 @@ int
 apikey_load(const char *path, struct apikeys **out, char *err, size_t errlen)
 {
 	struct apikeys *keys;
-	struct stat st;
 	char *line = NULL, *key;
 	size_t cap = 0, lineno = 0;
 	FILE *f;
@@ -66,8 +66,7 @@ apikey_load(const char *path, struct apikeys **out, char *err, size_t errlen)
 		snprintf(err, errlen, "API key file %s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077) != 0)
-		log_warn("API key file is readable by group or others", "path", path, NULL);
+	secret_file_check_mode(fileno(f), "API key file", path);
 	keys = xcalloc(1, sizeof *keys);
 	while (getline(&line, &cap, f) != -1) {
 		lineno++;

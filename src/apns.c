@@ -37,6 +37,8 @@
 #include "h2_pool.h"
 #include "jwt.h"
 #include "log.h"
+#include "retry_after.h"
+#include "secret_file.h"
 #include "tls.h"
 #include "xmalloc.h"
 
@@ -50,7 +52,6 @@
 #define APNS_ENVIRONMENTS 2
 /* Our headers: topic, push type, priority, expiration, collapse id, id, authorization. */
 #define APNS_OWN_HEADERS 7
-#define APNS_RETRY_AFTER_MAX_S (24 * 3600)
 
 /* A provider token, shared by the app and the requests that carry it. */
 struct apns_token {
@@ -307,13 +308,16 @@ apns_token_check(struct apns_app *app)
 
 /* ---- credentials ---- */
 
-/* Read a small file whole (NUL-terminated); 0 or -1 with err set. */
+/*
+ * Read a small secret file whole (NUL-terminated); 0 or -1 with err set. what names
+ * it in errors, option in the warning when others can read it.
+ */
 static int
-apns_read_file(const char *what, const char *path, char **out, size_t *outlen, char *err,
-    size_t errlen)
+apns_read_file(const char *what, const char *option, const char *path, char **out,
+    size_t *outlen, char *err, size_t errlen)
 {
+	char label[64], *buf;
 	FILE *f;
-	char *buf;
 	size_t len;
 
 	*out = NULL;
@@ -321,6 +325,8 @@ apns_read_file(const char *what, const char *path, char **out, size_t *outlen, c
 		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
 		return -1;
 	}
+	snprintf(label, sizeof label, "APNs %s", option);
+	secret_file_check_mode(fileno(f), label, path);
 	buf = xmalloc(APNS_KEY_FILE_MAX + 1);
 	len = fread(buf, 1, APNS_KEY_FILE_MAX + 1, f);
 	if (ferror(f) || len > APNS_KEY_FILE_MAX) {
@@ -348,7 +354,8 @@ apns_key_load(const struct config_apns_app *c, struct jwt_key **key,
 	int error;
 
 	*key = NULL;
-	if (apns_read_file("key", c->key_file, &pem, &len, reason, sizeof reason) != 0) {
+	if (apns_read_file("key", "key_file", c->key_file, &pem, &len, reason,
+	    sizeof reason) != 0) {
 		snprintf(err, errlen, "[apns \"%s\"] %s", c->name, reason);
 		return -1;
 	}
@@ -385,10 +392,12 @@ apns_tls_load(const struct config_apns_app *c, SSL_CTX **out, char *err, size_t 
 	password[0] = '\0';
 	if (c->auth == CONFIG_APNS_AUTH_CERTIFICATE) {
 		if (c->pkcs12_file != NULL) {
+			secret_file_check_mode(-1, "APNs pkcs12_file", c->pkcs12_file);
 			options.pkcs12_file = c->pkcs12_file;
 			if (c->pkcs12_password_file != NULL) {
-				if (apns_read_file("pkcs12_password_file", c->pkcs12_password_file,
-				    &text, &len, reason, sizeof reason) != 0) {
+				if (apns_read_file("pkcs12_password_file", "pkcs12_password_file",
+				    c->pkcs12_password_file, &text, &len, reason,
+				    sizeof reason) != 0) {
 					snprintf(err, errlen, "[apns \"%s\"] %s", c->name, reason);
 					return -1;
 				}
@@ -402,6 +411,9 @@ apns_tls_load(const struct config_apns_app *c, SSL_CTX **out, char *err, size_t 
 		} else {
 			options.cert_file = c->certificate_file;
 			options.key_file = c->certificate_key_file;
+			if (c->certificate_key_file != NULL)
+				secret_file_check_mode(-1, "APNs certificate_key_file",
+				    c->certificate_key_file);
 		}
 	}
 	error = tls_client_ctx_new(&options, out, reason, sizeof reason);
@@ -624,24 +636,14 @@ apns_deferred_cb(evutil_socket_t fd, short what, void *arg)
 	apns_check_drained(p);
 }
 
-/* Milliseconds from a Retry-After header in seconds; 0 when absent or a date. */
+/* Milliseconds from a Retry-After header; 0 when absent or malformed. */
 static int64_t
 apns_retry_after(const struct h2_response *response)
 {
-	const char *value = h2_response_header(response, "retry-after");
-	int64_t seconds = 0;
+	int64_t ms = retry_after_parse_ms(h2_response_header(response, "retry-after"),
+	    clock_now_ms());
 
-	if (value == NULL || *value == '\0')
-		return 0;
-	for (; *value != '\0'; value++) {
-		if (!isdigit((unsigned char)*value))
-			return 0;
-		if (seconds < APNS_RETRY_AFTER_MAX_S)
-			seconds = seconds * 10 + (*value - '0');
-	}
-	if (seconds > APNS_RETRY_AFTER_MAX_S)
-		seconds = APNS_RETRY_AFTER_MAX_S;
-	return seconds * 1000;
+	return ms > 0 ? ms : 0;
 }
 
 /* An answer that is not 200: read its reason and act on what it says of us. */

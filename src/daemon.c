@@ -35,6 +35,8 @@
 #include "xmalloc.h"
 
 #define DAEMON_DRAIN_CHECK_MS 10
+/* How often the store writer proves that writes commit, for /readyz. */
+#define DAEMON_WRITE_PROBE_MS 5000
 
 struct daemon {
 	struct event_base *base;
@@ -55,6 +57,10 @@ struct daemon {
 	const struct source_ops *source_ops[4];
 	struct source *sources[4];
 	size_t source_count;
+	struct daemon_source_check {	/* /readyz's view of each Redis source */
+		const struct source_ops *ops;
+		struct source *source;
+	} source_checks[4];
 	struct event *sigterm, *sigint, *sighup;
 	struct event *drain_timer;	/* checks whether in-flight work is done */
 	struct event *deadline_timer;	/* bounds the shutdown */
@@ -95,23 +101,71 @@ mkdir_parents(const char *path, mode_t mode)
 	return 0;
 }
 
-/* Load the API keys, generating the default key file on first start. */
+/*
+ * Load the API keys, generating the default key file on the first start only. On a
+ * reload a missing file is an error: a new key would lock out every client.
+ */
 static struct apikeys *
-daemon_load_keys(const struct config *config, char *err, size_t errlen)
+daemon_load_keys(const struct config *config, int starting, char *err, size_t errlen)
 {
 	struct apikeys *keys;
 	int rc;
 
-	if (config->api_key_file_is_default) {
+	if (config->api_key_file_is_default && starting) {
 		rc = apikey_generate_file(config->api_key_file, err, errlen);
 		if (rc == -1)
 			return NULL;
 		if (rc == 0)
 			log_info("generated API key", "path", config->api_key_file, NULL);
 	}
+	if (config->api_key_file_is_default && !starting &&
+	    access(config->api_key_file, F_OK) == -1 && errno == ENOENT) {
+		snprintf(err, errlen, "API key file %s is missing: a reload does not generate "
+		    "a new key (restore the file, or restart to generate one)",
+		    config->api_key_file);
+		return NULL;
+	}
 	if (apikey_load(config->api_key_file, &keys, err, errlen) != 0)
 		return NULL;
 	return keys;
+}
+
+/* /readyz: does the store writer's connection still commit? */
+static const char *
+daemon_store_writes_ready(void *arg, char *buf, size_t size)
+{
+	return store_writer_write_error(arg, buf, size);
+}
+
+/* /readyz: is a Redis source connected (subscribed, or its groups ready)? */
+static const char *
+daemon_source_ready(void *arg, char *buf, size_t size)
+{
+	const struct daemon_source_check *c = arg;
+	struct source_stats stats;
+
+	memset(&stats, 0, sizeof stats);
+	c->ops->stats(c->source, &stats);
+	if (stats.connected)
+		return NULL;
+	snprintf(buf, size, "disconnected");
+	return buf;
+}
+
+/* What /readyz checks besides the store's answer and the loop. */
+static void
+daemon_ready_checks(struct daemon *d)
+{
+	store_writer_watch_writes(d->writer, DAEMON_WRITE_PROBE_MS);
+	api_add_ready_check(d->api, "store", daemon_store_writes_ready, d->writer);
+	for (size_t i = 0; i < d->source_count; i++) {
+		if (strncmp(d->source_ops[i]->name, "redis-", 6) != 0)
+			continue;
+		d->source_checks[i].ops = d->source_ops[i];
+		d->source_checks[i].source = d->sources[i];
+		api_add_ready_check(d->api, d->source_ops[i]->name, daemon_source_ready,
+		    &d->source_checks[i]);
+	}
 }
 
 /* Leave the loop: shutdown is complete or has run out of time. */
@@ -316,7 +370,7 @@ daemon_reload(struct daemon *d)
 		config_free(&next);
 		goto done;
 	}
-	if ((keys = daemon_load_keys(&next, err, sizeof err)) == NULL) {
+	if ((keys = daemon_load_keys(&next, 0, err, sizeof err)) == NULL) {
 		log_error("reload refused", "error", err, NULL);
 		config_free(&next);
 		goto done;
@@ -420,7 +474,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		    d->config.state_dir, strerror(errno));
 		return -1;
 	}
-	if ((keys = daemon_load_keys(&d->config, err, errlen)) == NULL)
+	if ((keys = daemon_load_keys(&d->config, 1, err, errlen)) == NULL)
 		return -1;
 	memset(store_options, 0, sizeof *store_options);
 	store_options->path = d->config.store_path;
@@ -484,6 +538,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 			return -1;
 		api_set_ably(d->api, 1, ably_keys, daemon_http_source(d));
 	}
+	daemon_ready_checks(d);
 	d->sigterm = evsignal_new(d->base, SIGTERM, daemon_signal, d);
 	d->sigint = evsignal_new(d->base, SIGINT, daemon_signal, d);
 	d->sighup = evsignal_new(d->base, SIGHUP, daemon_signal, d);

@@ -527,7 +527,7 @@ delivery_retry(struct delivery *d, const struct provider_result *result)
 	struct timeval tv;
 	char reason[200];
 
-	if (d->attempt >= layer.options.max_attempts || age + delay > layer.options.max_age_ms) {
+	if (d->attempt >= layer.options.max_attempts || delay > layer.options.max_age_ms - age) {
 		snprintf(reason, sizeof reason, "gave up after %d attempts: %s", d->attempt,
 		    result->reason);
 		layer.failed++;

@@ -48,6 +48,8 @@
 #include "log.h"
 #include "payload.h"
 #include "provider.h"
+#include "retry_after.h"
+#include "secret_file.h"
 #include "tls.h"
 #include "xmalloc.h"
 
@@ -191,6 +193,7 @@ fcm_read_file(const char *path, size_t *len)
 
 	if ((fp = fopen(path, "r")) == NULL)
 		return NULL;
+	secret_file_check_mode(fileno(fp), "FCM service_account_file", path);
 	buf = xmalloc(FCM_SERVICE_ACCOUNT_MAX + 1);
 	n = fread(buf, 1, FCM_SERVICE_ACCOUNT_MAX + 1, fp);
 	if (ferror(fp) || n > FCM_SERVICE_ACCOUNT_MAX) {
@@ -506,8 +509,8 @@ static int
 fcm_classify(const struct h2_response *response, struct provider_result *result)
 {
 	struct fcm_error_info info;
-	const char *reason, *retry_after;
-	int64_t retry_ms = 0;
+	const char *reason;
+	int64_t retry_ms;
 	int status = response->status;
 	char fallback[32];
 
@@ -527,25 +530,17 @@ fcm_classify(const struct h2_response *response, struct provider_result *result)
 		reason = fallback;
 	}
 	snprintf(result->reason, sizeof result->reason, "%s", reason);
-	if ((retry_after = h2_response_header(response, "retry-after")) != NULL) {
-		char *end;
-		long long v;
-
-		errno = 0;
-		v = strtoll(retry_after, &end, 10);
-		if (errno == 0 && end != retry_after && *end == '\0' && v >= 0 &&
-		    v < INT64_MAX / 1000)
-			retry_ms = (int64_t)v * 1000;
-	}
+	/* Malformed counts as absent; RETRY_AFTER_MAX_MS at most. */
+	retry_ms = retry_after_parse_ms(h2_response_header(response, "retry-after"),
+	    clock_now_ms());
 
 	if (status == 429 || strcmp(info.error_code, "QUOTA_EXCEEDED") == 0) {
 		result->verdict = PROVIDER_RETRY;
-		result->retry_after_ms = retry_after != NULL && retry_ms > 0 ? retry_ms :
-		    FCM_QUOTA_RETRY_MS;
+		result->retry_after_ms = retry_ms > 0 ? retry_ms : FCM_QUOTA_RETRY_MS;
 	} else if (status >= 500 || strcmp(info.error_code, "UNAVAILABLE") == 0 ||
 	    strcmp(info.error_code, "INTERNAL") == 0) {
 		result->verdict = PROVIDER_RETRY;
-		result->retry_after_ms = retry_ms;
+		result->retry_after_ms = retry_ms > 0 ? retry_ms : 0;
 	} else if (strcmp(info.error_code, "UNREGISTERED") == 0 ||
 	    strcmp(info.error_code, "SENDER_ID_MISMATCH") == 0)
 		result->verdict = PROVIDER_TOKEN_GONE;

@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "httpc.h"
 #include "log.h"
+#include "retry_after.h"
 #include "xmalloc.h"
 
 #define HTTPC_TIMEOUT_MS 30000
@@ -271,31 +272,6 @@ httpc_write_callback(char *data, size_t size, size_t nmemb, void *arg)
 	return len;
 }
 
-/* Parse a Retry-After value: delay-seconds or an HTTP date; -1 if neither. */
-static int64_t
-httpc_parse_retry_after(const char *value)
-{
-	const char *p = value;
-	int64_t seconds = 0;
-	time_t when;
-
-	if (isdigit((unsigned char)*p)) {
-		for (; isdigit((unsigned char)*p); p++) {
-			if (seconds > INT64_MAX / 10000)
-				return -1;
-			seconds = seconds * 10 + (*p - '0');
-		}
-		while (*p == ' ' || *p == '\t')
-			p++;
-		return *p == '\0' ? seconds * 1000 : -1;
-	}
-	when = curl_getdate(value, NULL);
-	if (when == (time_t)-1)
-		return -1;
-	seconds = (int64_t)when * 1000 - clock_now_ms();
-	return seconds > 0 ? seconds : 0;
-}
-
 /* CURLOPT_HEADERFUNCTION: pick Retry-After out of the final response's headers. */
 static size_t
 httpc_header_callback(char *data, size_t size, size_t nmemb, void *arg)
@@ -321,7 +297,7 @@ httpc_header_callback(char *data, size_t size, size_t nmemb, void *arg)
 		return len;
 	memcpy(value, data + start, end - start);
 	value[end - start] = '\0';
-	request->retry_after_ms = httpc_parse_retry_after(value);
+	request->retry_after_ms = retry_after_parse_ms(value, clock_now_ms());
 	return len;
 }
 

@@ -461,10 +461,14 @@ model_prefs_from_json(const json_t *body, const struct member *current, int64_t 
 		if (json_is_null(v))
 			*muted_until = 0;
 		else if (!json_is_string(v) ||
-		    clock_parse_rfc3339(json_string_value(v), muted_until) != 0 ||
-		    *muted_until <= 0)
+		    clock_parse_rfc3339(json_string_value(v), muted_until) != 0)
 			return model_fail(err, MODEL_ERROR_INVALID, "muted_until",
 			    "must be an RFC 3339 time such as 2026-01-02T15:04:05Z, or null");
+		/* 0 means "not muted"; past 9999 it would come back as year 0000. */
+		else if (*muted_until <= 0 || *muted_until > CLOCK_RFC3339_MAX_MS)
+			return model_fail(err, MODEL_ERROR_INVALID, "muted_until",
+			    "must be between 1970-01-01T00:00:00.001Z and "
+			    "9999-12-31T23:59:59.999Z, or null");
 	}
 	v = json_object_get(body, "mentions_only");
 	if (v != NULL) {

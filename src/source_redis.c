@@ -42,6 +42,7 @@
 #include "config.h"
 #include "event.h"
 #include "log.h"
+#include "secret_file.h"
 #include "source.h"
 #include "source_redis.h"
 #include "xmalloc.h"
@@ -1574,8 +1575,11 @@ redis_source_start(enum redis_kind kind, struct event_base *base,
 	source->port = (int)number;
 	if (config->redis_username != NULL && *config->redis_username != '\0')
 		source->username = xstrdup(config->redis_username);
-	if (config->redis_password_file != NULL && *config->redis_password_file != '\0')
+	if (config->redis_password_file != NULL && *config->redis_password_file != '\0') {
+		/* Checked once here: the file is read again on every reconnection. */
+		secret_file_check_mode(-1, "Redis password_file", config->redis_password_file);
 		source->password_file = xstrdup(config->redis_password_file);
+	}
 	source->db = config->redis_db;
 	source->connect_timeout_ms = config->redis_connect_timeout_ms > 0 ?
 	    config->redis_connect_timeout_ms : 5000;

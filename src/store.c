@@ -103,6 +103,13 @@ store_ping(struct store *store)
 	return store->backend->ping(store);
 }
 
+/* Write and take back a little, to see that writes still commit. */
+int
+store_probe_write(struct store *store, char *err, size_t errlen)
+{
+	return store->backend->probe_write(store, err, errlen);
+}
+
 /* Insert or replace a device; see store.h. */
 int
 store_device_put(struct store *store, const struct device *device, int64_t now,

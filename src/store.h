@@ -135,6 +135,7 @@ struct store_backend {
 	    size_t errlen);
 	void (*close)(struct store *store);
 	int (*ping)(struct store *store);
+	int (*probe_write)(struct store *store, char *err, size_t errlen);
 
 	int (*device_put)(struct store *store, const struct device *device, int64_t now,
 	    enum store_put_result *result, struct device *stored);
@@ -209,6 +210,12 @@ int store_open(const char *backend, const struct store_options *options, struct 
     char *err, size_t errlen);
 void store_close(struct store *store);
 int store_ping(struct store *store);
+/*
+ * Commit a small write that changes nothing in the end, to learn whether the store
+ * takes writes now (a full disk, a read-only file): 0, or STORE_EIO with err set to
+ * the backend's reason ("database or disk is full").
+ */
+int store_probe_write(struct store *store, char *err, size_t errlen);
 
 /*
  * Insert or replace a device (by device_id). created_at is kept on update; a token

@@ -916,6 +916,39 @@ sqlite_ping(struct store *store)
 }
 
 /*
+ * Add an outbox row and delete it in one transaction: no row remains, but the commit
+ * writes pages to the log as any other would, so it fails when writes fail.
+ */
+static int
+sqlite_probe_write(struct store *store, char *err, size_t errlen)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "probe_write", NULL, NULL };
+	sqlite3_stmt *add = s->stmts[STMT_OUTBOX_ADD], *del = s->stmts[STMT_OUTBOX_DELETE];
+	int error;
+
+	if ((error = tx_begin(s, &ctx)) == STORE_OK) {
+		if (bind_int64(add, 1, 0) != SQLITE_OK || bind_text(add, 2, "") != SQLITE_OK ||
+		    sqlite3_step(add) != SQLITE_DONE)
+			error = sqlite_fail(s, &ctx);
+		stmt_done(add);
+	}
+	if (error == STORE_OK) {
+		if (bind_int64(del, 1, sqlite3_last_insert_rowid(s->db)) != SQLITE_OK ||
+		    sqlite3_step(del) != SQLITE_DONE)
+			error = sqlite_fail(s, &ctx);
+		stmt_done(del);
+	}
+	if (error == STORE_OK && stmt_run(s, STMT_COMMIT) != SQLITE_OK)
+		error = sqlite_fail(s, &ctx);
+	if (error != STORE_OK) {
+		set_err(err, errlen, "%s", sqlite3_errmsg(s->db));
+		tx_rollback(s, &ctx);
+	}
+	return error;
+}
+
+/*
  * Insert or update a device. A token held by another device is moved here: that
  * device is deleted first (an app reinstalled under a new device id keeps its token).
  * The stored row is read back inside the transaction, so it is what was committed.
@@ -1933,6 +1966,7 @@ const struct store_backend store_sqlite_backend = {
 	.open = sqlite_open,
 	.close = sqlite_close,
 	.ping = sqlite_ping,
+	.probe_write = sqlite_probe_write,
 	.device_put = sqlite_device_put,
 	.device_get = sqlite_device_get,
 	.device_delete = sqlite_device_delete,

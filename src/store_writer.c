@@ -4,14 +4,17 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/queue.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "log.h"
 #include "store_writer.h"
 #include "xmalloc.h"
@@ -36,7 +39,73 @@ struct store_writer {
 	int stopping;			/* protected by lock */
 	int wakefd;			/* eventfd: the thread tells the loop */
 	struct event *wake_event;
+	/* Write health (store_writer_watch_writes); all protected by lock. */
+	int64_t probe_interval_ms;	/* 0: not watched */
+	int64_t probe_due;		/* monotonic ms of the next probe */
+	int64_t failed_at;		/* monotonic ms of the last failed write */
+	char write_error[128];		/* "" while writes work */
 };
+
+/*
+ * Note the result of a write, with lock held: a probe's, with the backend's reason,
+ * or a job's, with why NULL (a job only says STORE_EIO). A failure counts at once;
+ * success clears it only once no write failed for an interval.
+ */
+static void
+writer_note_write(struct store_writer *w, int result, const char *why)
+{
+	int64_t now = clock_monotonic_ms();
+
+	if (result == STORE_EIO) {
+		if (w->write_error[0] == '\0')
+			log_error("store writes fail: not ready until they work again", "error",
+			    why != NULL ? why : store_strerror(result), NULL);
+		if (why != NULL)
+			snprintf(w->write_error, sizeof w->write_error, "%s", why);
+		else if (w->write_error[0] == '\0')
+			snprintf(w->write_error, sizeof w->write_error, "%s",
+			    store_strerror(result));
+		w->failed_at = now;
+	} else if (result == STORE_OK && w->write_error[0] != '\0' &&
+	    now - w->failed_at >= w->probe_interval_ms) {
+		w->write_error[0] = '\0';
+		log_info("store writes work again", NULL);
+	}
+}
+
+/* Run the probe write if it is due, with lock held (released while it runs). */
+static void
+writer_probe_if_due(struct store_writer *w)
+{
+	char why[sizeof w->write_error];
+	int rc;
+
+	if (w->probe_interval_ms <= 0 || clock_monotonic_ms() < w->probe_due)
+		return;
+	pthread_mutex_unlock(&w->lock);
+	why[0] = '\0';
+	rc = store_probe_write(w->store, why, sizeof why);
+	pthread_mutex_lock(&w->lock);
+	writer_note_write(w, rc, why[0] != '\0' ? why : store_strerror(rc));
+	w->probe_due = clock_monotonic_ms() + w->probe_interval_ms;
+}
+
+/* Wait for a job (or stop), with lock held; wakes for probes when writes are watched. */
+static void
+writer_wait(struct store_writer *w)
+{
+	struct timespec until;
+	int64_t due;
+
+	if (w->probe_interval_ms <= 0) {
+		pthread_cond_wait(&w->wake, &w->lock);
+		return;
+	}
+	due = w->probe_due;
+	until.tv_sec = due / 1000;
+	until.tv_nsec = (due % 1000) * 1000000;
+	pthread_cond_timedwait(&w->wake, &w->lock, &until);
+}
 
 /* The thread: run jobs in order, hand each back to the loop. */
 static void *
@@ -49,17 +118,24 @@ writer_main(void *arg)
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
-		while (TAILQ_EMPTY(&w->todo) && !w->stopping)
-			pthread_cond_wait(&w->wake, &w->lock);
+		while (TAILQ_EMPTY(&w->todo) && !w->stopping) {
+			writer_probe_if_due(w);
+			if (TAILQ_EMPTY(&w->todo) && !w->stopping)
+				writer_wait(w);
+		}
 		if ((job = TAILQ_FIRST(&w->todo)) == NULL)
 			break;	/* stopping, and nothing left */
 		TAILQ_REMOVE(&w->todo, job, entry);
 		pthread_mutex_unlock(&w->lock);
 		job->result = job->run(w->store, job->arg);
 		pthread_mutex_lock(&w->lock);
+		if (w->probe_interval_ms > 0 && job->result == STORE_EIO)
+			writer_note_write(w, STORE_EIO, NULL);
 		TAILQ_INSERT_TAIL(&w->done, job, entry);
 		unused = write(w->wakefd, &one, sizeof one);
 		(void)unused;
+		/* A busy writer still probes, so that it can find writes work again. */
+		writer_probe_if_due(w);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
@@ -102,6 +178,7 @@ store_writer_start(struct event_base *base, const char *backend,
     const struct store_options *options, char *err, size_t errlen)
 {
 	struct store_writer *w = xcalloc(1, sizeof *w);
+	pthread_condattr_t attr;
 	int rc;
 
 	if (store_open(backend, options, &w->store, err, errlen) != STORE_OK) {
@@ -116,7 +193,10 @@ store_writer_start(struct event_base *base, const char *backend,
 	if (w->wake_event == NULL || event_add(w->wake_event, NULL) != 0)
 		fatalx("cannot watch the store writer");
 	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->wake, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->wake, &attr);
+	pthread_condattr_destroy(&attr);
 	if ((rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
 		errno = rc;
 		fatal("cannot start the store writer thread");
@@ -145,6 +225,28 @@ size_t
 store_writer_pending(const struct store_writer *w)
 {
 	return w->pending;
+}
+
+void
+store_writer_watch_writes(struct store_writer *w, int64_t interval_ms)
+{
+	pthread_mutex_lock(&w->lock);
+	w->probe_interval_ms = interval_ms;
+	w->probe_due = clock_monotonic_ms();
+	pthread_cond_signal(&w->wake);
+	pthread_mutex_unlock(&w->lock);
+}
+
+const char *
+store_writer_write_error(struct store_writer *w, char *buf, size_t size)
+{
+	int failing;
+
+	pthread_mutex_lock(&w->lock);
+	if ((failing = w->write_error[0] != '\0'))
+		snprintf(buf, size, "%s", w->write_error);
+	pthread_mutex_unlock(&w->lock);
+	return failing ? buf : NULL;
 }
 
 void

@@ -11,6 +11,7 @@
 #define PUSHRELAY_STORE_WRITER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store.h"
 
@@ -30,6 +31,19 @@ void store_writer_submit(struct store_writer *writer, store_job_fn *run,
     store_job_done_fn *done, void *arg);
 /* Jobs queued or running. */
 size_t store_writer_pending(const struct store_writer *writer);
+/*
+ * Watch whether the store takes writes, for readiness: the thread commits a probe
+ * write (store_probe_write) now and every interval_ms between jobs, and a job that
+ * returns STORE_EIO counts as a failed write too. Writes work again once a probe
+ * succeeds at least interval_ms after the last failure, so that a full disk on which
+ * the small probe still fits does not flap. Loop thread, once.
+ */
+void store_writer_watch_writes(struct store_writer *writer, int64_t interval_ms);
+/*
+ * NULL while writes work (or are not watched); else why they fail, copied into buf:
+ * "database or disk is full". Any thread; never waits for a job.
+ */
+const char *store_writer_write_error(struct store_writer *writer, char *buf, size_t size);
 /*
  * Finish every queued job, run the done callbacks still due (here, on the caller's
  * thread), stop the thread and close its connection.

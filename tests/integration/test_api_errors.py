@@ -213,6 +213,20 @@ class BodyErrorTest(ErrorTestCase):
                 self.assertRejected("PUT", "/v1/rooms/room-1/members/alice/prefs", 400,
                                     "invalid_field", message, field, body=body)
 
+    def test_prefs_muted_until_outside_1970_to_9999_is_refused(self):
+        # 9999-12-31T23:59:59-01:00 is in the year 10000, which came back as 0000.
+        message = ("muted_until: must be between 1970-01-01T00:00:00.001Z and "
+                   "9999-12-31T23:59:59.999Z, or null")
+        for text in ("9999-12-31T23:59:59-01:00", "9999-12-31T23:59:60Z",
+                     "1970-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "0000-01-01T00:00:00Z"):
+            with self.subTest(muted_until=text):
+                result = self.assertRejected("PUT", "/v1/rooms/room-1/members/alice/prefs",
+                                             400, "invalid_field", message, "muted_until",
+                                             body={"muted_until": text})
+                self.assertEqual(result[2], {"error": {"code": "invalid_field",
+                                                       "message": message,
+                                                       "field": "muted_until"}})
+
     def test_membership_ids_in_body_different_from_url_are_409(self):
         prefs = "/v1/rooms/room-1/members/alice/prefs"
         member = "/v1/rooms/room-1/members/bob"

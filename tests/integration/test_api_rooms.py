@@ -238,7 +238,10 @@ class PrefsTest(RoomTestCase):
         self.join("room-1", "alice")
         for text, want in (("2026-12-01T08:00:00.250Z", "2026-12-01T08:00:00.250Z"),
                            ("2026-12-01T09:30:00+01:30", "2026-12-01T08:00:00.000Z"),
-                           ("2026-12-01T03:00:00.5-05:00", "2026-12-01T08:00:00.500Z")):
+                           ("2026-12-01T03:00:00.5-05:00", "2026-12-01T08:00:00.500Z"),
+                           # The last time RFC 3339 can write, and one before it.
+                           ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
+                           ("9999-12-31T23:59:59+01:00", "9999-12-31T22:59:59.000Z")):
             with self.subTest(muted_until=text):
                 status, _, got, raw = self.prefs("room-1", "alice", {"muted_until": text})
                 self.assertEqual(status, 200, raw)

@@ -3,12 +3,15 @@
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import stat
+import subprocess
 import time
 
 import harness
+import mockctl
 from harness import DaemonTestCase, apns_device, run_pushrelayd
 
 
@@ -186,6 +189,99 @@ class KeyFileTest(DaemonTestCase):
             self.assertFalse(d.secret_in_log(k))
 
 
+class CredentialFileModeTest(DaemonTestCase):
+    """Every file holding a secret is warned about, by path, when others can read it."""
+
+    WARNINGS = ("API key file", "APNs key_file", "APNs pkcs12_file",
+                "APNs pkcs12_password_file", "APNs certificate_key_file",
+                "FCM service_account_file", "Redis password_file")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs, cls.tmp = mockctl.module_certs("pushrelay-daemon-")
+
+    def credentials(self, mode):
+        """Copies of each kind of credential file with this mode, and a config using them."""
+        d = os.path.join(self.tmp, "mode-%o-%s" % (mode, os.urandom(4).hex()))
+        os.mkdir(d)
+        paths = {}
+
+        def put(name, data):
+            path = os.path.join(d, name)
+            with open(path, "wb") as f:
+                f.write(data)
+            os.chmod(path, mode)
+            return path
+
+        with open(self.certs.apns_key, "rb") as f:
+            paths["APNs key_file"] = put("AuthKey.p8", f.read())
+        p12 = os.path.join(d, "apns.p12.tmp")
+        subprocess.run(["openssl", "pkcs12", "-export", "-in", self.certs.server_cert,
+                        "-inkey", self.certs.server_key, "-passout", "pass:p12-secret",
+                        "-out", p12], check=True, capture_output=True)
+        with open(p12, "rb") as f:
+            paths["APNs pkcs12_file"] = put("apns.p12", f.read())
+        os.unlink(p12)
+        paths["APNs pkcs12_password_file"] = put("p12-password", b"p12-secret\n")
+        with open(self.certs.server_key, "rb") as f:
+            paths["APNs certificate_key_file"] = put("apns-cert.key", f.read())
+        account = mockctl.write_service_account(os.path.join(d, "sa.tmp"), self.certs,
+                                                "relay@example.iam.gserviceaccount.com",
+                                                "https://127.0.0.1:9/token", "example")
+        with open(account, "rb") as f:
+            paths["FCM service_account_file"] = put("service-account.json", f.read())
+        os.unlink(account)
+        paths["Redis password_file"] = put("redis-password", b"redis-secret\n")
+        nowhere = "https://127.0.0.1:9"
+        common = {"production_url": nowhere, "sandbox_url": nowhere, "ca_file": self.certs.ca}
+        config = {
+            'apns "com.example.token"': dict(common, key_file=paths["APNs key_file"],
+                                             key_id="ABC123DEFG", team_id="TEAM123456"),
+            'apns "com.example.p12"': dict(
+                common, auth="certificate", pkcs12_file=paths["APNs pkcs12_file"],
+                pkcs12_password_file=paths["APNs pkcs12_password_file"]),
+            'apns "com.example.pem"': dict(
+                common, auth="certificate", certificate_file=self.certs.server_cert,
+                certificate_key_file=paths["APNs certificate_key_file"]),
+            'fcm "example"': {"service_account_file": paths["FCM service_account_file"],
+                              "url": nowhere, "ca_file": self.certs.ca},
+            "redis": {"address": "127.0.0.1:9", "password_file": paths["Redis password_file"]},
+            "pubsub": {"enabled": "yes"},
+        }
+        return config, paths
+
+    def start_with(self, mode):
+        config, paths = self.credentials(mode)
+        d = self.new_daemon(config=config, keys=["mode-test-" + "k" * 32])
+        os.chmod(d.key_path, mode)
+        paths["API key file"] = d.key_path
+        d.start()
+        return d, paths
+
+    def warnings(self, d):
+        return sorted((f["msg"], f.get("path")) for f in d.find_log(
+            lambda f: f.get("msg", "").endswith(" is readable by group or others")))
+
+    def test_group_or_world_readable_credentials_are_each_warned_about(self):
+        for mode in (0o644, 0o640, 0o604):
+            with self.subTest(mode="%o" % mode):
+                d, paths = self.start_with(mode)
+                want = sorted(("%s is readable by group or others" % what, paths[what])
+                              for what in self.WARNINGS)
+                self.assertEqual(sorted(set(self.warnings(d))), want, d.log_text())
+                for line in d.find_log(lambda f: f.get("msg", "").endswith(
+                        " is readable by group or others")):
+                    self.assertEqual(line["level"], "warn")
+                for secret in ("p12-secret", "redis-secret"):
+                    self.assertFalse(d.secret_in_log(secret))
+
+    def test_owner_only_credentials_are_not_warned_about(self):
+        for mode in (0o600, 0o400):
+            with self.subTest(mode="%o" % mode):
+                d, _ = self.start_with(mode)
+                self.assertEqual(self.warnings(d), [], d.log_text())
+
+
 class SignalTest(DaemonTestCase):
 
     def populate(self, d, n=5):
@@ -305,6 +401,30 @@ class SignalTest(DaemonTestCase):
         self.assertFalse(d.secret_in_log(first))
         self.assertFalse(d.secret_in_log(second))
 
+    def test_sighup_after_the_generated_key_file_was_deleted_keeps_the_old_key(self):
+        d = self.start_daemon()
+        key = d.key
+        with open(d.key_path, "rb") as f:
+            saved = f.read()
+        os.unlink(d.key_path)
+        line = d.reload()
+        self.assertEqual(line["msg"], "reload refused", line["_line"])
+        self.assertEqual(line.get("error"),
+                         "API key file %s is missing: a reload does not generate a new "
+                         "key (restore the file, or restart to generate one)" % d.key_path,
+                         line["_line"])
+        self.assertEqual(line.get("level"), "error", line["_line"])
+        self.assertFalse(os.path.exists(d.key_path), "a reload generated a new key file")
+        self.assertEqual(d.request("GET", "/v1/clients/a/devices", key=key)[0], 200)
+        # Once the file is back, a reload takes it again.
+        with open(d.key_path, "wb") as f:
+            f.write(saved)
+        os.chmod(d.key_path, 0o600)
+        line = d.reload()
+        self.assertEqual(line["msg"], "configuration reloaded", line["_line"])
+        self.assertEqual(d.request("GET", "/v1/clients/a/devices", key=key)[0], 200)
+        self.assertFalse(d.secret_in_log(key))
+
     def test_sigpipe_from_clients_that_hang_up_does_not_kill_the_daemon(self):
         # Writing to a unix socket whose peer has gone fails with EPIPE at once; on TCP
         # the peer's RST makes a later write fail. Both raise SIGPIPE unless ignored.
@@ -365,6 +485,44 @@ class HealthTest(DaemonTestCase):
 
 
 class ConnectionTest(DaemonTestCase):
+
+    def test_readyz_is_503_while_the_store_cannot_write_and_200_after(self):
+        d = self.start_daemon()
+
+        def readyz():
+            status, _, body, raw = d.request("GET", "/readyz", key=None)
+            self.assertIsInstance(body.pop("loop_lag_ms", None), int, raw)
+            return status, body
+
+        def wait_for(want, timeout):
+            deadline = time.monotonic() + timeout
+            while True:
+                got = readyz()
+                if got == want:
+                    return
+                if time.monotonic() > deadline:
+                    self.fail("/readyz is %r, not %r" % (got, want))
+                time.sleep(0.05)
+
+        ready = (200, {"status": "ready", "store": "ok"})
+        wait_for(ready, 10)
+        # Writes past offset 0 of any file fail with EFBIG, as on a full disk. The
+        # daemon's own log is such a file: its lines are lost meanwhile.
+        saved = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (1, saved[1]))
+        try:
+            wait_for((503, {"status": "unavailable",
+                            "store": "cannot write: disk I/O error"}), 15)
+            # Reads still work: the registry answers.
+            self.assertEqual(d.request("GET", "/v1/clients/a/devices")[0], 200)
+        finally:
+            resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, saved)
+        offset = d.log_offset()
+        wait_for(ready, 20)
+        d.wait_for_log(lambda f: f.get("msg") == "store writes work again", since=offset)
+        status, _, _, raw = d.request("PUT", "/v1/devices/d1", apns_device())
+        self.assertEqual(status, 201, raw)
+        self.assertTrue(d.running())
 
     def test_several_requests_on_one_keepalive_connection(self):
         d = self.start_daemon()

@@ -147,9 +147,10 @@ class RedisServer:
     def address(self):
         return "127.0.0.1:%d" % self.port
 
-    def start(self):
-        for _ in range(3):
-            self.port = _free_port()
+    def start(self, port=None):
+        """Start on a free port, or on port (again, after stop(remove=False))."""
+        for _ in range(3 if port is None else 1):
+            self.port = port or _free_port()
             args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                     "--save", "", "--appendonly", "no", "--dir", self.dir,
                     "--daemonize", "no"]
@@ -668,6 +669,44 @@ class TestPubSub(SourcesCase):
         self.publish(room, message(None, "k2", a, "after"))
         self.expect(b, note(room, "k2", a, "after", badge=2))
         self.check()
+
+
+# ---- readiness follows the Redis link ----------------------------------------------------
+
+@unittest.skipUnless(HAVE_REDIS, NO_REDIS)
+class TestRedisReadiness(SourcesCase):
+
+    redis = True
+    waits = ("redis-pubsub", "redis-streams")
+
+    @classmethod
+    def config(cls):
+        return {"pubsub": {"enabled": "yes"},
+                "streams": {"enabled": "yes", "keys": "rooms", "block": "100ms"}}
+
+    def readyz(self):
+        status, _, body, raw = self.daemon.request("GET", "/readyz", key=None)
+        self.assertIsInstance(body, dict, raw)
+        self.assertIsInstance(body.pop("loop_lag_ms", None), int, raw)
+        return status, body
+
+    def test_readyz_is_503_naming_the_redis_sources_while_redis_is_down(self):
+        ready = (200, {"status": "ready", "store": "ok", "redis-pubsub": "ok",
+                       "redis-streams": "ok"})
+        self.wait_for("ready", lambda: self.readyz() == ready)
+        port = self.server.port
+        offset = self.daemon.log_offset()
+        self.server.stop(remove=False)
+        down = (503, {"status": "unavailable", "store": "ok",
+                      "redis-pubsub": "disconnected", "redis-streams": "disconnected"})
+        self.wait_for("not ready while redis is down", lambda: self.readyz() == down)
+        self.daemon.wait_for_log(lambda f: f.get("msg") == "redis connection lost",
+                                 since=offset)
+        # Still down a moment later: reconnection attempts do not make it ready.
+        time.sleep(1.0)
+        self.assertEqual(self.readyz(), down)
+        self.server.start(port=port)
+        self.wait_for("ready once redis is back", lambda: self.readyz() == ready)
 
 
 # ---- Redis with AUTH ------------------------------------------------------------------------

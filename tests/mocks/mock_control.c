@@ -111,6 +111,7 @@ rule_integer(json_t *json, const char *key, json_int_t min, json_int_t max, int6
 
 static const char *const rule_keys[] = {
 	"token", "endpoint", "status", "reason", "message", "timestamp", "retry_after",
+	"retry_after_text",
 	"delay_ms", "times", "action", "h2_error", "topic", "error_code", "google_status",
 	"error", "error_description", NULL,
 };
@@ -146,6 +147,7 @@ rule_parse(json_t *json, char *err, size_t errlen)
 	    (rule->reason == NULL &&
 	    rule_string(json, "message", &rule->reason, err, errlen) != 0) ||
 	    rule_string(json, "topic", &rule->topic, err, errlen) != 0 ||
+	    rule_string(json, "retry_after_text", &rule->retry_after_text, err, errlen) != 0 ||
 	    rule_string(json, "error_code", &rule->error_code, err, errlen) != 0 ||
 	    rule_string(json, "google_status", &rule->google_status, err, errlen) != 0 ||
 	    rule_string(json, "error", &rule->oauth_error, err, errlen) != 0 ||

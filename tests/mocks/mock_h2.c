@@ -425,6 +425,7 @@ mock_rule_free(struct mock_rule *rule)
 	free(rule->google_status);
 	free(rule->oauth_error);
 	free(rule->oauth_description);
+	free(rule->retry_after_text);
 	free(rule);
 }
 
@@ -495,6 +496,9 @@ mock_rule_json(const struct mock_rule *rule)
 		json_object_set_new(json, "timestamp", json_integer(rule->timestamp));
 	if (rule->retry_after >= 0)
 		json_object_set_new(json, "retry_after", json_integer(rule->retry_after));
+	if (rule->retry_after_text != NULL)
+		json_object_set_new(json, "retry_after_text",
+		    json_string(rule->retry_after_text));
 	if (rule->delay_ms > 0)
 		json_object_set_new(json, "delay_ms", json_integer(rule->delay_ms));
 	json_object_set_new(json, "times", json_integer(rule->times));
@@ -904,7 +908,9 @@ mock_stream_finish(struct mock_stream *stream, int status, const char *reason,
 	stream->response_len = body != NULL ? len : 0;
 	if (body != NULL && content_type != NULL)
 		mock_stream_add_header(stream, "content-type", content_type);
-	if (rule != NULL && rule->retry_after >= 0) {
+	if (rule != NULL && rule->retry_after_text != NULL)
+		mock_stream_add_header(stream, "retry-after", rule->retry_after_text);
+	else if (rule != NULL && rule->retry_after >= 0) {
 		snprintf(retry_after, sizeof retry_after, "%d", rule->retry_after);
 		mock_stream_add_header(stream, "retry-after", retry_after);
 	}

@@ -60,6 +60,7 @@ struct mock_rule {
 	char *reason;			/* APNs reason, FCM message text */
 	int64_t timestamp;		/* APNs 410 timestamp in ms; -1: now */
 	int retry_after;		/* seconds for retry-after; -1: none */
+	char *retry_after_text;		/* retry-after sent as is (wins over retry_after) */
 	int delay_ms;
 	int times;			/* matches left; -1: unlimited */
 	enum mock_action action;

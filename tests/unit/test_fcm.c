@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -38,6 +39,7 @@
 #include "notification.h"
 #include "payload.h"
 #include "provider.h"
+#include "retry_after.h"
 
 #define PROJECT "pushrelay-test"
 #define CLIENT_EMAIL "relay@pushrelay-test.iam.gserviceaccount.com"
@@ -885,6 +887,62 @@ test_fcm_503_and_500_are_retried_with_retry_after(void **state)
 	assert_int_equal(stats(f).retried, 2);
 }
 
+/* Retry-After values a broken or hostile server may send, and what they become. */
+static void
+test_fcm_retry_after_is_clamped_and_garbage_is_absent(void **state)
+{
+	struct fixture *f = *state;
+	struct provider_result r;
+	char rules[1024], soon[64], past[64];
+	time_t t = time(NULL) + 120;
+	struct tm tm;
+	int i = 0;
+
+	gmtime_r(&t, &tm);
+	strftime(soon, sizeof soon, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	t -= 3600;
+	gmtime_r(&t, &tm);
+	strftime(past, sizeof past, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	snprintf(rules, sizeof rules, "["
+	    "{\"token\":\"huge\",\"status\":503,\"retry_after_text\":\"9223372036854774\"},"
+	    "{\"token\":\"huger\",\"status\":503,"
+	    "\"retry_after_text\":\"99999999999999999999999\"},"
+	    "{\"token\":\"negative\",\"status\":503,\"retry_after_text\":\"-5\"},"
+	    "{\"token\":\"words\",\"status\":503,\"retry_after_text\":\"soon\"},"
+	    "{\"token\":\"fraction\",\"status\":503,\"retry_after_text\":\"1.5\"},"
+	    "{\"token\":\"soon\",\"status\":503,\"retry_after_text\":\"%s\"},"
+	    "{\"token\":\"past\",\"status\":503,\"retry_after_text\":\"%s\"},"
+	    "{\"token\":\"far\",\"status\":503,"
+	    "\"retry_after_text\":\"Fri, 31 Dec 9999 23:59:59 GMT\"},"
+	    "{\"token\":\"quota\",\"status\":429,\"retry_after_text\":\"-5\"}]", soon, past);
+	start(f, NULL);
+	add_rule(f, rules);
+	create(f);
+	/* 9.2e15 s is 9.2e18 ms: at the edge of int64_t, the delivery layer's sums overflowed. */
+	r = send_and_wait(f, i++, "huge");
+	assert_int_equal(r.verdict, PROVIDER_RETRY);
+	assert_int_equal(r.retry_after_ms, RETRY_AFTER_MAX_MS);
+	r = send_and_wait(f, i++, "huger");
+	assert_int_equal(r.retry_after_ms, RETRY_AFTER_MAX_MS);
+	r = send_and_wait(f, i++, "negative");
+	assert_int_equal(r.verdict, PROVIDER_RETRY);
+	assert_int_equal(r.retry_after_ms, 0);
+	r = send_and_wait(f, i++, "words");
+	assert_int_equal(r.retry_after_ms, 0);
+	r = send_and_wait(f, i++, "fraction");
+	assert_int_equal(r.retry_after_ms, 0);
+	r = send_and_wait(f, i++, "soon");
+	assert_in_range(r.retry_after_ms, 100000, 120000);
+	r = send_and_wait(f, i++, "past");
+	assert_int_equal(r.retry_after_ms, 0);
+	r = send_and_wait(f, i++, "far");
+	assert_int_equal(r.retry_after_ms, RETRY_AFTER_MAX_MS);
+	/* A 429 whose Retry-After is garbage waits the minute of one without it. */
+	r = send_and_wait(f, i++, "quota");
+	assert_int_equal(r.status, 429);
+	assert_int_equal(r.retry_after_ms, 60000);
+}
+
 static void
 test_fcm_no_answer_is_retry_with_h2_error(void **state)
 {
@@ -1302,6 +1360,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_fcm_503_and_500_are_retried_with_retry_after,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_fcm_retry_after_is_clamped_and_garbage_is_absent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fcm_no_answer_is_retry_with_h2_error, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(

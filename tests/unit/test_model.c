@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "clock.h"
 #include "model.h"
 #include "utf8.h"
 
@@ -323,6 +324,49 @@ test_long_unknown_field_is_cut_on_a_character_boundary(void **state)
 	json_decref(body);
 }
 
+static void
+test_prefs_from_json_refuses_times_outside_1970_to_9999(void **state)
+{
+	static const char *const outside[] = {
+		"9999-12-31T23:59:59-01:00",	/* 10000-01-01T00:59:59Z: came back as 0000 */
+		"9999-12-31T23:59:60Z",		/* a leap second into 10000 */
+		"1970-01-01T00:00:00Z",		/* 0 stands for "not muted" */
+		"1969-12-31T23:59:59Z",
+		"0000-01-01T00:00:00Z",
+		"1970-01-01T00:00:00+00:01",
+	};
+	struct member current = { .room_id = "r", .client_id = "c" };
+	struct model_error err;
+	char text[128], out[CLOCK_RFC3339_SIZE];
+	int64_t muted;
+	int mentions;
+	json_t *body;
+
+	for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++) {
+		snprintf(text, sizeof text, "{\"muted_until\":\"%s\"}", outside[i]);
+		body = json_loads(text, 0, NULL);
+		muted = 42;
+		assert_int_equal(model_prefs_from_json(body, &current, &muted, &mentions, &err),
+		    -1);
+		assert_int_equal(err.kind, MODEL_ERROR_INVALID);
+		assert_string_equal(err.field, "muted_until");
+		assert_string_equal(err.message, "muted_until: must be between "
+		    "1970-01-01T00:00:00.001Z and 9999-12-31T23:59:59.999Z, or null");
+		json_decref(body);
+	}
+	/* The edges themselves are kept, and read back as they were given. */
+	body = json_loads("{\"muted_until\":\"9999-12-31T23:59:59.999Z\"}", 0, NULL);
+	assert_int_equal(model_prefs_from_json(body, &current, &muted, &mentions, &err), 0);
+	assert_int_equal(muted, CLOCK_RFC3339_MAX_MS);
+	clock_format_rfc3339(muted, out);
+	assert_string_equal(out, "9999-12-31T23:59:59.999Z");
+	json_decref(body);
+	body = json_loads("{\"muted_until\":\"1970-01-01T00:00:00.001Z\"}", 0, NULL);
+	assert_int_equal(model_prefs_from_json(body, &current, &muted, &mentions, &err), 0);
+	assert_int_equal(muted, 1);
+	json_decref(body);
+}
+
 int
 main(void)
 {
@@ -338,6 +382,7 @@ main(void)
 		cmocka_unit_test(test_device_to_json_keeps_a_cut_last_error_as_utf8),
 		cmocka_unit_test(test_prefs_from_json_keeps_absent_fields),
 		cmocka_unit_test(test_prefs_from_json_rejects_bad_values),
+		cmocka_unit_test(test_prefs_from_json_refuses_times_outside_1970_to_9999),
 		cmocka_unit_test(test_member_bodies_with_other_ids_conflict),
 		cmocka_unit_test(test_long_unknown_field_is_cut_on_a_character_boundary),
 	};

@@ -1,11 +1,13 @@
 /* Tests for the device registry and its SQLite backend. */
 #include "autoconf.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,10 +18,13 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "model.h"
 #include "store.h"
+#include "store_writer.h"
 
 #define T0 INT64_C(1700000000000)
 #define TOKEN_A "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
@@ -1320,6 +1325,105 @@ test_outbox_keeps_batches_until_deleted(void **state)
 	store_outbox_free(got, n);
 }
 
+/*
+ * Make every write of this process at offset 1 or more fail with EFBIG, as a full
+ * disk makes them fail, without privileges; SIGXFSZ is ignored so write() reports it.
+ * Returns the limit to put back. Nothing may be printed until then: the test's own
+ * output is a file too.
+ */
+static struct rlimit
+writes_fail_begin(void)
+{
+	struct rlimit saved, tiny;
+
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+	tiny = saved;
+	tiny.rlim_cur = 1;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &tiny), 0);
+	return saved;
+}
+
+static void
+writes_fail_end(struct rlimit saved)
+{
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+}
+
+static void
+test_probe_write_leaves_nothing_and_fails_while_writes_fail(void **state)
+{
+	struct fixture *f = *state;
+	struct outbox_entry *got;
+	struct rlimit saved;
+	char err[128] = "";
+	size_t n;
+	int rc;
+
+	assert_int_equal(store_probe_write(f->store, err, sizeof err), STORE_OK);
+	assert_int_equal(store_outbox_load(f->store, &got, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	store_outbox_free(got, n);
+	saved = writes_fail_begin();
+	rc = store_probe_write(f->store, err, sizeof err);
+	writes_fail_end(saved);
+	assert_int_equal(rc, STORE_EIO);
+	assert_string_equal(err, "disk I/O error");
+	assert_int_equal(store_probe_write(f->store, err, sizeof err), STORE_OK);
+	assert_int_equal(store_outbox_load(f->store, &got, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	store_outbox_free(got, n);
+}
+
+/* Poll the writer's write error until it is (or is not) set; give up after 5 s. */
+static const char *
+wait_write_error(struct store_writer *w, int want_failing, char *buf, size_t size)
+{
+	const char *why = NULL;
+
+	for (int i = 0; i < 500; i++) {
+		why = store_writer_write_error(w, buf, size);
+		if ((why != NULL) == want_failing)
+			break;
+		usleep(10000);
+	}
+	return why;
+}
+
+static void
+test_writer_reports_failing_writes_until_a_probe_commits(void **state)
+{
+	struct fixture *f = *state;
+	struct store_options options = { f->path, STORE_SYNC_FULL, 1000, 0, 0 };
+	struct event_base *base = event_base_new();
+	struct store_writer *w;
+	struct rlimit saved;
+	char err[256], buf[128];
+	const char *failing, *after;
+	int64_t failed_at, recovered_at;
+
+	w = store_writer_start(base, "sqlite", &options, err, sizeof err);
+	assert_non_null(w);
+	/* Not watched: never failing. */
+	assert_null(store_writer_write_error(w, buf, sizeof buf));
+	store_writer_watch_writes(w, 200);
+	usleep(50000);
+	assert_null(store_writer_write_error(w, buf, sizeof buf));
+	saved = writes_fail_begin();
+	failing = wait_write_error(w, 1, buf, sizeof buf);
+	failed_at = clock_monotonic_ms();
+	writes_fail_end(saved);
+	assert_non_null(failing);
+	assert_string_equal(failing, "disk I/O error");
+	/* Back once a probe commits an interval after the last failure. */
+	after = wait_write_error(w, 0, buf, sizeof buf);
+	recovered_at = clock_monotonic_ms();
+	assert_null(after);
+	assert_true(recovered_at - failed_at >= 150);
+	store_writer_stop(w);
+	event_base_free(base);
+}
+
 #define DIR_TEST(name) cmocka_unit_test_setup_teardown(name, setup_dir, teardown)
 
 int
@@ -1372,6 +1476,8 @@ main(void)
 		STORE_TEST(test_notified_marks_store_a_stable_message_key),
 		STORE_TEST(test_unread_counts_put_load_and_delete_at_zero),
 		STORE_TEST(test_outbox_keeps_batches_until_deleted),
+		STORE_TEST(test_probe_write_leaves_nothing_and_fails_while_writes_fail),
+		STORE_TEST(test_writer_reports_failing_writes_until_a_probe_commits),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);

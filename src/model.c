@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "model.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 static const char *const device_fields[] = {
@@ -31,10 +32,23 @@ model_fail(struct model_error *err, enum model_error_kind kind, const char *fiel
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
-	err->kind = kind;
-	snprintf(err->field, sizeof err->field, "%s", field);
-	snprintf(err->message, sizeof err->message, "%s: %s", field, what);
+	model_error_set(err, kind, "", field, what);
 	return -1;
+}
+
+void
+model_error_set(struct model_error *err, enum model_error_kind kind, const char *prefix,
+    const char *field, const char *what)
+{
+	char *name = xasprintf("%s%s", prefix, field);
+	char *message = xasprintf("%s: %s", name, what);
+
+	/* The field may be a client's key: cut whole characters, never inside one. */
+	err->kind = kind;
+	utf8_sanitize(err->field, sizeof err->field, name, strlen(name));
+	utf8_sanitize(err->message, sizeof err->message, message, strlen(message));
+	free(name);
+	free(message);
 }
 
 const char *

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "model.h"
+#include "utf8.h"
 
 #define TOKEN64 "ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
 
@@ -265,6 +266,31 @@ test_prefs_from_json_rejects_bad_values(void **state)
 	json_decref(body);
 }
 
+/* A long unknown key of two-byte characters: field and message are cut between them. */
+static void
+test_error_for_a_long_unknown_key_stays_valid_utf8(void **state)
+{
+	struct model_error err;
+	struct device device;
+	char key[2 * 150 + 1], text[400];
+	json_t *body;
+
+	for (size_t i = 0; i < 150; i++)
+		memcpy(key + 2 * i, "\xc3\xa9", 2);
+	key[300] = '\0';
+	snprintf(text, sizeof text, "{\"%s\":1}", key);
+	body = json_loads(text, 0, NULL);
+	assert_non_null(body);
+	assert_int_equal(model_device_from_json(body, "dev-1", &device, &err), -1);
+	/* 31 characters fill 62 of the 63 bytes; the 32nd does not fit whole. */
+	assert_int_equal(strlen(err.field), 62);
+	assert_memory_equal(err.field, key, 62);
+	assert_true(utf8_valid(err.message, strlen(err.message)));
+	assert_int_equal(strlen(err.message), 254);
+	assert_memory_equal(err.message, key, 254);
+	json_decref(body);
+}
+
 int
 main(void)
 {
@@ -280,6 +306,7 @@ main(void)
 		cmocka_unit_test(test_prefs_from_json_keeps_absent_fields),
 		cmocka_unit_test(test_prefs_from_json_rejects_bad_values),
 		cmocka_unit_test(test_member_bodies_with_other_ids_conflict),
+		cmocka_unit_test(test_error_for_a_long_unknown_key_stays_valid_utf8),
 	};
 
 	return cmocka_run_group_tests_name("model", tests, NULL, NULL);

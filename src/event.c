@@ -22,6 +22,7 @@
 #include "event.h"
 #include "log.h"
 #include "model.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 /* 9999-12-31T23:59:59.999Z: the last time RFC 3339 can write. */
@@ -96,16 +97,22 @@ struct event_items {
 	const char *next;	/* scanned: where the next item's opening quote is looked for */
 };
 
-/* Write the reason for a malformed event; returns EVENT_EMALFORMED. */
+/*
+ * Write the reason for a malformed event; returns EVENT_EMALFORMED. Reasons go to
+ * logs and JSON answers, and may quote the text (jansson's errors do, and keys are
+ * long): they are cut at a character boundary, and what is not UTF-8 replaced.
+ */
 static int __attribute__((format(printf, 2, 3)))
 event_fail(struct event_error *err, const char *fmt, ...)
 {
+	char reason[EVENT_REASON_MAX * 2];
 	va_list ap;
 
 	if (err->buf != NULL && err->len > 0) {
 		va_start(ap, fmt);
-		vsnprintf(err->buf, err->len, fmt, ap);
+		vsnprintf(reason, sizeof reason, fmt, ap);
 		va_end(ap);
+		utf8_sanitize(err->buf, err->len, reason, strlen(reason));
 	}
 	return EVENT_EMALFORMED;
 }

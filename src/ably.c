@@ -20,6 +20,7 @@
 #include "base64.h"
 #include "log.h"
 #include "model.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 #define ABLY_SIGNATURE_SIZE 32		/* HMAC-SHA256 */
@@ -72,6 +73,23 @@ struct id_list {
 	char **items;
 	size_t count;
 };
+
+/*
+ * Write an error. Errors and skip details go to logs and JSON answers, and quote
+ * what came in (headers, channel names, jansson's errors): they are cut at a
+ * character boundary, and what is not UTF-8 replaced.
+ */
+static void __attribute__((format(printf, 3, 4)))
+ably_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	char text[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	utf8_sanitize(err, errlen, text, strlen(text));
+}
 
 const char *
 ably_strerror(int error)
@@ -148,7 +166,7 @@ ably_keys_load(const char *path, struct ably_keys **out, char *err, size_t errle
 	FILE *f;
 
 	if ((f = fopen(path, "re")) == NULL) {
-		snprintf(err, errlen, "Ably key file %s: %s", path, strerror(errno));
+		ably_fail(err, errlen, "Ably key file %s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077) != 0)
@@ -163,13 +181,13 @@ ably_keys_load(const char *path, struct ably_keys **out, char *err, size_t errle
 		name_len = colon != NULL ? (size_t)(colon - text) : strlen(text);
 		if (colon == NULL || key_name_valid(text, name_len) != 0 || colon[1] == '\0' ||
 		    strpbrk(colon + 1, " \t") != NULL) {
-			snprintf(err, errlen, "%s:%zu: expected appId.keyId:secret", path, lineno);
+			ably_fail(err, errlen, "%s:%zu: expected appId.keyId:secret", path, lineno);
 			goto fail;
 		}
 		for (size_t i = 0; i < keys->count; i++) {
 			if (strlen(keys->items[i].name) == name_len &&
 			    memcmp(keys->items[i].name, text, name_len) == 0) {
-				snprintf(err, errlen, "%s:%zu: key %.*s is listed twice", path,
+				ably_fail(err, errlen, "%s:%zu: key %.*s is listed twice", path,
 				    lineno, (int)name_len, text);
 				goto fail;
 			}
@@ -183,11 +201,11 @@ ably_keys_load(const char *path, struct ably_keys **out, char *err, size_t errle
 		OPENSSL_cleanse(line, (size_t)n);
 	}
 	if (ferror(f)) {
-		snprintf(err, errlen, "Ably key file %s: %s", path, strerror(errno));
+		ably_fail(err, errlen, "Ably key file %s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (keys->count == 0) {
-		snprintf(err, errlen, "Ably key file %s has no keys", path);
+		ably_fail(err, errlen, "Ably key file %s has no keys", path);
 		goto fail;
 	}
 	OPENSSL_cleanse(line, cap);
@@ -235,7 +253,7 @@ ably_verify(const struct ably_keys *keys, const char *key_name, const char *sign
 	int match;
 
 	if (key_name == NULL || *key_name == '\0') {
-		snprintf(err, errlen, "%s", ably_strerror(ABLY_ENOKEY));
+		ably_fail(err, errlen, "%s", ably_strerror(ABLY_ENOKEY));
 		return ABLY_ENOKEY;
 	}
 	for (size_t i = 0; keys != NULL && i < keys->count; i++) {
@@ -243,18 +261,18 @@ ably_verify(const struct ably_keys *keys, const char *key_name, const char *sign
 			key = &keys->items[i];
 	}
 	if (key == NULL) {
-		snprintf(err, errlen, "X-Ably-Key names an unknown key: %.64s", key_name);
+		ably_fail(err, errlen, "X-Ably-Key names an unknown key: %.64s", key_name);
 		return ABLY_EUNKNOWNKEY;
 	}
 	if (signature == NULL || *signature == '\0') {
-		snprintf(err, errlen, "%s", ably_strerror(ABLY_ENOSIGNATURE));
+		ably_fail(err, errlen, "%s", ably_strerror(ABLY_ENOSIGNATURE));
 		return ABLY_ENOSIGNATURE;
 	}
 	if (HMAC(EVP_sha256(), key->secret, (int)key->secret_len, body, len, mac,
 	    &mac_len) == NULL)
 		fatalx("HMAC-SHA256 failed");
 	if (base64_decode(signature, strlen(signature), &presented, &presented_len) != 0) {
-		snprintf(err, errlen, "X-Ably-Signature is not base64");
+		ably_fail(err, errlen, "X-Ably-Signature is not base64");
 		return ABLY_EBADSIGNATURE;
 	}
 	match = presented_len == mac_len && mac_len == ABLY_SIGNATURE_SIZE &&
@@ -262,7 +280,7 @@ ably_verify(const struct ably_keys *keys, const char *key_name, const char *sign
 	free(presented);
 	OPENSSL_cleanse(mac, sizeof mac);
 	if (!match) {
-		snprintf(err, errlen, "X-Ably-Signature does not match the body (key %.64s)",
+		ably_fail(err, errlen, "X-Ably-Signature does not match the body (key %.64s)",
 		    key->name);
 		return ABLY_EBADSIGNATURE;
 	}
@@ -306,7 +324,7 @@ static void __attribute__((format(printf, 4, 5)))
 skip(struct translation *t, enum ably_skip_kind kind, const char *path, const char *fmt, ...)
 {
 	struct ably_result *out = t->out;
-	char what[ABLY_WHY_MAX];
+	char what[ABLY_WHY_MAX], *detail;
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -317,7 +335,10 @@ skip(struct translation *t, enum ably_skip_kind kind, const char *path, const ch
 		out->skips = xreallocarray(out->skips, t->skips_cap, sizeof *out->skips);
 	}
 	out->skips[out->skip_count].kind = kind;
-	out->skips[out->skip_count].detail = xasprintf("%s: %s", path, what);
+	detail = xasprintf("%s: %s", path, what);
+	out->skips[out->skip_count].detail = utf8_sanitize_dup(detail, strlen(detail),
+	    3 * strlen(detail));
+	free(detail);
 	out->skip_count++;
 	out->skipped[kind]++;
 }
@@ -1300,7 +1321,7 @@ translate_non_enveloped(struct translation *t, const struct ably_request *r, cha
 			data = json_loadb(r->body, r->len,
 			    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
 			if (data == NULL) {
-				snprintf(err, errlen, "the body is not JSON (line %d, column %d: "
+				ably_fail(err, errlen, "the body is not JSON (line %d, column %d: "
 				    "%s)", jerr.line, jerr.column, jerr.text);
 				return ABLY_EJSON;
 			}
@@ -1386,7 +1407,7 @@ ably_translate(const struct ably_request *request, struct ably_result *out, char
 	memset(out, 0, sizeof *out);
 	if (media_type_is(request->content_type, "application/x-msgpack") ||
 	    media_type_is(request->content_type, "application/msgpack")) {
-		snprintf(err, errlen, "%s", ably_strerror(ABLY_EMSGPACK));
+		ably_fail(err, errlen, "%s", ably_strerror(ABLY_EMSGPACK));
 		return ABLY_EMSGPACK;
 	}
 	if (request->envelope_source != NULL || request->envelope_channel != NULL) {
@@ -1397,7 +1418,7 @@ ably_translate(const struct ably_request *request, struct ably_result *out, char
 	}
 	root = json_loadb(request->body, request->len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
-		snprintf(err, errlen, "the body is not JSON (line %d, column %d: %s)",
+		ably_fail(err, errlen, "the body is not JSON (line %d, column %d: %s)",
 		    jerr.line, jerr.column, jerr.text);
 		return ABLY_EJSON;
 	}
@@ -1406,14 +1427,14 @@ ably_translate(const struct ably_request *request, struct ably_result *out, char
 			out->shape = ABLY_SHAPE_BATCHED;
 			translate_batched(&t, items);
 		} else {
-			snprintf(err, errlen, "items: must be an array");
+			ably_fail(err, errlen, "items: must be an array");
 			rc = ABLY_ESHAPE;
 		}
 	} else if (json_is_object(root) && json_is_string(json_object_get(root, "source"))) {
 		out->shape = ABLY_SHAPE_ENVELOPED;
 		translate_enveloped(&t, root);
 	} else {
-		snprintf(err, errlen, "expected {\"items\":[...]} (batched), an object with "
+		ably_fail(err, errlen, "expected {\"items\":[...]} (batched), an object with "
 		    "\"source\" (enveloped), or x-ably-envelope-* headers (non-enveloped)");
 		rc = ABLY_ESHAPE;
 	}

@@ -75,6 +75,23 @@ struct id_list {
 	size_t count;
 };
 
+/*
+ * Write an error. Errors and skip details go to logs and JSON answers, and quote
+ * what came in (headers, channel names, jansson's errors): they are cut at a
+ * character boundary, and what is not UTF-8 replaced.
+ */
+static void __attribute__((format(printf, 3, 4)))
+ably_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	char text[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	utf8_sanitize(err, errlen, text, strlen(text));
+}
+
 const char *
 ably_strerror(int error)
 {
@@ -151,7 +168,7 @@ ably_keys_load(const char *path, struct ably_keys **out, char *err, size_t errle
 	FILE *f;
 
 	if ((f = fopen(path, "re")) == NULL) {
-		snprintf(err, errlen, "Ably key file %s: %s", path, strerror(errno));
+		ably_fail(err, errlen, "Ably key file %s: %s", path, strerror(errno));
 		return -1;
 	}
 	secret_file_check_mode(fileno(f), "Ably key file", path);
@@ -165,13 +182,13 @@ ably_keys_load(const char *path, struct ably_keys **out, char *err, size_t errle
 		name_len = colon != NULL ? (size_t)(colon - text) : strlen(text);
 		if (colon == NULL || key_name_valid(text, name_len) != 0 || colon[1] == '\0' ||
 		    strpbrk(colon + 1, " \t") != NULL) {
-			snprintf(err, errlen, "%s:%zu: expected appId.keyId:secret", path, lineno);
+			ably_fail(err, errlen, "%s:%zu: expected appId.keyId:secret", path, lineno);
 			goto fail;
 		}
 		for (size_t i = 0; i < keys->count; i++) {
 			if (strlen(keys->items[i].name) == name_len &&
 			    memcmp(keys->items[i].name, text, name_len) == 0) {
-				snprintf(err, errlen, "%s:%zu: key %.*s is listed twice", path,
+				ably_fail(err, errlen, "%s:%zu: key %.*s is listed twice", path,
 				    lineno, (int)name_len, text);
 				goto fail;
 			}
@@ -185,11 +202,11 @@ ably_keys_load(const char *path, struct ably_keys **out, char *err, size_t errle
 		OPENSSL_cleanse(line, (size_t)n);
 	}
 	if (ferror(f)) {
-		snprintf(err, errlen, "Ably key file %s: %s", path, strerror(errno));
+		ably_fail(err, errlen, "Ably key file %s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (keys->count == 0) {
-		snprintf(err, errlen, "Ably key file %s has no keys", path);
+		ably_fail(err, errlen, "Ably key file %s has no keys", path);
 		goto fail;
 	}
 	OPENSSL_cleanse(line, cap);
@@ -251,7 +268,7 @@ ably_verify(const struct ably_keys *keys, const char *key_name, const char *sign
 	int match;
 
 	if (key_name == NULL || *key_name == '\0') {
-		snprintf(err, errlen, "%s", ably_strerror(ABLY_ENOKEY));
+		ably_fail(err, errlen, "%s", ably_strerror(ABLY_ENOKEY));
 		return ABLY_ENOKEY;
 	}
 	for (size_t i = 0; keys != NULL && i < keys->count; i++) {
@@ -265,7 +282,7 @@ ably_verify(const struct ably_keys *keys, const char *key_name, const char *sign
 		return ABLY_EUNKNOWNKEY;
 	}
 	if (signature == NULL || *signature == '\0') {
-		snprintf(err, errlen, "%s", ably_strerror(ABLY_ENOSIGNATURE));
+		ably_fail(err, errlen, "%s", ably_strerror(ABLY_ENOSIGNATURE));
 		return ABLY_ENOSIGNATURE;
 	}
 	if (HMAC(EVP_sha256(), key->secret, (int)key->secret_len, body, len, mac,
@@ -274,7 +291,7 @@ ably_verify(const struct ably_keys *keys, const char *key_name, const char *sign
 		return ABLY_EHMAC;
 	}
 	if (base64_decode(signature, strlen(signature), &presented, &presented_len) != 0) {
-		snprintf(err, errlen, "X-Ably-Signature is not base64");
+		ably_fail(err, errlen, "X-Ably-Signature is not base64");
 		return ABLY_EBADSIGNATURE;
 	}
 	match = presented_len == mac_len && mac_len == ABLY_SIGNATURE_SIZE &&
@@ -282,7 +299,7 @@ ably_verify(const struct ably_keys *keys, const char *key_name, const char *sign
 	free(presented);
 	OPENSSL_cleanse(mac, sizeof mac);
 	if (!match) {
-		snprintf(err, errlen, "X-Ably-Signature does not match the body (key %.64s)",
+		ably_fail(err, errlen, "X-Ably-Signature does not match the body (key %.64s)",
 		    key->name);
 		err_sanitize(err, errlen);
 		return ABLY_EBADSIGNATURE;
@@ -1352,7 +1369,7 @@ translate_non_enveloped(struct translation *t, const struct ably_request *r, cha
 			data = json_loadb(r->body, r->len,
 			    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
 			if (data == NULL) {
-				snprintf(err, errlen, "the body is not JSON (line %d, column %d: "
+				ably_fail(err, errlen, "the body is not JSON (line %d, column %d: "
 				    "%s)", jerr.line, jerr.column, jerr.text);
 				return ABLY_EJSON;
 			}
@@ -1439,7 +1456,7 @@ translate(const struct ably_request *request, struct ably_result *out, char *err
 	memset(out, 0, sizeof *out);
 	if (media_type_is(request->content_type, "application/x-msgpack") ||
 	    media_type_is(request->content_type, "application/msgpack")) {
-		snprintf(err, errlen, "%s", ably_strerror(ABLY_EMSGPACK));
+		ably_fail(err, errlen, "%s", ably_strerror(ABLY_EMSGPACK));
 		return ABLY_EMSGPACK;
 	}
 	if (request->envelope_source != NULL || request->envelope_channel != NULL) {
@@ -1450,7 +1467,7 @@ translate(const struct ably_request *request, struct ably_result *out, char *err
 	}
 	root = json_loadb(request->body, request->len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
-		snprintf(err, errlen, "the body is not JSON (line %d, column %d: %s)",
+		ably_fail(err, errlen, "the body is not JSON (line %d, column %d: %s)",
 		    jerr.line, jerr.column, jerr.text);
 		return ABLY_EJSON;
 	}
@@ -1468,7 +1485,7 @@ translate(const struct ably_request *request, struct ably_result *out, char *err
 			translate_enveloped(&t, root);
 		}
 	} else {
-		snprintf(err, errlen, "expected {\"items\":[...]} (batched), an object with "
+		ably_fail(err, errlen, "expected {\"items\":[...]} (batched), an object with "
 		    "\"source\" (enveloped), or x-ably-envelope-* headers (non-enveloped)");
 		rc = ABLY_ESHAPE;
 	}

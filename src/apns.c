@@ -40,6 +40,7 @@
 #include "retry_after.h"
 #include "secret_file.h"
 #include "tls.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 /* APNs refuses a new provider token sooner than this on one connection. */
@@ -646,6 +647,31 @@ apns_retry_after(const struct h2_response *response)
 	return ms > 0 ? ms : 0;
 }
 
+void
+apns_answer_classify(const struct h2_response *response, struct provider_result *result)
+{
+	json_t *root = NULL, *value;
+	const char *reason = NULL;
+
+	if (response->body_len > 0)
+		root = json_loadb((const char *)response->body, response->body_len, 0, NULL);
+	if ((value = json_object_get(root, "reason")) != NULL && json_is_string(value))
+		reason = json_string_value(value);
+	if ((value = json_object_get(root, "timestamp")) != NULL && json_is_integer(value))
+		result->token_invalid_since = json_integer_value(value);
+	/* The reason goes to logs and the feedback's JSON: cut it between characters. */
+	if (reason != NULL)
+		utf8_sanitize(result->reason, sizeof result->reason, reason, strlen(reason));
+	else
+		snprintf(result->reason, sizeof result->reason, "HTTP %d", response->status);
+	result->verdict = apns_verdict(response->status, reason);
+	if (result->verdict == PROVIDER_RETRY)
+		result->retry_after_ms = apns_retry_after(response);
+	if (result->verdict != PROVIDER_TOKEN_GONE || response->status != 410)
+		result->token_invalid_since = 0;
+	json_decref(root);
+}
+
 /* An answer that is not 200: read its reason and act on what it says of us. */
 static void
 apns_classify_error(struct apns_request *r, const struct h2_response *response,
@@ -654,27 +680,11 @@ apns_classify_error(struct apns_request *r, const struct h2_response *response,
 	struct apns_app *app = r->app;
 	struct provider *p = app->provider;
 	const struct apns_reason *known;
-	json_t *root = NULL, *value;
-	const char *reason = NULL;
 	char status[8], suppressed[16], redacted[LOG_REDACT_SIZE];
 
-	if (response->body_len > 0)
-		root = json_loadb((const char *)response->body, response->body_len, 0, NULL);
-	if ((value = json_object_get(root, "reason")) != NULL && json_is_string(value))
-		reason = json_string_value(value);
-	if ((value = json_object_get(root, "timestamp")) != NULL && json_is_integer(value))
-		result->token_invalid_since = json_integer_value(value);
-	if (reason != NULL)
-		snprintf(result->reason, sizeof result->reason, "%s", reason);
-	else
-		snprintf(result->reason, sizeof result->reason, "HTTP %d", response->status);
-	result->verdict = apns_verdict(response->status, reason);
-	if (result->verdict == PROVIDER_RETRY)
-		result->retry_after_ms = apns_retry_after(response);
-	if (result->verdict != PROVIDER_TOKEN_GONE || response->status != 410)
-		result->token_invalid_since = 0;
-	known = apns_reason_find(reason);
-	json_decref(root);
+	apns_answer_classify(response, result);
+	/* A reason of the table is short: result->reason holds it whole. */
+	known = apns_reason_find(result->reason);
 
 	snprintf(status, sizeof status, "%d", response->status);
 	if (known != NULL && known->auth)

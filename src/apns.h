@@ -6,6 +6,7 @@
 #ifndef PUSHRELAY_APNS_H
 #define PUSHRELAY_APNS_H
 
+#include "h2_client.h"
 #include "provider.h"
 
 /*
@@ -14,5 +15,12 @@
  * (200 sent, 410 token gone, 429 and 5xx retry, other 4xx rejected).
  */
 enum provider_verdict apns_verdict(int status, const char *reason);
+
+/*
+ * Read an answer that is not 200 into result (zeroed by the caller, status set):
+ * the verdict, the reason (the body's, else "HTTP <status>"), Retry-After for a
+ * retry and the body's "timestamp" for a 410. Nothing else: no log, no counter.
+ */
+void apns_answer_classify(const struct h2_response *response, struct provider_result *result);
 
 #endif

@@ -27,6 +27,7 @@
 
 #include "log.h"
 #include "store.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 #define CONFIG_ERROR_SIZE 512
@@ -1542,6 +1543,22 @@ config_resolve(struct config *config, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * The error quotes the file, which need not be UTF-8, and may have been cut inside a
+ * character: it goes to the log, so what is not UTF-8 is replaced.
+ */
+static void
+config_error_sanitize(char *err, size_t errlen)
+{
+	char *copy;
+
+	if (err == NULL || errlen == 0)
+		return;
+	copy = xstrndup(err, strnlen(err, errlen - 1));
+	utf8_sanitize(err, errlen, copy, strlen(copy));
+	free(copy);
+}
+
 /* Load the defaults, then the file, then the derived paths. */
 int
 config_load(struct config *config, const char *path, char *err, size_t errlen)
@@ -1563,6 +1580,7 @@ config_load(struct config *config, const char *path, char *err, size_t errlen)
 fail:
 	config_free(&new);
 	memset(config, 0, sizeof *config);
+	config_error_sanitize(err, errlen);
 	return -1;
 }
 

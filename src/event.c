@@ -97,7 +97,11 @@ struct event_items {
 	const char *next;	/* scanned: where the next item's opening quote is looked for */
 };
 
-/* Write the reason for a malformed event; returns EVENT_EMALFORMED. */
+/*
+ * Write the reason for a malformed event; returns EVENT_EMALFORMED. Reasons go to
+ * logs and JSON answers, and may quote the text (jansson's errors do, and keys are
+ * long): they are cut at a character boundary, and what is not UTF-8 replaced.
+ */
 static int __attribute__((format(printf, 2, 3)))
 event_fail(struct event_error *err, const char *fmt, ...)
 {

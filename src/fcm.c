@@ -42,6 +42,7 @@
 #include "clock.h"
 #include "config.h"
 #include "delivery.h"
+#include "fcm.h"
 #include "h2_pool.h"
 #include "httpc.h"
 #include "jwt.h"
@@ -51,6 +52,7 @@
 #include "retry_after.h"
 #include "secret_file.h"
 #include "tls.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 #define FCM_SCOPE "https://www.googleapis.com/auth/firebase.messaging"
@@ -463,8 +465,9 @@ fcm_parse_error(const uint8_t *body, size_t len, struct fcm_error_info *info)
 	if (len == 0 || (root = json_loadb((const char *)body, len, 0, NULL)) == NULL)
 		return;
 	error = json_object_get(root, "error");
+	/* Both may become the reason, for logs and the feedback's JSON: cut them whole. */
 	if ((s = json_string_value(json_object_get(error, "status"))) != NULL)
-		snprintf(info->status, sizeof info->status, "%s", s);
+		utf8_sanitize(info->status, sizeof info->status, s, strlen(s));
 	if ((s = json_string_value(json_object_get(error, "message"))) != NULL &&
 	    fcm_mentions_registration_token(s))
 		info->token_violation = 1;
@@ -473,7 +476,8 @@ fcm_parse_error(const uint8_t *body, size_t len, struct fcm_error_info *info)
 		if (fcm_detail_is(detail, "google.firebase.fcm.v1.FcmError")) {
 			s = json_string_value(json_object_get(detail, "errorCode"));
 			if (s != NULL)
-				snprintf(info->error_code, sizeof info->error_code, "%s", s);
+				utf8_sanitize(info->error_code, sizeof info->error_code, s,
+				    strlen(s));
 		} else if (fcm_detail_is(detail, "google.rpc.BadRequest")) {
 			violations = json_object_get(detail, "fieldViolations");
 			json_array_foreach(violations, j, violation) {
@@ -487,9 +491,7 @@ fcm_parse_error(const uint8_t *body, size_t len, struct fcm_error_info *info)
 }
 
 /*
- * Turn an HTTP answer into a result. Returns 1 for a 401 without an FcmError (our
- * access token was refused), which the caller settles; 0 otherwise. The reason is the
- * FcmError errorCode, else the Google status string, else "HTTP <status>".
+ * The table fcm_answer_classify() follows (fcm.h):
  *
  *	2xx					SENT
  *	429, QUOTA_EXCEEDED			RETRY after Retry-After, or 60 s when it is
@@ -505,8 +507,8 @@ fcm_parse_error(const uint8_t *body, size_t len, struct fcm_error_info *info)
  *	other 403 (PERMISSION_DENIED), 404	CONFIG: wrong project, or a wrong URL
  *	anything else				REJECTED
  */
-static int
-fcm_classify(const struct h2_response *response, struct provider_result *result)
+int
+fcm_answer_classify(const struct h2_response *response, struct provider_result *result)
 {
 	struct fcm_error_info info;
 	const char *reason;
@@ -529,7 +531,7 @@ fcm_classify(const struct h2_response *response, struct provider_result *result)
 		snprintf(fallback, sizeof fallback, "HTTP %d", status);
 		reason = fallback;
 	}
-	snprintf(result->reason, sizeof result->reason, "%s", reason);
+	utf8_sanitize(result->reason, sizeof result->reason, reason, strlen(reason));
 	/* Malformed counts as absent; RETRY_AFTER_MAX_MS at most. */
 	retry_ms = retry_after_parse_ms(h2_response_header(response, "retry-after"),
 	    clock_now_ms());
@@ -604,7 +606,7 @@ fcm_send_done(struct h2_request *request, const struct h2_response *response, vo
 		else
 			snprintf(reason, sizeof reason, "%s", h2_strerror(response->error));
 		fcm_result_set(&result, PROVIDER_RETRY, 0, reason, 0);
-	} else if (fcm_classify(response, &result) == 1)
+	} else if (fcm_answer_classify(response, &result) == 1)
 		fcm_unauthorized(project, send->token, &result);
 	else if (send->token != NULL && response->status != 401)
 		send->token->proven = 1;
@@ -770,7 +772,7 @@ fcm_oauth_done(const struct httpc_response *response, void *arg)
 	json_t *root = NULL, *v;
 	const char *access_token, *error, *description;
 	int64_t lifetime_ms;
-	char reason[256], expires[24];
+	char reason[256], text[512], expires[24];
 
 	project->exchange = NULL;
 	if (response->error != 0) {
@@ -783,10 +785,12 @@ fcm_oauth_done(const struct httpc_response *response, void *arg)
 	if (response->status != 200) {
 		error = json_string_value(json_object_get(root, "error"));
 		description = json_string_value(json_object_get(root, "error_description"));
-		if (error != NULL && description != NULL)
-			snprintf(reason, sizeof reason, "%s: %s", error, description);
-		else if (error != NULL)
-			snprintf(reason, sizeof reason, "%s", error);
+		/* The endpoint's words go to the log: cut them between characters. */
+		if (error != NULL && description != NULL) {
+			snprintf(text, sizeof text, "%s: %s", error, description);
+			utf8_sanitize(reason, sizeof reason, text, strlen(text));
+		} else if (error != NULL)
+			utf8_sanitize(reason, sizeof reason, error, strlen(error));
 		else
 			snprintf(reason, sizeof reason, "HTTP %d from the token endpoint",
 			    response->status);

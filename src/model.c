@@ -49,6 +49,21 @@ model_fail(struct model_error *err, enum model_error_kind kind, const char *fiel
 	return -1;
 }
 
+void
+model_error_set(struct model_error *err, enum model_error_kind kind, const char *prefix,
+    const char *field, const char *what)
+{
+	char *name = xasprintf("%s%s", prefix, field);
+	char *message = xasprintf("%s: %s", name, what);
+
+	/* The field may be a client's key: cut whole characters, never inside one. */
+	err->kind = kind;
+	utf8_sanitize(err->field, sizeof err->field, name, strlen(name));
+	utf8_sanitize(err->message, sizeof err->message, message, strlen(message));
+	free(name);
+	free(message);
+}
+
 const char *
 model_platform_name(enum device_platform platform)
 {

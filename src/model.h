@@ -100,6 +100,13 @@ struct model_error {
 	char message[256];	/* "<field>: <what is wrong>" */
 };
 
+/*
+ * Set err to "<prefix><field>: <what>", field and message cut to their buffers at
+ * a character boundary, so that both stay valid UTF-8 for the API's error body.
+ */
+void model_error_set(struct model_error *err, enum model_error_kind kind, const char *prefix,
+    const char *field, const char *what);
+
 const char *model_platform_name(enum device_platform platform);
 int model_platform_from_string(const char *name, enum device_platform *out);
 const char *model_environment_name(enum device_environment environment);

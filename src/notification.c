@@ -31,9 +31,7 @@ fail(struct model_error *err, const char *prefix, const char *field, const char 
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
-	err->kind = MODEL_ERROR_INVALID;
-	snprintf(err->field, sizeof err->field, "%s%s", prefix, field);
-	snprintf(err->message, sizeof err->message, "%s%s: %s", prefix, field, what);
+	model_error_set(err, MODEL_ERROR_INVALID, prefix, field, what);
 	return -1;
 }
 

@@ -1172,6 +1172,58 @@ test_keys_load_refuses_bad_files_without_showing_secrets(void **state)
 	ably_keys_free(NULL);
 }
 
+/* A header that is not UTF-8, quoted in the error: replaced, so the answer's JSON holds. */
+static void
+test_verify_error_for_a_key_name_that_is_not_utf8_is_utf8(void **state)
+{
+	struct ably_keys *keys = load_test_keys(*state);
+	char err[256];
+	const char *body = "{\"items\":[]}";
+
+	assert_int_equal(ably_verify(keys, "aBCdEf.\xff\xc3", "AAAA", body, strlen(body), err,
+	    sizeof err), ABLY_EUNKNOWNKEY);
+	assert_string_equal(err,
+	    "X-Ably-Key names an unknown key: aBCdEf.\xef\xbf\xbd\xef\xbf\xbd");
+	ably_keys_free(keys);
+}
+
+/* Sources quoted in skip details: not UTF-8 (a header), or cut by %.64s (JSON). */
+static void
+test_skip_details_quoting_a_source_stay_utf8(void **state)
+{
+	struct ably_request request;
+	struct ably_result r;
+	char err[256], body[512], source[1 + 2 * 40 + 1];
+
+	(void)state;
+	memset(&request, 0, sizeof request);
+	request.body = "{}";
+	request.len = 2;
+	request.content_type = "application/json";
+	request.envelope_source = "channel.\xe2\x82";
+	request.envelope_channel = "room-1";
+	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(r.skip_count, 1);
+	assert_string_equal(r.skips[0].detail,
+	    "headers: source channel.\xef\xbf\xbd\xef\xbf\xbd is not translated");
+	ably_result_free(&r);
+
+	/* "x" and 40 two-byte characters: %.64s would keep half of the 32nd. */
+	source[0] = 'x';
+	for (size_t i = 0; i < 40; i++)
+		memcpy(source + 1 + 2 * i, "\xc3\xa9", 2);
+	source[81] = '\0';
+	snprintf(body, sizeof body, "{\"source\":\"%s\",\"channel\":\"r\"}", source);
+	memset(&request, 0, sizeof request);
+	request.body = body;
+	request.len = strlen(body);
+	request.content_type = "application/json";
+	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(r.skip_count, 1);
+	assert_true(utf8_valid(r.skips[0].detail, strlen(r.skips[0].detail)));
+	ably_result_free(&r);
+}
+
 int
 main(void)
 {
@@ -1214,6 +1266,9 @@ main(void)
 		cmocka_unit_test(test_parse_error_text_is_utf8_wherever_it_is_cut),
 		cmocka_unit_test_setup_teardown(
 		    test_keys_load_refuses_bad_files_without_showing_secrets, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_verify_error_for_a_key_name_that_is_not_utf8_is_utf8, setup, teardown),
+		cmocka_unit_test(test_skip_details_quoting_a_source_stay_utf8),
 	};
 
 	return cmocka_run_group_tests_name("ably", tests, NULL, NULL);

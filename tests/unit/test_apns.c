@@ -37,6 +37,7 @@
 #include "jwt.h"
 #include "log.h"
 #include "provider.h"
+#include "utf8.h"
 
 #define APP "com.example.app"
 #define TEAM_ID "TEAM123456"
@@ -1504,10 +1505,37 @@ group_teardown(void **state)
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
+/* A reason longer than the result holds is cut between characters, for logs and JSON. */
+static void
+test_apns_long_reason_is_cut_between_characters(void **state)
+{
+	struct provider_result result;
+	struct h2_response response;
+	char body[512], reason[1 + 2 * 100 + 1];
+
+	(void)state;
+	reason[0] = 'x';
+	for (size_t i = 0; i < 100; i++)
+		memcpy(reason + 1 + 2 * i, "\xc3\xa9", 2);
+	reason[201] = '\0';
+	snprintf(body, sizeof body, "{\"reason\":\"%s\"}", reason);
+	memset(&response, 0, sizeof response);
+	response.status = 400;
+	response.body = (const uint8_t *)body;
+	response.body_len = strlen(body);
+	memset(&result, 0, sizeof result);
+	apns_answer_classify(&response, &result);
+	assert_int_equal(result.verdict, PROVIDER_REJECTED);
+	/* "x" and 63 characters: the 64th would need byte 128 of 128. */
+	assert_int_equal(strlen(result.reason), 127);
+	assert_memory_equal(result.reason, reason, 127);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_apns_long_reason_is_cut_between_characters),
 		cmocka_unit_test(test_apns_verdict_follows_reason_table),
 		T(test_apns_alert_sends_exact_request),
 		T(test_apns_background_push_has_priority_5_and_no_expiration),

@@ -1075,6 +1075,17 @@ test_config_check_reload_allows_credentials_not_endpoints(void **state)
 	config_free(&old);
 }
 
+/* The error quotes the file: bytes that are not UTF-8 are replaced, for the log. */
+static void
+test_config_error_quoting_bytes_that_are_not_utf8_is_utf8(void **state)
+{
+	assert_load_error(*state, "[api]\nlisten = 127.0.0.1:1\n\xff\xc3nknown = 1\n",
+	    ":3: unknown key '\xef\xbf\xbd\xef\xbf\xbdnknown' in [api]");
+	assert_load_error(*state, "[api]\nlisten = 127.0.0.\xe2\x82:1\n",
+	    ":2: [api] listen: '127.0.0.\xef\xbf\xbd\xef\xbf\xbd:1': "
+	    "host must be an IPv4 address, [IPv6 address] or localhost");
+}
+
 int
 main(void)
 {
@@ -1118,6 +1129,7 @@ main(void)
 		T(test_config_named_app_sections_fill_their_own_structs),
 		T(test_config_named_app_sections_report_errors),
 		T(test_config_check_reload_allows_credentials_not_endpoints),
+		T(test_config_error_quoting_bytes_that_are_not_utf8_is_utf8),
 #undef T
 	};
 

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "event.h"
+#include "utf8.h"
 
 /* Parse text (with room from the source), asserting success. */
 static void
@@ -1766,6 +1767,41 @@ test_event_batch_fast_path_agrees_with_jansson_under_mutation(void **state)
 	assert_true(handled < BATCH_FUZZ_ITERATIONS - BATCH_FUZZ_ITERATIONS / 10);
 }
 
+/* Parse text, expecting EVENT_EMALFORMED with a reason that is valid UTF-8. */
+static const char *
+malformed_reason(const char *text, char *err, size_t errlen)
+{
+	struct room_event ev;
+
+	assert_int_equal(room_event_parse_text(text, strlen(text), NULL, &ev, err, errlen),
+	    EVENT_EMALFORMED);
+	assert_true(utf8_valid(err, strlen(err)));
+	return err;
+}
+
+static void
+test_event_reasons_stay_valid_utf8(void **state)
+{
+	char err[EVENT_REASON_MAX], key[2 * 200 + 1], *text;
+	const char *prefix = "push.data.";
+
+	(void)state;
+	/* jansson quotes the text up to the bad escape, cutting the emoji after it. */
+	malformed_reason("{\"t\\u\xf0\x9f\x98\x80\"}", err, sizeof err);
+	assert_string_equal(err, "not valid JSON: invalid escape near '\"t\\u\xef\xbf\xbd'");
+	/* A long key in the reason: cut between its characters, not inside one. */
+	for (size_t i = 0; i < 200; i++)
+		memcpy(key + 2 * i, "\xc3\xa9", 2);
+	key[400] = '\0';
+	text = format("{\"type\":\"message\",\"room\":\"r\",\"id\":\"m\",\"client_id\":\"a\","
+	    "\"text\":\"x\",\"push\":{\"data\":{\"%s\":1}}}", key);
+	malformed_reason(text, err, sizeof err);
+	assert_int_equal(strlen(err), 254);
+	assert_memory_equal(err, prefix, strlen(prefix));
+	assert_memory_equal(err + strlen(prefix), key, 254 - strlen(prefix));
+	free(text);
+}
+
 int
 main(void)
 {
@@ -1789,6 +1825,7 @@ main(void)
 		cmocka_unit_test(test_event_malformed_message_fields_name_the_field),
 		cmocka_unit_test(test_event_text_that_is_not_an_event_object),
 		cmocka_unit_test(test_event_text_over_event_json_max_is_malformed_unread),
+		cmocka_unit_test(test_event_reasons_stay_valid_utf8),
 		cmocka_unit_test(test_event_type_names_are_the_wire_names),
 		cmocka_unit_test(test_event_fast_path_agrees_with_generic_on_every_case),
 		cmocka_unit_test(test_event_fast_path_agrees_with_generic_under_mutation),

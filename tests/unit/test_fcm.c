@@ -33,6 +33,7 @@
 #include "clock.h"
 #include "config.h"
 #include "delivery.h"
+#include "fcm.h"
 #include "h2_client.h"
 #include "jwt.h"
 #include "log.h"
@@ -40,6 +41,7 @@
 #include "payload.h"
 #include "provider.h"
 #include "retry_after.h"
+#include "utf8.h"
 
 #define PROJECT "pushrelay-test"
 #define CLIENT_EMAIL "relay@pushrelay-test.iam.gserviceaccount.com"
@@ -1326,10 +1328,39 @@ group_teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
+/* A long errorCode is cut between characters, for logs and the feedback's JSON. */
+static void
+test_fcm_long_error_code_is_cut_between_characters(void **state)
+{
+	struct provider_result result;
+	struct h2_response response;
+	char body[512], code[1 + 2 * 100 + 1];
+
+	(void)state;
+	code[0] = 'x';
+	for (size_t i = 0; i < 100; i++)
+		memcpy(code + 1 + 2 * i, "\xc3\xa9", 2);
+	code[201] = '\0';
+	snprintf(body, sizeof body, "{\"error\":{\"code\":400,\"details\":[{\"@type\":"
+	    "\"type.googleapis.com/google.firebase.fcm.v1.FcmError\",\"errorCode\":\"%s\"}]}}",
+	    code);
+	memset(&response, 0, sizeof response);
+	response.status = 400;
+	response.body = (const uint8_t *)body;
+	response.body_len = strlen(body);
+	assert_int_equal(fcm_answer_classify(&response, &result), 0);
+	assert_int_equal(result.verdict, PROVIDER_REJECTED);
+	/* "x" and 31 characters fill 63 bytes of the errorCode's 64. */
+	assert_int_equal(strlen(result.reason), 63);
+	assert_memory_equal(result.reason, code, 63);
+	assert_true(utf8_valid(result.reason, strlen(result.reason)));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fcm_long_error_code_is_cut_between_characters),
 		cmocka_unit_test_setup_teardown(
 		    test_fcm_token_exchange_signs_assertion_and_send_carries_bearer, setup,
 		    teardown),

@@ -547,6 +547,31 @@ test_notification_rejects_bad_fields_with_exact_messages(void **state)
 	    "notification is silent (content_available or data)");
 }
 
+/* A long unknown key of two-byte characters: field and message are cut between them. */
+static void
+test_notification_error_for_a_long_key_stays_valid_utf8(void **state)
+{
+	struct notification n;
+	struct model_error err;
+	char key[2 * 150 + 1], text[400];
+	json_t *o;
+
+	for (size_t i = 0; i < 150; i++)
+		memcpy(key + 2 * i, "\xc3\xa9", 2);
+	key[300] = '\0';
+	snprintf(text, sizeof text, "{\"%s\":1}", key);
+	o = json_loads(text, 0, NULL);
+	assert_non_null(o);
+	assert_int_equal(notification_from_json(o, "notification.", &n, &err), -1);
+	/* "notification." and 25 characters fill the 63 bytes of the field. */
+	assert_int_equal(strlen(err.field), 63);
+	assert_memory_equal(err.field, "notification.", 13);
+	assert_memory_equal(err.field + 13, key, 50);
+	assert_int_equal(strlen(err.message), 255);
+	assert_true(utf8_valid(err.message, strlen(err.message)));
+	json_decref(o);
+}
+
 int
 main(void)
 {
@@ -564,6 +589,7 @@ main(void)
 		cmocka_unit_test(test_fcm_data_override_does_not_reach_the_apns_payload),
 		cmocka_unit_test(test_data_members_give_the_payloads_of_the_data_object),
 		cmocka_unit_test(test_notification_rejects_bad_fields_with_exact_messages),
+		cmocka_unit_test(test_notification_error_for_a_long_key_stays_valid_utf8),
 	};
 
 	return cmocka_run_group_tests_name("payload", tests, NULL, NULL);

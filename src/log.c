@@ -351,7 +351,7 @@ log_redact(const char *secret, char out[LOG_REDACT_SIZE])
 	return out;
 }
 
-static void __attribute__((noreturn))
+static void __attribute__((noreturn, format(printf, 2, 0)))
 vfatal(int with_errno, const char *fmt, va_list ap)
 {
 	char msg[1024];

@@ -31,6 +31,7 @@
 
 #define API_PATH_SEGMENTS_MAX 8
 #define API_HEADERS_MAX_SIZE (16 * 1024)
+#define API_EVHTTP_TIMEOUT_SLACK_S 5
 
 enum api_route_flags {
 	API_ROUTE_PUBLIC = 1 << 0,	/* no API key needed; every other route needs one */
@@ -246,6 +247,12 @@ api_count_request(struct api *api, const char *route, const char *method, int st
 	c->method = method;
 	c->status = status;
 	c->count = 1;
+}
+
+void
+api_get_connection_stats(const struct api *api, struct api_conn_stats *stats)
+{
+	api_conns_get_stats(api->conns, stats);
 }
 
 size_t
@@ -584,7 +591,8 @@ api_access_target(void *arg, enum evhttp_cmd_type method, const char *target,
 
 	ok = api_access_path(api, method, path != NULL && *path != '\0' ? path : "/",
 	    authorization);
-	evhttp_uri_free(uri);
+	if (uri != NULL)
+		evhttp_uri_free(uri);	/* libevent's free does not take NULL */
 	return ok;
 }
 
@@ -951,7 +959,12 @@ api_new(struct event_base *base, const struct api_options *options, struct store
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
 	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
 	    EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
-	tv.tv_sec = options->request_timeout_ms / 1000;
+	/*
+	 * The guard's deadlines cut reads off (api_conn.c). evhttp's own idle timer stays
+	 * as the net for an answer the client does not read, set past those deadlines so
+	 * that they, not it, close a slow client.
+	 */
+	tv.tv_sec = options->request_timeout_ms / 1000 + API_EVHTTP_TIMEOUT_SLACK_S;
 	tv.tv_usec = (options->request_timeout_ms % 1000) * 1000;
 	evhttp_set_timeout_tv(api->http, &tv);
 	memset(&guard, 0, sizeof guard);

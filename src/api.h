@@ -86,6 +86,9 @@ struct api_request_count {
 	int status;
 	uint64_t count;
 };
+/* The connection guard's figures (open connections, closes, refusals). */
+struct api_conn_stats;
+void api_get_connection_stats(const struct api *api, struct api_conn_stats *stats);
 /* The counters; valid until the next request. */
 size_t api_get_request_counts(const struct api *api, const struct api_request_count **counts);
 void api_free(struct api *api);

@@ -600,8 +600,8 @@ conn_detach(void *arg)
 		event_del(c->writable);
 	if (c->fd != -1 && (size_t)c->fd < g->by_fd_len && g->by_fd[c->fd] == c)
 		g->by_fd[c->fd] = NULL;
-	if (c->dead || c->fd == -1 || g->freeing || (c->phase != CONN_DISCARD &&
-	    evbuffer_get_length(in) == 0)) {
+	/* Only a refusal has an answer the client may lose to a reset while it sends. */
+	if (c->dead || c->fd == -1 || g->freeing || c->phase != CONN_DISCARD) {
 		conn_close(c);
 		return;
 	}

@@ -12,6 +12,8 @@ api_metrics_collect(struct api_request *r, struct metrics_snapshot *snapshot)
 {
 	metrics_collect(snapshot);
 	snapshot->request_count = api_get_request_counts(r->api, &snapshot->requests);
+	snapshot->has_api_connections = 1;
+	api_get_connection_stats(r->api, &snapshot->api_connections);
 }
 
 /* GET /metrics: the Prometheus text exposition, rendered now. */

@@ -519,6 +519,32 @@ render_feedback(const struct metrics_snapshot *s, struct metrics_text *t)
 	    "Feedback events waiting or being posted.", s->feedback.queued);
 }
 
+/* The API's connections: how many are open, and why the guard closed some. */
+static void
+render_api_connections(const struct api_conn_stats *c, struct metrics_text *t)
+{
+	struct metrics_label peer[] = { { "reason", "peer_limit" } };
+	struct metrics_label deadline[] = { { "reason", "deadline" } };
+
+	single_uint(t, "pushrelay_api_connections", METRICS_GAUGE,
+	    "API connections open now ([api] max_connections at most).", c->open);
+	single_uint(t, "pushrelay_api_connections_accepted_total", METRICS_COUNTER,
+	    "API connections accepted.", c->accepted);
+	metrics_family(t, "pushrelay_api_connections_closed_total", METRICS_COUNTER,
+	    "API connections the daemon closed: past max_connections_per_peer, or at a "
+	    "header_timeout or request_timeout deadline.");
+	metrics_sample_uint(t, "pushrelay_api_connections_closed_total", peer, 1,
+	    c->refused_per_peer);
+	metrics_sample_uint(t, "pushrelay_api_connections_closed_total", deadline, 1,
+	    c->timed_out);
+	single_uint(t, "pushrelay_api_accept_errors_total", METRICS_COUNTER,
+	    "accept() failures on the API's listeners (EMFILE, ENFILE, ...): each pauses them.",
+	    c->accept_errors);
+	single_uint(t, "pushrelay_api_requests_refused_total", METRICS_COUNTER,
+	    "Requests answered from their head without reading the body (no key, too "
+	    "large, malformed).", c->refused);
+}
+
 static void
 render_api(const struct metrics_snapshot *s, struct metrics_text *t)
 {
@@ -536,6 +562,8 @@ render_api(const struct metrics_snapshot *s, struct metrics_text *t)
 	}
 	single_uint(t, "pushrelay_pushes_accepted_total", METRICS_COUNTER,
 	    "Pushes accepted by POST /v1/push (202).", pushes_accepted(s));
+	if (s->has_api_connections)
+		render_api_connections(&s->api_connections, t);
 }
 
 void

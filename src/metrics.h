@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "api_conn.h"
 #include "delivery.h"
 #include "feedback.h"
 #include "provider.h"
@@ -118,6 +119,8 @@ struct metrics_snapshot {
 	struct feedback_stats feedback;
 	const struct api_request_count *requests;
 	size_t request_count;
+	int has_api_connections;
+	struct api_conn_stats api_connections;
 };
 
 /* Remember what to read (copied) and the start time. */

@@ -383,6 +383,18 @@ class HeadCheckTest(AttackTestCase):
         self.assertJSONError(*parse_answer(raw), 400, "bad_request")
         self.assertAlive(self.d)
 
+    def test_an_unknown_method_with_a_target_that_does_not_parse_is_refused(self):
+        # Found by fuzz_http: the key check freed a URI that had not parsed (NULL).
+        for target in (b":x", b":TTPGET /v1/clients/alice/devices", b"http://[", b"%"):
+            raw = raw_request(self.d.port, b"BREWD/ " + target + b" HTTP/1.1\r\n"
+                              b"Authorization: Bearer " + self.d.key.encode() + b"\r\n\r\n")
+            status, headers, body = parse_answer(raw)
+            self.assertIn(status, (400, 405), body)
+            json.loads(body.decode("utf-8"))
+            raw = raw_request(self.d.port, b"BREWD/ " + target + b" HTTP/1.1\r\n\r\n")
+            self.assertJSONError(*parse_answer(raw), 401, "unauthorized")
+        self.assertAlive(self.d)
+
     def test_an_unknown_method_gets_401_without_a_key_and_405_with_one(self):
         raw = raw_request(self.d.port, b"BREW /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertJSONError(*parse_answer(raw), 401, "unauthorized")
@@ -438,6 +450,10 @@ class ConnectionLimitTest(AttackTestCase):
         held.pop().close()
         time.sleep(0.3)
         self.assertAlive(d)
+        status, _, _, raw = d.request("GET", "/metrics", key=None)
+        self.assertEqual(status, 200)
+        self.assertIn(b'\npushrelay_api_connections_closed_total{reason="peer_limit"} 1\n',
+                      raw)
         for s in held:
             s.close()
 
@@ -498,6 +514,9 @@ class ConnectionLimitTest(AttackTestCase):
         for s in socks:
             s.close()
         self.assertAlive(d)
+        status, _, _, raw = d.request("GET", "/metrics", key=None)
+        self.assertIn(b'\npushrelay_api_connections_closed_total{reason="deadline"} 500\n',
+                      raw)
 
     def test_a_body_trickled_past_request_timeout_is_cut_off(self):
         d = self.start_daemon(config={"api": {"request_timeout": "2s",

@@ -509,8 +509,9 @@ class ConnectionLimitTest(AttackTestCase):
         elapsed = time.monotonic() - started
         self.assertEqual(open_socks, [], "%d connections still open after %.1f s" %
                          (len(open_socks), elapsed))
-        # Cut at the header deadline (1 s), well within request_timeout (2 s) + slack.
-        self.assertLess(elapsed, 3.5)
+        # Cut at the header deadline (1 s after the first byte; about 1.05 s measured),
+        # within request_timeout (2 s); the slack is for a loaded machine (sanitizers).
+        self.assertLess(elapsed, 4.5)
         for s in socks:
             s.close()
         self.assertAlive(d)

@@ -15,7 +15,9 @@
  *    that dispatch uses (the access callback), so a request that may not go on never
  *    has its body read: evhttp gets a head without headers and dispatch answers the
  *    project's JSON error from the refusal;
- *  - one request at a time: bytes after a complete request wait until it is answered;
+ *  - one request at a time: bytes after a complete request wait until it is answered
+ *    (after a chunked body, whose end only evhttp finds, what follows in the same read
+ *    reaches evhttp without this check; dispatch still decides the key on it);
  *  - a lingering close: an answer still being written when evhttp closes is written
  *    out, then the rest of the client's bytes are read and dropped for a moment, so
  *    that the client reads the answer instead of a reset.

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -111,7 +112,7 @@ client_readable(evutil_socket_t fd, short what, void *arg)
 	}
 	while ((n = read(fd, buf, sizeof buf)) > 0)
 		evbuffer_add(x->answer, buf, (size_t)n);
-	if (n == 0 || (n < 0 && errno != EAGAIN))
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
 		x->done = 1;
 }
 
@@ -183,13 +184,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sin.sin_family = AF_INET;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	sin.sin_port = htons((uint16_t)port);
-	if ((x.fd = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
-	    connect(x.fd, (struct sockaddr *)&sin, sizeof sin) != 0)
-		fuzz_fail("connect: %s", strerror(errno));
-	evutil_make_socket_nonblocking(x.fd);
+	if ((x.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)) == -1)
+		fuzz_fail("socket: %s", strerror(errno));
+	/* Non-blocking, and waited for: libFuzzer's SIGALRM would interrupt a connect(). */
+	if (connect(x.fd, (struct sockaddr *)&sin, sizeof sin) != 0) {
+		struct pollfd pfd = { x.fd, POLLOUT, 0 };
+		int error = 0;
+		socklen_t len = sizeof error;
+		if (errno != EINPROGRESS && errno != EINTR)
+			fuzz_fail("connect: %s", strerror(errno));
+		while (poll(&pfd, 1, 5000) == -1 && errno == EINTR)
+			;
+		if (getsockopt(x.fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0 || error != 0)
+			fuzz_fail("connect: %s", strerror(error));
+	}
 	/* The request, then the end of it: the server answers and closes. */
 	if (size > 0 && send(x.fd, data, size, MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
-	    errno != ECONNRESET && errno != EPIPE)
+	    errno != EINTR && errno != ECONNRESET && errno != EPIPE)
 		fuzz_fail("send: %s", strerror(errno));
 	shutdown(x.fd, SHUT_WR);
 	ev = event_new(base, x.fd, EV_READ | EV_PERSIST | EV_TIMEOUT, client_readable, &x);

@@ -333,9 +333,8 @@ client_on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t err
 	return 0;
 }
 
-/* Keep one response header in the exchange's small arena, if it fits. */
-static void
-response_keep_header(struct h2_response *r, const uint8_t *name, size_t namelen,
+void
+h2_response_add_header(struct h2_response *r, const uint8_t *name, size_t namelen,
     const uint8_t *value, size_t valuelen)
 {
 	size_t need = namelen + valuelen + 2;
@@ -374,7 +373,7 @@ client_on_header(nghttp2_session *session, const nghttp2_frame *frame,
 			ex->response.status = status;
 		return 0;
 	}
-	response_keep_header(&ex->response, name, namelen, value, valuelen);
+	h2_response_add_header(&ex->response, name, namelen, value, valuelen);
 	return 0;
 }
 

@@ -176,6 +176,13 @@ void h2_client_cancel(struct h2_client *client, struct h2_exchange *exchange);
 /* Take no more streams; send GOAWAY and close once the last stream is done. */
 void h2_client_shutdown(struct h2_client *client);
 
+/*
+ * Keep one response header in the response's small arena; one that does not fit is
+ * dropped. The client calls it for each header it receives; any thread may call it on
+ * a response it owns.
+ */
+void h2_response_add_header(struct h2_response *response, const uint8_t *name,
+    size_t namelen, const uint8_t *value, size_t valuelen);
 /* Look up a response header by lowercase name; NULL when absent. */
 const char *h2_response_header(const struct h2_response *response, const char *name);
 /* Monotonic milliseconds, the clock of every h2 deadline. */

@@ -17,25 +17,6 @@
 #include "provider.h"
 
 /* Keep a header as h2_client.c does: in the response's arena, if it fits. */
-static void
-fuzz_answer_header(struct h2_response *r, const char *name, size_t namelen,
-    const char *value, size_t valuelen)
-{
-	size_t need = namelen + valuelen + 2;
-
-	if (r->nheaders >= H2_RESPONSE_HEADERS_MAX || r->header_used + need >
-	    sizeof r->header_bytes)
-		return;
-	r->header_at[r->nheaders][0] = (uint16_t)r->header_used;
-	memcpy(r->header_bytes + r->header_used, name, namelen);
-	r->header_bytes[r->header_used + namelen] = '\0';
-	r->header_at[r->nheaders][1] = (uint16_t)(r->header_used + namelen + 1);
-	memcpy(r->header_bytes + r->header_used + namelen + 1, value, valuelen);
-	r->header_bytes[r->header_used + need - 1] = '\0';
-	r->header_used += need;
-	r->nheaders++;
-}
-
 /*
  * Fill a response from the input; the body points into data. Returns -1 for an
  * input without a status line of 100 to 599 (no such answer reaches a provider).
@@ -69,8 +50,8 @@ fuzz_answer_read(const uint8_t *data, size_t size, struct h2_response *r)
 		    memchr(p, '\0', (size_t)(eol - p)) == NULL) {
 			for (value = colon + 1; value < eol && *value == ' '; value++)
 				continue;
-			fuzz_answer_header(r, p, (size_t)(colon - p), value,
-			    (size_t)(eol - value));
+			h2_response_add_header(r, (const uint8_t *)p, (size_t)(colon - p),
+			    (const uint8_t *)value, (size_t)(eol - value));
 		}
 		if (eol == end) {
 			p = end;

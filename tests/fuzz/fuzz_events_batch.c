@@ -7,45 +7,11 @@
 #include "autoconf.h"
 
 #include "event.h"
+#include "../event_reference.h"
 #include "fuzz.h"
 
 /* As [events] max_batch might be: small, so that the limit is reached too. */
 #define FUZZ_MAX_EVENTS 8
-
-/* The batch as the jansson path reads it; -1 where that path answers an error. */
-static int
-reference_batch(const char *text, size_t len, struct room_event_batch *out)
-{
-	json_t *body = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL), *array, *item;
-	char err[EVENT_REASON_MAX];
-	size_t i, n;
-
-	memset(out, 0, sizeof *out);
-	array = json_object_get(body, "events");
-	n = json_array_size(array);
-	if (!json_is_object(body) || json_object_size(body) != 1 || !json_is_array(array) ||
-	    n == 0 || n > FUZZ_MAX_EVENTS) {
-		json_decref(body);
-		return -1;
-	}
-	out->events = calloc(n, sizeof *out->events);
-	out->skipped = calloc(n, sizeof *out->skipped);
-	if (out->events == NULL || out->skipped == NULL)
-		abort();
-	json_array_foreach(array, i, item) {
-		if (room_event_parse(item, NULL, &out->events[out->count], err, sizeof err) ==
-		    EVENT_OK) {
-			out->count++;
-			continue;
-		}
-		fuzz_check_utf8("reference reason", err);
-		out->skipped[out->skipped_count].index = i;
-		out->skipped[out->skipped_count].reason = strdup(err);
-		out->skipped_count++;
-	}
-	json_decref(body);
-	return 0;
-}
 
 static void
 check_same_ids(const char *what, char *const *a, size_t a_count, char *const *b,
@@ -111,7 +77,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	memcpy(text, data, size);
 	memset(&zero, 0, sizeof zero);
-	accepted = reference_batch(text, size, &want) == 0;
+	accepted = event_reference_batch(text, size, FUZZ_MAX_EVENTS, &want) == 0;
+	for (size_t i = 0; accepted && i < want.skipped_count; i++)
+		fuzz_check_utf8("reference reason", want.skipped[i].reason);
 	memset(&fast, 0xa5, sizeof fast);
 	rc = room_event_parse_batch_fast(text, size, FUZZ_MAX_EVENTS, &fast);
 	if (rc == EVENT_FAST_DEFERRED) {

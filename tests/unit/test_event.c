@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "event.h"
+#include "../event_reference.h"
 #include "utf8.h"
 
 /* Parse text (with room from the source), asserting success. */
@@ -1401,47 +1402,6 @@ test_event_fast_path_defers_outside_its_subset(void **state)
 	"\"up_to\":\"m-123\"}"
 #define BATCH(events) "{\"events\":[" events "]}"
 
-/*
- * Read a batch body as today's path does: jansson, the checks of the body, then
- * room_event_parse() on each element. 0 with the outcome in out, as the fast path
- * gives it, or -1 if today's path answers an error.
- */
-static int
-reference_batch(const char *text, size_t len, size_t max_events,
-    struct room_event_batch *out)
-{
-	json_t *body = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL), *array, *item;
-	char err[EVENT_REASON_MAX];
-	size_t i, n;
-
-	memset(out, 0, sizeof *out);
-	/* An object whose only field is events (model_check_fields), a non-empty array. */
-	array = json_object_get(body, "events");
-	n = json_array_size(array);
-	if (!json_is_object(body) || json_object_size(body) != 1 || !json_is_array(array) ||
-	    n == 0 || n > max_events) {
-		json_decref(body);
-		return -1;
-	}
-	out->events = calloc(n, sizeof *out->events);
-	out->skipped = calloc(n, sizeof *out->skipped);
-	assert_non_null(out->events);
-	assert_non_null(out->skipped);
-	json_array_foreach(array, i, item) {
-		if (room_event_parse(item, NULL, &out->events[out->count], err, sizeof err) ==
-		    EVENT_OK) {
-			out->count++;
-			continue;
-		}
-		out->skipped[out->skipped_count].index = i;
-		out->skipped[out->skipped_count].reason = strdup(err);
-		assert_non_null(out->skipped[out->skipped_count].reason);
-		out->skipped_count++;
-	}
-	json_decref(body);
-	return 0;
-}
-
 /* Fail unless the fast path's batch is the reference's, element by element. */
 static void
 assert_same_batch(const struct room_event_batch *want, const struct room_event_batch *got,
@@ -1485,7 +1445,7 @@ assert_batch_paths_agree(const char *text, size_t len, size_t max_events, int *a
 	assert_non_null(copy);
 	memcpy(copy, text, len);
 	memset(&zero, 0, sizeof zero);
-	*accepted = reference_batch(copy, len, max_events, &want) == 0;
+	*accepted = event_reference_batch(copy, len, max_events, &want) == 0;
 	memset(&fast, 0xa5, sizeof fast);
 	rc = room_event_parse_batch_fast(copy, len, max_events, &fast);
 	if (rc == EVENT_FAST_DEFERRED)

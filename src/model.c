@@ -22,43 +22,38 @@ static const char *const device_read_only[] = {
 static const char *const prefs_fields[] = { "muted_until", "mentions_only", NULL };
 static const char *const member_read_only[] = { "room_id", "client_id", "joined_at", NULL };
 
-/*
- * Record an error as "<field>: <message>". The field name may be a client's (an
- * unknown field) and of any length: both texts are cut on a character boundary and
- * anything that is not UTF-8 is replaced, since they go into a JSON body.
- */
+/* Record an error as "<field>: <message>"; see model_error_set(). */
 static int __attribute__((format(printf, 4, 5)))
 model_fail(struct model_error *err, enum model_error_kind kind, const char *field,
     const char *fmt, ...)
 {
-	char what[200], message[sizeof err->message + sizeof what];
-	size_t len, budget;
+	char what[200];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
-	err->kind = kind;
-	len = strlen(field);
-	utf8_sanitize(err->field, sizeof err->field, field, len);
-	/* Shorten the name rather than the reason, so the reason is always whole. */
-	budget = sizeof err->message - 1 - 2 - strlen(what);
-	len = utf8_cut(field, len, budget);
-	snprintf(message, sizeof message, "%.*s: %s", (int)len, field, what);
-	utf8_sanitize(err->message, sizeof err->message, message, strlen(message));
+	model_error_set(err, kind, "", field, what);
 	return -1;
 }
 
+/*
+ * The field name may be a client's (an unknown key) and of any length: both texts are
+ * cut on a character boundary and what is not UTF-8 is replaced, since they go into a
+ * JSON body. The message shortens the name rather than the reason, so that the
+ * reason is always whole.
+ */
 void
 model_error_set(struct model_error *err, enum model_error_kind kind, const char *prefix,
     const char *field, const char *what)
 {
-	char *name = xasprintf("%s%s", prefix, field);
-	char *message = xasprintf("%s: %s", name, what);
+	char *name = xasprintf("%s%s", prefix, field), *message;
+	size_t len = strlen(name), reason = strlen(what) + 2, budget;
 
-	/* The field may be a client's key: cut whole characters, never inside one. */
 	err->kind = kind;
-	utf8_sanitize(err->field, sizeof err->field, name, strlen(name));
+	utf8_sanitize(err->field, sizeof err->field, name, len);
+	budget = reason < sizeof err->message ? sizeof err->message - 1 - reason : 0;
+	message = xasprintf("%.*s: %s", (int)utf8_cut(name, len, budget), name, what);
 	utf8_sanitize(err->message, sizeof err->message, message, strlen(message));
 	free(name);
 	free(message);

@@ -102,7 +102,8 @@ struct model_error {
 
 /*
  * Set err to "<prefix><field>: <what>", field and message cut to their buffers at
- * a character boundary, so that both stay valid UTF-8 for the API's error body.
+ * a character boundary, so that both stay valid UTF-8 for the API's error body; the
+ * message shortens the name, never the reason.
  */
 void model_error_set(struct model_error *err, enum model_error_kind kind, const char *prefix,
     const char *field, const char *what);

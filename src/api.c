@@ -32,6 +32,8 @@
 #define API_PATH_SEGMENTS_MAX 8
 #define API_HEADERS_MAX_SIZE (16 * 1024)
 #define API_EVHTTP_TIMEOUT_SLACK_S 5
+/* The kernel caps it at net.core.somaxconn (4096 by default on Debian 12). */
+#define API_LISTEN_BACKLOG 4096
 
 enum api_route_flags {
 	API_ROUTE_PUBLIC = 1 << 0,	/* no API key needed; every other route needs one */
@@ -835,6 +837,11 @@ bind_tcp(struct api *api, const char *hostport, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot listen on %s: %s", hostport, strerror(errno));
 		return -1;
 	}
+	/* evhttp listens with a backlog of 128: a burst of connects past it waits for
+	 * SYN retransmits (1 s, then 3 s). listen() again raises it. */
+	if (listen(evhttp_bound_socket_get_fd(handle), API_LISTEN_BACKLOG) == -1)
+		log_warn("cannot raise the listen backlog", "address", hostport,
+		    "error", strerror(errno), NULL);
 	if (getsockname(evhttp_bound_socket_get_fd(handle), (struct sockaddr *)&ss,
 	    &sslen) == 0) {
 		if (ss.ss_family == AF_INET6) {
@@ -904,7 +911,7 @@ bind_unix(struct api *api, const char *path, unsigned int mode, char *err, size_
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) == -1 ||
 	    bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1 ||
-	    chmod(path, mode) == -1 || listen(fd, 128) == -1) {
+	    chmod(path, mode) == -1 || listen(fd, API_LISTEN_BACKLOG) == -1) {
 		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
 		if (fd != -1)
 			close(fd);

@@ -411,7 +411,7 @@ class PathCase(harness.DaemonTestCase):
 
 
 def fcm_body(token, body):
-    """What src/payload.c makes of {"body": body} for FCM."""
+    """What src/deliver/payload.c makes of {"body": body} for FCM."""
     return {"message": {"token": token, "notification": {"body": body},
                         "android": {"priority": "HIGH"},
                         "apns": {"headers": {"apns-priority": "10"}}}}

@@ -2,7 +2,7 @@
 
 Devices and memberships are registered through the API, room events are posted to
 POST /v1/events, and each test asserts exactly which devices the mocks received
-notifications for, with their exact bodies (docs/events.md, src/router.c), and that
+notifications for, with their exact bodies (docs/events.md, src/route/router.c), and that
 nothing else arrived: after the last expected notification it waits a bounded time (the
 coalescing window or the grace period, plus 300 ms) and checks every device of the test.
 
@@ -99,7 +99,7 @@ def update(room, mid, text):
 
 def note(room, mid, sender, text, badge, count=1, room_name=None, sender_name=None,
          title=None, body=None, data=None, apns=None, fcm=None, collapse_id=None):
-    """The notification src/router.c builds for a message (the latest, when coalesced)."""
+    """The notification src/route/router.c builds for a message (the latest, when coalesced)."""
     shown = sender_name if sender_name is not None else sender
     default_body = "%s: %s" % (shown, text)
     if count > 1:
@@ -115,7 +115,7 @@ def note(room, mid, sender, text, badge, count=1, room_name=None, sender_name=No
 
 
 def merge(dst, src):
-    """The payload merge of src/payload.c: objects recursively, null deletes."""
+    """The payload merge of src/deliver/payload.c: objects recursively, null deletes."""
     for key, value in src.items():
         if value is None:
             dst.pop(key, None)
@@ -858,7 +858,7 @@ class TestGrace(RoomsCase):
         self.expect(witness, note(room, "h2", a, "b is back", badge=2))
         self.check(until=left + GRACE + SETTLE)
         # Away for good now: the end of this grace brings h3 alone, never h1. (h1 found
-        # b in its grace, "about to be away": src/router.c counts it as unread.)
+        # b in its grace, "about to be away": src/route/router.c counts it as unread.)
         left = time.monotonic()
         self.post(leave(room, b, "b-phone"), message(room, "h3", a, "b is out again"))
         self.expect(witness, note(room, "h3", a, "b is out again", badge=3))

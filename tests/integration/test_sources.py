@@ -4,9 +4,9 @@ The real pushrelayd reads a real redis-server that each test class starts for it
 (a free loopback port, a temporary directory, no persistence; stopped at the end) and
 sends to the mock APNs and FCM. Devices and memberships are registered through the
 API; events are PUBLISHed, XADDed, or POSTed to /v1/ingest/ably in Ably's own
-webhook formats (built from Ably's documented shapes, not from src/ably.c). Each test
+webhook formats (built from Ably's documented shapes, not from src/ingest/ably.c). Each test
 asserts exactly which devices the mocks received notifications for, with their exact
-bodies (docs/events.md, src/router.c), and that nothing else arrived.
+bodies (docs/events.md, src/route/router.c), and that nothing else arrived.
 
 The Redis classes are skipped when redis-server is not installed.
 """
@@ -231,7 +231,7 @@ def member_join(room, client):
 # ---- what the router makes of a message (as in test_rooms.py) ----------------------------
 
 def note(room, mid, sender, text, badge, count=1):
-    """The notification src/router.c builds for a message without names or overrides."""
+    """The notification src/route/router.c builds for a message without names or overrides."""
     body = "%s: %s" % (sender, text)
     if count > 1:
         body = "%d new messages: %s" % (count, body)

@@ -554,10 +554,10 @@ teardown(void **state)
 	event_base_free(t.base);
 	clock_set_offset_ms(0);
 	for (i = 0; i < t.ndeliveries; i++) {
-		free(t.deliveries[i]->device_id);
-		free(t.deliveries[i]->client_id);
-		free(t.deliveries[i]->token);
-		free(t.deliveries[i]->app_id);
+		free((char *)t.deliveries[i]->device_id);
+		free((char *)t.deliveries[i]->client_id);
+		free((char *)t.deliveries[i]->token);
+		free((char *)t.deliveries[i]->app_id);
 		free(t.deliveries[i]);
 	}
 	for (i = 0; i < t.ncontents; i++) {
@@ -1136,7 +1136,7 @@ test_apns_unknown_app_is_enoapp(void **state)
 	struct push_content *c = content_new("{\"body\":\"x\"}", 0);
 	struct delivery *d = delivery_make(c, TOKEN1, 0);
 
-	free(d->app_id);
+	free((char *)d->app_id);
 	d->app_id = strdup("com.example.other");
 	provider_create();
 	assert_int_equal(send_one(d), PROVIDER_ENOAPP);

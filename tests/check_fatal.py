@@ -14,7 +14,7 @@ TOP = os.environ.get("PUSHRELAY_TOP_SRCDIR",
 ALLOWLIST = os.path.join(TOP, "tests", "fatal-allowed.txt")
 # The definitions of the exits, and the CLI, which may exit as any command does.
 EXEMPT = {"src/core/log.c": {"fatal", "fatalx", "vfatal"}, "src/contrib/xmalloc.c": None,
-          "src/pushrelayctl.c": None}
+          "src/ctl/pushrelayctl.c": None}
 
 CALL = re.compile(r"\b(fatal|fatalx|abort)\s*\(")
 # BSD style: the return type on its own line, the name at column 0 on the next.

@@ -44,17 +44,27 @@ ABLY_KEY, ABLY_SECRET = "app.key1", "secret1"
 
 # ---- the mocks and the daemon's sections for them -------------------------------------
 
+def apns_mock_args(certs):
+    """mock_apns's arguments to take KEY_ID/TEAM's provider tokens for APP."""
+    return ["--team-id", TEAM, "--key-id", KEY_ID, "--auth-key", certs.apns_pub,
+            "--topic", APP]
+
+
+def fcm_mock_args(certs):
+    """mock_fcm's arguments to serve PROJECT and EMAIL's OAuth tokens."""
+    return ["--project-id", PROJECT, "--service-account-key", certs.fcm_pub,
+            "--client-email", EMAIL]
+
+
 def apns_mock(certs, *extra, **options):
     """A started mock APNs taking KEY_ID/TEAM's provider tokens for APP; extra: more
     arguments, options: mockctl.Mock's (record, log_path)."""
-    return mockctl.Mock("apns", certs, "--team-id", TEAM, "--key-id", KEY_ID, "--auth-key",
-                        certs.apns_pub, "--topic", APP, *extra, **options).start()
+    return mockctl.Mock("apns", certs, *apns_mock_args(certs), *extra, **options).start()
 
 
 def fcm_mock(certs, *extra, **options):
     """A started mock FCM for PROJECT, serving the send and the OAuth token endpoints."""
-    return mockctl.Mock("fcm", certs, "--project-id", PROJECT, "--service-account-key",
-                        certs.fcm_pub, "--client-email", EMAIL, *extra, **options).start()
+    return mockctl.Mock("fcm", certs, *fcm_mock_args(certs), *extra, **options).start()
 
 
 def delivery_config(**options):

@@ -30,6 +30,7 @@ import mockctl  # noqa: E402
 from fixtures import (APP, FCM_SEND_PATH, KEY_ID, MAX_ATTEMPTS,  # noqa: E402
                       PROJECT, STATES, TEAM, UUID4_RE)
 from harness import uid  # noqa: E402
+from mockctl import jwt_decode, openssl_verifies, raw_to_der  # noqa: E402
 
 NEW_KEY_ID = "NEW456KEYZ"
 
@@ -55,14 +56,6 @@ def openssl(*args, stdin=None):
         raise AssertionError("openssl %s failed: %s" % (" ".join(args),
                                                         p.stderr.decode(errors="replace")))
     return p.stdout
-
-
-# ---- JWTs --------------------------------------------------------------------------
-
-b64url_decode = mockctl.b64url_decode
-jwt_decode = mockctl.jwt_decode
-raw_to_der = mockctl.raw_to_der
-openssl_verifies = mockctl.openssl_verifies
 
 
 # ---- an HTTP CONNECT proxy -----------------------------------------------------------

@@ -23,6 +23,7 @@ import mockctl  # noqa: E402
 from fixtures import (APP, DRY_RUN, EMAIL, FCM_SEND_PATH, KEY_ID,  # noqa: E402
                       MAX_ATTEMPTS, PROJECT, STATES, TEAM, UUID4_RE)
 from harness import uid  # noqa: E402
+from mockctl import jwt_decode, openssl_verifies, raw_to_der  # noqa: E402
 
 ELLIPSIS = "\u2026"
 
@@ -33,14 +34,6 @@ _TMP = None
 def setUpModule():
     global CERTS, _TMP
     CERTS, _TMP = mockctl.module_certs("pushrelay-push-")
-
-
-# ---- JWTs --------------------------------------------------------------------------
-
-b64url_decode = mockctl.b64url_decode
-jwt_decode = mockctl.jwt_decode
-raw_to_der = mockctl.raw_to_der
-openssl_verifies = mockctl.openssl_verifies
 
 
 # ---- the feedback webhook ------------------------------------------------------------

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,12 +31,10 @@ os.environ.setdefault("PUSHRELAYD", os.path.join(os.environ["PUSHRELAY_TOP_BUILD
                                                  "src", "pushrelayd"))
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "integration"))
 
+import fixtures  # noqa: E402
 import harness  # noqa: E402
 import mockctl  # noqa: E402
-
-TEAM_ID = "TEAM123456"
-KEY_ID = "ABC123DEFG"
-TOPIC = "com.example.chat"
+from fixtures import APP  # noqa: E402
 
 
 def token_for(i):
@@ -50,7 +47,7 @@ def register(daemon, n, room):
     headers = {"Authorization": "Bearer " + daemon.key, "Content-Type": "application/json"}
     for i in range(n):
         body = json.dumps({"client_id": "member-%d" % i, "platform": "apns",
-                           "app_id": TOPIC, "token": token_for(i)})
+                           "app_id": APP, "token": token_for(i)})
         conn.request("PUT", "/v1/devices/device-%d" % i, body=body, headers=headers)
         r = conn.getresponse()
         r.read()
@@ -91,24 +88,10 @@ def run_push(daemon, mock, n, room, body_text):
 
 def run_h2load(mock, certs, n, connections, streams, body_len, tmp):
     """h2load with the daemon's request shape; requests per second."""
-    jwt = mockctl.es256_jwt(certs.apns_key, KEY_ID, TEAM_ID)
     body = json.dumps({"aps": {"alert": {"title": "Bench room", "body": "x"}}})
     body = body.replace('"x"', '"' + "x" * max(1, body_len - len(body) + 1) + '"')
-    data = os.path.join(tmp, "body.json")
-    with open(data, "w") as f:
-        f.write(body)
-    cmd = ["h2load", "-n", str(n), "-c", str(connections), "-m", str(streams),
-           "-d", data,
-           "-H", "apns-topic: " + TOPIC, "-H", "apns-push-type: alert",
-           "-H", "apns-priority: 10", "-H", "authorization: bearer " + jwt,
-           "-H", "content-type: application/json",
-           "https://127.0.0.1:%d/3/device/%s" % (mock.h2_port, token_for(0))]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        if line.startswith("finished in"):
-            # "finished in 1.23s, 162000.00 req/s, 12.3MB/s"
-            return float(line.split(",")[1].split()[0])
-    raise SystemExit("cannot read h2load's output:\n" + out)
+    return fixtures.apns_h2load_rate(mock, certs, token_for(0), body, n, connections,
+                                     streams, tmp)
 
 
 def main():
@@ -125,17 +108,11 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="pushrelay-bench-")
     certs = mockctl.Certs.generate(os.path.join(tmp, "certs"))
-    mock = mockctl.Mock("apns", certs, "--team-id", TEAM_ID, "--key-id", KEY_ID,
-                        "--auth-key", certs.apns_pub, "--topic", TOPIC,
-                        "--max-streams", str(args.streams), record=False).start()
-    url = "https://127.0.0.1:%d" % mock.h2_port
+    mock = fixtures.apns_mock(certs, "--max-streams", str(args.streams), record=False)
     daemon = harness.Daemon(config={
         "store": {"synchronous": "normal"},
         "delivery": {"queue_size": str(max(100000, args.devices * 2))},
-        'apns "%s"' % TOPIC: {"key_file": certs.apns_key, "key_id": KEY_ID,
-                              "team_id": TEAM_ID, "production_url": url,
-                              "sandbox_url": url, "ca_file": certs.ca,
-                              "connections": str(args.connections)},
+        **fixtures.apns_section(certs, mock.url(""), connections=str(args.connections)),
     }, tmp=os.path.join(tmp, "daemon"))
     try:
         daemon.start()

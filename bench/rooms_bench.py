@@ -37,7 +37,6 @@ h2load (Debian: redis-server, nghttp2-client); --perf needs perf.
 """
 
 import argparse
-import ctypes
 import http.client
 import json
 import os
@@ -58,12 +57,10 @@ os.environ.setdefault("PUSHRELAYD", os.path.join(os.environ["PUSHRELAY_TOP_BUILD
                                                  "src", "pushrelayd"))
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "integration"))
 
+import fixtures  # noqa: E402
 import harness  # noqa: E402
 import mockctl  # noqa: E402
-
-TEAM_ID = "TEAM123456"
-KEY_ID = "ABC123DEFG"
-TOPIC = "com.example.chat"
+from fixtures import APP, RedisError  # noqa: E402
 STREAM = "rooms"
 BIG_ROOM = "big"
 SENDER = "sender"
@@ -104,22 +101,6 @@ def percentile(sorted_values, p):
 
 
 # ---- redis ---------------------------------------------------------------------------
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def _die_with_parent():
-    """In the child: SIGKILL when this script dies, so redis-server never outlives it."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)    # PR_SET_PDEATHSIG, SIGKILL
-    except OSError:
-        pass
-
 
 def resp(*args):
     """One command in RESP."""
@@ -168,48 +149,6 @@ def parse_reply(buf, pos):
             items.append(item)
         return items, pos
     raise RuntimeError("bad RESP from redis: %r" % buf[pos - 3:pos + 40])
-
-
-class RedisError(Exception):
-    pass
-
-
-class Redis:
-    """A redis-server on a free loopback port, in its own directory."""
-
-    def __init__(self, tmp):
-        self.dir = os.path.join(tmp, "redis")
-        os.makedirs(self.dir)
-        self.proc = None
-        self.port = None
-
-    def start(self):
-        for _ in range(3):
-            self.port = free_port()
-            log = open(os.path.join(self.dir, "redis.log"), "ab")
-            self.proc = subprocess.Popen(
-                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                 "--save", "", "--appendonly", "no", "--dir", self.dir,
-                 "--daemonize", "no"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent)
-            log.close()
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    c = RespConn(self.port)
-                    c.command("PING")
-                    c.close()
-                    return self
-                except OSError:
-                    time.sleep(0.02)
-            self.stop()
-        raise SystemExit("cannot start redis-server (see %s/redis.log)" % self.dir)
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-        if self.proc is not None:
-            self.proc.wait()
 
 
 class RespConn:
@@ -504,7 +443,7 @@ def register(daemon, jobs, connections):
 
 
 def device_job(device_id, client_id, token):
-    body = json.dumps({"client_id": client_id, "platform": "apns", "app_id": TOPIC,
+    body = json.dumps({"client_id": client_id, "platform": "apns", "app_id": APP,
                        "token": token})
     return ("/v1/devices/%s" % device_id, body)
 
@@ -751,25 +690,12 @@ class Bench:
 
 def run_h2load(mock, certs, n, connections, streams, tmp):
     """h2load with the daemon's request shape (a room message's payload); requests/s."""
-    jwt = mockctl.es256_jwt(certs.apns_key, KEY_ID, TEAM_ID)
     body = json.dumps({"aps": {"alert": {"title": "Sender", "body": "Sender: " + TEXT},
                                "badge": 1, "thread-id": BIG_ROOM},
                        "room": BIG_ROOM, "message_id": "fan-%x-1" % int(time.time()),
                        "sender": SENDER, "count": "1"}, separators=(",", ":"))
-    data = os.path.join(tmp, "body.json")
-    with open(data, "w") as f:
-        f.write(body)
-    cmd = ["h2load", "-n", str(n), "-c", str(connections), "-m", str(streams),
-           "-d", data,
-           "-H", "apns-topic: " + TOPIC, "-H", "apns-push-type: alert",
-           "-H", "apns-priority: 10", "-H", "authorization: bearer " + jwt,
-           "-H", "content-type: application/json",
-           "https://127.0.0.1:%d/3/device/%s" % (mock.h2_port, big_token(0))]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        if line.startswith("finished in"):
-            return float(line.split(",")[1].split()[0])
-    raise SystemExit("cannot read h2load's output:\n" + out)
+    return fixtures.apns_h2load_rate(mock, certs, big_token(0), body, n, connections,
+                                     streams, tmp)
 
 
 def sustained(r):
@@ -839,12 +765,9 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="pushrelay-rooms-bench-", dir=args.tmpdir)
     certs = mockctl.Certs.generate(os.path.join(tmp, "certs"))
-    mock = mockctl.Mock("apns", certs, "--team-id", TEAM_ID, "--key-id", KEY_ID,
-                        "--auth-key", certs.apns_pub, "--topic", TOPIC,
-                        "--max-streams", str(args.streams), "--record-times",
-                        record=False).start()
-    redis = Redis(tmp).start()
-    url = "https://127.0.0.1:%d" % mock.h2_port
+    mock = fixtures.apns_mock(certs, "--max-streams", str(args.streams), "--record-times",
+                              record=False)
+    redis = fixtures.RedisServer(directory=os.path.join(tmp, "redis")).start()
     daemon = harness.Daemon(config={
         "store": {"synchronous": "normal"},
         "delivery": {"queue_size": "1000000"},
@@ -853,10 +776,7 @@ def main():
                     "consumer": "bench", "batch": str(args.stream_batch)},
         "events": {"enabled": "yes", "max_batch": str(args.events_batch)},
         "rooms": {"coalesce_window": "0"},
-        'apns "%s"' % TOPIC: {"key_file": certs.apns_key, "key_id": KEY_ID,
-                              "team_id": TEAM_ID, "production_url": url,
-                              "sandbox_url": url, "ca_file": certs.ca,
-                              "connections": str(args.connections)},
+        **fixtures.apns_section(certs, mock.url(""), connections=str(args.connections)),
     }, tmp=os.path.join(tmp, "daemon"))
     try:
         daemon.start()

@@ -50,6 +50,18 @@ def quote(segment):
     return urllib.parse.quote(segment, safe="")
 
 
+def uid():
+    """Eight hex digits to make ids unique to a test."""
+    return os.urandom(4).hex()
+
+
+def free_port():
+    """A loopback port that nothing listens on (bound, then closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 # ---- log lines -------------------------------------------------------------------
 
 _FIELD_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_.-]*)=("(?:[^"\\]|\\.)*"|\S*)')

@@ -12,21 +12,18 @@ import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fixtures  # noqa: E402
 import harness  # noqa: E402
 import mockctl  # noqa: E402
+from fixtures import APP, DRY_RUN, STATES  # noqa: E402
+from harness import free_port, uid  # noqa: E402
 
-TEAM = "TEAM123456"
-KEY_ID = "ABC123DEFG"
-APP = "com.example.chat"
-DRY_RUN = "dry run: logged, not sent"
-STATES = ("queued", "sending", "retrying", "sent", "failed", "token_removed")
 DEVICE_COLUMNS = ("DEVICE_ID", "PLATFORM", "ENVIRONMENT", "APP_ID", "TOKEN", "UPDATED_AT",
                   "LAST_SUCCESS_AT")
 PUSH_COLUMNS = ("DEVICE_ID", "CLIENT_ID", "PLATFORM", "APP_ID", "STATE", "REASON", "ATTEMPTS",
@@ -50,10 +47,6 @@ def tearDownModule():
 def ctl_path():
     top = os.environ.get("PUSHRELAY_TOP_BUILDDIR", ".")
     return os.path.abspath(os.path.join(top, "src", "pushrelayctl"))
-
-
-def uid():
-    return os.urandom(4).hex()
 
 
 def ctl_env(extra=None):
@@ -92,15 +85,6 @@ def redacted(token):
 
 def compact(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False) + "\n"
-
-
-def free_port():
-    """A loopback port that nothing listens on (bound, then closed)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class LineReader:
@@ -670,14 +654,9 @@ class CtlFeedbackTest(CtlCase):
     @classmethod
     def start(cls):
         certs = mockctl.Certs.generate(os.path.join(_TMP, "certs"))
-        cls.mock = mockctl.Mock("apns", certs, "--team-id", TEAM, "--key-id", KEY_ID,
-                                "--auth-key", certs.apns_pub, "--topic", APP).start()
-        url = "https://127.0.0.1:%d" % cls.mock.h2_port
-        cls.extra_config = {
-            "delivery": {"retry_initial": "100ms", "retry_max": "500ms", "max_attempts": "3"},
-            'apns "%s"' % APP: {"key_file": certs.apns_key, "key_id": KEY_ID,
-                                "team_id": TEAM, "production_url": url, "sandbox_url": url,
-                                "ca_file": certs.ca}}
+        cls.mock = fixtures.apns_mock(certs)
+        cls.extra_config = {"delivery": fixtures.delivery_config(),
+                            **fixtures.apns_section(certs, cls.mock.url(""))}
         super().start()
 
     def setUp(self):

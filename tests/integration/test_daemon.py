@@ -369,10 +369,7 @@ class SignalTest(DaemonTestCase):
 
     def test_sighup_changing_listen_is_refused_naming_the_option(self):
         d = self.start_daemon()
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        other = s.getsockname()[1]
-        s.close()
+        other = harness.free_port()
         line = d.reload(d.config_text({"api": {"listen": "127.0.0.1:%d" % other}}))
         self.assertEqual(line["msg"], "reload refused", line["_line"])
         self.assertIn("api.listen", line["_line"])

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import select
-import shutil
 import socket
 import socketserver
 import ssl
@@ -25,19 +24,15 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fixtures  # noqa: E402
 import harness  # noqa: E402
 import mockctl  # noqa: E402
+from fixtures import (APP, FCM_SEND_PATH, KEY_ID, MAX_ATTEMPTS,  # noqa: E402
+                      PROJECT, STATES, TEAM, UUID4_RE)
+from harness import uid  # noqa: E402
+from mockctl import jwt_decode, openssl_verifies, raw_to_der  # noqa: E402
 
-TEAM = "TEAM123456"
-KEY_ID = "ABC123DEFG"
 NEW_KEY_ID = "NEW456KEYZ"
-APP = "com.example.chat"            # the [apns] section, its devices' app_id and topic
-PROJECT = "example-project"         # the [fcm] section, its devices' app_id, the project
-EMAIL = "pushrelay@example-project.iam.gserviceaccount.com"
-FCM_SEND_PATH = "/v1/projects/%s/messages:send" % PROJECT
-MAX_ATTEMPTS = 3
-UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-STATES = ("queued", "sending", "retrying", "sent", "failed", "token_removed")
 
 CERTS = None
 _TMP = None
@@ -46,10 +41,6 @@ _TMP = None
 def setUpModule():
     global CERTS, _TMP
     CERTS, _TMP = mockctl.module_certs("pushrelay-paths-")
-
-
-def uid():
-    return os.urandom(4).hex()
 
 
 def tmp_path(name):
@@ -65,14 +56,6 @@ def openssl(*args, stdin=None):
         raise AssertionError("openssl %s failed: %s" % (" ".join(args),
                                                         p.stderr.decode(errors="replace")))
     return p.stdout
-
-
-# ---- JWTs --------------------------------------------------------------------------
-
-b64url_decode = mockctl.b64url_decode
-jwt_decode = mockctl.jwt_decode
-raw_to_der = mockctl.raw_to_der
-openssl_verifies = mockctl.openssl_verifies
 
 
 # ---- an HTTP CONNECT proxy -----------------------------------------------------------
@@ -284,12 +267,10 @@ class PathCase(harness.DaemonTestCase):
                          % (mock.kind, status, mock.log_text()))
 
     def apns_mock(self, *extra):
-        return self.start_mock("apns", "--team-id", TEAM, "--key-id", KEY_ID, "--auth-key",
-                               CERTS.apns_pub, "--topic", APP, *extra)
+        return self.start_mock("apns", *fixtures.apns_mock_args(CERTS), *extra)
 
     def fcm_mock(self, *extra):
-        return self.start_mock("fcm", "--project-id", PROJECT, "--service-account-key",
-                               CERTS.fcm_pub, "--client-email", EMAIL, *extra)
+        return self.start_mock("fcm", *fixtures.fcm_mock_args(CERTS), *extra)
 
     def proxy(self, refuse=None):
         proxy = ConnectProxy(refuse)
@@ -297,27 +278,17 @@ class PathCase(harness.DaemonTestCase):
         return proxy
 
     def apns_section(self, mock, **options):
-        section = {"key_file": CERTS.apns_key, "key_id": KEY_ID, "team_id": TEAM,
-                   "production_url": mock.url("").rstrip("/"),
-                   "sandbox_url": mock.url("").rstrip("/"), "ca_file": CERTS.ca}
-        section.update(options)
-        return {'apns "%s"' % APP: section}
+        return fixtures.apns_section(CERTS, mock.url(""), **options)
 
     def fcm_section(self, mock, account=None, **options):
         if account is None:
-            account = mockctl.write_service_account(tmp_path("sa.json"), CERTS, EMAIL,
-                                                    mock.url("/token"), PROJECT)
-        section = {"service_account_file": account, "url": mock.url("").rstrip("/"),
-                   "ca_file": CERTS.ca}
-        section.update(options)
-        return {'fcm "%s"' % PROJECT: section}
+            account = fixtures.fcm_account(CERTS, tmp_path("sa.json"), mock.url("/token"))
+        return fixtures.fcm_section(CERTS, account, mock.url(""), **options)
 
     def daemon_with(self, *sections, delivery=None, env=None):
         """Start a daemon with these provider sections (dicts) merged in."""
-        config = {"delivery": {"retry_initial": "100ms", "retry_max": "500ms",
-                               "max_attempts": str(MAX_ATTEMPTS)},
+        config = {"delivery": fixtures.delivery_config(**(delivery or {})),
                   "store": {"synchronous": "normal"}}
-        config["delivery"].update(delivery or {})
         for section in sections:
             config.update(section)
         cls = type("EnvDaemon", (EnvDaemon,), {"extra_env": dict(env or {})})
@@ -350,17 +321,7 @@ class PathCase(harness.DaemonTestCase):
 
     def wait_finished(self, push_id, timeout=10.0):
         """Poll GET /v1/push/{id} until finished_at is set; the final answer."""
-        deadline = time.monotonic() + timeout
-        while True:
-            st, _, body, raw = self.daemon.request("GET", "/v1/push/" + push_id)
-            self.assertEqual(st, 200, raw)
-            if body["finished_at"] is not None:
-                return body
-            if time.monotonic() > deadline:
-                self.fail("push %s not finished after %.0f s: %s\nlog:\n%s"
-                          % (push_id, timeout, json.dumps(body),
-                             self.daemon.log_text(self.log_start)))
-            time.sleep(0.02)
+        return fixtures.wait_push_finished(self, self.daemon, push_id, timeout, self.log_start)
 
     def assertOutcomes(self, status, expected):
         """Every device row is exactly as expected: {device_id: (state, reason, attempts)}."""
@@ -389,16 +350,10 @@ class PathCase(harness.DaemonTestCase):
                              "the provider token also verifies with %s" % not_pub)
 
     def apns_records(self, mock, token):
-        return [r for r in mock.requests() if r["path"] == "/3/device/" + token]
+        return fixtures.apns_records(mock, token)
 
     def fcm_records(self, mock, token):
-        found = []
-        for r in mock.requests():
-            if r["path"] != FCM_SEND_PATH:
-                continue
-            if json.loads(r["body"]).get("message", {}).get("token") == token:
-                found.append(r)
-        return found
+        return fixtures.fcm_records(mock, token)
 
     def wait_stats(self, mock, predicate, timeout=5.0):
         """The mock's stats once predicate(stats) holds (or the last ones after timeout)."""
@@ -724,8 +679,7 @@ class TestReload(PathCase):
 
     def test_sighup_with_an_unparsable_service_account_is_refused_and_fcm_keeps_working(self):
         mock = self.fcm_mock()
-        account = mockctl.write_service_account(tmp_path("sa.json"), CERTS, EMAIL,
-                                                mock.url("/token"), PROJECT)
+        account = fixtures.fcm_account(CERTS, tmp_path("sa.json"), mock.url("/token"))
         with open(account) as f:
             good = f.read()
         daemon = self.daemon_with(self.fcm_section(mock, account))

@@ -2,22 +2,13 @@
 as a JSON error of valid UTF-8, goes to the log as valid UTF-8, and leaves the daemon
 running: once ready, only a signal ends it."""
 
-import base64
-import hashlib
-import hmac
-import json
 import os
 
 import harness
+from fixtures import ABLY_KEY, ABLY_SECRET, sign, write_ably_keys
 from harness import DaemonTestCase, apns_device
 
-ABLY_KEY, ABLY_SECRET = "app.key1", "secret1"
 UNKNOWN_KEY = "X-Ably-Key names an unknown key: "
-
-
-def sign(body, secret=ABLY_SECRET):
-    """X-Ably-Signature: base64 of HMAC-SHA256 of the raw body with the key's secret."""
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
 class HostileTextCase(DaemonTestCase):
@@ -28,10 +19,7 @@ class HostileTextCase(DaemonTestCase):
         cls.d = harness.Daemon(config={"ably": {"enabled": "yes",
                                                 "keys_file": "{tmp}/ably-keys"}})
         cls.addClassCleanup(cls.d.cleanup)
-        path = os.path.join(cls.d.tmp, "ably-keys")
-        with open(path, "w") as f:
-            f.write("%s:%s\n" % (ABLY_KEY, ABLY_SECRET))
-        os.chmod(path, 0o600)
+        write_ably_keys(os.path.join(cls.d.tmp, "ably-keys"))
         cls.d.start()
 
     def tearDown(self):

@@ -11,19 +11,16 @@ import json
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fixtures  # noqa: E402
 import harness  # noqa: E402
 import mockctl  # noqa: E402
+from fixtures import APP, MAX_ATTEMPTS  # noqa: E402
+from harness import uid  # noqa: E402
 
-TEAM = "TEAM123456"
-KEY_ID = "ABC123DEFG"
-APP = "com.example.chat"
-MAX_ATTEMPTS = 3
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FINAL_OUTCOMES = ("sent", "failed", "token_removed", "rejected", "config_error", "cancelled")
 STATS_KEYS = {"version", "started_at", "uptime_seconds", "devices", "pushes_accepted",
@@ -40,10 +37,6 @@ def setUpModule():
     code, out, _ = harness.run_pushrelayd(["--version"])
     VERSION = out.split()[-1] if code == 0 and out.startswith("pushrelayd ") else None
     CERTS, _TMP = mockctl.module_certs("pushrelay-metrics-")
-
-
-def uid():
-    return os.urandom(4).hex()
 
 
 # ---- a strict parser of the Prometheus text format (0.0.4) -------------------------
@@ -232,15 +225,10 @@ class MetricsCase(harness.DaemonTestCase):
     def setUpClass(cls):
         cls.daemon = cls.mock = None
         try:
-            config = {"delivery": {"retry_initial": "100ms", "retry_max": "500ms",
-                                   "max_attempts": str(MAX_ATTEMPTS)}}
+            config = {"delivery": fixtures.delivery_config()}
             if cls.apns:
-                cls.mock = mockctl.Mock("apns", CERTS, "--team-id", TEAM, "--key-id", KEY_ID,
-                                        "--auth-key", CERTS.apns_pub, "--topic", APP).start()
-                url = "https://127.0.0.1:%d" % cls.mock.h2_port
-                config['apns "%s"' % APP] = {
-                    "key_file": CERTS.apns_key, "key_id": KEY_ID, "team_id": TEAM,
-                    "production_url": url, "sandbox_url": url, "ca_file": CERTS.ca}
+                cls.mock = fixtures.apns_mock(CERTS)
+                config.update(fixtures.apns_section(CERTS, cls.mock.url("")))
             cls.daemon = harness.Daemon(config=config)
             cls.daemon.start()
         except BaseException:
@@ -249,17 +237,7 @@ class MetricsCase(harness.DaemonTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        problems = []
-        if cls.daemon is not None:
-            try:
-                cls.daemon.cleanup()
-            except AssertionError as e:
-                problems.append(str(e))
-        if cls.mock is not None:
-            status = cls.mock.stop()
-            if status != 0:
-                problems.append("mock_apns exited with %s:\n%s" % (status,
-                                                                  cls.mock.log_text()))
+        problems = fixtures.stop_all(cls.daemon, (cls.mock,))
         if problems:
             raise AssertionError("\n".join(problems))
 
@@ -287,15 +265,7 @@ class MetricsCase(harness.DaemonTestCase):
             "POST", "/v1/push", body={"recipients": recipients,
                                       "notification": {"body": "hi"}})
         self.assertEqual(st, 202, raw)
-        deadline = time.monotonic() + timeout
-        while True:
-            st, _, status, raw = self.daemon.request("GET", "/v1/push/" + body["push_id"])
-            self.assertEqual(st, 200, raw)
-            if status["finished_at"] is not None:
-                return status
-            if time.monotonic() > deadline:
-                self.fail("push not finished: %s" % raw)
-            time.sleep(0.02)
+        return fixtures.wait_push_finished(self, self.daemon, body["push_id"], timeout)
 
     def outcomes(self, scrape, app=APP):
         """{outcome: value} of pushrelay_notifications_total for an APNs app (0: absent)."""

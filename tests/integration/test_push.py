@@ -11,28 +11,21 @@ daemon and its mocks; rules are cleared before each test.
 import http.server
 import json
 import os
-import re
-import shutil
 import sys
 import threading
 import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fixtures  # noqa: E402
 import harness  # noqa: E402
 import mockctl  # noqa: E402
+from fixtures import (APP, DRY_RUN, EMAIL, FCM_SEND_PATH, KEY_ID,  # noqa: E402
+                      MAX_ATTEMPTS, PROJECT, STATES, TEAM, UUID4_RE)
+from harness import uid  # noqa: E402
+from mockctl import jwt_decode, openssl_verifies, raw_to_der  # noqa: E402
 
-TEAM = "TEAM123456"
-KEY_ID = "ABC123DEFG"
-APP = "com.example.chat"            # the [apns] section, its devices' app_id and topic
-PROJECT = "example-project"         # the [fcm] section, its devices' app_id, the project
-EMAIL = "pushrelay@example-project.iam.gserviceaccount.com"
-FCM_SEND_PATH = "/v1/projects/%s/messages:send" % PROJECT
-MAX_ATTEMPTS = 3
-DRY_RUN = "dry run: logged, not sent"
 ELLIPSIS = "\u2026"
-UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-STATES = ("queued", "sending", "retrying", "sent", "failed", "token_removed")
 
 CERTS = None
 _TMP = None
@@ -41,18 +34,6 @@ _TMP = None
 def setUpModule():
     global CERTS, _TMP
     CERTS, _TMP = mockctl.module_certs("pushrelay-push-")
-
-
-def uid():
-    return os.urandom(4).hex()
-
-
-# ---- JWTs --------------------------------------------------------------------------
-
-b64url_decode = mockctl.b64url_decode
-jwt_decode = mockctl.jwt_decode
-raw_to_der = mockctl.raw_to_der
-openssl_verifies = mockctl.openssl_verifies
 
 
 # ---- the feedback webhook ------------------------------------------------------------
@@ -109,16 +90,6 @@ class FeedbackServer:
 
 # ---- a daemon with mocks -----------------------------------------------------------
 
-def apns_mock():
-    return mockctl.Mock("apns", CERTS, "--team-id", TEAM, "--key-id", KEY_ID, "--auth-key",
-                        CERTS.apns_pub, "--topic", APP).start()
-
-
-def fcm_mock():
-    return mockctl.Mock("fcm", CERTS, "--project-id", PROJECT, "--service-account-key",
-                        CERTS.fcm_pub, "--client-email", EMAIL).start()
-
-
 class DeliveryCase(harness.DaemonTestCase):
     """One daemon per class, with the mocks the class asks for.
 
@@ -143,26 +114,19 @@ class DeliveryCase(harness.DaemonTestCase):
 
     @classmethod
     def _start(cls):
-        config = {"delivery": {"retry_initial": "100ms", "retry_max": "500ms",
-                               "max_attempts": str(MAX_ATTEMPTS)}}
-        config["delivery"].update(cls.delivery)
+        config = {"delivery": fixtures.delivery_config(**cls.delivery)}
         if cls.apns:
-            cls.apns_prod = apns_mock()
-            cls.apns_sandbox = apns_mock()
-            config['apns "%s"' % APP] = {
-                "key_file": CERTS.apns_key, "key_id": KEY_ID, "team_id": TEAM,
-                "production_url": "https://127.0.0.1:%d" % cls.apns_prod.h2_port,
-                "sandbox_url": "https://127.0.0.1:%d" % cls.apns_sandbox.h2_port,
-                "ca_file": CERTS.ca}
+            cls.apns_prod = fixtures.apns_mock(CERTS)
+            cls.apns_sandbox = fixtures.apns_mock(CERTS)
+            config.update(fixtures.apns_section(CERTS, cls.apns_prod.url(""),
+                                                cls.apns_sandbox.url("")))
         if cls.fcm:
-            cls.fcm_mock = fcm_mock()
-            cls.token_uri = "https://127.0.0.1:%d/token" % cls.fcm_mock.h2_port
-            account = mockctl.write_service_account(
-                os.path.join(_TMP, "sa-%s-%s.json" % (cls.__name__, uid())), CERTS, EMAIL,
-                cls.token_uri, PROJECT)
-            config['fcm "%s"' % PROJECT] = {
-                "service_account_file": account,
-                "url": "https://127.0.0.1:%d" % cls.fcm_mock.h2_port, "ca_file": CERTS.ca}
+            cls.fcm_mock = fixtures.fcm_mock(CERTS)
+            cls.token_uri = cls.fcm_mock.url("/token")
+            account = fixtures.fcm_account(
+                CERTS, os.path.join(_TMP, "sa-%s-%s.json" % (cls.__name__, uid())),
+                cls.token_uri)
+            config.update(fixtures.fcm_section(CERTS, account, cls.fcm_mock.url("")))
         if cls.feedback:
             cls.hook = FeedbackServer()
             config["delivery"]["feedback_url"] = cls.hook.url()
@@ -174,18 +138,7 @@ class DeliveryCase(harness.DaemonTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        problems = []
-        if cls.daemon is not None:
-            try:
-                cls.daemon.cleanup()
-            except AssertionError as e:
-                problems.append(str(e))
-        for mock in (cls.apns_prod, cls.apns_sandbox, cls.fcm_mock):
-            if mock is not None:
-                status = mock.stop()
-                if status != 0:
-                    problems.append("mock_%s exited with %s; log:\n%s"
-                                    % (mock.kind, status, mock.log_text()))
+        problems = fixtures.stop_all(cls.daemon, (cls.apns_prod, cls.apns_sandbox, cls.fcm_mock))
         if cls.hook is not None:
             cls.hook.stop()
         if problems:
@@ -236,16 +189,7 @@ class DeliveryCase(harness.DaemonTestCase):
 
     def wait_finished(self, push_id, timeout=10.0):
         """Poll GET /v1/push/{id} until finished_at is set; the final answer."""
-        deadline = time.monotonic() + timeout
-        while True:
-            body = self.get_push(push_id)
-            if body["finished_at"] is not None:
-                return body
-            if time.monotonic() > deadline:
-                self.fail("push %s not finished after %.0f s: %s\nlog:\n%s"
-                          % (push_id, timeout, json.dumps(body),
-                             self.daemon.log_text(self.log_start)))
-            time.sleep(0.02)
+        return fixtures.wait_push_finished(self, self.daemon, push_id, timeout, self.log_start)
 
     def assertPushStatus(self, status, push_id, expected):
         """The finished status is exactly the expected rows.
@@ -287,21 +231,10 @@ class DeliveryCase(harness.DaemonTestCase):
     # -- the mocks --
 
     def apns_records(self, token, mock=None):
-        path = "/3/device/" + token
-        return [r for r in (mock or self.apns_prod).requests() if r["path"] == path]
+        return fixtures.apns_records(mock or self.apns_prod, token)
 
     def fcm_records(self, token):
-        found = []
-        for r in self.fcm_mock.requests():
-            if r["path"] != FCM_SEND_PATH:
-                continue
-            try:
-                message = json.loads(r["body"]).get("message", {})
-            except ValueError:
-                continue
-            if message.get("token") == token:
-                found.append(r)
-        return found
+        return fixtures.fcm_records(self.fcm_mock, token)
 
     def assertExactJson(self, text, expected):
         """text is JSON, without duplicate keys, equal to expected."""

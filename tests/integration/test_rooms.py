@@ -11,264 +11,52 @@ Ids are unique per test, so the tests of a class share one daemon and its mocks.
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import mockctl  # noqa: E402
+from fixtures import (SETTLE, NotificationCase, apns_expected, delete, enter,  # noqa: E402
+                      fcm_expected, leave, member_join, member_leave, message, note, read,
+                      sync, update)
+from harness import uid  # noqa: E402
 
-TEAM = "TEAM123456"
-KEY_ID = "ABC123DEFG"
-APP = "com.example.chat"            # the [apns] section, its devices' app_id and topic
-PROJECT = "example-project"         # the [fcm] section, its devices' app_id, the project
-EMAIL = "pushrelay@example-project.iam.gserviceaccount.com"
-FCM_SEND_PATH = "/v1/projects/%s/messages:send" % PROJECT
-SETTLE = 0.3                        # quiet time after the last expected notification
 # Timers run on libevent's cached clock and the mocks record whole milliseconds: a timer
 # may end a few milliseconds before its full duration as measured from this process.
 TIMER_SLACK_MS = 10
 BUSY = "too many events are waiting; retry later"
 
-CERTS = None
-_TMP = None
-
 
 def setUpModule():
-    global CERTS, _TMP
-    CERTS, _TMP = mockctl.module_certs("pushrelay-rooms-")
-
-
-def uid():
-    return os.urandom(4).hex()
+    RoomsCase.certs, RoomsCase.tmp = mockctl.module_certs("pushrelay-rooms-")
 
 
 def rfc3339(seconds):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-# ---- room events -------------------------------------------------------------------
-
-def message(room, mid, sender, text, **extra):
-    event = {"type": "message", "room": room, "id": mid, "client_id": sender, "text": text}
-    event.update(extra)
-    return event
-
-
-def enter(room, client, connection=None):
-    event = {"type": "presence.enter", "room": room, "client_id": client}
-    if connection is not None:
-        event["connection_id"] = connection
-    return event
-
-
-def leave(room, client, connection=None):
-    event = {"type": "presence.leave", "room": room, "client_id": client}
-    if connection is not None:
-        event["connection_id"] = connection
-    return event
-
-
-def sync(room, present):
-    return {"type": "presence.sync", "room": room, "present": present}
-
-
-def member_join(room, client):
-    return {"type": "member.join", "room": room, "client_id": client}
-
-
-def member_leave(room, client):
-    return {"type": "member.leave", "room": room, "client_id": client}
-
-
-def read(room, client, up_to):
-    return {"type": "read", "room": room, "client_id": client, "up_to": up_to}
-
-
-def delete(room, mid):
-    return {"type": "message.delete", "room": room, "id": mid}
-
-
-def update(room, mid, text):
-    return {"type": "message.update", "room": room, "id": mid, "text": text}
-
-
-# ---- what the router makes of a message ------------------------------------------------
-
-def note(room, mid, sender, text, badge, count=1, room_name=None, sender_name=None,
-         title=None, body=None, data=None, apns=None, fcm=None, collapse_id=None):
-    """The notification src/route/router.c builds for a message (the latest, when coalesced)."""
-    shown = sender_name if sender_name is not None else sender
-    default_body = "%s: %s" % (shown, text)
-    if count > 1:
-        default_body = "%d new messages: %s" % (count, default_body)
-    n = {"title": title if title is not None else room_name if room_name is not None
-         else sender_name if sender_name is not None else room,
-         "body": body if body is not None else default_body,
-         "room": room, "badge": badge,
-         "data": {"room": room, "message_id": mid, "sender": sender, "count": str(count)},
-         "apns": apns, "fcm": fcm, "collapse_id": collapse_id}
-    n["data"].update(data or {})
-    return n
-
-
-def merge(dst, src):
-    """The payload merge of src/deliver/payload.c: objects recursively, null deletes."""
-    for key, value in src.items():
-        if value is None:
-            dst.pop(key, None)
-        elif isinstance(value, dict) and isinstance(dst.get(key), dict):
-            merge(dst[key], value)
-        else:
-            dst[key] = value
-
-
-def apns_expected(n):
-    """The APNs request (body and the headers that matter) for a note."""
-    body = {"aps": {"alert": {"title": n["title"], "body": n["body"]}, "badge": n["badge"],
-                    "thread-id": n["room"]}}
-    body.update(n["data"])
-    if n["apns"] and "payload" in n["apns"]:
-        merge(body, n["apns"]["payload"])
-    headers = {"apns-topic": APP, "apns-push-type": "alert", "apns-priority": "10"}
-    if n["collapse_id"] is not None:
-        headers["apns-collapse-id"] = n["collapse_id"]
-    return {"body": body, "headers": headers}
-
-
-def fcm_expected(n, token):
-    """The FCM request body for a note."""
-    msg = {"token": token,
-           "notification": {"title": n["title"], "body": n["body"]},
-           "data": n["data"],
-           "android": {"priority": "HIGH",
-                       "notification": {"tag": n["room"], "notification_count": n["badge"]}},
-           "apns": {"headers": {"apns-priority": "10"},
-                    "payload": {"aps": {"badge": n["badge"], "thread-id": n["room"]}}}}
-    if n["fcm"]:
-        merge(msg, n["fcm"])
-    return {"body": {"message": msg}}
-
-
-APNS_HEADERS = ("apns-topic", "apns-push-type", "apns-priority", "apns-collapse-id",
-                "apns-expiration")
-
-
-def canonical(value):
-    return json.dumps(value, sort_keys=True)
-
-
 # ---- a daemon with mocks ------------------------------------------------------------
 
-class RoomsCase(harness.DaemonTestCase):
-    """One daemon per class with a mock APNs (production and sandbox) and a mock FCM.
+class RoomsCase(NotificationCase):
+    """NotificationCase posting room events to POST /v1/events.
 
-    rooms/events: the class's [rooms] and [events] options over the defaults below;
-    settle: how long to wait after the last expected notification before checking that
-    nothing else came (the coalescing window or grace, plus SETTLE).
+    rooms/events: the class's [rooms] and [events] options over the defaults.
     """
 
     rooms = {}
     events = {}
-    settle = SETTLE
 
     @classmethod
-    def setUpClass(cls):
-        cls.apns = cls.fcm = cls.daemon = None
-        try:
-            cls._start()
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def _start(cls):
-        cls.apns = mockctl.Mock("apns", CERTS, "--team-id", TEAM, "--key-id", KEY_ID,
-                                "--auth-key", CERTS.apns_pub, "--topic", APP).start()
-        cls.fcm = mockctl.Mock("fcm", CERTS, "--project-id", PROJECT,
-                               "--service-account-key", CERTS.fcm_pub,
-                               "--client-email", EMAIL).start()
-        account = mockctl.write_service_account(
-            os.path.join(_TMP, "sa-%s.json" % cls.__name__), CERTS, EMAIL,
-            "https://127.0.0.1:%d/token" % cls.fcm.h2_port, PROJECT)
-        apns_url = "https://127.0.0.1:%d" % cls.apns.h2_port
-        rooms = {"coalesce_window": "0", "presence_grace": "0"}
-        rooms.update(cls.rooms)
-        config = {
-            "store": {"synchronous": "normal"},
-            "delivery": {"retry_initial": "100ms", "retry_max": "500ms", "max_attempts": "3"},
-            'apns "%s"' % APP: {"key_file": CERTS.apns_key, "key_id": KEY_ID,
-                                "team_id": TEAM, "production_url": apns_url,
-                                "sandbox_url": apns_url, "ca_file": CERTS.ca},
-            'fcm "%s"' % PROJECT: {"service_account_file": account,
-                                   "url": "https://127.0.0.1:%d" % cls.fcm.h2_port,
-                                   "ca_file": CERTS.ca},
-            "rooms": rooms,
-        }
+    def config(cls):
+        config = {"rooms": dict(cls.rooms)}
         if cls.events:
             config["events"] = dict(cls.events)
-        cls.daemon = harness.Daemon(config=config)
-        cls.daemon.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        problems = []
-        if cls.daemon is not None:
-            try:
-                cls.daemon.cleanup()
-            except AssertionError as e:
-                problems.append(str(e))
-        for mock in (cls.apns, cls.fcm):
-            if mock is not None:
-                status = mock.stop()
-                if status != 0:
-                    problems.append("mock_%s exited with %s; log:\n%s"
-                                    % (mock.kind, status, mock.log_text()))
-        if problems:
-            raise AssertionError("\n".join(problems))
-
-    def setUp(self):
-        for mock in (self.apns, self.fcm):
-            mock.clear_rules()
-        if not self.daemon.running():
-            self.daemon.start()
-        self.log_start = self.daemon.log_offset()
-        self.u = uid()
-        self.devices = {}           # device_id -> stored device, every device of the test
-        self.by_client = {}         # client_id -> [stored device]
-        self.expected = {}          # device_id -> [expected request]
-
-    def id_(self, name):
-        """A name unique to this test."""
-        return "%s-%s" % (name, self.u)
-
-    # -- the API --
+        return config
 
     def register(self, client, platform, count=1):
         """Register count new devices of a platform for client; returns them."""
-        out = []
-        for _ in range(count):
-            device_id = "%s-%s-%s" % (client, platform, uid())
-            if platform == "apns":
-                body = harness.apns_device(client_id=client, app_id=APP)
-            else:
-                body = harness.fcm_device(client_id=client, app_id=PROJECT)
-            st, _, stored, raw = self.daemon.request(
-                "PUT", "/v1/devices/" + harness.quote(device_id), body=body)
-            self.assertEqual(st, 201, raw)
-            self.devices[device_id] = stored
-            self.by_client.setdefault(client, []).append(stored)
-            self.expected.setdefault(device_id, [])
-            out.append(stored)
-        return out
-
-    def join(self, room, *clients):
-        for client in clients:
-            st, _, _, raw = self.daemon.request(
-                "PUT", "/v1/rooms/%s/members/%s" % (harness.quote(room), harness.quote(client)))
-            self.assertEqual(st, 201, raw)
+        return [super(RoomsCase, self).register(client, platform) for _ in range(count)]
 
     def prefs(self, room, client, body):
         st, _, got, raw = self.daemon.request(
@@ -276,23 +64,6 @@ class RoomsCase(harness.DaemonTestCase):
             body=body)
         self.assertEqual(st, 200, raw)
         return got
-
-    def members(self, room):
-        st, _, body, raw = self.daemon.request(
-            "GET", "/v1/rooms/%s/members?limit=1000" % harness.quote(room))
-        self.assertEqual(st, 200, raw)
-        return body["members"]
-
-    def wait_members(self, room, expected, timeout=5.0):
-        """Poll the room's members until they are exactly the expected client ids."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got = self.members(room)
-            ids = sorted(m["client_id"] for m in got)
-            if ids == sorted(expected) or time.monotonic() > deadline:
-                self.assertEqual(ids, sorted(expected), "members of %s" % room)
-                return got
-            time.sleep(0.02)
 
     def post_raw(self, body, **kw):
         return self.daemon.request("POST", "/v1/events", body=body, **kw)
@@ -305,72 +76,6 @@ class RoomsCase(harness.DaemonTestCase):
         self.assertEqual(body, {"accepted": len(events) - len(skipped),
                                 "skipped": list(skipped)}, raw)
         return body
-
-    # -- the mocks --
-
-    def expect(self, client, n):
-        """Every device of client is to get the note n once more."""
-        self.assertIn(client, self.by_client, "no devices registered for %s" % client)
-        for dev in self.by_client[client]:
-            if dev["platform"] == "apns":
-                self.expected[dev["device_id"]].append(apns_expected(n))
-            else:
-                self.expected[dev["device_id"]].append(fcm_expected(n, dev["token"]))
-
-    def received(self):
-        """device_id -> the requests the mocks received for it (this test's devices)."""
-        by_token = {}
-        for r in self.apns.requests():
-            if r["path"].startswith("/3/device/"):
-                by_token.setdefault(r["path"][len("/3/device/"):], []).append(r)
-        for r in self.fcm.requests():
-            if r["path"] != FCM_SEND_PATH:
-                continue
-            try:
-                token = json.loads(r["body"])["message"]["token"]
-            except (ValueError, KeyError, TypeError):
-                continue
-            by_token.setdefault(token, []).append(r)
-        return {device_id: by_token.get(dev["token"], [])
-                for device_id, dev in self.devices.items()}
-
-    def shown(self, device_id, record):
-        """What is compared of a received request."""
-        dev = self.devices[device_id]
-        out = {"body": json.loads(record["body"])}
-        if dev["platform"] == "apns":
-            out["headers"] = {k: v for k, v in record["headers"].items() if k in APNS_HEADERS}
-        return out
-
-    def check(self, until=None, timeout=10.0):
-        """Wait for the expected notifications, then for settle (and until, a monotonic
-        time), then assert that every device of the test got exactly what was expected."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got = self.received()
-            if all(len(got[d]) >= len(want) for d, want in self.expected.items()):
-                break
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-        time.sleep(self.settle)
-        if until is not None and until > time.monotonic():
-            time.sleep(until - time.monotonic())
-        got = self.received()
-
-        def label(device_id):
-            dev = self.devices[device_id]
-            return "%s %s %s" % (dev["client_id"], dev["platform"], device_id)
-
-        actual = {label(d): sorted((self.shown(d, r) for r in records), key=canonical)
-                  for d, records in got.items()}
-        wanted = {label(d): sorted(want, key=canonical) for d, want in self.expected.items()}
-        self.assertEqual(actual, wanted, "daemon log:\n%s"
-                         % self.daemon.log_text(self.log_start)[-6000:])
-        for d, records in got.items():
-            for r in records:
-                self.assertEqual(r["status"], 200, "%s: %r" % (label(d), r))
-        return got
 
 
 # ---- routing: who is notified ------------------------------------------------------------

@@ -12,279 +12,33 @@ The Redis classes are skipped when redis-server is not installed.
 """
 
 import base64
-import ctypes
-import hashlib
-import hmac
 import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import mockctl  # noqa: E402
+from fixtures import (ABLY_KEY, SETTLE, NotificationCase,  # noqa: E402
+                      RedisServer, member_join, message, note, presence, record_message_id,
+                      record_token, sign, sync, write_ably_keys)
+from harness import uid  # noqa: E402
 
-TEAM = "TEAM123456"
-KEY_ID = "ABC123DEFG"
-APP = "com.example.chat"            # the [apns] section, its devices' app_id and topic
-PROJECT = "example-project"         # the [fcm] section, its devices' app_id, the project
-EMAIL = "pushrelay@example-project.iam.gserviceaccount.com"
-FCM_SEND_PATH = "/v1/projects/%s/messages:send" % PROJECT
-SETTLE = 0.3                        # quiet time after the last expected notification
 HAVE_REDIS = shutil.which("redis-server") is not None
 NO_REDIS = "redis-server is not installed"
-ABLY_KEY, ABLY_SECRET = "app.key1", "secret1"
 
-CERTS = None
 _TMP = None
 
 
 def setUpModule():
-    global CERTS, _TMP
-    CERTS, _TMP = mockctl.module_certs("pushrelay-sources-")
+    global _TMP
+    SourcesCase.certs, SourcesCase.tmp = mockctl.module_certs("pushrelay-sources-")
+    _TMP = SourcesCase.tmp
 
-
-def uid():
-    return os.urandom(4).hex()
-
-
-# ---- a real redis-server and a small RESP client -------------------------------------
-
-class RedisError(Exception):
-    pass
-
-
-class Redis:
-    """A blocking RESP2 client: command() and pipeline(), replies as str/int/list/None."""
-
-    def __init__(self, port, password=None, timeout=10.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.file = self.sock.makefile("rb")
-        if password is not None:
-            self.command("AUTH", password)
-
-    def close(self):
-        self.file.close()
-        self.sock.close()
-
-    @staticmethod
-    def _encode(args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            if isinstance(a, int):
-                a = str(a)
-            if isinstance(a, str):
-                a = a.encode("utf-8")
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        return b"".join(out)
-
-    def _reply(self):
-        line = self.file.readline()
-        if not line.endswith(b"\r\n"):
-            raise RedisError("connection closed")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode("utf-8")
-        if kind == b"-":
-            return RedisError(rest.decode("utf-8"))
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            return self.file.read(n + 2)[:-2].decode("utf-8", "replace")
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._reply() for _ in range(n)]
-        raise RedisError("bad reply %r" % line)
-
-    def command(self, *args):
-        [reply] = self.pipeline([args])
-        return reply
-
-    def pipeline(self, commands):
-        self.sock.sendall(b"".join(self._encode(c) for c in commands))
-        replies = [self._reply() for _ in commands]
-        for r in replies:
-            if isinstance(r, RedisError):
-                raise r
-        return replies
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent():
-    """In the child: get SIGKILL when the test process dies, whatever the reason."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-class RedisServer:
-    """redis-server on a free loopback port in a temporary directory, no persistence."""
-
-    def __init__(self, password=None):
-        self.password = password
-        self.dir = tempfile.mkdtemp(prefix="pushrelay-redis-")
-        self.log_path = os.path.join(self.dir, "redis.log")
-        self.proc = None
-        self.port = None
-
-    @property
-    def address(self):
-        return "127.0.0.1:%d" % self.port
-
-    def start(self, port=None):
-        """Start on a free port, or on port (again, after stop(remove=False))."""
-        for _ in range(3 if port is None else 1):
-            self.port = port or _free_port()
-            args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                    "--save", "", "--appendonly", "no", "--dir", self.dir,
-                    "--daemonize", "no"]
-            if self.password is not None:
-                args += ["--requirepass", self.password]
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
-                                             stderr=log, preexec_fn=_die_with_parent)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    c = self.client()
-                    c.command("PING")
-                    c.close()
-                    return self
-                except (OSError, RedisError):
-                    time.sleep(0.02)
-            self.stop(remove=False)     # the port was taken meanwhile? try another
-        raise RuntimeError("redis-server did not start:\n" + self.log_text())
-
-    def client(self):
-        return Redis(self.port, self.password)
-
-    def log_text(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def stop(self, remove=True):
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            self.proc = None
-        if remove and not os.environ.get("PUSHRELAY_KEEP_TMP"):
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-# ---- room events -------------------------------------------------------------------
-
-def message(room, mid, sender, text, **extra):
-    event = {"type": "message", "id": mid, "client_id": sender, "text": text}
-    if room is not None:
-        event["room"] = room
-    event.update(extra)
-    return event
-
-
-def presence(kind, room, client, connection=None):
-    event = {"type": "presence." + kind, "client_id": client}
-    if room is not None:
-        event["room"] = room
-    if connection is not None:
-        event["connection_id"] = connection
-    return event
-
-
-def sync(room, present):
-    event = {"type": "presence.sync", "present": present}
-    if room is not None:
-        event["room"] = room
-    return event
-
-
-def member_join(room, client):
-    event = {"type": "member.join", "client_id": client}
-    if room is not None:
-        event["room"] = room
-    return event
-
-
-# ---- what the router makes of a message (as in test_rooms.py) ----------------------------
-
-def note(room, mid, sender, text, badge, count=1):
-    """The notification src/route/router.c builds for a message without names or overrides."""
-    body = "%s: %s" % (sender, text)
-    if count > 1:
-        body = "%d new messages: %s" % (count, body)
-    return {"title": room, "body": body, "room": room, "badge": badge,
-            "data": {"room": room, "message_id": mid, "sender": sender,
-                     "count": str(count)}}
-
-
-def apns_expected(n):
-    body = {"aps": {"alert": {"title": n["title"], "body": n["body"]}, "badge": n["badge"],
-                    "thread-id": n["room"]}}
-    body.update(n["data"])
-    return {"body": body,
-            "headers": {"apns-topic": APP, "apns-push-type": "alert", "apns-priority": "10"}}
-
-
-def fcm_expected(n, token):
-    return {"body": {"message": {
-        "token": token,
-        "notification": {"title": n["title"], "body": n["body"]},
-        "data": n["data"],
-        "android": {"priority": "HIGH",
-                    "notification": {"tag": n["room"], "notification_count": n["badge"]}},
-        "apns": {"headers": {"apns-priority": "10"},
-                 "payload": {"aps": {"badge": n["badge"], "thread-id": n["room"]}}}}}}
-
-
-APNS_HEADERS = ("apns-topic", "apns-push-type", "apns-priority", "apns-collapse-id",
-                "apns-expiration")
-
-
-def canonical(value):
-    return json.dumps(value, sort_keys=True)
-
-
-def record_token(record):
-    """The device token a mock record was sent to, or None (not a notification)."""
-    if record["path"].startswith("/3/device/"):
-        return record["path"][len("/3/device/"):]
-    if record["path"] == FCM_SEND_PATH:
-        try:
-            return json.loads(record["body"])["message"]["token"]
-        except (ValueError, KeyError, TypeError):
-            return None
-    return None
-
-
-def record_message_id(record):
-    """data.message_id of a notification record."""
-    body = json.loads(record["body"])
-    if record["path"] == FCM_SEND_PATH:
-        return body["message"]["data"]["message_id"]
-    return body["message_id"]
 
 
 _SAMPLE_RE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})? (\S+)$')
@@ -307,73 +61,36 @@ def metric(daemon, name, **labels):
 
 # ---- a daemon with mocks (and a redis-server) ---------------------------------------------
 
-class SourcesCase(harness.DaemonTestCase):
-    """One daemon per class with a mock APNs, a mock FCM and, if redis, a redis-server.
+class SourcesCase(NotificationCase):
+    """NotificationCase with, if redis, a redis-server of its own.
 
-    config(): the class's configuration over the defaults (coalescing and grace off);
     waits: the redis sources whose "redis connected" line start-up waits for.
     """
 
     redis = False
     redis_password = None
     waits = ()
-    settle = SETTLE
-
-    @classmethod
-    def config(cls):
-        return {}
+    join_status = (200, 201)
 
     @classmethod
     def setUpClass(cls):
-        cls.apns = cls.fcm = cls.daemon = cls.server = cls.r = None
-        try:
-            cls._start()
-        except BaseException:
-            cls.tearDownClass()
-            raise
+        cls.server = cls.r = None
+        super().setUpClass()
 
     @classmethod
     def _start(cls):
         if cls.redis:
             cls.server = RedisServer(cls.redis_password).start()
             cls.r = cls.server.client()
-        cls.apns = mockctl.Mock("apns", CERTS, "--team-id", TEAM, "--key-id", KEY_ID,
-                                "--auth-key", CERTS.apns_pub, "--topic", APP).start()
-        cls.fcm = mockctl.Mock("fcm", CERTS, "--project-id", PROJECT,
-                               "--service-account-key", CERTS.fcm_pub,
-                               "--client-email", EMAIL).start()
-        cls.account = mockctl.write_service_account(
-            os.path.join(_TMP, "sa-%s.json" % cls.__name__), CERTS, EMAIL,
-            "https://127.0.0.1:%d/token" % cls.fcm.h2_port, PROJECT)
-        cls.daemon = cls.make_daemon()
-        cls.start_and_wait(cls.daemon)
+        super()._start()
 
     @classmethod
     def base_config(cls):
-        apns_url = "https://127.0.0.1:%d" % cls.apns.h2_port
-        config = {
-            "store": {"synchronous": "normal"},
-            "delivery": {"retry_initial": "100ms", "retry_max": "500ms", "max_attempts": "3"},
-            'apns "%s"' % APP: {"key_file": CERTS.apns_key, "key_id": KEY_ID,
-                                "team_id": TEAM, "production_url": apns_url,
-                                "sandbox_url": apns_url, "ca_file": CERTS.ca},
-            'fcm "%s"' % PROJECT: {"service_account_file": cls.account,
-                                   "url": "https://127.0.0.1:%d" % cls.fcm.h2_port,
-                                   "ca_file": CERTS.ca},
-            "rooms": {"coalesce_window": "0", "presence_grace": "0"},
-        }
+        config = super().base_config()
         if cls.server is not None:
             config["redis"] = {"address": cls.server.address, "reconnect_max": "500ms",
                                "connect_timeout": "1s"}
         return config
-
-    @classmethod
-    def make_daemon(cls, overrides=None):
-        """A daemon (not started) on the class's configuration plus overrides."""
-        config = harness.merge_config(cls.base_config(), cls.config())
-        if overrides:
-            config = harness.merge_config(config, overrides)
-        return harness.Daemon(config=config)
 
     @classmethod
     def start_and_wait(cls, daemon, waits=None):
@@ -385,141 +102,13 @@ class SourcesCase(harness.DaemonTestCase):
                                 f.get("source") == s, since=offset)
 
     @classmethod
-    def tearDownClass(cls):
-        problems = []
-        if cls.daemon is not None:
-            try:
-                cls.daemon.cleanup()
-            except AssertionError as e:
-                problems.append(str(e))
-        for mock in (cls.apns, cls.fcm):
-            if mock is not None:
-                status = mock.stop()
-                if status != 0:
-                    problems.append("mock_%s exited with %s; log:\n%s"
-                                    % (mock.kind, status, mock.log_text()))
+    def stop_all(cls):
+        problems = super().stop_all()
         if cls.r is not None:
             cls.r.close()
         if cls.server is not None:
             cls.server.stop()
-        if problems:
-            raise AssertionError("\n".join(problems))
-
-    def setUp(self):
-        for mock in (self.apns, self.fcm):
-            mock.clear_rules()
-            mock.clear_requests()
-        if not self.daemon.running():
-            self.start_and_wait(self.daemon)
-        self.log_start = self.daemon.log_offset()
-        self.u = uid()
-        self.devices = {}           # device_id -> stored device, every device of the test
-        self.by_client = {}         # client_id -> [stored device]
-        self.expected = {}          # device_id -> [expected request]
-
-    def id_(self, name):
-        """A name unique to this test."""
-        return "%s-%s" % (name, self.u)
-
-    # -- the API --
-
-    def register(self, client, platform, daemon=None, token=None, track=True):
-        """Register a new device of a platform for client (on daemon); returns it.
-        track: the device is one of the test's, whose notifications check() compares."""
-        daemon = daemon or self.daemon
-        device_id = "%s-%s-%s" % (client, platform, uid())
-        if platform == "apns":
-            body = harness.apns_device(client_id=client, app_id=APP, token=token)
-        else:
-            body = harness.fcm_device(client_id=client, app_id=PROJECT, token=token)
-        st, _, stored, raw = daemon.request("PUT", "/v1/devices/" + harness.quote(device_id),
-                                            body=body)
-        self.assertEqual(st, 201, raw)
-        if not track:
-            return stored
-        self.devices[device_id] = stored
-        self.by_client.setdefault(client, []).append(stored)
-        self.expected.setdefault(device_id, [])
-        return stored
-
-    def join(self, room, *clients, daemon=None):
-        daemon = daemon or self.daemon
-        for client in clients:
-            st, _, _, raw = daemon.request(
-                "PUT", "/v1/rooms/%s/members/%s" % (harness.quote(room), harness.quote(client)))
-            self.assertIn(st, (200, 201), raw)
-
-    def wait_members(self, room, expected, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            st, _, body, raw = self.daemon.request(
-                "GET", "/v1/rooms/%s/members?limit=1000" % harness.quote(room))
-            self.assertEqual(st, 200, raw)
-            ids = sorted(m["client_id"] for m in body["members"])
-            if ids == sorted(expected) or time.monotonic() > deadline:
-                self.assertEqual(ids, sorted(expected), "members of %s" % room)
-                return
-            time.sleep(0.02)
-
-    # -- the mocks --
-
-    def expect(self, client, n):
-        """Every device of client is to get the note n once more."""
-        for dev in self.by_client[client]:
-            if dev["platform"] == "apns":
-                self.expected[dev["device_id"]].append(apns_expected(n))
-            else:
-                self.expected[dev["device_id"]].append(fcm_expected(n, dev["token"]))
-
-    def records(self):
-        """token -> the notification requests the mocks recorded for it."""
-        by_token = {}
-        for r in self.apns.requests() + self.fcm.requests():
-            token = record_token(r)
-            if token is not None:
-                by_token.setdefault(token, []).append(r)
-        return by_token
-
-    def received(self):
-        """device_id -> the requests the mocks received for it (this test's devices)."""
-        by_token = self.records()
-        return {device_id: by_token.get(dev["token"], [])
-                for device_id, dev in self.devices.items()}
-
-    def shown(self, device_id, record):
-        dev = self.devices[device_id]
-        out = {"body": json.loads(record["body"])}
-        if dev["platform"] == "apns":
-            out["headers"] = {k: v for k, v in record["headers"].items() if k in APNS_HEADERS}
-        return out
-
-    def check(self, timeout=10.0, daemon=None):
-        """Wait for the expected notifications, then settle, then assert that every
-        device of the test got exactly what was expected, answered 200."""
-        daemon = daemon or self.daemon
-        deadline = time.monotonic() + timeout
-        while True:
-            got = self.received()
-            if all(len(got[d]) >= len(want) for d, want in self.expected.items()):
-                break
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-        time.sleep(self.settle)
-        got = self.received()
-
-        def label(device_id):
-            dev = self.devices[device_id]
-            return "%s %s %s" % (dev["client_id"], dev["platform"], device_id)
-
-        actual = {label(d): sorted((self.shown(d, r) for r in records), key=canonical)
-                  for d, records in got.items()}
-        wanted = {label(d): sorted(want, key=canonical) for d, want in self.expected.items()}
-        self.assertEqual(actual, wanted, "daemon log:\n%s" % daemon.log_text()[-6000:])
-        for d, records in got.items():
-            for r in records:
-                self.assertEqual(r["status"], 200, "%s: %r" % (label(d), r))
-        return got
+        return problems
 
     def wait_for(self, what, predicate, timeout=10.0, daemon=None):
         """Poll predicate() until it returns a true value; returns it."""
@@ -1065,11 +654,6 @@ class TestStreamsBackpressure(StreamsCase):
 
 # ---- Ably webhooks ----------------------------------------------------------------------------
 
-def sign(body, secret=ABLY_SECRET):
-    """X-Ably-Signature: base64 of HMAC-SHA256 of the raw body with the key's secret."""
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-
-
 def raw_message(mid, client, data, name="msg", connection=None, **extra):
     """A raw Ably message as a webhook carries it."""
     m = {"id": mid, "clientId": client, "connectionId": connection or "conn-" + client,
@@ -1111,10 +695,8 @@ class AblyCase(SourcesCase):
 
     @classmethod
     def config(cls):
-        path = os.path.join(_TMP, "ably-keys-%s" % cls.__name__)
-        with open(path, "w") as f:
-            f.write("# Ably keys\n%s:%s\n" % (ABLY_KEY, ABLY_SECRET))
-        os.chmod(path, 0o600)
+        path = write_ably_keys(os.path.join(_TMP, "ably-keys-%s" % cls.__name__),
+                               "# Ably keys\n")
         return {"ably": {"enabled": "yes", "keys_file": path}}
 
     def ably(self, body, headers=None, key=harness._DEFAULT, signed=True,

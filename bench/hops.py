@@ -96,6 +96,7 @@ def measure(args):
     import rooms_bench as rb
     import harness
     import mockctl
+    import fixtures
 
     binary = args.pushrelayd
     os.environ["PUSHRELAYD"] = binary
@@ -104,20 +105,15 @@ def measure(args):
     tmp = tempfile.mkdtemp(prefix="pushrelay-hops-")
     trace = os.path.join(tmp, "hops.bin")
     certs = mockctl.Certs.generate(os.path.join(tmp, "certs"))
-    mock = mockctl.Mock("apns", certs, "--team-id", rb.TEAM_ID, "--key-id", rb.KEY_ID,
-                        "--auth-key", certs.apns_pub, "--topic", rb.TOPIC,
-                        record=False).start()
-    redis = rb.Redis(tmp).start()
-    url = "https://127.0.0.1:%d" % mock.h2_port
+    mock = fixtures.apns_mock(certs, record=False)
+    redis = fixtures.RedisServer(directory=os.path.join(tmp, "redis")).start()
     os.environ["PUSHRELAY_HOPS_FILE"] = trace
     daemon = harness.Daemon(config={
         "redis": {"address": "127.0.0.1:%d" % redis.port},
         "streams": {"enabled": "yes", "keys": rb.STREAM, "group": "pushrelay",
                     "consumer": "hops", "block": "1s"},
         "rooms": {"coalesce_window": "0"},
-        'apns "%s"' % rb.TOPIC: {"key_file": certs.apns_key, "key_id": rb.KEY_ID,
-                                 "team_id": rb.TEAM_ID, "production_url": url,
-                                 "sandbox_url": url, "ca_file": certs.ca},
+        **fixtures.apns_section(certs, mock.url("")),
     }, tmp=os.path.join(tmp, "daemon"))
     rc = rb.RespConn(redis.port)
     try:

@@ -185,31 +185,6 @@ fcm_sa_string(json_t *root, const char *name, int optional, char **out, const ch
 	return 0;
 }
 
-/* Read the whole file, at most FCM_SERVICE_ACCOUNT_MAX bytes; NULL with errno set. */
-static char *
-fcm_read_file(const char *path, size_t *len)
-{
-	FILE *fp;
-	char *buf;
-	size_t n;
-
-	if ((fp = fopen(path, "r")) == NULL)
-		return NULL;
-	secret_file_check_mode(fileno(fp), "FCM service_account_file", path);
-	buf = xmalloc(FCM_SERVICE_ACCOUNT_MAX + 1);
-	n = fread(buf, 1, FCM_SERVICE_ACCOUNT_MAX + 1, fp);
-	if (ferror(fp) || n > FCM_SERVICE_ACCOUNT_MAX) {
-		errno = ferror(fp) ? EIO : EFBIG;
-		fclose(fp);
-		free(buf);
-		return NULL;
-	}
-	fclose(fp);
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-}
-
 /*
  * Load a service-account JSON file. Errors name the app and the file, never the key:
  * JSON syntax errors give only the position, as jansson's text may quote the input.
@@ -218,21 +193,20 @@ static int
 fcm_credentials_load(const char *app, const char *path, struct fcm_credentials *cred,
     char *err, size_t errlen)
 {
+	struct secret_file text;
 	json_t *root;
 	json_error_t jerr;
-	char *text, *type = NULL, *pem = NULL, name[512], why[256];
-	size_t len = 0;
+	char *type = NULL, *pem = NULL, name[512], why[256];
 	int rv = -1;
 
 	memset(cred, 0, sizeof *cred);
-	if ((text = fcm_read_file(path, &len)) == NULL) {
-		snprintf(err, errlen, "fcm \"%s\": service account %s: %s", app, path,
-		    strerror(errno));
+	if (secret_file_read(path, "FCM service_account_file", FCM_SERVICE_ACCOUNT_MAX,
+	    &text, why, sizeof why) != 0) {
+		snprintf(err, errlen, "fcm \"%s\": service account %s: %s", app, path, why);
 		return -1;
 	}
-	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-	OPENSSL_cleanse(text, len);
-	free(text);
+	root = json_loadb(text.data, text.len, JSON_REJECT_DUPLICATES, &jerr);
+	secret_file_free(&text);
 	if (root == NULL || !json_is_object(root)) {
 		snprintf(err, errlen, "fcm \"%s\": service account %s: not a JSON object "
 		    "(line %d, column %d)", app, path, root == NULL ? jerr.line : 1,

@@ -1355,61 +1355,20 @@ path_join(const char *dir, const char *name)
 }
 
 /*
- * Is text "host:port" (port required) or "host" (port optional), where host is a DNS
- * name, an IPv4 address or a bracketed IPv6 address?
+ * Parse the URL of option key in a named section into url; an optional one (proxy)
+ * may be empty, which leaves url zeroed. 0, or -1 with err set.
  */
 static int
-endpoint_valid(const char *text, int need_port)
-{
-	const char *p = text, *colon;
-	char *end;
-	long port;
-
-	if (*p == '[') {
-		if ((p = strchr(p, ']')) == NULL || p == text + 1)
-			return 0;
-		p++;
-	} else {
-		for (; *p != '\0' && *p != ':'; p++) {
-			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			    (*p >= '0' && *p <= '9') || *p == '.' || *p == '-'))
-				return 0;
-		}
-		if (p == text)
-			return 0;
-	}
-	if (*p == '\0')
-		return !need_port;
-	if (*p != ':')
-		return 0;
-	colon = p;
-	port = strtol(colon + 1, &end, 10);
-	return end != colon + 1 && *end == '\0' && port >= 1 && port <= 65535;
-}
-
-/* An https:// URL with a host and no path: what the providers are reached at. */
-static int
-check_url(const char *url, const char *kind, const char *name, const char *key,
+parse_url(struct config_url *url, const char *text, enum config_url_kind kind,
+    int optional, const char *kind_name, const char *name, const char *key,
     const char *prefix, const char *colon, char *err, size_t errlen)
 {
-	if (strncmp(url, "https://", 8) != 0 || !endpoint_valid(url + 8, 0)) {
-		snprintf(err, errlen, "%s%s[%s \"%s\"] %s: must be https://host or "
-		    "https://host:port, without a path", prefix, colon, kind, name, key);
-		return -1;
-	}
-	return 0;
-}
-
-/* An optional proxy: empty means none, else host:port. */
-static int
-check_proxy(char *proxy, const char *kind, const char *name, const char *prefix,
-    const char *colon, char *err, size_t errlen)
-{
-	if (proxy == NULL || *proxy == '\0')
+	memset(url, 0, sizeof *url);
+	if (optional && (text == NULL || *text == '\0'))
 		return 0;
-	if (!endpoint_valid(proxy, 1)) {
-		snprintf(err, errlen, "%s%s[%s \"%s\"] proxy: must be host:port", prefix, colon,
-		    kind, name);
+	if (config_url_parse(url, text, kind) != 0) {
+		snprintf(err, errlen, "%s%s[%s \"%s\"] %s: must be %s", prefix, colon, kind_name,
+		    name, key, config_url_expected(kind));
 		return -1;
 	}
 	return 0;
@@ -1438,10 +1397,12 @@ apns_app_resolve(struct config_apns_app *app, const char *prefix, const char *co
 		    app->name);
 		return -1;
 	}
-	if (check_url(app->production_url, "apns", app->name, "production_url", prefix,
-	    colon, err, errlen) || check_url(app->sandbox_url, "apns", app->name,
-	    "sandbox_url", prefix, colon, err, errlen) ||
-	    check_proxy(app->proxy, "apns", app->name, prefix, colon, err, errlen))
+	if (parse_url(&app->production_endpoint, app->production_url, CONFIG_URL_ORIGIN, 0,
+	    "apns", app->name, "production_url", prefix, colon, err, errlen) != 0 ||
+	    parse_url(&app->sandbox_endpoint, app->sandbox_url, CONFIG_URL_ORIGIN, 0,
+	    "apns", app->name, "sandbox_url", prefix, colon, err, errlen) != 0 ||
+	    parse_url(&app->proxy_endpoint, app->proxy, CONFIG_URL_HOSTPORT, 1, "apns",
+	    app->name, "proxy", prefix, colon, err, errlen) != 0)
 		return -1;
 	return 0;
 }
@@ -1470,6 +1431,7 @@ config_fcm_app_find(const struct config *config, const char *app_id)
 static int
 config_resolve(struct config *config, char *err, size_t errlen)
 {
+	struct config_url url;
 	const char *env;
 	const char *prefix = config->path != NULL ? config->path : "";
 	const char *colon = config->path != NULL ? ": " : "";
@@ -1502,15 +1464,17 @@ config_resolve(struct config *config, char *err, size_t errlen)
 			    colon, app->name);
 			return -1;
 		}
-		if (check_url(app->url, "fcm", app->name, "url", prefix, colon, err, errlen) ||
-		    check_proxy(app->proxy, "fcm", app->name, prefix, colon, err, errlen))
+		if (parse_url(&app->endpoint, app->url, CONFIG_URL_ORIGIN, 0, "fcm", app->name,
+		    "url", prefix, colon, err, errlen) != 0 ||
+		    parse_url(&app->proxy_endpoint, app->proxy, CONFIG_URL_HOSTPORT, 1, "fcm",
+		    app->name, "proxy", prefix, colon, err, errlen) != 0)
 			return -1;
 	}
+	/* The webhook's URL goes to libcurl whole: checked here, nothing kept. */
 	if (config->feedback_url != NULL && *config->feedback_url != '\0' &&
-	    strncmp(config->feedback_url, "http://", 7) != 0 &&
-	    strncmp(config->feedback_url, "https://", 8) != 0) {
-		snprintf(err, errlen, "%s%s[delivery] feedback_url: must be an http:// or "
-		    "https:// URL", prefix, colon);
+	    config_url_parse(&url, config->feedback_url, CONFIG_URL_HTTP) != 0) {
+		snprintf(err, errlen, "%s%s[delivery] feedback_url: must be %s", prefix, colon,
+		    config_url_expected(CONFIG_URL_HTTP));
 		return -1;
 	}
 	/* Empty strings mean "none" for these. */

@@ -20,6 +20,7 @@
 
 #define APIKEY_DIGEST_SIZE 32
 #define APIKEY_RANDOM_BYTES 32
+#define APIKEY_FILE_MAX (1024 * 1024)
 
 struct apikeys {
 	unsigned char (*digests)[APIKEY_DIGEST_SIZE];
@@ -57,18 +58,23 @@ trim_line(char *line)
 int
 apikey_load(const char *path, struct apikeys **out, char *err, size_t errlen)
 {
+	struct secret_file file;
 	struct apikeys *keys;
-	char *line = NULL, *key;
-	size_t cap = 0, lineno = 0;
-	FILE *f;
+	char *line, *next, *end, *key, why[128];
+	size_t lineno = 0;
 
-	if ((f = fopen(path, "re")) == NULL) {
-		snprintf(err, errlen, "API key file %s: %s", path, strerror(errno));
+	if (secret_file_read(path, "API key file", APIKEY_FILE_MAX, &file, why,
+	    sizeof why) != 0) {
+		snprintf(err, errlen, "API key file %s: %s", path, why);
 		return -1;
 	}
-	secret_file_check_mode(fileno(f), "API key file", path);
 	keys = xcalloc(1, sizeof *keys);
-	while (getline(&line, &cap, f) != -1) {
+	end = file.data + file.len;
+	for (line = file.data; line < end; line = next) {
+		if ((next = memchr(line, '\n', (size_t)(end - line))) != NULL)
+			*next++ = '\0';
+		else
+			next = end;	/* the last line ends at the NUL after the data */
 		lineno++;
 		key = trim_line(line);
 		if (*key == '\0')
@@ -84,26 +90,18 @@ apikey_load(const char *path, struct apikeys **out, char *err, size_t errlen)
 		if (digest(key, strlen(key), keys->digests[keys->count++]) != 0) {
 			snprintf(err, errlen, "%s:%zu: cannot compute the key's SHA-256", path,
 			    lineno);
-			OPENSSL_cleanse(key, strlen(key));
 			goto fail;
 		}
-		OPENSSL_cleanse(key, strlen(key));
-	}
-	if (ferror(f)) {
-		snprintf(err, errlen, "API key file %s: %s", path, strerror(errno));
-		goto fail;
 	}
 	if (keys->count == 0) {
 		snprintf(err, errlen, "API key file %s has no keys", path);
 		goto fail;
 	}
-	free(line);
-	fclose(f);
+	secret_file_free(&file);
 	*out = keys;
 	return 0;
 fail:
-	free(line);
-	fclose(f);
+	secret_file_free(&file);
 	apikey_free(keys);
 	return -1;
 }

@@ -1,8 +1,10 @@
 /*
- * A 64-bit hash of bytes: FNV-1a from a seed, then MurmurHash3's finalizer, which
- * spreads the low bits (short ids that differ in a digit or two hash apart). Not
- * cryptographic. The store keeps hashes made with seed 0: the function must not
- * change.
+ * A storage hash, not a map hash: the 64-bit hash store_sqlite.c keeps in the
+ * notified table (seed 0), so it must give the same value in every run and must never
+ * change. FNV-1a from a seed, then MurmurHash3's finalizer, which spreads the low bits
+ * (short ids that differ in a digit or two hash apart). Not keyed and not
+ * cryptographic: anyone can find ids that collide, so hash tables whose keys come
+ * from clients use SipHash under a random key instead (siphash.h, strmap.h).
  */
 #ifndef PUSHRELAY_HASH_H
 #define PUSHRELAY_HASH_H

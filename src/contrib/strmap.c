@@ -1,6 +1,6 @@
 /*
  * String-keyed hash map: open addressing with linear probing over a table of
- * (hash, entry) slots, seeded FNV-1a with MurmurHash3's finalizer.
+ * (hash, entry) slots, hashed with SipHash-1-3 under a random key per map.
  *
  * The router looks up a few maps per message, some with a million keys; each lookup
  * that walks to a separately allocated node is a cache miss. Here a probe reads the
@@ -10,14 +10,11 @@
  */
 #include "autoconf.h"
 
-#include <sys/random.h>
-
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "hash.h"
+#include "siphash.h"
 #include "strmap.h"
 #include "xmalloc.h"
 
@@ -39,30 +36,21 @@ struct strmap {
 	size_t nslots;			/* a power of two */
 	size_t count;			/* entries */
 	size_t deleted;			/* slots marked removed, which probes pass over */
-	uint64_t seed;
+	struct siphash_key key;
 };
 
 /* Marks a slot whose entry was removed: a probe goes on past it. */
 static struct strmap_entry strmap_deleted;
 
-/* A key's hash, from the map's random seed: chosen ids cannot pile up on one slot. */
+/*
+ * A key's hash under the map's own random key: ids chosen by clients cannot pile up
+ * on one slot. Each map has its own key so that copying one map into another in
+ * slot order does not fill a run of neighbouring slots (linear probing's weak spot).
+ */
 static uint64_t
 strmap_hash(const struct strmap *map, const char *key, size_t len)
 {
-	return hash64(map->seed, key, len);
-}
-
-/* A seed from the kernel, or, if it has none to give yet, from the clock. */
-static uint64_t
-strmap_seed(const struct strmap *map)
-{
-	struct timespec ts;
-	uint64_t seed;
-
-	if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed)
-		return seed;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)map;
+	return siphash13(&map->key, key, len);
 }
 
 struct strmap *
@@ -70,7 +58,7 @@ strmap_new(void)
 {
 	struct strmap *map = xcalloc(1, sizeof *map);
 
-	map->seed = strmap_seed(map);
+	siphash_key_random(&map->key);
 	map->nslots = STRMAP_MIN_SLOTS;
 	map->slots = xcalloc(map->nslots, sizeof *map->slots);
 	return map;

@@ -6,13 +6,16 @@
 #include "utf8.h"
 #include "xmalloc.h"
 
-/* The length of the valid character at p (at most n bytes), or 0 if none is there. */
-static size_t
-utf8_char_len(const unsigned char *p, size_t n)
+size_t
+utf8_char_len(const char *s, size_t n)
 {
-	unsigned int c = p[0], cp, min;
+	const unsigned char *p = (const unsigned char *)s;
+	unsigned int c, cp, min;
 	size_t len;
 
+	if (n == 0)
+		return 0;
+	c = p[0];
 	if (c == 0)
 		return 0;
 	if (c < 0x80)
@@ -48,7 +51,7 @@ utf8_valid_prefix(const char *s, size_t len)
 			i++;
 			continue;
 		}
-		if ((n = utf8_char_len(p + i, len - i)) == 0)
+		if ((n = utf8_char_len(s + i, len - i)) == 0)
 			break;
 		i += n;
 	}
@@ -74,14 +77,13 @@ utf8_cut(const char *s, size_t len, size_t max)
 size_t
 utf8_sanitize(char *out, size_t outsize, const char *s, size_t len)
 {
-	const unsigned char *p = (const unsigned char *)s;
 	size_t i = 0, o = 0, n;
 	const char *from;
 
 	if (outsize == 0)
 		return 0;
 	while (i < len) {
-		n = utf8_char_len(p + i, len - i);
+		n = utf8_char_len(s + i, len - i);
 		from = n > 0 ? s + i : UTF8_REPLACEMENT;
 		if (n == 0) {
 			n = sizeof UTF8_REPLACEMENT - 1;

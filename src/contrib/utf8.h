@@ -1,8 +1,8 @@
 /*
  * UTF-8 for text that leaves the daemon: JSON bodies and log lines must be valid
- * UTF-8 whatever a client sent. One validator, one cutter that never splits a
- * character, and one sanitizer that replaces what is not UTF-8. Pure functions: any
- * thread may call them.
+ * UTF-8 whatever a client sent. One decoder of a character, one validator, one cutter
+ * that never splits a character, and one sanitizer that replaces what is not UTF-8.
+ * Pure functions: any thread may call them.
  */
 #ifndef PUSHRELAY_UTF8_H
 #define PUSHRELAY_UTF8_H
@@ -12,6 +12,11 @@
 /* U+FFFD, what the sanitizer puts in place of each byte that is not UTF-8. */
 #define UTF8_REPLACEMENT "\xef\xbf\xbd"
 
+/*
+ * The length of the character s[0..len) starts with, 1 to 4 bytes, or 0 if it does
+ * not start with a valid one (or with NUL, or len is 0).
+ */
+size_t utf8_char_len(const char *s, size_t len);
 /*
  * The length of the longest valid UTF-8 prefix of s[0..len) (shortest forms only, no
  * surrogates, nothing above U+10FFFF, no NUL). It is len when all of s is valid.

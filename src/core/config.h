@@ -18,6 +18,30 @@
 
 #define CONFIG_DEFAULT_PORT "8470"
 
+/*
+ * A URL of the configuration, parsed once with libcurl's curl_url() when the file is
+ * loaded (config_url_parse()), so that no provider splits a URL again. Fixed-size
+ * fields: a config copied by value shares nothing and nothing needs freeing.
+ */
+#define CONFIG_URL_HOST_SIZE 256
+#define CONFIG_URL_AUTHORITY_SIZE (CONFIG_URL_HOST_SIZE + 8)
+
+struct config_url {
+	char scheme[8];			/* "https" or "http"; "" when there is none */
+	char host[CONFIG_URL_HOST_SIZE];	/* to connect to: IPv6 without brackets */
+	unsigned int port;		/* as written, else the scheme's default */
+	char authority[CONFIG_URL_AUTHORITY_SIZE];	/* :authority and Host: host,
+					 * [IPv6], and ":port" unless the default */
+};
+
+/* What config_url_parse() accepts. */
+enum config_url_kind {
+	CONFIG_URL_ORIGIN,	/* https://host[:port] and nothing more: APNs, FCM */
+	CONFIG_URL_HTTPS,	/* https://host[:port]/any/path?query: an OAuth token URI */
+	CONFIG_URL_HTTP,	/* the same with http:// too: the feedback webhook */
+	CONFIG_URL_HOSTPORT,	/* host:port, no scheme, the port required: a proxy */
+};
+
 enum config_apns_auth {
 	CONFIG_APNS_AUTH_TOKEN = 0,	/* ES256 provider tokens from a .p8 key */
 	CONFIG_APNS_AUTH_CERTIFICATE,	/* a TLS client certificate per app */
@@ -39,6 +63,9 @@ struct config_apns_app {
 	char *sandbox_url;
 	char *ca_file;			/* NULL: the system's CA store */
 	char *proxy;			/* HTTP CONNECT proxy host:port, NULL for none */
+	struct config_url production_endpoint;	/* production_url, parsed */
+	struct config_url sandbox_endpoint;	/* sandbox_url, parsed */
+	struct config_url proxy_endpoint;	/* proxy, parsed; host "" for none */
 	int connections;
 	int64_t token_refresh_ms;
 	int64_t request_timeout_ms;
@@ -51,6 +78,8 @@ struct config_fcm_app {
 	char *url;			/* https://host[:port] of the FCM v1 API */
 	char *ca_file;
 	char *proxy;
+	struct config_url endpoint;	/* url, parsed */
+	struct config_url proxy_endpoint;	/* proxy, parsed; host "" for none */
 	int connections;
 	int64_t request_timeout_ms;
 };
@@ -172,6 +201,16 @@ const struct config_apns_app *config_apns_app_find(const struct config *config,
     const char *app_id);
 const struct config_fcm_app *config_fcm_app_find(const struct config *config,
     const char *app_id);
+
+/*
+ * Parse text as kind allows, with curl_url(), into url. Returns 0, or -1 if text is
+ * not such a URL (a user name, a query or a fragment are allowed only in
+ * CONFIG_URL_HTTPS and CONFIG_URL_HTTP URLs, port 0 never, IPv6 zones never); url is
+ * zeroed then. Any thread.
+ */
+int config_url_parse(struct config_url *url, const char *text, enum config_url_kind kind);
+/* What kind of URL is expected, for errors: "must be " and this. */
+const char *config_url_expected(enum config_url_kind kind);
 
 /*
  * Split "host:port" / "[v6]:port" into parts; 0 on success. The host must be an IPv4

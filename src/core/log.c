@@ -66,27 +66,6 @@ line_close(struct log_line *line, const char *s)
 	line->len += n;
 }
 
-/* The length of the valid character at v (a byte >= 0x80), or 0 if it is not one. */
-static size_t
-line_char_len(const char *v)
-{
-	unsigned char c = (unsigned char)*v;
-	size_t n;
-
-	if ((c & 0xe0) == 0xc0)
-		n = 2;
-	else if ((c & 0xf0) == 0xe0)
-		n = 3;
-	else if ((c & 0xf8) == 0xf0)
-		n = 4;
-	else
-		return 0;
-	/* strnlen stops at the NUL, so a short sequence at the end is refused. */
-	if (strnlen(v, n) < n || utf8_valid_prefix(v, n) != n)
-		return 0;
-	return n;
-}
-
 /* Does a text-format value need quotes? */
 static int
 text_needs_quotes(const char *v)
@@ -115,7 +94,8 @@ line_value(struct log_line *line, const char *v, int escape)
 		unsigned char c = (unsigned char)*v;
 
 		if (c >= 0x80) {
-			if ((n = line_char_len(v)) == 0) {
+			/* strnlen stops at the NUL: a short sequence at the end is refused. */
+			if ((n = utf8_char_len(v, strnlen(v, 4))) == 0) {
 				line_puts(line, UTF8_REPLACEMENT);
 				n = 1;
 			} else

@@ -26,6 +26,7 @@
 
 #define ABLY_SIGNATURE_SIZE 32		/* HMAC-SHA256 */
 #define ABLY_KEY_NAME_MAX 256
+#define ABLY_KEY_FILE_MAX (1024 * 1024)
 #define ABLY_PATH_MAX 128
 #define ABLY_WHY_MAX 256
 #define ABLY_TS_MAX 253402300799999LL	/* 9999-12-31T23:59:59.999Z, as event.c */
@@ -160,20 +161,24 @@ key_name_valid(const char *name, size_t len)
 int
 ably_keys_load(const char *path, struct ably_keys **out, char *err, size_t errlen)
 {
+	struct secret_file file;
 	struct ably_keys *keys;
 	struct ably_key *key;
-	char *line = NULL, *text, *colon;
-	size_t cap = 0, lineno = 0, name_len;
-	ssize_t n;
-	FILE *f;
+	char *line, *next, *end, *text, *colon, why[128];
+	size_t lineno = 0, name_len;
 
-	if ((f = fopen(path, "re")) == NULL) {
-		ably_fail(err, errlen, "Ably key file %s: %s", path, strerror(errno));
+	if (secret_file_read(path, "Ably key file", ABLY_KEY_FILE_MAX, &file, why,
+	    sizeof why) != 0) {
+		ably_fail(err, errlen, "Ably key file %s: %s", path, why);
 		return -1;
 	}
-	secret_file_check_mode(fileno(f), "Ably key file", path);
 	keys = xcalloc(1, sizeof *keys);
-	while ((n = getline(&line, &cap, f)) != -1) {
+	end = file.data + file.len;
+	for (line = file.data; line < end; line = next) {
+		if ((next = memchr(line, '\n', (size_t)(end - line))) != NULL)
+			*next++ = '\0';
+		else
+			next = end;
 		lineno++;
 		text = trim(line);
 		if (*text == '\0' || *text == '#')
@@ -199,26 +204,16 @@ ably_keys_load(const char *path, struct ably_keys **out, char *err, size_t errle
 		key->secret_len = strlen(colon + 1);
 		key->secret = xmalloc(key->secret_len);
 		memcpy(key->secret, colon + 1, key->secret_len);
-		OPENSSL_cleanse(line, (size_t)n);
-	}
-	if (ferror(f)) {
-		ably_fail(err, errlen, "Ably key file %s: %s", path, strerror(errno));
-		goto fail;
 	}
 	if (keys->count == 0) {
 		ably_fail(err, errlen, "Ably key file %s has no keys", path);
 		goto fail;
 	}
-	OPENSSL_cleanse(line, cap);
-	free(line);
-	fclose(f);
+	secret_file_free(&file);
 	*out = keys;
 	return 0;
 fail:
-	if (line != NULL)
-		OPENSSL_cleanse(line, cap);
-	free(line);
-	fclose(f);
+	secret_file_free(&file);
 	ably_keys_free(keys);
 	return -1;
 }

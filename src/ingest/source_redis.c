@@ -55,6 +55,7 @@
 #define REDIS_XACK_MAX 1000		/* ids in one XACK */
 #define REDIS_XACK_DELAY_MS 1		/* gather XACKs for this long */
 #define REDIS_PASSWORD_MAX 1024
+#define REDIS_PASSWORD_FILE_MAX (64 * 1024)
 #define REDIS_CONNS_MAX 2
 
 enum redis_kind {
@@ -289,38 +290,26 @@ ratelimit_allow(struct redis_ratelimit *limit, uint64_t *suppressed)
 static int
 redis_read_password(const char *path, char *buf, size_t size, char *error, size_t errlen)
 {
-	size_t len = 0, line;
-	ssize_t n;
-	int fd;
+	struct secret_file file;
+	char why[128];
+	size_t line;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		snprintf(error, errlen, "%s: %s", path, strerror(errno));
+	/* The mode was checked once, at start: no warning on every reconnection. */
+	if (secret_file_read(path, NULL, REDIS_PASSWORD_FILE_MAX, &file, why,
+	    sizeof why) != 0) {
+		snprintf(error, errlen, "%s: %s", path, why);
 		return -1;
 	}
-	while (len < size - 1 && (n = read(fd, buf + len, size - 1 - len)) != 0) {
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			snprintf(error, errlen, "%s: %s", path, strerror(errno));
-			close(fd);
-			explicit_bzero(buf, size);
-			return -1;
-		}
-		len += (size_t)n;
-	}
-	close(fd);
-	buf[len] = '\0';
-	line = strcspn(buf, "\r\n");
-	if (line == len && len == size - 1) {
-		snprintf(error, errlen, "%s: the first line is too long", path);
-		explicit_bzero(buf, size);
+	line = strcspn(file.data, "\r\n");
+	if (line >= size || line == 0) {
+		snprintf(error, errlen, "%s: the first line is %s", path, line == 0 ? "empty" :
+		    "too long");
+		secret_file_free(&file);
 		return -1;
 	}
-	explicit_bzero(buf + line, size - line);
-	if (line == 0) {
-		snprintf(error, errlen, "%s: the first line is empty", path);
-		return -1;
-	}
+	memcpy(buf, file.data, line);
+	buf[line] = '\0';
+	secret_file_free(&file);
 	return 0;
 }
 

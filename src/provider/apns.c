@@ -310,38 +310,20 @@ apns_token_check(struct apns_app *app)
 /* ---- credentials ---- */
 
 /*
- * Read a small secret file whole (NUL-terminated); 0 or -1 with err set. what names
- * it in errors, option in the warning when others can read it.
+ * Read a small secret file whole; 0 or -1 with err set. what names it in errors,
+ * option in the warning when others can read it.
  */
 static int
-apns_read_file(const char *what, const char *option, const char *path, char **out,
-    size_t *outlen, char *err, size_t errlen)
+apns_read_file(const char *what, const char *option, const char *path,
+    struct secret_file *out, char *err, size_t errlen)
 {
-	char label[64], *buf;
-	FILE *f;
-	size_t len;
+	char label[64], why[128];
 
-	*out = NULL;
-	if ((f = fopen(path, "rb")) == NULL) {
-		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
-		return -1;
-	}
 	snprintf(label, sizeof label, "APNs %s", option);
-	secret_file_check_mode(fileno(f), label, path);
-	buf = xmalloc(APNS_KEY_FILE_MAX + 1);
-	len = fread(buf, 1, APNS_KEY_FILE_MAX + 1, f);
-	if (ferror(f) || len > APNS_KEY_FILE_MAX) {
-		snprintf(err, errlen, "%s %s: %s", what, path, ferror(f) ? strerror(errno) :
-		    "file too large");
-		fclose(f);
-		OPENSSL_cleanse(buf, len > APNS_KEY_FILE_MAX ? APNS_KEY_FILE_MAX : len);
-		free(buf);
+	if (secret_file_read(path, label, APNS_KEY_FILE_MAX, out, why, sizeof why) != 0) {
+		snprintf(err, errlen, "%s %s: %s", what, path, why);
 		return -1;
 	}
-	fclose(f);
-	buf[len] = '\0';
-	*out = buf;
-	*outlen = len;
 	return 0;
 }
 
@@ -350,27 +332,25 @@ static int
 apns_key_load(const struct config_apns_app *c, struct jwt_key **key,
     unsigned char digest[32], char *err, size_t errlen)
 {
-	char *pem, reason[256];
-	size_t len;
+	struct secret_file pem;
+	char reason[256];
 	int error;
 
 	*key = NULL;
-	if (apns_read_file("key", "key_file", c->key_file, &pem, &len, reason,
+	if (apns_read_file("key", "key_file", c->key_file, &pem, reason,
 	    sizeof reason) != 0) {
 		snprintf(err, errlen, "[apns \"%s\"] %s", c->name, reason);
 		return -1;
 	}
-	if (EVP_Digest(pem, len, digest, NULL, EVP_sha256(), NULL) != 1) {
+	if (EVP_Digest(pem.data, pem.len, digest, NULL, EVP_sha256(), NULL) != 1) {
 		snprintf(err, errlen, "[apns \"%s\"] cannot compute the SHA-256 of %s", c->name,
 		    c->key_file);
-		OPENSSL_cleanse(pem, len);
-		free(pem);
+		secret_file_free(&pem);
 		return -1;
 	}
-	error = jwt_key_load_pem(pem, len, c->key_file, JWT_ALG_ES256, key, reason,
+	error = jwt_key_load_pem(pem.data, pem.len, c->key_file, JWT_ALG_ES256, key, reason,
 	    sizeof reason);
-	OPENSSL_cleanse(pem, len);
-	free(pem);
+	secret_file_free(&pem);
 	if (error != 0) {
 		snprintf(err, errlen, "[apns \"%s\"] %s", c->name, reason);
 		return -1;
@@ -383,8 +363,8 @@ static int
 apns_tls_load(const struct config_apns_app *c, SSL_CTX **out, char *err, size_t errlen)
 {
 	struct tls_client_options options;
-	char reason[256], password[1024], *text = NULL, *nl;
-	size_t len;
+	struct secret_file text;
+	char reason[256], password[1024];
 	int error;
 
 	*out = NULL;
@@ -397,16 +377,14 @@ apns_tls_load(const struct config_apns_app *c, SSL_CTX **out, char *err, size_t 
 			options.pkcs12_file = c->pkcs12_file;
 			if (c->pkcs12_password_file != NULL) {
 				if (apns_read_file("pkcs12_password_file", "pkcs12_password_file",
-				    c->pkcs12_password_file, &text, &len, reason,
-				    sizeof reason) != 0) {
+				    c->pkcs12_password_file, &text, reason, sizeof reason) != 0) {
 					snprintf(err, errlen, "[apns \"%s\"] %s", c->name, reason);
 					return -1;
 				}
-				if ((nl = strpbrk(text, "\r\n")) != NULL)
-					*nl = '\0';
-				snprintf(password, sizeof password, "%s", text);
-				OPENSSL_cleanse(text, len);
-				free(text);
+				/* The first line, up to the first CR or LF. */
+				snprintf(password, sizeof password, "%.*s",
+				    (int)strcspn(text.data, "\r\n"), text.data);
+				secret_file_free(&text);
 			}
 			options.pkcs12_password = password;
 		} else {
@@ -428,79 +406,43 @@ apns_tls_load(const struct config_apns_app *c, SSL_CTX **out, char *err, size_t 
 
 /* ---- set-up ---- */
 
-/* Split "host[:port]" or "[v6][:port]"; 0 or -1. */
-static int
-apns_split_host(const char *s, char *host, size_t hostlen, unsigned *port)
-{
-	const char *end, *colon;
-	char *stop;
-	unsigned long n;
-	size_t len;
-
-	*port = 443;
-	if (*s == '[') {
-		if ((end = strchr(s, ']')) == NULL)
-			return -1;
-		len = (size_t)(end - s - 1);
-		s++;
-		colon = end[1] == ':' ? end + 1 : end[1] == '\0' ? NULL : end;
-		if (colon == end)
-			return -1;
-	} else {
-		colon = strrchr(s, ':');
-		len = colon != NULL ? (size_t)(colon - s) : strlen(s);
-	}
-	if (len == 0 || len >= hostlen)
-		return -1;
-	memcpy(host, s, len);
-	host[len] = '\0';
-	if (colon != NULL) {
-		errno = 0;
-		n = strtoul(colon + 1, &stop, 10);
-		if (colon[1] == '\0' || *stop != '\0' || errno != 0 || n == 0 || n > 65535)
-			return -1;
-		*port = (unsigned)n;
-	}
-	return 0;
-}
-
 /* The pool for one environment of an app. */
 static int
 apns_pool_new(struct provider *p, struct apns_app *app, const struct config_apns_app *c,
     int environment, char *err, size_t errlen)
 {
 	struct h2_pool_options o;
-	const char *url = environment == DEVICE_ENVIRONMENT_SANDBOX ? c->sandbox_url :
-	    c->production_url;
-	const char *key = environment == DEVICE_ENVIRONMENT_SANDBOX ? "sandbox_url" :
-	    "production_url";
-	char host[256], proxy_host[256], reason[256];
-	unsigned port, proxy_port = 0;
+	const int sandbox = environment == DEVICE_ENVIRONMENT_SANDBOX;
+	const struct config_url *url = sandbox ? &c->sandbox_endpoint :
+	    &c->production_endpoint;
+	const char *text = sandbox ? c->sandbox_url : c->production_url;
+	const char *key = sandbox ? "sandbox_url" : "production_url";
+	char reason[256];
 
-	if (strncmp(url, "https://", 8) != 0 || apns_split_host(url + 8, host, sizeof host,
-	    &port) != 0) {
-		snprintf(err, errlen, "[apns \"%s\"] %s %s: must be https://host[:port]",
-		    c->name, key, url);
+	/* config_load() parsed the URLs: a config built otherwise must do it too. */
+	if (url->host[0] == '\0') {
+		snprintf(err, errlen, "[apns \"%s\"] %s %s: not parsed by config_load()",
+		    c->name, key, text != NULL ? text : "(none)");
 		return -1;
 	}
-	if (c->proxy != NULL && *c->proxy != '\0' && apns_split_host(c->proxy, proxy_host,
-	    sizeof proxy_host, &proxy_port) != 0) {
-		snprintf(err, errlen, "[apns \"%s\"] proxy %s: must be host:port", c->name,
-		    c->proxy);
+	if (c->proxy != NULL && *c->proxy != '\0' && c->proxy_endpoint.host[0] == '\0') {
+		snprintf(err, errlen, "[apns \"%s\"] proxy %s: not parsed by config_load()",
+		    c->name, c->proxy);
 		return -1;
 	}
 	memset(&o, 0, sizeof o);
-	o.host = host;
-	o.port = port;
+	o.host = url->host;
+	o.port = url->port;
+	o.authority = url->authority;
 	o.ssl_ctx = app->ssl_ctx;
-	if (c->proxy != NULL && *c->proxy != '\0') {
-		o.proxy_host = proxy_host;
-		o.proxy_port = proxy_port;
+	if (c->proxy_endpoint.host[0] != '\0') {
+		o.proxy_host = c->proxy_endpoint.host;
+		o.proxy_port = c->proxy_endpoint.port;
 	}
 	o.max_connections = c->connections > 0 ? (unsigned)c->connections : 1;
 	o.request_timeout_ms = (int)c->request_timeout_ms;
 	if (h2_pool_new(p->base, &o, &app->pools[environment], reason, sizeof reason) != 0) {
-		snprintf(err, errlen, "[apns \"%s\"] %s %s: %s", c->name, key, url, reason);
+		snprintf(err, errlen, "[apns \"%s\"] %s %s: %s", c->name, key, text, reason);
 		return -1;
 	}
 	return 0;

@@ -185,31 +185,6 @@ fcm_sa_string(json_t *root, const char *name, int optional, char **out, const ch
 	return 0;
 }
 
-/* Read the whole file, at most FCM_SERVICE_ACCOUNT_MAX bytes; NULL with errno set. */
-static char *
-fcm_read_file(const char *path, size_t *len)
-{
-	FILE *fp;
-	char *buf;
-	size_t n;
-
-	if ((fp = fopen(path, "r")) == NULL)
-		return NULL;
-	secret_file_check_mode(fileno(fp), "FCM service_account_file", path);
-	buf = xmalloc(FCM_SERVICE_ACCOUNT_MAX + 1);
-	n = fread(buf, 1, FCM_SERVICE_ACCOUNT_MAX + 1, fp);
-	if (ferror(fp) || n > FCM_SERVICE_ACCOUNT_MAX) {
-		errno = ferror(fp) ? EIO : EFBIG;
-		fclose(fp);
-		free(buf);
-		return NULL;
-	}
-	fclose(fp);
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-}
-
 /*
  * Load a service-account JSON file. Errors name the app and the file, never the key:
  * JSON syntax errors give only the position, as jansson's text may quote the input.
@@ -218,21 +193,21 @@ static int
 fcm_credentials_load(const char *app, const char *path, struct fcm_credentials *cred,
     char *err, size_t errlen)
 {
+	struct config_url token_url;
+	struct secret_file text;
 	json_t *root;
 	json_error_t jerr;
-	char *text, *type = NULL, *pem = NULL, name[512], why[256];
-	size_t len = 0;
+	char *type = NULL, *pem = NULL, name[512], why[256];
 	int rv = -1;
 
 	memset(cred, 0, sizeof *cred);
-	if ((text = fcm_read_file(path, &len)) == NULL) {
-		snprintf(err, errlen, "fcm \"%s\": service account %s: %s", app, path,
-		    strerror(errno));
+	if (secret_file_read(path, "FCM service_account_file", FCM_SERVICE_ACCOUNT_MAX,
+	    &text, why, sizeof why) != 0) {
+		snprintf(err, errlen, "fcm \"%s\": service account %s: %s", app, path, why);
 		return -1;
 	}
-	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-	OPENSSL_cleanse(text, len);
-	free(text);
+	root = json_loadb(text.data, text.len, JSON_REJECT_DUPLICATES, &jerr);
+	secret_file_free(&text);
 	if (root == NULL || !json_is_object(root)) {
 		snprintf(err, errlen, "fcm \"%s\": service account %s: not a JSON object "
 		    "(line %d, column %d)", app, path, root == NULL ? jerr.line : 1,
@@ -259,9 +234,9 @@ fcm_credentials_load(const char *app, const char *path, struct fcm_credentials *
 		goto out;
 	if (cred->token_uri == NULL)
 		cred->token_uri = xstrdup(FCM_DEFAULT_TOKEN_URI);
-	if (strncmp(cred->token_uri, "https://", 8) != 0) {
-		snprintf(err, errlen, "fcm \"%s\": service account %s: token_uri must be an "
-		    "https:// URL", app, path);
+	if (config_url_parse(&token_url, cred->token_uri, CONFIG_URL_HTTPS) != 0) {
+		snprintf(err, errlen, "fcm \"%s\": service account %s: token_uri must be %s",
+		    app, path, config_url_expected(CONFIG_URL_HTTPS));
 		goto out;
 	}
 	for (const char *p = cred->project_id; *p != '\0'; p++) {
@@ -917,40 +892,6 @@ fcm_oauth_event(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the provider ---- */
 
-/* Split "host", "host:port" or "[v6]:port"; 0 or -1. */
-static int
-fcm_split_host_port(const char *s, char *host, size_t hostlen, unsigned *port)
-{
-	const char *colon, *end;
-	char *p;
-	unsigned long n;
-
-	*port = 0;
-	if (*s == '[') {
-		if ((end = strchr(s, ']')) == NULL)
-			return -1;
-		colon = end[1] == ':' ? end + 1 : NULL;
-		if (end[1] != '\0' && colon == NULL)
-			return -1;
-		s++;
-	} else {
-		colon = strrchr(s, ':');
-		end = colon != NULL ? colon : s + strlen(s);
-	}
-	if (end == s || (size_t)(end - s) >= hostlen)
-		return -1;
-	memcpy(host, s, (size_t)(end - s));
-	host[end - s] = '\0';
-	if (colon != NULL) {
-		errno = 0;
-		n = strtoul(colon + 1, &p, 10);
-		if (colon[1] == '\0' || *p != '\0' || errno != 0 || n == 0 || n > 65535)
-			return -1;
-		*port = (unsigned)n;
-	}
-	return 0;
-}
-
 static void
 fcm_project_free(struct fcm_project *project)
 {
@@ -988,8 +929,7 @@ fcm_project_init(struct provider *fcm, struct fcm_project *project,
 	struct tls_client_options tls;
 	struct h2_pool_options options;
 	SSL_CTX *ctx = NULL;
-	char host[256], proxy_host[256], why[256];
-	unsigned port, proxy_port = 0;
+	char why[256];
 
 	project->fcm = fcm;
 	project->app_id = xstrdup(app->name);
@@ -1009,16 +949,15 @@ fcm_project_init(struct provider *fcm, struct fcm_project *project,
 		return -1;
 	project->path = xasprintf("/v1/projects/%s/messages:send", project->cred.project_id);
 
-	if (app->url == NULL || strncmp(app->url, "https://", 8) != 0 ||
-	    fcm_split_host_port(app->url + 8, host, sizeof host, &port) != 0) {
-		snprintf(err, errlen, "fcm \"%s\": url %s: must be https://host[:port]",
+	/* config_load() parsed the URLs: a config built otherwise must do it too. */
+	if (app->endpoint.host[0] == '\0') {
+		snprintf(err, errlen, "fcm \"%s\": url %s: not parsed by config_load()",
 		    app->name, app->url != NULL ? app->url : "(none)");
 		return -1;
 	}
-	if (project->proxy != NULL && (fcm_split_host_port(project->proxy, proxy_host,
-	    sizeof proxy_host, &proxy_port) != 0 || proxy_port == 0)) {
-		snprintf(err, errlen, "fcm \"%s\": proxy %s: must be host:port", app->name,
-		    project->proxy);
+	if (project->proxy != NULL && app->proxy_endpoint.host[0] == '\0') {
+		snprintf(err, errlen, "fcm \"%s\": proxy %s: not parsed by config_load()",
+		    app->name, project->proxy);
 		return -1;
 	}
 	memset(&tls, 0, sizeof tls);
@@ -1028,11 +967,14 @@ fcm_project_init(struct provider *fcm, struct fcm_project *project,
 		return -1;
 	}
 	memset(&options, 0, sizeof options);
-	options.host = host;
-	options.port = port != 0 ? port : 443;
+	options.host = app->endpoint.host;
+	options.port = app->endpoint.port;
+	options.authority = app->endpoint.authority;
 	options.ssl_ctx = ctx;
-	options.proxy_host = project->proxy != NULL ? proxy_host : NULL;
-	options.proxy_port = proxy_port;
+	if (project->proxy != NULL) {
+		options.proxy_host = app->proxy_endpoint.host;
+		options.proxy_port = app->proxy_endpoint.port;
+	}
 	options.max_connections = app->connections > 0 ? (unsigned)app->connections : 1;
 	options.max_streams_per_connection = FCM_MAX_STREAMS;
 	options.request_timeout_ms = project->request_timeout_ms;

@@ -1,15 +1,10 @@
 /* JSON Web Tokens: ES256 and RS256 signing and verification with OpenSSL 3 EVP. */
 #include "autoconf.h"
 
-#include <sys/stat.h>
-
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/bio.h>
@@ -24,6 +19,7 @@
 #include "base64.h"
 #include "jwt.h"
 #include "log.h"
+#include "secret_file.h"
 #include "xmalloc.h"
 
 /* Key files are a few kilobytes; anything this large is not one. */
@@ -267,71 +263,24 @@ key_load(const char *pem, size_t len, const char *name, int private, enum jwt_al
 	return 0;
 }
 
-/* Read a whole key file into memory. */
-static int
-key_file_read(const char *path, char **out, size_t *outlen, char *err, size_t errlen)
-{
-	struct stat sb;
-	size_t len = 0;
-	ssize_t n;
-	char *buf;
-	int fd;
-
-	*out = NULL;
-	*outlen = 0;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		snprintf(err, errlen, "cannot read key %s: %s", path, strerror(errno));
-		return JWT_EIO;
-	}
-	if (fstat(fd, &sb) == -1) {
-		snprintf(err, errlen, "cannot read key %s: %s", path, strerror(errno));
-		close(fd);
-		return JWT_EIO;
-	}
-	if (!S_ISREG(sb.st_mode) || sb.st_size > JWT_KEY_FILE_MAX) {
-		snprintf(err, errlen, "cannot read key %s: not a regular file under %d bytes",
-		    path, JWT_KEY_FILE_MAX);
-		close(fd);
-		return JWT_EIO;
-	}
-	buf = xmalloc((size_t)sb.st_size + 1);
-	while (len < (size_t)sb.st_size) {
-		n = read(fd, buf + len, (size_t)sb.st_size - len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			snprintf(err, errlen, "cannot read key %s: %s", path, strerror(errno));
-			OPENSSL_cleanse(buf, len);
-			free(buf);
-			close(fd);
-			return JWT_EIO;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	buf[len] = '\0';
-	*out = buf;
-	*outlen = len;
-	return 0;
-}
-
 /* Load a key file; the copy in memory is wiped afterwards. */
 static int
 key_load_file(const char *path, int private, enum jwt_alg alg, struct jwt_key **out,
     char *err, size_t errlen)
 {
-	size_t len;
-	char *pem;
+	struct secret_file pem;
+	char why[128];
 	int error;
 
 	*out = NULL;
-	if ((error = key_file_read(path, &pem, &len, err, errlen)) != 0)
-		return error;
-	error = key_load(pem, len, path, private, alg, out, err, errlen);
-	OPENSSL_cleanse(pem, len);
-	free(pem);
+	/* Only a private key is a secret whose mode matters. */
+	if (secret_file_read(path, private ? "private key file" : NULL, JWT_KEY_FILE_MAX,
+	    &pem, why, sizeof why) != 0) {
+		snprintf(err, errlen, "cannot read key %s: %s", path, why);
+		return JWT_EIO;
+	}
+	error = key_load(pem.data, pem.len, path, private, alg, out, err, errlen);
+	secret_file_free(&pem);
 	return error;
 }
 

@@ -25,7 +25,6 @@
 
 #include <sys/queue.h>
 
-#include <endian.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +34,7 @@
 #include "clock.h"
 #include "log.h"
 #include "presence.h"
+#include "siphash.h"
 #include "xmalloc.h"
 
 #define PRESENCE_TABLE_MIN 4	/* buckets in a table that has any entry */
@@ -97,7 +97,7 @@ struct presence {
 	presence_away_fn *on_away;
 	presence_return_fn *on_return;
 	void *arg;
-	uint64_t hash_key[2];
+	struct siphash_key hash_key;
 	struct presence_table rooms;
 	size_t clients_present;
 	size_t clients_in_grace;
@@ -114,41 +114,11 @@ struct presence {
 	struct event *notify_event;
 };
 
-#define ROTL64(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND(v0, v1, v2, v3) do {					\
-	v0 += v1; v1 = ROTL64(v1, 13); v1 ^= v0; v0 = ROTL64(v0, 32);	\
-	v2 += v3; v3 = ROTL64(v3, 16); v3 ^= v2;			\
-	v0 += v3; v3 = ROTL64(v3, 21); v3 ^= v0;			\
-	v2 += v1; v1 = ROTL64(v1, 17); v1 ^= v2; v2 = ROTL64(v2, 32);	\
-} while (0)
-
-/* SipHash-1-3 of a string. */
+/* SipHash-1-3 of an id under this presence's random key. */
 static uint64_t
 presence_hash(const struct presence *p, const char *s)
 {
-	uint64_t k0 = p->hash_key[0], k1 = p->hash_key[1];
-	uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
-	uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
-	size_t len = strlen(s), i;
-	uint64_t m, b = (uint64_t)len << 56;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		memcpy(&m, s + i, 8);
-		m = le64toh(m);
-		v3 ^= m;
-		SIPROUND(v0, v1, v2, v3);
-		v0 ^= m;
-	}
-	for (size_t j = 0; i + j < len; j++)
-		b |= (uint64_t)(unsigned char)s[i + j] << (8 * j);
-	v3 ^= b;
-	SIPROUND(v0, v1, v2, v3);
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND(v0, v1, v2, v3);
-	SIPROUND(v0, v1, v2, v3);
-	SIPROUND(v0, v1, v2, v3);
-	return v0 ^ v1 ^ v2 ^ v3;
+	return siphash13(&p->hash_key, s, strlen(s));
 }
 
 /* The entry with this key, or NULL. */
@@ -630,7 +600,7 @@ presence_new(struct event_base *base, const struct presence_options *options,
 	p->on_away = on_away;
 	p->on_return = on_return;
 	p->arg = arg;
-	arc4random_buf(p->hash_key, sizeof p->hash_key);
+	siphash_key_random(&p->hash_key);
 	TAILQ_INIT(&p->grace);
 	TAILQ_INIT(&p->by_refresh);
 	STAILQ_INIT(&p->notes);

@@ -20,6 +20,7 @@
 #include "store.h"
 #include "store_writer.h"
 #include "strmap.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 #define ROUTER_FLUSH_MS 200		/* notified marks and unread counts, written behind */
@@ -565,12 +566,8 @@ default_body(const struct held *latest, size_t count, const char *sender)
 	else
 		body = xasprintf("%s: %s", sender, text);
 	/* A name and a text at their limits exceed it: the payload shortens it anyway. */
-	if ((len = strlen(body)) > NOTIFICATION_TEXT_MAX) {
-		len = NOTIFICATION_TEXT_MAX;
-		while (len > 0 && ((unsigned char)body[len] & 0xc0) == 0x80)
-			len--;
-		body[len] = '\0';
-	}
+	if ((len = strlen(body)) > NOTIFICATION_TEXT_MAX)
+		body[utf8_cut(body, len, NOTIFICATION_TEXT_MAX)] = '\0';
 	return body;
 }
 

@@ -448,6 +448,9 @@ config_default(const struct mock *m)
 	t.app.team_id = TEAM_ID;
 	t.app.production_url = t.url;
 	t.app.sandbox_url = t.url;
+	assert_int_equal(config_url_parse(&t.app.production_endpoint, t.url,
+	    CONFIG_URL_ORIGIN), 0);
+	t.app.sandbox_endpoint = t.app.production_endpoint;
 	t.app.ca_file = g.ca;
 	t.app.connections = 2;
 	t.app.token_refresh_ms = 40 * MINUTE;
@@ -1267,6 +1270,8 @@ test_apns_sandbox_devices_use_sandbox_url(void **state)
 	    (char *)NULL);
 	snprintf(sandbox_url, sizeof sandbox_url, "https://127.0.0.1:%d", sandbox.h2_port);
 	t.app.sandbox_url = sandbox_url;
+	assert_int_equal(config_url_parse(&t.app.sandbox_endpoint, sandbox_url,
+	    CONFIG_URL_ORIGIN), 0);
 	provider_create();
 	d2->environment = DEVICE_ENVIRONMENT_SANDBOX;
 	assert_int_equal(send_one(d1), PROVIDER_OK);

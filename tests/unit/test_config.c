@@ -1051,6 +1051,124 @@ test_config_named_app_sections_report_errors(void **state)
 	    ":2: [apns \"a\"] connections: must be between 1 and 64");
 }
 
+/* Each provider URL is parsed once, at load: the parts the providers connect with. */
+static void
+test_config_urls_are_parsed_into_host_port_and_authority(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+	const struct config_apns_app *apns;
+	const struct config_fcm_app *fcm;
+
+	load_text(fx, "[apns \"a\"]\nkey_file = /k\nkey_id = K\nteam_id = T\n"
+	    "sandbox_url = https://[::1]:8443\nproxy = [2001:db8::1]:3128\n"
+	    "[apns \"b\"]\nkey_file = /k\nkey_id = K\nteam_id = T\n"
+	    "production_url = HTTPS://Push.Example:443/\nsandbox_url = https://10.0.0.1:2197\n"
+	    "[fcm \"p\"]\nservice_account_file = /s\nproxy = proxy.corp.example:3128\n"
+	    "[delivery]\nfeedback_url = http://user:pw@hooks.example:8080/removed?k=1#x\n",
+	    &config);
+	apns = config_apns_app_find(&config, "a");
+	assert_string_equal(apns->production_endpoint.scheme, "https");
+	assert_string_equal(apns->production_endpoint.host, "api.push.apple.com");
+	assert_int_equal(apns->production_endpoint.port, 443);
+	assert_string_equal(apns->production_endpoint.authority, "api.push.apple.com");
+	assert_string_equal(apns->sandbox_endpoint.host, "::1");
+	assert_int_equal(apns->sandbox_endpoint.port, 8443);
+	assert_string_equal(apns->sandbox_endpoint.authority, "[::1]:8443");
+	assert_string_equal(apns->proxy_endpoint.scheme, "");
+	assert_string_equal(apns->proxy_endpoint.host, "2001:db8::1");
+	assert_int_equal(apns->proxy_endpoint.port, 3128);
+	apns = config_apns_app_find(&config, "b");
+	/* The default port is left out of :authority, as a browser leaves it out. */
+	assert_string_equal(apns->production_endpoint.host, "Push.Example");
+	assert_int_equal(apns->production_endpoint.port, 443);
+	assert_string_equal(apns->production_endpoint.authority, "Push.Example");
+	assert_string_equal(apns->sandbox_endpoint.host, "10.0.0.1");
+	assert_string_equal(apns->sandbox_endpoint.authority, "10.0.0.1:2197");
+	assert_string_equal(apns->proxy_endpoint.host, "");	/* none */
+	fcm = config_fcm_app_find(&config, "p");
+	assert_string_equal(fcm->endpoint.host, "fcm.googleapis.com");
+	assert_int_equal(fcm->endpoint.port, 443);
+	assert_string_equal(fcm->endpoint.authority, "fcm.googleapis.com");
+	assert_string_equal(fcm->proxy_endpoint.host, "proxy.corp.example");
+	assert_int_equal(fcm->proxy_endpoint.port, 3128);
+	/* The webhook's URL is kept as written: libcurl is given it whole. */
+	assert_string_equal(config.feedback_url,
+	    "http://user:pw@hooks.example:8080/removed?k=1#x");
+	config_free(&config);
+}
+
+/* A URL that is not what its option needs is refused at load, naming the option. */
+static void
+test_config_bad_urls_are_errors_naming_the_option(void **state)
+{
+	struct fixture *fx = *state;
+	static const char *const origins[] = {
+		"api.push.apple.com",		/* no scheme */
+		"https://",			/* no host */
+		"https://a b",			/* not a host name */
+		"https://x:0",			/* port 0 */
+		"https://x:65536",
+		"https://x?q=1",		/* a query */
+		"https://x#top",		/* a fragment */
+		"https://user@x",		/* a user */
+		"https://[fe80::1%25eth0]:1",	/* an IPv6 zone */
+		"ftp://x",
+		"http://x",
+		"https://x/3/device",		/* a path */
+	};
+	static const char *const proxies[] = {
+		"squid", "http://proxy:3128", "proxy:3128/x", "user@proxy:3128", "proxy:0",
+		"a b:1", "[::1]",
+	};
+	const char *expected = ": [delivery] feedback_url: must be an http:// or https:// URL";
+	char text[256];
+
+	for (size_t i = 0; i < sizeof origins / sizeof origins[0]; i++) {
+		snprintf(text, sizeof text, "[apns \"a\"]\nkey_file = /k\nkey_id = K\n"
+		    "team_id = T\nsandbox_url = %s\n", origins[i]);
+		assert_load_error(fx, text, ": [apns \"a\"] sandbox_url: must be https://host "
+		    "or https://host:port, without a path");
+		snprintf(text, sizeof text, "[fcm \"p\"]\nservice_account_file = /s\n"
+		    "url = %s\n", origins[i]);
+		assert_load_error(fx, text, ": [fcm \"p\"] url: must be https://host or "
+		    "https://host:port, without a path");
+	}
+	for (size_t i = 0; i < sizeof proxies / sizeof proxies[0]; i++) {
+		snprintf(text, sizeof text, "[apns \"a\"]\nkey_file = /k\nkey_id = K\n"
+		    "team_id = T\nproxy = %s\n", proxies[i]);
+		assert_load_error(fx, text, ": [apns \"a\"] proxy: must be host:port");
+	}
+	assert_load_error(fx, "[delivery]\nfeedback_url = ftp://hooks.example/x\n", expected);
+	assert_load_error(fx, "[delivery]\nfeedback_url = hooks.example/x\n", expected);
+	assert_load_error(fx, "[delivery]\nfeedback_url = https://\n", expected);
+}
+
+/* The kinds of config_url_parse(), as the FCM token URI uses one of them. */
+static void
+test_config_url_parse_kinds(void **state)
+{
+	struct config_url url;
+
+	(void)state;
+	assert_int_equal(config_url_parse(&url, "https://oauth2.googleapis.com/token",
+	    CONFIG_URL_HTTPS), 0);
+	assert_string_equal(url.host, "oauth2.googleapis.com");
+	assert_int_equal(url.port, 443);
+	assert_int_equal(config_url_parse(&url, "http://127.0.0.1:9/token",
+	    CONFIG_URL_HTTPS), -1);
+	assert_string_equal(url.host, "");	/* zeroed on error */
+	assert_int_equal(config_url_parse(&url, "http://127.0.0.1/token", CONFIG_URL_HTTP),
+	    0);
+	assert_string_equal(url.scheme, "http");
+	assert_int_equal(url.port, 80);
+	assert_string_equal(url.authority, "127.0.0.1");
+	assert_int_equal(config_url_parse(&url, "https://x/token", CONFIG_URL_ORIGIN), -1);
+	assert_int_equal(config_url_parse(&url, NULL, CONFIG_URL_ORIGIN), -1);
+	assert_string_equal(config_url_expected(CONFIG_URL_HTTPS), "an https:// URL");
+	assert_string_equal(config_url_expected(CONFIG_URL_HOSTPORT), "host:port");
+}
+
 static void
 test_config_check_reload_allows_credentials_not_endpoints(void **state)
 {
@@ -1129,6 +1247,9 @@ main(void)
 		T(test_config_named_app_sections_fill_their_own_structs),
 		T(test_config_named_app_sections_report_errors),
 		T(test_config_check_reload_allows_credentials_not_endpoints),
+		T(test_config_urls_are_parsed_into_host_port_and_authority),
+		T(test_config_bad_urls_are_errors_naming_the_option),
+		T(test_config_url_parse_kinds),
 		T(test_config_error_quoting_bytes_that_are_not_utf8_is_utf8),
 #undef T
 	};

@@ -359,6 +359,7 @@ start(struct fixture *f, const char *const *extra)
 	    f->mock.h2_port);
 	snprintf(f->url, sizeof f->url, "https://127.0.0.1:%d", f->mock.h2_port);
 	f->app.url = f->url;
+	assert_int_equal(config_url_parse(&f->app.endpoint, f->url, CONFIG_URL_ORIGIN), 0);
 	write_sa(f, f->sa_path, "kid-1");
 	f->tick = event_new(f->base, -1, EV_PERSIST, tick, NULL);
 	event_add(f->tick, &tv);
@@ -1146,6 +1147,8 @@ test_fcm_create_reports_bad_service_account_without_key_material(void **state)
 	char err[512] = "", missing[PATH_MAX + 32];
 
 	f->app.url = "https://127.0.0.1:9";
+	assert_int_equal(config_url_parse(&f->app.endpoint, f->app.url, CONFIG_URL_ORIGIN),
+	    0);
 	snprintf(missing, sizeof missing, "%s/missing.json", f->dir);
 	f->app.service_account_file = missing;
 	assert_null(ops->create(f->base, &f->config, err, sizeof err));

@@ -111,6 +111,45 @@ test_churn_of_short_lived_keys_leaves_lookups_working(void **state)
 	strmap_free(map);
 }
 
+/* Record the order foreach gives the keys "k0".."k63" in, as their numbers. */
+static void
+record_order(const char *key, size_t keylen, void *value, void *arg)
+{
+	int *order = arg;
+
+	(void)key;
+	(void)keylen;
+	order[order[64]++] = (int)(intptr_t)value;
+}
+
+/*
+ * Each map hashes under its own random key: the same keys sit in other slots, so
+ * copying one map into another in slot order cannot build long probe runs, and
+ * nobody who learns one map's layout knows another's.
+ */
+static void
+test_each_map_has_its_own_hash_key(void **state)
+{
+	struct strmap *a = strmap_new(), *b = strmap_new();
+	int order_a[65] = { 0 }, order_b[65] = { 0 };
+	char key[8];
+	int len;
+
+	(void)state;
+	for (int i = 0; i < 64; i++) {
+		len = snprintf(key, sizeof key, "k%d", i);
+		strmap_put(a, key, (size_t)len, (void *)(intptr_t)i);
+		strmap_put(b, key, (size_t)len, (void *)(intptr_t)i);
+	}
+	strmap_foreach(a, record_order, order_a);
+	strmap_foreach(b, record_order, order_b);
+	assert_int_equal(order_a[64], 64);
+	assert_int_equal(order_b[64], 64);
+	assert_memory_not_equal(order_a, order_b, 64 * sizeof order_a[0]);
+	strmap_free(a);
+	strmap_free(b);
+}
+
 int
 main(void)
 {
@@ -119,6 +158,7 @@ main(void)
 		cmocka_unit_test(test_keys_with_nul_bytes_differ_by_their_whole_length),
 		cmocka_unit_test(test_many_similar_keys_survive_growth_and_removal_in_foreach),
 		cmocka_unit_test(test_churn_of_short_lived_keys_leaves_lookups_working),
+		cmocka_unit_test(test_each_map_has_its_own_hash_key),
 	};
 
 	return cmocka_run_group_tests_name("strmap", tests, NULL, NULL);

@@ -28,6 +28,22 @@ test_valid_accepts_shortest_forms_and_refuses_the_rest(void **state)
 	assert_int_equal(utf8_valid_prefix("ab\xe2\x82", 4), 2);
 }
 
+/* One character's length, within the bytes given: what log.c escapes by. */
+static void
+test_char_len_measures_one_valid_character(void **state)
+{
+	assert_int_equal(utf8_char_len("a", 1), 1);
+	assert_int_equal(utf8_char_len("\xc3\xa9x", 3), 2);
+	assert_int_equal(utf8_char_len("\xe2\x82\xac", 3), 3);
+	assert_int_equal(utf8_char_len("\xf0\x9f\x98\x80", 4), 4);
+	assert_int_equal(utf8_char_len("\xf0\x9f\x98\x80", 3), 0);	/* cut short */
+	assert_int_equal(utf8_char_len("\xc0\xaf", 2), 0);		/* overlong */
+	assert_int_equal(utf8_char_len("\xed\xa0\x80", 3), 0);		/* a surrogate */
+	assert_int_equal(utf8_char_len("\x80", 1), 0);			/* continuation */
+	assert_int_equal(utf8_char_len("", 1), 0);			/* NUL */
+	assert_int_equal(utf8_char_len("a", 0), 0);
+}
+
 static void
 test_cut_never_splits_a_character(void **state)
 {
@@ -95,6 +111,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid_accepts_shortest_forms_and_refuses_the_rest),
+		cmocka_unit_test(test_char_len_measures_one_valid_character),
 		cmocka_unit_test(test_cut_never_splits_a_character),
 		cmocka_unit_test(test_sanitize_replaces_bad_bytes_and_cuts_on_a_boundary),
 		cmocka_unit_test(test_sanitized_random_bytes_are_accepted_by_jansson),

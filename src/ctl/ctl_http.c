@@ -18,44 +18,43 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "secret_file.h"
 #include "xmalloc.h"
 
 #include "ctl.h"
 
 #define CTL_CONNECT_TIMEOUT_MS 5000
 #define CTL_RESPONSE_MAX (64 * 1024 * 1024)
+/* As pushrelayd's limit for a key file. */
+#define CTL_KEY_FILE_MAX (1024 * 1024)
 
 /* ---- the API key --------------------------------------------------------------- */
 
-/* The first key of a key file (as pushrelayd reads it); NULL with errno or EINVAL. */
+/* The first key of a key file (as pushrelayd reads it); NULL with why set. */
 static char *
-ctl_read_key(const char *path)
+ctl_read_key(const char *path, char *why, size_t whylen)
 {
-	char *line = NULL, *key = NULL, *p, *end;
-	size_t cap = 0;
-	FILE *fp;
+	struct secret_file file;
+	char *key = NULL, *line, *next, *p, *end;
 
-	if ((fp = fopen(path, "re")) == NULL)
+	if (secret_file_read(path, NULL, CTL_KEY_FILE_MAX, &file, why, whylen) != 0)
 		return NULL;
-	while (key == NULL && getline(&line, &cap, fp) != -1) {
+	for (line = file.data; key == NULL && line != NULL; line = next) {
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
 		if ((p = strchr(line, '#')) != NULL)
 			*p = '\0';
 		for (p = line; *p == ' ' || *p == '\t'; p++)
 			;
 		end = p + strlen(p);
-		while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' ||
-		    end[-1] == '\r'))
+		while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
 			*--end = '\0';
 		if (*p != '\0')
 			key = xstrdup(p);
 	}
-	if (line != NULL) {
-		explicit_bzero(line, cap);
-		free(line);
-	}
-	fclose(fp);
+	secret_file_free(&file);
 	if (key == NULL)
-		errno = EINVAL;
+		snprintf(why, whylen, "no key in the file");
 	return key;
 }
 
@@ -63,16 +62,17 @@ ctl_read_key(const char *path)
 void
 ctl_load_key(struct ctl *ctl)
 {
+	char why[256];
+
 	if (ctl->key_file != NULL) {
-		if ((ctl->key = ctl_read_key(ctl->key_file)) == NULL) {
+		if ((ctl->key = ctl_read_key(ctl->key_file, why, sizeof why)) == NULL) {
 			fprintf(stderr, "pushrelayctl: cannot read an API key from %s: %s\n",
-			    ctl->key_file, errno == EINVAL ? "no key in the file" :
-			    strerror(errno));
+			    ctl->key_file, why);
 			exit(CTL_EXIT_USAGE);
 		}
 		return;
 	}
-	ctl->key = ctl_read_key(CTL_DEFAULT_KEY_FILE);
+	ctl->key = ctl_read_key(CTL_DEFAULT_KEY_FILE, why, sizeof why);
 }
 
 /* ---- HTTP ---------------------------------------------------------------------- */

@@ -7,10 +7,15 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/pkcs12.h>
 #include <openssl/x509v3.h>
 
+#include "secret_file.h"
 #include "tls.h"
+
+/* A PKCS#12 bundle or a PEM key is a few kB; refuse what cannot be one. */
+#define TLS_SECRET_FILE_MAX (1024 * 1024)
 
 static const unsigned char tls_alpn_h2[] = "\x02h2";
 
@@ -35,26 +40,48 @@ tls_fail(int code, char *err, size_t errlen, const char *what, const char *file)
 	return code;
 }
 
+/*
+ * A secret file (a PKCS#12 bundle, a client key) in memory, through the one
+ * secret-file reader: the copy is wiped when the BIO's owner frees it.
+ */
+static BIO *
+tls_secret_bio(const char *file, const char *what, struct secret_file *copy, int code,
+    char *err, size_t errlen)
+{
+	char why[128];
+	BIO *bio;
+
+	if (secret_file_read(file, NULL, TLS_SECRET_FILE_MAX, copy, why, sizeof why) != 0) {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen, "cannot read %s %s: %s", what, file, why);
+		return NULL;
+	}
+	if ((bio = BIO_new_mem_buf(copy->data, (int)copy->len)) == NULL) {
+		secret_file_free(copy);
+		tls_fail(code, err, errlen, "cannot read", file);
+	}
+	return bio;
+}
+
 /* Load a PKCS#12 bundle as the client certificate, its key and its chain. */
 static int
 tls_load_pkcs12(SSL_CTX *ctx, const char *file, const char *password, char *err,
     size_t errlen)
 {
-	FILE *f;
+	struct secret_file copy;
+	BIO *bio;
 	PKCS12 *p12;
 	EVP_PKEY *key = NULL;
 	X509 *cert = NULL;
 	STACK_OF(X509) *chain = NULL;
 	int rc = TLS_OK;
 
-	if ((f = fopen(file, "rb")) == NULL) {
-		if (err != NULL && errlen > 0)
-			snprintf(err, errlen, "cannot open PKCS#12 file %s: %s", file,
-			    strerror(errno));
+	if ((bio = tls_secret_bio(file, "PKCS#12 file", &copy, TLS_EPKCS12, err,
+	    errlen)) == NULL)
 		return TLS_EPKCS12;
-	}
-	p12 = d2i_PKCS12_fp(f, NULL);
-	fclose(f);
+	p12 = d2i_PKCS12_bio(bio, NULL);
+	BIO_free(bio);
+	secret_file_free(&copy);
 	if (p12 == NULL)
 		return tls_fail(TLS_EPKCS12, err, errlen, "cannot parse PKCS#12 file", file);
 	if (!PKCS12_parse(p12, password != NULL ? password : "", &key, &cert, &chain)) {
@@ -74,6 +101,25 @@ tls_load_pkcs12(SSL_CTX *ctx, const char *file, const char *password, char *err,
 	EVP_PKEY_free(key);
 	sk_X509_pop_free(chain, X509_free);
 	return rc;
+}
+
+/* Load the client's PEM private key. */
+static int
+tls_load_key(SSL_CTX *ctx, const char *file, char *err, size_t errlen)
+{
+	struct secret_file copy;
+	EVP_PKEY *key;
+	BIO *bio;
+	int ok;
+
+	if ((bio = tls_secret_bio(file, "client key", &copy, TLS_EKEY, err, errlen)) == NULL)
+		return TLS_EKEY;
+	key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	secret_file_free(&copy);
+	ok = key != NULL && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+	EVP_PKEY_free(key);
+	return ok ? TLS_OK : tls_fail(TLS_EKEY, err, errlen, "cannot load client key", file);
 }
 
 /* Build a client context: see tls.h. */
@@ -127,10 +173,8 @@ tls_client_ctx_new(const struct tls_client_options *options, SSL_CTX **out, char
 			    options->cert_file);
 			goto fail;
 		}
-		if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-			rc = tls_fail(TLS_EKEY, err, errlen, "cannot load client key", key_file);
+		if ((rc = tls_load_key(ctx, key_file, err, errlen)) != TLS_OK)
 			goto fail;
-		}
 		if (SSL_CTX_check_private_key(ctx) != 1) {
 			rc = tls_fail(TLS_EKEY, err, errlen,
 			    "client key does not match the certificate", key_file);

@@ -766,6 +766,23 @@ test_tls_ctx_rejects_bad_files(void **state)
 	o.cert_file = client_cert;
 	assert_int_equal(tls_client_ctx_new(&o, &ctx, err, sizeof err), TLS_EINVAL);
 	assert_string_equal(tls_strerror(TLS_EPKCS12), "cannot load PKCS#12 file");
+
+	/* Secret files go through the one reader: only regular files, named in errors. */
+	memset(&o, 0, sizeof o);
+	o.ca_file = ca_file;
+	o.pkcs12_file = certs_dir;
+	assert_int_equal(tls_client_ctx_new(&o, &ctx, err, sizeof err), TLS_EPKCS12);
+	snprintf(missing, sizeof missing, "cannot read PKCS#12 file %s: not a regular file",
+	    certs_dir);
+	assert_string_equal(err, missing);
+	memset(&o, 0, sizeof o);
+	o.ca_file = ca_file;
+	o.cert_file = client_cert;
+	o.key_file = "/nonexistent/client.key";
+	assert_int_equal(tls_client_ctx_new(&o, &ctx, err, sizeof err), TLS_EKEY);
+	assert_string_equal(err,
+	    "cannot read client key /nonexistent/client.key: No such file or directory");
+	assert_null(ctx);
 	assert_string_equal(h2_strerror(H2_EQUEUEFULL), "request queue full");
 }
 

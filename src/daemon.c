@@ -29,7 +29,8 @@
 #include "router.h"
 #include "source.h"
 #include "source_http.h"
-#include "source_redis.h"
+#include "source_pubsub.h"
+#include "source_streams.h"
 #include "store.h"
 #include "store_writer.h"
 #include "xmalloc.h"
@@ -311,10 +312,10 @@ daemon_start_rooms(struct daemon *d, char *err, size_t errlen)
 			return -1;
 	}
 	if (d->config.pubsub_enabled &&
-	    daemon_start_source(d, &source_redis_pubsub_ops, err, errlen) != 0)
+	    daemon_start_source(d, &source_pubsub_ops, err, errlen) != 0)
 		return -1;
 	if (d->config.streams_enabled &&
-	    daemon_start_source(d, &source_redis_streams_ops, err, errlen) != 0)
+	    daemon_start_source(d, &source_streams_ops, err, errlen) != 0)
 		return -1;
 	return 0;
 }

@@ -15,7 +15,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "ably.h"
+#include "source_ably.h"
 #include "api.h"
 #include "apikey.h"
 #include "config.h"

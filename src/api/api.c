@@ -21,7 +21,7 @@
 
 #include "api.h"
 #include "api_conn.h"
-#include "ably.h"
+#include "source_ably.h"
 #include "apikey.h"
 #include "config.h"
 #include "log.h"

@@ -12,7 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 
-#include "ably.h"
+#include "source_ably.h"
 #include "api.h"
 #include "base64.h"
 #include "log.h"

@@ -11,7 +11,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "ably.h"
+#include "source_ably.h"
 #include "fuzz.h"
 
 /* The keys the signed seeds use (docs/fuzzing.md says how to sign one). */

@@ -17,7 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
-#include "ably.h"
+#include "source_ably.h"
 #include "utf8.h"
 
 #ifndef ABLY_FIXTURE_DIR

@@ -16,7 +16,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "ably.h"
+#include "source_ably.h"
 #include "base64.h"
 #include "log.h"
 #include "model.h"

@@ -53,6 +53,7 @@ events_reply(struct api_request *r, const struct source_http_answer *answer)
 	}
 }
 
+/* Answer a deferred request with what the HTTP source said. */
 void
 api_events_answered(const struct source_http_answer *answer, void *arg)
 {

@@ -48,6 +48,7 @@ keys_fail(char *err, size_t errlen, const char *fmt, ...)
 	utf8_sanitize(err, errlen, text, strlen(text));
 }
 
+/* The text of a key or signature error. */
 const char *
 ably_keys_strerror(int error)
 {
@@ -93,6 +94,7 @@ key_name_valid(const char *name, size_t len)
 	return 0;
 }
 
+/* Read the key file: one appId.keyId:secret a line. */
 int
 ably_keys_load(const char *path, struct ably_keys **out, char *err, size_t errlen)
 {
@@ -159,12 +161,14 @@ fail:
 	return -1;
 }
 
+/* How many keys were loaded. */
 size_t
 ably_keys_count(const struct ably_keys *keys)
 {
 	return keys != NULL ? keys->count : 0;
 }
 
+/* Free the keys, wiping the secrets. */
 void
 ably_keys_free(struct ably_keys *keys)
 {
@@ -179,19 +183,7 @@ ably_keys_free(struct ably_keys *keys)
 	free(keys);
 }
 
-/* Make err valid UTF-8 in place: it goes into a JSON error body and the log. */
-static void
-err_sanitize(char *err, size_t errlen)
-{
-	char *copy;
-
-	if (err == NULL || errlen == 0)
-		return;
-	copy = xstrdup(err);
-	utf8_sanitize(err, errlen, copy, strlen(copy));
-	free(copy);
-}
-
+/* Check a delivery's signature against the key it names. */
 int
 ably_keys_verify(const struct ably_keys *keys, const char *key_name,
     const char *signature, const void *body, size_t len, char *err, size_t errlen)
@@ -237,7 +229,6 @@ ably_keys_verify(const struct ably_keys *keys, const char *key_name,
 	if (!match) {
 		keys_fail(err, errlen, "X-Ably-Signature does not match the body (key %.64s)",
 		    key->name);
-		err_sanitize(err, errlen);
 		return ABLY_KEYS_EBADSIGNATURE;
 	}
 	return ABLY_KEYS_OK;

@@ -167,6 +167,7 @@ ably_message_channel_open(struct ably_channel *channel, const char *name, int64_
 	return 0;
 }
 
+/* Free what ably_message_channel_open() made. */
 void
 ably_message_channel_close(struct ably_channel *channel)
 {
@@ -176,6 +177,7 @@ ably_message_channel_close(struct ably_channel *channel)
 
 /* Encodings. */
 
+/* Free decoded data. */
 static void
 decoded_free(struct decoded *d)
 {
@@ -316,6 +318,7 @@ id_list_add(struct id_list *list, const char *id, size_t len, const char *what, 
 	return 0;
 }
 
+/* Free a list of client ids. */
 static void
 id_list_free(struct id_list *list)
 {

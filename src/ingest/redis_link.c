@@ -86,6 +86,7 @@ struct redis_link {
 
 static void link_connect(struct redis_link *);
 
+/* Is a reply a string (bulk or status)? */
 int
 redis_reply_is_string(const redisReply *reply)
 {
@@ -93,6 +94,7 @@ redis_reply_is_string(const redisReply *reply)
 	    reply->type == REDIS_REPLY_STATUS) && reply->str != NULL;
 }
 
+/* Arm a timer for ms milliseconds. */
 void
 redis_timer_add_ms(struct event *timer, int64_t ms)
 {
@@ -103,6 +105,7 @@ redis_timer_add_ms(struct event *timer, int64_t ms)
 	evtimer_add(timer, &tv);
 }
 
+/* May we log now? If so, *suppressed says how many lines were kept quiet. */
 int
 redis_ratelimit_allow(struct redis_ratelimit *limit, uint64_t *suppressed)
 {
@@ -190,6 +193,7 @@ link_teardown(struct redis_link *link)
 	}
 }
 
+/* Drop the link and connect again after a backoff; log once per outage. */
 void
 redis_link_fail(struct redis_link *link, enum log_level level, const char *what,
     const char *error)
@@ -240,6 +244,7 @@ link_ready(struct redis_link *link)
 	link->callbacks.ready(link->callbacks.arg);
 }
 
+/* The source works (again): count a reconnect, log a connect or a recovery. */
 void
 redis_link_established(struct redis_link *link)
 {
@@ -430,6 +435,7 @@ link_timer_fired(evutil_socket_t fd, short what, void *arg)
 		link_connect(link);
 }
 
+/* A link from [redis], not connected yet; NULL with err set on a bad address. */
 struct redis_link *
 redis_link_new(struct event_base *base, const struct config *config,
     const struct redis_link_options *options,
@@ -483,42 +489,49 @@ redis_link_new(struct event_base *base, const struct config *config,
 	return link;
 }
 
+/* Make the first attempt. */
 void
 redis_link_start(struct redis_link *link)
 {
 	link_connect(link);
 }
 
+/* Connection i's context while it is up, else NULL. */
 redisAsyncContext *
 redis_link_context(const struct redis_link *link, size_t i)
 {
 	return i < link->count ? link->conns[i].ac : NULL;
 }
 
+/* Is every connection set up? */
 int
 redis_link_ready(const struct redis_link *link)
 {
 	return link->state == LINK_READY;
 }
 
+/* Established and not failed since. */
 int
 redis_link_is_established(const struct redis_link *link)
 {
 	return link->established;
 }
 
+/* The times the link was established again. */
 uint64_t
 redis_link_reconnects(const struct redis_link *link)
 {
 	return link->reconnects;
 }
 
+/* [redis] connect_timeout. */
 int64_t
 redis_link_connect_timeout_ms(const struct redis_link *link)
 {
 	return link->connect_timeout_ms;
 }
 
+/* Drop the connections for good: no reconnect. */
 void
 redis_link_stop(struct redis_link *link)
 {
@@ -528,6 +541,7 @@ redis_link_stop(struct redis_link *link)
 	evtimer_del(link->timer);
 }
 
+/* Stop and free the link. */
 void
 redis_link_free(struct redis_link *link)
 {

@@ -40,6 +40,7 @@ ably_fail(char *err, size_t errlen, const char *fmt, ...)
 	utf8_sanitize(err, errlen, text, strlen(text));
 }
 
+/* The text of a translation error. */
 const char *
 source_ably_strerror(int error)
 {
@@ -53,6 +54,7 @@ source_ably_strerror(int error)
 	return "unknown Ably error";
 }
 
+/* A skip kind's name, as the answer's skipped object has it. */
 const char *
 source_ably_skip_kind_name(enum ably_skip_kind kind)
 {
@@ -82,6 +84,7 @@ err_sanitize(char *err, size_t errlen)
 
 /* Results. */
 
+/* Free what a translation produced. */
 void
 source_ably_result_free(struct ably_result *result)
 {
@@ -464,6 +467,7 @@ translate(const struct ably_request *request, struct ably_result *out, char *err
 	return rc;
 }
 
+/* Translate a delivery; errors come back as valid UTF-8. */
 int
 source_ably_translate(const struct ably_request *request, struct ably_result *out,
     char *err, size_t errlen)
@@ -477,6 +481,7 @@ source_ably_translate(const struct ably_request *request, struct ably_result *ou
 
 /* The outbox. */
 
+/* The first header the translation reads that is not UTF-8, or NULL. */
 const char *
 source_ably_header_not_utf8(source_ably_header_fn *header, void *arg)
 {
@@ -488,6 +493,7 @@ source_ably_header_not_utf8(source_ably_header_fn *header, void *arg)
 	return NULL;
 }
 
+/* A delivery from its body and headers. */
 void
 source_ably_request(struct ably_request *request, const void *body, size_t len,
     source_ably_header_fn *header, void *arg)
@@ -505,6 +511,7 @@ source_ably_request(struct ably_request *request, const void *body, size_t len,
 	request->message_action = header("x-ably-message-action", arg);
 }
 
+/* The outbox form of a webhook: its headers and its body in base64. */
 char *
 source_ably_outbox_body(const void *body, size_t len, source_ably_header_fn *header,
     void *arg)
@@ -534,6 +541,7 @@ header_from_json(const char *name, void *arg)
 	return json_string_value(json_object_get(arg, name));
 }
 
+/* Translate an outbox body back into events. */
 int
 source_ably_replay(const char *outbox_body, struct room_event **events, size_t *count)
 {

@@ -88,6 +88,7 @@ answer_busy(source_http_answer_fn *answer, void *arg)
 	    "too many events are waiting; retry later");
 }
 
+/* Free a batch and the events it still holds. */
 static void
 batch_free(struct batch *b)
 {
@@ -107,6 +108,7 @@ struct delete_job {
 	size_t count;
 };
 
+/* On the writer thread: drop the rows. */
 static int
 delete_run(struct store *store, void *arg)
 {
@@ -115,6 +117,7 @@ delete_run(struct store *store, void *arg)
 	return store_outbox_delete(store, job->ids, job->count);
 }
 
+/* Back on the loop: the rows are dropped, or stay. */
 static void
 delete_done(int result, void *arg)
 {
@@ -196,6 +199,7 @@ hand_out(struct source_http *s)
 	}
 }
 
+/* Hand out from the loop (after start or resume). */
 static void
 hand_event(evutil_socket_t fd, short what, void *arg)
 {
@@ -213,6 +217,7 @@ struct store_job {
 	int64_t at;
 };
 
+/* On the writer thread: commit the batches. */
 static int
 store_run(struct store *store, void *arg)
 {
@@ -554,6 +559,7 @@ source_http_post_events(struct source_http *s, const char *body, size_t len,
 
 /* ---- POST /v1/ingest/ably ---- */
 
+/* An Ably webhook: translated, kept, answered. */
 void
 source_http_post_ably(struct source_http *s, const void *body, size_t len,
     source_ably_header_fn *header, void *header_arg, source_http_answer_fn *answer,
@@ -664,6 +670,7 @@ http_replay(struct source_http *s)
 	event_active(s->hand_event, 0, 0);
 }
 
+/* Start the HTTP source and hand again what the outbox kept. */
 struct source_http *
 source_http_start(struct event_base *base, const struct config *config,
     struct store *store, struct store_writer *writer, const struct source_sink *sink)
@@ -688,12 +695,14 @@ source_http_start(struct event_base *base, const struct config *config,
 	return s;
 }
 
+/* The source as the router sees it. */
 struct source *
 source_http_source(struct source_http *http)
 {
 	return &http->view;
 }
 
+/* The sink is full: refuse new batches and stop handing. */
 static void
 http_pause(struct source *view)
 {
@@ -703,6 +712,7 @@ http_pause(struct source *view)
 	s->stats.paused = 1;
 }
 
+/* The sink has room again: hand what waits. */
 static void
 http_resume(struct source *view)
 {
@@ -713,6 +723,7 @@ http_resume(struct source *view)
 	event_active(s->hand_event, 0, 0);
 }
 
+/* Free the source; what was not acknowledged stays in the outbox. */
 static void
 http_stop(struct source *view)
 {
@@ -733,6 +744,7 @@ http_stop(struct source *view)
 	free(s);
 }
 
+/* The counters; pending is the batches waiting. */
 static void
 http_stats(const struct source *view, struct source_stats *stats)
 {

@@ -204,6 +204,7 @@ pubsub_pause(struct source *source)
 	source->sink_paused = 1;
 }
 
+/* The sink has room again (nothing was held). */
 static void
 pubsub_resume(struct source *source)
 {

@@ -15,7 +15,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "ably.h"
+#include "ably_keys.h"
 #include "api.h"
 #include "apikey.h"
 #include "config.h"
@@ -29,7 +29,8 @@
 #include "router.h"
 #include "source.h"
 #include "source_http.h"
-#include "source_redis.h"
+#include "source_pubsub.h"
+#include "source_streams.h"
 #include "store.h"
 #include "store_writer.h"
 #include "xmalloc.h"
@@ -54,6 +55,7 @@ struct daemon {
 	int delivery_started;
 	struct router *router;
 	/* The room-event sources that are on, with their operations. */
+	struct source_http *http;	/* POST /v1/events and Ably webhooks, if on */
 	const struct source_ops *source_ops[4];
 	struct source *sources[4];
 	size_t source_count;
@@ -276,7 +278,17 @@ router_options_from(const struct config *config, struct router_options *options)
 	options->queue_size = config->router_queue_size;
 }
 
-/* Start one source and let the router resume it. */
+/* Keep a started source and let the router resume it. */
+static void
+daemon_add_source(struct daemon *d, const struct source_ops *ops, struct source *source)
+{
+	d->source_ops[d->source_count] = ops;
+	d->sources[d->source_count++] = source;
+	router_add_source(d->router, ops, source);
+	log_info("following room events", "source", ops->name, NULL);
+}
+
+/* Start one source from its operations. */
 static int
 daemon_start_source(struct daemon *d, const struct source_ops *ops, char *err, size_t errlen)
 {
@@ -285,10 +297,7 @@ daemon_start_source(struct daemon *d, const struct source_ops *ops, char *err, s
 
 	if (source == NULL)
 		return -1;
-	d->source_ops[d->source_count] = ops;
-	d->sources[d->source_count++] = source;
-	router_add_source(d->router, ops, source);
-	log_info("following room events", "source", ops->name, NULL);
+	daemon_add_source(d, ops, source);
 	return 0;
 }
 
@@ -305,29 +314,17 @@ daemon_start_rooms(struct daemon *d, char *err, size_t errlen)
 		return -1;
 	d->router = router_new(d->base, d->store, d->writer, d->reader, &options);
 	if (d->config.events_enabled || d->config.ably_enabled) {
-		source_http_setup(d->store, d->writer);
-		source_http_set_replay(api_events_replay);
-		if (daemon_start_source(d, &source_http_ops, err, errlen) != 0)
-			return -1;
+		d->http = source_http_start(d->base, &d->config, d->store, d->writer,
+		    router_sink(d->router));
+		daemon_add_source(d, &source_http_ops, source_http_source(d->http));
 	}
 	if (d->config.pubsub_enabled &&
-	    daemon_start_source(d, &source_redis_pubsub_ops, err, errlen) != 0)
+	    daemon_start_source(d, &source_pubsub_ops, err, errlen) != 0)
 		return -1;
 	if (d->config.streams_enabled &&
-	    daemon_start_source(d, &source_redis_streams_ops, err, errlen) != 0)
+	    daemon_start_source(d, &source_streams_ops, err, errlen) != 0)
 		return -1;
 	return 0;
-}
-
-/* The source of POST /v1/events, if on. */
-static struct source *
-daemon_http_source(struct daemon *d)
-{
-	for (size_t i = 0; i < d->source_count; i++) {
-		if (d->source_ops[i] == &source_http_ops)
-			return d->sources[i];
-	}
-	return NULL;
 }
 
 /* Create the provider of each platform: real credentials, or the log provider. */
@@ -401,7 +398,7 @@ daemon_reload(struct daemon *d)
 	}
 	api_set_keys(d->api, keys);
 	if (next.ably_enabled)
-		api_set_ably(d->api, 1, ably_keys, daemon_http_source(d));
+		api_set_ably(d->api, 1, ably_keys, d->http);
 	feedback_reload(d->feedback, &next);
 	daemon_delivery_options(&next);
 	push_set_retention(next.push_retention_ms);
@@ -529,14 +526,14 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		return -1;
 	}
 	if (d->config.events_enabled)
-		api_set_events_source(d->api, daemon_http_source(d), d->config.events_max_batch);
+		api_set_events_source(d->api, d->http);
 	if (d->config.ably_enabled) {
 		struct ably_keys *ably_keys = NULL;
 
 		if (d->config.ably_keys_file != NULL && ably_keys_load(d->config.ably_keys_file,
 		    &ably_keys, err, errlen) != 0)
 			return -1;
-		api_set_ably(d->api, 1, ably_keys, daemon_http_source(d));
+		api_set_ably(d->api, 1, ably_keys, d->http);
 	}
 	daemon_ready_checks(d);
 	d->sigterm = evsignal_new(d->base, SIGTERM, daemon_signal, d);
@@ -586,6 +583,7 @@ daemon_cleanup(struct daemon *d)
 		for (size_t i = 0; i < d->source_count; i++)
 			d->source_ops[i]->stop(d->sources[i]);
 		d->source_count = 0;
+		d->http = NULL;
 		router_free(d->router);
 		d->router = NULL;
 	} else {

@@ -21,7 +21,7 @@
 
 #include "api.h"
 #include "api_conn.h"
-#include "ably.h"
+#include "ably_keys.h"
 #include "apikey.h"
 #include "config.h"
 #include "log.h"
@@ -97,11 +97,10 @@ struct api {
 	struct store *store;
 	struct apikeys *keys;
 	struct api_heartbeat *heartbeat;
-	struct source *events;
-	int events_max_batch;
+	struct source_http *events;
 	int ably_enabled;
 	struct ably_keys *ably_keys;
-	struct source *ably_source;
+	struct source_http *ably_source;
 	struct api_listener *listeners;
 	size_t listener_count;
 	char *unix_socket;
@@ -748,7 +747,6 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	r.store = api->store;
 	r.heartbeat = api->heartbeat;
 	r.events = api->events;
-	r.events_max_batch = api->events_max_batch;
 	r.ably_enabled = api->ably_enabled;
 	r.ably_keys = api->ably_keys;
 	r.ably_source = api->ably_source;
@@ -1000,7 +998,8 @@ fail:
 }
 
 void
-api_set_ably(struct api *api, int enabled, struct ably_keys *keys, struct source *source)
+api_set_ably(struct api *api, int enabled, struct ably_keys *keys,
+    struct source_http *source)
 {
 	ably_keys_free(api->ably_keys);
 	api->ably_enabled = enabled;
@@ -1016,10 +1015,9 @@ api_request_authorized(struct api_request *r)
 }
 
 void
-api_set_events_source(struct api *api, struct source *source, int max_batch)
+api_set_events_source(struct api *api, struct source_http *source)
 {
 	api->events = source;
-	api->events_max_batch = max_batch;
 }
 
 void

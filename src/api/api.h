@@ -19,7 +19,8 @@
 
 struct api_heartbeat;
 struct apikeys;
-struct source;
+struct source_http;
+struct source_http_answer;
 struct store;
 
 struct api_options {
@@ -50,11 +51,10 @@ struct api_request {
 	size_t body_len;
 	struct store *store;
 	const struct api_heartbeat *heartbeat;
-	struct source *events;		/* the HTTP source, NULL when [events] is off */
-	int events_max_batch;
+	struct source_http *events;	/* the HTTP source, NULL when [events] is off */
 	int ably_enabled;
 	const struct ably_keys *ably_keys;	/* NULL: Ably signatures are not checked */
-	struct source *ably_source;	/* where Ably webhooks go (the HTTP source) */
+	struct source_http *ably_source;	/* where Ably webhooks go (the HTTP source) */
 };
 
 typedef void api_handler_fn(struct api_request *r);
@@ -72,9 +72,9 @@ void api_set_keys(struct api *api, struct apikeys *keys);
 /* Ably webhooks: on or off, the signing keys (taken over; NULL: none), the source. */
 struct ably_keys;
 void api_set_ably(struct api *api, int enabled, struct ably_keys *keys,
-    struct source *source);
+    struct source_http *source);
 /* Where POST /v1/events batches go (NULL: the endpoint answers 404). */
-void api_set_events_source(struct api *api, struct source *source, int max_batch);
+void api_set_events_source(struct api *api, struct source_http *source);
 /* Stop accepting connections; answers go out with "Connection: close" from now on. */
 void api_stop_accepting(struct api *api);
 /* Requests received and not yet completely answered. */
@@ -142,16 +142,12 @@ api_handler_fn api_push_post, api_push_get;
 api_handler_fn api_feedback_get;
 api_handler_fn api_events_post, api_ably_post;
 api_handler_fn api_metrics_get, api_stats_get;
-/* Turn an outbox body back into events (for source_http_set_replay). */
-int api_events_replay(const char *body, struct room_event **events, size_t *count);
 /*
- * Accept parsed events (taken over) through the outbox: 202 {"accepted", "skipped"}
- * once committed, 503 with Retry-After when too much waits. skipped is taken over.
+ * The HTTP source's answer to a posted batch (source_http_answer_fn), given to the
+ * request deferred in arg (api_defer(), freed here): 202 {"accepted", "skipped"}
+ * once committed, or the error the source names.
  */
-void api_events_accept(struct api_request *r, struct source *source,
-    struct room_event *events, size_t count, const char *outbox_body, json_t *skipped);
-/* The same for a kept Ably webhook ({"headers":{...},"body":"base64"}). */
-int api_ably_replay(const json_t *ably, struct room_event **events, size_t *count);
+void api_events_answered(const struct source_http_answer *answer, void *arg);
 
 /*
  * A check that /readyz runs: NULL when ready, else why not, in at most size bytes of

@@ -1,16 +1,35 @@
 /*
- * Sources of room events: Redis Pub/Sub and Redis Streams (source_redis.c), the
- * HTTP event endpoint (source_http.c) and Ably webhooks (source_ably.c), behind one
- * table of operations. A source parses what it receives into struct room_event
- * (event.h) and hands each event to the sink (the router), with an acknowledgement
- * the sink calls exactly once when the event's work is done: every notification it
- * caused has been sent or has failed for good. Streams XACK there; Pub/Sub, which
- * cannot replay, ignores it.
+ * A source turns outside input into room events (struct room_event, event.h) and
+ * hands each one to its sink, the router, with an acknowledgement. There are three:
+ *	redis-pubsub	Redis Pub/Sub (source_pubsub.c)
+ *	redis-streams	Redis Streams in a consumer group (source_streams.c)
+ *	http		POST /v1/events and Ably webhooks, through an outbox
+ *			(source_http.c, with source_ably.c for the Ably translation)
+ * The two Redis sources share their connection code (redis_link.c). Every source
+ * runs on the loop's thread; nothing here is called from another.
  *
- * Backpressure: when the sink answers SOURCE_EFULL, the source keeps the event and
- * pauses (Streams stop reading; HTTP answers 503 with Retry-After); the sink calls
- * the source's resume when it has room again. Pub/Sub cannot pause: it counts what it
- * drops.
+ * Who calls what: daemon.c starts each source the configuration turns on (ops->start,
+ * or source_http_start() for the HTTP source, which needs the store) with the
+ * router's sink, and gives it to the router with router_add_source(). Through the
+ * sink, the router takes each event and calls its ack; it calls resume() once it has
+ * room again. Metrics and /readyz call stats(); daemon.c calls pause() at shutdown
+ * and stop() last, after the router stopped. A source reports to its sink only through the sink's callbacks, and the
+ * HTTP source to the API only through the answer callback each request gave it.
+ *
+ * The ack contract: on SOURCE_OK the sink takes the event by moving its contents out
+ * (leaving it zeroed; the struct stays the source's) and calls ack(ctx) exactly once,
+ * possibly before handle() returns, when the event's work is done: every notification
+ * it caused has been sent or has failed for good. Only then does a source let the
+ * event go for good: Streams XACK its entry, the HTTP source deletes its batch from
+ * the outbox once every event of it is acknowledged; Pub/Sub, which cannot replay,
+ * ignores the ack. What is not acknowledged when the daemon dies is handed again at
+ * the next start (Streams' pending entries, the outbox), marked redelivered; the
+ * router's notified marks keep it from notifying twice. No ack may come after stop().
+ *
+ * Backpressure: when the sink answers SOURCE_EFULL it took nothing; the source keeps
+ * the event and stops handing (Streams stop reading; the HTTP source refuses new
+ * batches with 503 and Retry-After) until the sink calls resume(). Pub/Sub cannot
+ * wait: it drops the event and counts it.
  */
 #ifndef PUSHRELAY_SOURCE_H
 #define PUSHRELAY_SOURCE_H
@@ -32,7 +51,7 @@ enum source_error {
 /* Called once per handed event, when its work is done. */
 typedef void source_ack_fn(void *ctx);
 
-/* What sources hand events to. */
+/* What sources hand events to (the router's, from router_sink()). */
 struct source_sink {
 	/*
 	 * Take one event (the sink takes ownership on SOURCE_OK and will call ack(ctx)
@@ -52,15 +71,18 @@ struct source_stats {
 	uint64_t dropped;		/* Pub/Sub: lost while the sink was full */
 	uint64_t reconnects;
 	uint64_t acked;
-	uint64_t pending;		/* Streams: entries read and not acked yet */
+	uint64_t pending;		/* Streams: entries read and not acked yet; HTTP: batches */
 	int64_t lag;			/* Streams: entries behind the stream's end, -1 unknown */
 	int connected;
 	int paused;
 };
 
 struct source_ops {
-	const char *name;		/* "redis-pubsub", "redis-streams", "http", "ably" */
-	/* Start from the configuration; NULL with err set on failure. */
+	const char *name;		/* "redis-pubsub", "redis-streams", "http" */
+	/*
+	 * Start from the configuration; NULL with err set on failure. NULL for the HTTP
+	 * source, which source_http_start() creates.
+	 */
 	struct source *(*start)(struct event_base *base, const struct config *config,
 	    const struct source_sink *sink, char *err, size_t errlen);
 	/* Backpressure: stop taking events / take them again. */

@@ -366,10 +366,10 @@ store_unread_free(struct unread_count *counts, size_t count)
 
 /* Keep event batches. */
 int
-store_outbox_add(struct store *store, const char *const *bodies, size_t count, int64_t at,
-    int64_t *ids)
+store_outbox_add(struct store *store, const enum store_outbox_kind *kinds,
+    const char *const *bodies, size_t count, int64_t at, int64_t *ids)
 {
-	return store->backend->outbox_add(store, bodies, count, at, ids);
+	return store->backend->outbox_add(store, kinds, bodies, count, at, ids);
 }
 
 /* Drop handled event batches. */

@@ -120,11 +120,18 @@ struct unread_count {
 	int64_t count;
 };
 
-/* A batch of events accepted by POST /v1/events and not fully handled yet. */
+/* What an outbox row holds: it says how the HTTP source reads the body back. */
+enum store_outbox_kind {
+	STORE_OUTBOX_EVENTS = 0,	/* {"events":[...]} of POST /v1/events */
+	STORE_OUTBOX_ABLY,		/* an Ably webhook: {"headers":{...},"body":"base64"} */
+};
+
+/* A batch accepted by POST /v1/events or /v1/ingest/ably and not fully handled yet. */
 struct outbox_entry {
 	int64_t id;
 	int64_t received_at;
-	char *body;			/* {"events":[...]} as received */
+	enum store_outbox_kind kind;
+	char *body;
 };
 
 struct store;
@@ -173,8 +180,8 @@ struct store_backend {
 	int (*notified_expire)(struct store *store, int64_t before);
 	int (*unread_put)(struct store *store, const struct unread_count *counts, size_t count);
 	int (*unread_load)(struct store *store, struct unread_count **out, size_t *count);
-	int (*outbox_add)(struct store *store, const char *const *bodies, size_t count,
-	    int64_t at, int64_t *ids);
+	int (*outbox_add)(struct store *store, const enum store_outbox_kind *kinds,
+	    const char *const *bodies, size_t count, int64_t at, int64_t *ids);
 	int (*outbox_delete)(struct store *store, const int64_t *ids, size_t count);
 	int (*outbox_load)(struct store *store, struct outbox_entry **out, size_t *count);
 
@@ -195,7 +202,7 @@ struct store {
 extern const struct store_backend store_sqlite_backend;
 
 /* The current schema version that this build writes. */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 const char *store_strerror(int error);
 
@@ -279,9 +286,12 @@ int store_notified_expire(struct store *store, int64_t before);
 int store_unread_put(struct store *store, const struct unread_count *counts, size_t count);
 int store_unread_load(struct store *store, struct unread_count **out, size_t *count);
 void store_unread_free(struct unread_count *counts, size_t count);
-/* Keep event batches (one transaction, ids out), drop handled ones, read them back. */
-int store_outbox_add(struct store *store, const char *const *bodies, size_t count, int64_t at,
-    int64_t *ids);
+/*
+ * Keep event batches, each of its kind (one transaction, ids out), drop handled ones,
+ * read them back oldest first.
+ */
+int store_outbox_add(struct store *store, const enum store_outbox_kind *kinds,
+    const char *const *bodies, size_t count, int64_t at, int64_t *ids);
 int store_outbox_delete(struct store *store, const int64_t *ids, size_t count);
 int store_outbox_load(struct store *store, struct outbox_entry **out, size_t *count);
 void store_outbox_free(struct outbox_entry *entries, size_t count);

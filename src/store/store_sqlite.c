@@ -126,6 +126,24 @@ static const char *const sqlite_migrations[] = {
 	"DROP TABLE notified;"
 	"ALTER TABLE notified_v4 RENAME TO notified;"
 	"CREATE INDEX notified_message_key ON notified (message_key);",
+	/*
+	 * 5: each outbox row says what it holds, instead of the replay telling an Ably
+	 * webhook ({"ably":{...}}) from events by its body. The rows written before are
+	 * classified once here, the Ably ones losing their wrapper.
+	 */
+	"CREATE TABLE outbox_v5 ("
+	"  id INTEGER PRIMARY KEY,"
+	"  received_at INTEGER NOT NULL,"
+	"  kind TEXT NOT NULL CHECK (kind IN ('events', 'ably')),"
+	"  body TEXT NOT NULL"
+	");"
+	"INSERT INTO outbox_v5 (id, received_at, kind, body)"
+	"  SELECT id, received_at, CASE WHEN ably THEN 'ably' ELSE 'events' END,"
+	"    CASE WHEN ably THEN json_extract(body, '$.ably') ELSE body END"
+	"  FROM (SELECT id, received_at, body, CASE WHEN json_valid(body)"
+	"    THEN json_type(body, '$.ably') IS 'object' ELSE 0 END AS ably FROM outbox);"
+	"DROP TABLE outbox;"
+	"ALTER TABLE outbox_v5 RENAME TO outbox;",
 };
 
 _Static_assert(sizeof sqlite_migrations / sizeof sqlite_migrations[0] == STORE_SCHEMA_VERSION,
@@ -266,9 +284,9 @@ static const char *const sqlite_stmt_sql[STMT_COUNT] = {
 	    " ON CONFLICT (client_id, room_id) DO UPDATE SET count = excluded.count",
 	[STMT_UNREAD_DELETE] = "DELETE FROM unread WHERE client_id = ?1 AND room_id = ?2",
 	[STMT_UNREAD_LOAD] = "SELECT client_id, room_id, count FROM unread",
-	[STMT_OUTBOX_ADD] = "INSERT INTO outbox (received_at, body) VALUES (?1, ?2)",
+	[STMT_OUTBOX_ADD] = "INSERT INTO outbox (received_at, body, kind) VALUES (?1, ?2, ?3)",
 	[STMT_OUTBOX_DELETE] = "DELETE FROM outbox WHERE id = ?1",
-	[STMT_OUTBOX_LOAD] = "SELECT id, received_at, body FROM outbox ORDER BY id",
+	[STMT_OUTBOX_LOAD] = "SELECT id, received_at, body, kind FROM outbox ORDER BY id",
 	[STMT_READ_BEGIN] = "BEGIN",
 	[STMT_PUSH_INSERT] =
 	    "INSERT INTO pushes (push_id, created_at, content, badge_per_recipient)"
@@ -929,7 +947,7 @@ sqlite_probe_write(struct store *store, char *err, size_t errlen)
 
 	if ((error = tx_begin(s, &ctx)) == STORE_OK) {
 		if (bind_int64(add, 1, 0) != SQLITE_OK || bind_text(add, 2, "") != SQLITE_OK ||
-		    sqlite3_step(add) != SQLITE_DONE)
+		    bind_text(add, 3, "events") != SQLITE_OK || sqlite3_step(add) != SQLITE_DONE)
 			error = sqlite_fail(s, &ctx);
 		stmt_done(add);
 	}
@@ -1890,10 +1908,17 @@ sqlite_unread_load(struct store *store, struct unread_count **out, size_t *count
 	return error;
 }
 
+/* An outbox kind as the kind column holds it. */
+static const char *
+outbox_kind_text(enum store_outbox_kind kind)
+{
+	return kind == STORE_OUTBOX_ABLY ? "ably" : "events";
+}
+
 /* Keep event batches in one transaction. */
 static int
-sqlite_outbox_add(struct store *store, const char *const *bodies, size_t count, int64_t at,
-    int64_t *ids)
+sqlite_outbox_add(struct store *store, const enum store_outbox_kind *kinds,
+    const char *const *bodies, size_t count, int64_t at, int64_t *ids)
 {
 	struct sqlite_store *s = store->data;
 	struct sqlite_context ctx = { "outbox_add", NULL, NULL };
@@ -1904,7 +1929,8 @@ sqlite_outbox_add(struct store *store, const char *const *bodies, size_t count, 
 		return error;
 	for (size_t i = 0; i < count && error == STORE_OK; i++) {
 		if (bind_int64(stmt, 1, at) != SQLITE_OK || bind_text(stmt, 2, bodies[i]) !=
-		    SQLITE_OK || sqlite3_step(stmt) != SQLITE_DONE)
+		    SQLITE_OK || bind_text(stmt, 3, outbox_kind_text(kinds[i])) != SQLITE_OK ||
+		    sqlite3_step(stmt) != SQLITE_DONE)
 			error = sqlite_fail(s, &ctx);
 		else
 			ids[i] = sqlite3_last_insert_rowid(s->db);
@@ -1939,9 +1965,14 @@ outbox_fill(sqlite3_stmt *stmt, void *elem)
 {
 	struct outbox_entry *e = elem;
 
+	const char *kind = (const char *)sqlite3_column_text(stmt, 3);
+
 	e->id = sqlite3_column_int64(stmt, 0);
 	e->received_at = sqlite3_column_int64(stmt, 1);
 	e->body = column_strdup(stmt, 2);
+	/* The column's CHECK admits nothing else. */
+	e->kind = kind != NULL && strcmp(kind, "ably") == 0 ? STORE_OUTBOX_ABLY :
+	    STORE_OUTBOX_EVENTS;
 }
 
 /* Read every kept event batch, oldest first. */

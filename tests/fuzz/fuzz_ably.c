@@ -11,8 +11,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "ably.h"
+#include "ably_keys.h"
 #include "fuzz.h"
+#include "source_ably.h"
 
 /* The keys the signed seeds use (docs/fuzzing.md says how to sign one). */
 static const char keys_text[] =
@@ -134,8 +135,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(err, '#', sizeof err - 1);
 	err[sizeof err - 1] = '\0';
-	rc = ably_verify(keys, values[8], values[9], copy, len, err, sizeof err);
-	if (rc != ABLY_OK)
+	rc = ably_keys_verify(keys, values[8], values[9], copy, len, err, sizeof err);
+	if (rc != ABLY_KEYS_OK)
 		fuzz_check_utf8("verify error", err);
 
 	memset(&request, 0, sizeof request);
@@ -150,10 +151,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	request.message_timestamp = values[6];
 	request.message_action = values[7];
 	memset(err, '#', sizeof err - 1);
-	rc = ably_translate(&request, &result, err, sizeof err);
+	rc = source_ably_translate(&request, &result, err, sizeof err);
 	if (rc == ABLY_OK) {
 		check_result(&result);
-		ably_result_free(&result);
+		source_ably_result_free(&result);
 	} else {
 		if (rc != ABLY_EMSGPACK && rc != ABLY_EJSON && rc != ABLY_ESHAPE)
 			fuzz_fail("translate returned %d", rc);

@@ -45,7 +45,7 @@ check_same_event(const struct room_event *a, const struct room_event *b)
 		fuzz_fail("push differs");
 }
 
-/* Abort unless a skip can be listed in the answer as api_events.c lists it. */
+/* Abort unless a skip can be listed in the answer as source_http.c lists it. */
 static void
 check_skip_answer(const struct room_event_skip *skip)
 {

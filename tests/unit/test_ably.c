@@ -1,4 +1,7 @@
-/* Tests for ably.c: key files, signatures, the three delivery shapes and their mapping. */
+/*
+ * Tests for the Ably webhook: key files and signatures (ably_keys.c), the three
+ * delivery shapes (source_ably.c) and the mapping of their entries (ably_message.c).
+ */
 #include "autoconf.h"
 
 #include <setjmp.h>
@@ -17,7 +20,8 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
-#include "ably.h"
+#include "ably_keys.h"
+#include "source_ably.h"
 #include "utf8.h"
 
 #ifndef ABLY_FIXTURE_DIR
@@ -106,7 +110,7 @@ translate_body(const char *body, size_t len, struct ably_result *out)
 	char err[256] = "";
 	int rc;
 
-	rc = ably_translate(&request, out, err, sizeof err);
+	rc = source_ably_translate(&request, out, err, sizeof err);
 	if (rc != ABLY_OK)
 		fail_msg("ably_translate: %d %s", rc, err);
 }
@@ -226,7 +230,7 @@ test_batched_translates_items_and_skips_lifecycle(void **state)
 	    "translated");
 	assert_skip(&r, 1, ABLY_SKIP_SOURCE, "items[3]: source channel.occupancy is not "
 	    "translated");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 	assert_int_equal(r.count, 0);
 	assert_null(r.events);
 }
@@ -251,7 +255,7 @@ test_enveloped_messages_need_a_sender_and_take_envelope_time(void **state)
 	assert_skip_counts(&r, 1, 0, 0, 0, 0, 0);
 	assert_skip(&r, 0, ABLY_SKIP_MALFORMED,
 	    "messages[2]: clientId: missing (a message needs its sender)");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 static void
@@ -273,7 +277,7 @@ test_enveloped_presence_with_wrong_source_is_presence(void **state)
 	for (size_t i = 0; i < r.count; i++)
 		assert_no_extras(&r.events[i]);
 	assert_skip_counts(&r, 0, 0, 0, 0, 0, 0);
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 static void
@@ -289,7 +293,7 @@ test_enveloped_lifecycle_is_skipped_as_source(void **state)
 	assert_skip_counts(&r, 0, 0, 0, 1, 0, 0);
 	assert_skip(&r, 0, ABLY_SKIP_SOURCE, "envelope: source channel.lifecycle is not "
 	    "translated");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 /* A non-enveloped request with the documented headers. */
@@ -319,7 +323,7 @@ test_non_enveloped_chat_message_comes_from_headers_and_body(void **state)
 	body = read_fixture("non_enveloped_message.json", &len);
 	request = non_enveloped("channel.message", "lobby::$chat",
 	    "application/json; charset=utf-8", body, len);
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_int_equal(r.shape, ABLY_SHAPE_NON_ENVELOPED);
 	assert_int_equal(r.count, 1);
 	assert_event(&r.events[0], EVENT_MESSAGE, "lobby", "kLmNoPqRsT:2:0", "mallory", NULL,
@@ -327,7 +331,7 @@ test_non_enveloped_chat_message_comes_from_headers_and_body(void **state)
 	assert_mentions(&r.events[0], mentioned);
 	assert_null(r.events[0].push);
 	assert_skip_counts(&r, 0, 0, 0, 0, 0, 0);
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 	free(body);
 }
 
@@ -340,26 +344,26 @@ test_non_enveloped_text_and_binary_bodies(void **state)
 	char err[256] = "";
 
 	request = non_enveloped("channel.message", "plain", "text/plain", "plain words", 11);
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_int_equal(r.count, 1);
 	assert_event(&r.events[0], EVENT_MESSAGE, "plain", "kLmNoPqRsT:2:0", "mallory", NULL,
 	    "plain words", 1700000070000);
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 
 	/* Text that is not UTF-8 and bytes are data without text: the text is "". */
 	request = non_enveloped("channel.message", "plain", "text/plain", bytes, sizeof bytes);
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_int_equal(r.count, 1);
 	assert_event(&r.events[0], EVENT_MESSAGE, "plain", "kLmNoPqRsT:2:0", "mallory", NULL,
 	    "", 1700000070000);
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 
 	request = non_enveloped("channel.message", "plain", "application/octet-stream", bytes,
 	    sizeof bytes);
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_int_equal(r.count, 1);
 	assert_string_equal(r.events[0].text, "");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 static void
@@ -370,12 +374,12 @@ test_non_enveloped_chat_room_text_body_is_not_a_chat_message(void **state)
 	char err[256] = "";
 
 	request = non_enveloped("channel.message", "lobby::$chat", "text/plain", "typing", 6);
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_int_equal(r.count, 0);
 	assert_skip_counts(&r, 0, 0, 0, 0, 0, 1);
 	assert_skip(&r, 0, ABLY_SKIP_CHAT_OTHER,
 	    "body: a message without a name is not a chat message");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 static void
@@ -387,26 +391,26 @@ test_non_enveloped_presence_takes_action_header(void **state)
 
 	request = non_enveloped("channel.presence", "lobby::$chat", "text/plain", "here", 4);
 	request.message_action = "enter";
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_int_equal(r.count, 1);
 	assert_event(&r.events[0], EVENT_PRESENCE_ENTER, "lobby", NULL, "mallory",
 	    "kLmNoPqRsT", NULL, 1700000070000);
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 
 	request.message_action = "3";
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_int_equal(r.count, 1);
 	assert_event(&r.events[0], EVENT_PRESENCE_LEAVE, "lobby", NULL, "mallory",
 	    "kLmNoPqRsT", NULL, 1700000070000);
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 
 	request.message_action = NULL;
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_int_equal(r.count, 0);
 	assert_skip_counts(&r, 1, 0, 0, 0, 0, 0);
 	assert_skip(&r, 0, ABLY_SKIP_MALFORMED,
 	    "headers: x-ably-message-action: missing, needed for presence");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 static void
@@ -417,31 +421,31 @@ test_non_enveloped_bad_headers_are_skipped(void **state)
 	char err[256] = "";
 
 	request = non_enveloped("channel.occupancy", "lobby", "application/json", "{}", 2);
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_skip_counts(&r, 0, 0, 0, 1, 0, 0);
 	assert_skip(&r, 0, ABLY_SKIP_SOURCE,
 	    "headers: source channel.occupancy is not translated");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 
 	request = non_enveloped("channel.message", "lobby", "text/plain", "x", 1);
 	request.message_timestamp = "12:00";
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_int_equal(r.count, 0);
 	assert_skip(&r, 0, ABLY_SKIP_MALFORMED,
 	    "headers: x-ably-message-timestamp: must be milliseconds");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 
 	request = non_enveloped("channel.message", NULL, "text/plain", "x", 1);
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_skip(&r, 0, ABLY_SKIP_MALFORMED, "headers: x-ably-envelope-channel: missing");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 
 	request = non_enveloped("channel.message", "lobby", "text/plain", "x", 1);
 	request.message_id = NULL;
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_int_equal(r.count, 0);
 	assert_skip(&r, 0, ABLY_SKIP_MALFORMED, "body: id: missing");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 static void
@@ -452,7 +456,7 @@ test_non_enveloped_json_body_that_is_not_json_is_an_error(void **state)
 	char err[256] = "";
 
 	request = non_enveloped("channel.message", "lobby", "application/json", "{oops", 5);
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_EJSON);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_EJSON);
 	assert_int_equal(strncmp(err, "the body is not JSON", 20), 0);
 	assert_int_equal(r.count, 0);
 	assert_null(r.events);
@@ -471,10 +475,10 @@ test_msgpack_is_refused_with_its_own_error(void **state)
 	struct ably_result r;
 	char err[256] = "";
 
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_EMSGPACK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_EMSGPACK);
 	assert_string_equal(err, "msgpack is not supported; configure the rule for JSON");
 	assert_int_equal(r.count, 0);
-	assert_string_equal(ably_strerror(ABLY_EMSGPACK),
+	assert_string_equal(source_ably_strerror(ABLY_EMSGPACK),
 	    "msgpack is not supported; configure the rule for JSON");
 }
 
@@ -504,7 +508,7 @@ test_garbage_and_unknown_shapes_are_errors(void **state)
 		};
 
 		err[0] = '\0';
-		assert_int_equal(ably_translate(&request, &r, err, sizeof err), cases[i].rc);
+		assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), cases[i].rc);
 		assert_true(err[0] != '\0');
 		assert_int_equal(r.count, 0);
 		assert_int_equal(r.skip_count, 0);
@@ -520,7 +524,7 @@ test_empty_batch_is_ok_with_nothing(void **state)
 	assert_int_equal(r.shape, ABLY_SHAPE_BATCHED);
 	assert_int_equal(r.count, 0);
 	assert_int_equal(r.skip_count, 0);
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 /* Ably Chat. */
@@ -551,7 +555,7 @@ test_chat_create_update_delete_and_summary_skipped(void **state)
 	    "messages[3]: action 4 (message.summary) is not translated");
 	assert_skip(&r, 1, ABLY_SKIP_CHAT_OTHER,
 	    "messages[4]: typing.started is not a chat message");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 static void
@@ -568,7 +572,7 @@ test_chat_message_without_text_is_malformed(void **state)
 	assert_skip_counts(&r, 2, 0, 0, 0, 0, 0);
 	assert_skip(&r, 0, ABLY_SKIP_MALFORMED, "messages[0]: data.text: must be a string");
 	assert_skip(&r, 1, ABLY_SKIP_MALFORMED, "messages[1]: serial: missing");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 static void
@@ -583,11 +587,11 @@ test_channel_suffix_is_removed_only_at_the_end(void **state)
 	translate_body(body, strlen(body), &r);
 	assert_int_equal(r.count, 1);
 	assert_string_equal(r.events[0].room, "a::$chat::b");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 	translate_body(chat, strlen(chat), &r);
 	assert_int_equal(r.count, 1);
 	assert_string_equal(r.events[0].room, "team:ops");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 /* Encodings. */
@@ -614,7 +618,7 @@ test_encodings_are_undone_right_to_left(void **state)
 	assert_skip(&r, 2, ABLY_SKIP_MALFORMED, "messages[6]: data: encoding json: not JSON");
 	assert_skip(&r, 3, ABLY_SKIP_MALFORMED, "messages[7]: data: is not base64");
 	assert_skip(&r, 4, ABLY_SKIP_MALFORMED, "messages[8]: data: is not UTF-8");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 static void
@@ -633,7 +637,7 @@ test_encrypted_delete_is_still_translated(void **state)
 	assert_skip_counts(&r, 0, 1, 0, 0, 0, 0);
 	assert_skip(&r, 0, ABLY_SKIP_ENCRYPTED,
 	    "messages[1]: encoding: cipher+aes-256-cbc: encrypted data");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 /* Push. */
@@ -669,7 +673,7 @@ test_push_extras_map_to_the_push_object(void **state)
 	assert_skip_counts(&r, 1, 0, 0, 0, 0, 0);
 	assert_skip(&r, 0, ABLY_SKIP_MALFORMED,
 	    "messages[1]: extras.push.notification.title: must be a string");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 static void
@@ -709,7 +713,7 @@ test_push_overrides_of_ably_win_and_bad_push_is_malformed(void **state)
 	assert_skip(&r, 1, ABLY_SKIP_MALFORMED, "messages[3]: extras.push.fcm: must be an object");
 	assert_skip(&r, 2, ABLY_SKIP_MALFORMED,
 	    "messages[4]: extras.push.apns.apns-headers: must be an object");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 static void
@@ -741,7 +745,7 @@ test_push_over_the_event_limits_is_malformed(void **state)
 	    "messages[0]: extras.push.data: must have at most 100 members");
 	assert_skip(&r, 1, ABLY_SKIP_MALFORMED,
 	    "messages[1]: extras.push.fcm: must be at most 4096 bytes as JSON");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 	json_decref(body);
 	free(text);
 	free(big);
@@ -757,7 +761,7 @@ expect_too_large(const char *body, const char *message)
 	struct ably_result r;
 	char err[256] = "";
 
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_ETOOLARGE);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_ETOOLARGE);
 	assert_string_equal(err, message);
 	assert_int_equal(r.count, 0);
 	assert_int_equal(r.skip_count, 0);
@@ -798,7 +802,7 @@ test_delivery_over_the_item_or_entry_limit_is_refused_whole(void **state)
 	text = batch_of(ABLY_ITEMS_MAX, ABLY_ENTRIES_MAX / ABLY_ITEMS_MAX);
 	translate_body(text, strlen(text), &r);
 	assert_int_equal(r.count, ABLY_ENTRIES_MAX);
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 	free(text);
 
 	text = batch_of(ABLY_ITEMS_MAX + 1, 0);
@@ -836,11 +840,11 @@ test_long_text_is_cut_at_a_character_boundary(void **state)
 		body[i + 1] = (char)0xa9;
 	}
 	request = non_enveloped("channel.message", "plain", "text/plain", body, len - 1);
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_int_equal(r.count, 1);
 	assert_int_equal(strlen(r.events[0].text), EVENT_TEXT_MAX - 1);
 	assert_memory_equal(r.events[0].text, body, EVENT_TEXT_MAX - 1);
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 	free(body);
 }
 
@@ -870,7 +874,7 @@ test_header_mentions_accept_an_array_and_validate_ids(void **state)
 	    "an array of client ids or a string of them separated by commas");
 	assert_skip(&r, 1, ABLY_SKIP_MALFORMED, "messages[2]: extras.headers.mentions: must "
 	    "not contain control characters");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 /* Garbage within a valid delivery. */
@@ -916,7 +920,7 @@ test_malformed_entries_are_skipped_and_the_rest_kept(void **state)
 	assert_skip_counts(&r, 14, 0, 0, 0, 3, 0);
 	for (size_t i = 0; i < sizeof skips / sizeof skips[0]; i++)
 		assert_skip(&r, i, skips[i].kind, skips[i].detail);
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 static void
@@ -939,7 +943,7 @@ test_every_truncated_fixture_is_refused_as_not_json(void **state)
 				.body = body, .len = n, .content_type = "application/json",
 			};
 
-			if (ably_translate(&request, &r, err, sizeof err) != ABLY_EJSON)
+			if (source_ably_translate(&request, &r, err, sizeof err) != ABLY_EJSON)
 				fail_msg("%s cut at %zu was not refused", names[i], n);
 		}
 		free(body);
@@ -949,12 +953,12 @@ test_every_truncated_fixture_is_refused_as_not_json(void **state)
 static void
 test_skip_kind_names(void **state)
 {
-	assert_string_equal(ably_skip_kind_name(ABLY_SKIP_MALFORMED), "malformed");
-	assert_string_equal(ably_skip_kind_name(ABLY_SKIP_ENCRYPTED), "encrypted");
-	assert_string_equal(ably_skip_kind_name(ABLY_SKIP_ENCODING), "encoding");
-	assert_string_equal(ably_skip_kind_name(ABLY_SKIP_SOURCE), "source");
-	assert_string_equal(ably_skip_kind_name(ABLY_SKIP_ACTION), "action");
-	assert_string_equal(ably_skip_kind_name(ABLY_SKIP_CHAT_OTHER), "chat_other");
+	assert_string_equal(source_ably_skip_kind_name(ABLY_SKIP_MALFORMED), "malformed");
+	assert_string_equal(source_ably_skip_kind_name(ABLY_SKIP_ENCRYPTED), "encrypted");
+	assert_string_equal(source_ably_skip_kind_name(ABLY_SKIP_ENCODING), "encoding");
+	assert_string_equal(source_ably_skip_kind_name(ABLY_SKIP_SOURCE), "source");
+	assert_string_equal(source_ably_skip_kind_name(ABLY_SKIP_ACTION), "action");
+	assert_string_equal(source_ably_skip_kind_name(ABLY_SKIP_CHAT_OTHER), "chat_other");
 }
 
 /* Keys and signatures. */
@@ -1010,10 +1014,10 @@ test_verify_accepts_the_signature_of_the_named_key(void **state)
 	body = read_fixture("batched.json", &len);
 	expected_signature(KEY1_SECRET, body, len, sig1);
 	expected_signature(KEY2_SECRET, body, len, sig2);
-	assert_int_equal(ably_verify(keys, KEY1_NAME, sig1, body, len, err, sizeof err),
-	    ABLY_OK);
-	assert_int_equal(ably_verify(keys, KEY2_NAME, sig2, body, len, err, sizeof err),
-	    ABLY_OK);
+	assert_int_equal(ably_keys_verify(keys, KEY1_NAME, sig1, body, len, err, sizeof err),
+	    ABLY_KEYS_OK);
+	assert_int_equal(ably_keys_verify(keys, KEY2_NAME, sig2, body, len, err, sizeof err),
+	    ABLY_KEYS_OK);
 	free(body);
 	ably_keys_free(keys);
 }
@@ -1029,23 +1033,23 @@ test_verify_refuses_bad_signatures(void **state)
 	expected_signature(KEY1_SECRET, body, len, sig1);
 	expected_signature(KEY2_SECRET, body, len, sig2);
 	/* Another key's signature. */
-	assert_int_equal(ably_verify(keys, KEY1_NAME, sig2, body, len, err, sizeof err),
-	    ABLY_EBADSIGNATURE);
+	assert_int_equal(ably_keys_verify(keys, KEY1_NAME, sig2, body, len, err, sizeof err),
+	    ABLY_KEYS_EBADSIGNATURE);
 	assert_null(strstr(err, KEY1_SECRET));
 	/* The body changed by one byte. */
 	body[len - 2] ^= 1;
-	assert_int_equal(ably_verify(keys, KEY1_NAME, sig1, body, len, err, sizeof err),
-	    ABLY_EBADSIGNATURE);
+	assert_int_equal(ably_keys_verify(keys, KEY1_NAME, sig1, body, len, err, sizeof err),
+	    ABLY_KEYS_EBADSIGNATURE);
 	body[len - 2] ^= 1;
 	/* Not base64, truncated, or a digest of the wrong length. */
-	assert_int_equal(ably_verify(keys, KEY1_NAME, "!!!!", body, len, err, sizeof err),
-	    ABLY_EBADSIGNATURE);
+	assert_int_equal(ably_keys_verify(keys, KEY1_NAME, "!!!!", body, len, err, sizeof err),
+	    ABLY_KEYS_EBADSIGNATURE);
 	assert_string_equal(err, "X-Ably-Signature is not base64");
 	sig1[40] = '\0';
-	assert_int_equal(ably_verify(keys, KEY1_NAME, sig1, body, len, err, sizeof err),
-	    ABLY_EBADSIGNATURE);
-	assert_int_equal(ably_verify(keys, KEY1_NAME, "AAAA", body, len, err, sizeof err),
-	    ABLY_EBADSIGNATURE);
+	assert_int_equal(ably_keys_verify(keys, KEY1_NAME, sig1, body, len, err, sizeof err),
+	    ABLY_KEYS_EBADSIGNATURE);
+	assert_int_equal(ably_keys_verify(keys, KEY1_NAME, "AAAA", body, len, err, sizeof err),
+	    ABLY_KEYS_EBADSIGNATURE);
 	free(body);
 	ably_keys_free(keys);
 }
@@ -1058,24 +1062,24 @@ test_verify_tells_missing_and_unknown_apart(void **state)
 	const char *body = "{\"items\":[]}";
 
 	expected_signature(KEY1_SECRET, body, strlen(body), sig);
-	assert_int_equal(ably_verify(keys, NULL, sig, body, strlen(body), err, sizeof err),
-	    ABLY_ENOKEY);
+	assert_int_equal(ably_keys_verify(keys, NULL, sig, body, strlen(body), err, sizeof err),
+	    ABLY_KEYS_ENOKEY);
 	assert_string_equal(err, "no X-Ably-Key header");
-	assert_int_equal(ably_verify(keys, "", sig, body, strlen(body), err, sizeof err),
-	    ABLY_ENOKEY);
-	assert_int_equal(ably_verify(keys, "aBCdEf.other", sig, body, strlen(body), err,
-	    sizeof err), ABLY_EUNKNOWNKEY);
+	assert_int_equal(ably_keys_verify(keys, "", sig, body, strlen(body), err, sizeof err),
+	    ABLY_KEYS_ENOKEY);
+	assert_int_equal(ably_keys_verify(keys, "aBCdEf.other", sig, body, strlen(body), err,
+	    sizeof err), ABLY_KEYS_EUNKNOWNKEY);
 	assert_string_equal(err, "X-Ably-Key names an unknown key: aBCdEf.other");
 	/* The secret is not a key name. */
-	assert_int_equal(ably_verify(keys, KEY1_NAME ":" KEY1_SECRET, sig, body,
-	    strlen(body), err, sizeof err), ABLY_EUNKNOWNKEY);
-	assert_int_equal(ably_verify(keys, KEY1_NAME, NULL, body, strlen(body), err,
-	    sizeof err), ABLY_ENOSIGNATURE);
+	assert_int_equal(ably_keys_verify(keys, KEY1_NAME ":" KEY1_SECRET, sig, body,
+	    strlen(body), err, sizeof err), ABLY_KEYS_EUNKNOWNKEY);
+	assert_int_equal(ably_keys_verify(keys, KEY1_NAME, NULL, body, strlen(body), err,
+	    sizeof err), ABLY_KEYS_ENOSIGNATURE);
 	assert_string_equal(err, "no X-Ably-Signature header");
-	assert_int_equal(ably_verify(keys, KEY1_NAME, "", body, strlen(body), err,
-	    sizeof err), ABLY_ENOSIGNATURE);
-	assert_int_equal(ably_verify(keys, KEY1_NAME, sig, body, strlen(body), err,
-	    sizeof err), ABLY_OK);
+	assert_int_equal(ably_keys_verify(keys, KEY1_NAME, "", body, strlen(body), err,
+	    sizeof err), ABLY_KEYS_ENOSIGNATURE);
+	assert_int_equal(ably_keys_verify(keys, KEY1_NAME, sig, body, strlen(body), err,
+	    sizeof err), ABLY_KEYS_OK);
 	ably_keys_free(keys);
 }
 
@@ -1089,16 +1093,16 @@ test_verify_shows_a_malformed_key_name_as_short_utf8(void **state)
 	json_t *copy;
 
 	expected_signature(KEY1_SECRET, body, strlen(body), sig);
-	assert_int_equal(ably_verify(keys, "bad\xff\xfekey\xc3", sig, body, strlen(body),
-	    err, sizeof err), ABLY_EUNKNOWNKEY);
+	assert_int_equal(ably_keys_verify(keys, "bad\xff\xfekey\xc3", sig, body, strlen(body),
+	    err, sizeof err), ABLY_KEYS_EUNKNOWNKEY);
 	assert_string_equal(err, "X-Ably-Key names an unknown key: "
 	    "bad\xef\xbf\xbd\xef\xbf\xbdkey\xef\xbf\xbd");
 	/* Huge, with a 2-byte character across the 64-byte cut. */
 	memset(name, 'k', sizeof name - 1);
 	name[sizeof name - 1] = '\0';
 	memcpy(name + 63, "\xc3\xa9", 2);
-	assert_int_equal(ably_verify(keys, name, sig, body, strlen(body), err, sizeof err),
-	    ABLY_EUNKNOWNKEY);
+	assert_int_equal(ably_keys_verify(keys, name, sig, body, strlen(body), err, sizeof err),
+	    ABLY_KEYS_EUNKNOWNKEY);
 	assert_int_equal(strlen(err), strlen("X-Ably-Key names an unknown key: ") + 63);
 	copy = json_string(err);
 	assert_non_null(copy);
@@ -1120,13 +1124,13 @@ test_parse_error_text_is_utf8_wherever_it_is_cut(void **state)
 	req.body = "\xe2\x82\xac";
 	req.len = 3;
 	req.content_type = "application/json";
-	assert_int_equal(ably_translate(&req, &result, err, sizeof err), ABLY_EJSON);
+	assert_int_equal(source_ably_translate(&req, &result, err, sizeof err), ABLY_EJSON);
 	assert_non_null(strstr(err, "\xe2\x82\xac"));
 	/* Every shorter buffer cuts the message somewhere, also inside that character. */
 	for (errlen = 1; errlen <= strlen(err); errlen++) {
 		char cut[256];
 
-		assert_int_equal(ably_translate(&req, &result, cut, errlen), ABLY_EJSON);
+		assert_int_equal(source_ably_translate(&req, &result, cut, errlen), ABLY_EJSON);
 		assert_true(strlen(cut) < errlen);
 		assert_true(utf8_valid(cut, strlen(cut)));
 	}
@@ -1180,8 +1184,8 @@ test_verify_error_for_a_key_name_that_is_not_utf8_is_utf8(void **state)
 	char err[256];
 	const char *body = "{\"items\":[]}";
 
-	assert_int_equal(ably_verify(keys, "aBCdEf.\xff\xc3", "AAAA", body, strlen(body), err,
-	    sizeof err), ABLY_EUNKNOWNKEY);
+	assert_int_equal(ably_keys_verify(keys, "aBCdEf.\xff\xc3", "AAAA", body, strlen(body),
+	    err, sizeof err), ABLY_KEYS_EUNKNOWNKEY);
 	assert_string_equal(err,
 	    "X-Ably-Key names an unknown key: aBCdEf.\xef\xbf\xbd\xef\xbf\xbd");
 	ably_keys_free(keys);
@@ -1202,11 +1206,11 @@ test_skip_details_quoting_a_source_stay_utf8(void **state)
 	request.content_type = "application/json";
 	request.envelope_source = "channel.\xe2\x82";
 	request.envelope_channel = "room-1";
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_int_equal(r.skip_count, 1);
 	assert_string_equal(r.skips[0].detail,
 	    "headers: source channel.\xef\xbf\xbd\xef\xbf\xbd is not translated");
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 
 	/* "x" and 40 two-byte characters: %.64s would keep half of the 32nd. */
 	source[0] = 'x';
@@ -1218,10 +1222,10 @@ test_skip_details_quoting_a_source_stay_utf8(void **state)
 	request.body = body;
 	request.len = strlen(body);
 	request.content_type = "application/json";
-	assert_int_equal(ably_translate(&request, &r, err, sizeof err), ABLY_OK);
+	assert_int_equal(source_ably_translate(&request, &r, err, sizeof err), ABLY_OK);
 	assert_int_equal(r.skip_count, 1);
 	assert_true(utf8_valid(r.skips[0].detail, strlen(r.skips[0].detail)));
-	ably_result_free(&r);
+	source_ably_result_free(&r);
 }
 
 int

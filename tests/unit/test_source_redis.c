@@ -1,9 +1,10 @@
 /*
- * Tests for source_redis.c: the Pub/Sub and Streams sources against a real redis-server
- * that this file starts on a free loopback port (in a temporary directory, without
- * persistence) and kills at the end, on a real event loop, with a fake sink that
- * records what it is handed and can answer SOURCE_EFULL. Skipped when redis-server is
- * not installed.
+ * Tests for the Redis sources (redis_link.c, source_pubsub.c, source_streams.c): the
+ * link's connection, authentication and backoff, and the Pub/Sub and Streams sources,
+ * against a real redis-server that this file starts on a free loopback port (in a
+ * temporary directory, without persistence) and kills at the end, on a real event
+ * loop, with a fake sink that records what it is handed and can answer SOURCE_EFULL.
+ * Skipped when redis-server is not installed.
  */
 #include "autoconf.h"
 
@@ -36,7 +37,8 @@
 #include "event.h"
 #include "log.h"
 #include "source.h"
-#include "source_redis.h"
+#include "source_pubsub.h"
+#include "source_streams.h"
 
 #define HANDLED_MAX 64
 #define SKIPPED_MAX 16
@@ -589,7 +591,7 @@ test_pubsub_hands_published_events_with_the_room_from_the_channel(void **state)
 {
 	struct fixture *f = *state;
 
-	start_connected(f, &source_redis_pubsub_ops);
+	start_connected(f, &source_pubsub_ops);
 	assert_int_equal(cmd_integer(f, "PUBLISH room:support-1 %s", MESSAGE("m1")), 1);
 	assert_int_equal(cmd_integer(f, "PUBLISH room:x %s", ROOM_MESSAGE("m2")), 1);
 	assert_int_equal(cmd_integer(f, "PUBLISH other:y %s", MESSAGE("m3")), 0);
@@ -611,7 +613,7 @@ test_pubsub_skips_malformed_and_unknown_events_and_counts_them(void **state)
 {
 	struct fixture *f = *state;
 
-	start_connected(f, &source_redis_pubsub_ops);
+	start_connected(f, &source_pubsub_ops);
 	log_capture_begin(f);
 	freeReplyObject(cmd(f, "PUBLISH room:a %s", "not json"));
 	freeReplyObject(cmd(f, "PUBLISH room:a %s", "{\"type\":\"typing\",\"client_id\":\"x\"}"));
@@ -646,7 +648,7 @@ test_pubsub_drops_and_counts_events_while_the_sink_is_full(void **state)
 {
 	struct fixture *f = *state;
 
-	start_connected(f, &source_redis_pubsub_ops);
+	start_connected(f, &source_pubsub_ops);
 	log_capture_begin(f);
 	f->sink.full = 1;
 	for (int i = 0; i < 3; i++)
@@ -672,7 +674,7 @@ test_pubsub_subscribes_again_after_its_connection_is_killed(void **state)
 {
 	struct fixture *f = *state;
 
-	start_connected(f, &source_redis_pubsub_ops);
+	start_connected(f, &source_pubsub_ops);
 	assert_int_equal(stats(f).reconnects, 0);
 	log_capture_begin(f);
 	assert_int_equal(cmd_integer(f, "CLIENT KILL TYPE pubsub"), 1);
@@ -694,7 +696,7 @@ test_pubsub_authenticates_with_a_password(void **state)
 
 	freeReplyObject(cmd(f, "CONFIG SET requirepass %s", "s3cret pass"));
 	write_password(f, "s3cret pass");
-	start_connected(f, &source_redis_pubsub_ops);
+	start_connected(f, &source_pubsub_ops);
 	assert_int_equal(cmd_integer(f, "PUBLISH room:a %s", MESSAGE("m1")), 1);
 	WAIT_FOR(f, f->sink.count == 1, 2000);
 	assert_int_equal(f->sink.count, 1);
@@ -710,7 +712,7 @@ test_pubsub_authenticates_as_an_acl_user(void **state)
 	freeReplyObject(cmd(f, "CONFIG SET requirepass %s", "not-this-one"));
 	write_password(f, "relay-pw");
 	f->config.redis_username = "relay";
-	start_connected(f, &source_redis_pubsub_ops);
+	start_connected(f, &source_pubsub_ops);
 	reply = cmd(f, "CLIENT LIST TYPE pubsub");
 	assert_non_null(strstr(reply->str, "user=relay"));
 	freeReplyObject(reply);
@@ -729,7 +731,7 @@ test_redis_wrong_password_is_logged_once_and_retried(void **state)
 	write_password(f, "wrong-password");
 	connections = info_number(f, "stats", "total_connections_received");
 	log_capture_begin(f);
-	start(f, &source_redis_pubsub_ops);
+	start(f, &source_pubsub_ops);
 	run_for(f, 1000);
 	assert_false(stats(f).connected);
 	/* Tried again and again (backoff up to 200 ms), said so once. */
@@ -754,7 +756,7 @@ test_redis_unreadable_password_file_is_an_error_and_retried(void **state)
 
 	f->config.redis_password_file = f->password_file;	/* not written yet */
 	log_capture_begin(f);
-	start(f, &source_redis_pubsub_ops);
+	start(f, &source_pubsub_ops);
 	run_for(f, 300);
 	assert_false(stats(f).connected);
 	assert_int_equal(log_count(f, "level=error", "cannot read the redis password file",
@@ -786,11 +788,11 @@ test_stop_while_connecting_or_waiting_frees_everything(void **state)
 	f->config.redis_address = address;
 	f->config.redis_connect_timeout_ms = 300;
 	log_capture_begin(f);
-	start(f, &source_redis_streams_ops);
+	start(f, &source_streams_ops);
 	run_for(f, 100);
 	assert_false(stats(f).connected);
 	stop(f);
-	start(f, &source_redis_pubsub_ops);
+	start(f, &source_pubsub_ops);
 	run_for(f, 450);
 	assert_false(stats(f).connected);
 	assert_int_equal(log_count(f, "level=warn", "redis connect timed out", NULL), 1);
@@ -799,7 +801,7 @@ test_stop_while_connecting_or_waiting_frees_everything(void **state)
 
 	/* Nobody listens: stopped while waiting to reconnect. */
 	snprintf(address, sizeof address, "127.0.0.1:%d", free_port());
-	start(f, &source_redis_streams_ops);
+	start(f, &source_streams_ops);
 	run_for(f, 100);
 	assert_false(stats(f).connected);
 	assert_int_equal(log_count(f, "level=warn", "cannot connect to redis", NULL), 1);
@@ -813,12 +815,12 @@ test_start_rejects_a_bad_address(void **state)
 	char err[256] = "";
 
 	f->config.redis_address = "redis.example:6379";
-	assert_null(source_redis_pubsub_ops.start(f->base, &f->config, &f->source_sink, err,
+	assert_null(source_pubsub_ops.start(f->base, &f->config, &f->source_sink, err,
 	    sizeof err));
 	assert_string_equal(err, "[redis] address: not host:port: redis.example:6379");
 	f->config.redis_address = server.address;
 	f->config.streams_keys = "a b a";
-	assert_null(source_redis_streams_ops.start(f->base, &f->config, &f->source_sink, err,
+	assert_null(source_streams_ops.start(f->base, &f->config, &f->source_sink, err,
 	    sizeof err));
 	assert_string_equal(err, "[streams] keys: a is named twice");
 }
@@ -833,7 +835,7 @@ test_streams_creates_the_groups_with_mkstream_in_the_configured_db(void **state)
 
 	f->config.redis_db = 2;
 	f->config.streams_keys = " s1  s2 ";
-	start_connected(f, &source_redis_streams_ops);
+	start_connected(f, &source_streams_ops);
 	run_for(f, 50);
 	assert_int_equal(cmd_integer(f, "EXISTS s1 s2"), 0);
 	freeReplyObject(cmd(f, "SELECT 2"));
@@ -844,7 +846,7 @@ test_streams_creates_the_groups_with_mkstream_in_the_configured_db(void **state)
 	freeReplyObject(reply);
 	/* A group that exists already is fine (BUSYGROUP). */
 	stop(f);
-	start_connected(f, &source_redis_streams_ops);
+	start_connected(f, &source_streams_ops);
 	freeReplyObject(cmd(f, "SELECT 0"));
 }
 
@@ -855,7 +857,7 @@ test_streams_key_of_another_type_is_an_error_until_it_is_fixed(void **state)
 
 	freeReplyObject(cmd(f, "SET s1 %s", "not a stream"));
 	log_capture_begin(f);
-	start(f, &source_redis_streams_ops);
+	start(f, &source_streams_ops);
 	run_for(f, 600);
 	assert_false(stats(f).connected);
 	assert_int_equal(log_count(f, "level=error", "cannot create the redis consumer group",
@@ -877,7 +879,7 @@ test_streams_consumer_is_named_after_the_host_and_pid_by_default(void **state)
 	redisReply *reply;
 
 	f->config.streams_consumer = NULL;
-	start_connected(f, &source_redis_streams_ops);
+	start_connected(f, &source_streams_ops);
 	xadd(f, "s1", ROOM_MESSAGE("m0"), NULL, 0);
 	WAIT_FOR(f, f->sink.count == 1, 2000);
 	assert_int_equal(gethostname(hostname, sizeof hostname), 0);
@@ -894,7 +896,7 @@ test_streams_hands_entries_in_order_and_xacks_each_when_acked(void **state)
 	struct fixture *f = *state;
 	char ids[5][48], pending[512], expected[512];
 
-	start_connected(f, &source_redis_streams_ops);
+	start_connected(f, &source_streams_ops);
 	for (int i = 0; i < 5; i++) {
 		char json[128];
 		snprintf(json, sizeof json, "{\"type\":\"message\",\"room\":\"r\",\"id\":\"m%d\","
@@ -936,7 +938,7 @@ test_streams_xacks_malformed_and_unknown_entries_at_once(void **state)
 	struct fixture *f = *state;
 	char id[48], pending[128];
 
-	start_connected(f, &source_redis_streams_ops);
+	start_connected(f, &source_streams_ops);
 	freeReplyObject(cmd(f, "XADD s1 * other %s", "x"));
 	xadd(f, "s1", "not json", NULL, 0);
 	xadd(f, "s1", "{\"type\":\"typing\",\"room\":\"r\"}", NULL, 0);
@@ -966,7 +968,7 @@ test_streams_pauses_when_full_and_resumes_in_order_without_loss(void **state)
 	struct fixture *f = *state;
 	char ids[8][48];
 
-	start_connected(f, &source_redis_streams_ops);
+	start_connected(f, &source_streams_ops);
 	f->sink.accept_max = 2;
 	xadd_many(f, "s1", 0, 5, ids);
 	WAIT_FOR(f, f->sink.efull == 1, 2000);
@@ -1003,7 +1005,7 @@ test_streams_pause_from_the_sink_stops_reading_until_resume(void **state)
 	struct fixture *f = *state;
 	char ids[2][48];
 
-	start_connected(f, &source_redis_streams_ops);
+	start_connected(f, &source_streams_ops);
 	f->ops->pause(f->source);
 	run_for(f, 200);	/* the XREADGROUP in flight times out */
 	xadd_many(f, "s1", 0, 2, ids);
@@ -1027,7 +1029,7 @@ test_streams_restart_hands_its_own_pending_entries_first(void **state)
 	struct fixture *f = *state;
 	char ids[5][48];
 
-	start_connected(f, &source_redis_streams_ops);
+	start_connected(f, &source_streams_ops);
 	xadd_many(f, "s1", 0, 3, ids);
 	WAIT_FOR(f, f->sink.count == 3, 2000);
 	assert_int_equal(f->sink.count, 3);
@@ -1035,7 +1037,7 @@ test_streams_restart_hands_its_own_pending_entries_first(void **state)
 	xadd_many(f, "s1", 3, 2, ids + 3);
 
 	sink_reset(f);
-	start(f, &source_redis_streams_ops);
+	start(f, &source_streams_ops);
 	WAIT_FOR(f, f->sink.count == 5, 3000);
 	run_for(f, 150);
 	assert_int_equal(f->sink.count, 5);
@@ -1058,14 +1060,14 @@ test_streams_claims_entries_a_stopped_consumer_left_exactly_once(void **state)
 	redisReply *reply;
 
 	f->config.streams_consumer = "dead";
-	start_connected(f, &source_redis_streams_ops);
+	start_connected(f, &source_streams_ops);
 	xadd_many(f, "s1", 0, 3, ids);
 	WAIT_FOR(f, f->sink.count == 3, 2000);
 	stop(f);
 
 	sink_reset(f);
 	f->config.streams_consumer = "alive";
-	start_connected(f, &source_redis_streams_ops);
+	start_connected(f, &source_streams_ops);
 	run_for(f, 300);
 	assert_int_equal(f->sink.count, 0);	/* not idle for claim_idle yet */
 	WAIT_FOR(f, f->sink.count == 3, 3000);
@@ -1094,7 +1096,7 @@ test_streams_reconnects_without_handing_held_entries_twice(void **state)
 	struct fixture *f = *state;
 	char id[48];
 
-	start_connected(f, &source_redis_streams_ops);
+	start_connected(f, &source_streams_ops);
 	xadd(f, "s1", ROOM_MESSAGE("m0"), id, sizeof id);
 	WAIT_FOR(f, f->sink.count == 1, 2000);
 	log_capture_begin(f);
@@ -1124,7 +1126,7 @@ test_streams_reports_lag_and_pending(void **state)
 	freeReplyObject(cmd(f, "XGROUP CREATE s1 g $ MKSTREAM"));
 	f->config.streams_batch = 2;
 	f->sink.full = 1;
-	start_connected(f, &source_redis_streams_ops);
+	start_connected(f, &source_streams_ops);
 	xadd_many(f, "s1", 0, 5, ids);
 	WAIT_FOR(f, stats(f).lag == 3, 3000);
 	assert_int_equal(stats(f).lag, 3);	/* two read (and held), three to go */
@@ -1147,7 +1149,7 @@ test_streams_stopped_from_inside_the_sink(void **state)
 	struct fixture *f = *state;
 	char ids[2][48];
 
-	start_connected(f, &source_redis_streams_ops);
+	start_connected(f, &source_streams_ops);
 	f->sink.stop_in_handle = 1;
 	xadd_many(f, "s1", 0, 2, ids);
 	WAIT_FOR(f, f->source == NULL, 2000);
@@ -1156,7 +1158,7 @@ test_streams_stopped_from_inside_the_sink(void **state)
 	assert_int_equal(xpending(f, "s1"), 2);
 
 	/* The same for Pub/Sub. */
-	start_connected(f, &source_redis_pubsub_ops);
+	start_connected(f, &source_pubsub_ops);
 	f->sink.stop_in_handle = 1;
 	freeReplyObject(cmd(f, "PUBLISH room:a %s", MESSAGE("m1")));
 	WAIT_FOR(f, f->source == NULL, 2000);

@@ -237,7 +237,7 @@ test_open_sets_schema_version_and_wal(void **state)
 	char text[256];
 
 	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
-	assert_string_equal(text, "4");
+	assert_string_equal(text, "5");
 	raw_text(f->path, "PRAGMA journal_mode", text, sizeof text);
 	assert_string_equal(text, "wal");
 	raw_text(f->path, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema"
@@ -278,7 +278,7 @@ test_open_newer_schema_is_enewer_and_untouched(void **state)
 	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_ENEWER);
 	assert_null(f->store);
 	snprintf(expected, sizeof expected, "database %s has schema version 99, this pushrelayd"
-	    " supports up to 4: upgrade pushrelayd", f->path);
+	    " supports up to 5: upgrade pushrelayd", f->path);
 	assert_string_equal(err, expected);
 
 	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
@@ -1174,7 +1174,7 @@ test_open_migrates_version_1_database_keeping_rows(void **state)
 	assert_string_equal(d.token, TOKEN_A);
 	model_device_free(&d);
 	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
-	assert_string_equal(text, "4");
+	assert_string_equal(text, "5");
 }
 
 static void
@@ -1260,7 +1260,7 @@ test_open_migrates_version_3_notified_marks(void **state)
 	    " PRAGMA user_version = 3;");
 	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_OK);
 	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
-	assert_string_equal(text, "4");
+	assert_string_equal(text, "5");
 	assert_int_equal(store_room_route(f->store, "room", "m1", &route), STORE_OK);
 	assert_int_equal(route.notified_count, 2);
 	assert_true((strcmp(route.notified[0], "d-1") == 0 &&
@@ -1305,24 +1305,70 @@ static void
 test_outbox_keeps_batches_until_deleted(void **state)
 {
 	struct fixture *f = *state;
-	const char *bodies[2] = { "{\"events\":[1]}", "{\"events\":[2]}" };
+	const char *bodies[2] = { "{\"events\":[1]}", "{\"headers\":{},\"body\":\"e30=\"}" };
+	const enum store_outbox_kind kinds[2] = { STORE_OUTBOX_EVENTS, STORE_OUTBOX_ABLY };
 	struct outbox_entry *got;
 	int64_t ids[2];
 	size_t n;
 
-	assert_int_equal(store_outbox_add(f->store, bodies, 2, 500, ids), STORE_OK);
+	assert_int_equal(store_outbox_add(f->store, kinds, bodies, 2, 500, ids), STORE_OK);
 	assert_true(ids[1] > ids[0]);
 	assert_int_equal(store_outbox_load(f->store, &got, &n), STORE_OK);
 	assert_int_equal(n, 2);
 	assert_int_equal(got[0].id, ids[0]);
 	assert_int_equal(got[0].received_at, 500);
-	assert_string_equal(got[1].body, "{\"events\":[2]}");
+	assert_int_equal(got[0].kind, STORE_OUTBOX_EVENTS);
+	assert_string_equal(got[0].body, "{\"events\":[1]}");
+	assert_int_equal(got[1].kind, STORE_OUTBOX_ABLY);
+	assert_string_equal(got[1].body, "{\"headers\":{},\"body\":\"e30=\"}");
 	store_outbox_free(got, n);
 	assert_int_equal(store_outbox_delete(f->store, ids, 1), STORE_OK);
 	assert_int_equal(store_outbox_load(f->store, &got, &n), STORE_OK);
 	assert_int_equal(n, 1);
 	assert_int_equal(got[0].id, ids[1]);
 	store_outbox_free(got, n);
+}
+
+/*
+ * Version 4's outbox had no kind: the migration to 5 marks the Ably webhooks it kept
+ * ({"ably":{...}}) as such, unwrapped, and everything else as events.
+ */
+static void
+test_open_migrates_version_4_outbox_rows_to_their_kind(void **state)
+{
+	struct fixture *f = *state;
+	struct outbox_entry *got;
+	char err[512], text[64];
+	size_t n;
+
+	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_OK);
+	store_close(f->store);
+	f->store = NULL;
+	raw_exec(f->path, "DROP TABLE outbox; CREATE TABLE outbox (id INTEGER PRIMARY KEY,"
+	    " received_at INTEGER NOT NULL, body TEXT NOT NULL);"
+	    " INSERT INTO outbox VALUES (1, 10, '{\"events\":[{\"type\":\"read\"}]}'),"
+	    " (2, 20, '{\"ably\":{\"headers\":{\"content-type\":\"application/json\"},"
+	    "\"body\":\"e30=\"}}'), (3, 30, 'not json'), (4, 40, '{\"ably\":\"text\"}');"
+	    " PRAGMA user_version = 4;");
+	assert_int_equal(fixture_open(f, 0, err, sizeof err), STORE_OK);
+	raw_text(f->path, "PRAGMA user_version", text, sizeof text);
+	assert_string_equal(text, "5");
+	assert_int_equal(store_outbox_load(f->store, &got, &n), STORE_OK);
+	assert_int_equal(n, 4);
+	assert_int_equal(got[0].kind, STORE_OUTBOX_EVENTS);
+	assert_string_equal(got[0].body, "{\"events\":[{\"type\":\"read\"}]}");
+	assert_int_equal(got[1].kind, STORE_OUTBOX_ABLY);
+	assert_int_equal(got[1].received_at, 20);
+	assert_string_equal(got[1].body,
+	    "{\"headers\":{\"content-type\":\"application/json\"},\"body\":\"e30=\"}");
+	assert_int_equal(got[2].kind, STORE_OUTBOX_EVENTS);
+	assert_string_equal(got[2].body, "not json");
+	assert_int_equal(got[3].kind, STORE_OUTBOX_EVENTS);
+	assert_string_equal(got[3].body, "{\"ably\":\"text\"}");
+	store_outbox_free(got, n);
+	/* The column takes nothing but the two kinds. */
+	raw_text(f->path, "SELECT group_concat(kind, ',') FROM outbox", text, sizeof text);
+	assert_string_equal(text, "events,ably,events,events");
 }
 
 /*
@@ -1472,6 +1518,7 @@ main(void)
 		STORE_TEST(test_push_insert_with_duplicate_id_leaves_nothing),
 		DIR_TEST(test_open_migrates_version_1_database_keeping_rows),
 		DIR_TEST(test_open_migrates_version_3_notified_marks),
+		DIR_TEST(test_open_migrates_version_4_outbox_rows_to_their_kind),
 		STORE_TEST(test_room_route_lists_members_prefs_devices_and_notified),
 		STORE_TEST(test_notified_marks_store_a_stable_message_key),
 		STORE_TEST(test_unread_counts_put_load_and_delete_at_zero),

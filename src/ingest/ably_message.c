@@ -1,60 +1,25 @@
-/* Ably webhooks: signature checks and the translation of deliveries into room events. */
+/*
+ * One Ably message or presence entry into a room event: fields checked, encodings
+ * undone, mentions gathered, extras.push mapped (the rules are in source_ably.h).
+ */
 #include "autoconf.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
 
 #include <jansson.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
-#include "ably.h"
+#include "ably_message.h"
 #include "base64.h"
 #include "log.h"
 #include "model.h"
-#include "secret_file.h"
 #include "utf8.h"
 #include "xmalloc.h"
 
-#define ABLY_SIGNATURE_SIZE 32		/* HMAC-SHA256 */
-#define ABLY_KEY_NAME_MAX 256
-#define ABLY_KEY_FILE_MAX (1024 * 1024)
-#define ABLY_PATH_MAX 128
-#define ABLY_WHY_MAX 256
 #define ABLY_TS_MAX 253402300799999LL	/* 9999-12-31T23:59:59.999Z, as event.c */
-
-struct ably_key {
-	char *name;			/* appId.keyId */
-	unsigned char *secret;
-	size_t secret_len;
-};
-
-struct ably_keys {
-	struct ably_key *items;
-	size_t count;
-};
-
-/* What a translation has produced so far. */
-struct translation {
-	struct ably_result *out;
-	size_t events_cap;
-	size_t skips_cap;
-};
-
-/* Where the entries of one item or envelope go. */
-struct channel {
-	char *room;
-	int chat_room;			/* the channel was ROOM::$chat */
-	int64_t ts;			/* the item's or envelope's timestamp, 0 if none */
-};
 
 enum message_op {
 	MESSAGE_CREATE = 0,
@@ -76,249 +41,10 @@ struct id_list {
 	size_t count;
 };
 
-/*
- * Write an error. Errors and skip details go to logs and JSON answers, and quote
- * what came in (headers, channel names, jansson's errors): they are cut at a
- * character boundary, and what is not UTF-8 replaced.
- */
-static void __attribute__((format(printf, 3, 4)))
-ably_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	char text[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof text, fmt, ap);
-	va_end(ap);
-	utf8_sanitize(err, errlen, text, strlen(text));
-}
-
-const char *
-ably_strerror(int error)
-{
-	switch (error) {
-	case ABLY_OK: return "ok";
-	case ABLY_ENOKEY: return "no X-Ably-Key header";
-	case ABLY_EUNKNOWNKEY: return "X-Ably-Key names an unknown key";
-	case ABLY_ENOSIGNATURE: return "no X-Ably-Signature header";
-	case ABLY_EBADSIGNATURE: return "X-Ably-Signature does not match the body";
-	case ABLY_EMSGPACK: return "msgpack is not supported; configure the rule for JSON";
-	case ABLY_EJSON: return "the body is not JSON";
-	case ABLY_ESHAPE: return "the body is not an Ably webhook delivery";
-	case ABLY_EHMAC: return "cannot compute the body's HMAC-SHA256";
-	case ABLY_ETOOLARGE: return "the delivery carries too many items or entries";
-	}
-	return "unknown Ably error";
-}
-
-const char *
-ably_skip_kind_name(enum ably_skip_kind kind)
-{
-	switch (kind) {
-	case ABLY_SKIP_MALFORMED: return "malformed";
-	case ABLY_SKIP_ENCRYPTED: return "encrypted";
-	case ABLY_SKIP_ENCODING: return "encoding";
-	case ABLY_SKIP_SOURCE: return "source";
-	case ABLY_SKIP_ACTION: return "action";
-	case ABLY_SKIP_CHAT_OTHER: return "chat_other";
-	}
-	return "unknown";
-}
-
-/* Keys. */
-
-/* Strip surrounding white space and the line end in place. */
-static char *
-trim(char *s)
-{
-	char *end;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	end = s + strlen(s);
-	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' ||
-	    end[-1] == '\r'))
-		*--end = '\0';
-	return s;
-}
-
-/* 0 if name is appId.keyId: two non-empty parts around a dot, printable, no spaces. */
-static int
-key_name_valid(const char *name, size_t len)
-{
-	const char *dot = memchr(name, '.', len);
-
-	if (len == 0 || len > ABLY_KEY_NAME_MAX || dot == NULL || dot == name ||
-	    dot == name + len - 1)
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		if (!isgraph((unsigned char)name[i]))
-			return -1;
-	}
-	return 0;
-}
-
-int
-ably_keys_load(const char *path, struct ably_keys **out, char *err, size_t errlen)
-{
-	struct secret_file file;
-	struct ably_keys *keys;
-	struct ably_key *key;
-	char *line, *next, *end, *text, *colon, why[128];
-	size_t lineno = 0, name_len;
-
-	if (secret_file_read(path, "Ably key file", ABLY_KEY_FILE_MAX, &file, why,
-	    sizeof why) != 0) {
-		ably_fail(err, errlen, "Ably key file %s: %s", path, why);
-		return -1;
-	}
-	keys = xcalloc(1, sizeof *keys);
-	end = file.data + file.len;
-	for (line = file.data; line < end; line = next) {
-		if ((next = memchr(line, '\n', (size_t)(end - line))) != NULL)
-			*next++ = '\0';
-		else
-			next = end;
-		lineno++;
-		text = trim(line);
-		if (*text == '\0' || *text == '#')
-			continue;
-		colon = strchr(text, ':');
-		name_len = colon != NULL ? (size_t)(colon - text) : strlen(text);
-		if (colon == NULL || key_name_valid(text, name_len) != 0 || colon[1] == '\0' ||
-		    strpbrk(colon + 1, " \t") != NULL) {
-			ably_fail(err, errlen, "%s:%zu: expected appId.keyId:secret", path, lineno);
-			goto fail;
-		}
-		for (size_t i = 0; i < keys->count; i++) {
-			if (strlen(keys->items[i].name) == name_len &&
-			    memcmp(keys->items[i].name, text, name_len) == 0) {
-				ably_fail(err, errlen, "%s:%zu: key %.*s is listed twice", path,
-				    lineno, (int)name_len, text);
-				goto fail;
-			}
-		}
-		keys->items = xreallocarray(keys->items, keys->count + 1, sizeof *keys->items);
-		key = &keys->items[keys->count++];
-		key->name = xstrndup(text, name_len);
-		key->secret_len = strlen(colon + 1);
-		key->secret = xmalloc(key->secret_len);
-		memcpy(key->secret, colon + 1, key->secret_len);
-	}
-	if (keys->count == 0) {
-		ably_fail(err, errlen, "Ably key file %s has no keys", path);
-		goto fail;
-	}
-	secret_file_free(&file);
-	*out = keys;
-	return 0;
-fail:
-	secret_file_free(&file);
-	ably_keys_free(keys);
-	return -1;
-}
-
-size_t
-ably_keys_count(const struct ably_keys *keys)
-{
-	return keys != NULL ? keys->count : 0;
-}
-
-void
-ably_keys_free(struct ably_keys *keys)
-{
-	if (keys == NULL)
-		return;
-	for (size_t i = 0; i < keys->count; i++) {
-		OPENSSL_cleanse(keys->items[i].secret, keys->items[i].secret_len);
-		free(keys->items[i].secret);
-		free(keys->items[i].name);
-	}
-	free(keys->items);
-	free(keys);
-}
-
-/* Make err valid UTF-8 in place: it goes into a JSON error body and the log. */
-static void
-err_sanitize(char *err, size_t errlen)
-{
-	char *copy;
-
-	if (err == NULL || errlen == 0)
-		return;
-	copy = xstrdup(err);
-	utf8_sanitize(err, errlen, copy, strlen(copy));
-	free(copy);
-}
-
-int
-ably_verify(const struct ably_keys *keys, const char *key_name, const char *signature,
-    const void *body, size_t len, char *err, size_t errlen)
-{
-	const struct ably_key *key = NULL;
-	unsigned char mac[EVP_MAX_MD_SIZE], *presented;
-	char shown[65];
-	unsigned int mac_len = 0;
-	size_t presented_len;
-	int match;
-
-	if (key_name == NULL || *key_name == '\0') {
-		ably_fail(err, errlen, "%s", ably_strerror(ABLY_ENOKEY));
-		return ABLY_ENOKEY;
-	}
-	for (size_t i = 0; keys != NULL && i < keys->count; i++) {
-		if (strcmp(keys->items[i].name, key_name) == 0)
-			key = &keys->items[i];
-	}
-	if (key == NULL) {
-		/* The name is the client's: at most 64 bytes, cut whole, and UTF-8. */
-		utf8_sanitize(shown, sizeof shown, key_name, strnlen(key_name, 4 * 64));
-		snprintf(err, errlen, "X-Ably-Key names an unknown key: %s", shown);
-		return ABLY_EUNKNOWNKEY;
-	}
-	if (signature == NULL || *signature == '\0') {
-		ably_fail(err, errlen, "%s", ably_strerror(ABLY_ENOSIGNATURE));
-		return ABLY_ENOSIGNATURE;
-	}
-	if (HMAC(EVP_sha256(), key->secret, (int)key->secret_len, body, len, mac,
-	    &mac_len) == NULL) {
-		snprintf(err, errlen, "%s", ably_strerror(ABLY_EHMAC));
-		return ABLY_EHMAC;
-	}
-	if (base64_decode(signature, strlen(signature), &presented, &presented_len) != 0) {
-		ably_fail(err, errlen, "X-Ably-Signature is not base64");
-		return ABLY_EBADSIGNATURE;
-	}
-	match = presented_len == mac_len && mac_len == ABLY_SIGNATURE_SIZE &&
-	    CRYPTO_memcmp(presented, mac, mac_len) == 0;
-	free(presented);
-	OPENSSL_cleanse(mac, sizeof mac);
-	if (!match) {
-		ably_fail(err, errlen, "X-Ably-Signature does not match the body (key %.64s)",
-		    key->name);
-		err_sanitize(err, errlen);
-		return ABLY_EBADSIGNATURE;
-	}
-	return ABLY_OK;
-}
-
-/* Results. */
-
-void
-ably_result_free(struct ably_result *result)
-{
-	for (size_t i = 0; i < result->count; i++)
-		room_event_free(&result->events[i]);
-	free(result->events);
-	for (size_t i = 0; i < result->skip_count; i++)
-		free(result->skips[i].detail);
-	free(result->skips);
-	memset(result, 0, sizeof *result);
-}
-
 /* A new, zeroed event at the end of the result. */
 static struct room_event *
-event_add(struct translation *t, enum event_type type, const struct channel *channel)
+event_add(struct ably_translation *t, enum event_type type,
+    const struct ably_channel *channel)
 {
 	struct ably_result *out = t->out;
 	struct room_event *event;
@@ -335,8 +61,9 @@ event_add(struct translation *t, enum event_type type, const struct channel *cha
 }
 
 /* Record a skip: "PATH: WHAT". */
-static void __attribute__((format(printf, 4, 5)))
-skip(struct translation *t, enum ably_skip_kind kind, const char *path, const char *fmt, ...)
+void
+ably_message_skip(struct ably_translation *t, enum ably_skip_kind kind, const char *path,
+    const char *fmt, ...)
 {
 	struct ably_result *out = t->out;
 	char what[ABLY_WHY_MAX], *detail;
@@ -365,8 +92,9 @@ skip(struct translation *t, enum ably_skip_kind kind, const char *path, const ch
  * An optional string member: 0 and *out set, 1 if absent or null, -1 if of another
  * type (why set).
  */
-static int
-string_member(const json_t *object, const char *key, const char **out, char *why)
+int
+ably_message_string_member(const json_t *object, const char *key, const char **out,
+    char *why)
 {
 	const json_t *v = json_object_get(object, key);
 
@@ -388,7 +116,7 @@ id_member(const json_t *object, const char *key, const char **out, char *why)
 	struct model_error error;
 	int rc;
 
-	if ((rc = string_member(object, key, out, why)) != 0)
+	if ((rc = ably_message_string_member(object, key, out, why)) != 0)
 		return rc;
 	if (model_validate_id(*out, key, &error) != 0) {
 		snprintf(why, ABLY_WHY_MAX, "%s", error.message);
@@ -398,8 +126,9 @@ id_member(const json_t *object, const char *key, const char **out, char *why)
 }
 
 /* An optional millisecond timestamp member: 0 (or -1 with why set); absent leaves *ts. */
-static int
-timestamp_member(const json_t *object, const char *key, int64_t *ts, char *why)
+int
+ably_message_timestamp_member(const json_t *object, const char *key, int64_t *ts,
+    char *why)
 {
 	const json_t *v = json_object_get(object, key);
 
@@ -415,8 +144,9 @@ timestamp_member(const json_t *object, const char *key, int64_t *ts, char *why)
 }
 
 /* Split a channel name into a room, without the Ably Chat suffix; -1 with why set. */
-static int
-channel_open(struct channel *channel, const char *name, int64_t ts, char *why)
+int
+ably_message_channel_open(struct ably_channel *channel, const char *name, int64_t ts,
+    char *why)
 {
 	size_t len = strlen(name), suffix = strlen(ABLY_CHAT_SUFFIX);
 	struct model_error error;
@@ -437,8 +167,9 @@ channel_open(struct channel *channel, const char *name, int64_t ts, char *why)
 	return 0;
 }
 
-static void
-channel_close(struct channel *channel)
+/* Free what ably_message_channel_open() made. */
+void
+ably_message_channel_close(struct ably_channel *channel)
 {
 	free(channel->room);
 	channel->room = NULL;
@@ -446,6 +177,7 @@ channel_close(struct channel *channel)
 
 /* Encodings. */
 
+/* Free decoded data. */
 static void
 decoded_free(struct decoded *d)
 {
@@ -586,6 +318,7 @@ id_list_add(struct id_list *list, const char *id, size_t len, const char *what, 
 	return 0;
 }
 
+/* Free a list of client ids. */
 static void
 id_list_free(struct id_list *list)
 {
@@ -717,7 +450,7 @@ set_path(json_t *root, const char *const *keys, const char *value)
 static int
 notification_string(const json_t *notification, const char *key, const char **out, char *why)
 {
-	if (string_member(notification, key, out, why) < 0) {
+	if (ably_message_string_member(notification, key, out, why) < 0) {
 		snprintf(why, ABLY_WHY_MAX, "extras.push.notification.%s: must be a string", key);
 		return -1;
 	}
@@ -930,9 +663,9 @@ message_mentions(const json_t *value, const json_t *extras, struct id_list *ment
 }
 
 /* Translate one raw message into a message, message.update or message.delete event. */
-static void
-translate_message(struct translation *t, const json_t *message, const struct channel *channel,
-    const char *path)
+void
+ably_message_translate(struct ably_translation *t, const json_t *message,
+    const struct ably_channel *channel, const char *path)
 {
 	const char *name, *id, *serial, *client_id, *encoding, *text = NULL;
 	const json_t *extras, *version, *value;
@@ -947,18 +680,19 @@ translate_message(struct translation *t, const json_t *message, const struct cha
 	int chat;
 
 	if (!json_is_object(message)) {
-		skip(t, ABLY_SKIP_MALFORMED, path, "must be an object");
+		ably_message_skip(t, ABLY_SKIP_MALFORMED, path, "must be an object");
 		return;
 	}
-	if (string_member(message, "name", &name, why) < 0)
+	if (ably_message_string_member(message, "name", &name, why) < 0)
 		goto malformed;
 	chat = name != NULL && strcmp(name, "chat.message") == 0;
 	if (channel->chat_room && !chat) {
 		if (name != NULL)
-			skip(t, ABLY_SKIP_CHAT_OTHER, path, "%.64s is not a chat message", name);
+			ably_message_skip(t, ABLY_SKIP_CHAT_OTHER, path,
+			    "%.64s is not a chat message", name);
 		else
-			skip(t, ABLY_SKIP_CHAT_OTHER, path, "a message without a name is not a "
-			    "chat message");
+			ably_message_skip(t, ABLY_SKIP_CHAT_OTHER, path,
+			    "a message without a name is not a chat message");
 		return;
 	}
 	if (message_action(json_object_get(message, "action"), &op, label, sizeof label) != 0) {
@@ -966,23 +700,23 @@ translate_message(struct translation *t, const json_t *message, const struct cha
 		goto malformed;
 	}
 	if (op == MESSAGE_OTHER) {
-		skip(t, ABLY_SKIP_ACTION, path, "action %s is not translated", label);
+		ably_message_skip(t, ABLY_SKIP_ACTION, path, "action %s is not translated", label);
 		return;
 	}
 	if (!chat && op != MESSAGE_CREATE) {
-		skip(t, ABLY_SKIP_ACTION, path, "action %s is translated for chat.message only",
-		    label);
+		ably_message_skip(t, ABLY_SKIP_ACTION, path,
+		    "action %s is translated for chat.message only", label);
 		return;
 	}
 	if (id_member(message, "id", &id, why) < 0 ||
 	    id_member(message, "serial", &serial, why) < 0 ||
 	    id_member(message, "clientId", &client_id, why) < 0 ||
-	    string_member(message, "encoding", &encoding, why) < 0 ||
-	    timestamp_member(message, "timestamp", &ts, why) < 0)
+	    ably_message_string_member(message, "encoding", &encoding, why) < 0 ||
+	    ably_message_timestamp_member(message, "timestamp", &ts, why) < 0)
 		goto malformed;
 	/* An update's or delete's own time is its version's. */
 	if (op != MESSAGE_CREATE && json_is_object(version = json_object_get(message,
-	    "version")) && timestamp_member(version, "timestamp", &ts, why) < 0) {
+	    "version")) && ably_message_timestamp_member(version, "timestamp", &ts, why) < 0) {
 		snprintf(why, sizeof why, "version.timestamp: must be milliseconds since the "
 		    "epoch");
 		goto malformed;
@@ -1017,7 +751,7 @@ translate_message(struct translation *t, const json_t *message, const struct cha
 	value = json_object_get(message, "data");
 	if (value != NULL && !json_is_null(value) &&
 	    decode_data(value, encoding, &decoded, &kind, why) != 0) {
-		skip(t, kind, path, "%s", why);
+		ably_message_skip(t, kind, path, "%s", why);
 		return;
 	}
 	value = decoded.value;
@@ -1049,7 +783,7 @@ translate_message(struct translation *t, const json_t *message, const struct cha
 	decoded_free(&decoded);
 	return;
 malformed:
-	skip(t, ABLY_SKIP_MALFORMED, path, "%s", why);
+	ably_message_skip(t, ABLY_SKIP_MALFORMED, path, "%s", why);
 	id_list_free(&mentions);
 	decoded_free(&decoded);
 }
@@ -1087,9 +821,9 @@ presence_action(const json_t *v, enum event_type *type)
 }
 
 /* Translate one presence entry into presence.enter, presence.leave or presence.update. */
-static void
-translate_presence(struct translation *t, const json_t *entry, const struct channel *channel,
-    const char *path)
+void
+ably_message_translate_presence(struct ably_translation *t, const json_t *entry,
+    const struct ably_channel *channel, const char *path)
 {
 	const char *client_id, *connection_id;
 	struct room_event *event;
@@ -1099,402 +833,30 @@ translate_presence(struct translation *t, const json_t *entry, const struct chan
 	int rc;
 
 	if (!json_is_object(entry)) {
-		skip(t, ABLY_SKIP_MALFORMED, path, "must be an object");
+		ably_message_skip(t, ABLY_SKIP_MALFORMED, path, "must be an object");
 		return;
 	}
 	if ((rc = presence_action(json_object_get(entry, "action"), &type)) < 0) {
-		skip(t, ABLY_SKIP_MALFORMED, path, "action: must be 0 to 4 or absent, present, "
-		    "enter, leave, update");
+		ably_message_skip(t, ABLY_SKIP_MALFORMED, path,
+		    "action: must be 0 to 4 or absent, present, enter, leave, update");
 		return;
 	}
 	if (rc > 0) {
-		skip(t, ABLY_SKIP_ACTION, path, "presence action is not translated");
+		ably_message_skip(t, ABLY_SKIP_ACTION, path, "presence action is not translated");
 		return;
 	}
 	if ((rc = id_member(entry, "clientId", &client_id, why)) != 0) {
-		skip(t, ABLY_SKIP_MALFORMED, path, "%s", rc > 0 ? "clientId: missing" : why);
+		ably_message_skip(t, ABLY_SKIP_MALFORMED, path, "%s",
+		    rc > 0 ? "clientId: missing" : why);
 		return;
 	}
 	if (id_member(entry, "connectionId", &connection_id, why) < 0 ||
-	    timestamp_member(entry, "timestamp", &ts, why) < 0) {
-		skip(t, ABLY_SKIP_MALFORMED, path, "%s", why);
+	    ably_message_timestamp_member(entry, "timestamp", &ts, why) < 0) {
+		ably_message_skip(t, ABLY_SKIP_MALFORMED, path, "%s", why);
 		return;
 	}
 	event = event_add(t, type, channel);
 	event->client_id = xstrdup(client_id);
 	event->connection_id = connection_id != NULL ? xstrdup(connection_id) : NULL;
 	event->ts = ts;
-}
-
-/* Shapes. */
-
-/*
- * The entries of one item or envelope: messages[] and presence[] of container, on the
- * named channel. Returns 0, or -1 if container has neither array.
- */
-static int
-translate_entries(struct translation *t, const json_t *container, const char *channel_key,
-    int64_t ts, const char *path)
-{
-	const json_t *messages = json_object_get(container, "messages");
-	const json_t *presence = json_object_get(container, "presence");
-	const json_t *lists[2] = { messages, presence }, *entry;
-	const char *names[2] = { "messages", "presence" }, *name;
-	char why[ABLY_WHY_MAX], entry_path[ABLY_PATH_MAX];
-	const char *where = *path != '\0' ? path : "envelope";
-	struct channel channel;
-	size_t i;
-	int rc;
-
-	if (messages == NULL && presence == NULL)
-		return -1;
-	if ((rc = string_member(container, channel_key, &name, why)) != 0) {
-		if (rc > 0)
-			snprintf(why, sizeof why, "%s: missing", channel_key);
-		skip(t, ABLY_SKIP_MALFORMED, where, "%s", why);
-		return 0;
-	}
-	if (channel_open(&channel, name, ts, why) != 0) {
-		skip(t, ABLY_SKIP_MALFORMED, where, "%s: %s", channel_key, why);
-		return 0;
-	}
-	for (size_t l = 0; l < 2; l++) {
-		if (lists[l] == NULL)
-			continue;
-		if (!json_is_array(lists[l])) {
-			skip(t, ABLY_SKIP_MALFORMED, where, "%s: must be an array", names[l]);
-			continue;
-		}
-		json_array_foreach(lists[l], i, entry) {
-			snprintf(entry_path, sizeof entry_path, "%s%s%s[%zu]", path,
-			    *path != '\0' ? "." : "", names[l], i);
-			if (l == 0)
-				translate_message(t, entry, &channel, entry_path);
-			else
-				translate_presence(t, entry, &channel, entry_path);
-		}
-	}
-	channel_close(&channel);
-	return 0;
-}
-
-/* A source with neither messages[] nor presence[]: malformed for ours, else skipped. */
-static void
-skip_source(struct translation *t, const char *source, const char *path)
-{
-	if (source == NULL)
-		skip(t, ABLY_SKIP_MALFORMED, path, "source: missing");
-	else if (strcmp(source, "channel.message") == 0 || strcmp(source, "channel.presence") == 0)
-		skip(t, ABLY_SKIP_MALFORMED, path, "%s without messages or presence", source);
-	else
-		skip(t, ABLY_SKIP_SOURCE, path, "source %.64s is not translated", source);
-}
-
-/* {"items":[{source, timestamp, data:{channelId, messages[] | presence[]}}, ...]}. */
-static void
-translate_batched(struct translation *t, const json_t *items)
-{
-	const json_t *item, *data;
-	const char *source;
-	char path[ABLY_PATH_MAX], why[ABLY_WHY_MAX];
-	int64_t ts;
-	size_t i;
-
-	json_array_foreach(items, i, item) {
-		snprintf(path, sizeof path, "items[%zu]", i);
-		ts = 0;
-		if (!json_is_object(item)) {
-			skip(t, ABLY_SKIP_MALFORMED, path, "must be an object");
-			continue;
-		}
-		if (string_member(item, "source", &source, why) < 0 ||
-		    timestamp_member(item, "timestamp", &ts, why) < 0) {
-			skip(t, ABLY_SKIP_MALFORMED, path, "%s", why);
-			continue;
-		}
-		data = json_object_get(item, "data");
-		if (data != NULL && !json_is_object(data)) {
-			skip(t, ABLY_SKIP_MALFORMED, path, "data: must be an object");
-			continue;
-		}
-		snprintf(path, sizeof path, "items[%zu].data", i);
-		if (data == NULL || translate_entries(t, data, "channelId", ts, path) != 0) {
-			snprintf(path, sizeof path, "items[%zu]", i);
-			skip_source(t, source, path);
-		}
-	}
-}
-
-/* {source, appId, channel, site, ruleId, timestamp, messages[] | presence[]}. */
-static void
-translate_enveloped(struct translation *t, const json_t *envelope)
-{
-	const char *source = json_string_value(json_object_get(envelope, "source"));
-	char why[ABLY_WHY_MAX];
-	int64_t ts = 0;
-
-	if (timestamp_member(envelope, "timestamp", &ts, why) < 0) {
-		skip(t, ABLY_SKIP_MALFORMED, "envelope", "%s", why);
-		return;
-	}
-	if (translate_entries(t, envelope, "channel", ts, "") != 0)
-		skip_source(t, source, "envelope");
-}
-
-/* Messages and presence entries of one item or envelope, as far as they are arrays. */
-static size_t
-count_entries(const json_t *container)
-{
-	return json_array_size(json_object_get(container, "messages")) +
-	    json_array_size(json_object_get(container, "presence"));
-}
-
-/*
- * Refuse a delivery over ABLY_ITEMS_MAX items or ABLY_ENTRIES_MAX entries before any
- * is translated: ABLY_OK, or ABLY_ETOOLARGE with err set. items is NULL when the
- * delivery is enveloped (root alone holds entries).
- */
-static int
-check_delivery_size(const json_t *root, const json_t *items, char *err, size_t errlen)
-{
-	const json_t *item;
-	size_t i, entries = 0;
-
-	if (items == NULL)
-		entries = count_entries(root);
-	else if (json_array_size(items) > ABLY_ITEMS_MAX) {
-		snprintf(err, errlen, "items: at most %d items in one delivery", ABLY_ITEMS_MAX);
-		return ABLY_ETOOLARGE;
-	} else {
-		json_array_foreach(items, i, item)
-			entries += count_entries(json_object_get(item, "data"));
-	}
-	if (entries > ABLY_ENTRIES_MAX) {
-		snprintf(err, errlen, "at most %d messages and presence entries in one "
-		    "delivery", ABLY_ENTRIES_MAX);
-		return ABLY_ETOOLARGE;
-	}
-	return ABLY_OK;
-}
-
-/* The media type of a Content-Type value, compared without case and parameters. */
-static int
-media_type_is(const char *content_type, const char *type)
-{
-	size_t len = strlen(type);
-
-	if (content_type == NULL)
-		return 0;
-	while (*content_type == ' ' || *content_type == '\t')
-		content_type++;
-	if (strncasecmp(content_type, type, len) != 0)
-		return 0;
-	content_type += len;
-	while (*content_type == ' ' || *content_type == '\t')
-		content_type++;
-	return *content_type == '\0' || *content_type == ';';
-}
-
-/* application/json or any +json type. */
-static int
-media_type_is_json(const char *content_type)
-{
-	const char *end;
-
-	if (content_type == NULL)
-		return 0;
-	if (media_type_is(content_type, "application/json"))
-		return 1;
-	if ((end = strchr(content_type, ';')) == NULL)
-		end = content_type + strlen(content_type);
-	while (end > content_type && (end[-1] == ' ' || end[-1] == '\t'))
-		end--;
-	return end - content_type >= 5 && strncasecmp(end - 5, "+json", 5) == 0;
-}
-
-/* A decimal number of milliseconds, all of s; -1 if not. */
-static int
-parse_millis(const char *s, int64_t *out)
-{
-	int64_t n = 0;
-
-	if (*s == '\0')
-		return -1;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9' || n > (INT64_MAX - 9) / 10)
-			return -1;
-		n = n * 10 + (*s - '0');
-	}
-	*out = n;
-	return 0;
-}
-
-/*
- * Headers and a body that is the message's data alone: rebuild the raw message (or
- * presence entry) from them and translate it like the others.
- */
-static int
-translate_non_enveloped(struct translation *t, const struct ably_request *r, char *err,
-    size_t errlen)
-{
-	const char *source = r->envelope_source;
-	const char *header = NULL;
-	json_t *message, *data = NULL, *action;
-	struct channel channel;
-	json_error_t jerr;
-	char why[ABLY_WHY_MAX];
-	int64_t ts, n;
-	int presence;
-
-	if (source == NULL) {
-		skip(t, ABLY_SKIP_MALFORMED, "headers", "x-ably-envelope-source: missing");
-		return ABLY_OK;
-	}
-	presence = strcmp(source, "channel.presence") == 0;
-	if (!presence && strcmp(source, "channel.message") != 0) {
-		skip(t, ABLY_SKIP_SOURCE, "headers", "source %.64s is not translated", source);
-		return ABLY_OK;
-	}
-	if (r->envelope_channel == NULL) {
-		skip(t, ABLY_SKIP_MALFORMED, "headers", "x-ably-envelope-channel: missing");
-		return ABLY_OK;
-	}
-	if (!presence) {
-		if (media_type_is_json(r->content_type)) {
-			data = json_loadb(r->body, r->len,
-			    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-			if (data == NULL) {
-				ably_fail(err, errlen, "the body is not JSON (line %d, column %d: "
-				    "%s)", jerr.line, jerr.column, jerr.text);
-				return ABLY_EJSON;
-			}
-		} else if (r->content_type != NULL &&
-		    strncasecmp(r->content_type, "text/", 5) == 0 &&
-		    utf8_valid(r->body, r->len))
-			data = json_stringn(r->body, r->len);
-	}
-	if (channel_open(&channel, r->envelope_channel, 0, why) != 0) {
-		json_decref(data);
-		skip(t, ABLY_SKIP_MALFORMED, "headers", "x-ably-envelope-channel: %s", why);
-		return ABLY_OK;
-	}
-	message = json_object();
-	if (data != NULL)
-		json_object_set_new(message, "data", data);
-	else if (!presence && r->len > 0) {
-		/* Bytes: carried the way Ably carries them, as base64. */
-		char *b64 = base64_encode(r->body, r->len);
-
-		json_object_set_new(message, "data", json_string(b64));
-		json_object_set_new(message, "encoding", json_string("base64"));
-		free(b64);
-	}
-	/* A chat room's messages are chat.message when the data looks like one. */
-	if (!presence && channel.chat_room && json_is_object(data) &&
-	    json_is_string(json_object_get(data, "text")))
-		json_object_set_new(message, "name", json_string("chat.message"));
-	if (r->message_id != NULL)
-		json_object_set_new(message, "id", json_string(r->message_id));
-	if (r->message_client_id != NULL)
-		json_object_set_new(message, "clientId", json_string(r->message_client_id));
-	if (r->message_connection_id != NULL)
-		json_object_set_new(message, "connectionId",
-		    json_string(r->message_connection_id));
-	if (r->message_timestamp != NULL) {
-		if (parse_millis(r->message_timestamp, &ts) != 0) {
-			header = "x-ably-message-timestamp: must be milliseconds";
-			goto malformed;
-		}
-		json_object_set_new(message, "timestamp", json_integer(ts));
-	}
-	if (r->message_action != NULL) {
-		action = parse_millis(r->message_action, &n) == 0 ? json_integer(n) :
-		    json_string(r->message_action);
-		json_object_set_new(message, "action", action);
-	} else if (presence) {
-		header = "x-ably-message-action: missing, needed for presence";
-		goto malformed;
-	}
-	/* A header that is not UTF-8 made one of the values above NULL and unset. */
-	if ((r->message_id != NULL && json_object_get(message, "id") == NULL) ||
-	    (r->message_client_id != NULL && json_object_get(message, "clientId") == NULL) ||
-	    (r->message_connection_id != NULL &&
-	    json_object_get(message, "connectionId") == NULL) ||
-	    (r->message_action != NULL && json_object_get(message, "action") == NULL)) {
-		header = "x-ably-message-*: must be UTF-8";
-		goto malformed;
-	}
-	if (presence)
-		translate_presence(t, message, &channel, "body");
-	else
-		translate_message(t, message, &channel, "body");
-	json_decref(message);
-	channel_close(&channel);
-	return ABLY_OK;
-malformed:
-	skip(t, ABLY_SKIP_MALFORMED, "headers", "%s", header);
-	json_decref(message);
-	channel_close(&channel);
-	return ABLY_OK;
-}
-
-/* ably_translate without the last step: err may hold the sender's text as it came. */
-static int
-translate(const struct ably_request *request, struct ably_result *out, char *err,
-    size_t errlen)
-{
-	struct translation t = { .out = out };
-	json_error_t jerr;
-	json_t *root, *items;
-	int rc = ABLY_OK;
-
-	memset(out, 0, sizeof *out);
-	if (media_type_is(request->content_type, "application/x-msgpack") ||
-	    media_type_is(request->content_type, "application/msgpack")) {
-		ably_fail(err, errlen, "%s", ably_strerror(ABLY_EMSGPACK));
-		return ABLY_EMSGPACK;
-	}
-	if (request->envelope_source != NULL || request->envelope_channel != NULL) {
-		out->shape = ABLY_SHAPE_NON_ENVELOPED;
-		if ((rc = translate_non_enveloped(&t, request, err, errlen)) != ABLY_OK)
-			ably_result_free(out);
-		return rc;
-	}
-	root = json_loadb(request->body, request->len, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL) {
-		ably_fail(err, errlen, "the body is not JSON (line %d, column %d: %s)",
-		    jerr.line, jerr.column, jerr.text);
-		return ABLY_EJSON;
-	}
-	if (json_is_object(root) && (items = json_object_get(root, "items")) != NULL) {
-		if (!json_is_array(items)) {
-			snprintf(err, errlen, "items: must be an array");
-			rc = ABLY_ESHAPE;
-		} else if ((rc = check_delivery_size(root, items, err, errlen)) == ABLY_OK) {
-			out->shape = ABLY_SHAPE_BATCHED;
-			translate_batched(&t, items);
-		}
-	} else if (json_is_object(root) && json_is_string(json_object_get(root, "source"))) {
-		if ((rc = check_delivery_size(root, NULL, err, errlen)) == ABLY_OK) {
-			out->shape = ABLY_SHAPE_ENVELOPED;
-			translate_enveloped(&t, root);
-		}
-	} else {
-		ably_fail(err, errlen, "expected {\"items\":[...]} (batched), an object with "
-		    "\"source\" (enveloped), or x-ably-envelope-* headers (non-enveloped)");
-		rc = ABLY_ESHAPE;
-	}
-	json_decref(root);
-	return rc;
-}
-
-int
-ably_translate(const struct ably_request *request, struct ably_result *out, char *err,
-    size_t errlen)
-{
-	int rc = translate(request, out, err, errlen);
-
-	if (rc != ABLY_OK)
-		err_sanitize(err, errlen);
-	return rc;
 }

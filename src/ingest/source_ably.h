@@ -1,8 +1,11 @@
 /*
- * Ably outbound webhooks (integration rules) translated into room events: signature
- * checks and the three delivery shapes. Nothing here does I/O beyond reading the key
- * file, and nothing logs but ably_keys_load (a warning about file permissions): the
- * caller answers the request and logs the skips a translation reports.
+ * Ably outbound webhooks (integration rules) translated into room events: the three
+ * delivery shapes, the outbox form a webhook is kept in, and its replay. The HTTP
+ * source (source_http.c) calls it for each POST /v1/ingest/ably that api_ably.c
+ * authenticated (the signing keys are ably_keys.h's), and again for each Ably row of
+ * the outbox at start; ably_message.c translates the entries one by one. Pure
+ * functions, no I/O, no logging: the HTTP source logs the skips a translation
+ * reports, and api_ably.c answers.
  *
  * Shapes, told apart in this order:
  *	non-enveloped	the x-ably-envelope-source or x-ably-envelope-channel header is
@@ -67,8 +70,8 @@
  * presence.enter, 4 update presence.update (names accepted too); client_id is
  * clientId (required), connection_id connectionId. Presence data is not read.
  */
-#ifndef PUSHRELAY_ABLY_H
-#define PUSHRELAY_ABLY_H
+#ifndef PUSHRELAY_SOURCE_ABLY_H
+#define PUSHRELAY_SOURCE_ABLY_H
 
 #include <stddef.h>
 
@@ -78,15 +81,10 @@
 
 enum ably_error {
 	ABLY_OK = 0,
-	ABLY_ENOKEY = -1,		/* no X-Ably-Key header: 401 */
-	ABLY_EUNKNOWNKEY = -2,		/* X-Ably-Key names no key of the file: 401 */
-	ABLY_ENOSIGNATURE = -3,		/* no X-Ably-Signature header: 401 */
-	ABLY_EBADSIGNATURE = -4,	/* the signature does not match the body: 401 */
-	ABLY_EMSGPACK = -5,		/* application/x-msgpack: 415 */
-	ABLY_EJSON = -6,		/* the body is not JSON: 400 */
-	ABLY_ESHAPE = -7,		/* JSON of no known delivery shape: 400 */
-	ABLY_EHMAC = -8,		/* the HMAC could not be computed: 500 */
-	ABLY_ETOOLARGE = -9,		/* over ABLY_ITEMS_MAX or ABLY_ENTRIES_MAX: 413 */
+	ABLY_EMSGPACK = -1,		/* application/x-msgpack: 415 */
+	ABLY_EJSON = -2,		/* the body is not JSON: 400 */
+	ABLY_ESHAPE = -3,		/* JSON of no known delivery shape: 400 */
+	ABLY_ETOOLARGE = -4,		/* over ABLY_ITEMS_MAX or ABLY_ENTRIES_MAX: 413 */
 };
 
 /*
@@ -144,40 +142,43 @@ struct ably_result {
 	size_t skipped[ABLY_SKIP_KINDS];	/* skips by kind */
 };
 
-struct ably_keys;
-
-const char *ably_strerror(int error);
+const char *source_ably_strerror(int error);
 /* "malformed", "encrypted", "encoding", "source", "action", "chat_other". */
-const char *ably_skip_kind_name(enum ably_skip_kind kind);
-
-/*
- * Load signing keys: one appId.keyId:secret per line, blank lines and lines starting
- * with '#' ignored (a '#' later in a line belongs to the secret). -1 with err set
- * (never showing a secret) if the file is unreadable, a line is malformed, a key is
- * listed twice, or there are no keys.
- */
-int ably_keys_load(const char *path, struct ably_keys **out, char *err, size_t errlen);
-size_t ably_keys_count(const struct ably_keys *keys);
-/* Free, wiping the secrets. */
-void ably_keys_free(struct ably_keys *keys);
-
-/*
- * Check a delivery's signature: X-Ably-Signature must be the base64 HMAC-SHA256 of the
- * raw body under the secret of the key X-Ably-Key names, compared in constant time.
- * Returns ABLY_OK or ABLY_ENOKEY, ABLY_EUNKNOWNKEY, ABLY_ENOSIGNATURE,
- * ABLY_EBADSIGNATURE, ABLY_EHMAC with err set (valid UTF-8, whatever the headers
- * held). An empty header counts as missing.
- */
-int ably_verify(const struct ably_keys *keys, const char *key_name, const char *signature,
-    const void *body, size_t len, char *err, size_t errlen);
+const char *source_ably_skip_kind_name(enum ably_skip_kind kind);
 
 /*
  * Translate a delivery. ABLY_OK: out holds the events and what was skipped and why
- * (free it with ably_result_free even when empty). ABLY_EMSGPACK, ABLY_EJSON,
+ * (free it with source_ably_result_free even when empty). ABLY_EMSGPACK, ABLY_EJSON,
  * ABLY_ESHAPE or ABLY_ETOOLARGE with err set (valid UTF-8): out holds nothing.
  */
-int ably_translate(const struct ably_request *request, struct ably_result *out, char *err,
-    size_t errlen);
-void ably_result_free(struct ably_result *result);
+int source_ably_translate(const struct ably_request *request, struct ably_result *out,
+    char *err, size_t errlen);
+void source_ably_result_free(struct ably_result *result);
+
+/* A request's header by its lower-case name: the value, or NULL when absent. */
+typedef const char *source_ably_header_fn(const char *name, void *arg);
+
+/*
+ * The first of the headers the translation reads that is not UTF-8, or NULL. A
+ * webhook with one is refused whole, so that the outbox (JSON) keeps them as they
+ * came.
+ */
+const char *source_ably_header_not_utf8(source_ably_header_fn *header, void *arg);
+/* A delivery as source_ably_translate() reads it, from its body and headers. */
+void source_ably_request(struct ably_request *request, const void *body, size_t len,
+    source_ably_header_fn *header, void *arg);
+/*
+ * The outbox form of a webhook, {"headers":{...},"body":"base64"}: a restart
+ * translates it again exactly as it came. The headers must be UTF-8; NULL only when
+ * memory runs out.
+ */
+char *source_ably_outbox_body(const void *body, size_t len, source_ably_header_fn *header,
+    void *arg);
+/*
+ * Translate an outbox body back into events (taken over by the caller): 0, or -1 if
+ * it is not one, or no longer translates.
+ */
+int source_ably_replay(const char *outbox_body, struct room_event **events,
+    size_t *count);
 
 #endif

@@ -4,8 +4,8 @@ The real pushrelayd reads a real redis-server that each test class starts for it
 (a free loopback port, a temporary directory, no persistence; stopped at the end) and
 sends to the mock APNs and FCM. Devices and memberships are registered through the
 API; events are PUBLISHed, XADDed, or POSTed to /v1/ingest/ably in Ably's own
-webhook formats (built from Ably's documented shapes, not from src/ingest/ably.c). Each test
-asserts exactly which devices the mocks received notifications for, with their exact
+webhook formats (built from Ably's documented shapes, not from
+src/ingest/source_ably.c). Each asserts exactly which devices the mocks received notifications for, with their exact
 bodies (docs/events.md, src/route/router.c), and that nothing else arrived.
 
 The Redis classes are skipped when redis-server is not installed.

@@ -57,6 +57,7 @@ struct delivery_layer {
 static struct delivery_layer layer;
 
 static void delivery_flush_successes(evutil_socket_t fd, short what, void *arg);
+static provider_done_fn delivery_complete;
 
 static const char *const delivery_state_names[] = {
 	[DELIVERY_QUEUED] = "queued",
@@ -162,19 +163,6 @@ delivery_get_latency(enum device_platform platform, struct delivery_latency *lat
 
 /* ---- END metrics ---- */
 
-const char *
-provider_verdict_name(enum provider_verdict verdict)
-{
-	switch (verdict) {
-	case PROVIDER_SENT: return "sent";
-	case PROVIDER_RETRY: return "retry";
-	case PROVIDER_TOKEN_GONE: return "token_gone";
-	case PROVIDER_REJECTED: return "rejected";
-	case PROVIDER_CONFIG: return "config";
-	}
-	return "unknown";
-}
-
 /* xorshift64*: jitter and ids need speed, not secrecy. */
 static uint64_t
 rng_next(void)
@@ -274,7 +262,7 @@ delivery_pump(evutil_socket_t fd, short what, void *arg)
 			int rc;
 
 			d->attempt++;
-			rc = provider->ops->send(provider->provider, d);
+			rc = provider->ops->send(provider->provider, d, delivery_complete, NULL);
 			if (rc == PROVIDER_EBUSY) {
 				d->attempt--;
 				layer.blocked[p] = 1;
@@ -615,8 +603,9 @@ record_success(const struct delivery *d)
 	layer.successes[layer.success_count++] = xstrdup(d->device_id);
 }
 
-void
-delivery_complete(struct delivery *d, const struct provider_result *result)
+/* A provider's answer for a delivery it took: exactly once per accepted send(). */
+static void
+delivery_complete(struct delivery *d, const struct provider_result *result, void *arg)
 {
 	char status[8], attempt[8];
 

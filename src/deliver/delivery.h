@@ -148,9 +148,6 @@ void delivery_submit(struct delivery *delivery, delivery_observer_fn *observer, 
 /* Places left in the queue (queue_size bounds queued, retrying and in-flight ones). */
 size_t delivery_room(void);
 
-/* Providers call this exactly once per send. */
-void delivery_complete(struct delivery *delivery, const struct provider_result *result);
-
 void delivery_get_stats(struct delivery_stats *stats);
 
 /* ---- metrics: outcomes by platform and app, latency by platform ---- */

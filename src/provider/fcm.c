@@ -95,6 +95,8 @@ struct fcm_send {
 	nghttp2_nv headers[2];
 	struct fcm_project *project;
 	struct delivery *delivery;
+	provider_done_fn *done;		/* told of the result */
+	void *done_arg;
 	struct fcm_token *token;	/* while in flight */
 	TAILQ_ENTRY(fcm_send) entry;	/* pending or finished list */
 	int64_t deadline_ms;		/* pending: monotonic */
@@ -381,12 +383,14 @@ fcm_send_complete(struct fcm_send *send, const struct provider_result *result)
 {
 	struct provider *fcm = send->project->fcm;
 	struct delivery *delivery = send->delivery;
+	provider_done_fn *done = send->done;
+	void *done_arg = send->done_arg;
 	struct provider_result copy = *result;	/* it may live in send */
 
 	fcm_count(fcm, &copy);
 	fcm_token_unref(send->token);
 	free(send);
-	delivery_complete(delivery, &copy);
+	done(delivery, &copy, done_arg);
 }
 
 /* Complete the finished list from the loop. */
@@ -1094,7 +1098,8 @@ fcm_project_find(struct provider *fcm, const char *app_id)
 
 /* Take one delivery. */
 static int
-fcm_send(struct provider *fcm, struct delivery *delivery)
+fcm_send(struct provider *fcm, struct delivery *delivery, provider_done_fn *done,
+    void *done_arg)
 {
 	struct fcm_project *project;
 	struct push_content *content = delivery->content;
@@ -1120,6 +1125,8 @@ fcm_send(struct provider *fcm, struct delivery *delivery)
 	memset(send, 0, sizeof *send);
 	send->project = project;
 	send->delivery = delivery;
+	send->done = done;
+	send->done_arg = done_arg;
 	send->path = send->data;
 	memcpy(send->path, project->path, path_len + 1);
 	send->body = send->data + path_len + 1;

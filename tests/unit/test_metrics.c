@@ -549,15 +549,20 @@ test_stats_json_shows_the_same_figures(void **state)
 /* A provider that keeps what it is sent, or refuses everything with refuse. */
 static struct {
 	struct delivery *sent[16];
+	provider_done_fn *done[16];	/* each send's completion callback */
+	void *done_arg[16];
 	size_t count;
 	int refuse;
 } fake;
 
 static int
-fake_send(struct provider *provider, struct delivery *d)
+fake_send(struct provider *provider, struct delivery *d, provider_done_fn *done,
+    void *done_arg)
 {
 	if (fake.refuse != 0)
 		return fake.refuse;
+	fake.done[fake.count] = done;
+	fake.done_arg[fake.count] = done_arg;
 	fake.sent[fake.count++] = d;
 	return PROVIDER_OK;
 }
@@ -647,7 +652,13 @@ complete(struct delivery *d, enum provider_verdict verdict, int status)
 	result.verdict = verdict;
 	result.status = status;
 	snprintf(result.reason, sizeof result.reason, "%s", provider_verdict_name(verdict));
-	delivery_complete(d, &result);
+	for (size_t i = 0; i < fake.count; i++) {
+		if (fake.sent[i] == d) {
+			fake.done[i](d, &result, fake.done_arg[i]);
+			return;
+		}
+	}
+	fail_msg("completing a delivery the provider was not sent");
 }
 
 static void

@@ -107,16 +107,15 @@ struct delivery {
 	char id[37];			/* UUID: the apns-id, and the id in logs */
 	int64_t accepted_at;		/* wall-clock ms: apns-expiration counts from here */
 	int attempt;			/* 1 on the first send */
+	size_t observer_index;		/* delivery_submit()'s index, for the observer */
 
 	/* Private to delivery.c. */
 	struct delivery_layer *layer;	/* the one it was made for */
 	TAILQ_ENTRY(delivery) entry;
 	enum delivery_state state;
 	struct event *retry_timer;
-	int64_t not_before_mono;
 	delivery_observer_fn *observer;
 	void *observer_arg;
-	size_t observer_index;		/* the observer's own bookkeeping */
 };
 
 /* The [delivery] settings; reloadable (delivery_set_options). */

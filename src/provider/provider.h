@@ -3,11 +3,13 @@
  * account and OAuth access tokens in fcm_auth.c) and the dry-run log provider
  * (provider_log.c), behind one table of operations.
  *
- * The delivery layer (delivery.c) is the only caller. It takes one delivery (one
- * notification to one device, see delivery.h) at a time through send(), with a
- * completion callback; the provider calls that callback exactly once for every
- * send() that returned PROVIDER_OK, later, from the event loop, never from inside
- * send(), with a struct provider_result that says what the provider's answer means.
+ * daemon.c creates, reloads, drains and frees the provider of each platform;
+ * metrics.c reads its stats; the delivery layer (delivery.c) is the only caller of
+ * send(). A provider takes one delivery (one notification to one device, see
+ * delivery.h) at a time through send(), with a completion callback; it calls that
+ * callback exactly once for every send() that returned PROVIDER_OK, later, from the
+ * event loop, never from inside send(), with a struct provider_result that says what
+ * the provider's answer means.
  * A provider never calls the delivery layer by name: it only reads the delivery
  * (and builds its platform's payload with delivery_content_prepare()). The delivery
  * layer owns retries, outcomes, token removal and feedback: a provider only sends
@@ -77,7 +79,10 @@ typedef void provider_done_fn(struct delivery *delivery, const struct provider_r
 
 struct provider_ops {
 	const char *name;		/* "apns", "fcm", "log" */
-	/* Create from the configuration; NULL with err set on failure. */
+	/*
+	 * Create from the configuration (every credential is loaded and checked now);
+	 * NULL with err set on failure.
+	 */
 	struct provider *(*create)(struct event_base *base, const struct config *config,
 	    char *err, size_t errlen);
 	/*
@@ -88,23 +93,28 @@ struct provider_ops {
 	int (*send)(struct provider *provider, struct delivery *delivery,
 	    provider_done_fn *done, void *arg);
 	/*
-	 * Check that a new configuration's credentials load, changing nothing: a reload
-	 * checks every provider before any of them adopts anything.
+	 * Check that a new configuration's credentials load, changing nothing: 0, or -1
+	 * with err set. A reload checks every provider before any of them adopts
+	 * anything. May be NULL (nothing to check).
 	 */
 	int (*check)(struct provider *provider, const struct config *config, char *err,
 	    size_t errlen);
-	/* Adopt reloadable settings (credentials) of a new configuration, or refuse. */
+	/*
+	 * Adopt reloadable settings (credentials) of a new configuration: 0, or -1 with
+	 * err set and nothing adopted (e.g. a section added or removed needs a restart).
+	 */
 	int (*reload)(struct provider *provider, const struct config *config, char *err,
 	    size_t errlen);
 	/*
 	 * Stop taking deliveries (send() answers PROVIDER_ESHUTDOWN), finish those in
-	 * flight (their completions come as usual), then call done, from the loop.
+	 * flight (their completions come as usual), then call done once. The log
+	 * provider completes and calls done from inside drain(); the others, later.
 	 */
 	void (*drain)(struct provider *provider, void (*done)(void *arg), void *arg);
 	/*
 	 * Free. Deliveries still in flight complete now, from inside free(), with
-	 * PROVIDER_RETRY "shutdown" (or a result already decided): the callbacks must
-	 * still be callable.
+	 * PROVIDER_RETRY "shutdown" (or a result decided before): their callbacks must
+	 * still be callable, and send() answers PROVIDER_ESHUTDOWN meanwhile.
 	 */
 	void (*free)(struct provider *provider);
 	/* Counters and gauges, for metrics; may be NULL. */

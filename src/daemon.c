@@ -48,11 +48,13 @@ struct daemon {
 	struct store_writer *reader;	/* routing reads, on another: never behind writes */
 	struct store_options store_options;
 	struct api *api;
+	struct metrics *metrics;	/* what GET /metrics and /v1/stats read */
 	struct feedback *feedback;
 	/* The provider of each platform: APNs / FCM, or the log provider (dry run). */
 	const struct provider_ops *provider_ops[2];
 	struct provider *providers[2];
-	int delivery_started;
+	struct delivery_layer *delivery;	/* NULL until started */
+	struct push_ledger *pushes;
 	struct router *router;
 	/* The room-event sources that are on, with their operations. */
 	struct source_http *http;	/* POST /v1/events and Ably webhooks, if on */
@@ -198,12 +200,12 @@ daemon_drain_check(evutil_socket_t fd, short what, void *arg)
 		evtimer_add(d->drain_timer, &tv);
 		return;
 	}
-	if (!d->delivery_started) {
+	if (d->delivery == NULL) {
 		daemon_finish(d);
 		return;
 	}
 	/* Nothing new goes out; what is queued stays queued in the store. */
-	delivery_stop();
+	delivery_stop(d->delivery);
 	d->providers_draining = 2;
 	for (int p = 0; p < 2; p++)
 		d->provider_ops[p]->drain(d->providers[p], daemon_provider_drained, d);
@@ -236,7 +238,7 @@ daemon_stop(struct daemon *d, const char *signame)
 	daemon_notify("STOPPING=1");
 	log_info("shutting down", "signal", signame, NULL);
 	api_stop_accepting(d->api);
-	feedback_stop_watches();	/* long-polls answer now */
+	feedback_stop_watches(d->feedback);	/* long-polls answer now */
 	for (size_t i = 0; i < d->source_count; i++)
 		d->source_ops[i]->pause(d->sources[i]);
 	deadline.tv_sec = d->config.shutdown_timeout_ms / 1000;
@@ -251,16 +253,14 @@ daemon_stop(struct daemon *d, const char *signame)
 
 /* The delivery layer's settings from a configuration. */
 static void
-daemon_delivery_options(const struct config *config)
+daemon_delivery_options(const struct config *config, struct delivery_options *options)
 {
-	struct delivery_options options;
-
-	options.max_attempts = config->delivery_max_attempts;
-	options.retry_initial_ms = config->delivery_retry_initial_ms;
-	options.retry_max_ms = config->delivery_retry_max_ms;
-	options.max_age_ms = config->delivery_max_age_ms;
-	options.queue_size = (size_t)config->delivery_queue_size;
-	delivery_set_options(&options);
+	memset(options, 0, sizeof *options);
+	options->max_attempts = config->delivery_max_attempts;
+	options->retry_initial_ms = config->delivery_retry_initial_ms;
+	options->retry_max_ms = config->delivery_retry_max_ms;
+	options->max_age_ms = config->delivery_max_age_ms;
+	options->queue_size = (size_t)config->delivery_queue_size;
 }
 
 /* The router's settings from a configuration. */
@@ -312,7 +312,7 @@ daemon_start_rooms(struct daemon *d, char *err, size_t errlen)
 	    err, errlen);
 	if (d->reader == NULL)
 		return -1;
-	d->router = router_new(d->base, d->store, d->writer, d->reader, &options);
+	d->router = router_new(d->base, d->store, d->writer, d->reader, d->delivery, &options);
 	if (d->config.events_enabled || d->config.ably_enabled) {
 		d->http = source_http_start(d->base, &d->config, d->store, d->writer,
 		    router_sink(d->router));
@@ -400,11 +400,13 @@ daemon_reload(struct daemon *d)
 	if (next.ably_enabled)
 		api_set_ably(d->api, 1, ably_keys, d->http);
 	feedback_reload(d->feedback, &next);
-	daemon_delivery_options(&next);
-	push_set_retention(next.push_retention_ms);
 	{
+		struct delivery_options delivery_options;
 		struct router_options options;
 
+		daemon_delivery_options(&next, &delivery_options);
+		delivery_set_options(d->delivery, &delivery_options);
+		push_set_retention(d->pushes, next.push_retention_ms);
 		router_options_from(&next, &options);
 		router_set_options(d->router, &options);
 	}
@@ -435,7 +437,7 @@ daemon_signal(evutil_socket_t sig, short what, void *arg)
 #define DAEMON_MALLOC "libc"
 #endif
 
-/* Tell the metrics module what a scrape reads, once everything is started. */
+/* What a scrape reads, once everything it reads is started. */
 static void
 daemon_metrics_setup(struct daemon *d)
 {
@@ -443,6 +445,7 @@ daemon_metrics_setup(struct daemon *d)
 
 	memset(&inputs, 0, sizeof inputs);
 	inputs.store = d->store;
+	inputs.delivery = d->delivery;
 	inputs.router = d->router;
 	inputs.feedback = d->feedback;
 	for (int p = 0; p < 2; p++) {
@@ -454,7 +457,7 @@ daemon_metrics_setup(struct daemon *d)
 		inputs.sources[i] = d->sources[i];
 		inputs.source_count++;
 	}
-	metrics_start(&inputs);
+	d->metrics = metrics_new(&inputs);
 }
 
 /* Open everything the daemon needs; -1 with err set. */
@@ -498,17 +501,17 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	{
 		struct delivery_options options;
 
-		memset(&options, 0, sizeof options);
-		delivery_init(d->base, d->store, d->writer, d->provider_ops[0], d->providers[0],
-		    d->provider_ops[1], d->providers[1], d->feedback, &options);
-		daemon_delivery_options(&d->config);
-		d->delivery_started = 1;
+		daemon_delivery_options(&d->config, &options);
+		d->delivery = delivery_layer_new(d->base, d->store, d->writer, d->provider_ops[0],
+		    d->providers[0], d->provider_ops[1], d->providers[1], d->feedback, &options);
 	}
-	push_init(d->base, d->store, d->writer, d->config.push_retention_ms);
+	d->pushes = push_ledger_new(d->base, d->store, d->writer, d->delivery,
+	    d->config.push_retention_ms);
 	if (daemon_start_rooms(d, err, errlen) != 0) {
 		apikey_free(keys);
 		return -1;
 	}
+	daemon_metrics_setup(d);
 	memset(&api_options, 0, sizeof api_options);
 	api_options.listen = d->config.listen;
 	api_options.listen_count = d->config.listen_count;
@@ -525,6 +528,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		apikey_free(keys);
 		return -1;
 	}
+	api_set_modules(d->api, d->pushes, d->feedback, d->metrics);
 	if (d->config.events_enabled)
 		api_set_events_source(d->api, d->http);
 	if (d->config.ably_enabled) {
@@ -543,7 +547,6 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	    evsignal_add(d->sigterm, NULL) != 0 || evsignal_add(d->sigint, NULL) != 0 ||
 	    evsignal_add(d->sighup, NULL) != 0)
 		fatalx("cannot install signal handlers");
-	daemon_metrics_setup(d);
 	return 0;
 }
 
@@ -561,24 +564,24 @@ daemon_cleanup(struct daemon *d)
 		event_free(d->drain_timer);
 	if (d->deadline_timer != NULL)
 		event_free(d->deadline_timer);
-	metrics_stop();
 	api_free(d->api);
-	if (d->delivery_started) {
+	metrics_free(d->metrics);
+	if (d->delivery != NULL) {
 		/* Sends still in flight complete as the providers go; pushes record them. */
-		delivery_stop();
+		delivery_stop(d->delivery);
 		for (int p = 0; p < 2; p++)
 			d->provider_ops[p]->free(d->providers[p]);
 		/* The last writes go to the writer, which finishes them as it stops. */
-		push_shutdown();
+		push_ledger_shutdown(d->pushes);
 		if (d->router != NULL)
 			router_stop(d->router);
 		/* Reads still due route nothing now; then the last writes. */
 		store_writer_stop(d->reader);
 		d->reader = NULL;
-		delivery_shutdown();
+		delivery_layer_free(d->delivery);
 		store_writer_stop(d->writer);
 		d->writer = NULL;
-		push_free_all();
+		push_ledger_free(d->pushes);
 		/* Nothing is acknowledged after this: the sources can go. */
 		for (size_t i = 0; i < d->source_count; i++)
 			d->source_ops[i]->stop(d->sources[i]);

@@ -101,6 +101,9 @@ struct api {
 	int ably_enabled;
 	struct ably_keys *ably_keys;
 	struct source_http *ably_source;
+	struct push_ledger *pushes;
+	struct feedback *feedback;
+	const struct metrics *metrics;
 	struct api_listener *listeners;
 	size_t listener_count;
 	char *unix_socket;
@@ -750,6 +753,9 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	r.ably_enabled = api->ably_enabled;
 	r.ably_keys = api->ably_keys;
 	r.ably_source = api->ably_source;
+	r.pushes = api->pushes;
+	r.feedback = api->feedback;
+	r.metrics = api->metrics;
 	path = utf8_sanitize_dup(raw_path != NULL && *raw_path != '\0' ? raw_path : "/",
 	    raw_path != NULL && *raw_path != '\0' ? strlen(raw_path) : 1, API_HEADERS_MAX_SIZE);
 	r.path = path;
@@ -1018,6 +1024,15 @@ void
 api_set_events_source(struct api *api, struct source_http *source)
 {
 	api->events = source;
+}
+
+void
+api_set_modules(struct api *api, struct push_ledger *pushes, struct feedback *feedback,
+    const struct metrics *metrics)
+{
+	api->pushes = pushes;
+	api->feedback = feedback;
+	api->metrics = metrics;
 }
 
 void

@@ -21,6 +21,9 @@ struct api_heartbeat;
 struct apikeys;
 struct source_http;
 struct source_http_answer;
+struct feedback;
+struct metrics;
+struct push_ledger;
 struct store;
 
 struct api_options {
@@ -55,6 +58,9 @@ struct api_request {
 	int ably_enabled;
 	const struct ably_keys *ably_keys;	/* NULL: Ably signatures are not checked */
 	struct source_http *ably_source;	/* where Ably webhooks go (the HTTP source) */
+	struct push_ledger *pushes;	/* POST/GET /v1/push; NULL: they answer 503 */
+	struct feedback *feedback;	/* GET /v1/feedback; NULL: it answers 503 */
+	const struct metrics *metrics;	/* GET /metrics, /v1/stats; NULL: API figures only */
 };
 
 typedef void api_handler_fn(struct api_request *r);
@@ -75,6 +81,12 @@ void api_set_ably(struct api *api, int enabled, struct ably_keys *keys,
     struct source_http *source);
 /* Where POST /v1/events batches go (NULL: the endpoint answers 404). */
 void api_set_events_source(struct api *api, struct source_http *source);
+/*
+ * The modules the handlers reach besides the store: the push ledger, the feedback
+ * events and what a scrape reads. Each may be NULL; each must outlive the API.
+ */
+void api_set_modules(struct api *api, struct push_ledger *pushes, struct feedback *feedback,
+    const struct metrics *metrics);
 /* Stop accepting connections; answers go out with "Connection: close" from now on. */
 void api_stop_accepting(struct api *api);
 /* Requests received and not yet completely answered. */

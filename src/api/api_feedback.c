@@ -21,6 +21,7 @@
 
 /* A long-poll waiting for an event after its seq, or for its time to run out. */
 struct api_feedback_poll {
+	struct feedback *feedback;
 	struct api_deferred *deferred;
 	struct feedback_watch *watch;	/* NULL once fired */
 	struct event *timer;
@@ -29,10 +30,10 @@ struct api_feedback_poll {
 
 /* {"events":[...],"next":SEQ}: the events after a seq, and where the next look starts. */
 static json_t *
-api_feedback_answer(uint64_t after)
+api_feedback_answer(const struct feedback *feedback, uint64_t after)
 {
-	json_t *events = feedback_recent(after);
-	uint64_t last = feedback_recent_last(), next;
+	json_t *events = feedback_recent(feedback, after);
+	uint64_t last = feedback_recent_last(feedback), next;
 
 	if (json_array_size(events) > 0)
 		next = last;
@@ -50,7 +51,7 @@ api_feedback_poll_end(struct api_feedback_poll *poll)
 	if (poll->watch != NULL)
 		feedback_unwatch(poll->watch);
 	if (r != NULL)
-		api_reply_json(r, 200, api_feedback_answer(poll->after));
+		api_reply_json(r, 200, api_feedback_answer(poll->feedback, poll->after));
 	api_deferred_free(poll->deferred);
 	event_free(poll->timer);
 	free(poll);
@@ -130,20 +131,25 @@ api_feedback_get(struct api_request *r)
 	    &after) != 0 || api_feedback_number(r, "wait", evhttp_find_header(&query, "wait"),
 	    API_FEEDBACK_WAIT_MAX, &wait) != 0)
 		goto done;
+	if (r->feedback == NULL) {
+		api_reply_error(r, 503, "unavailable", NULL, "feedback is not available");
+		goto done;
+	}
 
-	if (after > feedback_recent_last())
+	if (after > feedback_recent_last(r->feedback))
 		after = 0;		/* the daemon restarted: everything kept is new */
-	if (wait == 0 || feedback_recent_last() > after) {
-		api_reply_json(r, 200, api_feedback_answer(after));
+	if (wait == 0 || feedback_recent_last(r->feedback) > after) {
+		api_reply_json(r, 200, api_feedback_answer(r->feedback, after));
 		goto done;
 	}
 
 	poll = xcalloc(1, sizeof *poll);
+	poll->feedback = r->feedback;
 	poll->after = after;
-	if ((poll->watch = feedback_watch(api_feedback_poll_woken, poll)) == NULL) {
+	if ((poll->watch = feedback_watch(r->feedback, api_feedback_poll_woken, poll)) == NULL) {
 		/* The daemon is stopping: no waiting. */
 		free(poll);
-		api_reply_json(r, 200, api_feedback_answer(after));
+		api_reply_json(r, 200, api_feedback_answer(r->feedback, after));
 		goto done;
 	}
 	base = evhttp_connection_get_base(evhttp_request_get_connection(r->req));

@@ -10,7 +10,7 @@
 static void
 api_metrics_collect(struct api_request *r, struct metrics_snapshot *snapshot)
 {
-	metrics_collect(snapshot);
+	metrics_collect(r->metrics, snapshot);
 	snapshot->request_count = api_get_request_counts(r->api, &snapshot->requests);
 	snapshot->has_api_connections = 1;
 	api_get_connection_stats(r->api, &snapshot->api_connections);

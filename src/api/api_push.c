@@ -188,9 +188,14 @@ api_push_post(struct api_request *r)
 		goto done;
 	}
 	notification_free(&notification);
+	if (r->pushes == NULL) {
+		api_reply_error(r, 503, "unavailable", NULL, "pushes are not available");
+		goto done;
+	}
 
 	deferred = api_defer(r);
-	if ((rc = push_accept(&rec, notification_json, push_answer, deferred)) != PUSH_OK) {
+	if ((rc = push_accept(r->pushes, &rec, notification_json, push_answer, deferred)) !=
+	    PUSH_OK) {
 		api_deferred_free(deferred);
 		push_refused(r, rc, NULL);
 	}
@@ -205,7 +210,13 @@ void
 api_push_get(struct api_request *r)
 {
 	int error;
-	json_t *status = push_status_json(r->params[0], &error);
+	json_t *status;
+
+	if (r->pushes == NULL) {
+		api_reply_error(r, 503, "unavailable", NULL, "pushes are not available");
+		return;
+	}
+	status = push_status_json(r->pushes, r->params[0], &error);
 
 	if (status != NULL)
 		api_reply_json(r, 200, status);

@@ -16,12 +16,11 @@
 #include "store.h"
 #include "xmalloc.h"
 
-/* What metrics_start() was given. */
-static struct {
-	int started;
+/* What a scrape reads, as metrics_new() was given it. */
+struct metrics {
 	int64_t start_ms;
 	struct metrics_inputs inputs;
-} metrics;
+};
 
 /* ---- the text format ---- */
 
@@ -204,38 +203,44 @@ metrics_histogram(struct metrics_text *t, const char *name, const struct metrics
 
 /* ---- collecting ---- */
 
-void
-metrics_start(const struct metrics_inputs *inputs)
+struct metrics *
+metrics_new(const struct metrics_inputs *inputs)
 {
-	metrics.inputs = *inputs;
-	if (metrics.inputs.source_count > METRICS_SOURCES_MAX)
-		metrics.inputs.source_count = METRICS_SOURCES_MAX;
-	metrics.start_ms = clock_now_ms();
-	metrics.started = 1;
+	struct metrics *metrics = xcalloc(1, sizeof *metrics);
+
+	metrics->inputs = *inputs;
+	if (metrics->inputs.source_count > METRICS_SOURCES_MAX)
+		metrics->inputs.source_count = METRICS_SOURCES_MAX;
+	metrics->start_ms = clock_now_ms();
+	return metrics;
 }
 
 void
-metrics_stop(void)
+metrics_free(struct metrics *metrics)
 {
-	memset(&metrics, 0, sizeof metrics);
+	free(metrics);
 }
 
 void
-metrics_collect(struct metrics_snapshot *s)
+metrics_collect(const struct metrics *metrics, struct metrics_snapshot *s)
 {
-	const struct metrics_inputs *in = &metrics.inputs;
+	const struct metrics_inputs *in;
 
 	memset(s, 0, sizeof *s);
 	s->version = PACKAGE_VERSION;
-	s->start_ms = metrics.start_ms;
 	s->now_ms = clock_now_ms();
-	delivery_get_stats(&s->delivery);
-	s->delivery_free = delivery_room();
-	s->outcome_count = delivery_get_outcomes(&s->outcomes);
-	for (int p = 0; p < METRICS_PROVIDERS; p++)
-		delivery_get_latency((enum device_platform)p, &s->latency[p]);
-	if (!metrics.started)
+	if (metrics == NULL)
 		return;
+	in = &metrics->inputs;
+	s->start_ms = metrics->start_ms;
+	if (in->delivery != NULL) {
+		delivery_get_stats(in->delivery, &s->delivery);
+		s->delivery_free = delivery_room(in->delivery);
+		s->outcome_count = delivery_get_outcomes(in->delivery, &s->outcomes);
+		for (int p = 0; p < METRICS_PROVIDERS; p++)
+			delivery_get_latency(in->delivery, (enum device_platform)p,
+			    &s->latency[p]);
+	}
 	if (in->store != NULL && store_device_count(in->store, &s->devices) == STORE_OK)
 		s->has_devices = 1;
 	for (int p = 0; p < METRICS_PROVIDERS; p++) {

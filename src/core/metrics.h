@@ -5,6 +5,8 @@
  * Pull model: nothing is sampled in the background. A scrape asks each module for its
  * stats (metrics_collect() into a struct metrics_snapshot) and renders them at once,
  * on the loop; the only query is a COUNT of devices on the loop's store connection.
+ * A struct metrics (made by daemon.c once everything it reads is started, and
+ * given to the API) is the list of modules a scrape reads; it keeps nothing else.
  * Every series is named pushrelay_*, with its unit in the name and _total on counters.
  * Label values are bounded: providers, apps (capped by the delivery layer), sources,
  * route patterns (never raw paths), methods and statuses.
@@ -78,9 +80,10 @@ void metrics_histogram(struct metrics_text *text, const char *name,
 #define METRICS_PROVIDERS 2		/* one per platform, in enum device_platform order */
 #define METRICS_SOURCES_MAX 8
 
-/* The modules a scrape reads; set once everything is started. */
+/* The modules a scrape reads; each may be NULL (its figures are then left out or 0). */
 struct metrics_inputs {
 	struct store *store;		/* the loop's connection */
+	struct delivery_layer *delivery;
 	struct router *router;		/* NULL: none */
 	const struct provider_ops *provider_ops[METRICS_PROVIDERS];
 	struct provider *providers[METRICS_PROVIDERS];
@@ -93,7 +96,7 @@ struct metrics_inputs {
 /* Everything one scrape shows. Pointers are borrowed until the loop runs again. */
 struct metrics_snapshot {
 	const char *version;
-	int64_t start_ms;		/* wall clock, when metrics_start() ran */
+	int64_t start_ms;		/* wall clock, when metrics_new() ran */
 	int64_t now_ms;
 	int has_devices;		/* the device count is known */
 	size_t devices;
@@ -123,12 +126,18 @@ struct metrics_snapshot {
 	struct api_conn_stats api_connections;
 };
 
-/* Remember what to read (copied) and the start time. */
-void metrics_start(const struct metrics_inputs *inputs);
-/* Forget the modules: call before any of them is freed. */
-void metrics_stop(void);
-/* Ask every module for its figures (the API's request counts are the caller's). */
-void metrics_collect(struct metrics_snapshot *snapshot);
+struct metrics;
+
+/* Remember what to read (copied) and the start time (now). */
+struct metrics *metrics_new(const struct metrics_inputs *inputs);
+/* Free; no scrape may run after the modules it reads are freed. NULL is fine. */
+void metrics_free(struct metrics *metrics);
+/*
+ * Ask every module for its figures, on the loop (the API's request counts and
+ * connection figures are the caller's to add). NULL metrics: only the version and
+ * the time are set.
+ */
+void metrics_collect(const struct metrics *metrics, struct metrics_snapshot *snapshot);
 /* The Prometheus text exposition (format 0.0.4). */
 void metrics_render_text(const struct metrics_snapshot *snapshot, struct metrics_text *text);
 /* The same figures as one JSON object (GET /v1/stats). */

@@ -54,9 +54,8 @@ struct delivery_layer {
 	struct delivery_latency latency[PLATFORMS];
 };
 
-static struct delivery_layer layer;
-
 static void delivery_flush_successes(evutil_socket_t fd, short what, void *arg);
+static provider_done_fn delivery_complete;
 
 static const char *const delivery_state_names[] = {
 	[DELIVERY_QUEUED] = "queued",
@@ -103,38 +102,39 @@ delivery_outcome_name(enum delivery_outcome outcome)
 static void
 count_outcome(const struct delivery *d, enum delivery_outcome outcome)
 {
+	struct delivery_layer *layer = d->layer;
 	const char *app = d->app_id;
 	struct delivery_outcome_counts *row;
 	size_t i;
 
 	for (;;) {
-		for (i = 0; i < layer.outcome_count; i++) {
-			row = &layer.outcomes[i];
+		for (i = 0; i < layer->outcome_count; i++) {
+			row = &layer->outcomes[i];
 			if (row->platform == d->platform && strcmp(row->app_id, app) == 0) {
 				row->counts[outcome]++;
 				return;
 			}
 		}
-		if (layer.outcome_apps[d->platform] < DELIVERY_OUTCOME_APPS_MAX ||
+		if (layer->outcome_apps[d->platform] < DELIVERY_OUTCOME_APPS_MAX ||
 		    strcmp(app, DELIVERY_OUTCOME_OTHER_APP) == 0)
 			break;
 		app = DELIVERY_OUTCOME_OTHER_APP;
 	}
-	layer.outcomes = xreallocarray(layer.outcomes, layer.outcome_count + 1,
-	    sizeof *layer.outcomes);
-	row = &layer.outcomes[layer.outcome_count++];
+	layer->outcomes = xreallocarray(layer->outcomes, layer->outcome_count + 1,
+	    sizeof *layer->outcomes);
+	row = &layer->outcomes[layer->outcome_count++];
 	memset(row, 0, sizeof *row);
 	row->platform = d->platform;
 	row->app_id = xstrdup(app);
 	row->counts[outcome] = 1;
-	layer.outcome_apps[d->platform]++;
+	layer->outcome_apps[d->platform]++;
 }
 
 /* Time from acceptance to the final answer, into the platform's histogram. */
 static void
 observe_latency(const struct delivery *d)
 {
-	struct delivery_latency *h = &layer.latency[d->platform];
+	struct delivery_latency *h = &d->layer->latency[d->platform];
 	int64_t ms = clock_now_ms() - d->accepted_at;
 	size_t b = 0;
 
@@ -148,51 +148,103 @@ observe_latency(const struct delivery *d)
 }
 
 size_t
-delivery_get_outcomes(const struct delivery_outcome_counts **rows)
+delivery_get_outcomes(const struct delivery_layer *layer,
+    const struct delivery_outcome_counts **rows)
 {
-	*rows = layer.outcomes;
-	return layer.outcome_count;
+	*rows = layer->outcomes;
+	return layer->outcome_count;
 }
 
 void
-delivery_get_latency(enum device_platform platform, struct delivery_latency *latency)
+delivery_get_latency(const struct delivery_layer *layer, enum device_platform platform,
+    struct delivery_latency *latency)
 {
-	*latency = layer.latency[platform];
+	*latency = layer->latency[platform];
 }
 
 /* ---- END metrics ---- */
 
-const char *
-provider_verdict_name(enum provider_verdict verdict)
+/* ---- the content every delivery of one notification shares ---- */
+
+/* Take the notification over; payloads are built when a provider first needs them. */
+struct push_content *
+delivery_content_new(struct notification *notification, int badge_per_recipient)
 {
-	switch (verdict) {
-	case PROVIDER_SENT: return "sent";
-	case PROVIDER_RETRY: return "retry";
-	case PROVIDER_TOKEN_GONE: return "token_gone";
-	case PROVIDER_REJECTED: return "rejected";
-	case PROVIDER_CONFIG: return "config";
+	struct push_content *c = xcalloc(1, sizeof *c);
+
+	c->refcount = 1;
+	c->notification = *notification;
+	notification_init(notification);
+	c->badge_per_recipient = badge_per_recipient;
+	return c;
+}
+
+/* Build a platform's payload once: a message to iPhones only never builds FCM's. */
+void
+delivery_content_prepare(struct push_content *c, enum device_platform platform)
+{
+	if (platform == DEVICE_PLATFORM_APNS && !c->apns_built) {
+		c->apns_error = payload_apns_build(&c->notification, c->badge_per_recipient,
+		    &c->apns);
+		c->apns_built = 1;
+	} else if (platform == DEVICE_PLATFORM_FCM && !c->fcm_built) {
+		c->fcm_error = payload_fcm_build(&c->notification, c->badge_per_recipient,
+		    &c->fcm);
+		c->fcm_built = 1;
 	}
-	return "unknown";
+}
+
+/* One more delivery (or router bucket) shares the content. */
+void
+delivery_content_ref(struct push_content *content)
+{
+	content->refcount++;
+}
+
+/* An edit before it was sent: deliveries not handed out yet send the new text. */
+void
+delivery_content_update(struct push_content *c, struct notification *notification)
+{
+	notification_free(&c->notification);
+	payload_free(&c->apns);
+	payload_free(&c->fcm);
+	c->notification = *notification;
+	notification_init(notification);
+	/* Rebuilt on their next use. */
+	c->apns_built = c->fcm_built = 0;
+	c->apns_error = c->fcm_error = PAYLOAD_OK;
+}
+
+/* Free the content with its last reference. */
+void
+delivery_content_unref(struct push_content *content)
+{
+	if (content == NULL || --content->refcount > 0)
+		return;
+	notification_free(&content->notification);
+	payload_free(&content->apns);
+	payload_free(&content->fcm);
+	free(content);
 }
 
 /* xorshift64*: jitter and ids need speed, not secrecy. */
 static uint64_t
-rng_next(void)
+rng_next(struct delivery_layer *layer)
 {
-	uint64_t x = layer.rng;
+	uint64_t x = layer->rng;
 
 	x ^= x >> 12;
 	x ^= x << 25;
 	x ^= x >> 27;
-	layer.rng = x;
+	layer->rng = x;
 	return x * 0x2545F4914F6CDD1DULL;
 }
 
 /* A random (version 4) UUID, lowercase, as apns-id wants it. */
 static void
-uuid_generate(char out[37])
+uuid_generate(struct delivery_layer *layer, char out[37])
 {
-	uint64_t hi = rng_next(), lo = rng_next();
+	uint64_t hi = rng_next(layer), lo = rng_next(layer);
 
 	hi = (hi & ~0xf000ULL) | 0x4000ULL;
 	lo = (lo & ~(0xcULL << 60)) | (0x8ULL << 60);
@@ -201,11 +253,12 @@ uuid_generate(char out[37])
 }
 
 struct delivery *
-delivery_new(const struct device_target *target, struct push_content *content, int64_t badge,
-    int64_t accepted_at)
+delivery_new(struct delivery_layer *layer, const struct device_target *target,
+    struct push_content *content, int64_t badge, int64_t accepted_at)
 {
 	struct delivery *d = xcalloc(1, sizeof *d);
 
+	d->layer = layer;
 	d->content = content;
 	delivery_content_ref(content);
 	d->device_id = target->device_id;
@@ -218,7 +271,7 @@ delivery_new(const struct device_target *target, struct push_content *content, i
 	d->last_success_at = target->last_success_at;
 	d->badge = badge;
 	d->accepted_at = accepted_at;
-	uuid_generate(d->id);
+	uuid_generate(layer, d->id);
 	return d;
 }
 
@@ -253,41 +306,43 @@ delivery_abandon(struct delivery *d)
 
 /* Run the pump from the loop, never from inside a caller's callback. */
 static void
-schedule_pump(void)
+schedule_pump(struct delivery_layer *layer)
 {
-	if (layer.pump_event != NULL && layer.running)
-		event_active(layer.pump_event, 0, 0);
+	if (layer->pump_event != NULL && layer->running)
+		event_active(layer->pump_event, 0, 0);
 }
 
 /* Hand ready deliveries to their providers until they are empty or a provider is busy. */
 static void
 delivery_pump(evutil_socket_t fd, short what, void *arg)
 {
-	if (!layer.running)
+	struct delivery_layer *layer = arg;
+
+	if (!layer->running)
 		return;
 	for (int p = 0; p < PLATFORMS; p++) {
 		struct delivery *d;
 
-		layer.blocked[p] = 0;
-		while ((d = TAILQ_FIRST(&layer.ready[p])) != NULL) {
-			const struct delivery_provider *provider = &layer.providers[p];
+		layer->blocked[p] = 0;
+		while ((d = TAILQ_FIRST(&layer->ready[p])) != NULL) {
+			const struct delivery_provider *provider = &layer->providers[p];
 			int rc;
 
 			d->attempt++;
-			rc = provider->ops->send(provider->provider, d);
+			rc = provider->ops->send(provider->provider, d, delivery_complete, layer);
 			if (rc == PROVIDER_EBUSY) {
 				d->attempt--;
-				layer.blocked[p] = 1;
+				layer->blocked[p] = 1;
 				break;
 			}
-			TAILQ_REMOVE(&layer.ready[p], d, entry);
-			layer.queued--;
+			TAILQ_REMOVE(&layer->ready[p], d, entry);
+			layer->queued--;
 			if (rc == PROVIDER_OK) {
-				layer.in_flight++;
+				layer->in_flight++;
 				d->state = DELIVERY_SENDING;
 				continue;
 			}
-			layer.failed++;
+			layer->failed++;
 			if (rc == PROVIDER_ENOAPP) {
 				char reason[160];
 				snprintf(reason, sizeof reason, "no [%s \"%s\"] section for this app_id",
@@ -302,42 +357,43 @@ delivery_pump(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-void
-delivery_init(struct event_base *base, struct store *store, struct store_writer *writer,
+struct delivery_layer *
+delivery_layer_new(struct event_base *base, struct store *store, struct store_writer *writer,
     const struct provider_ops *apns_ops, struct provider *apns,
     const struct provider_ops *fcm_ops, struct provider *fcm, struct feedback *feedback,
     const struct delivery_options *options)
 {
 	struct timeval tv = { DELIVERY_SUCCESS_FLUSH_MS / 1000,
 		(DELIVERY_SUCCESS_FLUSH_MS % 1000) * 1000 };
+	struct delivery_layer *layer = xcalloc(1, sizeof *layer);
 
-	memset(&layer, 0, sizeof layer);
-	layer.base = base;
-	layer.store = store;
-	layer.writer = writer;
-	layer.providers[DEVICE_PLATFORM_APNS].ops = apns_ops;
-	layer.providers[DEVICE_PLATFORM_APNS].provider = apns;
-	layer.providers[DEVICE_PLATFORM_FCM].ops = fcm_ops;
-	layer.providers[DEVICE_PLATFORM_FCM].provider = fcm;
-	layer.feedback = feedback;
-	layer.options = *options;
+	layer->base = base;
+	layer->store = store;
+	layer->writer = writer;
+	layer->providers[DEVICE_PLATFORM_APNS].ops = apns_ops;
+	layer->providers[DEVICE_PLATFORM_APNS].provider = apns;
+	layer->providers[DEVICE_PLATFORM_FCM].ops = fcm_ops;
+	layer->providers[DEVICE_PLATFORM_FCM].provider = fcm;
+	layer->feedback = feedback;
+	layer->options = *options;
 	for (int p = 0; p < PLATFORMS; p++)
-		TAILQ_INIT(&layer.ready[p]);
-	TAILQ_INIT(&layer.waiting);
-	if (RAND_bytes((unsigned char *)&layer.rng, sizeof layer.rng) != 1 || layer.rng == 0)
-		layer.rng = (uint64_t)clock_now_ms() | 1;
-	layer.pump_event = event_new(base, -1, 0, delivery_pump, NULL);
-	layer.flush_timer = event_new(base, -1, EV_PERSIST, delivery_flush_successes, NULL);
-	if (layer.pump_event == NULL || layer.flush_timer == NULL)
+		TAILQ_INIT(&layer->ready[p]);
+	TAILQ_INIT(&layer->waiting);
+	if (RAND_bytes((unsigned char *)&layer->rng, sizeof layer->rng) != 1 || layer->rng == 0)
+		layer->rng = (uint64_t)clock_now_ms() | 1;
+	layer->pump_event = event_new(base, -1, 0, delivery_pump, layer);
+	layer->flush_timer = event_new(base, -1, EV_PERSIST, delivery_flush_successes, layer);
+	if (layer->pump_event == NULL || layer->flush_timer == NULL)
 		fatalx("cannot create delivery events");
-	event_add(layer.flush_timer, &tv);
-	layer.running = 1;
+	event_add(layer->flush_timer, &tv);
+	layer->running = 1;
+	return layer;
 }
 
 void
-delivery_set_options(const struct delivery_options *options)
+delivery_set_options(struct delivery_layer *layer, const struct delivery_options *options)
 {
-	layer.options = *options;
+	layer->options = *options;
 }
 
 /* A batch of successes for the store writer. */
@@ -377,83 +433,82 @@ success_done(int result, void *arg)
 static void
 delivery_flush_successes(evutil_socket_t fd, short what, void *arg)
 {
+	struct delivery_layer *layer = arg;
 	struct success_job *job;
 
-	if (layer.success_count == 0)
+	if (layer->success_count == 0)
 		return;
 	job = xmalloc(sizeof *job);
-	job->device_ids = layer.successes;
-	job->count = layer.success_count;
+	job->device_ids = layer->successes;
+	job->count = layer->success_count;
 	job->at = clock_now_ms();
-	layer.successes = NULL;
-	layer.success_count = layer.success_capacity = 0;
-	store_writer_submit(layer.writer, success_run, success_done, job);
+	layer->successes = NULL;
+	layer->success_count = layer->success_capacity = 0;
+	store_writer_submit(layer->writer, success_run, success_done, job);
 }
 
 void
-delivery_stop(void)
+delivery_stop(struct delivery_layer *layer)
 {
-	layer.running = 0;
+	layer->running = 0;
 }
 
 void
-delivery_shutdown(void)
+delivery_layer_free(struct delivery_layer *layer)
 {
 	struct delivery *d;
 
-	layer.running = 0;
-	delivery_flush_successes(-1, 0, NULL);
+	if (layer == NULL)
+		return;
+	layer->running = 0;
+	delivery_flush_successes(-1, 0, layer);
 	/* Queued and retrying deliveries stay queued in the store: a restart resumes them. */
 	for (int p = 0; p < PLATFORMS; p++) {
-		while ((d = TAILQ_FIRST(&layer.ready[p])) != NULL) {
-			TAILQ_REMOVE(&layer.ready[p], d, entry);
+		while ((d = TAILQ_FIRST(&layer->ready[p])) != NULL) {
+			TAILQ_REMOVE(&layer->ready[p], d, entry);
 			delivery_abandon(d);
 		}
 	}
-	while ((d = TAILQ_FIRST(&layer.waiting)) != NULL) {
-		TAILQ_REMOVE(&layer.waiting, d, entry);
+	while ((d = TAILQ_FIRST(&layer->waiting)) != NULL) {
+		TAILQ_REMOVE(&layer->waiting, d, entry);
 		delivery_abandon(d);
 	}
-	if (layer.pump_event != NULL)
-		event_free(layer.pump_event);
-	if (layer.flush_timer != NULL)
-		event_free(layer.flush_timer);
-	layer.pump_event = layer.flush_timer = NULL;
-	for (size_t i = 0; i < layer.outcome_count; i++)
-		free(layer.outcomes[i].app_id);
-	free(layer.outcomes);
-	layer.outcomes = NULL;
-	layer.outcome_count = 0;
-	memset(layer.outcome_apps, 0, sizeof layer.outcome_apps);
+	event_free(layer->pump_event);
+	event_free(layer->flush_timer);
+	for (size_t i = 0; i < layer->outcome_count; i++)
+		free(layer->outcomes[i].app_id);
+	free(layer->outcomes);
+	free(layer);
 }
 
 size_t
-delivery_cancel_content(const struct push_content *content, const char *reason)
+delivery_cancel_content(struct delivery_layer *layer, const struct push_content *content,
+    const char *reason)
 {
 	struct delivery *d, *next;
 	size_t cancelled = 0;
 
 	for (int p = 0; p < PLATFORMS; p++) {
-		for (d = TAILQ_FIRST(&layer.ready[p]); d != NULL; d = next) {
+		for (d = TAILQ_FIRST(&layer->ready[p]); d != NULL; d = next) {
 			next = TAILQ_NEXT(d, entry);
 			if (d->content != content)
 				continue;
-			TAILQ_REMOVE(&layer.ready[p], d, entry);
-			layer.queued--;
-			layer.failed++;
+			TAILQ_REMOVE(&layer->ready[p], d, entry);
+			layer->queued--;
+			layer->failed++;
 			cancelled++;
 			count_outcome(d, DELIVERY_OUTCOME_CANCELLED);
 			delivery_set_state(d, DELIVERY_FAILED, reason);
 		}
 	}
-	for (d = TAILQ_FIRST(&layer.waiting); d != NULL; d = next) {
+	for (d = TAILQ_FIRST(&layer->waiting); d != NULL; d = next) {
 		next = TAILQ_NEXT(d, entry);
 		if (d->content != content)
 			continue;
-		TAILQ_REMOVE(&layer.waiting, d, entry);
+		TAILQ_REMOVE(&layer->waiting, d, entry);
 		evtimer_del(d->retry_timer);
-		layer.retrying--;
-		layer.failed++;
+		layer->retrying--;
+		layer->failed++;
 		cancelled++;
 		count_outcome(d, DELIVERY_OUTCOME_CANCELLED);
 		delivery_set_state(d, DELIVERY_FAILED, reason);
@@ -462,22 +517,24 @@ delivery_cancel_content(const struct push_content *content, const char *reason)
 }
 
 size_t
-delivery_room(void)
+delivery_room(const struct delivery_layer *layer)
 {
-	size_t used = layer.queued + layer.retrying + layer.in_flight;
+	size_t used = layer->queued + layer->retrying + layer->in_flight;
 
-	return used >= layer.options.queue_size ? 0 : layer.options.queue_size - used;
+	return used >= layer->options.queue_size ? 0 : layer->options.queue_size - used;
 }
 
 /* Put a delivery at the end of its platform's ready queue. */
 static void
 enqueue(struct delivery *d)
 {
+	struct delivery_layer *layer = d->layer;
+
 	d->state = DELIVERY_QUEUED;
-	TAILQ_INSERT_TAIL(&layer.ready[d->platform], d, entry);
-	layer.queued++;
-	if (!layer.blocked[d->platform])
-		schedule_pump();
+	TAILQ_INSERT_TAIL(&layer->ready[d->platform], d, entry);
+	layer->queued++;
+	if (!layer->blocked[d->platform])
+		schedule_pump(layer);
 }
 
 void
@@ -494,10 +551,11 @@ static void
 delivery_retry_due(evutil_socket_t fd, short what, void *arg)
 {
 	struct delivery *d = arg;
+	struct delivery_layer *layer = d->layer;
 
-	layer.retrying--;
-	TAILQ_REMOVE(&layer.waiting, d, entry);
-	if (!layer.running) {
+	layer->retrying--;
+	TAILQ_REMOVE(&layer->waiting, d, entry);
+	if (!layer->running) {
 		delivery_abandon(d);
 		return;
 	}
@@ -506,15 +564,15 @@ delivery_retry_due(evutil_socket_t fd, short what, void *arg)
 
 /* Backoff before retry n (1-based): base * 2^(n-1) capped, with jitter in [half, all]. */
 static int64_t
-retry_delay(int attempt, int64_t retry_after_ms)
+retry_delay(struct delivery_layer *layer, int attempt, int64_t retry_after_ms)
 {
-	int64_t base = layer.options.retry_initial_ms, delay;
+	int64_t base = layer->options.retry_initial_ms, delay;
 
-	for (int i = 1; i < attempt && base < layer.options.retry_max_ms; i++)
+	for (int i = 1; i < attempt && base < layer->options.retry_max_ms; i++)
 		base *= 2;
-	if (base > layer.options.retry_max_ms)
-		base = layer.options.retry_max_ms;
-	delay = base / 2 + (int64_t)(rng_next() % (uint64_t)(base / 2 + 1));
+	if (base > layer->options.retry_max_ms)
+		base = layer->options.retry_max_ms;
+	delay = base / 2 + (int64_t)(rng_next(layer) % (uint64_t)(base / 2 + 1));
 	return retry_after_ms > delay ? retry_after_ms : delay;
 }
 
@@ -522,29 +580,30 @@ retry_delay(int attempt, int64_t retry_after_ms)
 static void
 delivery_retry(struct delivery *d, const struct provider_result *result)
 {
-	int64_t delay = retry_delay(d->attempt, result->retry_after_ms);
+	struct delivery_layer *layer = d->layer;
+	int64_t delay = retry_delay(layer, d->attempt, result->retry_after_ms);
 	int64_t age = clock_now_ms() - d->accepted_at;
 	struct timeval tv;
 	char reason[200];
 
-	if (d->attempt >= layer.options.max_attempts || delay > layer.options.max_age_ms - age) {
+	if (d->attempt >= layer->options.max_attempts || delay > layer->options.max_age_ms - age) {
 		snprintf(reason, sizeof reason, "gave up after %d attempts: %s", d->attempt,
 		    result->reason);
-		layer.failed++;
+		layer->failed++;
 		observe_latency(d);
 		count_outcome(d, DELIVERY_OUTCOME_FAILED);
 		delivery_set_state(d, DELIVERY_FAILED, reason);
 		return;
 	}
 	if (d->retry_timer == NULL &&
-	    (d->retry_timer = evtimer_new(layer.base, delivery_retry_due, d)) == NULL)
+	    (d->retry_timer = evtimer_new(layer->base, delivery_retry_due, d)) == NULL)
 		fatalx("cannot create a retry timer");
 	tv.tv_sec = delay / 1000;
 	tv.tv_usec = (delay % 1000) * 1000;
 	evtimer_add(d->retry_timer, &tv);
-	TAILQ_INSERT_TAIL(&layer.waiting, d, entry);
-	layer.retrying++;
-	layer.retries++;
+	TAILQ_INSERT_TAIL(&layer->waiting, d, entry);
+	layer->retrying++;
+	layer->retries++;
 	count_outcome(d, DELIVERY_OUTCOME_RETRIED);
 	delivery_set_state(d, DELIVERY_RETRYING, result->reason);
 }
@@ -553,15 +612,16 @@ delivery_retry(struct delivery *d, const struct provider_result *result)
 static void
 delivery_token_gone(struct delivery *d, const struct provider_result *result)
 {
+	struct delivery_layer *layer = d->layer;
 	int64_t since = result->token_invalid_since > 0 ? result->token_invalid_since :
 	    d->registered_at;
 	char redacted[LOG_REDACT_SIZE], reason[200];
 	int removed = 0;
 
-	if (store_device_remove_token(layer.store, d->platform, d->token, since, &removed) !=
+	if (store_device_remove_token(layer->store, d->platform, d->token, since, &removed) !=
 	    STORE_OK) {
 		/* Logged by the store; the device stays, the notification failed. */
-		layer.failed++;
+		layer->failed++;
 		count_outcome(d, DELIVERY_OUTCOME_FAILED);
 		delivery_set_state(d, DELIVERY_FAILED, result->reason);
 		return;
@@ -572,14 +632,14 @@ delivery_token_gone(struct delivery *d, const struct provider_result *result)
 		    NULL);
 		snprintf(reason, sizeof reason, "%s (device kept: registered again since)",
 		    result->reason);
-		layer.failed++;
+		layer->failed++;
 		count_outcome(d, DELIVERY_OUTCOME_FAILED);
 		delivery_set_state(d, DELIVERY_FAILED, reason);
 		return;
 	}
-	layer.token_removed++;
+	layer->token_removed++;
 	count_outcome(d, DELIVERY_OUTCOME_TOKEN_REMOVED);
-	if (layer.feedback != NULL) {
+	if (layer->feedback != NULL) {
 		struct feedback_event event = {
 			.device_id = d->device_id,
 			.client_id = d->client_id,
@@ -589,7 +649,7 @@ delivery_token_gone(struct delivery *d, const struct provider_result *result)
 			.status = result->status,
 			.at = clock_now_ms(),
 		};
-		feedback_emit(layer.feedback, &event);
+		feedback_emit(layer->feedback, &event);
 	}
 	delivery_set_state(d, DELIVERY_TOKEN_REMOVED, result->reason);
 }
@@ -598,6 +658,8 @@ delivery_token_gone(struct delivery *d, const struct provider_result *result)
 static void
 record_success(const struct delivery *d)
 {
+	struct delivery_layer *layer = d->layer;
+
 	/*
 	 * last_success_at is kept to the minute: a device that succeeded less than a
 	 * minute before it was resolved is not written again, which spares a busy
@@ -606,28 +668,30 @@ record_success(const struct delivery *d)
 	if (d->last_success_at > 0 &&
 	    clock_now_ms() - d->last_success_at < DELIVERY_SUCCESS_PRECISION_MS)
 		return;
-	if (layer.success_count == layer.success_capacity) {
-		layer.success_capacity = layer.success_capacity == 0 ? 256 :
-		    layer.success_capacity * 2;
-		layer.successes = xreallocarray(layer.successes, layer.success_capacity,
-		    sizeof *layer.successes);
+	if (layer->success_count == layer->success_capacity) {
+		layer->success_capacity = layer->success_capacity == 0 ? 256 :
+		    layer->success_capacity * 2;
+		layer->successes = xreallocarray(layer->successes, layer->success_capacity,
+		    sizeof *layer->successes);
 	}
-	layer.successes[layer.success_count++] = xstrdup(d->device_id);
+	layer->successes[layer->success_count++] = xstrdup(d->device_id);
 }
 
-void
-delivery_complete(struct delivery *d, const struct provider_result *result)
+/* A provider's answer for a delivery it took: exactly once per accepted send(). */
+static void
+delivery_complete(struct delivery *d, const struct provider_result *result, void *arg)
 {
+	struct delivery_layer *layer = arg;
 	char status[8], attempt[8];
 
-	layer.in_flight--;
-	if (layer.blocked[d->platform])
-		schedule_pump();
+	layer->in_flight--;
+	if (layer->blocked[d->platform])
+		schedule_pump(layer);
 	if (result->verdict != PROVIDER_RETRY)
 		observe_latency(d);
 	switch (result->verdict) {
 	case PROVIDER_SENT:
-		layer.sent++;
+		layer->sent++;
 		count_outcome(d, DELIVERY_OUTCOME_SENT);
 		record_success(d);
 		/* A reason on success is informative, e.g. the log provider's dry run. */
@@ -635,7 +699,7 @@ delivery_complete(struct delivery *d, const struct provider_result *result)
 		    result->reason[0] != '\0' ? result->reason : NULL);
 		break;
 	case PROVIDER_RETRY:
-		if (!layer.running) {
+		if (!layer->running) {
 			/* Shutting down: leave it queued in the store for the next start. */
 			delivery_abandon(d);
 			break;
@@ -654,7 +718,7 @@ delivery_complete(struct delivery *d, const struct provider_result *result)
 		    "device_id", d->device_id, "platform", model_platform_name(d->platform),
 		    "app_id", d->app_id, "status", status, "reason", result->reason, "attempt",
 		    attempt, NULL);
-		layer.failed++;
+		layer->failed++;
 		count_outcome(d, result->verdict == PROVIDER_CONFIG ? DELIVERY_OUTCOME_CONFIG_ERROR :
 		    DELIVERY_OUTCOME_REJECTED);
 		delivery_set_state(d, DELIVERY_FAILED, result->reason);
@@ -663,13 +727,13 @@ delivery_complete(struct delivery *d, const struct provider_result *result)
 }
 
 void
-delivery_get_stats(struct delivery_stats *stats)
+delivery_get_stats(const struct delivery_layer *layer, struct delivery_stats *stats)
 {
-	stats->queued = layer.queued;
-	stats->retrying = layer.retrying;
-	stats->in_flight = layer.in_flight;
-	stats->sent = layer.sent;
-	stats->failed = layer.failed;
-	stats->token_removed = layer.token_removed;
-	stats->retries = layer.retries;
+	stats->queued = layer->queued;
+	stats->retrying = layer->retrying;
+	stats->in_flight = layer->in_flight;
+	stats->sent = layer->sent;
+	stats->failed = layer->failed;
+	stats->token_removed = layer->token_removed;
+	stats->retries = layer->retries;
 }

@@ -1,13 +1,37 @@
 /*
  * Deliveries: one notification to one device, from acceptance to its outcome.
  *
- * The delivery layer takes deliveries from the push API (and later from room events),
- * hands them to the provider for their platform and app, and acts on each
- * provider_result: success is recorded on the device, retryable failures come back
- * after an exponential backoff with full jitter (or the provider's Retry-After),
- * within max_attempts and max_age; a dead token removes the registration (unless it
- * was registered again since) and emits a feedback event; a provider configuration
- * problem is logged loudly and fails the delivery without retry.
+ * A delivery layer (struct delivery_layer, made by delivery_layer_new() in daemon.c)
+ * owns the deliveries in its hands: a ready queue per platform, the deliveries
+ * waiting for a retry, the count of those with a provider, its counters and its
+ * outcome and latency figures. Two layers share nothing.
+ *
+ * Deliveries come from the push ledger (push.c: POST /v1/push and the pushes resumed
+ * at start) and from the router (router.c: room events). The layer hands each to the
+ * provider of its platform (provider.h) with its own completion callback, and acts
+ * on the provider_result:
+ *	PROVIDER_SENT		the device's last_success_at is written, in a batch by the
+ *				store writer each second (to the minute: a device that
+ *				succeeded in the last minute is not written again);
+ *	PROVIDER_RETRY		sent again after an exponential backoff with jitter in
+ *				[half, all] of retry_initial_ms * 2^(attempt-1), capped at
+ *				retry_max_ms, or the provider's Retry-After if longer; it
+ *				fails once max_attempts are spent or the wait would pass
+ *				max_age_ms from acceptance; while stopping, it is abandoned;
+ *	PROVIDER_TOKEN_GONE	the registration is removed on the loop's store
+ *				connection, unless it was registered again since (then the
+ *				delivery fails and the device is kept), and a feedback
+ *				event is emitted;
+ *	PROVIDER_REJECTED,
+ *	PROVIDER_CONFIG		logged (warning) and failed, without a retry.
+ * A send() the provider refuses: PROVIDER_EBUSY keeps the delivery first in line, to
+ * be tried again after the next completion; PROVIDER_ENOAPP fails it as a configuration
+ * error ("no [apns "APP"] section for this app_id"); PROVIDER_ESHUTDOWN fails it.
+ *
+ * Every function here, and every observer and provider callback, runs on the event
+ * loop's thread. A push_content is built on the loop; once a platform's payload is
+ * prepared, another thread may read it (push.c's store writer job does) while the
+ * loop changes nothing in it.
  */
 #ifndef PUSHRELAY_DELIVERY_H
 #define PUSHRELAY_DELIVERY_H
@@ -21,7 +45,10 @@
 #include "payload.h"
 #include "provider.h"
 
-/* What every delivery of one notification shares: built once, reference counted. */
+/*
+ * What every delivery of one notification shares: built once, reference counted (by
+ * each delivery, and by whoever made it: push.c, router.c).
+ */
 struct push_content {
 	unsigned refcount;
 	struct notification notification;
@@ -35,7 +62,10 @@ struct push_content {
 	int fcm_error;
 };
 
-/* Where a delivery stands; the names are those GET /v1/push/{id} shows. */
+/*
+ * Where a delivery stands; the names are those GET /v1/push/{id} shows and the push
+ * ledger stores. SENT, FAILED and TOKEN_REMOVED are final.
+ */
 enum delivery_state {
 	DELIVERY_QUEUED = 0,
 	DELIVERY_SENDING,
@@ -49,12 +79,21 @@ enum delivery_state {
 
 struct delivery;
 
-/* Told of every state change, e.g. to record a push's progress. */
+/*
+ * Told, on the loop, of each retry (DELIVERY_RETRYING, reason: why) and then once of
+ * the end: a final state (reason: the provider's, or why it failed; NULL or
+ * informative for SENT) or DELIVERY_ABANDONED. QUEUED and SENDING are not reported.
+ * The delivery is freed when the observer returns from an end; it must not call
+ * back into the delivery layer for this delivery.
+ */
 typedef void delivery_observer_fn(struct delivery *delivery, enum delivery_state state,
     const char *reason, void *arg);
 
+struct delivery_layer;
+
+/* One notification to one device. Made by delivery_new(), freed by the layer. */
 struct delivery {
-	/* What to send: providers read these. */
+	/* What to send: providers read these, and change none. */
 	struct push_content *content;
 	const char *device_id;		/* borrowed from the target, which outlives us */
 	const char *client_id;
@@ -68,23 +107,24 @@ struct delivery {
 	char id[37];			/* UUID: the apns-id, and the id in logs */
 	int64_t accepted_at;		/* wall-clock ms: apns-expiration counts from here */
 	int attempt;			/* 1 on the first send */
+	size_t observer_index;		/* delivery_submit()'s index, for the observer */
 
 	/* Private to delivery.c. */
+	struct delivery_layer *layer;	/* the one it was made for */
 	TAILQ_ENTRY(delivery) entry;
 	enum delivery_state state;
 	struct event *retry_timer;
-	int64_t not_before_mono;
 	delivery_observer_fn *observer;
 	void *observer_arg;
-	size_t observer_index;		/* the observer's own bookkeeping */
 };
 
+/* The [delivery] settings; reloadable (delivery_set_options). */
 struct delivery_options {
 	int max_attempts;
 	int64_t retry_initial_ms;
 	int64_t retry_max_ms;
 	int64_t max_age_ms;
-	size_t queue_size;
+	size_t queue_size;		/* what delivery_room() counts against */
 };
 
 struct delivery_stats {
@@ -94,64 +134,90 @@ struct delivery_stats {
 	uint64_t sent, failed, token_removed, retries;
 };
 
+struct event_base;
 struct store;
 struct store_writer;
 struct feedback;
 
+/* "queued", "sending", "retrying", "sent", "failed", "token_removed", "abandoned". */
 const char *delivery_state_name(enum delivery_state state);
 
-/* The shared content of a notification, which it takes over; payloads come lazily. */
+/* ---- content: what the deliveries of one notification share ---- */
+
+/*
+ * The shared content of a notification, which it takes over (the caller's is left
+ * empty), with one reference for the caller; payloads are built lazily.
+ */
 struct push_content *delivery_content_new(struct notification *notification,
     int badge_per_recipient);
 void delivery_content_ref(struct push_content *content);
 /*
- * Build a platform's payload if it is not built yet (providers call it before they
- * read content->apns / content->fcm): a message to iPhones only never builds FCM's.
+ * Build a platform's payload if it is not built yet, setting content->apns_error or
+ * fcm_error (PAYLOAD_OK or why it cannot be built). Providers call it in send()
+ * before they read content->apns / content->fcm; push.c calls it before accepting a
+ * push. A message to iPhones only never builds FCM's.
  */
 void delivery_content_prepare(struct push_content *content, enum device_platform platform);
 /*
- * Replace what a content says (an edit before it was sent): deliveries not sent yet
- * send the new text. Takes the notification over.
+ * Replace what a content says (an edit before it was sent): deliveries not handed to
+ * a provider yet send the new text. Takes the notification over.
  */
 void delivery_content_update(struct push_content *content, struct notification *notification);
-/* Fail, with reason, every delivery of a content that has not been handed out yet. */
-size_t delivery_cancel_content(const struct push_content *content, const char *reason);
+/* Drop a reference; the last frees the content. NULL is fine. */
 void delivery_content_unref(struct push_content *content);
 
-/*
- * Start the delivery layer with the provider for each platform (the log provider
- * where a platform has no credentials). feedback may be NULL.
- */
-void delivery_init(struct event_base *base, struct store *store, struct store_writer *writer,
-    const struct provider_ops *apns_ops, struct provider *apns,
-    const struct provider_ops *fcm_ops, struct provider *fcm, struct feedback *feedback,
-    const struct delivery_options *options);
-void delivery_set_options(const struct delivery_options *options);
-/*
- * Stop handing deliveries to providers: what is queued or waiting to retry stays
- * queued in the store for the next start; completions are still recorded.
- */
-void delivery_stop(void);
-/* Hand the last successes to the store writer and free everything; call once the
- * providers are freed and before the writer stops. */
-void delivery_shutdown(void);
+/* ---- the layer ---- */
 
 /*
- * A new delivery to a target (whose strings it borrows: the target must outlive it)
- * of a content (referenced); not yet submitted.
+ * A delivery layer on base, sending through the provider of each platform (the log
+ * provider where a platform has no credentials; the providers outlive the layer's
+ * use of them). Token removals go to store (the loop's connection), successes to
+ * writer; feedback (may be NULL) hears of removed tokens. Never fails: out of memory
+ * at start is fatal.
  */
-struct delivery *delivery_new(const struct device_target *target,
+struct delivery_layer *delivery_layer_new(struct event_base *base, struct store *store,
+    struct store_writer *writer, const struct provider_ops *apns_ops,
+    struct provider *apns, const struct provider_ops *fcm_ops, struct provider *fcm,
+    struct feedback *feedback, const struct delivery_options *options);
+/* Adopt new options (a reload); deliveries already waiting keep their retry time. */
+void delivery_set_options(struct delivery_layer *layer, const struct delivery_options *options);
+/*
+ * Stop handing deliveries to providers (daemon.c, at shutdown): what is queued stays
+ * queued, and a retry that comes due or a PROVIDER_RETRY answer is abandoned (its
+ * owner keeps it queued in the store for the next start); other completions are
+ * still recorded.
+ */
+void delivery_stop(struct delivery_layer *layer);
+/*
+ * Hand the last successes to the store writer, abandon what is queued or waiting,
+ * and free the layer. Call once the providers are freed (nothing is in flight) and
+ * before the writer stops. NULL is fine.
+ */
+void delivery_layer_free(struct delivery_layer *layer);
+
+/*
+ * A new delivery for layer, to a target (whose strings it borrows: the target must
+ * outlive it), of a content (referenced), with a fresh id; not yet submitted.
+ */
+struct delivery *delivery_new(struct delivery_layer *layer, const struct device_target *target,
     struct push_content *content, int64_t badge, int64_t accepted_at);
-/* Queue it; the observer hears of every state change until the final one. */
+/*
+ * Queue it; from now on the layer owns it, and the observer (may be NULL) hears of
+ * it until its end; index is kept in delivery->observer_index for the observer.
+ * Never refused: callers check delivery_room() first.
+ */
 void delivery_submit(struct delivery *delivery, delivery_observer_fn *observer, void *arg,
     size_t index);
-/* Places left in the queue (queue_size bounds queued, retrying and in-flight ones). */
-size_t delivery_room(void);
+/* Places left: queue_size less the deliveries queued, waiting to retry or in flight. */
+size_t delivery_room(const struct delivery_layer *layer);
+/*
+ * Fail, with reason, every delivery of a content not handed to a provider yet
+ * (queued or waiting to retry; a message deleted before it left); the number failed.
+ */
+size_t delivery_cancel_content(struct delivery_layer *layer, const struct push_content *content,
+    const char *reason);
 
-/* Providers call this exactly once per send. */
-void delivery_complete(struct delivery *delivery, const struct provider_result *result);
-
-void delivery_get_stats(struct delivery_stats *stats);
+void delivery_get_stats(const struct delivery_layer *layer, struct delivery_stats *stats);
 
 /* ---- metrics: outcomes by platform and app, latency by platform ---- */
 
@@ -189,8 +255,13 @@ struct delivery_latency {
 };
 
 const char *delivery_outcome_name(enum delivery_outcome outcome);
-/* The counters by platform and app; valid until the next call into the layer. */
-size_t delivery_get_outcomes(const struct delivery_outcome_counts **rows);
-void delivery_get_latency(enum device_platform platform, struct delivery_latency *latency);
+/*
+ * The counters by platform and app, and how many rows there are; the rows are valid
+ * until the layer counts another outcome (the loop runs again) or is freed.
+ */
+size_t delivery_get_outcomes(const struct delivery_layer *layer,
+    const struct delivery_outcome_counts **rows);
+void delivery_get_latency(const struct delivery_layer *layer, enum device_platform platform,
+    struct delivery_latency *latency);
 
 #endif

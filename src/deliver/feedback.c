@@ -37,6 +37,15 @@ struct feedback_item {
 };
 TAILQ_HEAD(feedback_items, feedback_item);
 
+/* Someone waiting for the next event. */
+struct feedback_watch {
+	TAILQ_ENTRY(feedback_watch) entry;
+	struct feedback *feedback;
+	feedback_watch_fn *fn;
+	void *arg;
+};
+TAILQ_HEAD(feedback_watches, feedback_watch);
+
 struct feedback {
 	struct event_base *base;
 	struct httpc *httpc;
@@ -52,24 +61,14 @@ struct feedback {
 	uint64_t emitted, posted, failed, dropped;
 	uint64_t drops_unlogged;
 	int64_t last_drop_log_ms;
-};
 
-/* Someone waiting for the next event. */
-struct feedback_watch {
-	TAILQ_ENTRY(feedback_watch) entry;
-	feedback_watch_fn *fn;
-	void *arg;
-};
-TAILQ_HEAD(feedback_watches, feedback_watch);
-
-/* The process's recent events (seq last_seq is newest) and its watches. */
-static struct {
-	json_t *events[FEEDBACK_RECENT_MAX];	/* seq s at (s - 1) % FEEDBACK_RECENT_MAX */
-	size_t count;
+	/* The recent events (seq last_seq is newest), for GET /v1/feedback. */
+	json_t *recent[FEEDBACK_RECENT_MAX];	/* seq s at (s - 1) % FEEDBACK_RECENT_MAX */
+	size_t recent_count;
 	uint64_t last_seq;
 	struct feedback_watches watches;
-	int stopped;			/* no more watches */
-} recent = { .watches = TAILQ_HEAD_INITIALIZER(recent.watches) };
+	int watches_stopped;		/* no more watches */
+};
 
 static void feedback_dispatch(struct feedback *);
 
@@ -260,12 +259,12 @@ feedback_body(const json_t *json, size_t *len)
 
 /* Fire every watch, each once; watches added meanwhile wait for the next time. */
 static void
-feedback_fire_watches(int stopping)
+feedback_fire_watches(struct feedback *feedback, int stopping)
 {
 	struct feedback_watches fired = TAILQ_HEAD_INITIALIZER(fired);
 	struct feedback_watch *watch;
 
-	TAILQ_CONCAT(&fired, &recent.watches, entry);
+	TAILQ_CONCAT(&fired, &feedback->watches, entry);
 	while ((watch = TAILQ_FIRST(&fired)) != NULL) {
 		TAILQ_REMOVE(&fired, watch, entry);
 		watch->fn(stopping, watch->arg);
@@ -275,58 +274,59 @@ feedback_fire_watches(int stopping)
 
 /* Keep an event as the newest, numbered, pushing out the oldest; wake the watches. */
 static void
-feedback_recent_add(const json_t *json)
+feedback_recent_add(struct feedback *feedback, const json_t *json)
 {
-	size_t slot = recent.last_seq % FEEDBACK_RECENT_MAX;
+	size_t slot = feedback->last_seq % FEEDBACK_RECENT_MAX;
 	json_t *kept;
 
-	kept = json_pack("{s:I}", "seq", (json_int_t)(recent.last_seq + 1));
+	kept = json_pack("{s:I}", "seq", (json_int_t)(feedback->last_seq + 1));
 	if (kept == NULL || json_object_update(kept, (json_t *)json) != 0)
 		fatalx("json: out of memory");
-	json_decref(recent.events[slot]);
-	recent.events[slot] = kept;
-	recent.last_seq++;
-	if (recent.count < FEEDBACK_RECENT_MAX)
-		recent.count++;
-	feedback_fire_watches(0);
+	json_decref(feedback->recent[slot]);
+	feedback->recent[slot] = kept;
+	feedback->last_seq++;
+	if (feedback->recent_count < FEEDBACK_RECENT_MAX)
+		feedback->recent_count++;
+	feedback_fire_watches(feedback, 0);
 }
 
 json_t *
-feedback_recent(uint64_t after)
+feedback_recent(const struct feedback *feedback, uint64_t after)
 {
 	json_t *events = json_array();
-	uint64_t first = recent.last_seq - recent.count + 1;
+	uint64_t first = feedback->last_seq - feedback->recent_count + 1;
 
 	if (events == NULL)
 		fatalx("json_array: out of memory");
-	if (after > recent.last_seq)
+	if (after > feedback->last_seq)
 		after = 0;
-	for (uint64_t seq = after + 1 > first ? after + 1 : first; seq <= recent.last_seq;
+	for (uint64_t seq = after + 1 > first ? after + 1 : first; seq <= feedback->last_seq;
 	    seq++) {
 		if (json_array_append(events,
-		    recent.events[(seq - 1) % FEEDBACK_RECENT_MAX]) != 0)
+		    feedback->recent[(seq - 1) % FEEDBACK_RECENT_MAX]) != 0)
 			fatalx("json_array_append: out of memory");
 	}
 	return events;
 }
 
 uint64_t
-feedback_recent_last(void)
+feedback_recent_last(const struct feedback *feedback)
 {
-	return recent.last_seq;
+	return feedback->last_seq;
 }
 
 struct feedback_watch *
-feedback_watch(feedback_watch_fn *fn, void *arg)
+feedback_watch(struct feedback *feedback, feedback_watch_fn *fn, void *arg)
 {
 	struct feedback_watch *watch;
 
-	if (recent.stopped)
+	if (feedback->watches_stopped)
 		return NULL;
 	watch = xcalloc(1, sizeof *watch);
+	watch->feedback = feedback;
 	watch->fn = fn;
 	watch->arg = arg;
-	TAILQ_INSERT_TAIL(&recent.watches, watch, entry);
+	TAILQ_INSERT_TAIL(&feedback->watches, watch, entry);
 	return watch;
 }
 
@@ -335,15 +335,15 @@ feedback_unwatch(struct feedback_watch *watch)
 {
 	if (watch == NULL)
 		return;
-	TAILQ_REMOVE(&recent.watches, watch, entry);
+	TAILQ_REMOVE(&watch->feedback->watches, watch, entry);
 	free(watch);
 }
 
 void
-feedback_stop_watches(void)
+feedback_stop_watches(struct feedback *feedback)
 {
-	recent.stopped = 1;
-	feedback_fire_watches(1);
+	feedback->watches_stopped = 1;
+	feedback_fire_watches(feedback, 1);
 }
 
 void
@@ -361,7 +361,7 @@ feedback_emit(struct feedback *feedback, const struct feedback_event *event)
 	    "app_id", event->app_id != NULL ? event->app_id : "", "reason",
 	    event->reason != NULL ? event->reason : "", "status", status, NULL);
 	if ((json = feedback_event_json(event)) != NULL)
-		feedback_recent_add(json);
+		feedback_recent_add(feedback, json);
 	if (feedback->url == NULL) {
 		json_decref(json);
 		return;
@@ -413,8 +413,8 @@ feedback_new(struct event_base *base, const struct config *config)
 	feedback->httpc = httpc_new(base);
 	TAILQ_INIT(&feedback->all);
 	TAILQ_INIT(&feedback->ready);
+	TAILQ_INIT(&feedback->watches);
 	feedback_configure(feedback, config);
-	recent.stopped = 0;
 	return feedback;
 }
 
@@ -451,12 +451,9 @@ feedback_free(struct feedback *feedback)
 	while (!TAILQ_EMPTY(&feedback->all))
 		feedback_item_free(TAILQ_FIRST(&feedback->all));
 	httpc_free(feedback->httpc);
+	feedback_stop_watches(feedback);
+	for (size_t i = 0; i < FEEDBACK_RECENT_MAX; i++)
+		json_decref(feedback->recent[i]);
 	free(feedback->url);
 	free(feedback);
-	feedback_stop_watches();
-	for (size_t i = 0; i < FEEDBACK_RECENT_MAX; i++) {
-		json_decref(recent.events[i]);
-		recent.events[i] = NULL;
-	}
-	recent.count = 0;
 }

@@ -21,11 +21,15 @@
  * and logged) when it overflows, and whatever is queued at exit or when feedback_url
  * is unset by a reload is lost. The backend can always reconcile by listing devices.
  *
- * Whether or not a URL is set, the process also keeps its last FEEDBACK_RECENT_MAX
- * events in memory, numbered from 1 (seq), for GET /v1/feedback: the same JSON with
- * "seq" first. A watch is a one-shot callback for the next event, which lets an HTTP
- * long-poll answer as soon as one comes. Like delivery's, this state is the process's:
- * feedback_new() starts it and feedback_free() ends the watches and forgets the events.
+ * Whether or not a URL is set, a feedback object also keeps its last
+ * FEEDBACK_RECENT_MAX events in memory, numbered from 1 (seq), for GET /v1/feedback:
+ * the same JSON with "seq" first. A watch is a one-shot callback for the next event,
+ * which lets an HTTP long-poll answer as soon as one comes. feedback_free() ends the
+ * watches and forgets the events.
+ *
+ * One feedback object is made by daemon.c and given to the delivery layer (which
+ * emits) and to the API (api_feedback.c, which reads the recent events and watches).
+ * Everything here runs on the event loop's thread.
  */
 #ifndef PUSHRELAY_FEEDBACK_H
 #define PUSHRELAY_FEEDBACK_H
@@ -83,14 +87,15 @@ typedef void feedback_watch_fn(int stopping, void *arg);
  * {"seq":N,"event":"token_removed",...}. An after beyond the newest (the daemon has
  * restarted since the caller's last look) counts as 0.
  */
-json_t *feedback_recent(uint64_t after);
+json_t *feedback_recent(const struct feedback *feedback, uint64_t after);
 /* The seq of the newest event, 0 before the first. */
-uint64_t feedback_recent_last(void);
+uint64_t feedback_recent_last(const struct feedback *feedback);
 /* Call fn once, at the next event or when the watches end; NULL once they have ended. */
-struct feedback_watch *feedback_watch(feedback_watch_fn *fn, void *arg);
-/* Cancel a watch that has not fired. */
+struct feedback_watch *feedback_watch(struct feedback *feedback, feedback_watch_fn *fn,
+    void *arg);
+/* Cancel a watch that has not fired (NULL is fine). */
 void feedback_unwatch(struct feedback_watch *watch);
 /* The daemon is stopping: fire every watch with stopping 1 now, and refuse new ones. */
-void feedback_stop_watches(void);
+void feedback_stop_watches(struct feedback *feedback);
 
 #endif

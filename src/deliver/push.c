@@ -34,6 +34,7 @@ struct push_slot {
 };
 
 struct push {
+	struct push_ledger *ledger;	/* the one it is in */
 	TAILQ_ENTRY(push) entry;
 	char id[PUSH_ID_SIZE];
 	int64_t created_at;
@@ -52,10 +53,11 @@ struct push_dirty {
 	size_t index;
 };
 
-struct push_state {
+struct push_ledger {
 	struct event_base *base;
 	struct store *store;		/* the loop's connection: reads */
 	struct store_writer *writer;	/* writes, off the loop */
+	struct delivery_layer *delivery;	/* where the pushes' deliveries go */
 	int flush_running;
 	int closing;
 	int64_t retention_ms;
@@ -65,8 +67,6 @@ struct push_state {
 	struct event *flush_timer;
 	struct event *expire_timer;
 };
-
-static struct push_state pushes;
 
 const char *
 push_strerror(int error)
@@ -115,22 +115,25 @@ push_free(struct push *p)
 static void
 mark_dirty(struct push *p, size_t index)
 {
+	struct push_ledger *ledger = p->ledger;
+
 	if (p->slots[index].dirty)
 		return;
 	p->slots[index].dirty = 1;
-	if (pushes.dirty_count == pushes.dirty_capacity) {
-		pushes.dirty_capacity = pushes.dirty_capacity == 0 ? 1024 :
-		    pushes.dirty_capacity * 2;
-		pushes.dirty = xreallocarray(pushes.dirty, pushes.dirty_capacity,
-		    sizeof *pushes.dirty);
+	if (ledger->dirty_count == ledger->dirty_capacity) {
+		ledger->dirty_capacity = ledger->dirty_capacity == 0 ? 1024 :
+		    ledger->dirty_capacity * 2;
+		ledger->dirty = xreallocarray(ledger->dirty, ledger->dirty_capacity,
+		    sizeof *ledger->dirty);
 	}
-	pushes.dirty[pushes.dirty_count].push = p;
-	pushes.dirty[pushes.dirty_count].index = index;
-	pushes.dirty_count++;
+	ledger->dirty[ledger->dirty_count].push = p;
+	ledger->dirty[ledger->dirty_count].index = index;
+	ledger->dirty_count++;
 }
 
 /* One batch of progress, copied so that the loop can go on changing slots. */
 struct flush_job {
+	struct push_ledger *ledger;
 	struct push_row_update *updates;
 	size_t count;
 	struct push_dirty *slots;	/* the slots written, to retry on failure */
@@ -180,9 +183,10 @@ static void
 flush_done(int result, void *arg)
 {
 	struct flush_job *job = arg;
+	struct push_ledger *ledger = job->ledger;
 	struct push *p, *next;
 
-	pushes.flush_running = 0;
+	ledger->flush_running = 0;
 	if (result != STORE_OK) {
 		/* Logged by the store: write these again, with their newest state. */
 		for (size_t i = 0; i < job->slot_count; i++)
@@ -202,30 +206,32 @@ flush_done(int result, void *arg)
 	free(job->finished);
 	free(job->finished_pushes);
 	free(job);
-	for (p = TAILQ_FIRST(&pushes.active); p != NULL; p = next) {
+	for (p = TAILQ_FIRST(&ledger->active); p != NULL; p = next) {
 		next = TAILQ_NEXT(p, entry);
 		if (p->outstanding == 0 && p->finish_written && !push_has_dirty(p)) {
 			/* Written in full: GET reads it from the store from now on. */
-			TAILQ_REMOVE(&pushes.active, p, entry);
+			TAILQ_REMOVE(&ledger->active, p, entry);
 			push_free(p);
 		}
 	}
-	if (pushes.closing)
-		push_flush(-1, 0, NULL);
+	if (ledger->closing)
+		push_flush(-1, 0, ledger);
 }
 
 /* Hand changed rows and finished pushes to the store writer, one batch at a time. */
 static void
 push_flush(evutil_socket_t fd, short what, void *arg)
 {
+	struct push_ledger *ledger = arg;
 	struct flush_job *job;
 	struct push *p;
 	size_t capacity = 0;
 
-	if (pushes.flush_running)
+	if (ledger->flush_running)
 		return;
 	job = xcalloc(1, sizeof *job);
-	TAILQ_FOREACH(p, &pushes.active, entry) {
+	job->ledger = ledger;
+	TAILQ_FOREACH(p, &ledger->active, entry) {
 		if (p->outstanding != 0 || p->finish_written || p->finish_in_flight)
 			continue;
 		if (job->finished_count == capacity) {
@@ -240,12 +246,12 @@ push_flush(evutil_socket_t fd, short what, void *arg)
 		job->finished_pushes[job->finished_count++] = p;
 		p->finish_in_flight = 1;
 	}
-	if (pushes.dirty_count == 0 && job->finished_count == 0) {
+	if (ledger->dirty_count == 0 && job->finished_count == 0) {
 		free(job);
 		return;
 	}
-	job->slot_count = pushes.dirty_count;
-	job->slots = pushes.dirty;
+	job->slot_count = ledger->dirty_count;
+	job->slots = ledger->dirty;
 	job->updates = xcalloc(job->slot_count == 0 ? 1 : job->slot_count,
 	    sizeof *job->updates);
 	/* Runs of neighbouring rows in the same state become one update each. */
@@ -276,10 +282,10 @@ push_flush(evutil_socket_t fd, short what, void *arg)
 		last->updated_at = slot->updated_at;
 	}
 	/* The dirty list moves into the job; a new one starts empty. */
-	pushes.dirty = NULL;
-	pushes.dirty_count = pushes.dirty_capacity = 0;
-	pushes.flush_running = 1;
-	store_writer_submit(pushes.writer, flush_run, flush_done, job);
+	ledger->dirty = NULL;
+	ledger->dirty_count = ledger->dirty_capacity = 0;
+	ledger->flush_running = 1;
+	store_writer_submit(ledger->writer, flush_run, flush_done, job);
 }
 
 /* Expiry, on the writer. */
@@ -308,10 +314,11 @@ expire_done(int result, void *arg)
 static void
 push_expire(evutil_socket_t fd, short what, void *arg)
 {
+	struct push_ledger *ledger = arg;
 	int64_t *before = xmalloc(sizeof *before);
 
-	*before = clock_now_ms() - pushes.retention_ms;
-	store_writer_submit(pushes.writer, expire_run, expire_done, before);
+	*before = clock_now_ms() - ledger->retention_ms;
+	store_writer_submit(ledger->writer, expire_run, expire_done, before);
 }
 
 /* The delivery layer reports a slot's progress. */
@@ -402,10 +409,11 @@ fail:
 
 /* A push in memory, its slots taken from the devices. */
 static struct push *
-push_new(const char *id, int64_t created_at, size_t count)
+push_new(struct push_ledger *ledger, const char *id, int64_t created_at, size_t count)
 {
 	struct push *p = xcalloc(1, sizeof *p);
 
+	p->ledger = ledger;
 	snprintf(p->id, sizeof p->id, "%s", id);
 	p->created_at = created_at;
 	p->count = count;
@@ -415,6 +423,7 @@ push_new(const char *id, int64_t created_at, size_t count)
 
 /* A push being accepted: recipients in, devices and the record out. */
 struct accept_job {
+	struct push_ledger *ledger;
 	/* In: owned copies, the loop does not touch them while the writer works. */
 	struct push_recipients recipients;
 	char **strings;			/* every id above, to free */
@@ -544,6 +553,7 @@ static void
 accept_resolved(int result, void *arg)
 {
 	struct accept_job *job = arg;
+	struct push_ledger *ledger = job->ledger;
 	struct push *p;
 
 	if (job->error != PUSH_OK) {
@@ -551,11 +561,11 @@ accept_resolved(int result, void *arg)
 		accept_job_free(job);
 		return;
 	}
-	p = push_new(job->accepted.push_id, job->now, job->devices.count);
+	p = push_new(ledger, job->accepted.push_id, job->now, job->devices.count);
 	p->outstanding = job->devices.count;
 	if (p->outstanding == 0)
 		p->finished_at = job->now;	/* nothing to do: finished once written */
-	TAILQ_INSERT_TAIL(&pushes.active, p, entry);
+	TAILQ_INSERT_TAIL(&ledger->active, p, entry);
 	job->push = p;
 	/* The slots take the targets over. */
 	for (size_t i = 0; i < job->devices.count; i++) {
@@ -567,22 +577,22 @@ accept_resolved(int result, void *arg)
 		slot->updated_at = job->now;
 	}
 	job->devices.count = 0;
-	store_writer_submit(pushes.writer, accept_store, accept_stored, job);
+	store_writer_submit(ledger->writer, accept_store, accept_stored, job);
 	for (size_t i = 0; i < p->count; i++) {
-		struct delivery *d = delivery_new(p->slots[i].target, job->content,
-		    job->content->notification.badge, job->now);
+		struct delivery *d = delivery_new(ledger->delivery, p->slots[i].target,
+		    job->content, job->content->notification.badge, job->now);
 		delivery_submit(d, push_observe, p, i);
 	}
 }
 
 int
-push_accept(const struct push_recipients *recipients, const json_t *notification_json,
-    push_accept_cb *cb, void *arg)
+push_accept(struct push_ledger *ledger, const struct push_recipients *recipients,
+    const json_t *notification_json, push_accept_cb *cb, void *arg)
 {
 	struct notification notification;
 	struct model_error merr;
 	struct accept_job *job;
-	size_t room = delivery_room();
+	size_t room = delivery_room(ledger->delivery);
 	const char *room_id;
 
 	if (room == 0)
@@ -595,6 +605,7 @@ push_accept(const struct push_recipients *recipients, const json_t *notification
 		return PUSH_EINVALID;
 	}
 	job = xcalloc(1, sizeof *job);
+	job->ledger = ledger;
 	job->content = delivery_content_new(&notification, 0);
 	/* Both payloads now, on the loop: the writer reads their errors. */
 	delivery_content_prepare(job->content, DEVICE_PLATFORM_APNS);
@@ -618,18 +629,18 @@ push_accept(const struct push_recipients *recipients, const json_t *notification
 	job->cb = cb;
 	job->arg = arg;
 	push_make_id(job->accepted.push_id);
-	store_writer_submit(pushes.writer, accept_resolve, accept_resolved, job);
+	store_writer_submit(ledger->writer, accept_resolve, accept_resolved, job);
 	return PUSH_OK;
 }
 
 /* Resume one unfinished push from its record. */
 static void
-push_resume(struct push_record *record)
+push_resume(struct push_ledger *ledger, struct push_record *record)
 {
 	struct notification notification;
 	struct push_content *content = NULL;
 	struct model_error merr;
-	struct push *p = push_new(record->push_id, record->created_at, record->count);
+	struct push *p = push_new(ledger, record->push_id, record->created_at, record->count);
 	json_t *json = json_loads(record->content, 0, NULL);
 	size_t resumed = 0;
 	char count[24];
@@ -642,7 +653,7 @@ push_resume(struct push_record *record)
 	} else
 		content = delivery_content_new(&notification, record->badge_per_recipient);
 	json_decref(json);
-	TAILQ_INSERT_TAIL(&pushes.active, p, entry);
+	TAILQ_INSERT_TAIL(&ledger->active, p, entry);
 	for (size_t i = 0; i < record->count; i++) {
 		struct push_row *row = &record->rows[i];
 		struct push_slot *slot = &p->slots[i];
@@ -660,7 +671,7 @@ push_resume(struct push_record *record)
 		if (state_is_final(slot->state))
 			continue;
 		p->outstanding++;
-		if (content == NULL || store_device_get(pushes.store, row->device_id, &device) !=
+		if (content == NULL || store_device_get(ledger->store, row->device_id, &device) !=
 		    STORE_OK) {
 			/* Count it outstanding, then report it failed like any other. */
 			slot->state = DELIVERY_FAILED;
@@ -680,7 +691,8 @@ push_resume(struct push_record *record)
 			slot->target = model_target_new(device.device_id, device.client_id,
 			    device.token, device.app_id, device.platform, device.environment,
 			    device.updated_at, device.last_success_at);
-			d = delivery_new(slot->target, content, row->badge, record->created_at);
+			d = delivery_new(ledger->delivery, slot->target, content, row->badge,
+			    record->created_at);
 			d->attempt = row->attempts;
 			delivery_submit(d, push_observe, p, i);
 			resumed++;
@@ -694,69 +706,69 @@ push_resume(struct push_record *record)
 	log_info("resumed push", "push_id", record->push_id, "deliveries", count, NULL);
 }
 
-void
-push_init(struct event_base *base, struct store *store, struct store_writer *writer,
-    int64_t retention_ms)
+struct push_ledger *
+push_ledger_new(struct event_base *base, struct store *store, struct store_writer *writer,
+    struct delivery_layer *delivery, int64_t retention_ms)
 {
 	struct timeval flush = { 0, PUSH_FLUSH_MS * 1000 }, expire = { PUSH_EXPIRE_MS / 1000, 0 };
+	struct push_ledger *ledger = xcalloc(1, sizeof *ledger);
 	struct push_record *records;
 	size_t count;
 
-	memset(&pushes, 0, sizeof pushes);
-	pushes.base = base;
-	pushes.store = store;
-	pushes.writer = writer;
-	pushes.retention_ms = retention_ms;
-	TAILQ_INIT(&pushes.active);
-	pushes.flush_timer = event_new(base, -1, EV_PERSIST, push_flush, NULL);
-	pushes.expire_timer = event_new(base, -1, EV_PERSIST, push_expire, NULL);
-	if (pushes.flush_timer == NULL || pushes.expire_timer == NULL)
+	ledger->base = base;
+	ledger->store = store;
+	ledger->writer = writer;
+	ledger->delivery = delivery;
+	ledger->retention_ms = retention_ms;
+	TAILQ_INIT(&ledger->active);
+	ledger->flush_timer = event_new(base, -1, EV_PERSIST, push_flush, ledger);
+	ledger->expire_timer = event_new(base, -1, EV_PERSIST, push_expire, ledger);
+	if (ledger->flush_timer == NULL || ledger->expire_timer == NULL)
 		fatalx("cannot create push timers");
-	event_add(pushes.flush_timer, &flush);
-	event_add(pushes.expire_timer, &expire);
+	event_add(ledger->flush_timer, &flush);
+	event_add(ledger->expire_timer, &expire);
 	if (store_pushes_unfinished(store, &records, &count) != STORE_OK) {
 		log_error("cannot read unfinished pushes; they will resume at the next start",
 		    NULL);
-		return;
+		return ledger;
 	}
 	for (size_t i = 0; i < count; i++) {
-		push_resume(&records[i]);
+		push_resume(ledger, &records[i]);
 		store_push_record_free(&records[i]);
 	}
 	free(records);
-	push_expire(-1, 0, NULL);
+	push_expire(-1, 0, ledger);
+	return ledger;
 }
 
 void
-push_set_retention(int64_t retention_ms)
+push_set_retention(struct push_ledger *ledger, int64_t retention_ms)
 {
-	pushes.retention_ms = retention_ms;
+	ledger->retention_ms = retention_ms;
 }
 
 void
-push_shutdown(void)
+push_ledger_shutdown(struct push_ledger *ledger)
 {
-	pushes.closing = 1;
-	push_flush(-1, 0, NULL);
+	ledger->closing = 1;
+	push_flush(-1, 0, ledger);
 }
 
 void
-push_free_all(void)
+push_ledger_free(struct push_ledger *ledger)
 {
 	struct push *p;
 
-	while ((p = TAILQ_FIRST(&pushes.active)) != NULL) {
-		TAILQ_REMOVE(&pushes.active, p, entry);
+	if (ledger == NULL)
+		return;
+	while ((p = TAILQ_FIRST(&ledger->active)) != NULL) {
+		TAILQ_REMOVE(&ledger->active, p, entry);
 		push_free(p);
 	}
-	free(pushes.dirty);
-	pushes.dirty = NULL;
-	pushes.dirty_count = pushes.dirty_capacity = 0;
-	if (pushes.flush_timer != NULL)
-		event_free(pushes.flush_timer);
-	if (pushes.expire_timer != NULL)
-		event_free(pushes.expire_timer);
-	pushes.flush_timer = pushes.expire_timer = NULL;
+	free(ledger->dirty);
+	event_free(ledger->flush_timer);
+	event_free(ledger->expire_timer);
+	free(ledger);
 }
 
 /* A time as RFC 3339, or null for 0. */
@@ -821,14 +833,14 @@ counts_new(void)
 }
 
 json_t *
-push_status_json(const char *push_id, int *error)
+push_status_json(struct push_ledger *ledger, const char *push_id, int *error)
 {
 	struct push_record record;
 	json_t *devices = json_array(), *counts = counts_new();
 	struct push *p;
 	int rc;
 
-	TAILQ_FOREACH(p, &pushes.active, entry) {
+	TAILQ_FOREACH(p, &ledger->active, entry) {
 		if (strcmp(p->id, push_id) != 0)
 			continue;
 		for (size_t i = 0; i < p->count; i++) {
@@ -845,7 +857,7 @@ push_status_json(const char *push_id, int *error)
 		    time_json(p->outstanding == 0 ? p->finished_at : 0), "counts", counts,
 		    "devices", devices);
 	}
-	rc = store_push_get(pushes.store, push_id, &record);
+	rc = store_push_get(ledger->store, push_id, &record);
 	if (rc != STORE_OK) {
 		json_decref(devices);
 		json_decref(counts);

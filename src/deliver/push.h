@@ -3,6 +3,12 @@
  * device or by room. A push is written to the store with a row per device before it
  * is acknowledged, so an accepted push survives kill -9: on start, unfinished pushes
  * resume where their rows say they were. Row changes are written behind in batches.
+ *
+ * The push ledger (struct push_ledger, made by push_ledger_new() in daemon.c) owns
+ * the pushes in progress and their unwritten changes; it hands each push's
+ * deliveries to the delivery layer it was given and follows them as their observer.
+ * The API (api_push.c) calls it; every function here runs on the event loop's
+ * thread, and the ledger's store work runs on the store writer's.
  */
 #ifndef PUSHRELAY_PUSH_H
 #define PUSHRELAY_PUSH_H
@@ -14,7 +20,9 @@
 
 #include "model.h"
 
+struct delivery_layer;
 struct event_base;
+struct push_ledger;
 struct store;
 struct store_writer;
 
@@ -53,15 +61,22 @@ struct push_accepted {
 typedef void push_accept_cb(int error, const struct push_accepted *accepted, void *arg);
 
 /*
- * Start: resume every unfinished push in the store (read with store, on the loop);
- * from then on, pushes are written by the store writer, off the loop.
+ * Start a ledger: resume every unfinished push in the store (read with store, on the
+ * loop) into delivery; from then on, pushes are written by the store writer, off the
+ * loop, and finished ones are deleted after retention_ms. Never fails: out of memory
+ * at start is fatal, and a store that cannot list unfinished pushes is logged (they
+ * resume at the next start).
  */
-void push_init(struct event_base *base, struct store *store, struct store_writer *writer,
-    int64_t retention_ms);
-void push_set_retention(int64_t retention_ms);
-/* Submit the last writes; the writer's stop runs them, then call push_free_all(). */
-void push_shutdown(void);
-void push_free_all(void);
+struct push_ledger *push_ledger_new(struct event_base *base, struct store *store,
+    struct store_writer *writer, struct delivery_layer *delivery, int64_t retention_ms);
+void push_set_retention(struct push_ledger *ledger, int64_t retention_ms);
+/*
+ * Submit the last writes, and each write still due as the one before it commits;
+ * the writer's stop runs them. Then call push_ledger_free().
+ */
+void push_ledger_shutdown(struct push_ledger *ledger);
+/* Forget the pushes in memory and free the ledger; NULL is fine. */
+void push_ledger_free(struct push_ledger *ledger);
 
 /*
  * Accept a push: the store writer resolves the devices and stores the push with its
@@ -70,10 +85,15 @@ void push_free_all(void);
  * will be called), or PUSH_EFULL or PUSH_EINVALID (it was not valid after all) at
  * once (cb will not).
  */
-int push_accept(const struct push_recipients *recipients, const json_t *notification,
-    push_accept_cb *cb, void *arg);
-/* The status of a push as the GET /v1/push/{id} answer, or NULL if unknown. */
-json_t *push_status_json(const char *push_id, int *error);
+int push_accept(struct push_ledger *ledger, const struct push_recipients *recipients,
+    const json_t *notification, push_accept_cb *cb, void *arg);
+/*
+ * The status of a push as the GET /v1/push/{id} answer (from memory while it is in
+ * progress, else from the store), with *error PUSH_OK; or NULL with *error
+ * PUSH_ENOTFOUND (no such push, or expired) or PUSH_ESTORE.
+ */
+json_t *push_status_json(struct push_ledger *ledger, const char *push_id, int *error);
+/* A sentence for a PUSH_* code; "unknown push error" for anything else. */
 const char *push_strerror(int error);
 
 #endif

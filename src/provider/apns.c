@@ -146,6 +146,8 @@ struct apns_app {
 struct apns_deferred {
 	TAILQ_ENTRY(apns_deferred) entry;
 	struct delivery *delivery;
+	provider_done_fn *done;
+	void *done_arg;
 	struct provider_result result;
 };
 TAILQ_HEAD(apns_deferred_list, apns_deferred);
@@ -172,6 +174,8 @@ struct apns_request {
 	struct h2_request request;
 	struct apns_app *app;
 	struct delivery *delivery;
+	provider_done_fn *done;		/* told of the result */
+	void *done_arg;
 	struct apns_token *token;	/* the one sent, referenced; NULL with certificates */
 	int environment;
 	char expiration[24];
@@ -522,11 +526,14 @@ apns_create(struct event_base *base, const struct config *config, char *err, siz
 
 /* Complete a delivery from the event loop, not from inside send(). */
 static void
-apns_defer(struct provider *p, struct delivery *d, const struct provider_result *result)
+apns_defer(struct provider *p, struct delivery *d, provider_done_fn *done, void *done_arg,
+    const struct provider_result *result)
 {
 	struct apns_deferred *item = xmalloc(sizeof *item);
 
 	item->delivery = d;
+	item->done = done;
+	item->done_arg = done_arg;
 	item->result = *result;
 	TAILQ_INSERT_TAIL(&p->deferred, item, entry);
 	p->ndeferred++;
@@ -573,7 +580,7 @@ apns_deferred_cb(evutil_socket_t fd, short what, void *arg)
 	while ((item = TAILQ_FIRST(&list)) != NULL) {
 		TAILQ_REMOVE(&list, item, entry);
 		p->ndeferred--;
-		delivery_complete(item->delivery, &item->result);
+		item->done(item->delivery, &item->result, item->done_arg);
 		free(item);
 	}
 	apns_check_drained(p);
@@ -682,6 +689,8 @@ apns_request_done(struct h2_request *request, const struct h2_response *response
 	struct apns_request *r = arg;
 	struct provider *p = r->app->provider;
 	struct delivery *d = r->delivery;
+	provider_done_fn *done = r->done;
+	void *done_arg = r->done_arg;
 	struct provider_result result;
 
 	memset(&result, 0, sizeof result);
@@ -695,7 +704,7 @@ apns_request_done(struct h2_request *request, const struct h2_response *response
 	apns_count(p, result.verdict);
 	apns_token_unref(r->token);
 	free(r);
-	delivery_complete(d, &result);
+	done(d, &result, done_arg);
 }
 
 /* ---- sending ---- */
@@ -739,7 +748,7 @@ apns_app_find(struct provider *p, const char *app_id)
 
 /* Take one delivery: build its request in one allocation and hand it to the pool. */
 static int
-apns_send(struct provider *p, struct delivery *d)
+apns_send(struct provider *p, struct delivery *d, provider_done_fn *done, void *done_arg)
 {
 	struct push_content *content = d->content;
 	const struct notification *n = &content->notification;
@@ -763,7 +772,7 @@ apns_send(struct provider *p, struct delivery *d)
 		snprintf(result.reason, sizeof result.reason, "%s",
 		    payload_strerror(content->apns_error));
 		p->stats.rejected++;
-		apns_defer(p, d, &result);
+		apns_defer(p, d, done, done_arg, &result);
 		return PROVIDER_OK;
 	}
 	environment = d->environment == DEVICE_ENVIRONMENT_SANDBOX ?
@@ -788,6 +797,8 @@ apns_send(struct provider *p, struct delivery *d)
 	memset(r, 0, sizeof *r);
 	r->app = app;
 	r->delivery = d;
+	r->done = done;
+	r->done_arg = done_arg;
 	r->environment = environment;
 	at = (char *)(r->headers + nh);
 
@@ -859,7 +870,7 @@ apns_send(struct provider *p, struct delivery *d)
 	result.verdict = PROVIDER_REJECTED;
 	snprintf(result.reason, sizeof result.reason, "%s", h2_strerror(error));
 	p->stats.rejected++;
-	apns_defer(p, d, &result);
+	apns_defer(p, d, done, done_arg, &result);
 	return PROVIDER_OK;
 }
 
@@ -1036,7 +1047,7 @@ apns_free(struct provider *p)
 	while ((item = TAILQ_FIRST(&p->deferred)) != NULL) {
 		TAILQ_REMOVE(&p->deferred, item, entry);
 		p->ndeferred--;
-		delivery_complete(item->delivery, &item->result);
+		item->done(item->delivery, &item->result, item->done_arg);
 		free(item);
 	}
 	event_free(p->deferred_ev);

@@ -1,15 +1,9 @@
 /*
  * The FCM HTTP v1 provider: one [fcm "APP_ID"] section per Firebase project, each with
- * its service account, its OAuth access token and its own HTTP/2 pool.
+ * its service account and OAuth access token (fcm_auth.c) and its own HTTP/2 pool.
  *
- * Access tokens come from the Google OAuth token endpoint of the service account: an
- * RS256 assertion signed with the account's key is exchanged (through httpc.c, off the
- * hot path) for a bearer token that lives about an hour. A token is renewed in the
- * background when 80% of its lifetime has passed or 5 minutes before it expires,
- * whichever comes first (but never before half of it has passed), and sends keep
- * using the current one meanwhile. Until a project has a token, sends wait in a small
- * list and go when it arrives, or fail as retryable after the request timeout. A failed
- * exchange is retried after 1 s, doubling up to 60 s.
+ * Until a project has an access token, sends wait in a small list and go when it
+ * arrives, or fail as retryable after the request timeout.
  *
  * A 401 without an FcmError detail means FCM no longer takes our access token
  * (revoked, expired early): the token is dropped, so new sends wait for a fresh one,
@@ -36,56 +30,26 @@
 
 #include <event2/event.h>
 #include <jansson.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "clock.h"
 #include "config.h"
 #include "delivery.h"
 #include "fcm.h"
+#include "fcm_auth.h"
 #include "h2_pool.h"
 #include "httpc.h"
-#include "jwt.h"
 #include "log.h"
 #include "payload.h"
 #include "provider.h"
 #include "retry_after.h"
-#include "secret_file.h"
 #include "tls.h"
 #include "utf8.h"
 #include "xmalloc.h"
 
-#define FCM_SCOPE "https://www.googleapis.com/auth/firebase.messaging"
-#define FCM_DEFAULT_TOKEN_URI "https://oauth2.googleapis.com/token"
-#define FCM_GRANT_TYPE "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
-#define FCM_ASSERTION_LIFETIME 3600	/* seconds: Google's maximum */
 #define FCM_MAX_STREAMS 100		/* per connection, as fcm.googleapis.com allows */
 #define FCM_PENDING_MAX 1024		/* sends waiting for a project's first token */
-#define FCM_OAUTH_TIMEOUT_MS 20000
-#define FCM_OAUTH_BACKOFF_MIN_MS 1000
-#define FCM_OAUTH_BACKOFF_MAX_MS 60000
-#define FCM_RENEW_AHEAD_MS (5 * 60 * 1000)
 #define FCM_QUOTA_RETRY_MS 60000	/* QUOTA_EXCEEDED: "min initial delay 1 min" */
-#define FCM_SERVICE_ACCOUNT_MAX (256 * 1024)
 #define FCM_RESPONSE_BODY_LIMIT 8192
-
-/* What a service-account file says. */
-struct fcm_credentials {
-	char *project_id;
-	char *private_key_id;		/* the assertion's kid; NULL when absent */
-	char *client_email;
-	char *token_uri;
-	struct jwt_key *key;
-	unsigned char key_digest[32];	/* SHA-256 of the PEM, to notice a new key */
-};
-
-/* An access token, shared by the requests that carry it. */
-struct fcm_token {
-	unsigned refs;
-	char *authorization;		/* "Bearer ya29..." */
-	int after_unauthorized;		/* fetched because the last token got a 401 */
-	int proven;			/* FCM accepted a request carrying it */
-};
 
 struct fcm_project;
 
@@ -95,6 +59,8 @@ struct fcm_send {
 	nghttp2_nv headers[2];
 	struct fcm_project *project;
 	struct delivery *delivery;
+	provider_done_fn *done;		/* told of the result */
+	void *done_arg;
 	struct fcm_token *token;	/* while in flight */
 	TAILQ_ENTRY(fcm_send) entry;	/* pending or finished list */
 	int64_t deadline_ms;		/* pending: monotonic */
@@ -109,25 +75,16 @@ TAILQ_HEAD(fcm_sends, fcm_send);
 struct fcm_project {
 	struct provider *fcm;
 	char *app_id;			/* the section's name */
-	char *service_account_file;
 	char *ca_file;
 	char *proxy;
 	int request_timeout_ms;
-	struct fcm_credentials cred;
+	struct fcm_auth *auth;		/* the service account and its access tokens */
 	char *path;			/* /v1/projects/<project_id>/messages:send */
 	struct h2_pool *pool;
 	int pool_draining;
 	int pool_drained;
 
-	struct fcm_token *token;	/* NULL: sends wait in pending */
-	int64_t token_expires_ms;	/* monotonic */
-	int next_after_unauthorized;
-	struct httpc_request *exchange;	/* a token exchange in flight */
-	struct event *oauth_timer;	/* the next renewal, or a retry after a failure */
-	int64_t backoff_ms;
-	char oauth_error[256];		/* the last exchange failure */
-
-	struct fcm_sends pending;
+	struct fcm_sends pending;	/* waiting for an access token */
 	size_t npending;
 	struct event *pending_timer;
 };
@@ -150,168 +107,7 @@ struct provider {
 	struct provider_stats stats;
 };
 
-static void fcm_oauth_start(struct fcm_project *);
 static void fcm_drain_check(struct provider *);
-
-/* ---- service accounts ---- */
-
-static void
-fcm_credentials_free(struct fcm_credentials *cred)
-{
-	free(cred->project_id);
-	free(cred->private_key_id);
-	free(cred->client_email);
-	free(cred->token_uri);
-	jwt_key_free(cred->key);
-	memset(cred, 0, sizeof *cred);
-}
-
-/* A required (or, with optional, possibly absent) string member; -1 if unusable. */
-static int
-fcm_sa_string(json_t *root, const char *name, int optional, char **out, const char *app,
-    const char *path, char *err, size_t errlen)
-{
-	json_t *v = json_object_get(root, name);
-
-	*out = NULL;
-	if (v == NULL && optional)
-		return 0;
-	if (!json_is_string(v) || json_string_length(v) == 0) {
-		snprintf(err, errlen, "fcm \"%s\": service account %s: %s %s", app, path, name,
-		    v == NULL ? "is missing" : "must be a non-empty string");
-		return -1;
-	}
-	*out = xstrdup(json_string_value(v));
-	return 0;
-}
-
-/*
- * Load a service-account JSON file. Errors name the app and the file, never the key:
- * JSON syntax errors give only the position, as jansson's text may quote the input.
- */
-static int
-fcm_credentials_load(const char *app, const char *path, struct fcm_credentials *cred,
-    char *err, size_t errlen)
-{
-	struct config_url token_url;
-	struct secret_file text;
-	json_t *root;
-	json_error_t jerr;
-	char *type = NULL, *pem = NULL, name[512], why[256];
-	int rv = -1;
-
-	memset(cred, 0, sizeof *cred);
-	if (secret_file_read(path, "FCM service_account_file", FCM_SERVICE_ACCOUNT_MAX,
-	    &text, why, sizeof why) != 0) {
-		snprintf(err, errlen, "fcm \"%s\": service account %s: %s", app, path, why);
-		return -1;
-	}
-	root = json_loadb(text.data, text.len, JSON_REJECT_DUPLICATES, &jerr);
-	secret_file_free(&text);
-	if (root == NULL || !json_is_object(root)) {
-		snprintf(err, errlen, "fcm \"%s\": service account %s: not a JSON object "
-		    "(line %d, column %d)", app, path, root == NULL ? jerr.line : 1,
-		    root == NULL ? jerr.column : 1);
-		json_decref(root);
-		return -1;
-	}
-	if (fcm_sa_string(root, "type", 0, &type, app, path, err, errlen) != 0)
-		goto out;
-	if (strcmp(type, "service_account") != 0) {
-		snprintf(err, errlen, "fcm \"%s\": service account %s: type is \"%.64s\", "
-		    "expected \"service_account\"", app, path, type);
-		goto out;
-	}
-	if (fcm_sa_string(root, "project_id", 0, &cred->project_id, app, path, err,
-	    errlen) != 0 ||
-	    fcm_sa_string(root, "private_key_id", 1, &cred->private_key_id, app, path, err,
-	    errlen) != 0 ||
-	    fcm_sa_string(root, "client_email", 0, &cred->client_email, app, path, err,
-	    errlen) != 0 ||
-	    fcm_sa_string(root, "token_uri", 1, &cred->token_uri, app, path, err,
-	    errlen) != 0 ||
-	    fcm_sa_string(root, "private_key", 0, &pem, app, path, err, errlen) != 0)
-		goto out;
-	if (cred->token_uri == NULL)
-		cred->token_uri = xstrdup(FCM_DEFAULT_TOKEN_URI);
-	if (config_url_parse(&token_url, cred->token_uri, CONFIG_URL_HTTPS) != 0) {
-		snprintf(err, errlen, "fcm \"%s\": service account %s: token_uri must be %s",
-		    app, path, config_url_expected(CONFIG_URL_HTTPS));
-		goto out;
-	}
-	for (const char *p = cred->project_id; *p != '\0'; p++) {
-		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.' &&
-		    *p != ':') {
-			snprintf(err, errlen, "fcm \"%s\": service account %s: project_id has "
-			    "characters a project id cannot have", app, path);
-			goto out;
-		}
-	}
-	snprintf(name, sizeof name, "\"private_key\" in service account %s", path);
-	if (jwt_key_load_pem(pem, strlen(pem), name, JWT_ALG_RS256, &cred->key, why,
-	    sizeof why) != 0) {
-		snprintf(err, errlen, "fcm \"%s\": %s", app, why);
-		goto out;
-	}
-	EVP_Digest(pem, strlen(pem), cred->key_digest, NULL, EVP_sha256(), NULL);
-	rv = 0;
-
-out:
-	if (pem != NULL) {
-		OPENSSL_cleanse(pem, strlen(pem));
-		free(pem);
-	}
-	free(type);
-	json_decref(root);	/* jansson does not wipe the key: the file is on disk anyway */
-	if (rv != 0)
-		fcm_credentials_free(cred);
-	return rv;
-}
-
-/* Do two loads of a service account differ in anything a token depends on? */
-static int
-fcm_credentials_differ(const struct fcm_credentials *a, const struct fcm_credentials *b)
-{
-	const char *ka = a->private_key_id != NULL ? a->private_key_id : "";
-	const char *kb = b->private_key_id != NULL ? b->private_key_id : "";
-
-	return strcmp(a->project_id, b->project_id) != 0 || strcmp(ka, kb) != 0 ||
-	    strcmp(a->client_email, b->client_email) != 0 ||
-	    strcmp(a->token_uri, b->token_uri) != 0 ||
-	    memcmp(a->key_digest, b->key_digest, sizeof a->key_digest) != 0;
-}
-
-/* ---- tokens ---- */
-
-static void
-fcm_token_unref(struct fcm_token *token)
-{
-	if (token == NULL || --token->refs > 0)
-		return;
-	OPENSSL_cleanse(token->authorization, strlen(token->authorization));
-	free(token->authorization);
-	free(token);
-}
-
-/* Stop using the project's token: new sends wait for the next one. */
-static void
-fcm_project_drop_token(struct fcm_project *project)
-{
-	fcm_token_unref(project->token);
-	project->token = NULL;
-}
-
-/* The token sends can use now, or NULL (none yet, dropped, or expired). */
-static struct fcm_token *
-fcm_project_token(struct fcm_project *project)
-{
-	if (project->token != NULL && clock_monotonic_ms() >= project->token_expires_ms) {
-		log_warn("fcm access token expired before it was renewed", "app_id",
-		    project->app_id, "error", project->oauth_error, NULL);
-		fcm_project_drop_token(project);
-	}
-	return project->token;
-}
 
 /* ---- completing deliveries ---- */
 
@@ -356,12 +152,14 @@ fcm_send_complete(struct fcm_send *send, const struct provider_result *result)
 {
 	struct provider *fcm = send->project->fcm;
 	struct delivery *delivery = send->delivery;
+	provider_done_fn *done = send->done;
+	void *done_arg = send->done_arg;
 	struct provider_result copy = *result;	/* it may live in send */
 
 	fcm_count(fcm, &copy);
 	fcm_token_unref(send->token);
 	free(send);
-	delivery_complete(delivery, &copy);
+	done(delivery, &copy, done_arg);
 }
 
 /* Complete the finished list from the loop. */
@@ -543,7 +341,7 @@ fcm_unauthorized(struct fcm_project *project, struct fcm_token *token,
 {
 	result->verdict = PROVIDER_RETRY;
 	result->retry_after_ms = 0;
-	if (token != project->token) {
+	if (!fcm_auth_is_current(project->auth, token)) {
 		/* Renewed (or dropped for renewal) since this request left: just resend. */
 		return;
 	}
@@ -551,15 +349,13 @@ fcm_unauthorized(struct fcm_project *project, struct fcm_token *token,
 		result->verdict = PROVIDER_CONFIG;
 		log_error("fcm refuses fresh access tokens: check the service account's "
 		    "roles and that the FCM API is enabled", "app_id", project->app_id,
-		    "project_id", project->cred.project_id, "reason", result->reason, NULL);
+		    "project_id", fcm_auth_credentials(project->auth)->project_id, "reason",
+		    result->reason, NULL);
 		return;
 	}
 	log_warn("fcm refused the access token, renewing it", "app_id", project->app_id,
 	    "reason", result->reason, NULL);
-	fcm_project_drop_token(project);
-	project->next_after_unauthorized = 1;
-	if (project->exchange == NULL)
-		fcm_oauth_start(project);
+	fcm_auth_refused(project->auth);
 }
 
 /* The pool's answer to a send. */
@@ -590,8 +386,9 @@ fcm_send_done(struct h2_request *request, const struct h2_response *response, vo
 
 		snprintf(status, sizeof status, "%d", response->status);
 		log_error("fcm refused our credentials or setup", "app_id", project->app_id,
-		    "project_id", project->cred.project_id, "delivery_id", send->delivery->id,
-		    "status", status, "reason", result.reason, NULL);
+		    "project_id", fcm_auth_credentials(project->auth)->project_id,
+		    "delivery_id", send->delivery->id, "status", status, "reason",
+		    result.reason, NULL);
 	}
 	fcm_send_complete(send, &result);
 	fcm_drain_check(project->fcm);
@@ -606,7 +403,7 @@ fcm_submit(struct fcm_project *project, struct fcm_send *send, struct fcm_token 
 	int rv;
 
 	send->token = token;
-	token->refs++;
+	fcm_token_ref(token);
 	send->headers[1].value = (uint8_t *)token->authorization;
 	send->headers[1].valuelen = strlen(token->authorization);
 	rv = h2_pool_submit(project->pool, &send->request);
@@ -663,8 +460,9 @@ fcm_pending_event(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	snprintf(reason, sizeof reason, "oauth: %.120s", project->oauth_error[0] != '\0' ?
-	    project->oauth_error : "no access token yet");
+	snprintf(reason, sizeof reason, "oauth: %.120s",
+	    *fcm_auth_error(project->auth) != '\0' ? fcm_auth_error(project->auth) :
+	    "no access token yet");
 	while ((send = TAILQ_FIRST(&project->pending)) != NULL &&
 	    send->deadline_ms <= clock_monotonic_ms()) {
 		TAILQ_REMOVE(&project->pending, send, entry);
@@ -680,214 +478,26 @@ fcm_pending_event(evutil_socket_t fd, short what, void *arg)
 static void
 fcm_pending_flush(struct fcm_project *project)
 {
+	struct fcm_token *token;
 	struct fcm_send *send;
 
-	while (project->token != NULL && (send = TAILQ_FIRST(&project->pending)) != NULL) {
+	while ((token = fcm_auth_token(project->auth)) != NULL &&
+	    (send = TAILQ_FIRST(&project->pending)) != NULL) {
 		TAILQ_REMOVE(&project->pending, send, entry);
 		project->npending--;
-		fcm_submit(project, send, project->token, 0);
+		fcm_submit(project, send, token, 0);
 	}
 	fcm_pending_arm(project);
 }
 
-/* ---- the OAuth token exchange ---- */
-
+/* fcm_auth.c has a new access token for a project. */
 static void
-fcm_oauth_arm(struct fcm_project *project, int64_t delay_ms)
-{
-	struct timeval tv;
-
-	tv.tv_sec = delay_ms / 1000;
-	tv.tv_usec = (delay_ms % 1000) * 1000;
-	evtimer_add(project->oauth_timer, &tv);
-}
-
-/* An exchange failed: remember why, count it, log it, and try again later. */
-static void
-fcm_oauth_failed(struct fcm_project *project, int status, const char *reason)
-{
-	struct provider *fcm = project->fcm;
-	char status_text[16], retry[24];
-
-	fcm->stats.auth_failures++;
-	snprintf(project->oauth_error, sizeof project->oauth_error, "%s", reason);
-	if (project->backoff_ms < FCM_OAUTH_BACKOFF_MIN_MS)
-		project->backoff_ms = FCM_OAUTH_BACKOFF_MIN_MS;
-	snprintf(status_text, sizeof status_text, "%d", status);
-	snprintf(retry, sizeof retry, "%lld", (long long)project->backoff_ms);
-	log_error("fcm access token exchange failed", "app_id", project->app_id,
-	    "token_uri", project->cred.token_uri, "client_email", project->cred.client_email,
-	    "status", status_text, "error", reason, "retry_in_ms", retry, NULL);
-	if (!fcm->freeing)
-		fcm_oauth_arm(project, project->backoff_ms);
-	project->backoff_ms *= 2;
-	if (project->backoff_ms > FCM_OAUTH_BACKOFF_MAX_MS)
-		project->backoff_ms = FCM_OAUTH_BACKOFF_MAX_MS;
-}
-
-/* When to renew a token of this lifetime, in ms from now. */
-static int64_t
-fcm_renew_delay(int64_t lifetime_ms)
-{
-	int64_t at = lifetime_ms * 8 / 10;
-
-	if (lifetime_ms - FCM_RENEW_AHEAD_MS < at)
-		at = lifetime_ms - FCM_RENEW_AHEAD_MS;
-	if (at < lifetime_ms / 2)
-		at = lifetime_ms / 2;	/* short-lived tokens: not in a loop */
-	return at;
-}
-
-/* The token endpoint answered. */
-static void
-fcm_oauth_done(const struct httpc_response *response, void *arg)
+fcm_token_ready(void *arg)
 {
 	struct fcm_project *project = arg;
-	struct fcm_token *token;
-	json_t *root = NULL, *v;
-	const char *access_token, *error, *description;
-	int64_t lifetime_ms;
-	char reason[256], text[512], expires[24];
 
-	project->exchange = NULL;
-	if (response->error != 0) {
-		snprintf(reason, sizeof reason, "%s: %s", httpc_strerror(response->error),
-		    response->error_text);
-		fcm_oauth_failed(project, 0, reason);
-		return;
-	}
-	root = json_loadb(response->body, response->body_len, 0, NULL);
-	if (response->status != 200) {
-		error = json_string_value(json_object_get(root, "error"));
-		description = json_string_value(json_object_get(root, "error_description"));
-		/* The endpoint's words go to the log: cut them between characters. */
-		if (error != NULL && description != NULL) {
-			snprintf(text, sizeof text, "%s: %s", error, description);
-			utf8_sanitize(reason, sizeof reason, text, strlen(text));
-		} else if (error != NULL)
-			utf8_sanitize(reason, sizeof reason, error, strlen(error));
-		else
-			snprintf(reason, sizeof reason, "HTTP %d from the token endpoint",
-			    response->status);
-		json_decref(root);
-		fcm_oauth_failed(project, response->status, reason);
-		return;
-	}
-	access_token = json_string_value(json_object_get(root, "access_token"));
-	v = json_object_get(root, "expires_in");
-	if (access_token == NULL || *access_token == '\0' ||
-	    (v != NULL && (!json_is_integer(v) || json_integer_value(v) <= 0))) {
-		json_decref(root);
-		fcm_oauth_failed(project, response->status,
-		    "the token endpoint's answer has no access_token or a bad expires_in");
-		return;
-	}
-	lifetime_ms = v != NULL ? (int64_t)json_integer_value(v) * 1000 : 3600 * 1000;
-	if (lifetime_ms > 24 * 3600 * 1000)
-		lifetime_ms = 24 * 3600 * 1000;
-
-	token = xcalloc(1, sizeof *token);
-	token->refs = 1;
-	token->authorization = xasprintf("Bearer %s", access_token);
-	token->after_unauthorized = project->next_after_unauthorized;
-	project->next_after_unauthorized = 0;
-	json_decref(root);
-
-	fcm_project_drop_token(project);
-	project->token = token;
-	project->token_expires_ms = clock_monotonic_ms() + lifetime_ms;
-	project->backoff_ms = 0;
-	project->oauth_error[0] = '\0';
-	project->fcm->stats.token_renewals++;
-	snprintf(expires, sizeof expires, "%lld", (long long)(lifetime_ms / 1000));
-	log_info("fcm access token obtained", "app_id", project->app_id, "expires_in",
-	    expires, NULL);
-	if (!project->fcm->freeing)
-		fcm_oauth_arm(project, fcm_renew_delay(lifetime_ms));
 	fcm_pending_flush(project);
 	fcm_drain_check(project->fcm);
-}
-
-/* Append s to buf, percent-encoding what a form value cannot hold. */
-static void
-fcm_form_append(char *buf, size_t *w, const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
-			buf[(*w)++] = (char)c;
-		else {
-			buf[(*w)++] = '%';
-			buf[(*w)++] = hex[c >> 4];
-			buf[(*w)++] = hex[c & 15];
-		}
-	}
-	buf[*w] = '\0';
-}
-
-/* Mint an assertion and start exchanging it for an access token. */
-static void
-fcm_oauth_start(struct fcm_project *project)
-{
-	struct fcm_credentials *cred = &project->cred;
-	struct httpc_options options;
-	char *assertion = NULL, *form, reason[128];
-	int64_t iat = clock_now_ms() / 1000;
-	size_t w = 0, size;
-	int rv;
-
-	evtimer_del(project->oauth_timer);
-	if (project->exchange != NULL) {
-		httpc_cancel(project->exchange);
-		project->exchange = NULL;
-	}
-	rv = jwt_sign_rs256(cred->key, cred->private_key_id, cred->client_email, FCM_SCOPE,
-	    cred->token_uri, iat, iat + FCM_ASSERTION_LIFETIME, &assertion);
-	if (rv != 0) {
-		snprintf(reason, sizeof reason, "cannot sign the assertion: %s",
-		    jwt_strerror(rv));
-		fcm_oauth_failed(project, 0, reason);
-		return;
-	}
-	size = sizeof "grant_type=" FCM_GRANT_TYPE "&assertion=" + 3 * strlen(assertion);
-	form = xmalloc(size);
-	w = (size_t)snprintf(form, size, "grant_type=%s&assertion=", FCM_GRANT_TYPE);
-	fcm_form_append(form, &w, assertion);
-	OPENSSL_cleanse(assertion, strlen(assertion));
-	free(assertion);
-
-	memset(&options, 0, sizeof options);
-	options.url = cred->token_uri;
-	options.content_type = "application/x-www-form-urlencoded";
-	options.body = form;
-	options.body_len = w;
-	options.ca_file = project->ca_file;
-	options.proxy = project->proxy;
-	options.timeout_ms = FCM_OAUTH_TIMEOUT_MS;
-	rv = httpc_request(project->fcm->httpc, &options, fcm_oauth_done, project,
-	    &project->exchange);
-	OPENSSL_cleanse(form, w);
-	free(form);
-	if (rv != 0) {
-		snprintf(reason, sizeof reason, "cannot start the request: %s",
-		    httpc_strerror(rv));
-		fcm_oauth_failed(project, 0, reason);
-	}
-}
-
-/* The renewal or retry timer. */
-static void
-fcm_oauth_event(evutil_socket_t fd, short what, void *arg)
-{
-	struct fcm_project *project = arg;
-
-	(void)fd;
-	(void)what;
-	if (project->exchange == NULL)
-		fcm_oauth_start(project);
 }
 
 /* ---- the provider ---- */
@@ -906,16 +516,10 @@ fcm_project_free(struct fcm_project *project)
 	}
 	if (project->pool != NULL)
 		h2_pool_free(project->pool);
-	if (project->exchange != NULL)
-		httpc_cancel(project->exchange);
-	if (project->oauth_timer != NULL)
-		event_free(project->oauth_timer);
+	fcm_auth_free(project->auth);
 	if (project->pending_timer != NULL)
 		event_free(project->pending_timer);
-	fcm_project_drop_token(project);
-	fcm_credentials_free(&project->cred);
 	free(project->app_id);
-	free(project->service_account_file);
 	free(project->ca_file);
 	free(project->proxy);
 	free(project->path);
@@ -933,21 +537,20 @@ fcm_project_init(struct provider *fcm, struct fcm_project *project,
 
 	project->fcm = fcm;
 	project->app_id = xstrdup(app->name);
-	project->service_account_file = xstrdup(app->service_account_file != NULL ?
-	    app->service_account_file : "");
 	project->ca_file = app->ca_file != NULL ? xstrdup(app->ca_file) : NULL;
 	project->proxy = app->proxy != NULL && *app->proxy != '\0' ? xstrdup(app->proxy) : NULL;
 	project->request_timeout_ms = (int)app->request_timeout_ms;
 	TAILQ_INIT(&project->pending);
-	if ((project->oauth_timer = evtimer_new(fcm->base, fcm_oauth_event, project)) == NULL ||
-	    (project->pending_timer = evtimer_new(fcm->base, fcm_pending_event,
+	if ((project->pending_timer = evtimer_new(fcm->base, fcm_pending_event,
 	    project)) == NULL)
 		fatalx("evtimer_new: out of memory");
 
-	if (fcm_credentials_load(app->name, project->service_account_file, &project->cred,
-	    err, errlen) != 0)
+	if ((project->auth = fcm_auth_new(fcm->base, fcm->httpc, app->name,
+	    app->service_account_file != NULL ? app->service_account_file : "",
+	    project->ca_file, project->proxy, fcm_token_ready, project, err, errlen)) == NULL)
 		return -1;
-	project->path = xasprintf("/v1/projects/%s/messages:send", project->cred.project_id);
+	project->path = xasprintf("/v1/projects/%s/messages:send",
+	    fcm_auth_credentials(project->auth)->project_id);
 
 	/* config_load() parsed the URLs: a config built otherwise must do it too. */
 	if (app->endpoint.host[0] == '\0') {
@@ -1017,9 +620,9 @@ fcm_create(struct event_base *base, const struct config *config, char *err, size
 	}
 	for (i = 0; i < fcm->nprojects; i++) {
 		log_info("fcm project ready", "app_id", fcm->projects[i].app_id, "project_id",
-		    fcm->projects[i].cred.project_id, "endpoint",
+		    fcm_auth_credentials(fcm->projects[i].auth)->project_id, "endpoint",
 		    h2_pool_endpoint(fcm->projects[i].pool), NULL);
-		fcm_oauth_start(&fcm->projects[i]);
+		fcm_auth_start(fcm->projects[i].auth);
 	}
 	return fcm;
 }
@@ -1036,7 +639,8 @@ fcm_project_find(struct provider *fcm, const char *app_id)
 
 /* Take one delivery. */
 static int
-fcm_send(struct provider *fcm, struct delivery *delivery)
+fcm_send(struct provider *fcm, struct delivery *delivery, provider_done_fn *done,
+    void *done_arg)
 {
 	struct fcm_project *project;
 	struct push_content *content = delivery->content;
@@ -1050,7 +654,7 @@ fcm_send(struct provider *fcm, struct delivery *delivery)
 	    (project = fcm_project_find(fcm, delivery->app_id)) == NULL)
 		return PROVIDER_ENOAPP;
 	delivery_content_prepare(content, DEVICE_PLATFORM_FCM);
-	token = fcm_project_token(project);
+	token = fcm_auth_token(project->auth);
 	if (token == NULL && content->fcm_error == PAYLOAD_OK &&
 	    project->npending >= FCM_PENDING_MAX)
 		return PROVIDER_EBUSY;
@@ -1062,6 +666,8 @@ fcm_send(struct provider *fcm, struct delivery *delivery)
 	memset(send, 0, sizeof *send);
 	send->project = project;
 	send->delivery = delivery;
+	send->done = done;
+	send->done_arg = done_arg;
 	send->path = send->data;
 	memcpy(send->path, project->path, path_len + 1);
 	send->body = send->data + path_len + 1;
@@ -1096,8 +702,7 @@ fcm_send(struct provider *fcm, struct delivery *delivery)
 	project->npending++;
 	if (!evtimer_pending(project->pending_timer, NULL))
 		fcm_pending_arm(project);
-	if (project->exchange == NULL && !evtimer_pending(project->oauth_timer, NULL))
-		fcm_oauth_start(project);
+	fcm_auth_want(project->auth);
 	return PROVIDER_OK;
 }
 
@@ -1135,26 +740,11 @@ fcm_reload_staged(struct provider *fcm, const struct config *config, int apply, 
 	}
 	for (i = 0; i < fcm->nprojects; i++) {
 		project = &fcm->projects[i];
-		app = config_fcm_app_find(config, project->app_id);
-		free(project->service_account_file);
-		project->service_account_file = xstrdup(app->service_account_file != NULL ?
-		    app->service_account_file : "");
-		if (!fcm_credentials_differ(&project->cred, &loaded[i])) {
-			fcm_credentials_free(&loaded[i]);
+		if (!fcm_auth_adopt(project->auth, &loaded[i]))
 			continue;
-		}
-		fcm_credentials_free(&project->cred);
-		project->cred = loaded[i];
 		free(project->path);
 		project->path = xasprintf("/v1/projects/%s/messages:send",
-		    project->cred.project_id);
-		log_info("fcm service account changed: fetching a new access token", "app_id",
-		    project->app_id, "project_id", project->cred.project_id, NULL);
-		fcm_project_drop_token(project);
-		project->next_after_unauthorized = 0;
-		project->backoff_ms = 0;
-		project->oauth_error[0] = '\0';
-		fcm_oauth_start(project);
+		    fcm_auth_credentials(project->auth)->project_id);
 	}
 	free(loaded);
 	return 0;
@@ -1262,12 +852,18 @@ static void
 fcm_stats(const struct provider *fcm, struct provider_stats *stats)
 {
 	struct h2_pool_stats pool;
+	uint64_t renewals, failures;
 
 	*stats = fcm->stats;
 	stats->connections = 0;
 	stats->streams_in_flight = 0;
 	stats->queued = 0;
 	for (size_t i = 0; i < fcm->nprojects; i++) {
+		if (fcm->projects[i].auth != NULL) {
+			fcm_auth_counts(fcm->projects[i].auth, &renewals, &failures);
+			stats->token_renewals += renewals;
+			stats->auth_failures += failures;
+		}
 		stats->queued += (unsigned)fcm->projects[i].npending;
 		if (fcm->projects[i].pool == NULL)
 			continue;

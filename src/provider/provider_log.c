@@ -21,6 +21,8 @@
 struct log_pending {
 	TAILQ_ENTRY(log_pending) entry;
 	struct delivery *delivery;
+	provider_done_fn *done;		/* told of the result */
+	void *done_arg;
 };
 TAILQ_HEAD(log_pending_list, log_pending);
 
@@ -34,7 +36,7 @@ struct provider {
 
 /* Log one delivery as it would have gone out, and report it sent. */
 static void
-log_deliver(struct provider *p, struct delivery *d)
+log_deliver(struct provider *p, struct delivery *d, provider_done_fn *done, void *done_arg)
 {
 	const struct payload *payload;
 	struct provider_result result;
@@ -51,7 +53,7 @@ log_deliver(struct provider *p, struct delivery *d)
 		result.verdict = PROVIDER_REJECTED;
 		snprintf(result.reason, sizeof result.reason, "%s", payload_strerror(error));
 		p->stats.rejected++;
-		delivery_complete(d, &result);
+		done(d, &result, done_arg);
 		return;
 	}
 	/* FCM bodies carry the token: log them with the redacted one. */
@@ -72,7 +74,7 @@ log_deliver(struct provider *p, struct delivery *d)
 	result.status = 200;
 	snprintf(result.reason, sizeof result.reason, "dry run: logged, not sent");
 	p->stats.sent++;
-	delivery_complete(d, &result);
+	done(d, &result, done_arg);
 }
 
 static void
@@ -84,7 +86,7 @@ log_flush(evutil_socket_t fd, short what, void *arg)
 	while ((item = TAILQ_FIRST(&p->pending)) != NULL) {
 		TAILQ_REMOVE(&p->pending, item, entry);
 		p->stats.queued--;
-		log_deliver(p, item->delivery);
+		log_deliver(p, item->delivery, item->done, item->done_arg);
 		free(item);
 	}
 }
@@ -101,11 +103,13 @@ log_create(struct event_base *base, const struct config *config, char *err, size
 }
 
 static int
-log_send(struct provider *p, struct delivery *d)
+log_send(struct provider *p, struct delivery *d, provider_done_fn *done, void *done_arg)
 {
 	struct log_pending *item = xmalloc(sizeof *item);
 
 	item->delivery = d;
+	item->done = done;
+	item->done_arg = done_arg;
 	TAILQ_INSERT_TAIL(&p->pending, item, entry);
 	p->stats.queued++;
 	event_active(p->flush, 0, 0);
@@ -136,7 +140,7 @@ log_free(struct provider *p)
 	snprintf(result.reason, sizeof result.reason, "shutdown");
 	while ((item = TAILQ_FIRST(&p->pending)) != NULL) {
 		TAILQ_REMOVE(&p->pending, item, entry);
-		delivery_complete(item->delivery, &result);
+		item->done(item->delivery, &result, item->done_arg);
 		free(item);
 	}
 	event_free(p->flush);

@@ -148,6 +148,7 @@ struct router {
 	struct store *store;
 	struct store_writer *writer;
 	struct store_writer *reader;
+	struct delivery_layer *delivery;	/* where notifications go */
 	struct router_options options;
 	struct presence *presence;
 	struct source_sink sink;
@@ -252,7 +253,7 @@ maybe_resume(struct router *r)
 {
 	if (!r->sources_paused || r->stopping)
 		return;
-	if (r->stats.in_flight * 10 > r->options.queue_size * 9 || delivery_room() == 0)
+	if (r->stats.in_flight * 10 > r->options.queue_size * 9 || delivery_room(r->delivery) == 0)
 		return;
 	r->sources_paused = 0;
 	for (size_t i = 0; i < r->source_count; i++) {
@@ -548,7 +549,8 @@ send_start(struct send *s, int64_t badge)
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct delivery *d = delivery_new(s->targets[i], s->content, badge, now);
+		struct delivery *d = delivery_new(s->router->delivery, s->targets[i], s->content,
+		    badge, now);
 		delivery_submit(d, send_observe, s, i);
 	}
 }
@@ -1346,7 +1348,7 @@ route_change(struct router *r, struct room_event *e)
 	}
 	if (mc != NULL) {
 		if (e->type == EVENT_MESSAGE_DELETE) {
-			r->stats.cancelled += delivery_cancel_content(mc->content,
+			r->stats.cancelled += delivery_cancel_content(r->delivery, mc->content,
 			    "message deleted before it was sent");
 		} else if (e->text != NULL) {
 			struct notification n;
@@ -1371,7 +1373,7 @@ router_handle(void *arg, struct room_event *event, source_ack_fn *ack, void *ctx
 	struct tracker *t;
 
 	if (r->stopping || r->stats.in_flight >= r->options.queue_size ||
-	    (event->type == EVENT_MESSAGE && delivery_room() == 0)) {
+	    (event->type == EVENT_MESSAGE && delivery_room(r->delivery) == 0)) {
 		r->sources_paused = 1;
 		return SOURCE_EFULL;
 	}
@@ -1476,7 +1478,8 @@ router_sweep(evutil_socket_t fd, short what, void *arg)
 
 struct router *
 router_new(struct event_base *base, struct store *store, struct store_writer *writer,
-    struct store_writer *reader, const struct router_options *options)
+    struct store_writer *reader, struct delivery_layer *delivery,
+    const struct router_options *options)
 {
 	struct router *r = xcalloc(1, sizeof *r);
 	struct presence_options po = { options->presence_grace_ms, options->presence_ttl_ms,
@@ -1490,6 +1493,7 @@ router_new(struct event_base *base, struct store *store, struct store_writer *wr
 	r->store = store;
 	r->writer = writer;
 	r->reader = reader;
+	r->delivery = delivery;
 	r->options = *options;
 	r->presence = presence_new(base, &po, on_away, on_return, r);
 	r->sink.handle = router_handle;

@@ -22,6 +22,7 @@
 
 #include "source.h"
 
+struct delivery_layer;
 struct event_base;
 struct store;
 struct store_writer;
@@ -59,11 +60,11 @@ struct router_stats {
  * Start; unread counts are loaded from store. Messages' members are read, and the
  * membership changes that events make are written, in event order by reader (a store
  * thread of its own, so reads never wait behind a batch of writes); notified marks
- * and unread counts are written behind by writer.
+ * and unread counts are written behind by writer. Notifications go to delivery.
  */
 struct router *router_new(struct event_base *base, struct store *store,
     struct store_writer *writer, struct store_writer *reader,
-    const struct router_options *options);
+    struct delivery_layer *delivery, const struct router_options *options);
 void router_set_options(struct router *router, const struct router_options *options);
 /* What sources hand events to. */
 const struct source_sink *router_sink(struct router *router);

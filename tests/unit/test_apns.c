@@ -1,9 +1,7 @@
 /*
  * Tests for apns.c against the mock APNs (tests/mocks/mock_apns) on 127.0.0.1: what
- * the mock recorded of each request, and the provider_result of each delivery.
- *
- * delivery_complete() is defined here and records the results, so the library's
- * delivery layer is not linked in.
+ * the mock recorded of each request, and the provider_result of each delivery, as
+ * the completion callback given to send() receives it.
  */
 #include "autoconf.h"
 
@@ -55,7 +53,7 @@ struct mock {
 	int control_port;
 };
 
-/* What delivery_complete() saw. */
+/* What the completion callback saw. */
 struct completion {
 	struct delivery *delivery;
 	struct provider_result result;
@@ -88,12 +86,13 @@ static struct {
 	unsigned drained;
 } t;
 
-/* ---- the delivery layer, replaced ---- */
+/* ---- the completion callback ---- */
 
 /* Record a result, and whether it came from inside send(). */
-void
-delivery_complete(struct delivery *delivery, const struct provider_result *result)
+static void
+record_completion(struct delivery *delivery, const struct provider_result *result, void *arg)
 {
+	assert_ptr_equal(arg, &t);
 	if (t.in_send)
 		t.completed_in_send++;
 	assert_true(t.ncompletions < MAX_DELIVERIES);
@@ -520,7 +519,7 @@ send_one(struct delivery *d)
 	int rc;
 
 	t.in_send = 1;
-	rc = provider_apns_ops.send(t.provider, d);
+	rc = provider_apns_ops.send(t.provider, d, record_completion, &t);
 	t.in_send = 0;
 	return rc;
 }

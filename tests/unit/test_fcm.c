@@ -1,9 +1,8 @@
 /*
  * Tests for fcm.c (and httpc.c under it) against the mock FCM (tests/mocks/mock_fcm),
  * which serves both the OAuth token endpoint and the v1 send endpoint on 127.0.0.1.
- *
- * delivery_complete() is defined here: it records each result, and this object is
- * linked before libpushrelay.a, so the delivery layer's own is never pulled in.
+ * Each send() gets record_completion() as its completion callback, with the test's
+ * delivery as its argument.
  */
 #include "autoconf.h"
 
@@ -56,7 +55,7 @@ static char sa_key[PATH_MAX + 32], sa_pub[PATH_MAX + 32];
 
 /* A delivery and what its completion said. */
 struct tdelivery {
-	struct delivery d;		/* first: delivery_complete() casts back */
+	struct delivery d;		/* what send() is given */
 	char token[64];
 	char device_id[32];
 	int completions;
@@ -90,11 +89,13 @@ struct fixture {
 static const struct provider_ops *ops = &provider_fcm_ops;
 static unsigned completed;
 
-void
-delivery_complete(struct delivery *delivery, const struct provider_result *result)
+/* The completion callback: count the result against its delivery. */
+static void
+record_completion(struct delivery *delivery, const struct provider_result *result, void *arg)
 {
-	struct tdelivery *t = (struct tdelivery *)delivery;
+	struct tdelivery *t = arg;
 
+	assert_ptr_equal(delivery, &t->d);
 	t->completions++;
 	t->result = *result;
 	t->completed_at = clock_monotonic_ms();
@@ -397,7 +398,7 @@ static int
 send_one(struct fixture *f, struct tdelivery *t)
 {
 	t->sent_at = clock_monotonic_ms();
-	return ops->send(f->provider, &t->d);
+	return ops->send(f->provider, &t->d, record_completion, t);
 }
 
 /* Run the loop until *counter reaches want or timeout_ms passes. */

@@ -438,9 +438,9 @@ watched(int stopping, void *arg)
 
 /* The JSON text of the i-th kept event after a seq, which the caller frees. */
 static char *
-recent_text(uint64_t after, size_t i)
+recent_text(const struct feedback *feedback, uint64_t after, size_t i)
 {
-	json_t *events = feedback_recent(after);
+	json_t *events = feedback_recent(feedback, after);
 	char *text = json_dumps(json_array_get(events, i), JSON_COMPACT | JSON_PRESERVE_ORDER);
 
 	json_decref(events);
@@ -459,7 +459,8 @@ test_feedback_recent_keeps_the_last_events_numbered_with_seq(void **state)
 
 	f->config.feedback_url = NULL;	/* kept whether or not a webhook is set */
 	f->feedback = feedback_new(f->base, &f->config);
-	base = feedback_recent_last();
+	base = feedback_recent_last(f->feedback);
+	assert_int_equal(base, 0);	/* a new feedback object starts its own numbering */
 	log_set_level(LOG_LEVEL_ERROR);
 	for (int i = 1; i <= FEEDBACK_RECENT_MAX + 5; i++) {
 		snprintf(id, sizeof id, "dev-%d", i);
@@ -467,13 +468,13 @@ test_feedback_recent_keeps_the_last_events_numbered_with_seq(void **state)
 		feedback_emit(f->feedback, &e);
 	}
 	log_set_level(LOG_LEVEL_INFO);
-	assert_int_equal(feedback_recent_last(), base + FEEDBACK_RECENT_MAX + 5);
+	assert_int_equal(feedback_recent_last(f->feedback), base + FEEDBACK_RECENT_MAX + 5);
 
 	/* The oldest five were pushed out. */
-	events = feedback_recent(0);
+	events = feedback_recent(f->feedback, 0);
 	assert_int_equal(json_array_size(events), FEEDBACK_RECENT_MAX);
 	json_decref(events);
-	text = recent_text(0, 0);
+	text = recent_text(f->feedback, 0, 0);
 	snprintf(expected, sizeof expected, "{\"seq\":%llu,\"event\":\"token_removed\","
 	    "\"device_id\":\"dev-6\",\"client_id\":\"client-7\",\"platform\":\"fcm\","
 	    "\"app_id\":\"com.example.chat\",\"reason\":\"UNREGISTERED\","
@@ -482,18 +483,18 @@ test_feedback_recent_keeps_the_last_events_numbered_with_seq(void **state)
 	free(text);
 
 	/* After a seq: only what is newer. */
-	events = feedback_recent(base + FEEDBACK_RECENT_MAX + 3);
+	events = feedback_recent(f->feedback, base + FEEDBACK_RECENT_MAX + 3);
 	assert_int_equal(json_array_size(events), 2);
 	json_decref(events);
-	text = recent_text(base + FEEDBACK_RECENT_MAX + 3, 1);
+	text = recent_text(f->feedback, base + FEEDBACK_RECENT_MAX + 3, 1);
 	assert_non_null(strstr(text, "\"device_id\":\"dev-1005\""));
 	free(text);
-	events = feedback_recent(base + FEEDBACK_RECENT_MAX + 5);
+	events = feedback_recent(f->feedback, base + FEEDBACK_RECENT_MAX + 5);
 	assert_int_equal(json_array_size(events), 0);
 	json_decref(events);
 
 	/* Beyond the newest (the caller saw another run of the daemon): as from 0. */
-	events = feedback_recent(base + FEEDBACK_RECENT_MAX + 6);
+	events = feedback_recent(f->feedback, base + FEEDBACK_RECENT_MAX + 6);
 	assert_int_equal(json_array_size(events), FEEDBACK_RECENT_MAX);
 	json_decref(events);
 }
@@ -507,9 +508,9 @@ test_feedback_watch_fires_once_at_the_next_event(void **state)
 
 	f->config.feedback_url = NULL;
 	f->feedback = feedback_new(f->base, &f->config);
-	assert_non_null(feedback_watch(watched, &a));
-	assert_non_null(feedback_watch(watched, &b));
-	assert_non_null(cancelled = feedback_watch(watched, &c));
+	assert_non_null(feedback_watch(f->feedback, watched, &a));
+	assert_non_null(feedback_watch(f->feedback, watched, &b));
+	assert_non_null(cancelled = feedback_watch(f->feedback, watched, &c));
 	feedback_unwatch(cancelled);
 	feedback_emit(f->feedback, &event);
 	assert_int_equal(a.calls, 1);
@@ -530,11 +531,11 @@ test_feedback_stopping_ends_watches_and_refuses_new_ones(void **state)
 
 	f->config.feedback_url = NULL;
 	f->feedback = feedback_new(f->base, &f->config);
-	assert_non_null(feedback_watch(watched, &a));
-	feedback_stop_watches();
+	assert_non_null(feedback_watch(f->feedback, watched, &a));
+	feedback_stop_watches(f->feedback);
 	assert_int_equal(a.calls, 1);
 	assert_int_equal(a.stopping, 1);
-	assert_null(feedback_watch(watched, &b));
+	assert_null(feedback_watch(f->feedback, watched, &b));
 	feedback_emit(f->feedback, &event);
 	assert_int_equal(a.calls, 1);
 	feedback_free(f->feedback);
@@ -542,14 +543,48 @@ test_feedback_stopping_ends_watches_and_refuses_new_ones(void **state)
 	/* A new start takes watches again; feedback_free() ends them, forgets events. */
 	f->feedback = feedback_new(f->base, &f->config);
 	feedback_emit(f->feedback, &event);
-	assert_non_null(feedback_watch(watched, &b));
+	assert_non_null(feedback_watch(f->feedback, watched, &b));
 	feedback_free(f->feedback);
 	f->feedback = NULL;
 	assert_int_equal(b.calls, 1);
 	assert_int_equal(b.stopping, 1);
-	events = feedback_recent(0);
+	f->feedback = feedback_new(f->base, &f->config);
+	events = feedback_recent(f->feedback, 0);
 	assert_int_equal(json_array_size(events), 0);
 	json_decref(events);
+}
+
+/* Two feedback objects in one process: events, numbering and watches are each's own. */
+static void
+test_feedback_objects_keep_their_own_events_and_watches(void **state)
+{
+	struct fixture *f = *state;
+	struct watched a = { 0, -1 }, b = { 0, -1 };
+	struct feedback *other;
+	json_t *events;
+
+	f->config.feedback_url = NULL;
+	f->feedback = feedback_new(f->base, &f->config);
+	other = feedback_new(f->base, &f->config);
+	assert_non_null(feedback_watch(f->feedback, watched, &a));
+	assert_non_null(feedback_watch(other, watched, &b));
+	feedback_emit(f->feedback, &event);
+	feedback_emit(f->feedback, &event);
+	assert_int_equal(feedback_recent_last(f->feedback), 2);
+	assert_int_equal(feedback_recent_last(other), 0);
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(b.calls, 0);
+	events = feedback_recent(other, 0);
+	assert_int_equal(json_array_size(events), 0);
+	json_decref(events);
+	/* Stopping one leaves the other's watches alone. */
+	feedback_stop_watches(f->feedback);
+	assert_int_equal(b.calls, 0);
+	assert_null(feedback_watch(f->feedback, watched, &a));
+	feedback_emit(other, &event);
+	assert_int_equal(b.calls, 1);
+	assert_int_equal(b.stopping, 0);
+	feedback_free(other);
 }
 
 static int
@@ -594,6 +629,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_feedback_stopping_ends_watches_and_refuses_new_ones, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_feedback_objects_keep_their_own_events_and_watches, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("feedback", tests, group_setup, NULL);

@@ -549,15 +549,20 @@ test_stats_json_shows_the_same_figures(void **state)
 /* A provider that keeps what it is sent, or refuses everything with refuse. */
 static struct {
 	struct delivery *sent[16];
+	provider_done_fn *done[16];	/* each send's completion callback */
+	void *done_arg[16];
 	size_t count;
 	int refuse;
 } fake;
 
 static int
-fake_send(struct provider *provider, struct delivery *d)
+fake_send(struct provider *provider, struct delivery *d, provider_done_fn *done,
+    void *done_arg)
 {
 	if (fake.refuse != 0)
 		return fake.refuse;
+	fake.done[fake.count] = done;
+	fake.done_arg[fake.count] = done_arg;
 	fake.sent[fake.count++] = d;
 	return PROVIDER_OK;
 }
@@ -566,6 +571,7 @@ static const struct provider_ops fake_ops = { .name = "fake", .send = fake_send 
 
 struct delivery_fixture {
 	struct event_base *base;
+	struct delivery_layer *layer;
 	struct push_content *content;
 	struct device_target *targets[80];
 	char apps[80][24];
@@ -582,7 +588,8 @@ delivery_setup(void **state)
 	memset(&fake, 0, sizeof fake);
 	f->base = event_base_new();
 	assert_non_null(f->base);
-	delivery_init(f->base, NULL, NULL, &fake_ops, NULL, &fake_ops, NULL, NULL, &options);
+	f->layer = delivery_layer_new(f->base, NULL, NULL, &fake_ops, NULL, &fake_ops, NULL, NULL,
+	    &options);
 	notification_init(&n);
 	n.body = xstrdup("hello");
 	f->content = delivery_content_new(&n, 0);
@@ -595,7 +602,7 @@ delivery_teardown(void **state)
 {
 	struct delivery_fixture *f = *state;
 
-	delivery_shutdown();
+	delivery_layer_free(f->layer);
 	delivery_content_unref(f->content);
 	for (size_t i = 0; i < 80; i++)
 		free(f->targets[i]);
@@ -622,14 +629,15 @@ submit(struct delivery_fixture *f, size_t i, enum device_platform platform, cons
 	t->platform = platform;
 	t->last_success_at = clock_now_ms();
 	f->targets[i] = t;
-	delivery_submit(delivery_new(t, f->content, -1, clock_now_ms() - ago_ms), NULL, NULL, 0);
+	delivery_submit(delivery_new(f->layer, t, f->content, -1, clock_now_ms() - ago_ms), NULL,
+	    NULL, 0);
 }
 
 static const struct delivery_outcome_counts *
-find_row(enum device_platform platform, const char *app)
+find_row(const struct delivery_fixture *f, enum device_platform platform, const char *app)
 {
 	const struct delivery_outcome_counts *rows;
-	size_t n = delivery_get_outcomes(&rows);
+	size_t n = delivery_get_outcomes(f->layer, &rows);
 
 	for (size_t i = 0; i < n; i++) {
 		if (rows[i].platform == platform && strcmp(rows[i].app_id, app) == 0)
@@ -647,7 +655,13 @@ complete(struct delivery *d, enum provider_verdict verdict, int status)
 	result.verdict = verdict;
 	result.status = status;
 	snprintf(result.reason, sizeof result.reason, "%s", provider_verdict_name(verdict));
-	delivery_complete(d, &result);
+	for (size_t i = 0; i < fake.count; i++) {
+		if (fake.sent[i] == d) {
+			fake.done[i](d, &result, fake.done_arg[i]);
+			return;
+		}
+	}
+	fail_msg("completing a delivery the provider was not sent");
 }
 
 static void
@@ -669,11 +683,11 @@ test_delivery_counts_outcomes_by_platform_and_app(void **state)
 	complete(fake.sent[3], PROVIDER_CONFIG, 403);
 	complete(fake.sent[4], PROVIDER_SENT, 200);
 
-	apns = find_row(DEVICE_PLATFORM_APNS, "com.a");
-	fcm = find_row(DEVICE_PLATFORM_FCM, "proj-b");
+	apns = find_row(f, DEVICE_PLATFORM_APNS, "com.a");
+	fcm = find_row(f, DEVICE_PLATFORM_FCM, "proj-b");
 	assert_non_null(apns);
 	assert_non_null(fcm);
-	assert_null(find_row(DEVICE_PLATFORM_FCM, "com.a"));
+	assert_null(find_row(f, DEVICE_PLATFORM_FCM, "com.a"));
 	assert_int_equal(apns->counts[DELIVERY_OUTCOME_SENT], 1);
 	assert_int_equal(apns->counts[DELIVERY_OUTCOME_RETRIED], 1);
 	assert_int_equal(apns->counts[DELIVERY_OUTCOME_REJECTED], 1);
@@ -700,8 +714,8 @@ test_delivery_latency_counts_final_answers_only(void **state)
 	complete(fake.sent[1], PROVIDER_REJECTED, 400);
 	complete(fake.sent[2], PROVIDER_RETRY, 503);	/* not final: not observed */
 
-	delivery_get_latency(DEVICE_PLATFORM_APNS, &apns);
-	delivery_get_latency(DEVICE_PLATFORM_FCM, &fcm);
+	delivery_get_latency(f->layer, DEVICE_PLATFORM_APNS, &apns);
+	delivery_get_latency(f->layer, DEVICE_PLATFORM_FCM, &fcm);
 	assert_int_equal(apns.count, 2);
 	assert_int_equal(apns.buckets[3], 1);
 	assert_int_equal(apns.buckets[DELIVERY_LATENCY_BUCKETS], 1);
@@ -719,8 +733,8 @@ test_delivery_counts_cancelled_apart_from_failed(void **state)
 
 	submit(f, 0, DEVICE_PLATFORM_FCM, "proj-c", 0);
 	submit(f, 1, DEVICE_PLATFORM_FCM, "proj-c", 0);
-	assert_int_equal(delivery_cancel_content(f->content, "deleted"), 2);
-	row = find_row(DEVICE_PLATFORM_FCM, "proj-c");
+	assert_int_equal(delivery_cancel_content(f->layer, f->content, "deleted"), 2);
+	row = find_row(f, DEVICE_PLATFORM_FCM, "proj-c");
 	assert_non_null(row);
 	assert_int_equal(row->counts[DELIVERY_OUTCOME_CANCELLED], 2);
 	assert_int_equal(row->counts[DELIVERY_OUTCOME_FAILED], 0);
@@ -741,15 +755,15 @@ test_delivery_counts_apps_past_the_cap_as_other(void **state)
 	}
 	submit(f, DELIVERY_OUTCOME_APPS_MAX + 3, DEVICE_PLATFORM_FCM, "fcm-app", 0);
 	event_base_loop(f->base, EVLOOP_NONBLOCK);
-	n = delivery_get_outcomes(&rows);
+	n = delivery_get_outcomes(f->layer, &rows);
 	assert_int_equal(n, DELIVERY_OUTCOME_APPS_MAX + 2);
-	assert_non_null(find_row(DEVICE_PLATFORM_APNS, "app-63"));
-	assert_null(find_row(DEVICE_PLATFORM_APNS, "app-64"));
-	other = find_row(DEVICE_PLATFORM_APNS, DELIVERY_OUTCOME_OTHER_APP);
+	assert_non_null(find_row(f, DEVICE_PLATFORM_APNS, "app-63"));
+	assert_null(find_row(f, DEVICE_PLATFORM_APNS, "app-64"));
+	other = find_row(f, DEVICE_PLATFORM_APNS, DELIVERY_OUTCOME_OTHER_APP);
 	assert_non_null(other);
 	assert_int_equal(other->counts[DELIVERY_OUTCOME_CONFIG_ERROR], 3);
 	/* The cap is per platform. */
-	assert_non_null(find_row(DEVICE_PLATFORM_FCM, "fcm-app"));
+	assert_non_null(find_row(f, DEVICE_PLATFORM_FCM, "fcm-app"));
 }
 
 int

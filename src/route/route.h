@@ -36,7 +36,11 @@ struct tracker;
 struct unread;
 struct route;
 
-/* Members routed in one turn of the event loop, at most. */
+/*
+ * Members routed in one turn of the event loop, at most. A big room's message goes on
+ * in the next turn: its first requests are out meanwhile, and other events do not
+ * wait for the whole room (10,000 members take some 20 ms).
+ */
 #define ROUTE_CHUNK_MEMBERS 256
 
 /* What routing decides with: borrowed, they outlive the route. */

@@ -4,8 +4,6 @@
  */
 #include "autoconf.h"
 
-#include <sys/queue.h>
-
 #include <stdlib.h>
 #include <string.h>
 
@@ -255,6 +253,7 @@ router_piece_options(const struct router_options *options, struct presence_optio
 	dopts->seen_max = ROUTER_SEEN_MAX;
 }
 
+/* Create the pieces, wire them, and start the write-behind and sweep timers. */
 struct router *
 router_new(struct event_base *base, struct store *store, struct store_writer *writer,
     struct store_writer *reader, const struct router_options *options)
@@ -305,6 +304,7 @@ router_new(struct event_base *base, struct store *store, struct store_writer *wr
 	return r;
 }
 
+/* A reload: each piece takes its new options. */
 void
 router_set_options(struct router *r, const struct router_options *options)
 {
@@ -320,12 +320,14 @@ router_set_options(struct router *r, const struct router_options *options)
 	route_set_implicit_membership(r->route, options->implicit_membership);
 }
 
+/* What sources hand events to. */
 const struct source_sink *
 router_sink(struct router *r)
 {
 	return &r->sink;
 }
 
+/* A source to resume when there is room again. */
 void
 router_add_source(struct router *r, const struct source_ops *ops, struct source *source)
 {
@@ -336,6 +338,7 @@ router_add_source(struct router *r, const struct source_ops *ops, struct source 
 	r->source_count++;
 }
 
+/* Stop taking events; drop what waits, unacknowledged; write what is behind. */
 void
 router_stop(struct router *r)
 {
@@ -347,6 +350,7 @@ router_stop(struct router *r)
 	unread_flush(r->unread);
 }
 
+/* Free the pieces, once the store writers have stopped. */
 void
 router_free(struct router *r)
 {
@@ -366,6 +370,7 @@ router_free(struct router *r)
 	free(r);
 }
 
+/* The router's counters, gathered from its pieces. */
 void
 router_get_stats(const struct router *r, struct router_stats *stats)
 {
@@ -393,6 +398,7 @@ router_get_stats(const struct router *r, struct router_stats *stats)
 	stats->presence_dropped = presence.dropped;
 }
 
+/* Presence's own counters. */
 void
 router_get_presence_stats(const struct router *r, struct presence_stats *stats)
 {

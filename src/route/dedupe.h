@@ -38,7 +38,7 @@ struct dedupe_options {
 #define DEDUPE_NEW 0			/* first seen now: remembered, route it */
 #define DEDUPE_DUPLICATE 1		/* seen within the window: skip it */
 
-/* Marks go to writer, which must stop before dedupe_free; now is when this process began. */
+/* Marks are written by writer; now (ms) is when this process began. */
 struct dedupe *dedupe_new(struct store_writer *writer, const struct dedupe_options *options,
     int64_t now);
 void dedupe_set_options(struct dedupe *dedupe, const struct dedupe_options *options);

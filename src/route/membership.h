@@ -20,7 +20,7 @@ struct store_writer;
 struct tracker;
 struct membership;
 
-/* Writes on reader, which must stop before membership_free. */
+/* Writes go to reader (a write in flight owns its copies: free at any time). */
 struct membership *membership_new(struct store_writer *reader);
 void membership_free(struct membership *membership);
 

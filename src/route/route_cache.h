@@ -35,6 +35,7 @@ typedef void route_cache_done_fn(int result, void *arg);
 /* Reads of store's registry on reader; at most rooms_max rooms kept. */
 struct route_cache *route_cache_new(struct store *store, struct store_writer *reader,
     size_t rooms_max);
+/* Free, once the reads handed to the reader are done (the reader stopped). */
 void route_cache_free(struct route_cache *cache);
 
 /*

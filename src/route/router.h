@@ -12,7 +12,19 @@
  * never notifies the same device twice within the dedupe window, across restarts.
  *
  * An event is acknowledged to its source once every notification it caused has been
- * sent or has failed for good.
+ * sent or has failed for good. The sink's handle returns SOURCE_OK (taken), or
+ * SOURCE_EFULL (not taken: queue_size events are in flight, the delivery queue is
+ * full, or the router is stopping); the source is then paused, and resumed once the
+ * events in flight are under 90% of queue_size and the delivery queue has room.
+ *
+ * The router is the event switch. The state it decides with belongs to its pieces,
+ * which it creates and wires: presence.h (who is in each room), route.h (a message's
+ * routing), route_cache.h (room members, read and kept), dedupe.h (seen messages and
+ * notified marks), unread.h (badges), coalesce.h (windows and grace holds),
+ * rate_limit.h, membership.h (membership writes), dispatch.h (sends, edits and
+ * deletions of what is on its way), notify_text.h (what a notification says) and
+ * tracker.h (acknowledgements). Every function, and every callback, runs on the
+ * event loop's thread.
  */
 #ifndef PUSHRELAY_ROUTER_H
 #define PUSHRELAY_ROUTER_H

@@ -3,7 +3,7 @@
 harness.py runs pushrelayd and speaks TAP; mockctl.py runs the mock APNs and FCM. This
 file joins them: the mocks as the tests configure them and the daemon's sections for
 them, room events and the notifications the router makes of them (docs/events.md,
-src/route/router.c, src/deliver/payload.c), pushes and what the mocks recorded of them,
+src/route/notify_text.c, src/deliver/payload.c), pushes and what the mocks recorded of them,
 a real redis-server with a small RESP client, Ably webhook signatures, and
 NotificationCase: one daemon per class with a mock APNs and a mock FCM, whose tests say
 what every device is to receive and check() that it received exactly that.
@@ -242,7 +242,7 @@ def update(room, mid, text):
 
 def note(room, mid, sender, text, badge, count=1, room_name=None, sender_name=None,
          title=None, body=None, data=None, apns=None, fcm=None, collapse_id=None):
-    """The notification src/route/router.c builds for a message (the latest, when coalesced)."""
+    """The notification src/route/notify_text.c builds for a message (the latest, when coalesced)."""
     shown = sender_name if sender_name is not None else sender
     default_body = "%s: %s" % (shown, text)
     if count > 1:

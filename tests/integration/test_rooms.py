@@ -2,7 +2,7 @@
 
 Devices and memberships are registered through the API, room events are posted to
 POST /v1/events, and each test asserts exactly which devices the mocks received
-notifications for, with their exact bodies (docs/events.md, src/route/router.c), and that
+notifications for, with their exact bodies (docs/events.md, src/route/notify_text.c), and that
 nothing else arrived: after the last expected notification it waits a bounded time (the
 coalescing window or the grace period, plus 300 ms) and checks every device of the test.
 
@@ -563,7 +563,7 @@ class TestGrace(RoomsCase):
         self.expect(witness, note(room, "h2", a, "b is back", badge=2))
         self.check(until=left + GRACE + SETTLE)
         # Away for good now: the end of this grace brings h3 alone, never h1. (h1 found
-        # b in its grace, "about to be away": src/route/router.c counts it as unread.)
+        # b in its grace, "about to be away": src/route/route.c counts it as unread.)
         left = time.monotonic()
         self.post(leave(room, b, "b-phone"), message(room, "h3", a, "b is out again"))
         self.expect(witness, note(room, "h3", a, "b is out again", badge=3))

@@ -6,7 +6,7 @@ sends to the mock APNs and FCM. Devices and memberships are registered through t
 API; events are PUBLISHed, XADDed, or POSTed to /v1/ingest/ably in Ably's own
 webhook formats (built from Ably's documented shapes, not from
 src/ingest/source_ably.c). Each asserts exactly which devices the mocks received notifications for, with their exact
-bodies (docs/events.md, src/route/router.c), and that nothing else arrived.
+bodies (docs/events.md, src/route/notify_text.c), and that nothing else arrived.
 
 The Redis classes are skipped when redis-server is not installed.
 """

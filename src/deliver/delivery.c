@@ -179,21 +179,6 @@ delivery_content_new(struct notification *notification, int badge_per_recipient)
 	return c;
 }
 
-/* Build a platform's payload once: a message to iPhones only never builds FCM's. */
-void
-delivery_content_prepare(struct push_content *c, enum device_platform platform)
-{
-	if (platform == DEVICE_PLATFORM_APNS && !c->apns_built) {
-		c->apns_error = payload_apns_build(&c->notification, c->badge_per_recipient,
-		    &c->apns);
-		c->apns_built = 1;
-	} else if (platform == DEVICE_PLATFORM_FCM && !c->fcm_built) {
-		c->fcm_error = payload_fcm_build(&c->notification, c->badge_per_recipient,
-		    &c->fcm);
-		c->fcm_built = 1;
-	}
-}
-
 /* One more delivery (or router bucket) shares the content. */
 void
 delivery_content_ref(struct push_content *content)

@@ -53,7 +53,7 @@ struct push_content {
 	unsigned refcount;
 	struct notification notification;
 	int badge_per_recipient;	/* payloads carry a badge splice */
-	/* Built by delivery_content_prepare(), on the loop, the first time one is needed. */
+	/* Built by payload_content_prepare(), on the loop, the first time one is needed. */
 	int apns_built;
 	struct payload apns;
 	int apns_error;			/* PAYLOAD_OK or why the APNs body cannot be built */
@@ -151,13 +151,6 @@ const char *delivery_state_name(enum delivery_state state);
 struct push_content *delivery_content_new(struct notification *notification,
     int badge_per_recipient);
 void delivery_content_ref(struct push_content *content);
-/*
- * Build a platform's payload if it is not built yet, setting content->apns_error or
- * fcm_error (PAYLOAD_OK or why it cannot be built). Providers call it in send()
- * before they read content->apns / content->fcm; push.c calls it before accepting a
- * push. A message to iPhones only never builds FCM's.
- */
-void delivery_content_prepare(struct push_content *content, enum device_platform platform);
 /*
  * Replace what a content says (an edit before it was sent): deliveries not handed to
  * a provider yet send the new text. Takes the notification over.

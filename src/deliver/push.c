@@ -608,8 +608,8 @@ push_accept(struct push_ledger *ledger, const struct push_recipients *recipients
 	job->ledger = ledger;
 	job->content = delivery_content_new(&notification, 0);
 	/* Both payloads now, on the loop: the writer reads their errors. */
-	delivery_content_prepare(job->content, DEVICE_PLATFORM_APNS);
-	delivery_content_prepare(job->content, DEVICE_PLATFORM_FCM);
+	payload_content_prepare(job->content, DEVICE_PLATFORM_APNS);
+	payload_content_prepare(job->content, DEVICE_PLATFORM_FCM);
 	job->content_text = json_dumps(notification_json, JSON_COMPACT);
 	if (job->content_text == NULL)
 		fatalx("out of memory serializing a notification");

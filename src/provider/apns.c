@@ -765,7 +765,7 @@ apns_send(struct provider *p, struct delivery *d, provider_done_fn *done, void *
 		return PROVIDER_ESHUTDOWN;
 	if ((app = apns_app_find(p, d->app_id)) == NULL)
 		return PROVIDER_ENOAPP;
-	delivery_content_prepare(content, DEVICE_PLATFORM_APNS);
+	payload_content_prepare(content, DEVICE_PLATFORM_APNS);
 	if (content->apns_error != PAYLOAD_OK) {
 		memset(&result, 0, sizeof result);
 		result.verdict = PROVIDER_REJECTED;

@@ -653,7 +653,7 @@ fcm_send(struct provider *fcm, struct delivery *delivery, provider_done_fn *done
 	if (delivery->app_id == NULL ||
 	    (project = fcm_project_find(fcm, delivery->app_id)) == NULL)
 		return PROVIDER_ENOAPP;
-	delivery_content_prepare(content, DEVICE_PLATFORM_FCM);
+	payload_content_prepare(content, DEVICE_PLATFORM_FCM);
 	token = fcm_auth_token(project->auth);
 	if (token == NULL && content->fcm_error == PAYLOAD_OK &&
 	    project->npending >= FCM_PENDING_MAX)

@@ -11,7 +11,7 @@
  * event loop, never from inside send(), with a struct provider_result that says what
  * the provider's answer means.
  * A provider never calls the delivery layer by name: it only reads the delivery
- * (and builds its platform's payload with delivery_content_prepare()). The delivery
+ * (and builds its platform's payload with payload_content_prepare()). The delivery
  * layer owns retries, outcomes, token removal and feedback: a provider only sends
  * and classifies.
  *

@@ -44,7 +44,7 @@ log_deliver(struct provider *p, struct delivery *d, provider_done_fn *done, void
 	size_t need, len;
 	int error;
 
-	delivery_content_prepare(d->content, d->platform);
+	payload_content_prepare(d->content, d->platform);
 	payload = d->platform == DEVICE_PLATFORM_APNS ? &d->content->apns : &d->content->fcm;
 	error = d->platform == DEVICE_PLATFORM_APNS ? d->content->apns_error :
 	    d->content->fcm_error;

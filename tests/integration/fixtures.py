@@ -3,7 +3,7 @@
 harness.py runs pushrelayd and speaks TAP; mockctl.py runs the mock APNs and FCM. This
 file joins them: the mocks as the tests configure them and the daemon's sections for
 them, room events and the notifications the router makes of them (docs/events.md,
-src/route/notify_text.c, src/deliver/payload.c), pushes and what the mocks recorded of them,
+src/route/notify_text.c, src/provider/payload.c), pushes and what the mocks recorded of them,
 a real redis-server with a small RESP client, Ably webhook signatures, and
 NotificationCase: one daemon per class with a mock APNs and a mock FCM, whose tests say
 what every device is to receive and check() that it received exactly that.
@@ -258,7 +258,7 @@ def note(room, mid, sender, text, badge, count=1, room_name=None, sender_name=No
 
 
 def merge(dst, src):
-    """The payload merge of src/deliver/payload.c: objects recursively, null deletes."""
+    """The payload merge of src/provider/payload.c: objects recursively, null deletes."""
     for key, value in src.items():
         if value is None:
             dst.pop(key, None)

@@ -366,7 +366,7 @@ class PathCase(harness.DaemonTestCase):
 
 
 def fcm_body(token, body):
-    """What src/deliver/payload.c makes of {"body": body} for FCM."""
+    """What src/provider/payload.c makes of {"body": body} for FCM."""
     return {"message": {"token": token, "notification": {"body": body},
                         "android": {"priority": "HIGH"},
                         "apns": {"headers": {"apns-priority": "10"}}}}

@@ -302,7 +302,7 @@ FULL_NOTIFICATION = {
     "ttl": 3600,
 }
 
-# What src/deliver/payload.c makes of FULL_NOTIFICATION for APNs.
+# What src/provider/payload.c makes of FULL_NOTIFICATION for APNs.
 FULL_APNS_BODY = {
     "aps": {"alert": {"title": "Support", "body": "agent: your parcel left the depot"},
             "badge": 2, "sound": "default", "thread-id": "support-1234"},
@@ -311,7 +311,7 @@ FULL_APNS_BODY = {
 
 
 def full_fcm_body(token):
-    """What src/deliver/payload.c makes of FULL_NOTIFICATION for FCM."""
+    """What src/provider/payload.c makes of FULL_NOTIFICATION for FCM."""
     return {"message": {
         "token": token,
         "notification": {"title": "Support", "body": "agent: your parcel left the depot"},

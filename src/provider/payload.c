@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "delivery.h"
 #include "log.h"
 #include "payload.h"
 #include "utf8.h"
@@ -775,4 +776,19 @@ payload_free(struct payload *p)
 {
 	free(p->text);
 	memset(p, 0, sizeof *p);
+}
+
+/* Build a platform's payload once: a message to iPhones only never builds FCM's. */
+void
+payload_content_prepare(struct push_content *c, enum device_platform platform)
+{
+	if (platform == DEVICE_PLATFORM_APNS && !c->apns_built) {
+		c->apns_error = payload_apns_build(&c->notification, c->badge_per_recipient,
+		    &c->apns);
+		c->apns_built = 1;
+	} else if (platform == DEVICE_PLATFORM_FCM && !c->fcm_built) {
+		c->fcm_error = payload_fcm_build(&c->notification, c->badge_per_recipient,
+		    &c->fcm);
+		c->fcm_built = 1;
+	}
 }

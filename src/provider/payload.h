@@ -77,4 +77,13 @@ size_t payload_render(const struct payload *p, const char *token, int64_t badge,
 
 void payload_free(struct payload *p);
 
+struct push_content;
+/*
+ * Build a content's payload for a platform if it is not built yet, setting
+ * content->apns_error or fcm_error (PAYLOAD_OK or why it cannot be built). Providers
+ * call it in send() before they read content->apns / content->fcm; push.c calls it
+ * before accepting a push. A message to iPhones only never builds FCM's. Loop thread.
+ */
+void payload_content_prepare(struct push_content *content, enum device_platform platform);
+
 #endif

@@ -87,6 +87,10 @@ def symbolize(binary, offsets):
     return names
 
 
+def stage_name(path):
+    return path.split("/")[0] if "/" in path else FLAT.get(path, "")
+
+
 def stage(path):
     top = path.split("/")[0] if "/" in path else FLAT.get(path, "")
     return STAGES.get(top)
@@ -199,9 +203,13 @@ def measure(args):
     print("callback roots in the window: %s" % ", ".join(
         "%s%s" % (fn, " (periodic, left out)" if fn in skipped else "")
         for fn in sorted(roots)))
+    crossings = [h for h in hops if stage_name(h[0][1]) != stage_name(h[1][1])]
     print("%d hops between %d files; %d back up (%d by name, %d through a callback); "
           "router.c entered %d times" % (len(hops), files, up_by_name + up_by_callback,
                                          up_by_name, up_by_callback, visits))
+    print("%d of the hops cross from one stage (folder) to another: %s" % (
+        len(crossings), ", ".join("%s %d" % (k, v) for k, v in sorted(collections.Counter(
+            "%s->%s" % (stage_name(a[1]), stage_name(b[1])) for a, b in crossings).items()))))
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -392,8 +392,8 @@ router_get_stats(const struct router *r, struct router_stats *stats)
 	stats->held = route.held;
 	stats->rate_limited = route.rate_limited;
 	stats->cancelled = route.cancelled;
-	/* As it always was: a message counts on joining a bucket, and again when sent. */
-	stats->coalesced = route.coalesced + coalesce.joined;
+	/* Counted once, when the notification they were folded into is sent. */
+	stats->coalesced = route.coalesced;
 	stats->pending_recipients = coalesce.pending;
 	stats->notifications = dispatch.notifications;
 	stats->presence_entries = presence.entries;

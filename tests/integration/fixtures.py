@@ -652,3 +652,23 @@ class NotificationCase(harness.DaemonTestCase):
             for r in records:
                 self.assertEqual(r["status"], 200, "%s: %r" % (label(d), r))
         return got
+
+
+# ---- metrics ----------------------------------------------------------------------
+
+_SAMPLE_RE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+_LABEL_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def metric(daemon, name, **labels):
+    """The value of one sample of GET /metrics, or None if it is not there."""
+    st, _, _, raw = daemon.request("GET", "/metrics", key=None)
+    if st != 200:
+        raise AssertionError("GET /metrics: %d %r" % (st, raw))
+    for line in raw.decode("utf-8").splitlines():
+        m = _SAMPLE_RE.match(line)
+        if m is None or m.group(1) != name:
+            continue
+        if dict(_LABEL_RE.findall(m.group(2) or "")) == labels:
+            return float(m.group(3))
+    return None

@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import mockctl  # noqa: E402
-from fixtures import (SETTLE, NotificationCase, apns_expected, delete, enter,  # noqa: E402
+from fixtures import (SETTLE, NotificationCase, apns_expected, delete, enter, metric,  # noqa: E402
                       fcm_expected, leave, member_join, member_leave, message, note, read,
                       sync, update)
 from harness import uid  # noqa: E402
@@ -622,6 +622,7 @@ class TestCoalescing(RoomsCase):
         self.register(b, "fcm")
         self.register(c, "fcm")
         self.join(room, a, b, c)
+        coalesced = metric(self.daemon, "pushrelay_router_coalesced_total") or 0
         posted_ms = harness.now_ms()
         self.post(message(room, "c1", a, "first", sender_name="Alice", room_name="Team"),
                   message(room, "c2", a, "second", sender_name="Alice", room_name="Team"),
@@ -634,6 +635,8 @@ class TestCoalescing(RoomsCase):
             for r in records:
                 self.assertGreaterEqual(r["time_ms"] - posted_ms, WINDOW * 1000 - TIMER_SLACK_MS,
                                         "sent before the window ended")
+        # Two messages folded into the third's notification, for each of b and c.
+        self.assertEqual(metric(self.daemon, "pushrelay_router_coalesced_total") - coalesced, 4)
 
     def test_message_deleted_before_the_window_ends_is_not_sent(self):
         r1, r2 = self.id_("r1"), self.id_("r2")

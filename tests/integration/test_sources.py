@@ -14,7 +14,6 @@ The Redis classes are skipped when redis-server is not installed.
 import base64
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -23,7 +22,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import mockctl  # noqa: E402
-from fixtures import (ABLY_KEY, SETTLE, NotificationCase,  # noqa: E402
+from fixtures import (ABLY_KEY, SETTLE, NotificationCase, metric,  # noqa: E402
                       RedisServer, member_join, message, note, presence, record_message_id,
                       record_token, sign, sync, write_ably_keys)
 from harness import uid  # noqa: E402
@@ -41,22 +40,6 @@ def setUpModule():
 
 
 
-_SAMPLE_RE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})? (\S+)$')
-_LABEL_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def metric(daemon, name, **labels):
-    """The value of one sample of GET /metrics, or None if it is not there."""
-    st, _, _, raw = daemon.request("GET", "/metrics", key=None)
-    if st != 200:
-        raise AssertionError("GET /metrics: %d %r" % (st, raw))
-    for line in raw.decode("utf-8").splitlines():
-        m = _SAMPLE_RE.match(line)
-        if m is None or m.group(1) != name:
-            continue
-        if dict(_LABEL_RE.findall(m.group(2) or "")) == labels:
-            return float(m.group(3))
-    return None
 
 
 # ---- a daemon with mocks (and a redis-server) ---------------------------------------------

@@ -53,8 +53,9 @@ struct push_accepted {
 typedef void push_accept_cb(int error, const struct push_accepted *accepted, void *arg);
 
 /*
- * Start: resume every unfinished push in the store (read with store, on the loop);
- * from then on, pushes are written by the store writer, off the loop.
+ * Start: resume every unfinished push in the store (read with store, on the loop,
+ * before it runs: store is not used after this returns); from then on, pushes are
+ * written by the store writer, off the loop.
  */
 void push_init(struct event_base *base, struct store *store, struct store_writer *writer,
     int64_t retention_ms);
@@ -72,8 +73,15 @@ void push_free_all(void);
  */
 int push_accept(const struct push_recipients *recipients, const json_t *notification,
     push_accept_cb *cb, void *arg);
-/* The status of a push as the GET /v1/push/{id} answer, or NULL if unknown. */
-json_t *push_status_json(const char *push_id, int *error);
+/* A push's status as the GET /v1/push/{id} answer (taken over), or NULL with error. */
+typedef void push_status_cb(json_t *status, int error, void *arg);
+/*
+ * The status of a push: from memory while it is in progress (cb runs before this
+ * returns), else read by a job on reader (a store thread), off the loop. cb gets
+ * the answer, or NULL with PUSH_ENOTFOUND (unknown or expired) or PUSH_ESTORE.
+ */
+void push_status_get(const char *push_id, struct store_writer *reader, push_status_cb *cb,
+    void *arg);
 const char *push_strerror(int error);
 
 #endif

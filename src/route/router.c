@@ -1266,7 +1266,7 @@ route_message(struct router *r, struct room_event *e, struct tracker *t)
 		 * this message on the read thread, and no chance it notified anyone before
 		 * (not redelivered, not older than this process): route it now, from memory.
 		 */
-		if (c != NULL && c->generation == store_generation() &&
+		if (c != NULL && c->generation == store_generation(r->store) &&
 		    store_writer_pending(r->reader) == 0 && !e->redelivered &&
 		    (e->ts == 0 || e->ts >= r->started_at)) {
 			route_copy(&c->route, &job->route);
@@ -1277,7 +1277,7 @@ route_message(struct router *r, struct room_event *e, struct tracker *t)
 	/* Being read: an edit or a deletion meanwhile finds it here. */
 	job->key = pair_key(e->room, e->id, &job->keylen);
 	strmap_put(r->routing, job->key, job->keylen, job);
-	job->generation = store_generation();
+	job->generation = store_generation(r->store);
 	/*
 	 * Reads go to their own thread, so that they never wait behind a batch of writes;
 	 * membership changes from events go there too (member_write), so that reads and

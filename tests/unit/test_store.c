@@ -835,20 +835,20 @@ test_generation_moves_only_when_memberships_change(void **state)
 	struct fixture *f = *state;
 	uint64_t g;
 
-	g = store_generation();
+	g = store_generation(f->store);
 	assert_int_equal(store_member_put(f->store, "r1", "c1", T0, NULL, NULL), STORE_OK);
-	assert_true(store_generation() > g);
-	g = store_generation();
+	assert_true(store_generation(f->store) > g);
+	g = store_generation(f->store);
 	assert_int_equal(store_member_put(f->store, "r1", "c1", T0 + 1, NULL, NULL), STORE_OK);
-	assert_int_equal(store_generation(), g);
+	assert_int_equal(store_generation(f->store), g);
 	assert_int_equal(store_member_delete(f->store, "r1", "c2"), STORE_ENOTFOUND);
-	assert_int_equal(store_generation(), g);
+	assert_int_equal(store_generation(f->store), g);
 	assert_int_equal(store_member_prefs_put(f->store, "r1", "c1", T0 + 500, 1, NULL),
 	    STORE_OK);
-	assert_true(store_generation() > g);
-	g = store_generation();
+	assert_true(store_generation(f->store) > g);
+	g = store_generation(f->store);
 	assert_int_equal(store_member_delete(f->store, "r1", "c1"), STORE_OK);
-	assert_true(store_generation() > g);
+	assert_true(store_generation(f->store) > g);
 }
 
 static void
@@ -1394,7 +1394,6 @@ static void
 test_writer_reports_failing_writes_until_a_probe_commits(void **state)
 {
 	struct fixture *f = *state;
-	struct store_options options = { f->path, STORE_SYNC_FULL, 1000, 0, 0 };
 	struct event_base *base = event_base_new();
 	struct store_writer *w;
 	struct rlimit saved;
@@ -1402,7 +1401,7 @@ test_writer_reports_failing_writes_until_a_probe_commits(void **state)
 	const char *failing, *after;
 	int64_t failed_at, recovered_at;
 
-	w = store_writer_start(base, "sqlite", &options, err, sizeof err);
+	w = store_writer_start(base, f->store, STORE_WRITER_GROUP_COMMIT, err, sizeof err);
 	assert_non_null(w);
 	/* Not watched: never failing. */
 	assert_null(store_writer_write_error(w, buf, sizeof buf));

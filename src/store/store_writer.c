@@ -162,9 +162,34 @@ writer_fail_jobs(struct store_job *first, struct store_job *last, int result)
 }
 
 /*
- * Run jobs as group commits: one transaction, each job in a savepoint. A job that
- * fails is undone alone. If the database loses the transaction, the jobs run in it
- * so far fail with STORE_EIO and the rest go into a new one.
+ * Move jobs that came meanwhile to the end of a batch of count jobs, up to the
+ * largest batch: the commit is the slow part, and they would wait for it anyway.
+ * The next job to run, or NULL.
+ */
+static struct store_job *
+writer_join(struct store_writer *w, struct store_job_list *jobs, uint64_t count,
+    struct store_writer_stats *stats)
+{
+	struct store_job *job, *next = NULL;
+
+	pthread_mutex_lock(&w->lock);
+	while (count < STORE_WRITER_BATCH_MAX && (job = TAILQ_FIRST(&w->todo)) != NULL) {
+		TAILQ_REMOVE(&w->todo, job, entry);
+		TAILQ_INSERT_TAIL(jobs, job, entry);
+		if (next == NULL)
+			next = job;
+		stats->jobs++;
+		count++;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return next;
+}
+
+/*
+ * Run jobs as group commits: one transaction, each job in a savepoint, joined by
+ * the jobs that come while it runs. A job that fails is undone alone. If the
+ * database loses the transaction, the jobs run in it so far fail with STORE_EIO and
+ * the rest go into a new one.
  */
 static void
 writer_run_batches(struct store_writer *w, struct store_job_list *jobs,
@@ -182,7 +207,8 @@ writer_run_batches(struct store_writer *w, struct store_job_list *jobs,
 		}
 		lost = NULL;
 		count = 0;
-		for (job = first; job != NULL; job = TAILQ_NEXT(job, entry)) {
+		for (job = first; job != NULL; job = TAILQ_NEXT(job, entry) != NULL ?
+		    TAILQ_NEXT(job, entry) : writer_join(w, jobs, count, stats)) {
 			count++;
 			if (store_batch_job_begin(w->store) != STORE_OK) {
 				lost = job;
@@ -455,6 +481,16 @@ store_writer_stop(struct store_writer *w)
 		writer_count(w, &run);
 		TAILQ_CONCAT(&w->done, &jobs, entry);
 		writer_collect(w);
+	}
+	if (w->mode == STORE_WRITER_GROUP_COMMIT && w->stats.jobs > 0) {
+		char jobs[24], batches[24], largest[24];
+
+		snprintf(jobs, sizeof jobs, "%llu", (unsigned long long)w->stats.jobs);
+		snprintf(batches, sizeof batches, "%llu", (unsigned long long)w->stats.batches);
+		snprintf(largest, sizeof largest, "%llu",
+		    (unsigned long long)w->stats.largest_batch);
+		log_info("store writer stopped", "jobs", jobs, "batches", batches,
+		    "largest_batch", largest, NULL);
 	}
 	event_free(w->wake_event);
 	close(w->wakefd);

@@ -10,10 +10,13 @@
  *
  * Two modes:
  *
- * STORE_WRITER_GROUP_COMMIT, for writes (the daemon's writer). The jobs that queue
- * up while a batch runs (up to STORE_WRITER_BATCH_MAX) go into the next batch: one
- * transaction, one commit, one fsync for all of them, each job in a savepoint of its
- * own. A job that returns an error is undone alone; the others of its batch commit.
+ * STORE_WRITER_GROUP_COMMIT, for writes (the daemon's writer). A batch is one
+ * transaction, one commit, one fsync, each of its jobs in a savepoint of its own.
+ * It takes the jobs that are queued when it starts, and those that come while its
+ * jobs run join it (they would wait for its commit anyway); the jobs that come
+ * while it commits go into the next one together. At most STORE_WRITER_BATCH_MAX
+ * jobs a batch, so that the first does not wait for too many. A job that returns an
+ * error is undone alone; the others of its batch commit.
  * Done callbacks run only after the commit, so a result of 0 means committed
  * (fsynced with synchronous=full). If the commit fails, or the database rolls the
  * whole transaction back (a full disk, an I/O error), every job of the batch up to

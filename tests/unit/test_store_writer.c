@@ -26,7 +26,7 @@
 #include "store_writer.h"
 
 #define T0 INT64_C(1700000000000)
-#define JOBS_MAX 16
+#define JOBS_MAX 320
 
 /* A job that holds its batch open until the test lets it go. */
 struct gate {
@@ -264,27 +264,33 @@ run_until_done(struct fixture *f, size_t count)
 }
 
 static void
-test_jobs_queued_during_a_batch_share_the_next_commit(void **state)
+test_jobs_queued_while_a_batch_runs_join_it_up_to_the_bound(void **state)
 {
 	struct fixture *f = *state;
-	static const char *const ids[] = { "g", "a", "b", "c", "d", "e" };
 	struct store_writer_stats stats;
+	static char ids[300][16];
 
+	for (int i = 0; i < 300; i++)
+		snprintf(ids[i], sizeof ids[i], "dev-%03d", i);
 	submit(f, 0, ids[0], NULL, &f->gate);
 	gate_wait_started(&f->gate);
-	for (int i = 1; i < 6; i++)
+	for (int i = 1; i < 300; i++)
 		submit(f, i, ids[i], NULL, NULL);
 	gate_release(&f->gate);
-	run_until_done(f, 6);
-	for (int i = 0; i < 6; i++) {
+	run_until_done(f, 300);
+	for (int i = 0; i < 300; i++) {
 		assert_int_equal(f->record.order[i], i);
 		assert_int_equal(f->record.results[i], STORE_OK);
-		assert_true(device_there(f, ids[i]));
 	}
+	assert_true(device_there(f, ids[0]));
+	assert_true(device_there(f, ids[255]));
+	assert_true(device_there(f, ids[256]));
+	assert_true(device_there(f, ids[299]));
 	store_writer_get_stats(f->writer, &stats);
-	assert_int_equal(stats.jobs, 6);
-	assert_int_equal(stats.batches, 2);	/* the gated job's, then the other five */
-	assert_int_equal(stats.largest_batch, 5);
+	assert_int_equal(stats.jobs, 300);
+	/* The gated job and 255 that came meanwhile, then the other 44 together. */
+	assert_int_equal(stats.batches, 2);
+	assert_int_equal(stats.largest_batch, STORE_WRITER_BATCH_MAX);
 	assert_int_equal(stats.batch_failures, 0);
 }
 
@@ -313,8 +319,8 @@ test_a_failing_job_is_undone_alone_and_its_batch_commits(void **state)
 	assert_false(device_there(f, "failing"));
 	assert_true(device_there(f, "after"));
 	store_writer_get_stats(f->writer, &stats);
-	assert_int_equal(stats.batches, 2);
-	assert_int_equal(stats.largest_batch, 3);
+	assert_int_equal(stats.batches, 1);
+	assert_int_equal(stats.largest_batch, 4);
 	assert_int_equal(stats.batch_failures, 0);
 }
 
@@ -356,7 +362,8 @@ test_a_failed_commit_fails_every_job_of_its_batch(void **state)
 	gate_release(&f->gate);
 	run_until_done(f, 3);
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
-	assert_int_equal(f->record.results[0], STORE_OK);	/* wrote nothing to commit */
+	/* The gated job wrote nothing, but its batch did not commit either. */
+	assert_int_equal(f->record.results[0], STORE_EIO);
 	assert_int_equal(f->record.results[1], STORE_EIO);
 	assert_int_equal(f->record.results[2], STORE_EIO);
 	assert_false(device_there(f, "x1"));
@@ -470,7 +477,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(
-		    test_jobs_queued_during_a_batch_share_the_next_commit, setup, teardown),
+		    test_jobs_queued_while_a_batch_runs_join_it_up_to_the_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_a_failing_job_is_undone_alone_and_its_batch_commits, setup, teardown),
 		cmocka_unit_test_setup_teardown(

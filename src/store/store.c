@@ -224,7 +224,13 @@ int
 store_device_put(struct store *store, const struct device *device, int64_t now,
     enum store_put_result *result, struct device *stored)
 {
-	return changed(store, store->backend->device_put(store, device, now, result, stored));
+	int routed = 1;
+	int rc = store->backend->device_put(store, device, now, result, stored, &routed);
+
+	/* A client in no room: no route has its devices. */
+	if (rc == STORE_OK && !routed)
+		return rc;
+	return changed(store, rc);
 }
 
 /* Read one device. */

@@ -166,8 +166,9 @@ struct store_backend {
 	int (*job_begin)(struct store *store);
 	int (*job_end)(struct store *store, int keep);
 
+	/* routed: set when the change may change a room's route (see store_generation). */
 	int (*device_put)(struct store *store, const struct device *device, int64_t now,
-	    enum store_put_result *result, struct device *stored);
+	    enum store_put_result *result, struct device *stored, int *routed);
 	int (*device_get)(struct store *store, const char *device_id, struct device *out);
 	int (*device_delete)(struct store *store, const char *device_id);
 	int (*client_devices_list)(struct store *store, const char *client_id,
@@ -236,10 +237,12 @@ extern const struct store_backend store_sqlite_backend;
 const char *store_strerror(int error);
 
 /*
- * A number that changes whenever a device or a membership changes, on any connection
- * to the database of store: what is cached from the registry is good while it stays
- * the same. It moves after the change is committed (for a batch: after its commit),
- * so a read started after it moved sees the change. Any thread; never fails.
+ * A number that changes whenever a room's route may change, on any connection to the
+ * database of store: a membership, or a device that is (or was) a room member's; not
+ * a new device of a client in no room (a registration before its first join). What
+ * is cached from the registry's rooms is good while it stays the same. It moves
+ * after the change is committed (for a batch: after its commit), so a read started
+ * after it moved sees the change. Any thread; never fails.
  */
 uint64_t store_generation(const struct store *store);
 

@@ -149,6 +149,7 @@ enum sqlite_stmt {
 	STMT_PING,
 	STMT_DEVICE_GET,
 	STMT_DEVICE_EXISTS,
+	STMT_CLIENT_IN_A_ROOM,
 	STMT_DEVICE_BY_TOKEN,
 	STMT_DEVICE_UPSERT,
 	STMT_DEVICE_DELETE,
@@ -208,6 +209,7 @@ static const char *const sqlite_stmt_sql[STMT_COUNT] = {
 	[STMT_PING] = "SELECT 1 FROM devices LIMIT 1",
 	[STMT_DEVICE_GET] = "SELECT " DEVICE_COLUMNS " FROM devices WHERE device_id = ?1",
 	[STMT_DEVICE_EXISTS] = "SELECT 1 FROM devices WHERE device_id = ?1",
+	[STMT_CLIENT_IN_A_ROOM] = "SELECT 1 FROM memberships WHERE client_id = ?1 LIMIT 1",
 	[STMT_DEVICE_BY_TOKEN] =
 	    "SELECT device_id FROM devices WHERE platform = ?1 AND token = ?2",
 	/*
@@ -1063,7 +1065,7 @@ sqlite_probe_write(struct store *store, char *err, size_t errlen)
  */
 static int
 sqlite_device_put(struct store *store, const struct device *device, int64_t now,
-    enum store_put_result *result, struct device *stored)
+    enum store_put_result *result, struct device *stored, int *routed)
 {
 	struct sqlite_store *s = store->data;
 	struct sqlite_context ctx = { "device_put", "device_id", NULL };
@@ -1136,6 +1138,24 @@ sqlite_device_put(struct store *store, const struct device *device, int64_t now,
 	stmt_done(stmt);
 	if (error != STORE_OK)
 		goto out;
+
+	/*
+	 * A new device with a token of its own, of a client in no room, is on no room's
+	 * route: the generation can stay. Otherwise (an update, a token taken from
+	 * another device, a member's device) it must move.
+	 */
+	*routed = exists || holder != NULL;
+	if (!*routed) {
+		stmt = s->stmts[STMT_CLIENT_IN_A_ROOM];
+		if (bind_text(stmt, 1, device->client_id) != SQLITE_OK ||
+		    ((rc = sqlite3_step(stmt)) != SQLITE_ROW && rc != SQLITE_DONE))
+			error = sqlite_fail(s, &ctx);
+		else
+			*routed = rc == SQLITE_ROW;
+		stmt_done(stmt);
+		if (error != STORE_OK)
+			goto out;
+	}
 
 	if (stored != NULL && (error = device_read(s, &ctx, device->device_id, &row)) ==
 	    STORE_ENOTFOUND)

@@ -851,6 +851,33 @@ test_generation_moves_only_when_memberships_change(void **state)
 	assert_true(store_generation(f->store) > g);
 }
 
+/* A registration before the client's first join is on no route: the generation holds. */
+static void
+test_generation_holds_for_a_new_device_of_a_client_in_no_room(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t g = store_generation(f->store);
+
+	put_device(f->store, "d1", "loner", DEVICE_PLATFORM_APNS, TOKEN_A, T0,
+	    STORE_PUT_CREATED);
+	assert_int_equal(store_generation(f->store), g);
+	/* An update may change a route: the device may be a member's. */
+	put_device(f->store, "d1", "loner", DEVICE_PLATFORM_APNS, TOKEN_A, T0 + 1,
+	    STORE_PUT_UPDATED);
+	assert_true(store_generation(f->store) > g);
+	/* Taking another device's token removes that device. */
+	g = store_generation(f->store);
+	put_device(f->store, "d2", "other", DEVICE_PLATFORM_APNS, TOKEN_A, T0 + 2,
+	    STORE_PUT_CREATED);
+	assert_true(store_generation(f->store) > g);
+	/* A member's new device is on its rooms' routes. */
+	assert_int_equal(store_member_put(f->store, "r1", "member", T0, NULL, NULL), STORE_OK);
+	g = store_generation(f->store);
+	put_device(f->store, "d3", "member", DEVICE_PLATFORM_FCM, TOKEN_B, T0 + 3,
+	    STORE_PUT_CREATED);
+	assert_true(store_generation(f->store) > g);
+}
+
 static void
 test_member_get_missing_is_enotfound(void **state)
 {
@@ -1458,6 +1485,7 @@ main(void)
 		STORE_TEST(test_device_remove_token_respects_unless_updated_after),
 		STORE_TEST(test_member_put_creates_then_keeps_existing),
 		STORE_TEST(test_generation_moves_only_when_memberships_change),
+		STORE_TEST(test_generation_holds_for_a_new_device_of_a_client_in_no_room),
 		STORE_TEST(test_checkpoint_size_bounds_the_write_ahead_log),
 		STORE_TEST(test_member_get_missing_is_enotfound),
 		STORE_TEST(test_member_delete_removes_and_missing_is_enotfound),

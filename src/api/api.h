@@ -48,7 +48,7 @@ struct api_request {
 	json_t *body;			/* parsed JSON object; NULL without one, or unparsed */
 	const char *body_text;		/* its bytes as received (not NUL-terminated) */
 	size_t body_len;
-	struct store_writer *writer;	/* store writes: answer from the job's done callback */
+	struct store_writer *writer;	/* store writes, answered from a done callback */
 	struct store_writer *reader;	/* store reads, likewise (see api_defer) */
 	const struct api_heartbeat *heartbeat;
 	struct source *events;		/* the HTTP source, NULL when [events] is off */

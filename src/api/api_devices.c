@@ -83,8 +83,8 @@ device_put_done(int result, void *arg)
 		if (created) {
 			encoded = evhttp_uriencode(job->device.device_id, -1, 0);
 			location = xasprintf("/v1/devices/%s", encoded);
-			evhttp_add_header(evhttp_request_get_output_headers(r->req), "Location",
-			    location);
+			evhttp_add_header(evhttp_request_get_output_headers(r->req),
+			    "Location", location);
 			free(location);
 			free(encoded);
 		}
@@ -190,7 +190,8 @@ client_devices_get_done(int result, void *arg)
 	else if (r != NULL) {
 		devices = json_array();
 		for (size_t i = 0; i < job->list.count; i++)
-			json_array_append_new(devices, model_device_to_json(&job->list.items[i]));
+			json_array_append_new(devices,
+			    model_device_to_json(&job->list.items[i]));
 		api_reply_json(r, 200, json_pack("{s:s, s:o}", "client_id", job->id, "devices",
 		    devices));
 	}

@@ -186,7 +186,8 @@ members_get_done(int result, void *arg)
 	else if (r != NULL) {
 		members = json_array();
 		for (size_t i = 0; i < job->list.count && i < job->limit; i++)
-			json_array_append_new(members, model_member_to_json(&job->list.items[i]));
+			json_array_append_new(members,
+			    model_member_to_json(&job->list.items[i]));
 		next = job->list.count > job->limit ?
 		    json_string(job->list.items[job->limit - 1].client_id) : json_null();
 		api_reply_json(r, 200, json_pack("{s:s, s:o, s:o}", "room_id", job->room,

@@ -587,8 +587,8 @@ token_remove_done(int result, void *arg)
 		delivery_set_state(d, DELIVERY_FAILED, pr->reason);
 	} else if (!job->removed) {
 		log_info("token reported gone but registered again since, kept", "device_id",
-		    d->device_id, "token", log_redact(d->token, redacted), "reason", pr->reason,
-		    NULL);
+		    d->device_id, "token", log_redact(d->token, redacted), "reason",
+		    pr->reason, NULL);
 		snprintf(reason, sizeof reason, "%s (device kept: registered again since)",
 		    pr->reason);
 		layer.failed++;

@@ -259,7 +259,8 @@ store_client_devices_list(struct store *store, const char *client_id,
 int
 store_client_devices_delete(struct store *store, const char *client_id, size_t *deleted)
 {
-	return changed(store, store->backend->client_devices_delete(store, client_id, deleted));
+	return changed(store, store->backend->client_devices_delete(store, client_id,
+	    deleted));
 }
 
 /* Count all devices. */
@@ -339,8 +340,8 @@ int
 store_member_prefs_put(struct store *store, const char *room_id, const char *client_id,
     int64_t muted_until, int mentions_only, struct member *stored)
 {
-	return changed(store, store->backend->member_prefs_put(store, room_id, client_id, muted_until,
-	    mentions_only, stored));
+	return changed(store, store->backend->member_prefs_put(store, room_id, client_id,
+	    muted_until, mentions_only, stored));
 }
 
 /* Append the targets of a device, client or room. */

@@ -311,7 +311,10 @@ int store_client_devices_list(struct store *store, const char *client_id,
 int store_client_devices_delete(struct store *store, const char *client_id, size_t *deleted);
 /* Count every device. Thread: connection. 0, STORE_EIO. */
 int store_device_count(struct store *store, size_t *count);
-/* Record a delivery's success or failure. Thread: connection. 0, STORE_ENOTFOUND, STORE_EIO. */
+/*
+ * Record a delivery's success or failure. Thread: connection. 0, STORE_ENOTFOUND,
+ * STORE_EIO.
+ */
 int store_device_mark_success(struct store *store, const char *device_id, int64_t at);
 int store_device_mark_error(struct store *store, const char *device_id, const char *reason,
     int64_t at);

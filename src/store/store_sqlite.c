@@ -548,7 +548,8 @@ tx_rollback(struct sqlite_store *s, const struct sqlite_context *ctx)
 		/* ROLLBACK TO keeps the savepoint open: RELEASE closes it. */
 		if (stmt_run(s, STMT_CALL_UNDO) != SQLITE_OK ||
 		    stmt_run(s, STMT_CALL_RELEASE) != SQLITE_OK)
-			sqlite_fail(s, &(struct sqlite_context){ "rollback", "during", ctx->op });
+			sqlite_fail(s, &(struct sqlite_context){ "rollback", "during",
+			    ctx->op });
 		return;
 	}
 	if (stmt_run(s, STMT_ROLLBACK) != SQLITE_OK)
@@ -612,7 +613,8 @@ sqlite_batch_end(struct store *store, int commit)
 	else if (commit && stmt_run(s, STMT_COMMIT) != SQLITE_OK) {
 		error = sqlite_fail(s, &ctx);
 		if (!sqlite3_get_autocommit(s->db) && stmt_run(s, STMT_ROLLBACK) != SQLITE_OK)
-			sqlite_fail(s, &(struct sqlite_context){ "rollback", "during", ctx.op });
+			sqlite_fail(s, &(struct sqlite_context){ "rollback", "during",
+			    ctx.op });
 	} else if (!commit && stmt_run(s, STMT_ROLLBACK) != SQLITE_OK)
 		sqlite_fail(s, &(struct sqlite_context){ "batch_rollback", NULL, NULL });
 	s->batch = 0;

@@ -299,7 +299,7 @@ writer_main(void *arg)
 		}
 		if (TAILQ_EMPTY(&w->todo))
 			break;	/* stopping, and nothing left */
-		/* Jobs that come while these run wait for the next batch. */
+		/* Those that come while these run join them; during the commit, the next. */
 		writer_take(w, &jobs);
 		pthread_mutex_unlock(&w->lock);
 		memset(&run, 0, sizeof run);

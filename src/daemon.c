@@ -44,7 +44,7 @@ struct daemon {
 	struct event_base *base;
 	struct config config;
 	const char *config_path;
-	struct store *store;		/* start-up only: the loop never uses it after */
+	struct store *store;		/* start-up; then only /metrics's device count */
 	struct store_writer *writer;	/* writes off the loop, group-committed */
 	struct store_writer *reader;	/* routing reads, on another: never behind writes */
 	struct store_writer *api_reader;	/* the API's reads, on a third */

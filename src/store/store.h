@@ -10,9 +10,10 @@
  * only, before the loop runs: migrations, resuming unfinished pushes (push_init,
  * with the device reads of push_resume), loading unread counts (router_new) and
  * replaying the event outbox (source_http). From then on the loop never calls a
- * function of this header but store_generation() and store_strerror(): every store
- * call runs in a job on a store thread (store_writer.h), on that thread's own
- * connection. Below, "Thread: connection" means the thread that owns the
+ * function of this header but store_generation() and store_strerror(), with one
+ * exception left: metrics.c counts devices (store_device_count) on that connection
+ * for each /metrics scrape. Every other store call runs in a job on a store thread
+ * (store_writer.h), on that thread's own connection. Below, "Thread: connection" means the thread that owns the
  * connection at the time (start-up, or a store job); "any thread" means any.
  *
  * Writes. Every write function is all or nothing: on error nothing of it remains.

@@ -38,14 +38,17 @@
 #define DAEMON_DRAIN_CHECK_MS 10
 /* How often the store writer proves that writes commit, for /readyz. */
 #define DAEMON_WRITE_PROBE_MS 5000
+/* How often the API's store thread proves that reads answer, for /readyz. */
+#define DAEMON_READ_PING_MS 1000
 
 struct daemon {
 	struct event_base *base;
 	struct config config;
 	const char *config_path;
-	struct store *store;
-	struct store_writer *writer;	/* writes off the loop, on its own connection */
+	struct store *store;		/* start-up; then only /metrics's device count */
+	struct store_writer *writer;	/* writes off the loop, group-committed */
 	struct store_writer *reader;	/* routing reads, on another: never behind writes */
+	struct store_writer *api_reader;	/* the API's reads, on a third */
 	struct store_options store_options;
 	struct api *api;
 	struct metrics *metrics;	/* what GET /metrics and /v1/stats read */
@@ -134,11 +137,19 @@ daemon_load_keys(const struct config *config, int starting, char *err, size_t er
 	return keys;
 }
 
-/* /readyz: does the store writer's connection still commit? */
+/* /readyz: does the store answer reads, and do the store writer's commits work? */
 static const char *
-daemon_store_writes_ready(void *arg, char *buf, size_t size)
+daemon_store_ready(void *arg, char *buf, size_t size)
 {
-	return store_writer_write_error(arg, buf, size);
+	struct daemon *d = arg;
+	char why[128];
+
+	if (store_writer_read_error(d->api_reader, buf, size) != NULL)
+		return buf;
+	if (store_writer_write_error(d->writer, why, sizeof why) == NULL)
+		return NULL;
+	snprintf(buf, size, "cannot write: %s", why);
+	return buf;
 }
 
 /* /readyz: is a Redis source connected (subscribed, or its groups ready)? */
@@ -161,7 +172,8 @@ static void
 daemon_ready_checks(struct daemon *d)
 {
 	store_writer_watch_writes(d->writer, DAEMON_WRITE_PROBE_MS);
-	api_add_ready_check(d->api, "store", daemon_store_writes_ready, d->writer);
+	store_writer_watch_reads(d->api_reader, DAEMON_READ_PING_MS);
+	api_add_ready_check(d->api, "store", daemon_store_ready, d);
 	for (size_t i = 0; i < d->source_count; i++) {
 		if (strncmp(d->source_ops[i]->name, "redis-", 6) != 0)
 			continue;
@@ -308,8 +320,7 @@ daemon_start_rooms(struct daemon *d, char *err, size_t errlen)
 	struct router_options options;
 
 	router_options_from(&d->config, &options);
-	d->reader = store_writer_start(d->base, d->config.store_backend, &d->store_options,
-	    err, errlen);
+	d->reader = store_writer_start(d->base, d->store, STORE_WRITER_EACH, err, errlen);
 	if (d->reader == NULL)
 		return -1;
 	d->router = router_new(d->base, d->store, d->writer, d->reader, d->delivery, &options);
@@ -491,9 +502,11 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		apikey_free(keys);
 		return -1;
 	}
-	d->writer = store_writer_start(d->base, d->config.store_backend, store_options, err,
+	d->writer = store_writer_start(d->base, d->store, STORE_WRITER_GROUP_COMMIT, err,
 	    errlen);
-	if (d->writer == NULL) {
+	if (d->writer == NULL ||
+	    (d->api_reader = store_writer_start(d->base, d->store, STORE_WRITER_EACH, err,
+	    errlen)) == NULL) {
 		apikey_free(keys);
 		return -1;
 	}
@@ -523,7 +536,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	api_options.max_connections = (size_t)d->config.max_connections;
 	api_options.max_connections_per_peer = (size_t)d->config.max_connections_per_peer;
 	api_options.metrics_public = d->config.metrics_public;
-	d->api = api_new(d->base, &api_options, d->store, keys, err, errlen);
+	d->api = api_new(d->base, &api_options, d->writer, d->api_reader, keys, err, errlen);
 	if (d->api == NULL) {
 		apikey_free(keys);
 		return -1;
@@ -566,6 +579,9 @@ daemon_cleanup(struct daemon *d)
 		event_free(d->deadline_timer);
 	api_free(d->api);
 	metrics_free(d->metrics);
+	/* Reads still due answer nobody now. */
+	store_writer_stop(d->api_reader);
+	d->api_reader = NULL;
 	if (d->delivery != NULL) {
 		/* Sends still in flight complete as the providers go; pushes record them. */
 		delivery_stop(d->delivery);

@@ -94,7 +94,8 @@ struct api_listener {
 struct api {
 	struct event_base *base;
 	struct evhttp *http;
-	struct store *store;
+	struct store_writer *writer;
+	struct store_writer *reader;
 	struct apikeys *keys;
 	struct api_heartbeat *heartbeat;
 	struct source_http *events;
@@ -747,7 +748,8 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	r.api = api;
 	r.req = req;
 	r.method = evhttp_request_get_command(req);
-	r.store = api->store;
+	r.writer = api->writer;
+	r.reader = api->reader;
 	r.heartbeat = api->heartbeat;
 	r.events = api->events;
 	r.ably_enabled = api->ably_enabled;
@@ -944,15 +946,17 @@ bind_unix(struct api *api, const char *path, unsigned int mode, char *err, size_
 }
 
 struct api *
-api_new(struct event_base *base, const struct api_options *options, struct store *store,
-    struct apikeys *keys, char *err, size_t errlen)
+api_new(struct event_base *base, const struct api_options *options,
+    struct store_writer *writer, struct store_writer *reader, struct apikeys *keys, char *err,
+    size_t errlen)
 {
 	struct api *api = xcalloc(1, sizeof *api);
 	struct api_conn_options guard;
 	struct timeval tv;
 
 	api->base = base;
-	api->store = store;
+	api->writer = writer;
+	api->reader = reader;
 	api->keys = keys;
 	api->max_body_size = options->max_body_size;
 	api->metrics_public = options->metrics_public;

@@ -25,6 +25,7 @@ struct feedback;
 struct metrics;
 struct push_ledger;
 struct store;
+struct store_writer;
 
 struct api_options {
 	char *const *listen;		/* "host:port" */
@@ -52,7 +53,8 @@ struct api_request {
 	json_t *body;			/* parsed JSON object; NULL without one, or unparsed */
 	const char *body_text;		/* its bytes as received (not NUL-terminated) */
 	size_t body_len;
-	struct store *store;
+	struct store_writer *writer;	/* store writes, answered from a done callback */
+	struct store_writer *reader;	/* store reads, likewise (see api_defer) */
 	const struct api_heartbeat *heartbeat;
 	struct source_http *events;	/* the HTTP source, NULL when [events] is off */
 	int ably_enabled;
@@ -70,9 +72,13 @@ typedef void api_handler_fn(struct api_request *r);
  * key), "public" or "metrics" (public while [api] metrics_public is on).
  */
 void api_print_routes(FILE *out);
-/* Bind every listener; -1 with err set if one cannot be bound. */
+/*
+ * Bind every listener; -1 with err set if one cannot be bound. Handlers reach the
+ * store only through jobs: writes on writer (group commit), reads on reader.
+ */
 struct api *api_new(struct event_base *base, const struct api_options *options,
-    struct store *store, struct apikeys *keys, char *err, size_t errlen);
+    struct store_writer *writer, struct store_writer *reader, struct apikeys *keys,
+    char *err, size_t errlen);
 /* Replace the API keys (the API takes ownership and frees the old ones). */
 void api_set_keys(struct api *api, struct apikeys *keys);
 /* Ably webhooks: on or off, the signing keys (taken over; NULL: none), the source. */
@@ -106,8 +112,11 @@ size_t api_get_request_counts(const struct api *api, const struct api_request_co
 void api_free(struct api *api);
 
 /*
- * An answer given later, after work off the loop (e.g. a commit by the store writer).
- * If the client goes away first, api_deferred_request() returns NULL.
+ * An answer given later, after work off the loop (e.g. a commit by the store writer):
+ * every handler that needs the store submits a job and answers from its done
+ * callback. The deferred copy keeps the request but not its params or body: a job
+ * takes copies of what it needs. If the client goes away first,
+ * api_deferred_request() returns NULL; either way the callback frees the deferred.
  */
 struct api_deferred;
 struct api_deferred *api_defer(struct api_request *r);
@@ -168,8 +177,8 @@ void api_events_answered(const struct source_http_answer *answer, void *arg);
 typedef const char *api_ready_check_fn(void *arg, char *buf, size_t size);
 /*
  * Add a check to /readyz under name, its key in the answer ("redis-pubsub": "ok" or
- * the reason). The name "store" adds to the store's own check instead of a new key.
- * name and arg must outlive the API.
+ * the reason). The check named "store" gives the value of the "store" key, which is
+ * always there ("ok" without such a check). name and arg must outlive the API.
  */
 void api_add_ready_check(struct api *api, const char *name, api_ready_check_fn *check,
     void *arg);

@@ -1,8 +1,13 @@
-/* Device endpoints: /v1/devices/{device_id} and /v1/clients/{client_id}/devices. */
+/*
+ * Device endpoints: /v1/devices/{device_id} and /v1/clients/{client_id}/devices.
+ * Writes go to the store writer and are answered once committed; reads go to the
+ * API's store thread. The loop never waits for the store.
+ */
 #include "autoconf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/http.h>
 
@@ -10,109 +15,228 @@
 #include "clock.h"
 #include "log.h"
 #include "store.h"
+#include "store_writer.h"
 #include "xmalloc.h"
+
+/* A device request on a store thread: what it needs in, what it gives back. */
+struct device_job {
+	struct api_deferred *deferred;
+	char *id;			/* the device or client id from the path */
+	struct device device;		/* PUT: the registration; GET: the device */
+	int64_t now;
+	enum store_put_result result;
+	struct device stored;		/* PUT: the row as committed */
+	struct device_list list;
+	size_t deleted;
+};
+
+/* Defer the answer and hand the job to a store thread. */
+static struct device_job *
+device_job_new(struct api_request *r)
+{
+	struct device_job *job = xcalloc(1, sizeof *job);
+
+	job->id = xstrdup(r->params[0]);
+	job->deferred = api_defer(r);
+	return job;
+}
+
+static void
+device_job_free(struct device_job *job)
+{
+	api_deferred_free(job->deferred);
+	model_device_free(&job->device);
+	model_device_free(&job->stored);
+	model_device_list_free(&job->list);
+	free(job->id);
+	free(job);
+}
+
+static int
+device_put_run(struct store *store, void *arg)
+{
+	struct device_job *job = arg;
+
+	return store_device_put(store, &job->device, job->now, &job->result, &job->stored);
+}
+
+/* The registration is committed (or not): answer. */
+static void
+device_put_done(int result, void *arg)
+{
+	struct device_job *job = arg;
+	struct api_request *r = api_deferred_request(job->deferred);
+	char redacted[LOG_REDACT_SIZE], *location, *encoded;
+	int created = job->result == STORE_PUT_CREATED;
+
+	if (result != STORE_OK) {
+		if (r != NULL)
+			api_reply_store_error(r, result, "device not stored");
+		device_job_free(job);
+		return;
+	}
+	log_info(created ? "device registered" : "device updated", "device_id",
+	    job->device.device_id, "client_id", job->device.client_id, "platform",
+	    model_platform_name(job->device.platform), "token",
+	    log_redact(job->device.token, redacted), NULL);
+	if (r != NULL) {
+		if (created) {
+			encoded = evhttp_uriencode(job->device.device_id, -1, 0);
+			location = xasprintf("/v1/devices/%s", encoded);
+			evhttp_add_header(evhttp_request_get_output_headers(r->req),
+			    "Location", location);
+			free(location);
+			free(encoded);
+		}
+		api_reply_json(r, created ? 201 : 200, model_device_to_json(&job->stored));
+	}
+	device_job_free(job);
+}
 
 /* PUT /v1/devices/{device_id}: create or replace a registration. */
 void
 api_device_put(struct api_request *r)
 {
-	struct device device, stored;
+	struct device device;
 	struct model_error merr;
-	enum store_put_result result;
-	char redacted[LOG_REDACT_SIZE], *location, *encoded;
-	int rc;
+	struct device_job *job;
 
 	if (model_device_from_json(r->body, r->params[0], &device, &merr) != 0) {
 		api_reply_model_error(r, &merr);
 		return;
 	}
-	rc = store_device_put(r->store, &device, clock_now_ms(), &result, &stored);
-	if (rc != 0) {
-		model_device_free(&device);
-		api_reply_store_error(r, rc, "device not stored");
-		return;
-	}
-	log_info(result == STORE_PUT_CREATED ? "device registered" : "device updated",
-	    "device_id", device.device_id, "client_id", device.client_id, "platform",
-	    model_platform_name(device.platform), "token", log_redact(device.token, redacted),
-	    NULL);
-	if (result == STORE_PUT_CREATED) {
-		encoded = evhttp_uriencode(device.device_id, -1, 0);
-		location = xasprintf("/v1/devices/%s", encoded);
-		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Location",
-		    location);
-		free(location);
-		free(encoded);
-	}
-	api_reply_json(r, result == STORE_PUT_CREATED ? 201 : 200,
-	    model_device_to_json(&stored));
-	model_device_free(&device);
-	model_device_free(&stored);
+	job = device_job_new(r);
+	job->device = device;
+	job->now = clock_now_ms();
+	store_writer_submit(r->writer, device_put_run, device_put_done, job);
+}
+
+static int
+device_get_run(struct store *store, void *arg)
+{
+	struct device_job *job = arg;
+
+	return store_device_get(store, job->id, &job->device);
+}
+
+static void
+device_get_done(int result, void *arg)
+{
+	struct device_job *job = arg;
+	struct api_request *r = api_deferred_request(job->deferred);
+
+	if (r != NULL && result != STORE_OK)
+		api_reply_store_error(r, result, "no such device");
+	else if (r != NULL)
+		api_reply_json(r, 200, model_device_to_json(&job->device));
+	device_job_free(job);
 }
 
 /* GET /v1/devices/{device_id}. */
 void
 api_device_get(struct api_request *r)
 {
-	struct device device;
-	int rc = store_device_get(r->store, r->params[0], &device);
+	store_writer_submit(r->reader, device_get_run, device_get_done, device_job_new(r));
+}
 
-	if (rc != 0) {
-		api_reply_store_error(r, rc, "no such device");
-		return;
-	}
-	api_reply_json(r, 200, model_device_to_json(&device));
-	model_device_free(&device);
+static int
+device_delete_run(struct store *store, void *arg)
+{
+	struct device_job *job = arg;
+
+	return store_device_delete(store, job->id);
+}
+
+static void
+device_delete_done(int result, void *arg)
+{
+	struct device_job *job = arg;
+	struct api_request *r = api_deferred_request(job->deferred);
+
+	if (result == STORE_OK)
+		log_info("device removed", "device_id", job->id, "reason", "api", NULL);
+	if (r != NULL && result != STORE_OK)
+		api_reply_store_error(r, result, "no such device");
+	else if (r != NULL)
+		api_reply_empty(r, 204);
+	device_job_free(job);
 }
 
 /* DELETE /v1/devices/{device_id}. */
 void
 api_device_delete(struct api_request *r)
 {
-	int rc = store_device_delete(r->store, r->params[0]);
+	store_writer_submit(r->writer, device_delete_run, device_delete_done,
+	    device_job_new(r));
+}
 
-	if (rc != 0) {
-		api_reply_store_error(r, rc, "no such device");
-		return;
+static int
+client_devices_get_run(struct store *store, void *arg)
+{
+	struct device_job *job = arg;
+
+	return store_client_devices_list(store, job->id, &job->list);
+}
+
+static void
+client_devices_get_done(int result, void *arg)
+{
+	struct device_job *job = arg;
+	struct api_request *r = api_deferred_request(job->deferred);
+	json_t *devices;
+
+	if (r != NULL && result != STORE_OK)
+		api_reply_store_error(r, result, "devices not listed");
+	else if (r != NULL) {
+		devices = json_array();
+		for (size_t i = 0; i < job->list.count; i++)
+			json_array_append_new(devices,
+			    model_device_to_json(&job->list.items[i]));
+		api_reply_json(r, 200, json_pack("{s:s, s:o}", "client_id", job->id, "devices",
+		    devices));
 	}
-	log_info("device removed", "device_id", r->params[0], "reason", "api", NULL);
-	api_reply_empty(r, 204);
+	device_job_free(job);
 }
 
 /* GET /v1/clients/{client_id}/devices. */
 void
 api_client_devices_get(struct api_request *r)
 {
-	struct device_list list;
-	json_t *devices;
-	int rc = store_client_devices_list(r->store, r->params[0], &list);
+	store_writer_submit(r->reader, client_devices_get_run, client_devices_get_done,
+	    device_job_new(r));
+}
 
-	if (rc != 0) {
-		api_reply_store_error(r, rc, "devices not listed");
-		return;
+static int
+client_devices_delete_run(struct store *store, void *arg)
+{
+	struct device_job *job = arg;
+
+	return store_client_devices_delete(store, job->id, &job->deleted);
+}
+
+static void
+client_devices_delete_done(int result, void *arg)
+{
+	struct device_job *job = arg;
+	struct api_request *r = api_deferred_request(job->deferred);
+	char count[24];
+
+	if (result == STORE_OK) {
+		snprintf(count, sizeof count, "%zu", job->deleted);
+		log_info("client devices removed", "client_id", job->id, "count", count, NULL);
 	}
-	devices = json_array();
-	for (size_t i = 0; i < list.count; i++)
-		json_array_append_new(devices, model_device_to_json(&list.items[i]));
-	model_device_list_free(&list);
-	api_reply_json(r, 200, json_pack("{s:s, s:o}", "client_id", r->params[0], "devices",
-	    devices));
+	if (r != NULL && result != STORE_OK)
+		api_reply_store_error(r, result, "devices not removed");
+	else if (r != NULL)
+		api_reply_json(r, 200, json_pack("{s:s, s:I}", "client_id", job->id, "deleted",
+		    (json_int_t)job->deleted));
+	device_job_free(job);
 }
 
 /* DELETE /v1/clients/{client_id}/devices: forget every device of a client. */
 void
 api_client_devices_delete(struct api_request *r)
 {
-	size_t deleted = 0;
-	char count[24];
-	int rc = store_client_devices_delete(r->store, r->params[0], &deleted);
-
-	if (rc != 0) {
-		api_reply_store_error(r, rc, "devices not removed");
-		return;
-	}
-	snprintf(count, sizeof count, "%zu", deleted);
-	log_info("client devices removed", "client_id", r->params[0], "count", count, NULL);
-	api_reply_json(r, 200, json_pack("{s:s, s:I}", "client_id", r->params[0], "deleted",
-	    (json_int_t)deleted));
+	store_writer_submit(r->writer, client_devices_delete_run, client_devices_delete_done,
+	    device_job_new(r));
 }

@@ -205,23 +205,31 @@ done:
 	free(excluded);
 }
 
-/* GET /v1/push/{push_id}: the outcome per device. */
-void
-api_push_get(struct api_request *r)
+/* The status is known (from memory, or read off the loop): answer. */
+static void
+push_status_answer(json_t *status, int error, void *arg)
 {
-	int error;
-	json_t *status;
+	struct api_deferred *deferred = arg;
+	struct api_request *r = api_deferred_request(deferred);
 
-	if (r->pushes == NULL) {
-		api_reply_error(r, 503, "unavailable", NULL, "pushes are not available");
-		return;
-	}
-	status = push_status_json(r->pushes, r->params[0], &error);
-
-	if (status != NULL)
+	if (r == NULL)
+		json_decref(status);
+	else if (status != NULL)
 		api_reply_json(r, 200, status);
 	else if (error == PUSH_ENOTFOUND)
 		api_reply_error(r, 404, "not_found", NULL, "no such push (or it has expired)");
 	else
 		api_reply_error(r, 503, "unavailable", NULL, "the store failed; retry later");
+	api_deferred_free(deferred);
+}
+
+/* GET /v1/push/{push_id}: the outcome per device. */
+void
+api_push_get(struct api_request *r)
+{
+	if (r->pushes == NULL) {
+		api_reply_error(r, 503, "unavailable", NULL, "pushes are not available");
+		return;
+	}
+	push_status_get(r->pushes, r->params[0], r->reader, push_status_answer, api_defer(r));
 }

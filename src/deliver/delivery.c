@@ -47,6 +47,8 @@ struct delivery_layer {
 	uint64_t sent, failed, token_removed, retries;
 	uint64_t rng;
 	int running;
+	size_t token_jobs;			/* removals on the writer, not answered yet */
+	int freed;				/* delivery_layer_free() came before they did */
 	/* Metrics: outcomes by platform and app, latency by platform. */
 	struct delivery_outcome_counts *outcomes;
 	size_t outcome_count;
@@ -463,7 +465,11 @@ delivery_layer_free(struct delivery_layer *layer)
 	for (size_t i = 0; i < layer->outcome_count; i++)
 		free(layer->outcomes[i].app_id);
 	free(layer->outcomes);
-	free(layer);
+	layer->outcomes = NULL;
+	/* A token removal still on the writer answers here when the writer stops. */
+	layer->freed = 1;
+	if (layer->token_jobs == 0)
+		free(layer);
 }
 
 size_t
@@ -593,50 +599,93 @@ delivery_retry(struct delivery *d, const struct provider_result *result)
 	delivery_set_state(d, DELIVERY_RETRYING, result->reason);
 }
 
-/* A dead token: remove the registration unless it was registered again since. */
-static void
-delivery_token_gone(struct delivery *d, const struct provider_result *result)
-{
-	struct delivery_layer *layer = d->layer;
-	int64_t since = result->token_invalid_since > 0 ? result->token_invalid_since :
-	    d->registered_at;
-	char redacted[LOG_REDACT_SIZE], reason[200];
-	int removed = 0;
+/* A dead token's removal, on the store writer. */
+struct token_job {
+	struct delivery *delivery;	/* waits for the removal, in no queue */
+	enum device_platform platform;
+	char *token;
+	int64_t since;
+	int removed;
+	struct provider_result result;	/* the provider's answer, for the outcome */
+};
 
-	if (store_device_remove_token(layer->store, d->platform, d->token, since, &removed) !=
-	    STORE_OK) {
+static int
+token_remove_run(struct store *store, void *arg)
+{
+	struct token_job *job = arg;
+
+	return store_device_remove_token(store, job->platform, job->token, job->since,
+	    &job->removed);
+}
+
+/* The registration is removed (or kept, or the store failed): the delivery's outcome. */
+static void
+token_remove_done(int result, void *arg)
+{
+	struct token_job *job = arg;
+	struct delivery *d = job->delivery;
+	struct delivery_layer *layer = d->layer;
+	const struct provider_result *pr = &job->result;
+	char redacted[LOG_REDACT_SIZE], reason[200];
+
+	layer->token_jobs--;
+	if (layer->freed) {
+		/* Shut down meanwhile: the push resumes it at the next start. */
+		delivery_abandon(d);
+		if (layer->token_jobs == 0)
+			free(layer);
+	} else if (result != STORE_OK) {
 		/* Logged by the store; the device stays, the notification failed. */
 		layer->failed++;
 		count_outcome(d, DELIVERY_OUTCOME_FAILED);
-		delivery_set_state(d, DELIVERY_FAILED, result->reason);
-		return;
-	}
-	if (!removed) {
+		delivery_set_state(d, DELIVERY_FAILED, pr->reason);
+	} else if (!job->removed) {
 		log_info("token reported gone but registered again since, kept", "device_id",
-		    d->device_id, "token", log_redact(d->token, redacted), "reason", result->reason,
-		    NULL);
+		    d->device_id, "token", log_redact(d->token, redacted), "reason",
+		    pr->reason, NULL);
 		snprintf(reason, sizeof reason, "%s (device kept: registered again since)",
-		    result->reason);
+		    pr->reason);
 		layer->failed++;
 		count_outcome(d, DELIVERY_OUTCOME_FAILED);
 		delivery_set_state(d, DELIVERY_FAILED, reason);
-		return;
+	} else {
+		layer->token_removed++;
+		count_outcome(d, DELIVERY_OUTCOME_TOKEN_REMOVED);
+		if (layer->feedback != NULL) {
+			struct feedback_event event = {
+				.device_id = d->device_id,
+				.client_id = d->client_id,
+				.platform = model_platform_name(d->platform),
+				.app_id = d->app_id,
+				.reason = pr->reason,
+				.status = pr->status,
+				.at = clock_now_ms(),
+			};
+			feedback_emit(layer->feedback, &event);
+		}
+		delivery_set_state(d, DELIVERY_TOKEN_REMOVED, pr->reason);
 	}
-	layer->token_removed++;
-	count_outcome(d, DELIVERY_OUTCOME_TOKEN_REMOVED);
-	if (layer->feedback != NULL) {
-		struct feedback_event event = {
-			.device_id = d->device_id,
-			.client_id = d->client_id,
-			.platform = model_platform_name(d->platform),
-			.app_id = d->app_id,
-			.reason = result->reason,
-			.status = result->status,
-			.at = clock_now_ms(),
-		};
-		feedback_emit(layer->feedback, &event);
-	}
-	delivery_set_state(d, DELIVERY_TOKEN_REMOVED, result->reason);
+	free(job->token);
+	free(job);
+}
+
+/*
+ * A dead token: remove the registration unless it was registered again since. The
+ * store writer does it; the delivery waits for its outcome until then.
+ */
+static void
+delivery_token_gone(struct delivery *d, const struct provider_result *result)
+{
+	struct token_job *job = xcalloc(1, sizeof *job);
+
+	job->delivery = d;
+	job->platform = d->platform;
+	job->token = xstrdup(d->token);
+	job->since = result->token_invalid_since > 0 ? result->token_invalid_since :
+	    d->registered_at;
+	job->result = *result;
+	d->layer->token_jobs++;
+	store_writer_submit(d->layer->writer, token_remove_run, token_remove_done, job);
 }
 
 /* Remember a success for the next batch write. */

@@ -55,7 +55,7 @@ struct push_dirty {
 
 struct push_ledger {
 	struct event_base *base;
-	struct store *store;		/* the loop's connection: reads */
+	struct store *store;		/* the loop's connection: start-up reads only */
 	struct store_writer *writer;	/* writes, off the loop */
 	struct delivery_layer *delivery;	/* where the pushes' deliveries go */
 	int flush_running;
@@ -538,6 +538,9 @@ accept_stored(int result, void *arg)
 {
 	struct accept_job *job = arg;
 
+	/* The group commit failed after the job did its part. */
+	if (result != STORE_OK && job->error == PUSH_OK)
+		job->error = PUSH_ESTORE;
 	job->cb(job->error, &job->accepted, job->arg);
 	accept_job_free(job);
 }
@@ -556,6 +559,9 @@ accept_resolved(int result, void *arg)
 	struct push_ledger *ledger = job->ledger;
 	struct push *p;
 
+	/* The batch the read ran in failed: it may have seen writes that were undone. */
+	if (result != STORE_OK && job->error == PUSH_OK)
+		job->error = PUSH_ESTORE;
 	if (job->error != PUSH_OK) {
 		job->cb(job->error, &job->accepted, job->arg);
 		accept_job_free(job);
@@ -633,7 +639,7 @@ push_accept(struct push_ledger *ledger, const struct push_recipients *recipients
 	return PUSH_OK;
 }
 
-/* Resume one unfinished push from its record. */
+/* Resume one unfinished push from its record (start-up: the loop's connection). */
 static void
 push_resume(struct push_ledger *ledger, struct push_record *record)
 {
@@ -832,51 +838,93 @@ counts_new(void)
 	return counts;
 }
 
-json_t *
-push_status_json(struct push_ledger *ledger, const char *push_id, int *error)
+/* The answer from a push in progress, in memory. */
+static json_t *
+status_from_push(const struct push *p)
 {
-	struct push_record record;
 	json_t *devices = json_array(), *counts = counts_new();
-	struct push *p;
-	int rc;
 
-	TAILQ_FOREACH(p, &ledger->active, entry) {
-		if (strcmp(p->id, push_id) != 0)
-			continue;
-		for (size_t i = 0; i < p->count; i++) {
-			const struct push_slot *s = &p->slots[i];
-			const char *state = delivery_state_name(s->state);
-			json_array_append_new(devices, slot_json(s->target->device_id,
-			    s->target->client_id, s->target->platform, s->target->app_id, state,
-			    s->reason, s->attempts, s->updated_at));
-			count_state(counts, state);
-		}
-		*error = PUSH_OK;
-		return json_pack("{s:s, s:o, s:o, s:o, s:o}", "push_id", p->id, "created_at",
-		    time_json(p->created_at), "finished_at",
-		    time_json(p->outstanding == 0 ? p->finished_at : 0), "counts", counts,
-		    "devices", devices);
+	for (size_t i = 0; i < p->count; i++) {
+		const struct push_slot *s = &p->slots[i];
+		const char *state = delivery_state_name(s->state);
+		json_array_append_new(devices, slot_json(s->target->device_id,
+		    s->target->client_id, s->target->platform, s->target->app_id, state,
+		    s->reason, s->attempts, s->updated_at));
+		count_state(counts, state);
 	}
-	rc = store_push_get(ledger->store, push_id, &record);
-	if (rc != STORE_OK) {
-		json_decref(devices);
-		json_decref(counts);
-		*error = rc == STORE_ENOTFOUND ? PUSH_ENOTFOUND : PUSH_ESTORE;
-		return NULL;
-	}
-	for (size_t i = 0; i < record.count; i++) {
-		const struct push_row *row = &record.rows[i];
+	return json_pack("{s:s, s:o, s:o, s:o, s:o}", "push_id", p->id, "created_at",
+	    time_json(p->created_at), "finished_at",
+	    time_json(p->outstanding == 0 ? p->finished_at : 0), "counts", counts,
+	    "devices", devices);
+}
+
+/* The answer from a push's record in the store. */
+static json_t *
+status_from_record(const struct push_record *record)
+{
+	json_t *devices = json_array(), *counts = counts_new();
+
+	for (size_t i = 0; i < record->count; i++) {
+		const struct push_row *row = &record->rows[i];
 		json_array_append_new(devices, slot_json(row->device_id, row->client_id,
 		    row->platform, row->app_id, row->state, row->reason, row->attempts,
 		    row->updated_at));
 		count_state(counts, row->state);
 	}
-	*error = PUSH_OK;
-	{
-		json_t *answer = json_pack("{s:s, s:o, s:o, s:o, s:o}", "push_id", record.push_id,
-		    "created_at", time_json(record.created_at), "finished_at",
-		    time_json(record.finished_at), "counts", counts, "devices", devices);
-		store_push_record_free(&record);
-		return answer;
+	return json_pack("{s:s, s:o, s:o, s:o, s:o}", "push_id", record->push_id,
+	    "created_at", time_json(record->created_at), "finished_at",
+	    time_json(record->finished_at), "counts", counts, "devices", devices);
+}
+
+/* A status read from the store. */
+struct status_job {
+	char *push_id;
+	struct push_record record;
+	push_status_cb *cb;
+	void *arg;
+};
+
+/* On a store thread: read the push. */
+static int
+status_read(struct store *store, void *arg)
+{
+	struct status_job *job = arg;
+
+	return store_push_get(store, job->push_id, &job->record);
+}
+
+/* On the loop: answer from the record. */
+static void
+status_read_done(int result, void *arg)
+{
+	struct status_job *job = arg;
+
+	if (result == STORE_OK)
+		job->cb(status_from_record(&job->record), PUSH_OK, job->arg);
+	else
+		job->cb(NULL, result == STORE_ENOTFOUND ? PUSH_ENOTFOUND : PUSH_ESTORE,
+		    job->arg);
+	store_push_record_free(&job->record);
+	free(job->push_id);
+	free(job);
+}
+
+void
+push_status_get(struct push_ledger *ledger, const char *push_id, struct store_writer *reader,
+    push_status_cb *cb, void *arg)
+{
+	struct status_job *job;
+	struct push *p;
+
+	TAILQ_FOREACH(p, &ledger->active, entry) {
+		if (strcmp(p->id, push_id) == 0) {
+			cb(status_from_push(p), PUSH_OK, arg);
+			return;
+		}
 	}
+	job = xcalloc(1, sizeof *job);
+	job->push_id = xstrdup(push_id);
+	job->cb = cb;
+	job->arg = arg;
+	store_writer_submit(reader, status_read, status_read_done, job);
 }

@@ -87,12 +87,15 @@ void push_ledger_free(struct push_ledger *ledger);
  */
 int push_accept(struct push_ledger *ledger, const struct push_recipients *recipients,
     const json_t *notification, push_accept_cb *cb, void *arg);
+/* A push's status as the GET /v1/push/{id} answer (taken over), or NULL with error. */
+typedef void push_status_cb(json_t *status, int error, void *arg);
 /*
- * The status of a push as the GET /v1/push/{id} answer (from memory while it is in
- * progress, else from the store), with *error PUSH_OK; or NULL with *error
- * PUSH_ENOTFOUND (no such push, or expired) or PUSH_ESTORE.
+ * The status of a push: from memory while it is in progress (cb runs before this
+ * returns), else read by a job on reader (a store thread), off the loop. cb gets
+ * the answer, or NULL with PUSH_ENOTFOUND (unknown or expired) or PUSH_ESTORE.
  */
-json_t *push_status_json(struct push_ledger *ledger, const char *push_id, int *error);
+void push_status_get(struct push_ledger *ledger, const char *push_id,
+    struct store_writer *reader, push_status_cb *cb, void *arg);
 /* A sentence for a PUSH_* code; "unknown push error" for anything else. */
 const char *push_strerror(int error);
 

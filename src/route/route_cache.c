@@ -42,7 +42,7 @@ struct route_cache_read {
 static uint64_t
 route_cache_generation(const struct route_cache *cache)
 {
-	return store_generation();
+	return store_generation(cache->store);
 }
 
 /* Nothing kept yet. */

@@ -8,20 +8,39 @@
 #include "store.h"
 #include "xmalloc.h"
 
-/* Bumped after every change of devices or memberships; read without locks. */
-static uint64_t store_changes = 1;
+/* Shared by the connections to one database: freed with the last of them. */
+struct store_shared {
+	uint64_t generation;		/* atomic: bumped after changes of routes */
+	unsigned int refs;		/* atomic: connections open */
+	const struct store_backend *backend;
+	struct store_options options;
+	char *path;			/* options.path, owned */
+};
 
 uint64_t
-store_generation(void)
+store_generation(const struct store *store)
 {
-	return __atomic_load_n(&store_changes, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(&store->shared->generation, __ATOMIC_ACQUIRE);
 }
 
-/* A write that changes routes happened (or may have: bumping is always safe). */
-static int
-changed(int rc)
+/* Move the generation: after a commit, so that a read that sees it sees the change. */
+static void
+generation_bump(struct store *store)
 {
-	__atomic_add_fetch(&store_changes, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&store->shared->generation, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * A write that changes routes happened (or may have: bumping is always safe). In a
+ * batch nobody else sees it before the commit: the generation moves then.
+ */
+static int
+changed(struct store *store, int rc)
+{
+	if (store->batch)
+		store->batch_changed = 1;
+	else
+		generation_bump(store);
 	return rc;
 }
 
@@ -50,14 +69,39 @@ store_strerror(int error)
 	return "unknown store error";
 }
 
+/* Open a connection with a backend; the shared part is given, or made here. */
+static int
+store_connect(const struct store_backend *backend, const struct store_options *options,
+    struct store_shared *shared, struct store **out, char *err, size_t errlen)
+{
+	struct store *store = xcalloc(1, sizeof *store);
+	int error;
+
+	store->backend = backend;
+	if ((error = backend->open(store, options, err, errlen)) != 0) {
+		free(store);
+		return error;
+	}
+	if (shared == NULL) {
+		shared = xcalloc(1, sizeof *shared);
+		shared->generation = 1;
+		shared->backend = backend;
+		shared->options = *options;
+		shared->path = xstrdup(options->path);
+		shared->options.path = shared->path;
+	}
+	__atomic_add_fetch(&shared->refs, 1, __ATOMIC_RELAXED);
+	store->shared = shared;
+	*out = store;
+	return STORE_OK;
+}
+
 /* Open a store with the named backend; on failure *out is NULL and err says why. */
 int
 store_open(const char *backend, const struct store_options *options, struct store **out,
     char *err, size_t errlen)
 {
 	const struct store_backend *found = NULL;
-	struct store *store;
-	int error;
 
 	*out = NULL;
 	if (err != NULL && errlen > 0)
@@ -74,25 +118,36 @@ store_open(const char *backend, const struct store_options *options, struct stor
 			    backend == NULL ? "" : backend);
 		return STORE_EINVAL;
 	}
-
-	store = xcalloc(1, sizeof *store);
-	store->backend = found;
-	error = found->open(store, options, err, errlen);
-	if (error != 0) {
-		free(store);
-		return error;
-	}
-	*out = store;
-	return STORE_OK;
+	return store_connect(found, options, NULL, out, err, errlen);
 }
 
-/* Close a store and free it; NULL is ignored. */
+/* Open another connection to the same database, sharing the generation. */
+int
+store_open_another(struct store *store, struct store **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	return store_connect(store->shared->backend, &store->shared->options, store->shared,
+	    out, err, errlen);
+}
+
+/* Close a connection and free it; the shared part goes with the last one. */
 void
 store_close(struct store *store)
 {
+	struct store_shared *shared;
+
 	if (store == NULL)
 		return;
+	if (store->batch)
+		store_batch_rollback(store);
 	store->backend->close(store);
+	shared = store->shared;
+	if (__atomic_sub_fetch(&shared->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		free(shared->path);
+		free(shared);
+	}
 	free(store);
 }
 
@@ -110,12 +165,72 @@ store_probe_write(struct store *store, char *err, size_t errlen)
 	return store->backend->probe_write(store, err, errlen);
 }
 
+/* Open a batch: one transaction for many jobs. */
+int
+store_batch_begin(struct store *store)
+{
+	int rc = store->backend->batch_begin(store);
+
+	if (rc == STORE_OK) {
+		store->batch = 1;
+		store->batch_changed = 0;
+	}
+	return rc;
+}
+
+/* Start a job of the batch: what it writes can be undone alone. */
+int
+store_batch_job_begin(struct store *store)
+{
+	return store->backend->job_begin(store);
+}
+
+/* End a job of the batch, keeping or undoing what it wrote. */
+int
+store_batch_job_end(struct store *store, int keep)
+{
+	return store->backend->job_end(store, keep);
+}
+
+/* Close the batch, committing it or rolling it back; then move the generation. */
+static int
+batch_end(struct store *store, int commit)
+{
+	int rc = store->backend->batch_end(store, commit);
+
+	store->batch = 0;
+	if (store->batch_changed)
+		generation_bump(store);
+	store->batch_changed = 0;
+	return rc;
+}
+
+/* Commit the batch: every job kept in it is durable now, or none is. */
+int
+store_batch_commit(struct store *store)
+{
+	return batch_end(store, 1);
+}
+
+/* Roll the batch back (what of it the backend has not already). */
+void
+store_batch_rollback(struct store *store)
+{
+	batch_end(store, 0);
+}
+
 /* Insert or replace a device; see store.h. */
 int
 store_device_put(struct store *store, const struct device *device, int64_t now,
     enum store_put_result *result, struct device *stored)
 {
-	return changed(store->backend->device_put(store, device, now, result, stored));
+	int routed = 1;
+	int rc = store->backend->device_put(store, device, now, result, stored, &routed);
+
+	/* A client in no room: no route has its devices. */
+	if (rc == STORE_OK && !routed)
+		return rc;
+	return changed(store, rc);
 }
 
 /* Read one device. */
@@ -129,7 +244,7 @@ store_device_get(struct store *store, const char *device_id, struct device *out)
 int
 store_device_delete(struct store *store, const char *device_id)
 {
-	return changed(store->backend->device_delete(store, device_id));
+	return changed(store, store->backend->device_delete(store, device_id));
 }
 
 /* List a client's devices, ordered by device_id. */
@@ -144,7 +259,8 @@ store_client_devices_list(struct store *store, const char *client_id,
 int
 store_client_devices_delete(struct store *store, const char *client_id, size_t *deleted)
 {
-	return changed(store->backend->client_devices_delete(store, client_id, deleted));
+	return changed(store, store->backend->client_devices_delete(store, client_id,
+	    deleted));
 }
 
 /* Count all devices. */
@@ -174,7 +290,7 @@ int
 store_device_remove_token(struct store *store, enum device_platform platform,
     const char *token, int64_t unless_updated_after, int *removed)
 {
-	return changed(store->backend->device_remove_token(store, platform, token,
+	return changed(store, store->backend->device_remove_token(store, platform, token,
 	    unless_updated_after, removed));
 }
 
@@ -191,7 +307,7 @@ store_member_put(struct store *store, const char *room_id, const char *client_id
 	/* Keeping a membership changes no route (implicit joins do so all the time). */
 	if (rc == STORE_OK && put == STORE_PUT_UPDATED)
 		return rc;
-	return changed(rc);
+	return changed(store, rc);
 }
 
 /* Read one membership. */
@@ -208,7 +324,7 @@ store_member_delete(struct store *store, const char *room_id, const char *client
 {
 	int rc = store->backend->member_delete(store, room_id, client_id);
 
-	return rc == STORE_ENOTFOUND ? rc : changed(rc);
+	return rc == STORE_ENOTFOUND ? rc : changed(store, rc);
 }
 
 /* List one page of a room's members. */
@@ -224,8 +340,8 @@ int
 store_member_prefs_put(struct store *store, const char *room_id, const char *client_id,
     int64_t muted_until, int mentions_only, struct member *stored)
 {
-	return changed(store->backend->member_prefs_put(store, room_id, client_id, muted_until,
-	    mentions_only, stored));
+	return changed(store, store->backend->member_prefs_put(store, room_id, client_id,
+	    muted_until, mentions_only, stored));
 }
 
 /* Append the targets of a device, client or room. */

@@ -2,9 +2,29 @@
  * The device registry behind one table of operations, so backends can be swapped
  * (SQLite is the default; see store_sqlite.c).
  *
- * Every write is one transaction: when a function returns 0 the change is durable
- * (committed, and with the default synchronous=full fsynced), and on error nothing of
- * it remains. Every function returns 0 or a negative STORE_E* code.
+ * A struct store is one connection to the database. store_open() makes the first;
+ * store_open_another() more to the same database, sharing its generation.
+ *
+ * Threads. A connection is used by one thread at a time, never by two at once.
+ * The daemon's own connection (daemon.c) is used on the event loop during start-up
+ * only, before the loop runs: migrations, resuming unfinished pushes (push_init,
+ * with the device reads of push_resume), loading unread counts (router_new) and
+ * replaying the event outbox (source_http). From then on the loop never calls a
+ * function of this header but store_generation() and store_strerror(), with one
+ * exception left: metrics.c counts devices (store_device_count) on that connection
+ * for each /metrics scrape. Every other store call runs in a job on a store thread
+ * (store_writer.h), on that thread's own connection. Below, "Thread: connection" means the thread that owns the
+ * connection at the time (start-up, or a store job); "any thread" means any.
+ *
+ * Writes. Every write function is all or nothing: on error nothing of it remains.
+ * Outside a batch each write is its own transaction: when it returns 0 the change
+ * is durable (committed, and with synchronous=full fsynced). Inside a batch
+ * (store_batch_begin(), the store writer's group commit) each write is a savepoint
+ * of the batch's transaction, and durable only once store_batch_commit() returns 0.
+ *
+ * Errors. Every function returns 0 or a negative STORE_E* code, listed with it.
+ * STORE_EIO is logged where it happens (with the operation and its subject); the
+ * others are not.
  */
 #ifndef PUSHRELAY_STORE_H
 #define PUSHRELAY_STORE_H
@@ -144,8 +164,19 @@ struct store_backend {
 	int (*ping)(struct store *store);
 	int (*probe_write)(struct store *store, char *err, size_t errlen);
 
+	/*
+	 * Group commit: one transaction for a batch (commit: 1 to commit, 0 to roll
+	 * back), a savepoint for each job in it (keep: 1 to keep its changes, 0 to undo
+	 * them); the write operations below become savepoints while a batch is open.
+	 */
+	int (*batch_begin)(struct store *store);
+	int (*batch_end)(struct store *store, int commit);
+	int (*job_begin)(struct store *store);
+	int (*job_end)(struct store *store, int keep);
+
+	/* routed: set when the change may change a room's route (see store_generation). */
 	int (*device_put)(struct store *store, const struct device *device, int64_t now,
-	    enum store_put_result *result, struct device *stored);
+	    enum store_put_result *result, struct device *stored, int *routed);
 	int (*device_get)(struct store *store, const char *device_id, struct device *out);
 	int (*device_delete)(struct store *store, const char *device_id);
 	int (*client_devices_list)(struct store *store, const char *client_id,
@@ -194,9 +225,15 @@ struct store_backend {
 	int (*pushes_expire)(struct store *store, int64_t finished_before, size_t *deleted);
 };
 
+/* What the connections to one database share: how to open them, the generation. */
+struct store_shared;
+
 struct store {
 	const struct store_backend *backend;
-	void *data;		/* the backend's own state */
+	void *data;			/* the backend's own state */
+	struct store_shared *shared;
+	int batch;			/* a batch is open (store_batch_begin) */
+	int batch_changed;		/* a write in it changed devices or memberships */
 };
 
 extern const struct store_backend store_sqlite_backend;
@@ -204,108 +241,191 @@ extern const struct store_backend store_sqlite_backend;
 /* The current schema version that this build writes. */
 #define STORE_SCHEMA_VERSION 5
 
+/* Describe a STORE_E* code. Any thread. */
 const char *store_strerror(int error);
 
 /*
- * A number that changes whenever a device or a membership changes, on any connection:
- * what is cached from the registry is good while it stays the same.
+ * A number that changes whenever a room's route may change, on any connection to the
+ * database of store: a membership, or a device that is (or was) a room member's; not
+ * a new device of a client in no room (a registration before its first join). What
+ * is cached from the registry's rooms is good while it stays the same. It moves
+ * after the change is committed (for a batch: after its commit), so a read started
+ * after it moved sees the change. Any thread; never fails.
  */
-uint64_t store_generation(void);
+uint64_t store_generation(const struct store *store);
 
-/* Open a store with the named backend ("sqlite"); err says why on failure. */
+/*
+ * Open a store with the named backend ("sqlite"); err says why on failure. Start-up
+ * thread. 0, STORE_EINVAL (unknown backend, bad options), STORE_ENEWER (a newer
+ * schema), STORE_EIO (cannot create, open or migrate the database).
+ */
 int store_open(const char *backend, const struct store_options *options, struct store **out,
     char *err, size_t errlen);
+/*
+ * Open another connection to the database of store, with its options, sharing its
+ * generation (for a store thread). Any thread, while store is open; the errors of
+ * store_open().
+ */
+int store_open_another(struct store *store, struct store **out, char *err, size_t errlen);
+/* Close a connection (NULL is ignored); an open batch is rolled back. Thread: connection. */
 void store_close(struct store *store);
+/* Does the backend still answer a read? Thread: connection. 0 or STORE_EIO. */
 int store_ping(struct store *store);
 /*
  * Commit a small write that changes nothing in the end, to learn whether the store
  * takes writes now (a full disk, a read-only file): 0, or STORE_EIO with err set to
- * the backend's reason ("database or disk is full").
+ * the backend's reason ("database or disk is full"). Thread: connection, outside a
+ * batch.
  */
 int store_probe_write(struct store *store, char *err, size_t errlen);
 
 /*
+ * Group commit, for the store writer: store_batch_begin() opens one write
+ * transaction (taking the write lock at once); each job runs between
+ * store_batch_job_begin() and store_batch_job_end(), as a savepoint, so that a job
+ * that fails (keep 0) is undone alone; store_batch_commit() makes the whole batch
+ * durable at once, with one fsync. All: thread: connection.
+ *
+ * store_batch_begin: 0 or STORE_EIO (nothing open: e.g. the lock was not had within
+ * the busy timeout). store_batch_job_begin, store_batch_job_end: 0, or STORE_EIO
+ * when the batch is lost: the backend rolled the whole transaction back (SQLite does
+ * on a full disk or an I/O error), so no job of it so far remains; end it with
+ * store_batch_rollback(). store_batch_commit: 0 (durable), or STORE_EIO: nothing of
+ * the batch remains. The generation moves at the end of a batch that changed
+ * devices or memberships.
+ */
+int store_batch_begin(struct store *store);
+int store_batch_job_begin(struct store *store);
+int store_batch_job_end(struct store *store, int keep);
+int store_batch_commit(struct store *store);
+void store_batch_rollback(struct store *store);
+
+/*
  * Insert or replace a device (by device_id). created_at is kept on update; a token
  * held by another device of the same platform is moved here (that device is removed).
- * stored (optional) receives the row as committed.
+ * stored (optional) receives the row as committed. Thread: connection. 0,
+ * STORE_EINVAL (a field missing or out of range), STORE_EIO.
  */
 int store_device_put(struct store *store, const struct device *device, int64_t now,
     enum store_put_result *result, struct device *stored);
+/* Read a device. Thread: connection. 0, STORE_ENOTFOUND, STORE_EIO. */
 int store_device_get(struct store *store, const char *device_id, struct device *out);
+/* Delete a device. Thread: connection. 0, STORE_ENOTFOUND, STORE_EIO. */
 int store_device_delete(struct store *store, const char *device_id);
-/* Devices of a client, ordered by device_id. */
+/* Devices of a client, ordered by device_id. Thread: connection. 0, STORE_EIO. */
 int store_client_devices_list(struct store *store, const char *client_id,
     struct device_list *out);
+/* Delete every device of a client (none: 0). Thread: connection. 0, STORE_EIO. */
 int store_client_devices_delete(struct store *store, const char *client_id, size_t *deleted);
+/* Count every device. Thread: connection. 0, STORE_EIO. */
 int store_device_count(struct store *store, size_t *count);
+/*
+ * Record a delivery's success or failure. Thread: connection. 0, STORE_ENOTFOUND,
+ * STORE_EIO.
+ */
 int store_device_mark_success(struct store *store, const char *device_id, int64_t at);
 int store_device_mark_error(struct store *store, const char *device_id, const char *reason,
     int64_t at);
 /*
  * Remove the device holding (platform, token), unless it was (re-)registered after
- * unless_updated_after (ms; pass INT64_MAX to remove unconditionally).
+ * unless_updated_after (ms; pass INT64_MAX to remove unconditionally); *removed says
+ * whether one was. Thread: connection. 0, STORE_EINVAL (no token, bad platform),
+ * STORE_EIO.
  */
 int store_device_remove_token(struct store *store, enum device_platform platform,
     const char *token, int64_t unless_updated_after, int *removed);
 
-/* Add a member (joined_at = now) or keep an existing one as is. */
+/*
+ * Add a member (joined_at = now) or keep an existing one as is. Thread: connection.
+ * 0, STORE_EINVAL (no id), STORE_EIO.
+ */
 int store_member_put(struct store *store, const char *room_id, const char *client_id,
     int64_t now, enum store_put_result *result, struct member *stored);
+/* Read a membership. Thread: connection. 0, STORE_ENOTFOUND, STORE_EIO. */
 int store_member_get(struct store *store, const char *room_id, const char *client_id,
     struct member *out);
+/* Remove a member. Thread: connection. 0, STORE_ENOTFOUND, STORE_EIO. */
 int store_member_delete(struct store *store, const char *room_id, const char *client_id);
-/* Up to limit members ordered by client_id, starting after after_client_id (or NULL). */
+/*
+ * Up to limit members ordered by client_id, starting after after_client_id (or NULL).
+ * Thread: connection. 0, STORE_EIO.
+ */
 int store_room_members_list(struct store *store, const char *room_id,
     const char *after_client_id, size_t limit, struct member_list *out);
-/* Set a member's preferences; STORE_ENOTFOUND if not a member. */
+/*
+ * Set a member's preferences. Thread: connection. 0, STORE_ENOTFOUND (not a member),
+ * STORE_EIO.
+ */
 int store_member_prefs_put(struct store *store, const char *room_id, const char *client_id,
     int64_t muted_until, int mentions_only, struct member *stored);
 
 /*
  * Append the delivery targets of a device, a client or a room to out (ordered by
- * client_id, device_id): the columns a delivery needs, one allocation each.
+ * client_id, device_id): the columns a delivery needs, one allocation each. None
+ * (an unknown id) is not an error. Thread: connection. 0, STORE_EIO.
  */
 int store_targets_add(struct store *store, enum store_targets by, const char *id,
     struct target_list *out);
-/* Record a successful delivery on many devices in one transaction. */
+/*
+ * Record a successful delivery on many devices in one write (absent ones are
+ * skipped). Thread: connection. 0, STORE_EIO.
+ */
 int store_devices_mark_success(struct store *store, const char *const *device_ids,
     size_t count, int64_t at);
 
 /*
  * Everything routing a message in a room needs: its members (preferences, devices)
  * and the devices already notified of this message (an earlier delivery of the same
- * event). A consistent snapshot: one read transaction.
+ * event). A consistent snapshot: one read transaction (inside a batch: the batch's).
+ * Thread: connection. 0, STORE_EIO.
  */
 int store_room_route(struct store *store, const char *room_id, const char *message_id,
     struct room_route *out);
+/* Free what store_room_route() gave. Any thread. */
 void store_room_route_free(struct room_route *route);
-/* Remember notified devices (one transaction); forget those older than before. */
+/*
+ * Remember notified devices (one write); forget those older than before. Thread:
+ * connection. 0, STORE_EIO.
+ */
 int store_notified_add(struct store *store, const struct notified_mark *marks, size_t count);
 int store_notified_expire(struct store *store, int64_t before);
-/* Set unread counts (0 deletes the row); load them all. */
+/*
+ * Set unread counts (0 deletes the row), one write; load them all (start-up).
+ * Thread: connection. 0, STORE_EIO.
+ */
 int store_unread_put(struct store *store, const struct unread_count *counts, size_t count);
 int store_unread_load(struct store *store, struct unread_count **out, size_t *count);
+/* Free what store_unread_load() gave. Any thread. */
 void store_unread_free(struct unread_count *counts, size_t count);
 /*
- * Keep event batches, each of its kind (one transaction, ids out), drop handled ones,
- * read them back oldest first.
+ * Keep event batches, each of its kind (one write, ids out), drop handled ones, read
+ * them back oldest first (start-up). Thread: connection. 0, STORE_EIO.
  */
 int store_outbox_add(struct store *store, const enum store_outbox_kind *kinds,
     const char *const *bodies, size_t count, int64_t at, int64_t *ids);
 int store_outbox_delete(struct store *store, const int64_t *ids, size_t count);
 int store_outbox_load(struct store *store, struct outbox_entry **out, size_t *count);
+/* Free what store_outbox_load() gave. Any thread. */
 void store_outbox_free(struct outbox_entry *entries, size_t count);
 
-/* Insert a push and all its rows in one transaction: durable when this returns 0. */
+/* Insert a push and all its rows in one write. Thread: connection. 0, STORE_EIO. */
 int store_push_insert(struct store *store, const struct push_record *record);
-/* Apply row changes and mark pushes finished, all in one transaction. */
+/*
+ * Apply row changes and mark pushes finished, all in one write. Thread: connection.
+ * 0, STORE_EIO.
+ */
 int store_push_update(struct store *store, const struct push_row_update *updates,
     size_t count, const struct push_finish *finished, size_t finished_count);
+/* Read a push with its rows. Thread: connection. 0, STORE_ENOTFOUND, STORE_EIO. */
 int store_push_get(struct store *store, const char *push_id, struct push_record *out);
-/* Every push not finished yet, with its rows: what a restart must resume. */
+/*
+ * Every push not finished yet, with its rows: what a restart must resume (start-up).
+ * Thread: connection. 0, STORE_EIO.
+ */
 int store_pushes_unfinished(struct store *store, struct push_record **out, size_t *count);
-/* Delete pushes finished before a time. */
+/* Delete pushes finished before a time. Thread: connection. 0, STORE_EIO. */
 int store_pushes_expire(struct store *store, int64_t finished_before, size_t *deleted);
+/* Free a push record's contents. Any thread. */
 void store_push_record_free(struct push_record *record);
 
 #endif

@@ -6,6 +6,11 @@
  * so a failed call leaves nothing behind. The journal is WAL; with synchronous=FULL
  * each commit is fsynced before the call returns.
  *
+ * Group commit (store_batch_*, for the store writer): the batch is one BEGIN
+ * IMMEDIATE ... COMMIT, each job in it a SAVEPOINT "job", and inside a batch every
+ * write's own transaction is a SAVEPOINT "call" instead, so that it still leaves
+ * nothing behind when it fails, and a failing job is undone alone.
+ *
  * The schema is versioned with PRAGMA user_version and brought forward by the
  * migrations below, each in its own transaction. A database from a newer build is
  * refused before anything in it is changed.
@@ -153,9 +158,16 @@ enum sqlite_stmt {
 	STMT_BEGIN,
 	STMT_COMMIT,
 	STMT_ROLLBACK,
+	STMT_CALL_BEGIN,
+	STMT_CALL_RELEASE,
+	STMT_CALL_UNDO,
+	STMT_JOB_BEGIN,
+	STMT_JOB_RELEASE,
+	STMT_JOB_UNDO,
 	STMT_PING,
 	STMT_DEVICE_GET,
 	STMT_DEVICE_EXISTS,
+	STMT_CLIENT_IN_A_ROOM,
 	STMT_DEVICE_BY_TOKEN,
 	STMT_DEVICE_UPSERT,
 	STMT_DEVICE_DELETE,
@@ -206,9 +218,16 @@ static const char *const sqlite_stmt_sql[STMT_COUNT] = {
 	[STMT_BEGIN] = "BEGIN IMMEDIATE",
 	[STMT_COMMIT] = "COMMIT",
 	[STMT_ROLLBACK] = "ROLLBACK",
+	[STMT_CALL_BEGIN] = "SAVEPOINT call",
+	[STMT_CALL_RELEASE] = "RELEASE call",
+	[STMT_CALL_UNDO] = "ROLLBACK TO call",
+	[STMT_JOB_BEGIN] = "SAVEPOINT job",
+	[STMT_JOB_RELEASE] = "RELEASE job",
+	[STMT_JOB_UNDO] = "ROLLBACK TO job",
 	[STMT_PING] = "SELECT 1 FROM devices LIMIT 1",
 	[STMT_DEVICE_GET] = "SELECT " DEVICE_COLUMNS " FROM devices WHERE device_id = ?1",
 	[STMT_DEVICE_EXISTS] = "SELECT 1 FROM devices WHERE device_id = ?1",
+	[STMT_CLIENT_IN_A_ROOM] = "SELECT 1 FROM memberships WHERE client_id = ?1 LIMIT 1",
 	[STMT_DEVICE_BY_TOKEN] =
 	    "SELECT device_id FROM devices WHERE platform = ?1 AND token = ?2",
 	/*
@@ -315,6 +334,7 @@ struct sqlite_store {
 	sqlite3 *db;
 	char *path;
 	sqlite3_stmt *stmts[STMT_COUNT];
+	int batch;		/* a batch's transaction was opened (it may be lost since) */
 };
 
 /* What a failing call was doing, for its one log line. */
@@ -529,34 +549,126 @@ stmt_run(struct sqlite_store *s, enum sqlite_stmt id)
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* Undo an open write transaction, if one is still open. */
+/* Is the batch's transaction gone (SQLite rolls back on a full disk, an I/O error)? */
+static int
+batch_lost(struct sqlite_store *s)
+{
+	return s->batch && sqlite3_get_autocommit(s->db);
+}
+
+/* Undo an open write (its transaction, or its savepoint in a batch), if still there. */
 static void
 tx_rollback(struct sqlite_store *s, const struct sqlite_context *ctx)
 {
 	if (sqlite3_get_autocommit(s->db))
 		return;
+	if (s->batch) {
+		/* ROLLBACK TO keeps the savepoint open: RELEASE closes it. */
+		if (stmt_run(s, STMT_CALL_UNDO) != SQLITE_OK ||
+		    stmt_run(s, STMT_CALL_RELEASE) != SQLITE_OK)
+			sqlite_fail(s, &(struct sqlite_context){ "rollback", "during",
+			    ctx->op });
+		return;
+	}
 	if (stmt_run(s, STMT_ROLLBACK) != SQLITE_OK)
 		sqlite_fail(s, &(struct sqlite_context){ "rollback", "during", ctx->op });
 }
 
-/* Start a write transaction, taking the write lock now rather than halfway through. */
+/*
+ * Start a write transaction, taking the write lock now rather than halfway through;
+ * in a batch, which holds the lock already, a savepoint.
+ */
 static int
 tx_begin(struct sqlite_store *s, const struct sqlite_context *ctx)
 {
-	if (stmt_run(s, STMT_BEGIN) != SQLITE_OK)
+	if (batch_lost(s))
+		return STORE_EIO;	/* logged when it was lost */
+	if (stmt_run(s, s->batch ? STMT_CALL_BEGIN : STMT_BEGIN) != SQLITE_OK)
 		return sqlite_fail(s, ctx);
 	return STORE_OK;
+}
+
+/* Keep a write: commit its transaction, or release its savepoint into the batch. */
+static int
+tx_commit(struct sqlite_store *s)
+{
+	return stmt_run(s, s->batch ? STMT_CALL_RELEASE : STMT_COMMIT);
 }
 
 /* End a write transaction: commit if error is 0, else roll back; the final result. */
 static int
 tx_end(struct sqlite_store *s, const struct sqlite_context *ctx, int error)
 {
-	if (error == STORE_OK && stmt_run(s, STMT_COMMIT) != SQLITE_OK)
+	if (error == STORE_OK && tx_commit(s) != SQLITE_OK)
 		error = sqlite_fail(s, ctx);
 	if (error != STORE_OK)
 		tx_rollback(s, ctx);
 	return error;
+}
+
+/* Open a batch: one write transaction for many jobs. */
+static int
+sqlite_batch_begin(struct store *store)
+{
+	struct sqlite_store *s = store->data;
+
+	if (stmt_run(s, STMT_BEGIN) != SQLITE_OK)
+		return sqlite_fail(s, &(struct sqlite_context){ "batch_begin", NULL, NULL });
+	s->batch = 1;
+	return STORE_OK;
+}
+
+/* Commit or roll back the batch; STORE_EIO if it was lost or does not commit. */
+static int
+sqlite_batch_end(struct store *store, int commit)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "batch_commit", NULL, NULL };
+	int error = STORE_OK;
+
+	if (sqlite3_get_autocommit(s->db))
+		error = commit ? sqlite_fail(s, &ctx) : STORE_OK;
+	else if (commit && stmt_run(s, STMT_COMMIT) != SQLITE_OK) {
+		error = sqlite_fail(s, &ctx);
+		if (!sqlite3_get_autocommit(s->db) && stmt_run(s, STMT_ROLLBACK) != SQLITE_OK)
+			sqlite_fail(s, &(struct sqlite_context){ "rollback", "during",
+			    ctx.op });
+	} else if (!commit && stmt_run(s, STMT_ROLLBACK) != SQLITE_OK)
+		sqlite_fail(s, &(struct sqlite_context){ "batch_rollback", NULL, NULL });
+	s->batch = 0;
+	return error;
+}
+
+/* Start a job of the batch. */
+static int
+sqlite_job_begin(struct store *store)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "job_begin", NULL, NULL };
+
+	if (batch_lost(s))
+		return STORE_EIO;	/* logged when it was lost */
+	if (stmt_run(s, STMT_JOB_BEGIN) != SQLITE_OK)
+		return sqlite_fail(s, &ctx);
+	return STORE_OK;
+}
+
+/* End a job of the batch, keeping or undoing it; STORE_EIO if the batch is lost. */
+static int
+sqlite_job_end(struct store *store, int keep)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "job_end", NULL, NULL };
+
+	if (batch_lost(s)) {
+		log_error("store batch rolled back by the database: its other jobs fail too",
+		    "path", s->path, NULL);
+		return STORE_EIO;
+	}
+	if ((!keep && stmt_run(s, STMT_JOB_UNDO) != SQLITE_OK) ||
+	    stmt_run(s, STMT_JOB_RELEASE) != SQLITE_OK)
+		return sqlite_fail(s, &ctx);
+	return STORE_OK;
 }
 
 /* Read one device by id into out. */
@@ -957,7 +1069,7 @@ sqlite_probe_write(struct store *store, char *err, size_t errlen)
 			error = sqlite_fail(s, &ctx);
 		stmt_done(del);
 	}
-	if (error == STORE_OK && stmt_run(s, STMT_COMMIT) != SQLITE_OK)
+	if (error == STORE_OK && tx_commit(s) != SQLITE_OK)
 		error = sqlite_fail(s, &ctx);
 	if (error != STORE_OK) {
 		set_err(err, errlen, "%s", sqlite3_errmsg(s->db));
@@ -973,7 +1085,7 @@ sqlite_probe_write(struct store *store, char *err, size_t errlen)
  */
 static int
 sqlite_device_put(struct store *store, const struct device *device, int64_t now,
-    enum store_put_result *result, struct device *stored)
+    enum store_put_result *result, struct device *stored, int *routed)
 {
 	struct sqlite_store *s = store->data;
 	struct sqlite_context ctx = { "device_put", "device_id", NULL };
@@ -1046,6 +1158,24 @@ sqlite_device_put(struct store *store, const struct device *device, int64_t now,
 	stmt_done(stmt);
 	if (error != STORE_OK)
 		goto out;
+
+	/*
+	 * A new device with a token of its own, of a client in no room, is on no room's
+	 * route: the generation can stay. Otherwise (an update, a token taken from
+	 * another device, a member's device) it must move.
+	 */
+	*routed = exists || holder != NULL;
+	if (!*routed) {
+		stmt = s->stmts[STMT_CLIENT_IN_A_ROOM];
+		if (bind_text(stmt, 1, device->client_id) != SQLITE_OK ||
+		    ((rc = sqlite3_step(stmt)) != SQLITE_ROW && rc != SQLITE_DONE))
+			error = sqlite_fail(s, &ctx);
+		else
+			*routed = rc == SQLITE_ROW;
+		stmt_done(stmt);
+		if (error != STORE_OK)
+			goto out;
+	}
 
 	if (stored != NULL && (error = device_read(s, &ctx, device->device_id, &row)) ==
 	    STORE_ENOTFOUND)
@@ -1705,11 +1835,11 @@ sqlite_room_route(struct store *store, const char *room_id, const char *message_
 	struct sqlite_context ctx = { "room_route", "room_id", room_id };
 	sqlite3_stmt *stmt = s->stmts[STMT_ROUTE_MEMBERS];
 	size_t capacity = 0, ncap = 0;
-	int error = STORE_OK, rc, platform, environment;
+	int error = STORE_OK, rc, platform, environment, own = !s->batch;
 
 	memset(out, 0, sizeof *out);
-	/* One read transaction: members, devices and marks from the same snapshot. */
-	if (stmt_run(s, STMT_READ_BEGIN) != SQLITE_OK)
+	/* One read transaction (a batch's, in one): members, devices, marks, one snapshot. */
+	if (own && stmt_run(s, STMT_READ_BEGIN) != SQLITE_OK)
 		return sqlite_fail(s, &ctx);
 	if (bind_text(stmt, 1, room_id) != SQLITE_OK) {
 		error = sqlite_fail(s, &ctx);
@@ -1778,7 +1908,7 @@ sqlite_room_route(struct store *store, const char *room_id, const char *message_
 		error = sqlite_fail(s, &ctx);
 out:
 	stmt_done(stmt);
-	if (stmt_run(s, STMT_COMMIT) != SQLITE_OK && error == STORE_OK)
+	if (own && stmt_run(s, STMT_COMMIT) != SQLITE_OK && error == STORE_OK)
 		error = sqlite_fail(s, &ctx);
 	if (error != STORE_OK)
 		store_room_route_free(out);
@@ -1998,6 +2128,10 @@ const struct store_backend store_sqlite_backend = {
 	.close = sqlite_close,
 	.ping = sqlite_ping,
 	.probe_write = sqlite_probe_write,
+	.batch_begin = sqlite_batch_begin,
+	.batch_end = sqlite_batch_end,
+	.job_begin = sqlite_job_begin,
+	.job_end = sqlite_job_end,
 	.device_put = sqlite_device_put,
 	.device_get = sqlite_device_get,
 	.device_delete = sqlite_device_delete,

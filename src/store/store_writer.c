@@ -1,4 +1,7 @@
-/* The store writer thread: jobs in, results back to the event loop through an eventfd. */
+/*
+ * Store threads: jobs in, results back to the event loop through an eventfd; group
+ * commit for the writer.
+ */
 #include "autoconf.h"
 
 #include <errno.h>
@@ -29,7 +32,8 @@ struct store_job {
 TAILQ_HEAD(store_job_list, store_job);
 
 struct store_writer {
-	struct store *store;		/* the writer thread's own connection */
+	struct store *store;		/* the thread's own connection */
+	enum store_writer_mode mode;
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -44,6 +48,11 @@ struct store_writer {
 	int64_t probe_due;		/* monotonic ms of the next probe */
 	int64_t failed_at;		/* monotonic ms of the last failed write */
 	char write_error[128];		/* "" while writes work */
+	/* Read health (store_writer_watch_reads); protected by lock. */
+	int64_t ping_interval_ms;	/* 0: not watched */
+	int64_t ping_due;
+	char read_error[128];		/* "" while the last ping answered */
+	struct store_writer_stats stats;	/* protected by lock */
 };
 
 /*
@@ -90,28 +99,193 @@ writer_probe_if_due(struct store_writer *w)
 	w->probe_due = clock_monotonic_ms() + w->probe_interval_ms;
 }
 
-/* Wait for a job (or stop), with lock held; wakes for probes when writes are watched. */
+/* Ping the store if it is due, with lock held (released while it runs). */
+static void
+writer_ping_if_due(struct store_writer *w)
+{
+	int rc;
+
+	if (w->ping_interval_ms <= 0 || clock_monotonic_ms() < w->ping_due)
+		return;
+	pthread_mutex_unlock(&w->lock);
+	rc = store_ping(w->store);
+	pthread_mutex_lock(&w->lock);
+	if (rc != STORE_OK && w->read_error[0] == '\0')
+		log_error("store reads fail: not ready until they work again", "error",
+		    store_strerror(rc), NULL);
+	else if (rc == STORE_OK && w->read_error[0] != '\0')
+		log_info("store reads work again", NULL);
+	if (rc != STORE_OK)
+		snprintf(w->read_error, sizeof w->read_error, "%s", store_strerror(rc));
+	else
+		w->read_error[0] = '\0';
+	w->ping_due = clock_monotonic_ms() + w->ping_interval_ms;
+}
+
+/* The health checks that are due, with lock held. */
+static void
+writer_checks_if_due(struct store_writer *w)
+{
+	writer_probe_if_due(w);
+	writer_ping_if_due(w);
+}
+
+/* Wait for a job (or stop), with lock held; wakes for the checks that are watched. */
 static void
 writer_wait(struct store_writer *w)
 {
 	struct timespec until;
-	int64_t due;
+	int64_t due = INT64_MAX;
 
-	if (w->probe_interval_ms <= 0) {
+	if (w->probe_interval_ms > 0)
+		due = w->probe_due;
+	if (w->ping_interval_ms > 0 && w->ping_due < due)
+		due = w->ping_due;
+	if (due == INT64_MAX) {
 		pthread_cond_wait(&w->wake, &w->lock);
 		return;
 	}
-	due = w->probe_due;
 	until.tv_sec = due / 1000;
 	until.tv_nsec = (due % 1000) * 1000000;
 	pthread_cond_timedwait(&w->wake, &w->lock, &until);
 }
 
-/* The thread: run jobs in order, hand each back to the loop. */
+/* Give jobs first..last (or to the end) the same result. */
+static void
+writer_fail_jobs(struct store_job *first, struct store_job *last, int result)
+{
+	for (struct store_job *job = first; job != NULL; job = TAILQ_NEXT(job, entry)) {
+		job->result = result;
+		if (job == last)
+			break;
+	}
+}
+
+/*
+ * Move jobs that came meanwhile to the end of a batch of count jobs, up to the
+ * largest batch: the commit is the slow part, and they would wait for it anyway.
+ * The next job to run, or NULL.
+ */
+static struct store_job *
+writer_join(struct store_writer *w, struct store_job_list *jobs, uint64_t count,
+    struct store_writer_stats *stats)
+{
+	struct store_job *job, *next = NULL;
+
+	pthread_mutex_lock(&w->lock);
+	while (count < STORE_WRITER_BATCH_MAX && (job = TAILQ_FIRST(&w->todo)) != NULL) {
+		TAILQ_REMOVE(&w->todo, job, entry);
+		TAILQ_INSERT_TAIL(jobs, job, entry);
+		if (next == NULL)
+			next = job;
+		stats->jobs++;
+		count++;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return next;
+}
+
+/*
+ * Run jobs as group commits: one transaction, each job in a savepoint, joined by
+ * the jobs that come while it runs. A job that fails is undone alone. If the
+ * database loses the transaction, the jobs run in it so far fail with STORE_EIO and
+ * the rest go into a new one.
+ */
+static void
+writer_run_batches(struct store_writer *w, struct store_job_list *jobs,
+    struct store_writer_stats *stats)
+{
+	struct store_job *first = TAILQ_FIRST(jobs), *job, *lost;
+	uint64_t count;
+
+	while (first != NULL) {
+		stats->batches++;
+		if (store_batch_begin(w->store) != STORE_OK) {
+			stats->batch_failures++;
+			writer_fail_jobs(first, NULL, STORE_EIO);
+			return;
+		}
+		lost = NULL;
+		count = 0;
+		for (job = first; job != NULL; job = TAILQ_NEXT(job, entry) != NULL ?
+		    TAILQ_NEXT(job, entry) : writer_join(w, jobs, count, stats)) {
+			count++;
+			if (store_batch_job_begin(w->store) != STORE_OK) {
+				lost = job;
+				break;
+			}
+			job->result = job->run(w->store, job->arg);
+			if (store_batch_job_end(w->store, job->result == STORE_OK) != STORE_OK) {
+				lost = job;
+				break;
+			}
+		}
+		if (count > stats->largest_batch)
+			stats->largest_batch = count;
+		if (lost != NULL) {
+			store_batch_rollback(w->store);
+			stats->batch_failures++;
+			writer_fail_jobs(first, lost, STORE_EIO);
+			first = TAILQ_NEXT(lost, entry);
+			continue;
+		}
+		if (store_batch_commit(w->store) != STORE_OK) {
+			stats->batch_failures++;
+			writer_fail_jobs(first, NULL, STORE_EIO);
+		}
+		return;
+	}
+}
+
+/* Run taken jobs in the writer's mode; count them into stats. */
+static void
+writer_run(struct store_writer *w, struct store_job_list *jobs,
+    struct store_writer_stats *stats)
+{
+	struct store_job *job;
+
+	TAILQ_FOREACH(job, jobs, entry)
+		stats->jobs++;
+	if (w->mode == STORE_WRITER_GROUP_COMMIT) {
+		writer_run_batches(w, jobs, stats);
+		return;
+	}
+	TAILQ_FOREACH(job, jobs, entry)
+		job->result = job->run(w->store, job->arg);
+}
+
+/* Take the next jobs to run, with lock held: a batch, or one in STORE_WRITER_EACH. */
+static void
+writer_take(struct store_writer *w, struct store_job_list *jobs)
+{
+	size_t max = w->mode == STORE_WRITER_GROUP_COMMIT ? STORE_WRITER_BATCH_MAX : 1;
+	struct store_job *job;
+
+	TAILQ_INIT(jobs);
+	for (size_t n = 0; n < max && (job = TAILQ_FIRST(&w->todo)) != NULL; n++) {
+		TAILQ_REMOVE(&w->todo, job, entry);
+		TAILQ_INSERT_TAIL(jobs, job, entry);
+	}
+}
+
+/* Add what a run did to the counters, with lock held. */
+static void
+writer_count(struct store_writer *w, const struct store_writer_stats *run)
+{
+	w->stats.jobs += run->jobs;
+	w->stats.batches += run->batches;
+	w->stats.batch_failures += run->batch_failures;
+	if (run->largest_batch > w->stats.largest_batch)
+		w->stats.largest_batch = run->largest_batch;
+}
+
+/* The thread: run jobs in order, hand them back to the loop. */
 static void *
 writer_main(void *arg)
 {
 	struct store_writer *w = arg;
+	struct store_writer_stats run;
+	struct store_job_list jobs;
 	struct store_job *job;
 	uint64_t one = 1;
 	ssize_t unused;
@@ -119,23 +293,28 @@ writer_main(void *arg)
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
 		while (TAILQ_EMPTY(&w->todo) && !w->stopping) {
-			writer_probe_if_due(w);
+			writer_checks_if_due(w);
 			if (TAILQ_EMPTY(&w->todo) && !w->stopping)
 				writer_wait(w);
 		}
-		if ((job = TAILQ_FIRST(&w->todo)) == NULL)
+		if (TAILQ_EMPTY(&w->todo))
 			break;	/* stopping, and nothing left */
-		TAILQ_REMOVE(&w->todo, job, entry);
+		/* Those that come while these run join them; during the commit, the next. */
+		writer_take(w, &jobs);
 		pthread_mutex_unlock(&w->lock);
-		job->result = job->run(w->store, job->arg);
+		memset(&run, 0, sizeof run);
+		writer_run(w, &jobs, &run);
 		pthread_mutex_lock(&w->lock);
-		if (w->probe_interval_ms > 0 && job->result == STORE_EIO)
-			writer_note_write(w, STORE_EIO, NULL);
-		TAILQ_INSERT_TAIL(&w->done, job, entry);
+		writer_count(w, &run);
+		TAILQ_FOREACH(job, &jobs, entry) {
+			if (w->probe_interval_ms > 0 && job->result == STORE_EIO)
+				writer_note_write(w, STORE_EIO, NULL);
+		}
+		TAILQ_CONCAT(&w->done, &jobs, entry);
 		unused = write(w->wakefd, &one, sizeof one);
 		(void)unused;
-		/* A busy writer still probes, so that it can find writes work again. */
-		writer_probe_if_due(w);
+		/* A busy thread still checks, so that it can find writes work again. */
+		writer_checks_if_due(w);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
@@ -174,17 +353,18 @@ writer_wakeup(evutil_socket_t fd, short what, void *arg)
 }
 
 struct store_writer *
-store_writer_start(struct event_base *base, const char *backend,
-    const struct store_options *options, char *err, size_t errlen)
+store_writer_start(struct event_base *base, struct store *store, enum store_writer_mode mode,
+    char *err, size_t errlen)
 {
 	struct store_writer *w = xcalloc(1, sizeof *w);
 	pthread_condattr_t attr;
 	int rc;
 
-	if (store_open(backend, options, &w->store, err, errlen) != STORE_OK) {
+	if (store_open_another(store, &w->store, err, errlen) != STORE_OK) {
 		free(w);
 		return NULL;
 	}
+	w->mode = mode;
 	TAILQ_INIT(&w->todo);
 	TAILQ_INIT(&w->done);
 	if ((w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
@@ -250,6 +430,36 @@ store_writer_write_error(struct store_writer *w, char *buf, size_t size)
 }
 
 void
+store_writer_watch_reads(struct store_writer *w, int64_t interval_ms)
+{
+	pthread_mutex_lock(&w->lock);
+	w->ping_interval_ms = interval_ms;
+	w->ping_due = clock_monotonic_ms();
+	pthread_cond_signal(&w->wake);
+	pthread_mutex_unlock(&w->lock);
+}
+
+const char *
+store_writer_read_error(struct store_writer *w, char *buf, size_t size)
+{
+	int failing;
+
+	pthread_mutex_lock(&w->lock);
+	if ((failing = w->read_error[0] != '\0'))
+		snprintf(buf, size, "%s", w->read_error);
+	pthread_mutex_unlock(&w->lock);
+	return failing ? buf : NULL;
+}
+
+void
+store_writer_get_stats(struct store_writer *w, struct store_writer_stats *stats)
+{
+	pthread_mutex_lock(&w->lock);
+	*stats = w->stats;
+	pthread_mutex_unlock(&w->lock);
+}
+
+void
 store_writer_stop(struct store_writer *w)
 {
 	if (w == NULL)
@@ -262,12 +472,25 @@ store_writer_stop(struct store_writer *w)
 	/* The loop may be gone: finish here, including jobs that callbacks submit. */
 	writer_collect(w);
 	while (!TAILQ_EMPTY(&w->todo)) {
-		struct store_job *job = TAILQ_FIRST(&w->todo);
+		struct store_writer_stats run;
+		struct store_job_list jobs;
 
-		TAILQ_REMOVE(&w->todo, job, entry);
-		job->result = job->run(w->store, job->arg);
-		TAILQ_INSERT_TAIL(&w->done, job, entry);
+		memset(&run, 0, sizeof run);
+		writer_take(w, &jobs);
+		writer_run(w, &jobs, &run);
+		writer_count(w, &run);
+		TAILQ_CONCAT(&w->done, &jobs, entry);
 		writer_collect(w);
+	}
+	if (w->mode == STORE_WRITER_GROUP_COMMIT && w->stats.jobs > 0) {
+		char jobs[24], batches[24], largest[24];
+
+		snprintf(jobs, sizeof jobs, "%llu", (unsigned long long)w->stats.jobs);
+		snprintf(batches, sizeof batches, "%llu", (unsigned long long)w->stats.batches);
+		snprintf(largest, sizeof largest, "%llu",
+		    (unsigned long long)w->stats.largest_batch);
+		log_info("store writer stopped", "jobs", jobs, "batches", batches,
+		    "largest_batch", largest, NULL);
 	}
 	event_free(w->wake_event);
 	close(w->wakefd);

@@ -27,6 +27,7 @@
 #include "apikey.h"
 #include "fuzz.h"
 #include "store.h"
+#include "store_writer.h"
 
 #define FUZZ_KEY "fuzz0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab"
 
@@ -62,6 +63,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	struct api_options options;
 	struct apikeys *keys;
 	struct store *store;
+	struct store_writer *writer, *reader;
 	int fd;
 
 	fuzz_setup();
@@ -88,7 +90,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	options.max_connections = 64;
 	options.max_connections_per_peer = 64;
 	options.metrics_public = 0;
-	if ((api = api_new(base, &options, store, keys, err, sizeof err)) == NULL)
+	writer = store_writer_start(base, store, STORE_WRITER_GROUP_COMMIT, err, sizeof err);
+	reader = store_writer_start(base, store, STORE_WRITER_EACH, err, sizeof err);
+	if (writer == NULL || reader == NULL)
+		fuzz_fail("store_writer_start: %s", err);
+	if ((api = api_new(base, &options, writer, reader, keys, err, sizeof err)) == NULL)
 		fuzz_fail("api_new: %s", err);
 	return 0;
 }

@@ -2,6 +2,7 @@
 newer pushrelayd is refused."""
 
 import http.client
+import json
 import signal
 import sqlite3
 import threading
@@ -58,6 +59,69 @@ class KillTest(DaemonTestCase):
         self.assertLessEqual(count, len(attempted))
         status, _, listed, _ = d.request("GET", "/v1/clients/load/devices")
         self.assertEqual(len(listed["devices"]), count)
+        self.assertEqual(d.stop(), 0)
+
+    def test_concurrent_registrations_acknowledged_before_kill_9_all_survive(self):
+        """16 keep-alive connections register at once (their writes share commits);
+        kill -9 lands just after an answer, with requests in flight."""
+        d = self.start_daemon()
+        acked = []
+        attempted = []
+        failures = []
+        lock = threading.Lock()
+        enough = threading.Event()
+        stop = threading.Event()
+
+        def writer(n):
+            conn = d.connection(timeout=5)
+            i = 0
+            while not stop.is_set():
+                device_id = "con-%02d-%05d" % (n, i)
+                token = apns_token()
+                i += 1
+                with lock:
+                    attempted.append(device_id)
+                try:
+                    conn.request("PUT", "/v1/devices/" + device_id,
+                                 body=json.dumps(apns_device("many", token=token)),
+                                 headers={"Authorization": "Bearer " + d.key,
+                                          "Content-Type": "application/json"})
+                    r = conn.getresponse()
+                    raw = r.read()
+                except (OSError, http.client.HTTPException):
+                    break
+                with lock:
+                    if r.status == 201:
+                        acked.append((device_id, token))
+                        if len(acked) >= 400:
+                            enough.set()
+                    else:
+                        failures.append((r.status, raw))
+            conn.close()
+
+        threads = [threading.Thread(target=writer, args=(n,), daemon=True)
+                   for n in range(16)]
+        for t in threads:
+            t.start()
+        enough.wait(20)
+        d.kill9()
+        stop.set()
+        for t in threads:
+            t.join(10)
+            self.assertFalse(t.is_alive())
+        self.assertEqual(failures, [])
+        self.assertGreaterEqual(len(acked), 400, "too few writes to prove anything")
+
+        d.start()
+        stored = {row["device_id"]: row["token"] for row in
+                  d.query("SELECT device_id, token FROM devices WHERE client_id = 'many'")}
+        lost = [device_id for device_id, token in acked if stored.get(device_id) != token]
+        self.assertEqual(lost, [], "acknowledged registrations lost after kill -9")
+        self.assertLessEqual(len(stored), len(attempted))
+        for device_id, token in acked[:: max(1, len(acked) // 20)]:
+            status, _, body, raw = d.request("GET", "/v1/devices/" + device_id)
+            self.assertEqual(status, 200, raw)
+            self.assertEqual((body["client_id"], body["token"]), ("many", token))
         self.assertEqual(d.stop(), 0)
 
     def test_memberships_prefs_and_deletes_survive_restart_and_kill_9(self):

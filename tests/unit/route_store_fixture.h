@@ -45,7 +45,7 @@ route_store_open(struct route_store_fixture *f, const char *name)
 	}
 	if ((f->base = event_base_new()) == NULL)
 		return -1;
-	f->writer = store_writer_start(f->base, "sqlite", &options, err, sizeof err);
+	f->writer = store_writer_start(f->base, f->store, STORE_WRITER_EACH, err, sizeof err);
 	if (f->writer == NULL) {
 		fprintf(stderr, "store_writer_start: %s\n", err);
 		return -1;

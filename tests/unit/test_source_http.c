@@ -92,7 +92,8 @@ setup(void **state)
 	if (f->base == NULL || store_open("sqlite", &f->options, &f->store, err,
 	    sizeof err) != STORE_OK)
 		return -1;
-	f->writer = store_writer_start(f->base, "sqlite", &f->options, err, sizeof err);
+	f->writer = store_writer_start(f->base, f->store, STORE_WRITER_GROUP_COMMIT, err,
+	    sizeof err);
 	if (f->writer == NULL)
 		return -1;
 	f->config.events_max_batch = 10;

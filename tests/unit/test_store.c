@@ -835,20 +835,47 @@ test_generation_moves_only_when_memberships_change(void **state)
 	struct fixture *f = *state;
 	uint64_t g;
 
-	g = store_generation();
+	g = store_generation(f->store);
 	assert_int_equal(store_member_put(f->store, "r1", "c1", T0, NULL, NULL), STORE_OK);
-	assert_true(store_generation() > g);
-	g = store_generation();
+	assert_true(store_generation(f->store) > g);
+	g = store_generation(f->store);
 	assert_int_equal(store_member_put(f->store, "r1", "c1", T0 + 1, NULL, NULL), STORE_OK);
-	assert_int_equal(store_generation(), g);
+	assert_int_equal(store_generation(f->store), g);
 	assert_int_equal(store_member_delete(f->store, "r1", "c2"), STORE_ENOTFOUND);
-	assert_int_equal(store_generation(), g);
+	assert_int_equal(store_generation(f->store), g);
 	assert_int_equal(store_member_prefs_put(f->store, "r1", "c1", T0 + 500, 1, NULL),
 	    STORE_OK);
-	assert_true(store_generation() > g);
-	g = store_generation();
+	assert_true(store_generation(f->store) > g);
+	g = store_generation(f->store);
 	assert_int_equal(store_member_delete(f->store, "r1", "c1"), STORE_OK);
-	assert_true(store_generation() > g);
+	assert_true(store_generation(f->store) > g);
+}
+
+/* A registration before the client's first join is on no route: the generation holds. */
+static void
+test_generation_holds_for_a_new_device_of_a_client_in_no_room(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t g = store_generation(f->store);
+
+	put_device(f->store, "d1", "loner", DEVICE_PLATFORM_APNS, TOKEN_A, T0,
+	    STORE_PUT_CREATED);
+	assert_int_equal(store_generation(f->store), g);
+	/* An update may change a route: the device may be a member's. */
+	put_device(f->store, "d1", "loner", DEVICE_PLATFORM_APNS, TOKEN_A, T0 + 1,
+	    STORE_PUT_UPDATED);
+	assert_true(store_generation(f->store) > g);
+	/* Taking another device's token removes that device. */
+	g = store_generation(f->store);
+	put_device(f->store, "d2", "other", DEVICE_PLATFORM_APNS, TOKEN_A, T0 + 2,
+	    STORE_PUT_CREATED);
+	assert_true(store_generation(f->store) > g);
+	/* A member's new device is on its rooms' routes. */
+	assert_int_equal(store_member_put(f->store, "r1", "member", T0, NULL, NULL), STORE_OK);
+	g = store_generation(f->store);
+	put_device(f->store, "d3", "member", DEVICE_PLATFORM_FCM, TOKEN_B, T0 + 3,
+	    STORE_PUT_CREATED);
+	assert_true(store_generation(f->store) > g);
 }
 
 static void
@@ -1440,7 +1467,6 @@ static void
 test_writer_reports_failing_writes_until_a_probe_commits(void **state)
 {
 	struct fixture *f = *state;
-	struct store_options options = { f->path, STORE_SYNC_FULL, 1000, 0, 0 };
 	struct event_base *base = event_base_new();
 	struct store_writer *w;
 	struct rlimit saved;
@@ -1448,7 +1474,7 @@ test_writer_reports_failing_writes_until_a_probe_commits(void **state)
 	const char *failing, *after;
 	int64_t failed_at, recovered_at;
 
-	w = store_writer_start(base, "sqlite", &options, err, sizeof err);
+	w = store_writer_start(base, f->store, STORE_WRITER_GROUP_COMMIT, err, sizeof err);
 	assert_non_null(w);
 	/* Not watched: never failing. */
 	assert_null(store_writer_write_error(w, buf, sizeof buf));
@@ -1505,6 +1531,7 @@ main(void)
 		STORE_TEST(test_device_remove_token_respects_unless_updated_after),
 		STORE_TEST(test_member_put_creates_then_keeps_existing),
 		STORE_TEST(test_generation_moves_only_when_memberships_change),
+		STORE_TEST(test_generation_holds_for_a_new_device_of_a_client_in_no_room),
 		STORE_TEST(test_checkpoint_size_bounds_the_write_ahead_log),
 		STORE_TEST(test_member_get_missing_is_enotfound),
 		STORE_TEST(test_member_delete_removes_and_missing_is_enotfound),

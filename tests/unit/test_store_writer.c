@@ -1,0 +1,500 @@
+/* Tests for the store threads: group commit, failures inside a batch, order, reads. */
+#include "autoconf.h"
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+#include <sqlite3.h>
+
+#include "model.h"
+#include "store.h"
+#include "store_writer.h"
+
+#define T0 INT64_C(1700000000000)
+#define JOBS_MAX 320
+
+/* A job that holds its batch open until the test lets it go. */
+struct gate {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int started;
+	int released;
+};
+
+/* What the done callbacks saw, in the order they ran. */
+struct record {
+	int order[JOBS_MAX];
+	int results[JOBS_MAX];
+	size_t count;
+};
+
+/* One job: what it does, and where its done callback writes. */
+struct job {
+	int id;
+	const char *device_id;		/* put this device (NULL: none) */
+	const char *duplicate_push;	/* then insert this push again: fails */
+	struct gate *gate;		/* then wait for the gate */
+	struct record *record;
+};
+
+struct fixture {
+	char dir[256];
+	char path[PATH_MAX];
+	struct store *store;		/* the test's own connection */
+	struct event_base *base;
+	struct store_writer *writer;
+	struct gate gate;
+	struct record record;
+	struct job jobs[JOBS_MAX];
+};
+
+/* nftw callback: remove one file or (emptied) directory. */
+static int
+remove_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+/* A temp dir, a store in it, a loop and a group-commit writer. */
+static int
+setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof *f);
+	const char *tmp = getenv("TMPDIR");
+	struct store_options options;
+	char err[512];
+
+	if (f == NULL)
+		return -1;
+	snprintf(f->dir, sizeof f->dir, "%s/test_store_writer.XXXXXX",
+	    tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	snprintf(f->path, sizeof f->path, "%s/registry.db", f->dir);
+	memset(&options, 0, sizeof options);
+	options.path = f->path;
+	options.sync = STORE_SYNC_FULL;
+	options.busy_timeout_ms = 1000;
+	if (store_open("sqlite", &options, &f->store, err, sizeof err) != STORE_OK) {
+		fprintf(stderr, "store_open: %s\n", err);
+		return -1;
+	}
+	f->base = event_base_new();
+	f->writer = store_writer_start(f->base, f->store, STORE_WRITER_GROUP_COMMIT, err,
+	    sizeof err);
+	if (f->base == NULL || f->writer == NULL) {
+		fprintf(stderr, "store_writer_start: %s\n", err);
+		return -1;
+	}
+	pthread_mutex_init(&f->gate.lock, NULL);
+	pthread_cond_init(&f->gate.cond, NULL);
+	/* A test that hangs fails instead. */
+	alarm(60);
+	*state = f;
+	return 0;
+}
+
+static void gate_release(struct gate *);
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	/* A test that failed while a job waited: let it go, or stopping waits forever. */
+	gate_release(&f->gate);
+	store_writer_stop(f->writer);
+	alarm(0);
+	store_close(f->store);
+	event_base_free(f->base);
+	pthread_mutex_destroy(&f->gate.lock);
+	pthread_cond_destroy(&f->gate.cond);
+	nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+/* A registration with a token of its own. */
+static struct device
+device_new(const char *device_id)
+{
+	struct device d;
+	char token[65];
+	unsigned long h = 5381;
+
+	for (const char *p = device_id; *p != '\0'; p++)
+		h = h * 33 + (unsigned char)*p;
+	snprintf(token, sizeof token, "%016lx%048d", h, 0);
+	memset(&d, 0, sizeof d);
+	d.device_id = strdup(device_id);
+	d.client_id = strdup("client");
+	d.platform = DEVICE_PLATFORM_APNS;
+	d.token = strdup(token);
+	d.app_id = strdup("com.example.app");
+	d.environment = DEVICE_ENVIRONMENT_PRODUCTION;
+	return d;
+}
+
+/* Put a device through a connection. */
+static int
+put_device(struct store *store, const char *device_id)
+{
+	struct device d = device_new(device_id);
+	int rc = store_device_put(store, &d, T0, NULL, NULL);
+
+	model_device_free(&d);
+	return rc;
+}
+
+/* Is the device there, as the test's own connection sees it? */
+static int
+device_there(struct fixture *f, const char *device_id)
+{
+	struct device d;
+	int rc = store_device_get(f->store, device_id, &d);
+
+	model_device_free(&d);
+	assert_true(rc == STORE_OK || rc == STORE_ENOTFOUND);
+	return rc == STORE_OK;
+}
+
+/* A push with one row, to insert twice. */
+static int
+insert_push(struct store *store, const char *push_id)
+{
+	struct push_row row = { "d", "client", DEVICE_PLATFORM_APNS, "com.example.app", -1,
+		"queued", NULL, 0, T0 };
+	struct push_record record = { (char *)push_id, T0, "{}", 0, 0, &row, 1 };
+
+	return store_push_insert(store, &record);
+}
+
+/* The job: put, fail, wait, as it says. */
+static int
+job_run(struct store *store, void *arg)
+{
+	struct job *job = arg;
+	int rc;
+
+	if (job->device_id != NULL && (rc = put_device(store, job->device_id)) != STORE_OK)
+		return rc;
+	if (job->duplicate_push != NULL &&
+	    (rc = insert_push(store, job->duplicate_push)) != STORE_OK)
+		return rc;
+	if (job->gate != NULL) {
+		pthread_mutex_lock(&job->gate->lock);
+		job->gate->started = 1;
+		pthread_cond_broadcast(&job->gate->cond);
+		while (!job->gate->released)
+			pthread_cond_wait(&job->gate->cond, &job->gate->lock);
+		pthread_mutex_unlock(&job->gate->lock);
+	}
+	return STORE_OK;
+}
+
+static void
+job_done(int result, void *arg)
+{
+	struct job *job = arg;
+	struct record *r = job->record;
+
+	r->order[r->count] = job->id;
+	r->results[r->count++] = result;
+}
+
+/* Queue job number id of the fixture. */
+static void
+submit(struct fixture *f, int id, const char *device_id, const char *duplicate_push,
+    struct gate *gate)
+{
+	struct job *job = &f->jobs[id];
+
+	job->id = id;
+	job->device_id = device_id;
+	job->duplicate_push = duplicate_push;
+	job->gate = gate;
+	job->record = &f->record;
+	store_writer_submit(f->writer, job_run, job_done, job);
+}
+
+/* Wait until the gated job runs. */
+static void
+gate_wait_started(struct gate *gate)
+{
+	pthread_mutex_lock(&gate->lock);
+	while (!gate->started)
+		pthread_cond_wait(&gate->cond, &gate->lock);
+	pthread_mutex_unlock(&gate->lock);
+}
+
+static void
+gate_release(struct gate *gate)
+{
+	pthread_mutex_lock(&gate->lock);
+	gate->released = 1;
+	pthread_cond_broadcast(&gate->cond);
+	pthread_mutex_unlock(&gate->lock);
+}
+
+/* Run the loop until count done callbacks have run. */
+static void
+run_until_done(struct fixture *f, size_t count)
+{
+	while (f->record.count < count)
+		event_base_loop(f->base, EVLOOP_ONCE);
+	assert_int_equal(store_writer_pending(f->writer), 0);
+}
+
+static void
+test_jobs_queued_while_a_batch_runs_join_it_up_to_the_bound(void **state)
+{
+	struct fixture *f = *state;
+	struct store_writer_stats stats;
+	static char ids[300][16];
+
+	for (int i = 0; i < 300; i++)
+		snprintf(ids[i], sizeof ids[i], "dev-%03d", i);
+	submit(f, 0, ids[0], NULL, &f->gate);
+	gate_wait_started(&f->gate);
+	for (int i = 1; i < 300; i++)
+		submit(f, i, ids[i], NULL, NULL);
+	gate_release(&f->gate);
+	run_until_done(f, 300);
+	for (int i = 0; i < 300; i++) {
+		assert_int_equal(f->record.order[i], i);
+		assert_int_equal(f->record.results[i], STORE_OK);
+	}
+	assert_true(device_there(f, ids[0]));
+	assert_true(device_there(f, ids[255]));
+	assert_true(device_there(f, ids[256]));
+	assert_true(device_there(f, ids[299]));
+	store_writer_get_stats(f->writer, &stats);
+	assert_int_equal(stats.jobs, 300);
+	/* The gated job and 255 that came meanwhile, then the other 44 together. */
+	assert_int_equal(stats.batches, 2);
+	assert_int_equal(stats.largest_batch, STORE_WRITER_BATCH_MAX);
+	assert_int_equal(stats.batch_failures, 0);
+}
+
+static void
+test_a_failing_job_is_undone_alone_and_its_batch_commits(void **state)
+{
+	struct fixture *f = *state;
+	struct store_writer_stats stats;
+
+	assert_int_equal(insert_push(f->store, "p1"), STORE_OK);
+	submit(f, 0, NULL, NULL, &f->gate);
+	gate_wait_started(&f->gate);
+	submit(f, 1, "before", NULL, NULL);
+	/* Puts a device, then fails: the device goes with it. */
+	submit(f, 2, "failing", "p1", NULL);
+	submit(f, 3, "after", NULL, NULL);
+	gate_release(&f->gate);
+	run_until_done(f, 4);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(f->record.order[i], i);
+	assert_int_equal(f->record.results[0], STORE_OK);
+	assert_int_equal(f->record.results[1], STORE_OK);
+	assert_int_equal(f->record.results[2], STORE_EIO);
+	assert_int_equal(f->record.results[3], STORE_OK);
+	assert_true(device_there(f, "before"));
+	assert_false(device_there(f, "failing"));
+	assert_true(device_there(f, "after"));
+	store_writer_get_stats(f->writer, &stats);
+	assert_int_equal(stats.batches, 1);
+	assert_int_equal(stats.largest_batch, 4);
+	assert_int_equal(stats.batch_failures, 0);
+}
+
+static void
+test_generation_moves_after_the_batch_commits_not_before(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t g;
+
+	/* A room member's device: on a route. */
+	assert_int_equal(store_member_put(f->store, "room", "client", T0, NULL, NULL),
+	    STORE_OK);
+	g = store_generation(f->store);
+	/* The put is done, its batch not committed while the job waits. */
+	submit(f, 0, "pending", NULL, &f->gate);
+	gate_wait_started(&f->gate);
+	assert_int_equal(store_generation(f->store), g);
+	assert_false(device_there(f, "pending"));
+	gate_release(&f->gate);
+	run_until_done(f, 1);
+	assert_int_equal(f->record.results[0], STORE_OK);
+	assert_int_equal(store_generation(f->store), g + 1);
+	assert_true(device_there(f, "pending"));
+}
+
+static void
+test_a_failed_commit_fails_every_job_of_its_batch(void **state)
+{
+	struct fixture *f = *state;
+	struct store_writer_stats stats;
+	struct rlimit saved, tiny;
+
+	submit(f, 0, NULL, NULL, &f->gate);
+	gate_wait_started(&f->gate);
+	submit(f, 1, "x1", NULL, NULL);
+	submit(f, 2, "x2", NULL, NULL);
+	/* Writes past offset 1 fail (EFBIG), as on a full disk: the commit cannot write. */
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+	tiny = saved;
+	tiny.rlim_cur = 1;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &tiny), 0);
+	gate_release(&f->gate);
+	run_until_done(f, 3);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+	/* The gated job wrote nothing, but its batch did not commit either. */
+	assert_int_equal(f->record.results[0], STORE_EIO);
+	assert_int_equal(f->record.results[1], STORE_EIO);
+	assert_int_equal(f->record.results[2], STORE_EIO);
+	assert_false(device_there(f, "x1"));
+	assert_false(device_there(f, "x2"));
+	store_writer_get_stats(f->writer, &stats);
+	assert_int_equal(stats.batch_failures, 1);
+	/* Writes work again: the next batch commits. */
+	submit(f, 3, "x3", NULL, NULL);
+	run_until_done(f, 4);
+	assert_int_equal(f->record.results[3], STORE_OK);
+	assert_true(device_there(f, "x3"));
+}
+
+/* A read on a reader thread: is the device there? */
+struct read_job {
+	const char *device_id;
+	int result;
+};
+
+static int
+read_run(struct store *store, void *arg)
+{
+	struct read_job *job = arg;
+	struct device d;
+	int rc = store_device_get(store, job->device_id, &d);
+
+	model_device_free(&d);
+	return rc;
+}
+
+static void
+read_done(int result, void *arg)
+{
+	struct read_job *job = arg;
+
+	job->result = result;
+}
+
+static void
+test_a_reader_answers_while_a_batch_holds_the_write_lock(void **state)
+{
+	struct fixture *f = *state;
+	struct store_writer *reader;
+	struct read_job old = { "old", 1 }, pending = { "new", 1 };
+	char err[256];
+
+	assert_int_equal(put_device(f->store, "old"), STORE_OK);
+	reader = store_writer_start(f->base, f->store, STORE_WRITER_EACH, err, sizeof err);
+	assert_non_null(reader);
+	submit(f, 0, "new", NULL, &f->gate);
+	gate_wait_started(&f->gate);
+	/* The writer is inside its transaction: reads go on, and see what was committed. */
+	store_writer_submit(reader, read_run, read_done, &old);
+	store_writer_submit(reader, read_run, read_done, &pending);
+	while (store_writer_pending(reader) > 0)
+		event_base_loop(f->base, EVLOOP_ONCE);
+	assert_int_equal(old.result, STORE_OK);
+	assert_int_equal(pending.result, STORE_ENOTFOUND);
+	assert_int_equal(f->record.count, 0);
+	gate_release(&f->gate);
+	run_until_done(f, 1);
+	store_writer_stop(reader);
+	assert_true(device_there(f, "new"));
+}
+
+static void
+test_stop_runs_every_queued_job_and_its_done_callback(void **state)
+{
+	struct fixture *f = *state;
+
+	submit(f, 0, "s0", NULL, NULL);
+	submit(f, 1, "s1", NULL, NULL);
+	submit(f, 2, "s2", NULL, NULL);
+	store_writer_stop(f->writer);
+	f->writer = NULL;
+	assert_int_equal(f->record.count, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(f->record.order[i], i);
+		assert_int_equal(f->record.results[i], STORE_OK);
+	}
+	assert_true(device_there(f, "s0"));
+	assert_true(device_there(f, "s2"));
+}
+
+static void
+test_read_watch_reports_a_store_that_no_longer_answers(void **state)
+{
+	struct fixture *f = *state;
+	char buf[64];
+	const char *why = NULL;
+	sqlite3 *db;
+
+	store_writer_watch_reads(f->writer, 20);
+	usleep(100000);
+	assert_null(store_writer_read_error(f->writer, buf, sizeof buf));
+	/* The ping reads a table: without it, reads fail. */
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys = OFF; DROP TABLE devices",
+	    NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	for (int i = 0; i < 500 && why == NULL; i++) {
+		why = store_writer_read_error(f->writer, buf, sizeof buf);
+		usleep(10000);
+	}
+	assert_non_null(why);
+	assert_string_equal(why, "storage error");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+		    test_jobs_queued_while_a_batch_runs_join_it_up_to_the_bound, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_a_failing_job_is_undone_alone_and_its_batch_commits, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_generation_moves_after_the_batch_commits_not_before, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_a_failed_commit_fails_every_job_of_its_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_a_reader_answers_while_a_batch_holds_the_write_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_stop_runs_every_queued_job_and_its_done_callback, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_read_watch_reports_a_store_that_no_longer_answers, setup, teardown),
+	};
+
+	return cmocka_run_group_tests_name("store_writer", tests, NULL, NULL);
+}

@@ -43,6 +43,13 @@ struct store_writer {
 	int stopping;			/* protected by lock */
 	int wakefd;			/* eventfd: the thread tells the loop */
 	struct event *wake_event;
+	/*
+	 * Group commit: the jobs a turn of the loop submits, handed to the thread together
+	 * at the end of that turn (hand_over), so that a batch starts with all of them
+	 * rather than with the first alone. Loop thread only.
+	 */
+	struct store_job_list staged;
+	struct event *hand_over;
 	/* Write health (store_writer_watch_writes); all protected by lock. */
 	int64_t probe_interval_ms;	/* 0: not watched */
 	int64_t probe_due;		/* monotonic ms of the next probe */
@@ -352,6 +359,20 @@ writer_wakeup(evutil_socket_t fd, short what, void *arg)
 	writer_collect(w);
 }
 
+/* The end of a loop turn: the jobs it submitted go to the thread at once. */
+static void
+writer_hand_over(evutil_socket_t fd, short what, void *arg)
+{
+	struct store_writer *w = arg;
+
+	if (TAILQ_EMPTY(&w->staged))
+		return;
+	pthread_mutex_lock(&w->lock);
+	TAILQ_CONCAT(&w->todo, &w->staged, entry);
+	pthread_cond_signal(&w->wake);
+	pthread_mutex_unlock(&w->lock);
+}
+
 struct store_writer *
 store_writer_start(struct event_base *base, struct store *store, enum store_writer_mode mode,
     char *err, size_t errlen)
@@ -367,11 +388,14 @@ store_writer_start(struct event_base *base, struct store *store, enum store_writ
 	w->mode = mode;
 	TAILQ_INIT(&w->todo);
 	TAILQ_INIT(&w->done);
+	TAILQ_INIT(&w->staged);
 	if ((w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
 		fatal("eventfd");
 	w->wake_event = event_new(base, w->wakefd, EV_READ | EV_PERSIST, writer_wakeup, w);
 	if (w->wake_event == NULL || event_add(w->wake_event, NULL) != 0)
 		fatalx("cannot watch the store writer");
+	if ((w->hand_over = event_new(base, -1, 0, writer_hand_over, w)) == NULL)
+		fatalx("cannot create the store writer's hand-over event");
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -395,6 +419,16 @@ store_writer_submit(struct store_writer *w, store_job_fn *run, store_job_done_fn
 	job->arg = arg;
 	job->result = 0;
 	w->pending++;
+	if (w->mode == STORE_WRITER_GROUP_COMMIT) {
+		/*
+		 * Active events run after those already active in this turn (the other
+		 * connections that were readable): the turn's writes start one batch.
+		 */
+		if (TAILQ_EMPTY(&w->staged))
+			event_active(w->hand_over, EV_TIMEOUT, 0);
+		TAILQ_INSERT_TAIL(&w->staged, job, entry);
+		return;
+	}
 	pthread_mutex_lock(&w->lock);
 	TAILQ_INSERT_TAIL(&w->todo, job, entry);
 	pthread_cond_signal(&w->wake);
@@ -464,6 +498,7 @@ store_writer_stop(struct store_writer *w)
 {
 	if (w == NULL)
 		return;
+	writer_hand_over(-1, 0, w);
 	pthread_mutex_lock(&w->lock);
 	w->stopping = 1;
 	pthread_cond_signal(&w->wake);
@@ -471,6 +506,7 @@ store_writer_stop(struct store_writer *w)
 	pthread_join(w->thread, NULL);
 	/* The loop may be gone: finish here, including jobs that callbacks submit. */
 	writer_collect(w);
+	TAILQ_CONCAT(&w->todo, &w->staged, entry);
 	while (!TAILQ_EMPTY(&w->todo)) {
 		struct store_writer_stats run;
 		struct store_job_list jobs;
@@ -481,6 +517,7 @@ store_writer_stop(struct store_writer *w)
 		writer_count(w, &run);
 		TAILQ_CONCAT(&w->done, &jobs, entry);
 		writer_collect(w);
+		TAILQ_CONCAT(&w->todo, &w->staged, entry);
 	}
 	if (w->mode == STORE_WRITER_GROUP_COMMIT && w->stats.jobs > 0) {
 		char jobs[24], batches[24], largest[24];
@@ -492,6 +529,7 @@ store_writer_stop(struct store_writer *w)
 		log_info("store writer stopped", "jobs", jobs, "batches", batches,
 		    "largest_batch", largest, NULL);
 	}
+	event_free(w->hand_over);
 	event_free(w->wake_event);
 	close(w->wakefd);
 	pthread_mutex_destroy(&w->lock);

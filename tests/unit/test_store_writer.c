@@ -220,10 +220,10 @@ job_done(int result, void *arg)
 	r->results[r->count++] = result;
 }
 
-/* Queue job number id of the fixture. */
+/* Queue job number id of the fixture, without ending the loop's turn. */
 static void
-submit(struct fixture *f, int id, const char *device_id, const char *duplicate_push,
-    struct gate *gate)
+submit_in_turn(struct fixture *f, int id, const char *device_id,
+    const char *duplicate_push, struct gate *gate)
 {
 	struct job *job = &f->jobs[id];
 
@@ -233,6 +233,15 @@ submit(struct fixture *f, int id, const char *device_id, const char *duplicate_p
 	job->gate = gate;
 	job->record = &f->record;
 	store_writer_submit(f->writer, job_run, job_done, job);
+}
+
+/* Queue job number id in a loop turn of its own: the writer has it when this returns. */
+static void
+submit(struct fixture *f, int id, const char *device_id, const char *duplicate_push,
+    struct gate *gate)
+{
+	submit_in_turn(f, id, device_id, duplicate_push, gate);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
 }
 
 /* Wait until the gated job runs. */
@@ -292,6 +301,33 @@ test_jobs_queued_while_a_batch_runs_join_it_up_to_the_bound(void **state)
 	assert_int_equal(stats.batches, 2);
 	assert_int_equal(stats.largest_batch, STORE_WRITER_BATCH_MAX);
 	assert_int_equal(stats.batch_failures, 0);
+}
+
+static void
+test_the_jobs_of_one_loop_turn_start_one_batch_together(void **state)
+{
+	struct fixture *f = *state;
+	struct store_writer_stats stats;
+	static char ids[5][16];
+
+	/* As when several connections were readable in one turn: one batch, not 1 + 4. */
+	for (int i = 0; i < 5; i++) {
+		snprintf(ids[i], sizeof ids[i], "turn-%d", i);
+		submit_in_turn(f, i, ids[i], NULL, NULL);
+	}
+	/* Until the turn ends, the thread has none of them. */
+	usleep(20000);
+	store_writer_get_stats(f->writer, &stats);
+	assert_int_equal(stats.jobs, 0);
+	run_until_done(f, 5);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(f->record.order[i], i);
+		assert_int_equal(f->record.results[i], STORE_OK);
+		assert_true(device_there(f, ids[i]));
+	}
+	store_writer_get_stats(f->writer, &stats);
+	assert_int_equal(stats.batches, 1);
+	assert_int_equal(stats.largest_batch, 5);
 }
 
 static void
@@ -482,6 +518,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(
 		    test_jobs_queued_while_a_batch_runs_join_it_up_to_the_bound, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_the_jobs_of_one_loop_turn_start_one_batch_together, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_a_failing_job_is_undone_alone_and_its_batch_commits, setup, teardown),
 		cmocka_unit_test_setup_teardown(

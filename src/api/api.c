@@ -303,6 +303,13 @@ api_reply_fallback(struct api_request *r)
 	api_send(r, 500, NULL);
 }
 
+/* evbuffer_add_reference()'s cleanup of a rendered answer. */
+static void
+api_rendered_free(const void *data, size_t len, void *arg)
+{
+	free((void *)data);
+}
+
 void
 api_reply_json(struct api_request *r, int status, json_t *body)
 {
@@ -318,6 +325,42 @@ api_reply_json(struct api_request *r, int status, json_t *body)
 		return;
 	}
 	free(text);
+	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
+	    "application/json");
+	api_send(r, status, NULL);
+}
+
+char *
+api_json_render(json_t *body, size_t *len)
+{
+	char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+	size_t n;
+
+	json_decref(body);
+	if (text == NULL)
+		return NULL;
+	n = strlen(text);
+	text = xreallocarray(text, n + 2, 1);
+	text[n++] = '\n';
+	text[n] = '\0';
+	*len = n;
+	return text;
+}
+
+void
+api_reply_rendered(struct api_request *r, int status, char *text, size_t len)
+{
+	if (text == NULL) {
+		api_reply_fallback(r);
+		return;
+	}
+	/* The buffer takes the text as it is: no copy (free() is its cleanup). */
+	if (evbuffer_add_reference(evhttp_request_get_output_buffer(r->req), text, len,
+	    api_rendered_free, NULL) != 0) {
+		free(text);
+		api_reply_fallback(r);
+		return;
+	}
 	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
 	    "application/json");
 	api_send(r, status, NULL);
@@ -433,7 +476,7 @@ api_print_routes(FILE *out)
 struct api_route_match {
 	const struct api_route *route;	/* the route of this path and method; NULL: none */
 	const char *pattern;		/* the first pattern the path matches; NULL: none */
-	char allow[64];			/* the methods the path has, for 405 */
+	unsigned allow;			/* the methods the path has (API_METHOD_BIT), for 405 */
 	const char *params[4];		/* decoded {ids}, in order (point into segments) */
 	char *segments[API_PATH_SEGMENTS_MAX];
 	size_t count;
@@ -515,22 +558,40 @@ api_route_find(const char *raw_path, enum evhttp_cmd_type method, struct api_rou
 		return -1;
 	for (size_t i = 0; i < API_ROUTE_COUNT; i++) {
 		const char *params[4] = { NULL, NULL, NULL, NULL };
-		const char *name = method_name(api_routes[i].method);
+
 		if (!route_match(api_routes[i].pattern, m->segments, m->count, params))
 			continue;
 		if (m->pattern == NULL)
 			m->pattern = api_routes[i].pattern;
-		if (strstr(m->allow, name) == NULL) {
-			size_t used = strlen(m->allow);
-			snprintf(m->allow + used, sizeof m->allow - used, "%s%s",
-			    used > 0 ? ", " : "", name);
-		}
+		/* Only a 405 spells them out (api_allow_format): no formatting per request. */
+		m->allow |= (unsigned)api_routes[i].method;
 		if (api_routes[i].method == method && m->route == NULL) {
 			m->route = &api_routes[i];
 			memcpy(m->params, params, sizeof params);
 		}
 	}
 	return 0;
+}
+
+/* "GET, PUT, DELETE": the methods of a route match, in the route table's order. */
+static void
+api_allow_format(const struct api_route_match *m, char *out, size_t size)
+{
+	unsigned seen = 0;
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < API_ROUTE_COUNT; i++) {
+		unsigned bit = (unsigned)api_routes[i].method;
+
+		if (!(m->allow & bit) || (seen & bit))
+			continue;
+		seen |= bit;
+		used += (size_t)snprintf(out + used, size - used, "%s%s", used > 0 ? ", " : "",
+		    method_name(api_routes[i].method));
+		if (used >= size)
+			break;
+	}
 }
 
 static void
@@ -791,9 +852,12 @@ api_dispatch(struct evhttp_request *req, void *arg)
 		goto done;
 	}
 	if (route == NULL) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", m.allow);
+		char allow[64];
+
+		api_allow_format(&m, allow, sizeof allow);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
 		api_reply_error(&r, 405, "method_not_allowed", NULL,
-		    "method %s is not allowed here; allowed: %s", method_name(r.method), m.allow);
+		    "method %s is not allowed here; allowed: %s", method_name(r.method), allow);
 		goto done;
 	}
 	memcpy(r.params, m.params, sizeof r.params);

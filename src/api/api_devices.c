@@ -26,6 +26,8 @@ struct device_job {
 	int64_t now;
 	enum store_put_result result;
 	struct device stored;		/* PUT: the row as committed */
+	char *reply;			/* PUT: the answer's JSON, rendered by the job */
+	size_t reply_len;
 	struct device_list list;
 	size_t deleted;
 };
@@ -48,6 +50,7 @@ device_job_free(struct device_job *job)
 	model_device_free(&job->device);
 	model_device_free(&job->stored);
 	model_device_list_free(&job->list);
+	free(job->reply);
 	free(job->id);
 	free(job);
 }
@@ -56,8 +59,13 @@ static int
 device_put_run(struct store *store, void *arg)
 {
 	struct device_job *job = arg;
+	int rc = store_device_put(store, &job->device, job->now, &job->result, &job->stored);
 
-	return store_device_put(store, &job->device, job->now, &job->result, &job->stored);
+	/* The answer is made here, off the loop; it goes out only if the batch commits. */
+	if (rc == STORE_OK)
+		job->reply = api_json_render(model_device_to_json(&job->stored),
+		    &job->reply_len);
+	return rc;
 }
 
 /* The registration is committed (or not): answer. */
@@ -88,7 +96,8 @@ device_put_done(int result, void *arg)
 			free(location);
 			free(encoded);
 		}
-		api_reply_json(r, created ? 201 : 200, model_device_to_json(&job->stored));
+		api_reply_rendered(r, created ? 201 : 200, job->reply, job->reply_len);
+		job->reply = NULL;
 	}
 	device_job_free(job);
 }

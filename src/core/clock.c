@@ -48,11 +48,20 @@ days_from_civil(int64_t y, int m, int d)
 	return era * 146097 + doe - 719468;
 }
 
+/* Write n decimal digits of v (0 <= v < 10^n), zero-padded. */
+static void
+put_digits(char *out, int v, int n)
+{
+	while (n-- > 0) {
+		out[n] = (char)('0' + v % 10);
+		v /= 10;
+	}
+}
+
 void
 clock_format_rfc3339(int64_t ms, char out[CLOCK_RFC3339_SIZE])
 {
 	int64_t secs = ms / 1000, frac = ms % 1000;
-	char buf[64];
 	time_t t;
 	struct tm tm;
 
@@ -61,13 +70,27 @@ clock_format_rfc3339(int64_t ms, char out[CLOCK_RFC3339_SIZE])
 		secs--;
 	}
 	t = (time_t)secs;
-	gmtime_r(&t, &tm);
-	/* Years past 9999 do not fit RFC 3339; they cannot come from the store. */
-	snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-	    (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-	    tm.tm_sec, (int)frac);
-	memcpy(out, buf, CLOCK_RFC3339_SIZE - 1);
-	out[CLOCK_RFC3339_SIZE - 1] = '\0';
+	if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 < 0)
+		memset(&tm, 0, sizeof tm);
+	/*
+	 * Digit by digit, not snprintf: every timestamp of every API answer comes here.
+	 * Years past 9999 do not fit RFC 3339; they cannot come from the store.
+	 */
+	put_digits(out, (tm.tm_year + 1900) % 10000, 4);
+	out[4] = '-';
+	put_digits(out + 5, tm.tm_mon + 1, 2);
+	out[7] = '-';
+	put_digits(out + 8, tm.tm_mday, 2);
+	out[10] = 'T';
+	put_digits(out + 11, tm.tm_hour, 2);
+	out[13] = ':';
+	put_digits(out + 14, tm.tm_min, 2);
+	out[16] = ':';
+	put_digits(out + 17, tm.tm_sec, 2);
+	out[19] = '.';
+	put_digits(out + 20, (int)frac, 3);
+	out[23] = 'Z';
+	out[24] = '\0';
 }
 
 /* Read exactly n digits. */

@@ -54,6 +54,9 @@ listening_port(void)
 	return ntohs(sin.sin_port);
 }
 
+/* The store the API's threads open theirs from: kept for the whole run, as the API. */
+static struct store *store;
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -62,7 +65,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	struct store_options store_options = { path, STORE_SYNC_NORMAL, 1000, 0, 0 };
 	struct api_options options;
 	struct apikeys *keys;
-	struct store *store;
 	struct store_writer *writer, *reader;
 	int fd;
 

@@ -34,6 +34,10 @@
 #include "hash.h"
 #include "log.h"
 #include "store.h"
+#include "store_ledger.h"
+#include "store_marks.h"
+#include "store_outbox.h"
+#include "store_registry.h"
 #include "xmalloc.h"
 
 /*
@@ -2122,6 +2126,47 @@ sqlite_outbox_load(struct store *store, struct outbox_entry **out, size_t *count
 	return error;
 }
 
+static const struct store_registry_ops sqlite_registry_ops = {
+	.device_put = sqlite_device_put,
+	.device_get = sqlite_device_get,
+	.device_delete = sqlite_device_delete,
+	.client_devices_list = sqlite_client_devices_list,
+	.client_devices_delete = sqlite_client_devices_delete,
+	.device_count = sqlite_device_count,
+	.device_mark_success = sqlite_device_mark_success,
+	.device_mark_error = sqlite_device_mark_error,
+	.device_remove_token = sqlite_device_remove_token,
+	.targets_add = sqlite_targets_add,
+	.devices_mark_success = sqlite_devices_mark_success,
+	.member_put = sqlite_member_put,
+	.member_get = sqlite_member_get,
+	.member_delete = sqlite_member_delete,
+	.room_members_list = sqlite_room_members_list,
+	.member_prefs_put = sqlite_member_prefs_put,
+	.room_route = sqlite_room_route,
+};
+
+static const struct store_ledger_ops sqlite_ledger_ops = {
+	.push_insert = sqlite_push_insert,
+	.push_update = sqlite_push_update,
+	.push_get = sqlite_push_get,
+	.pushes_unfinished = sqlite_pushes_unfinished,
+	.pushes_expire = sqlite_pushes_expire,
+};
+
+static const struct store_outbox_ops sqlite_outbox_ops = {
+	.outbox_add = sqlite_outbox_add,
+	.outbox_delete = sqlite_outbox_delete,
+	.outbox_load = sqlite_outbox_load,
+};
+
+static const struct store_marks_ops sqlite_marks_ops = {
+	.notified_add = sqlite_notified_add,
+	.notified_expire = sqlite_notified_expire,
+	.unread_put = sqlite_unread_put,
+	.unread_load = sqlite_unread_load,
+};
+
 const struct store_backend store_sqlite_backend = {
 	.name = "sqlite",
 	.open = sqlite_open,
@@ -2132,33 +2177,8 @@ const struct store_backend store_sqlite_backend = {
 	.batch_end = sqlite_batch_end,
 	.job_begin = sqlite_job_begin,
 	.job_end = sqlite_job_end,
-	.device_put = sqlite_device_put,
-	.device_get = sqlite_device_get,
-	.device_delete = sqlite_device_delete,
-	.client_devices_list = sqlite_client_devices_list,
-	.client_devices_delete = sqlite_client_devices_delete,
-	.device_count = sqlite_device_count,
-	.device_mark_success = sqlite_device_mark_success,
-	.device_mark_error = sqlite_device_mark_error,
-	.device_remove_token = sqlite_device_remove_token,
-	.member_put = sqlite_member_put,
-	.member_get = sqlite_member_get,
-	.member_delete = sqlite_member_delete,
-	.room_members_list = sqlite_room_members_list,
-	.member_prefs_put = sqlite_member_prefs_put,
-	.targets_add = sqlite_targets_add,
-	.room_route = sqlite_room_route,
-	.notified_add = sqlite_notified_add,
-	.notified_expire = sqlite_notified_expire,
-	.unread_put = sqlite_unread_put,
-	.unread_load = sqlite_unread_load,
-	.outbox_add = sqlite_outbox_add,
-	.outbox_delete = sqlite_outbox_delete,
-	.outbox_load = sqlite_outbox_load,
-	.devices_mark_success = sqlite_devices_mark_success,
-	.push_insert = sqlite_push_insert,
-	.push_update = sqlite_push_update,
-	.push_get = sqlite_push_get,
-	.pushes_unfinished = sqlite_pushes_unfinished,
-	.pushes_expire = sqlite_pushes_expire,
+	.registry = &sqlite_registry_ops,
+	.ledger = &sqlite_ledger_ops,
+	.outbox = &sqlite_outbox_ops,
+	.marks = &sqlite_marks_ops,
 };

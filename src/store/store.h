@@ -1,6 +1,6 @@
 /*
  * The store: what pushrelayd keeps on disk, split by owner, behind a backend table so
- * that backends can be swapped (SQLite is the default; see store_sqlite.c). Each owner's
+ * that backends can be swapped (SQLite is the default; see sqlite.c). Each owner's
  * data has a header of its own, with its part of the backend table and its calls:
  *
  *   store_registry.h  devices, room memberships and preferences, delivery targets,

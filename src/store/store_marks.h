@@ -35,7 +35,8 @@ struct unread_count {
 
 /* The marks' part of a backend (store_backend.marks). */
 struct store_marks_ops {
-	int (*notified_add)(struct store *store, const struct notified_mark *marks, size_t count);
+	int (*notified_add)(struct store *store, const struct notified_mark *marks,
+	    size_t count);
 	int (*notified_expire)(struct store *store, int64_t before);
 	int (*unread_put)(struct store *store, const struct unread_count *counts, size_t count);
 	int (*unread_load)(struct store *store, struct unread_count **out, size_t *count);

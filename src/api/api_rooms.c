@@ -18,7 +18,7 @@
 #include "api.h"
 #include "clock.h"
 #include "log.h"
-#include "store.h"
+#include "store_registry.h"
 #include "store_writer.h"
 #include "xmalloc.h"
 

@@ -13,7 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "model.h"
-#include "store.h"
+#include "store_registry.h"
 #include "xmalloc.h"
 
 /* What a scrape reads, as metrics_new() was given it. */

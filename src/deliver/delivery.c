@@ -13,7 +13,7 @@
 #include "delivery.h"
 #include "feedback.h"
 #include "log.h"
-#include "store.h"
+#include "store_registry.h"
 #include "store_writer.h"
 #include "xmalloc.h"
 

@@ -16,7 +16,7 @@
 #include "model.h"
 #include "source_ably.h"
 #include "source_http.h"
-#include "store.h"
+#include "store_outbox.h"
 #include "store_writer.h"
 #include "xmalloc.h"
 

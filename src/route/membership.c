@@ -6,7 +6,7 @@
 
 #include "membership.h"
 #include "pair_key.h"
-#include "store.h"
+#include "store_registry.h"
 #include "store_writer.h"
 #include "strmap.h"
 #include "tracker.h"

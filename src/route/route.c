@@ -22,7 +22,7 @@
 #include "rate_limit.h"
 #include "route.h"
 #include "route_cache.h"
-#include "store.h"
+#include "store_registry.h"
 #include "strmap.h"
 #include "tracker.h"
 #include "unread.h"

@@ -6,7 +6,7 @@
 
 #include "model.h"
 #include "route_cache.h"
-#include "store.h"
+#include "store_registry.h"
 #include "store_writer.h"
 #include "strmap.h"
 #include "xmalloc.h"

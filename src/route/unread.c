@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "pair_key.h"
-#include "store.h"
+#include "store_marks.h"
 #include "store_writer.h"
 #include "strmap.h"
 #include "unread.h"

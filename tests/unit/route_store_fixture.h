@@ -1,7 +1,8 @@
 /*
  * A store for the route pieces' tests: a SQLite file in a temp dir, the loop's
  * connection, and a store writer thread on an event base, as the daemon has them.
- * Included by test_unread.c, test_dedupe.c, test_route_cache.c and test_membership.c.
+ * Included by test_unread.c, test_dedupe.c, test_route_cache.c and test_membership.c,
+ * with the store headers they read back through: the registry and the marks.
  */
 #ifndef PUSHRELAY_ROUTE_STORE_FIXTURE_H
 #define PUSHRELAY_ROUTE_STORE_FIXTURE_H
@@ -15,7 +16,8 @@
 
 #include <event2/event.h>
 
-#include "store.h"
+#include "store_marks.h"
+#include "store_registry.h"
 #include "store_writer.h"
 
 struct route_store_fixture {

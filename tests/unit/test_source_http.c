@@ -25,7 +25,7 @@
 #include "event.h"
 #include "source.h"
 #include "source_http.h"
-#include "store.h"
+#include "store_outbox.h"
 #include "store_writer.h"
 
 #define HANDLED_MAX 16

@@ -24,6 +24,10 @@
 #include "clock.h"
 #include "model.h"
 #include "store.h"
+#include "store_ledger.h"
+#include "store_marks.h"
+#include "store_outbox.h"
+#include "store_registry.h"
 #include "store_writer.h"
 
 #define T0 INT64_C(1700000000000)

@@ -22,7 +22,8 @@
 #include <sqlite3.h>
 
 #include "model.h"
-#include "store.h"
+#include "store_ledger.h"
+#include "store_registry.h"
 #include "store_writer.h"
 
 #define T0 INT64_C(1700000000000)

@@ -1,5 +1,5 @@
 /*
- * A storage hash, not a map hash: the 64-bit hash store_sqlite.c keeps in the
+ * A storage hash, not a map hash: the 64-bit hash sqlite_schema.c keeps in the
  * notified table (seed 0), so it must give the same value in every run and must never
  * change. FNV-1a from a seed, then MurmurHash3's finalizer, which spreads the low bits
  * (short ids that differ in a digit or two hash apart). Not keyed and not

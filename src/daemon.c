@@ -45,7 +45,7 @@ struct daemon {
 	struct event_base *base;
 	struct config config;
 	const char *config_path;
-	struct store *store;		/* start-up; then only /metrics's device count */
+	struct store *store;		/* start-up only: the threads open theirs from it */
 	struct store_writer *writer;	/* writes off the loop, group-committed */
 	struct store_writer *reader;	/* routing reads, on another: never behind writes */
 	struct store_writer *api_reader;	/* the API's reads, on a third */
@@ -455,7 +455,6 @@ daemon_metrics_setup(struct daemon *d)
 	struct metrics_inputs inputs;
 
 	memset(&inputs, 0, sizeof inputs);
-	inputs.store = d->store;
 	inputs.delivery = d->delivery;
 	inputs.router = d->router;
 	inputs.feedback = d->feedback;

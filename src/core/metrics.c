@@ -13,7 +13,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "model.h"
-#include "store_registry.h"
 #include "xmalloc.h"
 
 /* What a scrape reads, as metrics_new() was given it. */
@@ -241,8 +240,6 @@ metrics_collect(const struct metrics *metrics, struct metrics_snapshot *s)
 			delivery_get_latency(in->delivery, (enum device_platform)p,
 			    &s->latency[p]);
 	}
-	if (in->store != NULL && store_device_count(in->store, &s->devices) == STORE_OK)
-		s->has_devices = 1;
 	for (int p = 0; p < METRICS_PROVIDERS; p++) {
 		if (in->provider_ops[p] == NULL || in->providers[p] == NULL)
 			continue;

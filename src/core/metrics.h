@@ -82,7 +82,6 @@ void metrics_histogram(struct metrics_text *text, const char *name,
 
 /* The modules a scrape reads; each may be NULL (its figures are then left out or 0). */
 struct metrics_inputs {
-	struct store *store;		/* the loop's connection */
 	struct delivery_layer *delivery;
 	struct router *router;		/* NULL: none */
 	const struct provider_ops *provider_ops[METRICS_PROVIDERS];
@@ -98,7 +97,7 @@ struct metrics_snapshot {
 	const char *version;
 	int64_t start_ms;		/* wall clock, when metrics_new() ran */
 	int64_t now_ms;
-	int has_devices;		/* the device count is known */
+	int has_devices;		/* the device count is known (the API reads it off the loop) */
 	size_t devices;
 	struct delivery_stats delivery;
 	size_t delivery_free;		/* places left in the delivery queue */

@@ -19,13 +19,12 @@
  *
  * Threads. A connection is used by one thread at a time, never by two at once.
  * The daemon's own connection (daemon.c) is used on the event loop during start-up
- * only, before the loop runs: migrations, resuming unfinished pushes (push_init,
- * with the device reads of push_resume), loading unread counts (router_new) and
- * replaying the event outbox (source_http). From then on the loop never calls a
- * store function but store_generation() and store_strerror(), with one exception
- * left: metrics.c counts devices (store_device_count) on that connection for each
- * /metrics scrape. Every other store call runs in a job on a store thread
- * (store_writer.h), on that thread's own connection. In every store header, "Thread:
+ * only, before the loop runs: migrations, resuming unfinished pushes
+ * (push_ledger_new, with the device reads of push_resume), loading unread counts
+ * (router_new) and replaying the event outbox (source_http). From then on the loop
+ * never calls a store function but store_generation() and store_strerror(): every
+ * other store call runs in a job on a store thread (store_writer.h), on that
+ * thread's own connection (a /metrics scrape counts the devices on the API's). In every store header, "Thread:
  * connection" means the thread that owns the connection at the time (start-up, or a
  * store job); "any thread" means any.
  *

@@ -1,7 +1,11 @@
 /*
  * The HTTP API (libevent evhttp, JSON with jansson): listeners, routing, API-key
- * authentication, body checks and the JSON error format. Endpoints live in
- * api_devices.c, api_rooms.c and api_health.c.
+ * authentication, body checks and the JSON error format. daemon.c creates it and
+ * hands it the modules its handlers reach; everything runs on the event loop. The
+ * endpoints are in api_devices.c, api_rooms.c, api_push.c, api_events.c,
+ * api_ably.c, api_feedback.c, api_health.c and api_metrics.c: they authenticate
+ * (here), hand over to their module, and answer, a store read or write answered
+ * from its job's done callback (api_defer). api_conn.c guards the connections.
  */
 #ifndef PUSHRELAY_API_H
 #define PUSHRELAY_API_H

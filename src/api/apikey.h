@@ -1,6 +1,9 @@
 /*
  * API keys: read from a file (one key per line, '#' comments), kept only as SHA-256
  * digests, and compared in constant time.
+ *
+ * Loaded by daemon.c at start-up and on reload; checked by api.c and api_conn.c on
+ * the event loop.
  */
 #ifndef PUSHRELAY_APIKEY_H
 #define PUSHRELAY_APIKEY_H

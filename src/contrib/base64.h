@@ -12,6 +12,9 @@
  * standard encoding and two accepted url encodings (with and without padding). On success
  * *out holds *outlen bytes followed by a NUL byte that is not counted (handy for text), to
  * be freed with free(); on failure *out is NULL and *outlen 0.
+ *
+ * Callers: the Ably signature check (ably_keys.c), the JWT code (jwt.c) and the mocks.
+ * Pure functions: any thread.
  */
 #ifndef PUSHRELAY_BASE64_H
 #define PUSHRELAY_BASE64_H

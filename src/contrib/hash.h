@@ -5,6 +5,9 @@
  * (short ids that differ in a digit or two hash apart). Not keyed and not
  * cryptographic: anyone can find ids that collide, so hash tables whose keys come
  * from clients use SipHash under a random key instead (siphash.h, strmap.h).
+ *
+ * Called by the SQLite backend (sqlite_schema.c) on the store threads; a pure
+ * function, so any thread.
  */
 #ifndef PUSHRELAY_HASH_H
 #define PUSHRELAY_HASH_H

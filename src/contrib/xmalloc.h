@@ -1,4 +1,7 @@
-/* Allocation that never returns NULL: running out of memory ends the daemon. */
+/*
+ * Allocation that never returns NULL: running out of memory ends the daemon. Every
+ * module uses it, on any thread.
+ */
 #ifndef PUSHRELAY_XMALLOC_H
 #define PUSHRELAY_XMALLOC_H
 

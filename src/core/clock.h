@@ -1,4 +1,7 @@
-/* Wall-clock and monotonic time in milliseconds, and RFC 3339 conversion. */
+/*
+ * Wall-clock and monotonic time in milliseconds, and RFC 3339 conversion. Any module,
+ * any thread; clock_set_offset_ms() is for tests, before threads start.
+ */
 #ifndef PUSHRELAY_CLOCK_H
 #define PUSHRELAY_CLOCK_H
 

@@ -5,6 +5,9 @@
  *
  * Unknown sections and keys, keys set twice, and values of the wrong type or out of
  * bounds are errors, reported as "FILE:LINE: [section] key: what is wrong".
+ *
+ * Loaded by daemon.c at start-up and on SIGHUP (reload), on the main thread;
+ * the running modules get copies of their options.
  */
 #ifndef PUSHRELAY_CONFIG_H
 #define PUSHRELAY_CONFIG_H

@@ -7,6 +7,8 @@
  * In json format:  {"level":"info","msg":"device registered","device_id":"abc",...}
  * Under journald (JOURNAL_STREAM set) the timestamp is left to the journal and the
  * line is prefixed with the syslog priority (<3>, <4>, <6>, <7>).
+ *
+ * Any module, any thread: a line is written with one write(2).
  */
 #ifndef PUSHRELAY_LOG_H
 #define PUSHRELAY_LOG_H

@@ -5,6 +5,9 @@
  * app_id, environment, locale, metadata, created_at, updated_at, last_success_at,
  * last_error; room_id, joined_at, muted_until, mentions_only. Times are int64
  * milliseconds since the epoch in memory and RFC 3339 strings in JSON; 0 means "never".
+ *
+ * Used by the API (parsing and answering, on the event loop) and by the store
+ * (rows, on the store threads). No shared state: any thread.
  */
 #ifndef PUSHRELAY_MODEL_H
 #define PUSHRELAY_MODEL_H

@@ -15,6 +15,8 @@
  *   ctl_feedback.c   feedback recent|follow
  * A command is a function `int ctl_NAME(struct ctl *, char **args)` returning an exit
  * status; it prints its answer itself, and says on stderr why it failed.
+ *
+ * A command-line program of one thread: nothing here runs inside the daemon.
  */
 #ifndef PUSHRELAY_CTL_H
 #define PUSHRELAY_CTL_H

@@ -30,6 +30,9 @@
  * One feedback object is made by daemon.c and given to the delivery layer (which
  * emits) and to the API (api_feedback.c, which reads the recent events and watches).
  * Everything here runs on the event loop's thread.
+ *
+ * daemon.c creates it; the delivery layer emits events and GET /v1/feedback reads
+ * them, all on the event loop.
  */
 #ifndef PUSHRELAY_FEEDBACK_H
 #define PUSHRELAY_FEEDBACK_H

@@ -21,6 +21,8 @@
  *			or the connection was freed.
  * All callbacks run on the connection's event base, never re-entering nghttp2 in a
  * way it forbids; closing is always deferred to a callback of the connection's own.
+ *
+ * Used by h2_pool.c only, on the event loop of the pool's event base.
  */
 #ifndef PUSHRELAY_H2_CLIENT_H
 #define PUSHRELAY_H2_CLIENT_H

@@ -40,6 +40,8 @@
  * start-up), and connects rotate through the addresses found.
  *
  * Completion callbacks may submit requests; they must not call h2_pool_free().
+ *
+ * Callers: the providers (apns.c, fcm.c), on the event loop that owns the pool.
  */
 #ifndef PUSHRELAY_H2_POOL_H
 #define PUSHRELAY_H2_POOL_H

@@ -6,6 +6,9 @@
  * certificate's name against the name the connection was made for (see
  * tls_client_prepare()). A client certificate (APNs certificate authentication)
  * can come from PEM files or from a PKCS#12 bundle.
+ *
+ * Contexts are made at start-up and on reload by the providers (apns.c, fcm.c), on
+ * the event loop; the h2 connections use them there.
  */
 #ifndef PUSHRELAY_TLS_H
 #define PUSHRELAY_TLS_H

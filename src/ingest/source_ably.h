@@ -69,6 +69,8 @@
  * Presence: action 0 absent and 3 leave are presence.leave, 1 present and 2 enter
  * presence.enter, 4 update presence.update (names accepted too); client_id is
  * clientId (required), connection_id connectionId. Presence data is not read.
+ *
+ * All on the event loop.
  */
 #ifndef PUSHRELAY_SOURCE_ABLY_H
 #define PUSHRELAY_SOURCE_ABLY_H

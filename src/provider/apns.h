@@ -2,6 +2,9 @@
  * The APNs provider (provider_apns_ops in provider.h): one [apns "APP_ID"] section per
  * iOS app, an HTTP/2 pool per app and environment, ES256 provider tokens or a TLS
  * client certificate. What follows is the part of it that tests use directly.
+ *
+ * daemon.c creates it; the delivery layer calls it through provider.h. Everything
+ * runs on the event loop; results come back through the completion callback of send().
  */
 #ifndef PUSHRELAY_APNS_H
 #define PUSHRELAY_APNS_H

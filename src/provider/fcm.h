@@ -2,6 +2,9 @@
  * The FCM HTTP v1 provider (provider_fcm_ops in provider.h): one [fcm "APP_ID"]
  * section per Firebase project. What follows is the part of it that tests use
  * directly.
+ *
+ * daemon.c creates it; the delivery layer calls it through provider.h. Everything
+ * runs on the event loop; results come back through the completion callback of send().
  */
 #ifndef PUSHRELAY_FCM_H
 #define PUSHRELAY_FCM_H

@@ -13,6 +13,9 @@
  *
  * Every int function returns 0 or a negative JWT_E* code; jwt_strerror() names it.
  * Tokens and keys are secrets: log them only through log_redact().
+ *
+ * Callers: apns.c (provider tokens) and fcm_auth.c (OAuth assertions), on the event
+ * loop, and the mock servers. No shared state: any thread.
  */
 #ifndef PUSHRELAY_JWT_H
 #define PUSHRELAY_JWT_H

@@ -5,6 +5,10 @@
  * go, so that a fan-out to N devices serializes once and copies N times. A body that
  * would exceed the provider's limit is shortened at a UTF-8 character boundary, with an
  * ellipsis, until it fits; if even an empty body does not fit, building fails.
+ *
+ * Built on the event loop: by the providers in send() (payload_content_prepare), by
+ * push.c before it accepts a push, and for a room notification's data by notify_text.c.
+ * No shared state.
  */
 #ifndef PUSHRELAY_PAYLOAD_H
 #define PUSHRELAY_PAYLOAD_H

@@ -16,6 +16,9 @@
  * ts is milliseconds since the epoch (a number) or an RFC 3339 string.
  *
  * The functions are room_event_*: libevent already owns the event_* names.
+ *
+ * The sources (src/ingest/) parse events on the event loop and hand them to the
+ * router's sink (source.h). Parsing keeps no state: any thread may call it.
  */
 #ifndef PUSHRELAY_EVENT_H
 #define PUSHRELAY_EVENT_H

@@ -5,8 +5,11 @@
 local key = os.getenv("PUSHRELAY_BENCH_KEY")
 local prefix = os.getenv("PUSHRELAY_BENCH_PREFIX")
 local app = os.getenv("PUSHRELAY_BENCH_APP")
-local counter = 0
-local thread_id = 0
+-- Globals, so that done() can read each thread's with thread:get().
+counter = 0
+thread_id = 0
+created = 0
+other = 0
 local threads = {}
 
 function setup(thread)
@@ -28,9 +31,6 @@ function request()
       prefix, thread_id, app, token)
    return wrk.format("PUT", "/v1/devices/" .. id, nil, body)
 end
-
-local created = 0
-local other = 0
 
 function response(status, headers, body)
    if status == 201 then

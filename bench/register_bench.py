@@ -299,9 +299,9 @@ def wrk_run(args, daemon, seconds, script=None, path="/healthz", prefix="wrk"):
         ok, failed = int(m.group(1)), int(m.group(2))
         p50, p99 = int(m.group(3)) / 1000.0, int(m.group(4)) / 1000.0
     else:
-        for q, name in ((r"50\.000%\s+([\d.]+)(us|ms|s)", "p50"),
-                        (r"99\.000%\s+([\d.]+)(us|ms|s)", "p99")):
-            mm = re.search(q, out)
+        for q, name in ((r"^\s*50%\s+([\d.]+)(us|ms|s)", "p50"),
+                        (r"^\s*99%\s+([\d.]+)(us|ms|s)", "p99")):
+            mm = re.search(q, out, re.M)
             if mm is not None:
                 v = float(mm.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[mm.group(2)]
                 p50, p99 = (v, p99) if name == "p50" else (p50, v)

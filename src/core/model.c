@@ -362,8 +362,8 @@ model_device_from_json(const json_t *body, const char *device_id, struct device 
 }
 
 /* A time as an RFC 3339 string, or null for 0 ("never"). */
-static json_t *
-time_to_json(int64_t ms)
+json_t *
+model_time_json(int64_t ms)
 {
 	char buf[CLOCK_RFC3339_SIZE];
 
@@ -377,8 +377,8 @@ time_to_json(int64_t ms)
  * A string, or null for NULL. last_error is a provider's text cut to a fixed size,
  * maybe inside a character: what is not UTF-8 is replaced rather than dropped.
  */
-static json_t *
-string_or_null(const char *s)
+json_t *
+model_text_json(const char *s)
 {
 	json_t *v;
 	char *clean;
@@ -412,12 +412,12 @@ model_device_to_json(const struct device *d)
 	json_object_set_new(o, "app_id", json_string(d->app_id));
 	json_object_set_new(o, "environment",
 	    json_string(model_environment_name(d->environment)));
-	json_object_set_new(o, "locale", string_or_null(d->locale));
+	json_object_set_new(o, "locale", model_text_json(d->locale));
 	json_object_set_new(o, "metadata", metadata);
-	json_object_set_new(o, "created_at", time_to_json(d->created_at));
-	json_object_set_new(o, "updated_at", time_to_json(d->updated_at));
-	json_object_set_new(o, "last_success_at", time_to_json(d->last_success_at));
-	json_object_set_new(o, "last_error", string_or_null(d->last_error));
+	json_object_set_new(o, "created_at", model_time_json(d->created_at));
+	json_object_set_new(o, "updated_at", model_time_json(d->updated_at));
+	json_object_set_new(o, "last_success_at", model_time_json(d->last_success_at));
+	json_object_set_new(o, "last_error", model_text_json(d->last_error));
 	return o;
 }
 
@@ -428,8 +428,8 @@ model_member_to_json(const struct member *m)
 
 	json_object_set_new(o, "room_id", json_string(m->room_id));
 	json_object_set_new(o, "client_id", json_string(m->client_id));
-	json_object_set_new(o, "joined_at", time_to_json(m->joined_at));
-	json_object_set_new(o, "muted_until", time_to_json(m->muted_until));
+	json_object_set_new(o, "joined_at", model_time_json(m->joined_at));
+	json_object_set_new(o, "muted_until", model_time_json(m->muted_until));
 	json_object_set_new(o, "mentions_only", json_boolean(m->mentions_only));
 	return o;
 }

@@ -129,6 +129,13 @@ int model_check_fields(const json_t *body, const char *const *allowed,
 int model_device_from_json(const json_t *body, const char *device_id, struct device *out,
     struct model_error *err);
 json_t *model_device_to_json(const struct device *device);
+/* A time (ms) as an RFC 3339 string, or null for 0 ("never"). Any thread. */
+json_t *model_time_json(int64_t ms);
+/*
+ * A text, or null for NULL; text that is not UTF-8 (a provider's answer cut inside a
+ * character) has its bad bytes replaced rather than dropped. Any thread.
+ */
+json_t *model_text_json(const char *s);
 json_t *model_member_to_json(const struct member *member);
 
 /* Parse a prefs body: muted_until (RFC 3339 string or null), mentions_only (bool). */

@@ -16,7 +16,6 @@
 #include "store_ledger.h"
 #include "store_registry.h"
 #include "store_writer.h"
-#include "utf8.h"
 #include "xmalloc.h"
 
 /* Progress is written to the store this often, in one transaction. */
@@ -778,35 +777,6 @@ push_ledger_free(struct push_ledger *ledger)
 	free(ledger);
 }
 
-/* A time as RFC 3339, or null for 0. */
-static json_t *
-time_json(int64_t ms)
-{
-	char buf[CLOCK_RFC3339_SIZE];
-
-	if (ms == 0)
-		return json_null();
-	clock_format_rfc3339(ms, buf);
-	return json_string(buf);
-}
-
-/* A delivery's reason: a provider's text, maybe cut inside a character. */
-static json_t *
-reason_json(const char *reason)
-{
-	json_t *v;
-	char *clean;
-
-	if (reason == NULL)
-		return json_null();
-	if ((v = json_string(reason)) != NULL)
-		return v;
-	clean = utf8_sanitize_dup(reason, strlen(reason), 3 * strlen(reason));
-	v = json_string(clean);
-	free(clean);
-	return v;
-}
-
 /* The status answer from one row's fields. */
 static json_t *
 slot_json(const char *device_id, const char *client_id, enum device_platform platform,
@@ -815,8 +785,8 @@ slot_json(const char *device_id, const char *client_id, enum device_platform pla
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:i, s:o}", "device_id", device_id,
 	    "client_id", client_id, "platform", model_platform_name(platform), "app_id", app_id,
-	    "state", state, "reason", reason_json(reason),
-	    "attempts", attempts, "updated_at", time_json(updated_at));
+	    "state", state, "reason", model_text_json(reason),
+	    "attempts", attempts, "updated_at", model_time_json(updated_at));
 }
 
 /* Count states into the "counts" object. */
@@ -854,8 +824,8 @@ status_from_push(const struct push *p)
 		count_state(counts, state);
 	}
 	return json_pack("{s:s, s:o, s:o, s:o, s:o}", "push_id", p->id, "created_at",
-	    time_json(p->created_at), "finished_at",
-	    time_json(p->outstanding == 0 ? p->finished_at : 0), "counts", counts,
+	    model_time_json(p->created_at), "finished_at",
+	    model_time_json(p->outstanding == 0 ? p->finished_at : 0), "counts", counts,
 	    "devices", devices);
 }
 
@@ -873,8 +843,8 @@ status_from_record(const struct push_record *record)
 		count_state(counts, row->state);
 	}
 	return json_pack("{s:s, s:o, s:o, s:o, s:o}", "push_id", record->push_id,
-	    "created_at", time_json(record->created_at), "finished_at",
-	    time_json(record->finished_at), "counts", counts, "devices", devices);
+	    "created_at", model_time_json(record->created_at), "finished_at",
+	    model_time_json(record->finished_at), "counts", counts, "devices", devices);
 }
 
 /* A status read from the store. */

@@ -19,14 +19,21 @@ jsonw_init(struct jsonw *w, size_t size)
 	w->len = 0;
 }
 
-void
-jsonw_bytes(struct jsonw *w, const char *bytes, size_t len)
+/* Make room for len more bytes and the terminating NUL. */
+static void
+reserve(struct jsonw *w, size_t len)
 {
 	if (w->len + len >= w->size) {
 		while (w->len + len >= w->size)
 			w->size *= 2;
 		w->text = xreallocarray(w->text, 1, w->size);
 	}
+}
+
+void
+jsonw_bytes(struct jsonw *w, const char *bytes, size_t len)
+{
+	reserve(w, len);
 	memcpy(w->text + w->len, bytes, len);
 	w->len += len;
 	w->text[w->len] = '\0';
@@ -38,46 +45,47 @@ jsonw_raw(struct jsonw *w, const char *text)
 	jsonw_bytes(w, text, strlen(text));
 }
 
-/* Escape one byte as jansson does: the short escape if JSON has one, else \u00XX. */
-static void
-write_escape(struct jsonw *w, unsigned char c)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	char sequence[] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf] };
-
-	switch (c) {
-	case '"': jsonw_bytes(w, "\\\"", 2); break;
-	case '\\': jsonw_bytes(w, "\\\\", 2); break;
-	case '\b': jsonw_bytes(w, "\\b", 2); break;
-	case '\f': jsonw_bytes(w, "\\f", 2); break;
-	case '\n': jsonw_bytes(w, "\\n", 2); break;
-	case '\r': jsonw_bytes(w, "\\r", 2); break;
-	case '\t': jsonw_bytes(w, "\\t", 2); break;
-	default: jsonw_bytes(w, sequence, sizeof sequence); break;
-	}
-}
-
-/* Whether jansson escapes byte c; it leaves '/', DEL and non-ASCII bytes as they are. */
-static int
-needs_escape(unsigned char c)
-{
-	return c < 0x20 || c == '"' || c == '\\';
-}
-
-/* The escaped string, copied in runs between the bytes that need escaping. */
+/*
+ * The escaped string, as jansson escapes it: the short escape where JSON has one,
+ * else \u00XX for the other control bytes; '/', DEL and non-ASCII bytes as they are.
+ * Room is made once for the worst case (6 bytes a byte).
+ */
 static void
 write_escaped(struct jsonw *w, const char *s, size_t len)
 {
-	const char *end = s + len, *run = s;
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
+	char *out;
 
-	for (; s < end; s++) {
-		if (!needs_escape((unsigned char)*s))
+	reserve(w, 6 * len);
+	out = w->text + w->len;
+	for (; p < end; p++) {
+		unsigned char c = *p;
+
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*out++ = (char)c;
 			continue;
-		jsonw_bytes(w, run, (size_t)(s - run));
-		write_escape(w, (unsigned char)*s);
-		run = s + 1;
+		}
+		*out++ = '\\';
+		switch (c) {
+		case '"': *out++ = '"'; break;
+		case '\\': *out++ = '\\'; break;
+		case '\b': *out++ = 'b'; break;
+		case '\f': *out++ = 'f'; break;
+		case '\n': *out++ = 'n'; break;
+		case '\r': *out++ = 'r'; break;
+		case '\t': *out++ = 't'; break;
+		default:
+			*out++ = 'u';
+			*out++ = '0';
+			*out++ = '0';
+			*out++ = hex[c >> 4];
+			*out++ = hex[c & 0xf];
+			break;
+		}
 	}
-	jsonw_bytes(w, run, (size_t)(end - run));
+	w->len = (size_t)(out - w->text);
+	w->text[w->len] = '\0';
 }
 
 void

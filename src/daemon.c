@@ -323,6 +323,7 @@ daemon_start_rooms(struct daemon *d, char *err, size_t errlen)
 	d->reader = store_writer_start(d->base, d->store, STORE_WRITER_EACH, err, errlen);
 	if (d->reader == NULL)
 		return -1;
+	store_writer_name(d->reader, "router-store");
 	d->router = router_new(d->base, d->store, d->writer, d->reader, d->delivery, &options);
 	if (d->config.events_enabled || d->config.ably_enabled) {
 		d->http = source_http_start(d->base, &d->config, d->store, d->writer,
@@ -509,6 +510,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		apikey_free(keys);
 		return -1;
 	}
+	store_writer_name(d->api_reader, "api-store");
 	d->feedback = feedback_new(d->base, &d->config);
 	{
 		struct delivery_options options;

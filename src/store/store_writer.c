@@ -491,7 +491,20 @@ store_writer_start(struct event_base *base, struct store *store, enum store_writ
 		errno = rc;
 		fatal("cannot start the store writer thread");
 	}
+	store_writer_name(w, mode == STORE_WRITER_GROUP_COMMIT ? "store-writer" : "store-reader");
+	if (w->flushing_apart)
+		pthread_setname_np(w->flusher, "store-flush");
 	return w;
+}
+
+void
+store_writer_name(struct store_writer *w, const char *name)
+{
+	char cut[16];
+
+	/* Linux keeps 15 bytes of a thread's name. */
+	snprintf(cut, sizeof cut, "%s", name);
+	pthread_setname_np(w->thread, cut);
 }
 
 void

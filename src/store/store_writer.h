@@ -75,6 +75,12 @@ struct store_writer_stats {
  */
 struct store_writer *store_writer_start(struct event_base *base, struct store *store,
     enum store_writer_mode mode, char *err, size_t errlen);
+/*
+ * Name the thread, as ps, top and /proc show it (15 bytes at most; longer is cut):
+ * "store-writer" or "store-reader" until then, and "store-flush" for the writer's
+ * flush thread. Loop thread.
+ */
+void store_writer_name(struct store_writer *writer, const char *name);
 /* Queue a job. Loop thread (or a done callback). */
 void store_writer_submit(struct store_writer *writer, store_job_fn *run,
     store_job_done_fn *done, void *arg);

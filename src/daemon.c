@@ -31,6 +31,8 @@
 #include "source_http.h"
 #include "source_pubsub.h"
 #include "source_streams.h"
+#include "state.h"
+#include "state_memory.h"
 #include "store.h"
 #include "store_writer.h"
 #include "xmalloc.h"
@@ -58,6 +60,7 @@ struct daemon {
 	struct provider *providers[2];
 	struct delivery_layer *delivery;	/* NULL until started */
 	struct push_ledger *pushes;
+	struct state *state;		/* the room state the router decides with */
 	struct router *router;
 	/* The room-event sources that are on, with their operations. */
 	struct source_http *http;	/* POST /v1/events and Ably webhooks, if on */
@@ -313,6 +316,18 @@ daemon_start_source(struct daemon *d, const struct source_ops *ops, char *err, s
 	return 0;
 }
 
+/* The room state of [state] backend. */
+static int
+daemon_start_state(struct daemon *d, const struct router_options *options, char *err,
+    size_t errlen)
+{
+	struct state_options so;
+
+	router_state_options(options, &so);
+	d->state = state_memory_new(d->base, d->store, d->writer, &so);
+	return 0;
+}
+
 /* The router and the sources the configuration turns on. */
 static int
 daemon_start_rooms(struct daemon *d, char *err, size_t errlen)
@@ -324,7 +339,9 @@ daemon_start_rooms(struct daemon *d, char *err, size_t errlen)
 	if (d->reader == NULL)
 		return -1;
 	store_writer_name(d->reader, "router-store");
-	d->router = router_new(d->base, d->store, d->writer, d->reader, d->delivery, &options);
+	if (daemon_start_state(d, &options, err, errlen) != 0)
+		return -1;
+	d->router = router_new(d->base, d->store, d->reader, d->delivery, d->state, &options);
 	if (d->config.events_enabled || d->config.ably_enabled) {
 		d->http = source_http_start(d->base, &d->config, d->store, d->writer,
 		    router_sink(d->router));
@@ -606,6 +623,8 @@ daemon_cleanup(struct daemon *d)
 		d->http = NULL;
 		router_free(d->router);
 		d->router = NULL;
+		state_free(d->state);
+		d->state = NULL;
 	} else {
 		for (int p = 0; p < 2; p++) {
 			if (d->providers[p] != NULL)

@@ -33,6 +33,7 @@
 #include "source_streams.h"
 #include "state.h"
 #include "state_memory.h"
+#include "state_redis.h"
 #include "store.h"
 #include "store_writer.h"
 #include "xmalloc.h"
@@ -170,6 +171,19 @@ daemon_source_ready(void *arg, char *buf, size_t size)
 	return buf;
 }
 
+/* /readyz: can the room state answer (redis: connected, its scripts loaded)? */
+static const char *
+daemon_state_ready(void *arg, char *buf, size_t size)
+{
+	struct daemon *d = arg;
+	const char *why = state_redis_why(d->state);
+
+	if (why == NULL)
+		return NULL;
+	snprintf(buf, size, "%s", why);
+	return buf;
+}
+
 /* What /readyz checks besides the store's answer and the loop. */
 static void
 daemon_ready_checks(struct daemon *d)
@@ -177,6 +191,8 @@ daemon_ready_checks(struct daemon *d)
 	store_writer_watch_writes(d->writer, DAEMON_WRITE_PROBE_MS);
 	store_writer_watch_reads(d->api_reader, DAEMON_READ_PING_MS);
 	api_add_ready_check(d->api, "store", daemon_store_ready, d);
+	if (d->state != NULL && strcmp(state_backend(d->state), "redis") == 0)
+		api_add_ready_check(d->api, "state", daemon_state_ready, d);
 	for (size_t i = 0; i < d->source_count; i++) {
 		if (strncmp(d->source_ops[i]->name, "redis-", 6) != 0)
 			continue;
@@ -324,6 +340,14 @@ daemon_start_state(struct daemon *d, const struct router_options *options, char 
 	struct state_options so;
 
 	router_state_options(options, &so);
+	if (strcmp(d->config.state_backend, "redis") == 0) {
+		d->state = state_redis_new(d->base, &d->config, &so, err, errlen);
+		if (d->state == NULL)
+			return -1;
+		log_info("room state in redis", "address", d->config.redis_address,
+		    "prefix", d->config.state_prefix, NULL);
+		return 0;
+	}
 	d->state = state_memory_new(d->base, d->store, d->writer, &so);
 	return 0;
 }

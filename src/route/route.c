@@ -277,7 +277,11 @@ route_decided(int result, const char *const *sent, size_t sent_count, void *arg)
 	struct route_job *job = arg;
 	struct route *route = job->route;
 
-	if (result == STATE_ESTOPPED || route->stopping || job->cancelled) {
+	if (result == STATE_ESTOPPED || result == STATE_EFAILED || route->stopping ||
+	    job->cancelled) {
+		/* Not decided: not acknowledged either, it comes again. */
+		if (result == STATE_EFAILED)
+			tracker_abandon(job->tracker);
 		route_finish(job);
 		return;
 	}

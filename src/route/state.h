@@ -48,6 +48,7 @@ struct state_message;
 #define STATE_DUPLICATE 1		/* seen within the dedupe window: skip it */
 #define STATE_DELETED 2			/* deleted (through any instance) before it was routed */
 #define STATE_ESTOPPED (-1)		/* the state stopped before it answered */
+#define STATE_EFAILED (-2)		/* the state could not answer (redis: given up) */
 
 /* What a decide says of one candidate. */
 enum state_decision {
@@ -67,10 +68,10 @@ struct state_candidate {
 };
 
 /*
- * A decide is over: result (STATE_OK, STATE_DUPLICATE, STATE_DELETED or
- * STATE_ESTOPPED); on STATE_OK each candidate's decision is set, and sent lists the
- * devices this message was sent to before (a redelivery; the strings live during
- * the call only).
+ * A decide is over: result (STATE_OK, STATE_DUPLICATE, STATE_DELETED, STATE_ESTOPPED
+ * or STATE_EFAILED: the message is then dropped unacknowledged); on STATE_OK each
+ * candidate's decision is set, and sent lists the devices this message was sent to
+ * before (a redelivery; the strings live during the call only).
  */
 typedef void state_decided_fn(int result, const char *const *sent, size_t sent_count,
     void *arg);

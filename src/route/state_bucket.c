@@ -49,15 +49,17 @@ state_bucket_encode(const struct notify_message *m)
 	return text;
 }
 
-/* Say what is wrong with an entry. */
+/* Say what is wrong with an entry, in UTF-8 (jansson may quote the bytes it read). */
 static int
 bucket_fail(char *err, size_t errlen, const char *fmt, ...)
 {
+	char raw[256];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
+	vsnprintf(raw, sizeof raw, fmt, ap);
 	va_end(ap);
+	utf8_sanitize(err, errlen, raw, strlen(raw));
 	return -1;
 }
 

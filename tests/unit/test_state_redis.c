@@ -699,6 +699,12 @@ test_message_decided_again_by_its_own_routing_counts_nothing_twice(void **state)
 	assert_decision(r, 0, 0, -1);
 	assert_decision(r, 1, 1, 1);
 	freeReplyObject(r);
+	/* carol came and went since: in her grace, she was here after it: skipped. */
+	presence(f, "enter", NOW + 5, "carol", "c1");
+	presence(f, "leave", NOW + 6, "carol", "c1");
+	r = message(f, "m1", "B-10", 1, NOW + 7, 0, "bob", "carol");
+	assert_decision(r, 1, 0, -1);
+	freeReplyObject(r);
 }
 
 static void

@@ -152,6 +152,11 @@ class StateCase(NotificationCase):
                     d.log_text()[-3000:] for d in self.daemons)))
             time.sleep(0.02)
 
+    @staticmethod
+    def trips(daemon, kind):
+        """The daemon's round trips to the Redis state of a kind, so far."""
+        return metric(daemon, "pushrelay_state_round_trips_total", kind=kind)
+
     def bucket(self, room, client):
         """The key of what is held for client in room."""
         return "%sbucket:{%s}:%s" % (self.prefix, room, client)
@@ -177,11 +182,17 @@ class TestSharedState(StateCase):
         self.register(c, "apns")
         self.join_all(room, a, b, c)
         A, B, C = self.daemons
+        trips = {d: (self.trips(d, "presence"), self.trips(d, "message")) for d in (A, B)}
         self.post(A, enter(room, b, "b-phone"))
         # Through another instance: b is present, c (away) is the witness.
         self.post(B, message(room, "p1", a, "b is here"))
         self.expect(c, note(room, "p1", a, "b is here", badge=1))
         self.check()
+        # One round trip to Redis for the presence event, one for the message.
+        self.assertEqual(self.trips(A, "presence") - trips[A][0], 1)
+        self.assertEqual(self.trips(B, "message") - trips[B][1], 1)
+        self.assertEqual(self.trips(A, "message") - trips[A][1], 0)
+        self.assertEqual(metric(A, "pushrelay_state_up", backend="redis"), 1)
         # b left through a third instance: away everywhere, notified through the first.
         self.post(C, leave(room, b, "b-phone"))
         self.post(A, message(room, "p2", a, "b is gone"))

@@ -303,8 +303,8 @@ const struct config_option config_options[] = {
 	{ "state", "prefix", CONFIG_TYPE_STRING, FIELD(state_prefix),
 	  .default_value = "pushrelay:",
 	  .help = "Prefix of the room state's keys in Redis (backend = redis): instances\n"
-	      "with the same prefix share their state. At most 64 bytes, without { or }\n"
-	      "(the keys of a room carry it as their hash tag)." },
+	      "with the same prefix share their state. At most 64 bytes, without { or }:\n"
+	      "the keys of a room carry the room in braces, as their hash tag." },
 
 	{ "log", "level", CONFIG_TYPE_ENUM, FIELD(log_level),
 	  .default_value = "info", .values = config_log_levels,

@@ -122,6 +122,7 @@ state_memory_new(struct event_base *base, struct store *store, struct store_writ
 	return &s->state;
 }
 
+/* Where batches go. */
 static void
 memory_set_callbacks(struct state *state, const struct state_callbacks *callbacks)
 {
@@ -145,6 +146,7 @@ memory_set_options(struct state *state, const struct state_options *options)
 	coalesce_set_window(s->coalesce, options->coalesce_window_ms);
 }
 
+/* Always ready: nothing to wait for. */
 static int
 memory_ready(const struct state *state)
 {
@@ -175,12 +177,14 @@ memory_message_new(struct state *state, const struct room_event *e)
 	return &m->base;
 }
 
+/* Neither handed before nor older than this process? */
 static int
 memory_message_fresh(const struct state_message *message)
 {
 	return ((const struct memory_message *)message)->fresh;
 }
 
+/* The message is routed: its presence snapshot goes. */
 static void
 memory_message_free(struct state_message *message)
 {
@@ -267,6 +271,7 @@ memory_hold(struct state *state, const char *client, const struct notify_message
 	    decision != STATE_HOLD_GRACE, clock_monotonic_ms());
 }
 
+/* A presence event, to presence.c. */
 static void
 memory_presence(struct state *state, const struct room_event *e, struct tracker *tracker)
 {
@@ -291,6 +296,7 @@ memory_presence(struct state *state, const struct room_event *e, struct tracker 
 	}
 }
 
+/* A read: the room's count to 0. */
 static void
 memory_read(struct state *state, const char *room, const char *client, struct tracker *tracker)
 {
@@ -299,6 +305,7 @@ memory_read(struct state *state, const char *room, const char *client, struct tr
 	unread_reset(s->unread, client, room);
 }
 
+/* An edit or a deletion of what coalesce.c holds. */
 static void
 memory_change(struct state *state, const struct room_event *e, struct tracker *tracker,
     state_changed_fn *done, void *arg)
@@ -312,6 +319,7 @@ memory_change(struct state *state, const struct room_event *e, struct tracker *t
 		done(cancelled, arg);
 }
 
+/* A notified mark, written at the next flush. */
 static void
 memory_mark_sent(struct state *state, const char *room, const char *message_id,
     const char *device_id, int64_t now)
@@ -352,6 +360,7 @@ memory_stop(struct state *state)
 	unread_flush(s->unread);
 }
 
+/* Free the pieces, coalesce first: it asks presence. */
 static void
 memory_free(struct state *state)
 {
@@ -364,6 +373,7 @@ memory_free(struct state *state)
 	free(s);
 }
 
+/* Presence's and coalescing's figures. */
 static void
 memory_get_stats(const struct state *state, struct state_stats *stats)
 {

@@ -137,12 +137,14 @@ args_add_len(struct redis_args *a, const char *s, size_t len)
 	a->len[a->count++] = len;
 }
 
+/* Append a string argument. */
 static void
 args_add(struct redis_args *a, const char *s)
 {
 	args_add_len(a, s, strlen(s));
 }
 
+/* Append a number, in decimal. */
 static void
 args_add_int(struct redis_args *a, int64_t n)
 {
@@ -180,6 +182,7 @@ args_add_name(struct redis_args *a, const char *prefix, const char *name)
 	free(key);
 }
 
+/* Free the arguments. */
 static void
 args_free(struct redis_args *a)
 {
@@ -221,6 +224,7 @@ call_new(struct state_redis *s, enum state_script script, enum state_trip trip,
 	return call;
 }
 
+/* Free a call (not what it waited for). */
 static void
 call_free(struct redis_call *call)
 {
@@ -783,6 +787,7 @@ redis_set_options(struct state *state, const struct state_options *options)
 	s->options = *options;
 }
 
+/* Connected, and the scripts loaded? */
 static int
 redis_ready_now(const struct state *state)
 {
@@ -796,6 +801,7 @@ redis_admit(struct state *state, const struct room_event *e, int64_t now)
 	return STATE_OK;
 }
 
+/* A routing of its own: the mark its decides leave on the message. */
 static struct state_message *
 redis_message_new(struct state *state, const struct room_event *e)
 {
@@ -815,6 +821,7 @@ redis_message_fresh(const struct state_message *message)
 	return 1;
 }
 
+/* The message is routed. */
 static void
 redis_message_free(struct state_message *message)
 {
@@ -903,6 +910,7 @@ redis_event_call(struct state_redis *s, enum state_script script, enum state_tri
 	return call;
 }
 
+/* One script call for a presence event. */
 static void
 redis_presence(struct state *state, const struct room_event *e, struct tracker *tracker)
 {
@@ -943,6 +951,7 @@ redis_presence(struct state *state, const struct room_event *e, struct tracker *
 	call_submit(s, call);
 }
 
+/* One script call for a read. */
 static void
 redis_read(struct state *state, const char *room, const char *client, struct tracker *tracker)
 {
@@ -957,6 +966,7 @@ redis_read(struct state *state, const char *room, const char *client, struct tra
 	call_submit(s, call);
 }
 
+/* One script call for an edit with a text, or a deletion. */
 static void
 redis_change(struct state *state, const struct room_event *e, struct tracker *tracker,
     state_changed_fn *done, void *arg)
@@ -1040,6 +1050,7 @@ redis_stop(struct state *state)
 	s->mark_count = 0;
 }
 
+/* Stop, then free everything. */
 static void
 redis_free(struct state *state)
 {
@@ -1065,6 +1076,7 @@ redis_free(struct state *state)
 	free(s);
 }
 
+/* The link's figures. */
 static void
 redis_get_stats(const struct state *state, struct state_stats *stats)
 {

@@ -69,7 +69,8 @@ struct config_apns_app {
 	struct config_url production_endpoint;	/* production_url, parsed */
 	struct config_url sandbox_endpoint;	/* sandbox_url, parsed */
 	struct config_url proxy_endpoint;	/* proxy, parsed; host "" for none */
-	int connections;
+	int connections;		/* at most, opened as load needs them */
+	int64_t connection_idle_ms;	/* a connection idle that long closes, but one */
 	int64_t token_refresh_ms;
 	int64_t request_timeout_ms;
 };
@@ -83,7 +84,8 @@ struct config_fcm_app {
 	char *proxy;
 	struct config_url endpoint;	/* url, parsed */
 	struct config_url proxy_endpoint;	/* proxy, parsed; host "" for none */
-	int connections;
+	int connections;		/* at most, opened as load needs them */
+	int64_t connection_idle_ms;	/* a connection idle that long closes, but one */
 	int64_t request_timeout_ms;
 };
 

@@ -444,6 +444,7 @@ apns_pool_new(struct provider *p, struct apns_app *app, const struct config_apns
 		o.proxy_port = c->proxy_endpoint.port;
 	}
 	o.max_connections = c->connections > 0 ? (unsigned)c->connections : 1;
+	o.idle_close_ms = (int)c->connection_idle_ms;
 	o.request_timeout_ms = (int)c->request_timeout_ms;
 	if (h2_pool_new(p->base, &o, &app->pools[environment], reason, sizeof reason) != 0) {
 		snprintf(err, errlen, "[apns \"%s\"] %s %s: %s", c->name, key, text, reason);

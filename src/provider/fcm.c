@@ -579,6 +579,7 @@ fcm_project_init(struct provider *fcm, struct fcm_project *project,
 		options.proxy_port = app->proxy_endpoint.port;
 	}
 	options.max_connections = app->connections > 0 ? (unsigned)app->connections : 1;
+	options.idle_close_ms = (int)app->connection_idle_ms;
 	options.max_streams_per_connection = FCM_MAX_STREAMS;
 	options.request_timeout_ms = project->request_timeout_ms;
 	options.response_body_limit = FCM_RESPONSE_BODY_LIMIT;

@@ -14,8 +14,8 @@
  * those; when they do not make a valid notification (as POST /v1/push checks it),
  * the overrides are dropped, with a warning, and the defaults go.
  *
- * Collapse id: "m-" and 22 base64url characters of SHA-256(room, a NUL byte, message
- * id), of the latest message: the same on every instance and after every restart,
+ * Collapse id: "m-" and the first 16 bytes of SHA-256(room, a NUL byte, message id)
+ * in base64url without padding (22 characters), of the latest message: the same on every instance and after every restart,
  * so a notification sent again (at-least-once delivery after a crash) replaces its
  * first copy on the phone instead of showing twice (apns-collapse-id; FCM's
  * android.collapse_key and the apns-collapse-id of its apns block).

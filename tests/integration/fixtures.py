@@ -241,7 +241,8 @@ def update(room, mid, text):
 # ---- what the router makes of a message ------------------------------------------------
 
 def collapse_id_of(room, mid):
-    """notify_collapse_id(): "m-" and 22 base64url characters of SHA-256(room NUL id)."""
+    """notify_collapse_id(): "m-" and the first 16 bytes of SHA-256(room NUL id), in
+    base64url without padding."""
     digest = hashlib.sha256(room.encode() + b"\0" + mid.encode()).digest()
     return "m-" + base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
 

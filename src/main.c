@@ -19,10 +19,19 @@ usage(FILE *out)
 	    "\n"
 	    "  -c, --config FILE  read the configuration from FILE\n"
 	    "                     (without it: the embedded defaults)\n"
-	    "  -t, --test         check the configuration and exit\n"
+	    "  -t, --test         check the configuration and its credentials, and exit\n"
 	    "      --routes       list the API's routes (method, path, access) and exit\n"
 	    "  -V, --version      print the version and exit\n"
 	    "  -h, --help         print this help and exit\n");
+}
+
+/* pushrelayd -t: a credential's problem, as file:line: what. */
+static void
+print_problem(int line, const char *message, void *arg)
+{
+	const char *path = arg;
+
+	fprintf(stderr, "pushrelayd: %s:%d: %s\n", path != NULL ? path : "-", line, message);
 }
 
 int
@@ -62,6 +71,10 @@ main(int argc, char **argv)
 	if (test) {
 		if (config_load(&config, config_path, err, sizeof err) != 0) {
 			fprintf(stderr, "pushrelayd: %s\n", err);
+			return 1;
+		}
+		if (daemon_check_credentials(&config, print_problem, (void *)config_path) > 0) {
+			config_free(&config);
 			return 1;
 		}
 		config_free(&config);

@@ -53,6 +53,7 @@ enum config_apns_auth {
 /* One [apns "APP_ID"] section: an iOS app, by the app_id its devices register with. */
 struct config_apns_app {
 	char *name;			/* the section's name: the app_id */
+	int line;			/* its header's line in the file, for messages */
 	char *topic;			/* apns-topic; resolved: never NULL */
 	enum config_apns_auth auth;
 	char *key_file;			/* token auth: the .p8 key */
@@ -78,6 +79,7 @@ struct config_apns_app {
 /* One [fcm "APP_ID"] section: a Firebase project, by the app_id devices register with. */
 struct config_fcm_app {
 	char *name;
+	int line;			/* its header's line in the file, for messages */
 	char *service_account_file;	/* Google service-account JSON */
 	char *url;			/* https://host[:port] of the FCM v1 API */
 	char *ca_file;

@@ -39,6 +39,7 @@ static const struct config_kind config_kind_apns = {
 	.name = "apns", .instance_size = sizeof(struct config_apns_app),
 	.array_offset = offsetof(struct config, apns_apps),
 	.count_offset = offsetof(struct config, apns_app_count),
+	.line_offset = offsetof(struct config_apns_app, line),
 	.example_name = "com.example.chat",
 	.help = "An iOS app, one section per app: [apns \"APP_ID\"], where APP_ID is the\n"
 	    "app_id its devices register with (usually the bundle id). Without any\n"
@@ -49,6 +50,7 @@ static const struct config_kind config_kind_fcm = {
 	.name = "fcm", .instance_size = sizeof(struct config_fcm_app),
 	.array_offset = offsetof(struct config, fcm_apps),
 	.count_offset = offsetof(struct config, fcm_app_count),
+	.line_offset = offsetof(struct config_fcm_app, line),
 	.example_name = "example-project",
 	.help = "A Firebase project, one section per project: [fcm \"APP_ID\"], where APP_ID\n"
 	    "is the app_id its devices register with. Without any [fcm] section, FCM\n"

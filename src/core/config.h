@@ -28,6 +28,7 @@
  */
 #define CONFIG_URL_HOST_SIZE 256
 #define CONFIG_URL_AUTHORITY_SIZE (CONFIG_URL_HOST_SIZE + 8)
+#define CONFIG_URL_USER_SIZE 256
 
 struct config_url {
 	char scheme[8];			/* "https" or "http"; "" when there is none */
@@ -35,6 +36,10 @@ struct config_url {
 	unsigned int port;		/* as written, else the scheme's default */
 	char authority[CONFIG_URL_AUTHORITY_SIZE];	/* :authority and Host: host,
 					 * [IPv6], and ":port" unless the default */
+	/* A proxy's credentials from its URL, decoded; "" when none. Secrets. */
+	char user[CONFIG_URL_USER_SIZE];
+	char password[CONFIG_URL_USER_SIZE];
+	int from_environment;		/* a proxy taken from https_proxy */
 };
 
 /* What config_url_parse() accepts. */
@@ -42,7 +47,7 @@ enum config_url_kind {
 	CONFIG_URL_ORIGIN,	/* https://host[:port] and nothing more: APNs, FCM */
 	CONFIG_URL_HTTPS,	/* https://host[:port]/any/path?query: an OAuth token URI */
 	CONFIG_URL_HTTP,	/* the same with http:// too: the feedback webhook */
-	CONFIG_URL_HOSTPORT,	/* host:port, no scheme, the port required: a proxy */
+	CONFIG_URL_PROXY,	/* [http://][user[:password]@]host:port, the port required */
 };
 
 enum config_apns_auth {

@@ -334,7 +334,11 @@ const struct config_option config_options[] = {
 	{ APNS(ca_file), .key = "ca_file", .type = CONFIG_TYPE_PATH, .default_value = "",
 	  .help = "CA certificates to verify APNs with. Empty: the system's store." },
 	{ APNS(proxy), .key = "proxy", .type = CONFIG_TYPE_STRING, .default_value = "",
-	  .help = "Reach APNs through this HTTP CONNECT proxy, host:port. Empty: directly." },
+	  .help = "Reach APNs through this HTTP CONNECT proxy: host:port, or\n"
+	      "http://user:password@host:port for a proxy that wants Basic credentials\n"
+	      "(percent-encode what is not a letter or digit). Empty: the environment's\n"
+	      "https_proxy, unless no_proxy names the production host (\"*\", hosts\n"
+	      "and domains), else directly." },
 	{ APNS(connections), .key = "connections", .type = CONFIG_TYPE_INTEGER,
 	  .default_value = "16", .min = 1, .max = 64,
 	  .help = "HTTP/2 connections per environment, at most: opened when requests wait\n"
@@ -364,7 +368,9 @@ const struct config_option config_options[] = {
 	  .help = "CA certificates to verify FCM and the token endpoint with. Empty: the\n"
 	      "system's store." },
 	{ FCM(proxy), .key = "proxy", .type = CONFIG_TYPE_STRING, .default_value = "",
-	  .help = "Reach FCM through this HTTP CONNECT proxy, host:port. Empty: directly." },
+	  .help = "Reach FCM and its token endpoint through this HTTP CONNECT proxy:\n"
+	      "host:port, or http://user:password@host:port. Empty: the environment's\n"
+	      "https_proxy, unless no_proxy names the FCM host, else directly." },
 	{ FCM(connections), .key = "connections", .type = CONFIG_TYPE_INTEGER,
 	  .default_value = "12", .min = 1, .max = 64,
 	  .help = "HTTP/2 connections, at most: opened when requests wait and every\n"

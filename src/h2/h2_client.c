@@ -29,6 +29,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 
 #include "h2_client.h"
@@ -750,7 +751,8 @@ static void
 client_connect_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct h2_client *c = arg;
-	char request[600];
+	/* The CONNECT line and Host (2 x 264), and a Basic authorization of two 255s. */
+	char request[1536];
 	socklen_t len = sizeof(int);
 	int error = 0, n;
 
@@ -764,14 +766,19 @@ client_connect_cb(evutil_socket_t fd, short what, void *arg)
 		client_start_tls(c);
 		return;
 	}
-	n = snprintf(request, sizeof request, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n",
-	    c->opt.proxy_target, c->opt.proxy_target);
+	n = snprintf(request, sizeof request, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n",
+	    c->opt.proxy_target, c->opt.proxy_target,
+	    c->opt.proxy_authorization != NULL ? "Proxy-Authorization: " : "",
+	    c->opt.proxy_authorization != NULL ? c->opt.proxy_authorization : "",
+	    c->opt.proxy_authorization != NULL ? "\r\n" : "");
 	/* A few hundred bytes always fit an empty socket buffer. */
 	if (n <= 0 || (size_t)n >= sizeof request ||
 	    send(fd, request, (size_t)n, MSG_NOSIGNAL) != n) {
+		OPENSSL_cleanse(request, sizeof request);
 		client_teardown(c, H2_EPROXY, "cannot send CONNECT to the proxy");
 		return;
 	}
+	OPENSSL_cleanse(request, sizeof request);	/* it may hold the proxy's password */
 	c->state = H2_CLIENT_PROXY;
 	event_free(c->io_ev);
 	c->io_ev = event_new(c->opt.base, fd, EV_READ | EV_PERSIST, client_proxy_read_cb, c);

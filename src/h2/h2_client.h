@@ -142,6 +142,7 @@ struct h2_client_options {
 	socklen_t addrlen;
 	const char *server_name;	/* SNI and the certificate name to check */
 	const char *proxy_target;	/* "host:port" to CONNECT to, or NULL */
+	const char *proxy_authorization; /* Proxy-Authorization of the CONNECT, or NULL */
 	const char *endpoint;		/* for logs */
 	int connect_timeout_ms;		/* TCP + proxy + TLS + first SETTINGS */
 	int ping_idle_ms;		/* PING after this long without reading */

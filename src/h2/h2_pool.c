@@ -11,6 +11,8 @@
 
 #include <event2/event.h>
 
+#include <openssl/crypto.h>
+
 #include "h2_pool.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -32,6 +34,7 @@ struct h2_pool {
 	char *authority;
 	size_t authority_len;
 	char *proxy_target;		/* "host:port" for CONNECT */
+	char *proxy_authorization;	/* its Proxy-Authorization, or NULL: a secret */
 	char *endpoint;
 	SSL_CTX *ssl_ctx;
 
@@ -74,6 +77,15 @@ struct h2_pool {
 };
 
 static const struct h2_client_events pool_client_events;
+
+/* Wipe and free a secret string (NULL is fine). */
+static void
+pool_secret_free(char *secret)
+{
+	if (secret != NULL)
+		OPENSSL_cleanse(secret, strlen(secret));
+	free(secret);
+}
 
 static void pool_dispatch(struct h2_pool *);
 
@@ -298,6 +310,7 @@ pool_connect(struct h2_pool *pool)
 	co.addrlen = pool->addrlens[i];
 	co.server_name = pool->server_name;
 	co.proxy_target = pool->proxy_target;
+	co.proxy_authorization = pool->proxy_authorization;
 	co.endpoint = pool->endpoint;
 	co.connect_timeout_ms = pool->opt.connect_timeout_ms;
 	co.ping_idle_ms = pool->opt.ping_idle_ms;
@@ -684,6 +697,8 @@ h2_pool_new(struct event_base *base, const struct h2_pool_options *options,
 		char *proxy = pool_host_port(o->proxy_host, o->proxy_port);
 
 		pool->proxy_target = target;
+		if (o->proxy_authorization != NULL)
+			pool->proxy_authorization = xstrdup(o->proxy_authorization);
 		pool->endpoint = xasprintf("%s via %s", target, proxy);
 		free(proxy);
 	} else
@@ -692,6 +707,7 @@ h2_pool_new(struct event_base *base, const struct h2_pool_options *options,
 	o->server_name = pool->server_name;
 	o->authority = pool->authority;
 	o->proxy_host = NULL;	/* not kept: only its addresses are */
+	o->proxy_authorization = NULL;	/* kept as pool->proxy_authorization */
 
 	if (options->proxy_host != NULL)
 		rv = pool_resolve(pool, options->proxy_host, o->proxy_port, err, errlen);
@@ -702,6 +718,7 @@ h2_pool_new(struct event_base *base, const struct h2_pool_options *options,
 		free(pool->server_name);
 		free(pool->authority);
 		free(pool->proxy_target);
+		pool_secret_free(pool->proxy_authorization);
 		free(pool->endpoint);
 		free(pool);
 		return rv;
@@ -809,6 +826,7 @@ h2_pool_free(struct h2_pool *pool)
 	free(pool->server_name);
 	free(pool->authority);
 	free(pool->proxy_target);
+	pool_secret_free(pool->proxy_authorization);
 	free(pool->endpoint);
 	free(pool);
 }

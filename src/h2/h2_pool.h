@@ -66,6 +66,8 @@ struct h2_pool_options {
 	SSL_CTX *ssl_ctx;		/* from tls_client_ctx_new(); the pool keeps a ref */
 	const char *proxy_host;		/* HTTP CONNECT proxy, or NULL */
 	unsigned proxy_port;		/* [3128] */
+	const char *proxy_authorization; /* Proxy-Authorization of each CONNECT ("Basic
+					 * ..."), or NULL; copied, and wiped on free */
 	unsigned max_connections;	/* [1] */
 	unsigned max_streams_per_connection; /* cap on the server's limit [1000] */
 	unsigned queue_limit;		/* requests waiting for a stream [10000] */

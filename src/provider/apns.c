@@ -530,7 +530,8 @@ apns_pool_new(struct provider *p, struct apns_app *app, const struct config_apns
 	    &c->production_endpoint;
 	const char *text = sandbox ? c->sandbox_url : c->production_url;
 	const char *key = sandbox ? "sandbox_url" : "production_url";
-	char reason[256];
+	char reason[256], *authorization = NULL;
+	int rc;
 
 	/* config_load() parsed the URLs: a config built otherwise must do it too. */
 	if (url->host[0] == '\0') {
@@ -551,11 +552,18 @@ apns_pool_new(struct provider *p, struct apns_app *app, const struct config_apns
 	if (c->proxy_endpoint.host[0] != '\0') {
 		o.proxy_host = c->proxy_endpoint.host;
 		o.proxy_port = c->proxy_endpoint.port;
+		o.proxy_authorization = authorization = provider_proxy_authorization(
+		    &c->proxy_endpoint);
 	}
 	o.max_connections = c->connections > 0 ? (unsigned)c->connections : 1;
 	o.idle_close_ms = (int)c->connection_idle_ms;
 	o.request_timeout_ms = (int)c->request_timeout_ms;
-	if (h2_pool_new(p->base, &o, &app->pools[environment], reason, sizeof reason) != 0) {
+	rc = h2_pool_new(p->base, &o, &app->pools[environment], reason, sizeof reason);
+	if (authorization != NULL) {
+		OPENSSL_cleanse(authorization, strlen(authorization));
+		free(authorization);
+	}
+	if (rc != 0) {
 		snprintf(err, errlen, "[apns \"%s\"] %s %s: %s", c->name, key, text, reason);
 		return -1;
 	}
@@ -597,6 +605,9 @@ apns_app_init(struct provider *p, struct apns_app *app, const struct config_apns
 		if (apns_pool_new(p, app, c, environment, err, errlen) != 0)
 			return -1;
 	}
+	if (c->proxy_endpoint.from_environment)
+		log_info("apns proxy from the environment (https_proxy)", "app", app->name,
+		    "proxy", c->proxy_endpoint.authority, NULL);
 	log_info("apns app ready", "app", app->name, "topic", app->topic, "auth",
 	    c->auth == CONFIG_APNS_AUTH_TOKEN ? "token" : "certificate", "key_id",
 	    app->key_id != NULL ? app->key_id : "-", "production",

@@ -521,6 +521,8 @@ fcm_project_free(struct fcm_project *project)
 		event_free(project->pending_timer);
 	free(project->app_id);
 	free(project->ca_file);
+	if (project->proxy != NULL)
+		OPENSSL_cleanse(project->proxy, strlen(project->proxy));
 	free(project->proxy);
 	free(project->path);
 }
@@ -533,12 +535,14 @@ fcm_project_init(struct provider *fcm, struct fcm_project *project,
 	struct tls_client_options tls;
 	struct h2_pool_options options;
 	SSL_CTX *ctx = NULL;
-	char why[256];
+	char why[256], *authorization = NULL;
+	int rc;
 
 	project->fcm = fcm;
 	project->app_id = xstrdup(app->name);
 	project->ca_file = app->ca_file != NULL ? xstrdup(app->ca_file) : NULL;
-	project->proxy = app->proxy != NULL && *app->proxy != '\0' ? xstrdup(app->proxy) : NULL;
+	/* libcurl's form, credentials included, for the token exchange. */
+	project->proxy = provider_proxy_url(&app->proxy_endpoint);
 	project->request_timeout_ms = (int)app->request_timeout_ms;
 	TAILQ_INIT(&project->pending);
 	if ((project->pending_timer = evtimer_new(fcm->base, fcm_pending_event,
@@ -558,9 +562,9 @@ fcm_project_init(struct provider *fcm, struct fcm_project *project,
 		    app->name, app->url != NULL ? app->url : "(none)");
 		return -1;
 	}
-	if (project->proxy != NULL && app->proxy_endpoint.host[0] == '\0') {
-		snprintf(err, errlen, "fcm \"%s\": proxy %s: not parsed by config_load()",
-		    app->name, project->proxy);
+	if (app->proxy != NULL && *app->proxy != '\0' && app->proxy_endpoint.host[0] == '\0') {
+		snprintf(err, errlen, "fcm \"%s\": proxy: not parsed by config_load()",
+		    app->name);
 		return -1;
 	}
 	memset(&tls, 0, sizeof tls);
@@ -575,15 +579,25 @@ fcm_project_init(struct provider *fcm, struct fcm_project *project,
 	options.authority = app->endpoint.authority;
 	options.ssl_ctx = ctx;
 	if (project->proxy != NULL) {
+		if (app->proxy_endpoint.from_environment)
+			log_info("fcm proxy from the environment (https_proxy)", "app", app->name,
+			    "proxy", app->proxy_endpoint.authority, NULL);
 		options.proxy_host = app->proxy_endpoint.host;
 		options.proxy_port = app->proxy_endpoint.port;
+		options.proxy_authorization = authorization = provider_proxy_authorization(
+		    &app->proxy_endpoint);
 	}
 	options.max_connections = app->connections > 0 ? (unsigned)app->connections : 1;
 	options.idle_close_ms = (int)app->connection_idle_ms;
 	options.max_streams_per_connection = FCM_MAX_STREAMS;
 	options.request_timeout_ms = project->request_timeout_ms;
 	options.response_body_limit = FCM_RESPONSE_BODY_LIMIT;
-	if (h2_pool_new(fcm->base, &options, &project->pool, why, sizeof why) != 0) {
+	rc = h2_pool_new(fcm->base, &options, &project->pool, why, sizeof why);
+	if (authorization != NULL) {
+		OPENSSL_cleanse(authorization, strlen(authorization));
+		free(authorization);
+	}
+	if (rc != 0) {
 		SSL_CTX_free(ctx);
 		snprintf(err, errlen, "fcm \"%s\": %s", app->name, why);
 		return -1;

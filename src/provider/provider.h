@@ -136,6 +136,19 @@ extern const struct provider_ops provider_apns_ops;
 extern const struct provider_ops provider_fcm_ops;
 extern const struct provider_ops provider_log_ops;
 
+struct config_url;
+/*
+ * The Proxy-Authorization of a proxy with credentials ("Basic " and base64 of
+ * user:password), or NULL; the caller wipes and frees it.
+ */
+char *provider_proxy_authorization(const struct config_url *proxy);
+/*
+ * The proxy as libcurl takes it: "http://user:password@host:port", the credentials
+ * percent-encoded, or "http://host:port"; NULL when there is none. The caller wipes
+ * and frees it.
+ */
+char *provider_proxy_url(const struct config_url *proxy);
+
 /* "sent", "retry", "token_gone", "rejected", "config"; "unknown" for anything else. */
 const char *provider_verdict_name(enum provider_verdict verdict);
 

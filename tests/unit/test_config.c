@@ -1044,9 +1044,9 @@ test_config_named_app_sections_report_errors(void **state)
 	assert_load_error(fx, "[fcm \"p\"]\nservice_account_file = /s\nurl = https://x/v1\n",
 	    ": [fcm \"p\"] url: must be https://host or https://host:port, without a path");
 	assert_load_error(fx, "[fcm \"p\"]\nservice_account_file = /s\nproxy = squid\n",
-	    ": [fcm \"p\"] proxy: must be host:port");
+	    ": [fcm \"p\"] proxy: must be host:port, or http://user:password@host:port");
 	assert_load_error(fx, "[fcm \"p\"]\nservice_account_file = /s\nproxy = a b:1\n",
-	    ": [fcm \"p\"] proxy: must be host:port");
+	    ": [fcm \"p\"] proxy: must be host:port, or http://user:password@host:port");
 	assert_load_error(fx, "[apns \"a\"]\nconnections = 0\n",
 	    ":2: [apns \"a\"] connections: must be between 1 and 64");
 }
@@ -1117,9 +1117,10 @@ test_config_bad_urls_are_errors_naming_the_option(void **state)
 		"http://x",
 		"https://x/3/device",		/* a path */
 	};
+	/* http://, and credentials before the host, are allowed (see the proxy test). */
 	static const char *const proxies[] = {
-		"squid", "http://proxy:3128", "proxy:3128/x", "user@proxy:3128", "proxy:0",
-		"a b:1", "[::1]",
+		"squid", "https://proxy:3128", "proxy:3128/x", "socks5://proxy:1080", "proxy:0",
+		"a b:1", "[::1]", "http://proxy", ":secret@proxy:3128", "us%0d%0aer@proxy:3128",
 	};
 	const char *expected = ": [delivery] feedback_url: must be an http:// or https:// URL";
 	char text[256];
@@ -1137,7 +1138,8 @@ test_config_bad_urls_are_errors_naming_the_option(void **state)
 	for (size_t i = 0; i < sizeof proxies / sizeof proxies[0]; i++) {
 		snprintf(text, sizeof text, "[apns \"a\"]\nkey_file = /k\nkey_id = K\n"
 		    "team_id = T\nproxy = %s\n", proxies[i]);
-		assert_load_error(fx, text, ": [apns \"a\"] proxy: must be host:port");
+		assert_load_error(fx, text, ": [apns \"a\"] proxy: must be host:port, or "
+		    "http://user:password@host:port");
 	}
 	assert_load_error(fx, "[delivery]\nfeedback_url = ftp://hooks.example/x\n", expected);
 	assert_load_error(fx, "[delivery]\nfeedback_url = hooks.example/x\n", expected);
@@ -1166,7 +1168,82 @@ test_config_url_parse_kinds(void **state)
 	assert_int_equal(config_url_parse(&url, "https://x/token", CONFIG_URL_ORIGIN), -1);
 	assert_int_equal(config_url_parse(&url, NULL, CONFIG_URL_ORIGIN), -1);
 	assert_string_equal(config_url_expected(CONFIG_URL_HTTPS), "an https:// URL");
-	assert_string_equal(config_url_expected(CONFIG_URL_HOSTPORT), "host:port");
+	assert_string_equal(config_url_expected(CONFIG_URL_PROXY),
+	    "host:port, or http://user:password@host:port");
+	/* A proxy: its credentials decoded, apart from the host it connects to. */
+	assert_int_equal(config_url_parse(&url, "http://relay:p%40ss%3Aw0rd@proxy.corp:3128",
+	    CONFIG_URL_PROXY), 0);
+	assert_string_equal(url.host, "proxy.corp");
+	assert_int_equal(url.port, 3128);
+	assert_string_equal(url.authority, "proxy.corp:3128");
+	assert_string_equal(url.user, "relay");
+	assert_string_equal(url.password, "p@ss:w0rd");
+	assert_int_equal(config_url_parse(&url, "relay@[2001:db8::1]:3128", CONFIG_URL_PROXY), 0);
+	assert_string_equal(url.host, "2001:db8::1");
+	assert_string_equal(url.user, "relay");
+	assert_string_equal(url.password, "");
+	assert_int_equal(config_url_parse(&url, "proxy:3128", CONFIG_URL_PROXY), 0);
+	assert_string_equal(url.user, "");
+	assert_int_equal(url.from_environment, 0);
+}
+
+/*
+ * Without a proxy option, https_proxy (or HTTPS_PROXY) of the environment is the
+ * proxy, unless no_proxy (or NO_PROXY) names the endpoint's host.
+ */
+static void
+test_config_proxy_from_the_environment_unless_no_proxy(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+	const char *text = "[apns \"a\"]\nkey_file = /k\nkey_id = K\nteam_id = T\n"
+	    "production_url = https://api.push.apple.com\n"
+	    "[fcm \"p\"]\nservice_account_file = /s\nurl = https://fcm.googleapis.com\n";
+	static const struct {
+		const char *no_proxy;
+		int apns, fcm;		/* proxied? */
+	} cases[] = {
+		{ NULL, 1, 1 },
+		{ "", 1, 1 },
+		{ "*", 0, 0 },
+		{ "localhost, .apple.com", 0, 1 },
+		{ "googleapis.com", 1, 0 },
+		{ "push.apple.co,fcm", 1, 1 },		/* neither a suffix nor the host */
+		{ "API.PUSH.APPLE.COM", 0, 1 },
+	};
+
+	unsetenv("HTTPS_PROXY");
+	unsetenv("NO_PROXY");
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		setenv("https_proxy", "http://relay:s3cret@proxy.corp:3128", 1);
+		if (cases[i].no_proxy != NULL)
+			setenv("no_proxy", cases[i].no_proxy, 1);
+		else
+			unsetenv("no_proxy");
+		load_text(fx, text, &config);
+		assert_string_equal(config.apns_apps[0].proxy_endpoint.host,
+		    cases[i].apns ? "proxy.corp" : "");
+		assert_int_equal(config.apns_apps[0].proxy_endpoint.from_environment,
+		    cases[i].apns);
+		assert_string_equal(config.fcm_apps[0].proxy_endpoint.host,
+		    cases[i].fcm ? "proxy.corp" : "");
+		if (cases[i].fcm)
+			assert_string_equal(config.fcm_apps[0].proxy_endpoint.password, "s3cret");
+		config_free(&config);
+	}
+	/* The option wins over the environment. */
+	unsetenv("no_proxy");
+	load_text(fx, "[fcm \"p\"]\nservice_account_file = /s\nproxy = own:8080\n", &config);
+	assert_string_equal(config.fcm_apps[0].proxy_endpoint.host, "own");
+	assert_int_equal(config.fcm_apps[0].proxy_endpoint.from_environment, 0);
+	config_free(&config);
+	/* A broken https_proxy is an error that says where it came from. */
+	setenv("https_proxy", "socks5://x:1", 1);
+	assert_load_error(fx, "[fcm \"p\"]\nservice_account_file = /s\n", ": [fcm \"p\"] no "
+	    "proxy set, and the environment's https_proxy is not host:port, or "
+	    "http://user:password@host:port");
+	unsetenv("https_proxy");
+	(void)state;
 }
 
 static void
@@ -1250,6 +1327,7 @@ main(void)
 		T(test_config_urls_are_parsed_into_host_port_and_authority),
 		T(test_config_bad_urls_are_errors_naming_the_option),
 		T(test_config_url_parse_kinds),
+		T(test_config_proxy_from_the_environment_unless_no_proxy),
 		T(test_config_error_quoting_bytes_that_are_not_utf8_is_utf8),
 #undef T
 	};

@@ -575,6 +575,48 @@ test_h2_connection_refused_backs_off_then_succeeds(void **state)
 	fixture_free(f);
 }
 
+/* A proxy with credentials gets them in Proxy-Authorization; without them, a 407. */
+static void
+test_h2_proxy_authorization_is_sent_with_connect(void **state)
+{
+	struct h2_test_server_options so = { 0 };
+	struct fixture *f = fixture_new(&so, NULL, NULL);
+	struct h2_pool_options o = pool_options(f);
+	struct h2_test_proxy *proxy = h2_test_proxy_new(f->base, 200);
+	/* base64("relay:s3cret") */
+	const char *basic = "Basic cmVsYXk6czNjcmV0";
+
+	proxy->require_authorization = basic;
+	o.proxy_host = "127.0.0.1";
+	o.proxy_port = (unsigned)proxy->port;
+	o.proxy_authorization = basic;
+	pool_open(f, &o);
+	calls_make(f, 2, "/r/");
+	calls_submit(f, 0, 2);
+	assert_true(run_until(f->base, &f->done, 2, 5000));
+	assert_all_ok_once(f);
+	assert_string_equal(proxy->last_authorization, basic);
+	h2_pool_free(f->pool);
+	f->pool = NULL;
+
+	/* Without the credentials the proxy refuses, and the reason says so. */
+	o.proxy_authorization = NULL;
+	o.request_timeout_ms = 300;
+	pool_open(f, &o);
+	free(f->calls);
+	f->done = 0;
+	calls_make(f, 1, "/n/");
+	f->calls[0].request.timeout_ms = 300;
+	calls_submit(f, 0, 1);
+	assert_true(run_until(f->base, &f->done, 1, 5000));
+	assert_int_equal(f->calls[0].error, H2_EPROXY);
+	assert_string_equal(proxy->last_authorization, "");
+	h2_pool_free(f->pool);
+	f->pool = NULL;
+	h2_test_proxy_free(proxy);
+	fixture_free(f);
+}
+
 static void
 test_h2_proxy_connect_tunnels_to_server(void **state)
 {
@@ -929,6 +971,7 @@ main(void)
 		cmocka_unit_test(test_h2_full_queue_returns_equeuefull),
 		cmocka_unit_test(test_h2_connection_refused_backs_off_then_succeeds),
 		cmocka_unit_test(test_h2_proxy_connect_tunnels_to_server),
+		cmocka_unit_test(test_h2_proxy_authorization_is_sent_with_connect),
 		cmocka_unit_test(test_h2_proxy_refusal_fails_with_eproxy),
 		cmocka_unit_test(test_h2_dropped_connection_fails_sent_requests_with_econnlost),
 		cmocka_unit_test(test_h2_idle_connection_is_kept_alive_with_ping),

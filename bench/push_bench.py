@@ -27,6 +27,7 @@ source tree and the current directory as the build tree).
 
 import argparse
 import http.client
+import threading
 import json
 import os
 import shutil
@@ -113,6 +114,80 @@ def mock_requests(mock):
     return mock.stats().get("requests", 0)
 
 
+class OneToOne:
+    """1:1 room messages POSTed to /v1/events every interval while a push fans out:
+    how long each takes to reach the mock (its --record-times arrivals), which is what
+    the delivery layer's round robin keeps short."""
+
+    def __init__(self, daemon, mock, interval_ms, platform):
+        self.daemon, self.mock, self.interval = daemon, mock, interval_ms / 1000.0
+        self.room, self.sender, self.recipient = "dm-room", "dm-sender", "dm-recipient"
+        self.sent = {}
+        self.stop = threading.Event()
+        self.thread = None
+        register_one(daemon, self.recipient, "dm-device", platform)
+        for client in (self.sender, self.recipient):
+            status, _, _, raw = daemon.request(
+                "PUT", "/v1/rooms/%s/members/%s" % (self.room, client))
+            if status not in (200, 201):
+                raise SystemExit("1:1 membership failed: %d %r" % (status, raw))
+
+    def start(self, run):
+        self.stop.clear()
+        self.thread = threading.Thread(target=self._post, args=(run,), daemon=True)
+        self.thread.start()
+
+    def _post(self, run):
+        conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=30)
+        headers = {"Authorization": "Bearer " + self.daemon.key,
+                   "Content-Type": "application/json"}
+        k = 0
+        while not self.stop.is_set():
+            mid = "dm-%d-%d" % (run, k)
+            body = json.dumps({"events": [{"type": "message", "room": self.room, "id": mid,
+                                           "client_id": self.sender, "text": "hi"}]})
+            posted = time.time()
+            conn.request("POST", "/v1/events", body=body, headers=headers)
+            r = conn.getresponse()
+            r.read()
+            if r.status != 202:
+                raise SystemExit("1:1 message refused: %d" % r.status)
+            self.sent[mid] = (posted, time.time())
+            k += 1
+            self.stop.wait(self.interval)
+        conn.close()
+
+    def finish(self):
+        """Stop; the latencies (ms) of the messages sent meanwhile, from the POST and
+        from its 202 (the event outbox's commit on the store writer, which a push's
+        ledger write also uses)."""
+        self.stop.set()
+        self.thread.join()
+        time.sleep(1.0)
+        arrived = {mid: t_us / 1e6 for t_us, mid in self.mock.control("GET", "/arrivals")
+                   ["arrivals"] if mid.startswith("dm-")}
+        missing = [mid for mid in self.sent if mid not in arrived]
+        if missing:
+            raise SystemExit("1:1 messages not delivered: %s" % missing[:5])
+        latencies = sorted((arrived[mid] - t[0]) * 1000 for mid, t in self.sent.items())
+        accepted = sorted((arrived[mid] - t[1]) * 1000 for mid, t in self.sent.items())
+        self.sent = {}
+        self.mock.control("DELETE", "/arrivals")
+        return latencies, accepted
+
+
+def register_one(daemon, client, device_id, platform):
+    body = {"client_id": client, "platform": platform,
+            "app_id": APP if platform == "apns" else PROJECT, "token": "%064x" % 0xD1}
+    status, _, _, raw = daemon.request("PUT", "/v1/devices/" + device_id, body=body)
+    if status not in (200, 201):
+        raise SystemExit("1:1 device registration failed: %d %r" % (status, raw))
+
+
+def percentile(values, q):
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
 def run_push(daemon, mock, n, room, body_text):
     """One push to the room: (seconds until the mock has answered n more requests,
     seconds until the 202, answers/s between the first quarter and the last: the
@@ -187,6 +262,9 @@ def main():
     parser.add_argument("--delay-ms", type=int, default=0,
                         help="the mock holds every answer this long (a provider's RTT)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--one-to-one-every-ms", type=int, default=0,
+                        help="also POST a 1:1 room message this often during each push "
+                             "and report how long each took to reach the mock")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = parser.parse_args()
     if shutil.which("h2load") is None:
@@ -198,10 +276,12 @@ def main():
     if args.connections is not None:
         provider["connections"] = str(args.connections)
     if args.platform == "apns":
-        mock = fixtures.apns_mock(certs, "--max-streams", str(args.streams), record=False)
+        mock = fixtures.apns_mock(certs, "--max-streams", str(args.streams), "--record-times",
+                                  record=False)
         section = fixtures.apns_section(certs, mock.url(""), **provider)
     else:
-        mock = fixtures.fcm_mock(certs, "--max-streams", str(args.streams), record=False)
+        mock = fixtures.fcm_mock(certs, "--max-streams", str(args.streams), "--record-times",
+                                 record=False)
         account = fixtures.fcm_account(certs, os.path.join(tmp, "sa.json"),
                                        mock.url("/token"))
         section = fixtures.fcm_section(certs, account, mock.url(""), **provider)
@@ -210,6 +290,8 @@ def main():
     daemon = harness.Daemon(config={
         "store": {"synchronous": "normal"},
         "delivery": {"queue_size": str(max(100000, args.devices * 2))},
+        # A 1:1 message goes at once, not at the end of a coalescing window.
+        "rooms": {"coalesce_window": "0"},
         **section,
     }, tmp=os.path.join(tmp, "daemon"))
     try:
@@ -223,14 +305,27 @@ def main():
             how = "through the API"
         print("registered %d devices and memberships %s in %.1f s"
               % (args.devices, how, time.monotonic() - t))
+        dm = (OneToOne(daemon, mock, args.one_to_one_every_ms, args.platform)
+              if args.one_to_one_every_ms > 0 else None)
         # A warm-up push opens the connections and mints the provider token.
         run_push(daemon, mock, args.devices, "bench-room", "warm-up")
-        relay, sending, h2, conns = [], [], [], []
+        mock.control("DELETE", "/arrivals")
+        relay, sending, h2, conns, dm_latencies, dm_accepted = [], [], [], [], [], []
         for run in range(args.runs):
+            if dm is not None:
+                dm.start(run)
             elapsed, accepted, answering = run_push(daemon, mock, args.devices,
                                                     "bench-room",
                                                     "a message of ordinary length for a "
                                                     "chat notification")
+            if dm is not None:
+                lat, acc = dm.finish()
+                dm_latencies += lat
+                dm_accepted += acc
+                print("run %d: %d 1:1 messages during the fan-out, from the POST p50 %.1f ms, "
+                      "p99 %.1f ms, max %.1f ms; from its 202 p50 %.1f ms, max %.1f ms"
+                      % (run + 1, len(lat), percentile(lat, 0.5), percentile(lat, 0.99),
+                         lat[-1], percentile(acc, 0.5), acc[-1]))
             relay.append(args.devices / elapsed)
             sending.append(answering)
             # The daemon's HTTP/2 connections to the provider (its /metrics gauge).
@@ -254,6 +349,15 @@ def main():
         print("  ratio       %10.2f" % (r / h))
         print("  pushrelayd  %10.0f notifications/s steady (answers from the first "
               "quarter to the third)" % a)
+        if dm_latencies:
+            dm_latencies.sort()
+            dm_accepted.sort()
+            print("  1:1 messages during the fan-outs: %d; from the POST to the mock p50 %.1f "
+                  "ms, p99 %.1f ms, max %.1f ms; from the 202 p50 %.1f ms, p99 %.1f ms, max "
+                  "%.1f ms" % (len(dm_latencies), percentile(dm_latencies, 0.5),
+                               percentile(dm_latencies, 0.99), dm_latencies[-1],
+                               percentile(dm_accepted, 0.5), percentile(dm_accepted, 0.99),
+                               dm_accepted[-1]))
         if args.delay_ms > 0:
             limit = c * args.streams * 1000.0 / args.delay_ms
             print("  connections x streams / RTT %10.0f/s; pushrelayd at %.2f of it "

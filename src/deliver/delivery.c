@@ -22,7 +22,19 @@
 #define DELIVERY_SUCCESS_PRECISION_MS (60 * 1000)
 #define PLATFORMS 2
 
-TAILQ_HEAD(delivery_queue, delivery);
+/*
+ * A flow: the deliveries of one content ready in one layer for one platform, in
+ * order. It exists while it has some, in its layer's round robin.
+ */
+struct delivery_flow {
+	struct delivery_layer *layer;
+	struct push_content *content;
+	int platform;
+	struct delivery_queue ready;
+	TAILQ_ENTRY(delivery_flow) entry;	/* in layer->flows[platform] */
+	struct delivery_flow *next;		/* the content's other flows */
+};
+TAILQ_HEAD(delivery_flows, delivery_flow);
 
 struct delivery_provider {
 	const struct provider_ops *ops;
@@ -36,7 +48,13 @@ struct delivery_layer {
 	struct delivery_provider providers[PLATFORMS];
 	struct feedback *feedback;
 	struct delivery_options options;
-	struct delivery_queue ready[PLATFORMS];	/* waiting for their provider */
+	/*
+	 * Deliveries waiting for their provider, by content: each turn of the round robin
+	 * hands one delivery of the first content to the provider and moves that content
+	 * to the end, so that a message to one device goes out after one delivery of each
+	 * fan-out ahead of it, not after all of them.
+	 */
+	struct delivery_flows flows[PLATFORMS];
 	struct delivery_queue waiting;		/* waiting for their retry time */
 	int blocked[PLATFORMS];			/* the provider said busy */
 	struct event *pump_event;
@@ -292,6 +310,69 @@ delivery_abandon(struct delivery *d)
 }
 
 /* Run the pump from the loop, never from inside a caller's callback. */
+/* The delivery whose turn it is for platform p: the first of the first flow. */
+static struct delivery *
+ready_first(struct delivery_layer *layer, int p)
+{
+	struct delivery_flow *flow = TAILQ_FIRST(&layer->flows[p]);
+
+	return flow != NULL ? TAILQ_FIRST(&flow->ready) : NULL;
+}
+
+/* d's flow in its layer, made (at the end of the round robin) if it has none. */
+static struct delivery_flow *
+flow_of(struct delivery *d)
+{
+	struct delivery_layer *layer = d->layer;
+	struct push_content *c = d->content;
+	struct delivery_flow *flow;
+
+	for (flow = c->flows; flow != NULL; flow = flow->next) {
+		if (flow->layer == layer && flow->platform == (int)d->platform)
+			return flow;
+	}
+	flow = xcalloc(1, sizeof *flow);
+	flow->layer = layer;
+	flow->content = c;
+	flow->platform = (int)d->platform;
+	TAILQ_INIT(&flow->ready);
+	flow->next = c->flows;
+	c->flows = flow;
+	TAILQ_INSERT_TAIL(&layer->flows[flow->platform], flow, entry);
+	return flow;
+}
+
+/* Take d out of its flow; a flow left empty leaves the round robin and is freed. */
+static void
+ready_remove(struct delivery_layer *layer, struct delivery *d)
+{
+	struct delivery_flow *flow = d->flow, **link;
+
+	TAILQ_REMOVE(&flow->ready, d, entry);
+	d->flow = NULL;
+	if (!TAILQ_EMPTY(&flow->ready))
+		return;
+	TAILQ_REMOVE(&layer->flows[flow->platform], flow, entry);
+	for (link = &flow->content->flows; *link != flow; link = &(*link)->next)
+		;
+	*link = flow->next;
+	free(flow);
+}
+
+/* d (the first of the first flow) went to its provider: the flow's turn ends. */
+static void
+ready_take_turn(struct delivery_layer *layer, struct delivery *d)
+{
+	struct delivery_flow *flow = d->flow;
+
+	if (TAILQ_NEXT(d, entry) != NULL) {
+		/* Others of the content wait: to the end of the round robin. */
+		TAILQ_REMOVE(&layer->flows[flow->platform], flow, entry);
+		TAILQ_INSERT_TAIL(&layer->flows[flow->platform], flow, entry);
+	}
+	ready_remove(layer, d);
+}
+
 static void
 schedule_pump(struct delivery_layer *layer)
 {
@@ -311,7 +392,7 @@ delivery_pump(evutil_socket_t fd, short what, void *arg)
 		struct delivery *d;
 
 		layer->blocked[p] = 0;
-		while ((d = TAILQ_FIRST(&layer->ready[p])) != NULL) {
+		while ((d = ready_first(layer, p)) != NULL) {
 			const struct delivery_provider *provider = &layer->providers[p];
 			int rc;
 
@@ -322,7 +403,7 @@ delivery_pump(evutil_socket_t fd, short what, void *arg)
 				layer->blocked[p] = 1;
 				break;
 			}
-			TAILQ_REMOVE(&layer->ready[p], d, entry);
+			ready_take_turn(layer, d);
 			layer->queued--;
 			if (rc == PROVIDER_OK) {
 				layer->in_flight++;
@@ -364,7 +445,7 @@ delivery_layer_new(struct event_base *base, struct store *store, struct store_wr
 	layer->feedback = feedback;
 	layer->options = *options;
 	for (int p = 0; p < PLATFORMS; p++)
-		TAILQ_INIT(&layer->ready[p]);
+		TAILQ_INIT(&layer->flows[p]);
 	TAILQ_INIT(&layer->waiting);
 	if (RAND_bytes((unsigned char *)&layer->rng, sizeof layer->rng) != 1 || layer->rng == 0)
 		layer->rng = (uint64_t)clock_now_ms() | 1;
@@ -451,8 +532,8 @@ delivery_layer_free(struct delivery_layer *layer)
 	delivery_flush_successes(-1, 0, layer);
 	/* Queued and retrying deliveries stay queued in the store: a restart resumes them. */
 	for (int p = 0; p < PLATFORMS; p++) {
-		while ((d = TAILQ_FIRST(&layer->ready[p])) != NULL) {
-			TAILQ_REMOVE(&layer->ready[p], d, entry);
+		while ((d = ready_first(layer, p)) != NULL) {
+			ready_remove(layer, d);
 			delivery_abandon(d);
 		}
 	}
@@ -476,15 +557,22 @@ size_t
 delivery_cancel_content(struct delivery_layer *layer, const struct push_content *content,
     const char *reason)
 {
+	/* Held: failing its last delivery may drop the content. */
+	struct push_content *c = (struct push_content *)content;
+	struct delivery_flow *flow;
 	struct delivery *d, *next;
 	size_t cancelled = 0;
 
+	delivery_content_ref(c);
 	for (int p = 0; p < PLATFORMS; p++) {
-		for (d = TAILQ_FIRST(&layer->ready[p]); d != NULL; d = next) {
+		/* The content's flow in this layer: its ready deliveries are all in it. */
+		for (flow = c->flows; flow != NULL; flow = flow->next) {
+			if (flow->layer == layer && flow->platform == p)
+				break;
+		}
+		for (d = flow != NULL ? TAILQ_FIRST(&flow->ready) : NULL; d != NULL; d = next) {
 			next = TAILQ_NEXT(d, entry);
-			if (d->content != content)
-				continue;
-			TAILQ_REMOVE(&layer->ready[p], d, entry);
+			ready_remove(layer, d);
 			layer->queued--;
 			layer->failed++;
 			cancelled++;
@@ -504,6 +592,7 @@ delivery_cancel_content(struct delivery_layer *layer, const struct push_content 
 		count_outcome(d, DELIVERY_OUTCOME_CANCELLED);
 		delivery_set_state(d, DELIVERY_FAILED, reason);
 	}
+	delivery_content_unref(c);
 	return cancelled;
 }
 
@@ -515,14 +604,15 @@ delivery_room(const struct delivery_layer *layer)
 	return used >= layer->options.queue_size ? 0 : layer->options.queue_size - used;
 }
 
-/* Put a delivery at the end of its platform's ready queue. */
+/* Put a delivery at the end of its content's flow, and the flow in the round robin. */
 static void
 enqueue(struct delivery *d)
 {
 	struct delivery_layer *layer = d->layer;
 
 	d->state = DELIVERY_QUEUED;
-	TAILQ_INSERT_TAIL(&layer->ready[d->platform], d, entry);
+	d->flow = flow_of(d);
+	TAILQ_INSERT_TAIL(&d->flow->ready, d, entry);
 	layer->queued++;
 	if (!layer->blocked[d->platform])
 		schedule_pump(layer);

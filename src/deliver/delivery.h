@@ -49,6 +49,10 @@
  * What every delivery of one notification shares: built once, reference counted (by
  * each delivery, and by whoever made it: push.c, router.c).
  */
+struct delivery;
+struct delivery_flow;
+TAILQ_HEAD(delivery_queue, delivery);
+
 struct push_content {
 	unsigned refcount;
 	struct notification notification;
@@ -60,6 +64,11 @@ struct push_content {
 	int fcm_built;
 	struct payload fcm;
 	int fcm_error;
+	/*
+	 * Private to delivery.c: the content's deliveries ready in each layer and for
+	 * each platform, each a flow of that layer's round robin while it has some.
+	 */
+	struct delivery_flow *flows;
 };
 
 /*
@@ -111,6 +120,7 @@ struct delivery {
 
 	/* Private to delivery.c. */
 	struct delivery_layer *layer;	/* the one it was made for */
+	struct delivery_flow *flow;	/* while it is ready: its content's flow */
 	TAILQ_ENTRY(delivery) entry;
 	enum delivery_state state;
 	struct event *retry_timer;

@@ -51,6 +51,12 @@
 #define APNS_LOG_INTERVAL_MS (60 * 1000)
 #define APNS_KEY_FILE_MAX (64 * 1024)
 #define APNS_ENVIRONMENTS 2
+/*
+ * Requests a pool keeps waiting for a stream, at most: two connections' worth. More
+ * wait in the delivery layer, whose round robin lets a message to one device pass a
+ * fan-out; the pool's own queue is first come, first served.
+ */
+#define APNS_QUEUE_LIMIT 2000
 /* Our headers: topic, push type, priority, expiration, collapse id, id, authorization. */
 #define APNS_OWN_HEADERS 7
 
@@ -557,6 +563,7 @@ apns_pool_new(struct provider *p, struct apns_app *app, const struct config_apns
 	}
 	o.max_connections = c->connections > 0 ? (unsigned)c->connections : 1;
 	o.idle_close_ms = (int)c->connection_idle_ms;
+	o.queue_limit = APNS_QUEUE_LIMIT;
 	o.request_timeout_ms = (int)c->request_timeout_ms;
 	rc = h2_pool_new(p->base, &o, &app->pools[environment], reason, sizeof reason);
 	if (authorization != NULL) {

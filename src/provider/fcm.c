@@ -47,6 +47,8 @@
 #include "xmalloc.h"
 
 #define FCM_MAX_STREAMS 100		/* per connection, as fcm.googleapis.com allows */
+/* Requests the pool keeps waiting for a stream: two connections' worth (see apns.c). */
+#define FCM_QUEUE_LIMIT (2 * FCM_MAX_STREAMS)
 #define FCM_PENDING_MAX 1024		/* sends waiting for a project's first token */
 #define FCM_QUOTA_RETRY_MS 60000	/* QUOTA_EXCEEDED: "min initial delay 1 min" */
 #define FCM_RESPONSE_BODY_LIMIT 8192
@@ -358,6 +360,8 @@ fcm_unauthorized(struct fcm_project *project, struct fcm_token *token,
 	fcm_auth_refused(project->auth);
 }
 
+static void fcm_pending_flush(struct fcm_project *);
+
 /* The pool's answer to a send. */
 static void
 fcm_send_done(struct h2_request *request, const struct h2_response *response, void *arg)
@@ -391,10 +395,17 @@ fcm_send_done(struct h2_request *request, const struct h2_response *response, vo
 		    result.reason, NULL);
 	}
 	fcm_send_complete(send, &result);
+	/* Room in the pool: sends that waited for a token and found it full go now. */
+	if (project->npending > 0)
+		fcm_pending_flush(project);
 	fcm_drain_check(project->fcm);
 }
 
-/* Hand a send with a token to the pool; on failure the send is completed or freed. */
+/*
+ * Hand a send with a token to the pool; on failure the send is completed or freed,
+ * but a waiting one (from_send 0) that finds the pool full: PROVIDER_EBUSY, still
+ * the caller's.
+ */
 static int
 fcm_submit(struct fcm_project *project, struct fcm_send *send, struct fcm_token *token,
     int from_send)
@@ -415,6 +426,9 @@ fcm_submit(struct fcm_project *project, struct fcm_send *send, struct fcm_token 
 		free(send);
 		return rv == H2_EQUEUEFULL ? PROVIDER_EBUSY : PROVIDER_ESHUTDOWN;
 	}
+	/* A waiting send that finds the pool full waits on, for the next completion. */
+	if (!from_send && rv == H2_EQUEUEFULL)
+		return PROVIDER_EBUSY;
 	snprintf(reason, sizeof reason, "h2: %s", h2_strerror(rv));
 	if (from_send)
 		fcm_finish_later(send, PROVIDER_RETRY, 0, reason);
@@ -485,7 +499,12 @@ fcm_pending_flush(struct fcm_project *project)
 	    (send = TAILQ_FIRST(&project->pending)) != NULL) {
 		TAILQ_REMOVE(&project->pending, send, entry);
 		project->npending--;
-		fcm_submit(project, send, token, 0);
+		if (fcm_submit(project, send, token, 0) == PROVIDER_EBUSY) {
+			/* The pool is full: the rest go as its requests complete. */
+			TAILQ_INSERT_HEAD(&project->pending, send, entry);
+			project->npending++;
+			break;
+		}
 	}
 	fcm_pending_arm(project);
 }
@@ -590,6 +609,7 @@ fcm_project_init(struct provider *fcm, struct fcm_project *project,
 	options.max_connections = app->connections > 0 ? (unsigned)app->connections : 1;
 	options.idle_close_ms = (int)app->connection_idle_ms;
 	options.max_streams_per_connection = FCM_MAX_STREAMS;
+	options.queue_limit = FCM_QUEUE_LIMIT;
 	options.request_timeout_ms = project->request_timeout_ms;
 	options.response_body_limit = FCM_RESPONSE_BODY_LIMIT;
 	rc = h2_pool_new(fcm->base, &options, &project->pool, why, sizeof why);

@@ -44,8 +44,11 @@ struct notify_message {
 /* "m-" + 22 characters + NUL. */
 #define NOTIFY_COLLAPSE_ID_SIZE 25
 
-/* The collapse id of a message's notification (see above). Any thread. */
-void notify_collapse_id(const char *room, const char *message_id,
+/*
+ * The collapse id of a message's notification (see above): 0, or -1 with out empty
+ * when OpenSSL cannot hash (out of memory). Any thread.
+ */
+int notify_collapse_id(const char *room, const char *message_id,
     char out[NOTIFY_COLLAPSE_ID_SIZE]);
 
 /* Return codes. */

@@ -39,7 +39,7 @@ build(const struct notify_message *m, size_t count, int64_t badge, struct notifi
 	assert_string_equal(n->thread_id, m->room);
 	assert_null(n->sound);
 	/* The latest message's own collapse id (an override may replace the headers). */
-	notify_collapse_id(m->room, m->id, collapse);
+	assert_int_equal(notify_collapse_id(m->room, m->id, collapse), 0);
 	assert_string_equal(n->collapse_id, collapse);
 	assert_int_equal(n->priority, NOTIFICATION_PRIORITY_HIGH);
 	assert_int_equal(n->ttl, -1);
@@ -139,7 +139,7 @@ test_notify_collapse_id_is_the_documented_hash(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		notify_collapse_id(cases[i].room, cases[i].id, got);
+		assert_int_equal(notify_collapse_id(cases[i].room, cases[i].id, got), 0);
 		assert_string_equal(got, cases[i].want);
 		assert_true(strlen(got) <= NOTIFICATION_COLLAPSE_ID_MAX);
 	}

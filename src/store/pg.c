@@ -122,6 +122,7 @@ pg_lost(struct pg_store *s, const char *op, const char *why)
 	if (!s->down)
 		log_error("store connection to PostgreSQL lost: calls fail until it is back",
 		    "op", op, "error", why, "server", s->display, NULL);
+	snprintf(s->last_error, sizeof s->last_error, "connection to PostgreSQL lost: %s", why);
 	s->down = 1;
 	s->batch = s->batch ? -1 : 0;	/* a batch open on it is gone */
 	s->retry_at = clock_monotonic_ms();
@@ -141,6 +142,7 @@ pg_fail(struct pg_store *s, const struct pg_context *ctx, const PGresult *result
 		pg_lost(s, ctx->op, why);
 		return STORE_EIO;
 	}
+	snprintf(s->last_error, sizeof s->last_error, "%s", why);
 	/* A NULL key ends the field list early. */
 	log_error("store operation failed", "op", ctx->op, "error", why, "sqlstate",
 	    state != NULL ? state : "", "server", s->display, ctx->key, ctx->value, NULL);
@@ -223,6 +225,8 @@ pg_ensure(struct pg_store *s)
 		log_info("store connection to PostgreSQL is back", "server", s->display, NULL);
 		return STORE_OK;
 	}
+	snprintf(s->last_error, sizeof s->last_error, "cannot connect to PostgreSQL: %s",
+	    pg_error_text(s->conn, NULL, why, sizeof why));
 	s->backoff_ms = s->backoff_ms == 0 ? PG_RECONNECT_FIRST_MS :
 	    s->backoff_ms * 2 > PG_RECONNECT_MAX_MS ? PG_RECONNECT_MAX_MS : s->backoff_ms * 2;
 	s->retry_at = clock_monotonic_ms() + s->backoff_ms;
@@ -645,14 +649,14 @@ pg_probe_write(struct store *store, char *err, size_t errlen)
 {
 	struct pg_store *s = store->data;
 	struct pg_context ctx = { "probe_write", NULL, NULL };
-	char why[256];
 	int error;
 
+	s->last_error[0] = '\0';
 	if ((error = pg_tx_begin(s, &ctx)) == STORE_OK)
 		error = pg_tx_end(s, &ctx, pg_outbox_probe(s, &ctx));
 	if (error != STORE_OK)
-		pg_set_err(err, errlen, "%s", s->down ? "connection to PostgreSQL lost" :
-		    pg_error_text(s->conn, NULL, why, sizeof why));
+		pg_set_err(err, errlen, "%s", s->last_error[0] != '\0' ? s->last_error :
+		    store_strerror(error));
 	return error;
 }
 

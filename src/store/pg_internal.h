@@ -60,6 +60,7 @@ struct pg_store {
 	int down;		/* the connection was lost: logged once, until it is back */
 	int64_t retry_at;	/* monotonic ms of the next PQreset */
 	int64_t backoff_ms;	/* 0 until a PQreset failed */
+	char last_error[640];	/* why the last call failed, for the write probe */
 };
 
 /* What a failing call was doing, for its one log line. */

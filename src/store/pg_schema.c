@@ -145,26 +145,41 @@ pg_schema_exec(PGconn *conn, const char *display, const char *sql, char *err, si
 	return rc;
 }
 
-/* The schema's version: 0 when there is no pushrelay_schema yet; -1 on error. */
+/* Run a query of one integer (NULL: 0); -1 with err set on failure. */
 static int
-pg_schema_version(PGconn *conn, const char *display, int *version, char *err,
+pg_schema_int(PGconn *conn, const char *display, const char *sql, int *out, char *err,
     size_t errlen)
 {
-	PGresult *result = PQexec(conn, "SELECT CASE WHEN to_regclass('pushrelay_schema')"
-	    " IS NULL THEN 0 ELSE (SELECT version FROM pushrelay_schema WHERE id = 1) END");
+	PGresult *result = PQexec(conn, sql);
 	char why[512];
 	int rc = 0;
 
-	if (PQresultStatus(result) != PGRES_TUPLES_OK || PQntuples(result) != 1 ||
-	    PQgetisnull(result, 0, 0)) {
+	if (PQresultStatus(result) != PGRES_TUPLES_OK || PQntuples(result) != 1) {
 		pg_set_err(err, errlen, "PostgreSQL (%s): reading the schema version: %s",
 		    display, PQresultStatus(result) == PGRES_TUPLES_OK ?
 		    "pushrelay_schema has no row" : pg_error_text(conn, result, why, sizeof why));
 		rc = -1;
 	} else
-		*version = atoi(PQgetvalue(result, 0, 0));
+		*out = PQgetisnull(result, 0, 0) ? 0 : atoi(PQgetvalue(result, 0, 0));
 	PQclear(result);
 	return rc;
+}
+
+/* The schema's version: 0 when there is no pushrelay_schema yet; -1 on error. */
+static int
+pg_schema_version(PGconn *conn, const char *display, int *version, char *err,
+    size_t errlen)
+{
+	int exists;
+
+	if (pg_schema_int(conn, display, "SELECT (to_regclass('pushrelay_schema') IS NOT NULL)"
+	    "::integer", &exists, err, errlen) != 0)
+		return -1;
+	*version = 0;
+	if (!exists)
+		return 0;
+	return pg_schema_int(conn, display, "SELECT version FROM pushrelay_schema WHERE id = 1",
+	    version, err, errlen);
 }
 
 /* Refuse a database of a newer schema, before anything in it changes. */

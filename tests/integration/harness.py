@@ -396,6 +396,15 @@ class Daemon:
             self.pg_db = self.pg.create_database()
             self.overrides = merge_config(self.overrides, {"store": {
                 "backend": "postgresql", "postgresql": self.pg.conninfo(self.pg_db)}})
+        elif self.store_backend == "postgresql":
+            # A database named by the test: queries go there when it is on this
+            # file's server.
+            self.overrides = merge_config(self.overrides, {"store": {
+                "backend": "postgresql"}})
+            m = re.search(r"dbname=(\S+)", store["postgresql"])
+            if _postgres is not None and m and ("port=%d " % _postgres.port) in (
+                    store["postgresql"] + " "):
+                self.pg, self.pg_db = _postgres, m.group(1)
         self.key_path = self.option("api", "api_key_file") or os.path.join(
             self.state_dir, "api-keys")
         self.db_path = self.option("store", "path") or os.path.join(self.state_dir,

@@ -674,7 +674,7 @@ pg_param_text(struct pg_params *p, const char *value)
 	size_t len;
 
 	if (p->count >= PG_PARAMS_MAX)
-		fatalx("pg_param_text: too many parameters");
+		return;		/* the statement then fails on its parameter count */
 	if (value != NULL && !utf8_valid(value, (len = strlen(value)))) {
 		p->owned[p->count] = utf8_sanitize_dup(value, len, 3 * len);
 		value = p->owned[p->count];
@@ -687,7 +687,7 @@ void
 pg_param_int(struct pg_params *p, int64_t value)
 {
 	if (p->count >= PG_PARAMS_MAX)
-		fatalx("pg_param_int: too many parameters");
+		return;		/* the statement then fails on its parameter count */
 	snprintf(p->numbers[p->count], sizeof p->numbers[p->count], "%lld",
 	    (long long)value);
 	p->values[p->count] = p->numbers[p->count];
@@ -721,7 +721,7 @@ pg_param_text_array(struct pg_params *p, const char *const *values, size_t count
 	size_t len = 0, cap = 0;
 
 	if (p->count >= PG_PARAMS_MAX)
-		fatalx("pg_param_text_array: too many parameters");
+		return;		/* the statement then fails on its parameter count */
 	buf_add(&buf, &len, &cap, "{", 1);
 	for (size_t i = 0; i < count; i++) {
 		const char *v = *(const char *const *)((const char *)values + i * stride);
@@ -759,7 +759,7 @@ pg_param_int_array(struct pg_params *p, const int64_t *values, size_t count, siz
 	int n;
 
 	if (p->count >= PG_PARAMS_MAX)
-		fatalx("pg_param_int_array: too many parameters");
+		return;		/* the statement then fails on its parameter count */
 	buf_add(&buf, &len, &cap, "{", 1);
 	for (size_t i = 0; i < count; i++) {
 		int64_t v = *(const int64_t *)((const char *)values + i * stride);

@@ -51,8 +51,12 @@ class CopyStoreTest(DaemonTestCase):
         while a.request("GET", "/v1/push/" + push["push_id"])[2].get("finished_at") is None:
             self.assertLess(time.monotonic(), deadline, "the push did not finish")
             time.sleep(0.05)
+        # Restarted, so that what deliveries write behind is in and answered.
+        self.assertEqual(a.stop(), 0)
+        a.start()
         answers = {p: a.request("GET", p)[2] for p in (
-            "/v1/devices/phone", "/v1/clients/alice/devices", "/v1/rooms/room-1/members",
+            "/v1/devices/phone", "/v1/devices/pixel", "/v1/clients/bob/devices",
+            "/v1/rooms/room-1/members", "/v1/rooms/room-2/members",
             "/v1/push/" + push["push_id"])}
         self.assertEqual(a.stop(), 0)
         # What the API does not write at rest: outbox batches, unread counts, marks;
@@ -118,6 +122,8 @@ class CopyStoreTest(DaemonTestCase):
         b.start()
         for path, body in answers.items():
             self.assertEqual(b.request("GET", path)[2], body, path)
+        self.assertEqual(b.request("GET", "/v1/devices/tablet")[2]["last_error"],
+                         "tab\there back\\slash\nline caf\u00e9")
         self.assertEqual(b.stop(), 0)
 
     def test_copy_store_needs_a_postgresql_target_and_an_existing_source(self):

@@ -142,7 +142,8 @@ const struct config_option config_options[] = {
 	  .default_value = "full", .values = config_store_syncs,
 	  .parse_enum = parse_store_sync,
 	  .help = "full: every write is fsynced and survives a power loss. normal: writes\n"
-	      "survive a crash of the daemon but not of the host, and are faster." },
+	      "survive a crash of the daemon but not of the host, and are faster.\n"
+	      "postgresql: synchronous_commit on (full) or off (normal) for its sessions." },
 	{ "store", "busy_timeout", CONFIG_TYPE_DURATION, FIELD(store_busy_timeout_ms),
 	  .default_value = "5s", .min = 0, .max = MINUTE,
 	  .help = "How long a write waits for a locked database (postgresql: a locked\n"
@@ -150,7 +151,8 @@ const struct config_option config_options[] = {
 	{ "store", "cache_size", CONFIG_TYPE_SIZE, FIELD(store_cache_size),
 	  .default_value = "32M", .min = MIB, .max = 64 * 1024 * MIB,
 	  .help = "sqlite: database pages each of the daemon's three connections keeps in\n"
-	      "memory, at most. The notified-devices index outgrows SQLite's own default (2 MiB)\n"
+	      "memory, at most. The notified-devices index outgrows SQLite's own default\n"
+	      "(2 MiB) "
 	      "at a few thousand notifications/s, and every write then reads it again." },
 	{ "store", "checkpoint_size", CONFIG_TYPE_SIZE, FIELD(store_checkpoint_size),
 	  .default_value = "32M", .min = MIB, .max = 64 * 1024 * MIB,

@@ -137,7 +137,8 @@ const struct config_option config_options[] = {
 	  .help = "postgresql: a libpq connection string, \"host=db.example port=5432\n"
 	      "dbname=pushrelay user=pushrelay\" or \"postgresql://...\". Keep the password\n"
 	      "out of it: libpq reads it from passfile= (~/.pgpass); the log never shows\n"
-	      "one. Each store thread holds one connection: three per instance." },
+	      "one. An instance holds four connections: one per store thread, and the\n"
+	      "start-up one." },
 	{ "store", "synchronous", CONFIG_TYPE_ENUM, FIELD(store_sync),
 	  .default_value = "full", .values = config_store_syncs,
 	  .parse_enum = parse_store_sync,

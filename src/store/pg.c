@@ -475,7 +475,11 @@ pg_parse_error(const char *message, char *err, size_t errlen)
 	if (err == NULL || errlen == 0)
 		return;
 	for (const char *p = message; *p != '\0' && *p != '\n' && n + 4 < errlen; p++) {
-		if (*p == '"') {
+		if (*p == '"' && !quoted && strncmp(p, "\"=\"", 3) == 0) {
+			memcpy(err + n, p, 3);	/* libpq's "missing "=" after": no secret */
+			n += 3;
+			p += 2;
+		} else if (*p == '"') {
 			quoted = !quoted;
 			if (quoted) {
 				memcpy(err + n, "\"...", 4);

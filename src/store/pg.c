@@ -511,8 +511,10 @@ pg_display(const char *conninfo, char *err, size_t errlen)
 	for (o = options; o->keyword != NULL; o++) {
 		if (o->val == NULL || *o->val == '\0')
 			continue;
-		if (strcmp(o->keyword, "password") == 0)
-			next = xasprintf("%s%spassword=(hidden)", out, *out != '\0' ? " " : "");
+		/* password, and sslpassword (the client key's). */
+		if (strstr(o->keyword, "password") != NULL)
+			next = xasprintf("%s%s%s=(hidden)", out, *out != '\0' ? " " : "",
+			    o->keyword);
 		else
 			next = xasprintf("%s%s%s=%s", out, *out != '\0' ? " " : "", o->keyword,
 			    o->val);

@@ -19,7 +19,7 @@ static const char *test_backend = "sqlite";
 static const char *test_conninfo;
 
 /* Read the environment: 0, or -1 (with a message) when postgresql has no database. */
-static int
+static inline int
 test_backend_init(void)
 {
 	const char *backend = getenv("PUSHRELAY_TEST_STORE");
@@ -36,14 +36,14 @@ test_backend_init(void)
 	return 0;
 }
 
-static int
+static inline int
 test_is_pg(void)
 {
 	return strcmp(test_backend, "postgresql") == 0;
 }
 
 /* A connection of the test's own, to the test's database or (dbname) another. */
-static PGconn *
+static inline PGconn *
 pg_raw_connect(const char *dbname)
 {
 	const char *const keywords[] = { "dbname", dbname != NULL ? "dbname" : NULL, NULL };
@@ -56,7 +56,7 @@ pg_raw_connect(const char *dbname)
  * Run SQL on a connection of the test's own to a database (NULL: the test's); 0, or
  * -1 with the server's message printed.
  */
-static int
+static inline int
 pg_raw_exec_on(const char *dbname, const char *sql)
 {
 	PGconn *conn = pg_raw_connect(dbname);
@@ -79,14 +79,14 @@ pg_raw_exec_on(const char *dbname, const char *sql)
 }
 
 /* Run SQL on the test's database, as another program would. */
-static int
+static inline int
 pg_raw_exec(const char *sql)
 {
 	return pg_raw_exec_on(NULL, sql);
 }
 
 /* The first column of the first row of a query, as text ("" for NULL); -1 on error. */
-static int
+static inline int
 pg_raw_text(const char *sql, char *out, size_t outlen)
 {
 	PGconn *conn = pg_raw_connect(NULL);
@@ -114,7 +114,7 @@ pg_raw_text(const char *sql, char *out, size_t outlen)
  * with SQLite's group_concat(value, separator) so that the tests' own queries read
  * the same on both backends.
  */
-static int
+static inline int
 pg_reset_database(void)
 {
 	return pg_raw_exec("SET client_min_messages = warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public;"

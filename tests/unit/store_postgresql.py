@@ -1,6 +1,6 @@
 """The store's unit tests on PostgreSQL: starts a throwaway cluster
-(tests/integration/harness.py's PostgresServer), then runs test_store (the tests of
-what every backend does) and test_store_pg (what only PostgreSQL does: reconnection,
+(tests/integration/harness.py's PostgresServer), then runs test_store and
+test_store_writer (the tests of what every backend does) and test_store_pg (what only PostgreSQL does: reconnection,
 lock timeouts, its schema) against a database of it, and prints their TAP as one
 stream for automake's tap-driver.sh. A server that does not start fails every test:
 nothing is skipped.
@@ -17,7 +17,7 @@ TOP_BUILDDIR = os.environ.get("PUSHRELAY_TOP_BUILDDIR", ".")
 sys.path.insert(0, os.path.join(TOP_SRCDIR, "tests", "integration"))
 import harness  # noqa: E402
 
-BINARIES = ("test_store", "test_store_pg")
+BINARIES = ("test_store", "test_store_writer", "test_store_pg")
 RESULT_RE = re.compile(r"^(not ok|ok) \d+(.*)$")
 
 

@@ -1,4 +1,8 @@
-/* Tests for the store threads: group commit, failures inside a batch, order, reads. */
+/*
+ * Tests for the store threads: group commit, failures inside a batch, order, reads.
+ * With PUSHRELAY_TEST_STORE = postgresql (tests/unit/store_postgresql.py), on the
+ * PostgreSQL backend, but for the one test of SQLite's failing file writes.
+ */
 #include "autoconf.h"
 
 #include <sys/resource.h>
@@ -25,6 +29,8 @@
 #include "store_ledger.h"
 #include "store_registry.h"
 #include "store_writer.h"
+
+#include "pg_fixture.h"
 
 #define T0 INT64_C(1700000000000)
 #define JOBS_MAX 320
@@ -94,7 +100,10 @@ setup(void **state)
 	options.path = f->path;
 	options.sync = STORE_SYNC_FULL;
 	options.busy_timeout_ms = 1000;
-	if (store_open("sqlite", &options, &f->store, err, sizeof err) != STORE_OK) {
+	options.conninfo = test_conninfo;
+	if (test_is_pg() && pg_reset_database() != 0)
+		return -1;
+	if (store_open(test_backend, &options, &f->store, err, sizeof err) != STORE_OK) {
 		fprintf(stderr, "store_open: %s\n", err);
 		return -1;
 	}
@@ -501,10 +510,14 @@ test_read_watch_reports_a_store_that_no_longer_answers(void **state)
 	usleep(100000);
 	assert_null(store_writer_read_error(f->writer, buf, sizeof buf));
 	/* The ping reads a table: without it, reads fail. */
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys = OFF; DROP TABLE devices",
-	    NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
+	if (test_is_pg())
+		assert_int_equal(pg_raw_exec("DROP TABLE devices CASCADE"), 0);
+	else {
+		assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys = OFF; DROP TABLE devices",
+		    NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(db);
+	}
 	for (int i = 0; i < 500 && why == NULL; i++) {
 		why = store_writer_read_error(f->writer, buf, sizeof buf);
 		usleep(10000);
@@ -535,5 +548,17 @@ main(void)
 		    test_read_watch_reports_a_store_that_no_longer_answers, setup, teardown),
 	};
 
-	return cmocka_run_group_tests_name("store_writer", tests, NULL, NULL);
+	struct CMUnitTest chosen[sizeof tests / sizeof tests[0]];
+	size_t count = 0;
+
+	if (test_backend_init() != 0)
+		return 1;
+	if (!test_is_pg())
+		return cmocka_run_group_tests_name("store_writer", tests, NULL, NULL);
+	/* SQLite's failing file writes have no PostgreSQL counterpart here. */
+	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+		if (strcmp(tests[i].name, "test_a_failed_commit_fails_every_job_of_its_batch") != 0)
+			chosen[count++] = tests[i];
+	}
+	return _cmocka_run_group_tests("store_writer_postgresql", chosen, count, NULL, NULL);
 }

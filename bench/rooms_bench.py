@@ -280,6 +280,16 @@ def _cpu_ns(pid, tid):
         return None
 
 
+def _thread_name(pid, tid):
+    """A thread's name (pushrelayd names its store threads), else its id."""
+    try:
+        with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+            name = f.read().strip()
+    except OSError:
+        name = ""
+    return name if name and name != "pushrelayd" else "thread %s" % tid
+
+
 class CpuSampler:
     """CPU time of processes (and pushrelayd's threads) between two snapshots."""
 
@@ -301,7 +311,7 @@ class CpuSampler:
                     continue
                 total += ns
                 if name == self.threads_of:
-                    label = "main loop" if int(tid) == pid else "thread %s" % tid
+                    label = "main loop" if int(tid) == pid else _thread_name(pid, tid)
                     snap["threads"][label] = ns
             snap["procs"][name] = total
         snap["all"] = self.everyone()

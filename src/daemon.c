@@ -323,6 +323,7 @@ daemon_start_rooms(struct daemon *d, char *err, size_t errlen)
 	d->reader = store_writer_start(d->base, d->store, STORE_WRITER_EACH, err, errlen);
 	if (d->reader == NULL)
 		return -1;
+	store_writer_name(d->reader, "router-store");
 	d->router = router_new(d->base, d->store, d->writer, d->reader, d->delivery, &options);
 	if (d->config.events_enabled || d->config.ably_enabled) {
 		d->http = source_http_start(d->base, &d->config, d->store, d->writer,
@@ -338,16 +339,59 @@ daemon_start_rooms(struct daemon *d, char *err, size_t errlen)
 	return 0;
 }
 
+/* The platforms' providers whose credentials a configuration may hold. */
+static const struct provider_ops *const daemon_real_providers[] = {
+	&provider_apns_ops, &provider_fcm_ops,
+};
+
+size_t
+daemon_check_credentials(const struct config *config, provider_problem_fn *problem, void *arg)
+{
+	size_t problems = 0;
+
+	for (size_t p = 0; p < 2; p++) {
+		if (daemon_real_providers[p]->check_offline != NULL)
+			problems += daemon_real_providers[p]->check_offline(config, problem, arg);
+	}
+	return problems;
+}
+
+/* What the start-up check says of a problem: logged, the first kept for the error. */
+struct start_problems {
+	const char *path;
+	char first[512];
+};
+
+static void
+daemon_start_problem(int line, const char *message, void *arg)
+{
+	struct start_problems *sp = arg;
+	char where[32];
+
+	snprintf(where, sizeof where, "%d", line);
+	log_error("credentials refused", "file", sp->path, "line", where, "error", message, NULL);
+	if (sp->first[0] == '\0')
+		snprintf(sp->first, sizeof sp->first, "%s:%d: %s", sp->path, line, message);
+}
+
 /* Create the provider of each platform: real credentials, or the log provider. */
 static int
 daemon_start_providers(struct daemon *d, char *err, size_t errlen)
 {
+	struct start_problems sp = { d->config.path != NULL ? d->config.path : "-", "" };
+	size_t problems;
+
+	/* What pushrelayd -t says, refused the same way: not a restart loop of failures. */
+	if ((problems = daemon_check_credentials(&d->config, daemon_start_problem, &sp)) > 0) {
+		snprintf(err, errlen, "%s%s", sp.first, problems > 1 ? " (and more: see above)" :
+		    "");
+		return -1;
+	}
 	static const char *const names[] = { "apns", "fcm" };
 	size_t counts[2] = { d->config.apns_app_count, d->config.fcm_app_count };
-	const struct provider_ops *real[2] = { &provider_apns_ops, &provider_fcm_ops };
 
 	for (int p = 0; p < 2; p++) {
-		d->provider_ops[p] = counts[p] > 0 ? real[p] : &provider_log_ops;
+		d->provider_ops[p] = counts[p] > 0 ? daemon_real_providers[p] : &provider_log_ops;
 		d->providers[p] = d->provider_ops[p]->create(d->base, &d->config, err, errlen);
 		if (d->providers[p] == NULL)
 			return -1;
@@ -510,6 +554,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		apikey_free(keys);
 		return -1;
 	}
+	store_writer_name(d->api_reader, "api-store");
 	d->feedback = feedback_new(d->base, &d->config);
 	{
 		struct delivery_options options;

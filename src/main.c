@@ -23,7 +23,7 @@ usage(FILE *out)
 	    "\n"
 	    "  -c, --config FILE  read the configuration from FILE\n"
 	    "                     (without it: the embedded defaults)\n"
-	    "  -t, --test         check the configuration and exit\n"
+	    "  -t, --test         check the configuration and its credentials, and exit\n"
 	    "      --copy-store SQLITE_FILE\n"
 	    "                     copy a SQLite registry into the PostgreSQL store that\n"
 	    "                     FILE names, in one transaction, and exit (offline)\n"
@@ -77,6 +77,15 @@ copy_store(const char *config_path, const char *from, int force)
 	return 0;
 }
 
+/* pushrelayd -t: a credential's problem, as file:line: what. */
+static void
+print_problem(int line, const char *message, void *arg)
+{
+	const char *path = arg;
+
+	fprintf(stderr, "pushrelayd: %s:%d: %s\n", path != NULL ? path : "-", line, message);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -120,6 +129,10 @@ main(int argc, char **argv)
 	if (test) {
 		if (config_load(&config, config_path, err, sizeof err) != 0) {
 			fprintf(stderr, "pushrelayd: %s\n", err);
+			return 1;
+		}
+		if (daemon_check_credentials(&config, print_problem, (void *)config_path) > 0) {
+			config_free(&config);
 			return 1;
 		}
 		config_free(&config);

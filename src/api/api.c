@@ -330,23 +330,6 @@ api_reply_json(struct api_request *r, int status, json_t *body)
 	api_send(r, status, NULL);
 }
 
-char *
-api_json_render(json_t *body, size_t *len)
-{
-	char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-	size_t n;
-
-	json_decref(body);
-	if (text == NULL)
-		return NULL;
-	n = strlen(text);
-	text = xreallocarray(text, n + 2, 1);
-	text[n++] = '\n';
-	text[n] = '\0';
-	*len = n;
-	return text;
-}
-
 void
 api_reply_rendered(struct api_request *r, int status, char *text, size_t len)
 {

@@ -139,11 +139,9 @@ int api_parse_body(struct api_request *r);
 /* Answer with a JSON value (reference stolen). */
 void api_reply_json(struct api_request *r, int status, json_t *body);
 /*
- * An answer's JSON text, as api_reply_json() sends it, made ahead (reference stolen):
- * NULL if it cannot be built. Any thread: a store job renders its answer off the loop.
+ * Answer with JSON text made ahead, with its final newline, as a store job renders
+ * its answer off the loop (model_device_render): taken over; NULL: a 500.
  */
-char *api_json_render(json_t *body, size_t *len);
-/* Answer with JSON text made by api_json_render() (taken over; NULL: a 500). */
 void api_reply_rendered(struct api_request *r, int status, char *text, size_t len);
 /* Answer with no body (204). */
 void api_reply_empty(struct api_request *r, int status);

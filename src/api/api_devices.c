@@ -13,6 +13,7 @@
 
 #include "api.h"
 #include "clock.h"
+#include "jsonw.h"
 #include "log.h"
 #include "store_registry.h"
 #include "store_writer.h"
@@ -26,7 +27,7 @@ struct device_job {
 	int64_t now;
 	enum store_put_result result;
 	struct device stored;		/* PUT: the row as committed */
-	char *reply;			/* PUT: the answer's JSON, rendered by the job */
+	char *reply;			/* the answer's JSON, rendered by the job */
 	size_t reply_len;
 	struct device_list list;
 	size_t deleted;
@@ -63,8 +64,7 @@ device_put_run(struct store *store, void *arg)
 
 	/* The answer is made here, off the loop; it goes out only if the batch commits. */
 	if (rc == STORE_OK)
-		job->reply = api_json_render(model_device_to_json(&job->stored),
-		    &job->reply_len);
+		job->reply = model_device_render(&job->stored, &job->reply_len);
 	return rc;
 }
 
@@ -124,8 +124,11 @@ static int
 device_get_run(struct store *store, void *arg)
 {
 	struct device_job *job = arg;
+	int rc = store_device_get(store, job->id, &job->device);
 
-	return store_device_get(store, job->id, &job->device);
+	if (rc == STORE_OK)
+		job->reply = model_device_render(&job->device, &job->reply_len);
+	return rc;
 }
 
 static void
@@ -136,8 +139,10 @@ device_get_done(int result, void *arg)
 
 	if (r != NULL && result != STORE_OK)
 		api_reply_store_error(r, result, "no such device");
-	else if (r != NULL)
-		api_reply_json(r, 200, model_device_to_json(&job->device));
+	else if (r != NULL) {
+		api_reply_rendered(r, 200, job->reply, job->reply_len);
+		job->reply = NULL;
+	}
 	device_job_free(job);
 }
 
@@ -183,8 +188,24 @@ static int
 client_devices_get_run(struct store *store, void *arg)
 {
 	struct device_job *job = arg;
+	struct jsonw w;
+	int rc = store_client_devices_list(store, job->id, &job->list);
 
-	return store_client_devices_list(store, job->id, &job->list);
+	if (rc != STORE_OK)
+		return rc;
+	jsonw_init(&w, 256 + 512 * job->list.count);
+	jsonw_raw(&w, "{");
+	jsonw_string_or_null_member(&w, "client_id", job->id);
+	jsonw_key(&w, "devices");
+	jsonw_raw(&w, "[");
+	for (size_t i = 0; i < job->list.count; i++) {
+		if (i > 0)
+			jsonw_raw(&w, ",");
+		model_device_write(&w, &job->list.items[i]);
+	}
+	jsonw_raw(&w, "]}\n");
+	job->reply = jsonw_take(&w, &job->reply_len);
+	return rc;
 }
 
 static void
@@ -192,17 +213,12 @@ client_devices_get_done(int result, void *arg)
 {
 	struct device_job *job = arg;
 	struct api_request *r = api_deferred_request(job->deferred);
-	json_t *devices;
 
 	if (r != NULL && result != STORE_OK)
 		api_reply_store_error(r, result, "devices not listed");
 	else if (r != NULL) {
-		devices = json_array();
-		for (size_t i = 0; i < job->list.count; i++)
-			json_array_append_new(devices,
-			    model_device_to_json(&job->list.items[i]));
-		api_reply_json(r, 200, json_pack("{s:s, s:o}", "client_id", job->id, "devices",
-		    devices));
+		api_reply_rendered(r, 200, job->reply, job->reply_len);
+		job->reply = NULL;
 	}
 	device_job_free(job);
 }

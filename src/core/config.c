@@ -259,6 +259,8 @@ named_open(struct config_parse *parse, const char *section)
 	named->line = parse->lineno;
 	named->set_on = xcalloc(config_option_count, sizeof *named->set_on);
 	named->index = kind_add(parse->config, kind, name);
+	*(int *)((char *)kind_instance(parse->config, kind, named->index) + kind->line_offset) =
+	    parse->lineno;
 }
 
 /* The named section being parsed, if section is one. */

@@ -53,6 +53,7 @@ enum config_apns_auth {
 /* One [apns "APP_ID"] section: an iOS app, by the app_id its devices register with. */
 struct config_apns_app {
 	char *name;			/* the section's name: the app_id */
+	int line;			/* its header's line in the file, for messages */
 	char *topic;			/* apns-topic; resolved: never NULL */
 	enum config_apns_auth auth;
 	char *key_file;			/* token auth: the .p8 key */
@@ -69,7 +70,8 @@ struct config_apns_app {
 	struct config_url production_endpoint;	/* production_url, parsed */
 	struct config_url sandbox_endpoint;	/* sandbox_url, parsed */
 	struct config_url proxy_endpoint;	/* proxy, parsed; host "" for none */
-	int connections;
+	int connections;		/* at most, opened as load needs them */
+	int64_t connection_idle_ms;	/* a connection idle that long closes, but one */
 	int64_t token_refresh_ms;
 	int64_t request_timeout_ms;
 };
@@ -77,13 +79,15 @@ struct config_apns_app {
 /* One [fcm "APP_ID"] section: a Firebase project, by the app_id devices register with. */
 struct config_fcm_app {
 	char *name;
+	int line;			/* its header's line in the file, for messages */
 	char *service_account_file;	/* Google service-account JSON */
 	char *url;			/* https://host[:port] of the FCM v1 API */
 	char *ca_file;
 	char *proxy;
 	struct config_url endpoint;	/* url, parsed */
 	struct config_url proxy_endpoint;	/* proxy, parsed; host "" for none */
-	int connections;
+	int connections;		/* at most, opened as load needs them */
+	int64_t connection_idle_ms;	/* a connection idle that long closes, but one */
 	int64_t request_timeout_ms;
 };
 

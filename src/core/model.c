@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "jsonw.h"
 #include "model.h"
 #include "utf8.h"
 #include "xmalloc.h"
@@ -393,32 +394,60 @@ model_text_json(const char *s)
 	return v;
 }
 
-json_t *
-model_device_to_json(const struct device *d)
+/* A time member: an RFC 3339 string, or null for 0 ("never"). */
+static void
+write_time_member(struct jsonw *w, const char *key, int64_t ms)
 {
-	json_t *o = json_object(), *metadata = json_null();
+	char buf[CLOCK_RFC3339_SIZE];
 
-	if (d->metadata != NULL) {
-		json_t *parsed = json_loads(d->metadata, 0, NULL);
-		if (parsed != NULL) {
-			json_decref(metadata);
-			metadata = parsed;
-		}
+	if (ms == 0) {
+		jsonw_string_or_null_member(w, key, NULL);
+		return;
 	}
-	json_object_set_new(o, "device_id", json_string(d->device_id));
-	json_object_set_new(o, "client_id", json_string(d->client_id));
-	json_object_set_new(o, "platform", json_string(model_platform_name(d->platform)));
-	json_object_set_new(o, "token", json_string(d->token));
-	json_object_set_new(o, "app_id", json_string(d->app_id));
-	json_object_set_new(o, "environment",
-	    json_string(model_environment_name(d->environment)));
-	json_object_set_new(o, "locale", model_text_json(d->locale));
-	json_object_set_new(o, "metadata", metadata);
-	json_object_set_new(o, "created_at", model_time_json(d->created_at));
-	json_object_set_new(o, "updated_at", model_time_json(d->updated_at));
-	json_object_set_new(o, "last_success_at", model_time_json(d->last_success_at));
-	json_object_set_new(o, "last_error", model_text_json(d->last_error));
-	return o;
+	clock_format_rfc3339(ms, buf);
+	jsonw_string_or_null_member(w, key, buf);
+}
+
+void
+model_device_write(struct jsonw *w, const struct device *d)
+{
+	json_t *metadata = NULL;
+	char *text;
+
+	jsonw_raw(w, "{");
+	jsonw_string_or_null_member(w, "device_id", d->device_id);
+	jsonw_string_or_null_member(w, "client_id", d->client_id);
+	jsonw_string_or_null_member(w, "platform", model_platform_name(d->platform));
+	jsonw_string_or_null_member(w, "token", d->token);
+	jsonw_string_or_null_member(w, "app_id", d->app_id);
+	jsonw_string_or_null_member(w, "environment",
+	    model_environment_name(d->environment));
+	jsonw_string_or_null_member(w, "locale", d->locale);
+	/* Stored as compact JSON, but read back through jansson: the store is not trusted. */
+	jsonw_key(w, "metadata");
+	if (d->metadata != NULL && (metadata = json_loads(d->metadata, 0, NULL)) != NULL &&
+	    (text = json_dumps(metadata, JSON_COMPACT)) != NULL) {
+		jsonw_raw(w, text);
+		free(text);
+	} else
+		jsonw_raw(w, "null");
+	json_decref(metadata);
+	write_time_member(w, "created_at", d->created_at);
+	write_time_member(w, "updated_at", d->updated_at);
+	write_time_member(w, "last_success_at", d->last_success_at);
+	jsonw_string_or_null_member(w, "last_error", d->last_error);
+	jsonw_raw(w, "}");
+}
+
+char *
+model_device_render(const struct device *d, size_t *len)
+{
+	struct jsonw w;
+
+	jsonw_init(&w, 512);
+	model_device_write(&w, d);
+	jsonw_raw(&w, "\n");
+	return jsonw_take(&w, len);
 }
 
 json_t *

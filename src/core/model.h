@@ -128,7 +128,14 @@ int model_check_fields(const json_t *body, const char *const *allowed,
  */
 int model_device_from_json(const json_t *body, const char *device_id, struct device *out,
     struct model_error *err);
-json_t *model_device_to_json(const struct device *device);
+struct jsonw;
+/*
+ * A device as the API answers it, written with jsonw (the same text as jansson's
+ * compact dump of the same members): {"device_id":...,"last_error":...}. Any thread.
+ */
+void model_device_write(struct jsonw *w, const struct device *device);
+/* That text alone, with a newline, for an answer; the caller frees it. Any thread. */
+char *model_device_render(const struct device *device, size_t *len);
 /* A time (ms) as an RFC 3339 string, or null for 0 ("never"). Any thread. */
 json_t *model_time_json(int64_t ms);
 /*

@@ -74,6 +74,7 @@ struct h2_client {
 
 	struct h2_exchange_list streams;
 	unsigned nstreams;		/* exchanges with a stream, completed ones too */
+	uint64_t idle_since;		/* h2_now_ms() when nstreams last fell to 0 */
 	uint32_t max_streams;		/* min(server's limit, our cap) */
 	int32_t last_sent_id;		/* last request HEADERS serialized */
 	int32_t goaway_last_id;
@@ -152,7 +153,8 @@ static void
 client_detach(struct h2_client *c, struct h2_exchange *ex)
 {
 	TAILQ_REMOVE(&c->streams, ex, entry);
-	c->nstreams--;
+	if (--c->nstreams == 0)
+		c->idle_since = h2_now_ms();
 	c->slots_changed = 1;
 }
 
@@ -240,6 +242,7 @@ client_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void 
 		if (c->state == H2_CLIENT_SETTINGS) {
 			c->state = H2_CLIENT_READY;
 			c->ever_ready = 1;
+			c->idle_since = h2_now_ms();
 			evtimer_del(c->timer_ev);
 			timer_add_ms(c->timer_ev, (uint64_t)c->opt.ping_idle_ms);
 			c->opt.events->ready(c, c->opt.arg);
@@ -917,6 +920,13 @@ int
 h2_client_was_ready(const struct h2_client *c)
 {
 	return c->ever_ready;
+}
+
+/* Since when the connection has had no stream (h2_now_ms()); 0 while it has some. */
+uint64_t
+h2_client_idle_since(const struct h2_client *c)
+{
+	return c->nstreams == 0 ? c->idle_since : 0;
 }
 
 /* Streams open, cancelled ones still closing included. */

@@ -163,6 +163,8 @@ int h2_client_is_accepting(const struct h2_client *client);
 int h2_client_is_ready(const struct h2_client *client);
 int h2_client_was_ready(const struct h2_client *client);
 unsigned h2_client_streams(const struct h2_client *client);
+/* h2_now_ms() when the last stream ended (or it became ready); 0 while streams are open. */
+uint64_t h2_client_idle_since(const struct h2_client *client);
 uint64_t h2_client_responses(const struct h2_client *client);
 uint32_t h2_client_max_streams(const struct h2_client *client);
 

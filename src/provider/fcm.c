@@ -579,6 +579,7 @@ fcm_project_init(struct provider *fcm, struct fcm_project *project,
 		options.proxy_port = app->proxy_endpoint.port;
 	}
 	options.max_connections = app->connections > 0 ? (unsigned)app->connections : 1;
+	options.idle_close_ms = (int)app->connection_idle_ms;
 	options.max_streams_per_connection = FCM_MAX_STREAMS;
 	options.request_timeout_ms = project->request_timeout_ms;
 	options.response_body_limit = FCM_RESPONSE_BODY_LIMIT;
@@ -874,6 +875,33 @@ fcm_stats(const struct provider *fcm, struct provider_stats *stats)
 	}
 }
 
+/* Every project's service account, loaded and dropped: what fcm_create would refuse. */
+static size_t
+fcm_check_offline(const struct config *config, provider_problem_fn *problem, void *arg)
+{
+	struct fcm_credentials cred;
+	char err[512];
+	size_t problems = 0;
+
+	for (size_t i = 0; i < config->fcm_app_count; i++) {
+		const struct config_fcm_app *c = &config->fcm_apps[i];
+
+		memset(&cred, 0, sizeof cred);
+		if (c->service_account_file == NULL) {
+			snprintf(err, sizeof err, "[fcm \"%s\"] service_account_file is required",
+			    c->name);
+			problem(c->line, err, arg);
+			problems++;
+		} else if (fcm_credentials_load(c->name, c->service_account_file, &cred, err,
+		    sizeof err) != 0) {
+			problem(c->line, err, arg);
+			problems++;
+		}
+		fcm_credentials_free(&cred);
+	}
+	return problems;
+}
+
 const struct provider_ops provider_fcm_ops = {
 	.name = "fcm",
 	.create = fcm_create,
@@ -883,4 +911,5 @@ const struct provider_ops provider_fcm_ops = {
 	.drain = fcm_drain,
 	.free = fcm_free,
 	.stats = fcm_stats,
+	.check_offline = fcm_check_offline,
 };

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "delivery.h"
+#include "jsonw.h"
 #include "log.h"
 #include "payload.h"
 #include "utf8.h"
@@ -292,13 +293,13 @@ fcm_write_tree(const struct notification *n, const char *body, int with_badge,
 
 /*
  * The direct writer: the same JSON as json_dumps(..., JSON_COMPACT) of the trees above,
- * written straight into the payload's text, recording splice points as it goes. It
- * relies on the notification's strings being valid UTF-8, as notification_from_json
- * guarantees; jansson would drop a member whose value is not.
+ * written straight into the payload's text (jsonw.h), recording splice points as it
+ * goes. The notification's strings are valid UTF-8, as notification_from_json
+ * guarantees (jansson would drop a member whose value is not; jsonw would mend it).
  */
 struct writer {
+	struct jsonw json;
 	struct payload *out;
-	size_t size;			/* bytes allocated for out->text */
 };
 
 /* Start an empty payload. */
@@ -307,116 +308,56 @@ writer_start(struct writer *w, struct payload *out)
 {
 	memset(out, 0, sizeof *out);
 	w->out = out;
-	w->size = 512;			/* most bodies fit without growing */
-	out->text = xmalloc(w->size);
+	jsonw_init(&w->json, 512);	/* most bodies fit without growing */
 }
 
 /* Append len bytes. */
 static void
 write_bytes(struct writer *w, const char *bytes, size_t len)
 {
-	struct payload *out = w->out;
-
-	if (out->len + len >= w->size) {
-		while (out->len + len >= w->size)
-			w->size *= 2;
-		out->text = xreallocarray(out->text, 1, w->size);
-	}
-	memcpy(out->text + out->len, bytes, len);
-	out->len += len;
+	jsonw_bytes(&w->json, bytes, len);
 }
 
 /* Append a string of JSON syntax. */
 static void
 write_text(struct writer *w, const char *text)
 {
-	write_bytes(w, text, strlen(text));
+	jsonw_raw(&w->json, text);
 }
 
-/* Terminate the text, which write_bytes always leaves room for. */
+/* The text is the payload's. */
 static void
 writer_finish(struct writer *w)
 {
-	w->out->text[w->out->len] = '\0';
+	w->out->text = jsonw_take(&w->json, &w->out->len);
 }
 
-/* Escape one byte as jansson does: the short escape if JSON has one, else \u00XX. */
-static void
-write_escape(struct writer *w, unsigned char c)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	char sequence[] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf] };
-
-	switch (c) {
-	case '"': write_text(w, "\\\""); break;
-	case '\\': write_text(w, "\\\\"); break;
-	case '\b': write_text(w, "\\b"); break;
-	case '\f': write_text(w, "\\f"); break;
-	case '\n': write_text(w, "\\n"); break;
-	case '\r': write_text(w, "\\r"); break;
-	case '\t': write_text(w, "\\t"); break;
-	default: write_bytes(w, sequence, sizeof sequence); break;
-	}
-}
-
-/* Whether jansson escapes byte c; it leaves '/', DEL and non-ASCII bytes as they are. */
-static int
-needs_escape(unsigned char c)
-{
-	return c < 0x20 || c == '"' || c == '\\';
-}
-
-/* A JSON string of len bytes, copied in runs between the bytes that need escaping. */
+/* A JSON string of len bytes. */
 static void
 write_string(struct writer *w, const char *s, size_t len)
 {
-	const char *end = s + len, *run = s;
-
-	write_text(w, "\"");
-	for (; s < end; s++) {
-		if (!needs_escape((unsigned char)*s))
-			continue;
-		write_bytes(w, run, (size_t)(s - run));
-		write_escape(w, (unsigned char)*s);
-		run = s + 1;
-	}
-	write_bytes(w, run, (size_t)(end - run));
-	write_text(w, "\"");
+	jsonw_string(&w->json, s, len);
 }
 
-/*
- * Start a member of the object being written: a comma unless it is the first, which
- * is when the last byte written is the object's opening brace.
- */
+/* Start a member of the object being written. */
 static void
 write_key(struct writer *w, const char *key)
 {
-	if (w->out->text[w->out->len - 1] != '{')
-		write_text(w, ",");
-	write_string(w, key, strlen(key));
-	write_text(w, ":");
+	jsonw_key(&w->json, key);
 }
 
 /* A string member, or nothing if value is NULL. */
 static void
 write_string_member(struct writer *w, const char *key, const char *value)
 {
-	if (value != NULL) {
-		write_key(w, key);
-		write_string(w, value, strlen(value));
-	}
+	jsonw_string_member(&w->json, key, value);
 }
 
 /* An integer member. */
 static void
 write_integer_member(struct writer *w, const char *key, int64_t value)
 {
-	char digits[24];
-	int len;
-
-	write_key(w, key);
-	len = snprintf(digits, sizeof digits, "%" PRId64, value);
-	write_bytes(w, digits, (size_t)len);
+	jsonw_integer_member(&w->json, key, value);
 }
 
 /* Record that the value of kind goes here when rendering. */
@@ -425,7 +366,7 @@ write_splice(struct writer *w, enum payload_splice_kind kind)
 {
 	struct payload *out = w->out;
 
-	out->splice_at[out->splices] = out->len;
+	out->splice_at[out->splices] = w->json.len;
 	out->splice_kind[out->splices] = kind;
 	out->splices++;
 }

@@ -15,6 +15,13 @@
  * IMMEDIATE ... COMMIT, each job in it a SAVEPOINT "job", and inside a batch every
  * write's own transaction is a SAVEPOINT "call" instead, so that it still leaves
  * nothing behind when it fails, and a failing job is undone alone.
+ *
+ * Flushing apart (store_flush_apart, for the store writer's pipeline): the
+ * connection commits with synchronous=NORMAL, and sqlite_flush() fdatasyncs the WAL
+ * file from the writer's flush thread. In WAL mode a commit is durable once its WAL
+ * frames are on disk, which is all FULL adds to NORMAL (NORMAL still syncs the WAL
+ * before each checkpoint and the database after it); apart, the next batch is
+ * written while the last is flushed.
  */
 #include "autoconf.h"
 
@@ -406,6 +413,8 @@ sqlite_free(struct sqlite_store *s)
 			sqlite3_finalize(s->stmts[part][i]);
 		free(s->stmts[part]);
 	}
+	if (s->wal_fd != -1)
+		close(s->wal_fd);
 	if (s->db != NULL && (rc = sqlite3_close(s->db)) != SQLITE_OK)
 		log_error("store close failed", "path", s->path, "error", sqlite3_errstr(rc),
 		    NULL);
@@ -437,6 +446,8 @@ sqlite_open(struct store *store, const struct store_options *options, char *err,
 
 	s = xcalloc(1, sizeof *s);
 	s->path = xstrdup(options->path);
+	s->sync_full = options->sync == STORE_SYNC_FULL;
+	s->wal_fd = -1;
 	if (strcmp(s->path, ":memory:") != 0 && make_file(s->path, err, errlen) != 0) {
 		error = STORE_EIO;
 		goto fail;
@@ -551,6 +562,84 @@ sqlite_rows_load(struct sqlite_store *s, const struct sqlite_context *ctx, sqlit
 	return error;
 }
 
+/* fsync the directory that holds path, so that a file created in it stays. */
+static int
+sync_parent(const char *path)
+{
+	char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+	int fd, rc = -1;
+
+	if (slash == NULL)
+		snprintf(dir, strlen(dir) + 1, ".");
+	else if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
+		rc = fsync(fd);
+		close(fd);
+	}
+	free(dir);
+	return rc;
+}
+
+/*
+ * Commit without the fsync, which sqlite_flush does on the WAL: open the WAL (a read
+ * makes sure it exists) and make its directory entry durable, as SQLite would at its
+ * first sync, then switch the connection to synchronous=NORMAL. Anything that fails
+ * leaves the connection as it was.
+ */
+static int
+sqlite_flush_apart(struct store *store)
+{
+	struct sqlite_store *s = store->data;
+	const char *wal, *why = NULL;
+	sqlite3_stmt *stmt;
+	int fd = -1, wal_mode;
+
+	if (!s->sync_full || s->batch || s->wal_fd != -1)
+		return STORE_EINVAL;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &stmt, NULL) != SQLITE_OK)
+		return sqlite_fail(s, &(struct sqlite_context){ "flush_apart", NULL, NULL });
+	wal_mode = sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0) != NULL &&
+	    strcmp((const char *)sqlite3_column_text(stmt, 0), "wal") == 0;
+	sqlite3_finalize(stmt);
+	if (!wal_mode)
+		return STORE_EINVAL;	/* ":memory:", or a file that refused WAL (logged) */
+	if (sqlite_ping(store) != STORE_OK)
+		return STORE_EIO;
+	wal = sqlite3_filename_wal(sqlite3_db_filename(s->db, "main"));
+	if (wal == NULL || (fd = open(wal, O_RDWR | O_CLOEXEC)) == -1)
+		why = strerror(wal == NULL ? ENOENT : errno);
+	else if (sync_parent(wal) == -1)
+		why = strerror(errno);
+	else if (sqlite3_exec(s->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		why = sqlite3_errmsg(s->db);
+	if (why != NULL) {
+		log_warn("store cannot flush its log apart: each commit waits for its fsync",
+		    "path", s->path, "error", why, NULL);
+		if (fd != -1)
+			close(fd);
+		return STORE_EINVAL;
+	}
+	s->wal_fd = fd;
+	return STORE_OK;
+}
+
+/* Make the commits so far durable: fdatasync the WAL. Any thread. */
+static int
+sqlite_flush(struct store *store)
+{
+	struct sqlite_store *s = store->data;
+
+	if (fdatasync(s->wal_fd) == -1) {
+		log_error("store flush failed", "error", strerror(errno), "path", s->path, NULL);
+		return STORE_EIO;
+	}
+	return STORE_OK;
+}
+
 const struct store_backend store_sqlite_backend = {
 	.name = "sqlite",
 	.open = sqlite_open,
@@ -561,6 +650,8 @@ const struct store_backend store_sqlite_backend = {
 	.batch_end = sqlite_batch_end,
 	.job_begin = sqlite_job_begin,
 	.job_end = sqlite_job_end,
+	.flush_apart = sqlite_flush_apart,
+	.flush = sqlite_flush,
 	.registry = &sqlite_registry_ops,
 	.ledger = &sqlite_ledger_ops,
 	.outbox = &sqlite_outbox_ops,

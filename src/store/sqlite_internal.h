@@ -53,6 +53,8 @@ struct sqlite_store {
 	char *path;
 	sqlite3_stmt **stmts[SQLITE_PART_COUNT];	/* [part][the part's enum] */
 	int batch;		/* a batch's transaction was opened (it may be lost since) */
+	int sync_full;		/* synchronous=full was asked for */
+	int wal_fd;		/* the WAL, once commits are flushed apart; else -1 */
 };
 
 /* What a failing call was doing, for its one log line. */

@@ -222,6 +222,22 @@ store_batch_commit(struct store *store)
 	return batch_end(store, 1);
 }
 
+/* Commits stop waiting for the disk; store_flush() does it for them. */
+int
+store_flush_apart(struct store *store)
+{
+	if (store->backend->flush_apart == NULL || store->backend->flush == NULL)
+		return STORE_EINVAL;
+	return store->backend->flush_apart(store);
+}
+
+/* Make this connection's commits so far durable. */
+int
+store_flush(struct store *store)
+{
+	return store->backend->flush(store);
+}
+
 /* Roll the batch back (what of it the backend has not already). */
 void
 store_batch_rollback(struct store *store)

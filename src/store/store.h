@@ -97,6 +97,13 @@ struct store_backend {
 	int (*batch_end)(struct store *store, int commit);
 	int (*job_begin)(struct store *store);
 	int (*job_end)(struct store *store, int keep);
+	/*
+	 * Durability apart from the commit (store_flush_apart); NULL when the backend
+	 * cannot: flush_apart switches the connection over, flush makes its commits so far
+	 * durable (any thread, while the connection's own thread goes on writing).
+	 */
+	int (*flush_apart)(struct store *store);
+	int (*flush)(struct store *store);
 
 	const struct store_registry_ops *registry;	/* store_registry.h */
 	const struct store_ledger_ops *ledger;		/* store_ledger.h */
@@ -192,5 +199,24 @@ int store_batch_job_begin(struct store *store);
 int store_batch_job_end(struct store *store, int keep);
 int store_batch_commit(struct store *store);
 void store_batch_rollback(struct store *store);
+
+/*
+ * Flushing apart from the commit, for the store writer's pipeline: once
+ * store_flush_apart() has switched a connection over, its commits (store_batch_commit
+ * included) no longer wait for the disk, and store_flush() makes every commit of
+ * that connection so far durable, with one fsync. The writer commits the next batch
+ * while another thread flushes the last, and answers a batch only after a flush that
+ * began after its commit: a 2xx still means fsynced. Other connections may read a
+ * commit before it is flushed; nobody is told it is done before.
+ *
+ * store_flush_apart: thread: connection, outside a batch. 0, or STORE_EINVAL when
+ * there is nothing to do it for (synchronous=normal: commits do not wait for the disk
+ * anyway) or the backend cannot (its commits then stay durable on their own).
+ * store_flush: any thread, also while the connection's thread writes; only after
+ * store_flush_apart() succeeded. 0, or STORE_EIO (logged): what was committed since
+ * the last flush that succeeded may be lost with the host.
+ */
+int store_flush_apart(struct store *store);
+int store_flush(struct store *store);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * Store threads: jobs in, results back to the event loop through an eventfd; group
- * commit for the writer.
+ * commit for the writer, with a flush thread of its own when the backend flushes
+ * apart: the writer commits batch n+1 while the flush thread fsyncs batch n.
  */
 #include "autoconf.h"
 
@@ -39,6 +40,16 @@ struct store_writer {
 	pthread_cond_t wake;
 	struct store_job_list todo;	/* protected by lock */
 	struct store_job_list done;	/* protected by lock */
+	/*
+	 * The flush thread, when commits are flushed apart (store_flush_apart): the
+	 * batches committed and not yet flushed, in order, and its wake-up; protected by
+	 * lock.
+	 */
+	int flushing_apart;
+	pthread_t flusher;
+	pthread_cond_t flush_wake;
+	struct store_job_list unflushed;
+	int flusher_stopping;
 	size_t pending;			/* queued or running; loop thread only */
 	int stopping;			/* protected by lock */
 	int wakefd;			/* eventfd: the thread tells the loop */
@@ -282,8 +293,77 @@ writer_count(struct store_writer *w, const struct store_writer_stats *run)
 	w->stats.jobs += run->jobs;
 	w->stats.batches += run->batches;
 	w->stats.batch_failures += run->batch_failures;
+	w->stats.flushes += run->flushes;
+	w->stats.flush_failures += run->flush_failures;
 	if (run->largest_batch > w->stats.largest_batch)
 		w->stats.largest_batch = run->largest_batch;
+}
+
+/* Hand finished jobs back to the loop, with lock held. */
+static void
+writer_finish(struct store_writer *w, struct store_job_list *jobs)
+{
+	struct store_job *job;
+	uint64_t one = 1;
+	ssize_t unused;
+
+	TAILQ_FOREACH(job, jobs, entry) {
+		if (w->probe_interval_ms > 0 && job->result == STORE_EIO)
+			writer_note_write(w, STORE_EIO, NULL);
+	}
+	TAILQ_CONCAT(&w->done, jobs, entry);
+	unused = write(w->wakefd, &one, sizeof one);
+	(void)unused;
+}
+
+/*
+ * Flush committed jobs: one fsync makes them all durable. If it fails, what they
+ * wrote may be lost with the host: those that succeeded fail with STORE_EIO.
+ */
+static void
+writer_flush(struct store_writer *w, struct store_job_list *jobs,
+    struct store_writer_stats *stats)
+{
+	struct store_job *job;
+
+	stats->flushes++;
+	if (store_flush(w->store) == STORE_OK)
+		return;
+	stats->flush_failures++;
+	TAILQ_FOREACH(job, jobs, entry) {
+		if (job->result == STORE_OK)
+			job->result = STORE_EIO;
+	}
+}
+
+/*
+ * The flush thread: flushes whatever batches the writer committed meanwhile, all
+ * with one fsync, while the writer commits the next; then hands them to the loop.
+ */
+static void *
+flusher_main(void *arg)
+{
+	struct store_writer *w = arg;
+	struct store_writer_stats run;
+	struct store_job_list jobs;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (TAILQ_EMPTY(&w->unflushed) && !w->flusher_stopping)
+			pthread_cond_wait(&w->flush_wake, &w->lock);
+		if (TAILQ_EMPTY(&w->unflushed))
+			break;	/* stopping, and nothing left */
+		TAILQ_INIT(&jobs);
+		TAILQ_CONCAT(&jobs, &w->unflushed, entry);
+		pthread_mutex_unlock(&w->lock);
+		memset(&run, 0, sizeof run);
+		writer_flush(w, &jobs, &run);
+		pthread_mutex_lock(&w->lock);
+		writer_count(w, &run);
+		writer_finish(w, &jobs);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
 }
 
 /* The thread: run jobs in order, hand them back to the loop. */
@@ -293,9 +373,6 @@ writer_main(void *arg)
 	struct store_writer *w = arg;
 	struct store_writer_stats run;
 	struct store_job_list jobs;
-	struct store_job *job;
-	uint64_t one = 1;
-	ssize_t unused;
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
@@ -313,13 +390,12 @@ writer_main(void *arg)
 		writer_run(w, &jobs, &run);
 		pthread_mutex_lock(&w->lock);
 		writer_count(w, &run);
-		TAILQ_FOREACH(job, &jobs, entry) {
-			if (w->probe_interval_ms > 0 && job->result == STORE_EIO)
-				writer_note_write(w, STORE_EIO, NULL);
-		}
-		TAILQ_CONCAT(&w->done, &jobs, entry);
-		unused = write(w->wakefd, &one, sizeof one);
-		(void)unused;
+		if (w->flushing_apart) {
+			/* Committed, not yet durable: the flush thread hands them back. */
+			TAILQ_CONCAT(&w->unflushed, &jobs, entry);
+			pthread_cond_signal(&w->flush_wake);
+		} else
+			writer_finish(w, &jobs);
 		/* A busy thread still checks, so that it can find writes work again. */
 		writer_checks_if_due(w);
 	}
@@ -401,11 +477,34 @@ store_writer_start(struct event_base *base, struct store *store, enum store_writ
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&w->wake, &attr);
 	pthread_condattr_destroy(&attr);
+	TAILQ_INIT(&w->unflushed);
+	pthread_cond_init(&w->flush_wake, NULL);
+	/* Group commit flushes apart when the backend can: the next batch is written meanwhile. */
+	if (mode == STORE_WRITER_GROUP_COMMIT && store_flush_apart(w->store) == STORE_OK) {
+		w->flushing_apart = 1;
+		if ((rc = pthread_create(&w->flusher, NULL, flusher_main, w)) != 0) {
+			errno = rc;
+			fatal("cannot start the store flush thread");
+		}
+	}
 	if ((rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
 		errno = rc;
 		fatal("cannot start the store writer thread");
 	}
+	store_writer_name(w, mode == STORE_WRITER_GROUP_COMMIT ? "store-writer" : "store-reader");
+	if (w->flushing_apart)
+		pthread_setname_np(w->flusher, "store-flush");
 	return w;
+}
+
+void
+store_writer_name(struct store_writer *w, const char *name)
+{
+	char cut[16];
+
+	/* Linux keeps 15 bytes of a thread's name. */
+	snprintf(cut, sizeof cut, "%s", name);
+	pthread_setname_np(w->thread, cut);
 }
 
 void
@@ -504,6 +603,13 @@ store_writer_stop(struct store_writer *w)
 	pthread_cond_signal(&w->wake);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
+	if (w->flushing_apart) {
+		pthread_mutex_lock(&w->lock);
+		w->flusher_stopping = 1;
+		pthread_cond_signal(&w->flush_wake);
+		pthread_mutex_unlock(&w->lock);
+		pthread_join(w->flusher, NULL);
+	}
 	/* The loop may be gone: finish here, including jobs that callbacks submit. */
 	writer_collect(w);
 	TAILQ_CONCAT(&w->todo, &w->staged, entry);
@@ -514,6 +620,8 @@ store_writer_stop(struct store_writer *w)
 		memset(&run, 0, sizeof run);
 		writer_take(w, &jobs);
 		writer_run(w, &jobs, &run);
+		if (w->flushing_apart)
+			writer_flush(w, &jobs, &run);
 		writer_count(w, &run);
 		TAILQ_CONCAT(&w->done, &jobs, entry);
 		writer_collect(w);
@@ -534,6 +642,7 @@ store_writer_stop(struct store_writer *w)
 	close(w->wakefd);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->wake);
+	pthread_cond_destroy(&w->flush_wake);
 	store_close(w->store);
 	free(w);
 }

@@ -18,7 +18,11 @@
  * jobs a batch, so that the first does not wait for too many. A job that returns an
  * error is undone alone; the others of its batch commit.
  * Done callbacks run only after the commit, so a result of 0 means committed
- * (fsynced with synchronous=full). If the commit fails, or the database rolls the
+ * (fsynced with synchronous=full). When the backend can (store_flush_apart), the
+ * commits do not wait for the disk: a flush thread of the writer's fsyncs the
+ * batches committed meanwhile, together, while the writer runs the next batch, and
+ * only then are their done callbacks posted; a failed fsync fails the jobs of those
+ * batches that had succeeded with STORE_EIO. If the commit fails, or the database rolls the
  * whole transaction back (a full disk, an I/O error), every job of the batch up to
  * then gets STORE_EIO, whatever it returned. The generation (store_generation())
  * moves once per batch, after its commit.
@@ -61,6 +65,8 @@ struct store_writer_stats {
 	uint64_t batches;		/* group commits tried */
 	uint64_t batch_failures;	/* of those, lost or not committed */
 	uint64_t largest_batch;		/* jobs in the largest batch */
+	uint64_t flushes;		/* fsyncs apart from the commits */
+	uint64_t flush_failures;	/* of those, failed */
 };
 
 /*
@@ -69,6 +75,12 @@ struct store_writer_stats {
  */
 struct store_writer *store_writer_start(struct event_base *base, struct store *store,
     enum store_writer_mode mode, char *err, size_t errlen);
+/*
+ * Name the thread, as ps, top and /proc show it (15 bytes at most; longer is cut):
+ * "store-writer" or "store-reader" until then, and "store-flush" for the writer's
+ * flush thread. Loop thread.
+ */
+void store_writer_name(struct store_writer *writer, const char *name);
 /* Queue a job. Loop thread (or a done callback). */
 void store_writer_submit(struct store_writer *writer, store_job_fn *run,
     store_job_done_fn *done, void *arg);

@@ -3,7 +3,7 @@
  * preferences and a membership body. Each validator accepts or refuses with an
  * error whose field and message are valid UTF-8, since both go into the JSON
  * answer. What is accepted must map back to JSON and read again the same: a device
- * through model_device_to_json(), preferences through the member's muted_until.
+ * through model_device_render(), preferences through the member's muted_until.
  */
 #include "autoconf.h"
 
@@ -41,9 +41,16 @@ check_device_round_trip(const struct device *d)
 {
 	struct model_error err;
 	struct device again;
-	json_t *o = model_device_to_json(d);
+	size_t len;
+	char *text = model_device_render(d, &len);
+	json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
 
+	/* The answer's text is JSON, UTF-8, and reads back as the same device. */
+	if (o == NULL || len == 0 || text[len - 1] != '\n')
+		fuzz_fail("the device's answer is not one JSON text: %s", text);
+	fuzz_check_utf8("device answer", text);
 	fuzz_check_json("device", o);
+	free(text);
 	if (model_device_from_json(o, d->device_id, &again, &err) != 0)
 		fuzz_fail("the device's own JSON is refused: %s", err.message);
 	fuzz_check_same("client_id", d->client_id, again.client_id);

@@ -41,6 +41,94 @@ class CommandLineTest(DaemonTestCase):
         self.assertIn("usage", err.lower())
 
 
+class CredentialCheckTest(DaemonTestCase):
+    """pushrelayd -t loads every credential offline, and names each problem with the
+    line of its section; the daemon refuses to start on the same problems."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs, cls.tmp = mockctl.module_certs("pushrelay-credentials-")
+
+    def put(self, d, name, data):
+        path = os.path.join(d.tmp, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o600)
+        return path
+
+    def broken_config(self, d):
+        """Three sections, each with one problem: (config text, their header lines)."""
+        not_a_key = self.put(d, "AuthKey_BROKEN0000.p8", b"-----BEGIN PRIVATE KEY-----\n"
+                             b"bm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+        account = self.put(d, "service-account.json",
+                           json.dumps({"type": "service_account",
+                                       "project_id": "example"}).encode())
+        text = "\n".join([
+            "# one problem in each section",
+            '[apns "com.example.ids"]',
+            "key_file = %s" % self.certs.apns_key,
+            "key_id = abc123",
+            "team_id = TEAM123456",
+            "",
+            '[apns "com.example.key"]',
+            "key_file = %s" % not_a_key,
+            "key_id = ABC123DEFG",
+            "team_id = TEAM123456",
+            "",
+            '[fcm "example"]',
+            "service_account_file = %s" % account,
+            ""])
+        return text, (2, 7, 12)
+
+    def test_t_names_every_credential_problem_with_its_sections_line(self):
+        d = self.new_daemon()
+        text, (ids, key, fcm) = self.broken_config(d)
+        d.write_config(text)
+        code, out, err = run_pushrelayd(["-t", "-c", d.config_path])
+        self.assertEqual(code, 1, err)
+        lines = err.splitlines()
+        self.assertEqual(len(lines), 3, err)
+        self.assertEqual(lines[0], 'pushrelayd: %s:%d: [apns "com.example.ids"] key_id "abc123": '
+                         "must be the 10 upper-case letters and digits of the key's id "
+                         "(from its AuthKey_KEYID.p8 name)" % (d.config_path, ids))
+        self.assertTrue(lines[1].startswith('pushrelayd: %s:%d: [apns "com.example.key"] '
+                                            % (d.config_path, key)), lines[1])
+        self.assertIn("AuthKey_BROKEN0000.p8", lines[1])
+        self.assertEqual(lines[2], 'pushrelayd: %s:%d: fcm "example": service account %s: '
+                         "client_email is missing"
+                         % (d.config_path, fcm, os.path.join(d.tmp, "service-account.json")))
+        # Nothing of the key's text is shown.
+        self.assertNotIn("bm90IGEga2V5", err)
+
+    def test_t_passes_good_credentials_without_connecting(self):
+        d = self.new_daemon()
+        # The endpoints are nowhere: -t must not try them.
+        d.write_config("\n".join([
+            '[apns "com.example.ok"]', "key_file = %s" % self.certs.apns_key,
+            "key_id = ABC123DEFG", "team_id = TEAM123456",
+            "production_url = https://192.0.2.1", "sandbox_url = https://192.0.2.1", ""]))
+        started = time.monotonic()
+        code, out, err = run_pushrelayd(["-t", "-c", d.config_path])
+        self.assertEqual(code, 0, err)
+        self.assertIn("is valid", err)
+        self.assertLess(time.monotonic() - started, 5)
+
+    def test_daemon_refuses_to_start_on_the_same_problems(self):
+        d = self.new_daemon()
+        text, (ids, key, fcm) = self.broken_config(d)
+        d.write_config(text + "[api]\nlisten = 127.0.0.1:0\n[server]\nstate_dir = %s\n"
+                       % os.path.join(d.tmp, "state"))
+        d.start(wait=False)
+        self.assertEqual(d.wait_exit(10), 1)
+        refused = d.find_log(lambda f: f.get("msg") == "credentials refused")
+        self.assertEqual([(f["file"], f["line"]) for f in refused],
+                         [(d.config_path, str(line)) for line in (ids, key, fcm)], d.log_text())
+        self.assertTrue(refused[0]["error"].startswith('[apns "com.example.ids"] key_id'))
+        [cannot] = d.find_log(lambda f: f.get("msg") == "cannot start")
+        self.assertTrue(cannot["error"].startswith("%s:%d: " % (d.config_path, ids)),
+                        cannot["error"])
+
+
 class ConfigCheckTest(DaemonTestCase):
     """pushrelayd -t -c FILE."""
 

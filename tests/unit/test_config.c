@@ -26,8 +26,8 @@
 
 /* Options of the plain sections, and of each kind of named section. */
 #define OPTION_COUNT 57
-#define APNS_OPTION_COUNT 16
-#define FCM_OPTION_COUNT 6
+#define APNS_OPTION_COUNT 17
+#define FCM_OPTION_COUNT 7
 
 struct fixture {
 	char dir[PATH_MAX];
@@ -1045,7 +1045,7 @@ test_config_named_app_sections_fill_their_own_structs(void **state)
 	assert_string_equal(fcm->service_account_file, "/etc/sa.json");
 	assert_string_equal(fcm->url, "https://fcm.googleapis.com");
 	assert_string_equal(fcm->proxy, "proxy.corp.example:3128");
-	assert_int_equal(fcm->connections, 2);
+	assert_int_equal(fcm->connections, 12);	/* the default */
 	config_free(&config);
 }
 

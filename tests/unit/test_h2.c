@@ -248,6 +248,92 @@ test_h2_thousand_requests_complete_once_within_stream_limit(void **state)
 	fixture_free(f);
 }
 
+/* Many waiting requests open every connection they need at once, not one by one. */
+static void
+test_h2_deep_queue_opens_the_connections_it_needs_at_once(void **state)
+{
+	struct h2_test_server_options so = { .max_streams = 10, .delay_ms = 100 };
+	struct fixture *f = fixture_new(&so, NULL, NULL);
+	struct h2_pool_options o = pool_options(f);
+	struct h2_pool_stats st;
+
+	o.max_connections = 4;
+	o.max_streams_per_connection = 10;
+	pool_open(f, &o);
+	calls_make(f, 100, "/r/");
+	calls_submit(f, 0, 100);
+	/* The first dispatch: ten connections' worth wait, the cap is four. */
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	h2_pool_get_stats(f->pool, &st);
+	assert_int_equal(st.connections_open + st.connections_connecting, 4);
+	assert_int_equal(f->done, 0);
+	assert_true(run_until(f->base, &f->done, 100, 10000));
+	assert_all_ok_once(f);
+	assert_int_equal(f->srv->connections, 4);
+	h2_pool_get_stats(f->pool, &st);
+	assert_int_equal(st.connects_succeeded, 4);
+	fixture_free(f);
+}
+
+/* A few waiting requests still open one connection at a time. */
+static void
+test_h2_shallow_queue_opens_one_connection_at_a_time(void **state)
+{
+	struct h2_test_server_options so = { .max_streams = 10, .delay_ms = 100 };
+	struct fixture *f = fixture_new(&so, NULL, NULL);
+	struct h2_pool_options o = pool_options(f);
+	struct h2_pool_stats st;
+
+	o.max_connections = 4;
+	o.max_streams_per_connection = 10;
+	pool_open(f, &o);
+	calls_make(f, 10, "/r/");
+	calls_submit(f, 0, 10);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	h2_pool_get_stats(f->pool, &st);
+	assert_int_equal(st.connections_open + st.connections_connecting, 1);
+	assert_true(run_until(f->base, &f->done, 10, 10000));
+	assert_all_ok_once(f);
+	assert_int_equal(f->srv->connections, 1);
+	fixture_free(f);
+}
+
+/* After a burst, idle connections close, all but one, which the next requests use. */
+static void
+test_h2_idle_connections_close_all_but_one(void **state)
+{
+	struct h2_test_server_options so = { .max_streams = 5, .delay_ms = 20 };
+	struct fixture *f = fixture_new(&so, NULL, NULL);
+	struct h2_pool_options o = pool_options(f);
+	struct h2_pool_stats st;
+
+	o.max_connections = 3;
+	o.max_streams_per_connection = 5;
+	o.idle_close_ms = 200;
+	pool_open(f, &o);
+	calls_make(f, 65, "/r/");
+	calls_submit(f, 0, 60);
+	assert_true(run_until(f->base, &f->done, 60, 10000));
+	h2_pool_get_stats(f->pool, &st);
+	assert_int_equal(st.connections_open, 3);
+	assert_int_equal(st.connections_closed_idle, 0);
+	/* Idle a bit past the period (checked four times in it): two go. */
+	run_for(f->base, 400);
+	h2_pool_get_stats(f->pool, &st);
+	assert_int_equal(st.connections_open, 1);
+	assert_int_equal(st.connections_closed_idle, 2);
+	assert_int_equal(f->srv->goaways_received, 2);
+	/* The one left takes the next requests: no new connection. */
+	calls_submit(f, 60, 65);
+	assert_true(run_until(f->base, &f->done, 65, 10000));
+	assert_all_ok_once(f);
+	assert_int_equal(f->srv->connections, 3);
+	run_for(f->base, 400);
+	h2_pool_get_stats(f->pool, &st);
+	assert_int_equal(st.connections_open, 1);
+	fixture_free(f);
+}
+
 static void
 test_h2_follows_max_streams_raised_after_first_answer(void **state)
 {
@@ -828,6 +914,9 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_h2_thousand_requests_complete_once_within_stream_limit),
+		cmocka_unit_test(test_h2_deep_queue_opens_the_connections_it_needs_at_once),
+		cmocka_unit_test(test_h2_shallow_queue_opens_one_connection_at_a_time),
+		cmocka_unit_test(test_h2_idle_connections_close_all_but_one),
 		cmocka_unit_test(test_h2_follows_max_streams_raised_after_first_answer),
 		cmocka_unit_test(test_h2_respects_max_streams_lowered_mid_run),
 		cmocka_unit_test(test_h2_goaway_mid_batch_resends_unprocessed_once),

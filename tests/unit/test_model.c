@@ -174,6 +174,77 @@ test_validate_id_rejects_bad_utf8_and_c1_controls(void **state)
 	assert_int_equal(model_validate_id("a\x7f", "room_id", &err), -1);
 }
 
+/* The device as the jansson tree the API answered with before jsonw: the reference. */
+static json_t *
+device_tree(const struct device *d)
+{
+	json_t *o = json_object(), *metadata = NULL;
+
+	if (d->metadata != NULL)
+		metadata = json_loads(d->metadata, 0, NULL);
+	json_object_set_new(o, "device_id", json_string(d->device_id));
+	json_object_set_new(o, "client_id", json_string(d->client_id));
+	json_object_set_new(o, "platform", json_string(model_platform_name(d->platform)));
+	json_object_set_new(o, "token", json_string(d->token));
+	json_object_set_new(o, "app_id", json_string(d->app_id));
+	json_object_set_new(o, "environment",
+	    json_string(model_environment_name(d->environment)));
+	json_object_set_new(o, "locale", model_text_json(d->locale));
+	json_object_set_new(o, "metadata", metadata != NULL ? metadata : json_null());
+	json_object_set_new(o, "created_at", model_time_json(d->created_at));
+	json_object_set_new(o, "updated_at", model_time_json(d->updated_at));
+	json_object_set_new(o, "last_success_at", model_time_json(d->last_success_at));
+	json_object_set_new(o, "last_error", model_text_json(d->last_error));
+	return o;
+}
+
+/* The written device is byte for byte jansson's compact dump of the same members. */
+static void
+test_device_render_is_janssons_dump_of_the_same_members(void **state)
+{
+	static const char *const texts[] = {
+		"a", "quote \" backslash \\ slash /", "tab\tnewline\ncr\rbs\bff\f",
+		"\x01\x1f\x7f", "caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80", "",
+	};
+	static const char *const metadata[] = {
+		NULL, "{}", "{\"a\":1}", "{\"n\":{\"x\":[1,2.5,\"\\u00e9\",null,true]},\"b\":\"\\\"\"}",
+		"not json",
+	};
+	static const int64_t times[] = { 0, 1, 1764321302123LL, 253402300799999LL };
+	size_t n = 0;
+
+	(void)state;
+	for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+		for (size_t m = 0; m < sizeof metadata / sizeof metadata[0]; m++) {
+			struct device d = {
+				.device_id = "dev-1", .client_id = (char *)texts[t],
+				.platform = (enum device_platform)(t % 2),
+				.token = (char *)texts[(t + 1) % 6], .app_id = "com.example",
+				.environment = (enum device_environment)(m % 2),
+				.locale = m % 3 == 0 ? NULL : (char *)texts[(t + 2) % 6],
+				.metadata = (char *)metadata[m],
+				.created_at = times[(t + m) % 4], .updated_at = times[(t + 1) % 4],
+				.last_success_at = times[m % 4],
+				.last_error = m % 2 == 0 ? NULL : (char *)texts[(t + 3) % 6],
+			};
+			json_t *tree = device_tree(&d);
+			char *want = json_dumps(tree, JSON_COMPACT), *got;
+			size_t len;
+
+			got = model_device_render(&d, &len);
+			assert_non_null(want);
+			assert_int_equal(len, strlen(want) + 1);
+			assert_memory_equal(got, want, strlen(want));
+			assert_int_equal(got[len - 1], '\n');
+			free(got);
+			free(want);
+			json_decref(tree);
+			n++;
+		}
+	}
+	assert_int_equal(n, 30);
+}
+
 static void
 test_device_to_json_uses_contract_names_and_rfc3339(void **state)
 {
@@ -183,17 +254,17 @@ test_device_to_json_uses_contract_names_and_rfc3339(void **state)
 		.locale = NULL, .metadata = "{\"a\":1}", .created_at = 1764321302123LL,
 		.updated_at = 1764321303000LL, .last_success_at = 0, .last_error = "Unregistered",
 	};
-	json_t *j = model_device_to_json(&d);
-	char *text = json_dumps(j, JSON_COMPACT);
+	size_t len;
+	char *text = model_device_render(&d, &len);
 
 	assert_string_equal(text, "{\"device_id\":\"dev-1\",\"client_id\":\"alice\","
 	    "\"platform\":\"fcm\",\"token\":\"tok\",\"app_id\":\"proj\","
 	    "\"environment\":\"production\",\"locale\":null,\"metadata\":{\"a\":1},"
 	    "\"created_at\":\"2025-11-28T09:15:02.123Z\","
 	    "\"updated_at\":\"2025-11-28T09:15:03.000Z\",\"last_success_at\":null,"
-	    "\"last_error\":\"Unregistered\"}");
+	    "\"last_error\":\"Unregistered\"}\n");
+	assert_int_equal(len, strlen(text));
 	free(text);
-	json_decref(j);
 }
 
 /* A provider's reason cut inside a character still comes back, made UTF-8. */
@@ -204,12 +275,15 @@ test_device_to_json_keeps_a_cut_last_error_as_utf8(void **state)
 		.device_id = "dev-1", .client_id = "alice", .platform = DEVICE_PLATFORM_APNS,
 		.token = "tok", .app_id = "app", .last_error = "HTTP 400: caf\xc3",
 	};
-	json_t *j = model_device_to_json(&d);
+	char *text = model_device_render(&d, NULL);
+	json_t *j = json_loads(text, 0, NULL);
 
 	(void)state;
+	assert_non_null(j);
 	assert_string_equal(json_string_value(json_object_get(j, "last_error")),
 	    "HTTP 400: caf\xef\xbf\xbd");
 	json_decref(j);
+	free(text);
 }
 
 static void
@@ -378,6 +452,7 @@ main(void)
 		cmocka_unit_test(test_device_from_json_flags_device_id_conflict),
 		cmocka_unit_test(test_device_from_json_bounds_metadata_and_ids),
 		cmocka_unit_test(test_validate_id_rejects_bad_utf8_and_c1_controls),
+		cmocka_unit_test(test_device_render_is_janssons_dump_of_the_same_members),
 		cmocka_unit_test(test_device_to_json_uses_contract_names_and_rfc3339),
 		cmocka_unit_test(test_device_to_json_keeps_a_cut_last_error_as_utf8),
 		cmocka_unit_test(test_prefs_from_json_keeps_absent_fields),

@@ -1,13 +1,15 @@
 /*
- * Tests for the store threads: group commit, failures inside a batch, order, reads.
- * With PUSHRELAY_TEST_STORE = postgresql (tests/unit/store_postgresql.py), on the
- * PostgreSQL backend, but for the one test of SQLite's failing file writes.
+ * Tests for the store threads: group commit, failures inside a batch, order, reads,
+ * and the flush apart from the commit. With PUSHRELAY_TEST_STORE = postgresql
+ * (tests/unit/store_postgresql.py), on the PostgreSQL backend, but for the tests of
+ * SQLite's files: failing file writes, the flush apart.
  */
 #include "autoconf.h"
 
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <errno.h>
 #include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
@@ -49,6 +51,65 @@ struct record {
 	int results[JOBS_MAX];
 	size_t count;
 };
+
+/*
+ * The store's fdatasync, wrapped (-Wl,--wrap=fdatasync): the flush of a batch
+ * committed apart can be held, or made to fail, to see what waits for it.
+ */
+int __real_fdatasync(int fd);
+int __wrap_fdatasync(int fd);
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int hold;			/* flushes wait until this is 0 again */
+	int held;			/* a flush is waiting */
+	int fail;			/* this many flushes fail with EIO */
+	int calls;
+} flush = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0 };
+
+int
+__wrap_fdatasync(int fd)
+{
+	int fail;
+
+	pthread_mutex_lock(&flush.lock);
+	flush.calls++;
+	while (flush.hold) {
+		flush.held = 1;
+		pthread_cond_broadcast(&flush.cond);
+		pthread_cond_wait(&flush.cond, &flush.lock);
+	}
+	flush.held = 0;
+	if ((fail = flush.fail > 0))
+		flush.fail--;
+	pthread_mutex_unlock(&flush.lock);
+	if (fail) {
+		errno = EIO;
+		return -1;
+	}
+	return __real_fdatasync(fd);
+}
+
+/* Flushes wait (hold 1) or go on (0). */
+static void
+flush_hold(int hold)
+{
+	pthread_mutex_lock(&flush.lock);
+	flush.hold = hold;
+	pthread_cond_broadcast(&flush.cond);
+	pthread_mutex_unlock(&flush.lock);
+}
+
+/* Wait until a flush is held. */
+static void
+flush_wait_held(void)
+{
+	pthread_mutex_lock(&flush.lock);
+	while (!flush.held)
+		pthread_cond_wait(&flush.cond, &flush.lock);
+	pthread_mutex_unlock(&flush.lock);
+}
 
 /* One job: what it does, and where its done callback writes. */
 struct job {
@@ -131,6 +192,8 @@ teardown(void **state)
 
 	/* A test that failed while a job waited: let it go, or stopping waits forever. */
 	gate_release(&f->gate);
+	flush_hold(0);
+	flush.fail = 0;
 	store_writer_stop(f->writer);
 	alarm(0);
 	store_close(f->store);
@@ -526,6 +589,89 @@ test_read_watch_reports_a_store_that_no_longer_answers(void **state)
 	assert_string_equal(why, "storage error");
 }
 
+/*
+ * Batches are committed without waiting for the disk, and answered only after a
+ * flush that began after their commit; the next batch commits during the flush.
+ */
+static void
+test_a_batch_is_answered_only_after_its_flush(void **state)
+{
+	struct fixture *f = *state;
+	struct store_writer_stats stats;
+
+	flush_hold(1);
+	submit(f, 0, "f0", NULL, NULL);
+	flush_wait_held();
+	/* Committed (another connection reads it), not yet flushed: no answer. */
+	assert_true(device_there(f, "f0"));
+	for (int i = 0; i < 20; i++) {
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	assert_int_equal(f->record.count, 0);
+	/* The next batch does not wait for that flush to commit. */
+	submit(f, 1, "f1", NULL, NULL);
+	for (int i = 0; i < 5000 && !device_there(f, "f1"); i++)
+		usleep(1000);
+	assert_true(device_there(f, "f1"));
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(f->record.count, 0);
+	flush_hold(0);
+	run_until_done(f, 2);
+	assert_int_equal(f->record.order[0], 0);
+	assert_int_equal(f->record.order[1], 1);
+	assert_int_equal(f->record.results[0], STORE_OK);
+	assert_int_equal(f->record.results[1], STORE_OK);
+	store_writer_get_stats(f->writer, &stats);
+	assert_int_equal(stats.batches, 2);
+	assert_int_equal(stats.flushes, 2);
+	assert_int_equal(stats.flush_failures, 0);
+}
+
+/* A flush that fails fails the jobs it was to make durable; the next ones work. */
+static void
+test_a_failed_flush_fails_the_jobs_it_covered(void **state)
+{
+	struct fixture *f = *state;
+	struct store_writer_stats stats;
+	char buf[64];
+
+	store_writer_watch_writes(f->writer, 60000);
+	flush.fail = 1;
+	submit(f, 0, "e0", NULL, NULL);
+	run_until_done(f, 1);
+	assert_int_equal(f->record.results[0], STORE_EIO);
+	assert_non_null(store_writer_write_error(f->writer, buf, sizeof buf));
+	submit(f, 1, "e1", NULL, NULL);
+	run_until_done(f, 2);
+	assert_int_equal(f->record.results[1], STORE_OK);
+	assert_true(device_there(f, "e1"));
+	store_writer_get_stats(f->writer, &stats);
+	assert_int_equal(stats.flush_failures, 1);
+}
+
+/* Stopping flushes what is committed before the last done callbacks run. */
+static void
+test_stop_flushes_before_the_last_answers(void **state)
+{
+	struct fixture *f = *state;
+	int calls;
+
+	pthread_mutex_lock(&flush.lock);
+	calls = flush.calls;
+	pthread_mutex_unlock(&flush.lock);
+	submit(f, 0, "t0", NULL, NULL);
+	submit(f, 1, "t1", NULL, NULL);
+	store_writer_stop(f->writer);
+	f->writer = NULL;
+	assert_int_equal(f->record.count, 2);
+	assert_int_equal(f->record.results[0], STORE_OK);
+	assert_int_equal(f->record.results[1], STORE_OK);
+	pthread_mutex_lock(&flush.lock);
+	assert_true(flush.calls > calls);
+	pthread_mutex_unlock(&flush.lock);
+}
+
 int
 main(void)
 {
@@ -546,6 +692,12 @@ main(void)
 		    test_stop_runs_every_queued_job_and_its_done_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_read_watch_reports_a_store_that_no_longer_answers, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_a_batch_is_answered_only_after_its_flush, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_a_failed_flush_fails_the_jobs_it_covered, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_stop_flushes_before_the_last_answers, setup, teardown),
 	};
 
 	struct CMUnitTest chosen[sizeof tests / sizeof tests[0]];
@@ -555,9 +707,22 @@ main(void)
 		return 1;
 	if (!test_is_pg())
 		return cmocka_run_group_tests_name("store_writer", tests, NULL, NULL);
-	/* SQLite's failing file writes have no PostgreSQL counterpart here. */
+	/*
+	 * SQLite's failing file writes, and its flush apart from the commit (PostgreSQL's
+	 * commits stay durable on their own), have no PostgreSQL counterpart here.
+	 */
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		if (strcmp(tests[i].name, "test_a_failed_commit_fails_every_job_of_its_batch") != 0)
+		static const char *const sqlite_only[] = {
+			"test_a_failed_commit_fails_every_job_of_its_batch",
+			"test_a_batch_is_answered_only_after_its_flush",
+			"test_a_failed_flush_fails_the_jobs_it_covered",
+			"test_stop_flushes_before_the_last_answers",
+		};
+		int skip = 0;
+
+		for (size_t j = 0; j < sizeof sqlite_only / sizeof sqlite_only[0]; j++)
+			skip |= strcmp(tests[i].name, sqlite_only[j]) == 0;
+		if (!skip)
 			chosen[count++] = tests[i];
 	}
 	return _cmocka_run_group_tests("store_writer_postgresql", chosen, count, NULL, NULL);

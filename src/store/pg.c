@@ -554,16 +554,19 @@ pg_free(struct pg_store *s)
 }
 
 /*
- * Connect with the configured string, over a default connect timeout and
- * application name that it may override.
+ * Connect with the configured string, over defaults that it may override: a connect
+ * timeout, the application name, and over TCP keepalives and a user timeout, so that
+ * a server gone without a word (a host down, a network cut) fails the call waiting
+ * on it within about a minute instead of TCP's quarter of an hour.
  */
 static PGconn *
 pg_connect(const char *conninfo)
 {
-	const char *const keywords[] = { "connect_timeout", "application_name", "dbname",
-		NULL };
-	const char *const values[] = { PG_CONNECT_TIMEOUT_DEFAULT, "pushrelayd", conninfo,
-		NULL };
+	const char *const keywords[] = { "connect_timeout", "application_name",
+		"keepalives_idle", "keepalives_interval", "keepalives_count",
+		"tcp_user_timeout", "dbname", NULL };
+	const char *const values[] = { PG_CONNECT_TIMEOUT_DEFAULT, "pushrelayd", "30", "10",
+		"3", "60000", conninfo, NULL };
 
 	return PQconnectdbParams(keywords, values, 1);
 }

@@ -536,6 +536,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	store_options->busy_timeout_ms = (int)d->config.store_busy_timeout_ms;
 	store_options->cache_size = d->config.store_cache_size;
 	store_options->checkpoint_size = d->config.store_checkpoint_size;
+	store_options->conninfo = d->config.store_postgresql;
 	rc = store_open(d->config.store_backend, store_options, &d->store, err, errlen);
 	if (rc != 0) {
 		apikey_free(keys);

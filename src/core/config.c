@@ -609,6 +609,24 @@ config_resolve(struct config *config, char *err, size_t errlen)
 		config->api_key_file_is_default = 0;
 	if (config->store_path == NULL)
 		config->store_path = path_join(config->state_dir, "pushrelay.db");
+	if (config->store_postgresql != NULL && *config->store_postgresql == '\0') {
+		free(config->store_postgresql);
+		config->store_postgresql = NULL;
+	}
+	if (strcmp(config->store_backend, "postgresql") == 0) {
+		char why[256];
+
+		if (config->store_postgresql == NULL) {
+			snprintf(err, errlen, "%s%s[store] backend = postgresql needs postgresql "
+			    "(a libpq connection string)", prefix, colon);
+			return -1;
+		}
+		if (store_postgresql_conninfo_check(config->store_postgresql, why,
+		    sizeof why) != 0) {
+			snprintf(err, errlen, "%s%s[store] postgresql: %s", prefix, colon, why);
+			return -1;
+		}
+	}
 
 	for (size_t i = 0; i < config->apns_app_count; i++) {
 		if (apns_app_resolve(&config->apns_apps[i], prefix, colon, err, errlen) != 0)

@@ -120,6 +120,7 @@ struct config {
 	/* [store] */
 	char *store_backend;
 	char *store_path;		/* resolved: never empty after config_load */
+	char *store_postgresql;		/* libpq connection string; NULL when empty */
 	enum store_sync store_sync;
 	int64_t store_busy_timeout_ms;
 	size_t store_cache_size;	/* bytes per connection */

@@ -30,7 +30,7 @@ static int parse_log_level(const char *, void *);
 static int parse_log_format(const char *, void *);
 static int parse_store_sync(const char *, void *);
 
-static const char *const config_store_backends[] = { "sqlite", NULL };
+static const char *const config_store_backends[] = { "sqlite", "postgresql", NULL };
 static const char *const config_store_syncs[] = { "full", "normal", NULL };
 static const char *const config_log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const config_log_formats[] = { "text", "json", NULL };
@@ -128,26 +128,38 @@ const struct config_option config_options[] = {
 
 	{ "store", "backend", CONFIG_TYPE_STRING, FIELD(store_backend),
 	  .default_value = "sqlite", .values = config_store_backends,
-	  .help = "Device registry backend." },
+	  .help = "Where the registry, the push ledger and the events outbox live. sqlite:\n"
+	      "an embedded database file (path). postgresql: a PostgreSQL server\n"
+	      "(postgresql), which several instances can share; see docs/scaling.md." },
 	{ "store", "path", CONFIG_TYPE_PATH, FIELD(store_path),
 	  .default_value = "",
-	  .help = "Database file. Empty: STATE_DIR/pushrelay.db." },
+	  .help = "sqlite: the database file. Empty: STATE_DIR/pushrelay.db." },
+	{ "store", "postgresql", CONFIG_TYPE_STRING, FIELD(store_postgresql),
+	  .default_value = "",
+	  .help = "postgresql: a libpq connection string, \"host=db.example port=5432\n"
+	      "dbname=pushrelay user=pushrelay\" or \"postgresql://...\". Keep the password\n"
+	      "out of it: libpq reads it from passfile= (~/.pgpass); the log never shows\n"
+	      "one. An instance holds four connections: one per store thread, and the\n"
+	      "start-up one." },
 	{ "store", "synchronous", CONFIG_TYPE_ENUM, FIELD(store_sync),
 	  .default_value = "full", .values = config_store_syncs,
 	  .parse_enum = parse_store_sync,
 	  .help = "full: every write is fsynced and survives a power loss. normal: writes\n"
-	      "survive a crash of the daemon but not of the host, and are faster." },
+	      "survive a crash of the daemon but not of the host, and are faster.\n"
+	      "postgresql: synchronous_commit on (full) or off (normal) for its sessions." },
 	{ "store", "busy_timeout", CONFIG_TYPE_DURATION, FIELD(store_busy_timeout_ms),
 	  .default_value = "5s", .min = 0, .max = MINUTE,
-	  .help = "How long a write waits for a locked database before it fails." },
+	  .help = "How long a write waits for a locked database (postgresql: a locked\n"
+	      "row, as lock_timeout) before it fails." },
 	{ "store", "cache_size", CONFIG_TYPE_SIZE, FIELD(store_cache_size),
 	  .default_value = "32M", .min = MIB, .max = 64 * 1024 * MIB,
-	  .help = "Database pages each of the daemon's three connections keeps in memory,\n"
-	      "at most. The notified-devices index outgrows SQLite's own default (2 MiB)\n"
+	  .help = "sqlite: database pages each of the daemon's three connections keeps in\n"
+	      "memory, at most. The notified-devices index outgrows SQLite's own default\n"
+	      "(2 MiB) "
 	      "at a few thousand notifications/s, and every write then reads it again." },
 	{ "store", "checkpoint_size", CONFIG_TYPE_SIZE, FIELD(store_checkpoint_size),
 	  .default_value = "32M", .min = MIB, .max = 64 * 1024 * MIB,
-	  .help = "Write-ahead log size at which its pages are copied back into the\n"
+	  .help = "sqlite: write-ahead log size at which its pages are copied back into the\n"
 	      "database. Larger: fewer checkpoints, each page copied once for many\n"
 	      "writes; the log file grows to about this size." },
 

@@ -25,7 +25,7 @@
 #include "store.h"
 
 /* Options of the plain sections, and of each kind of named section. */
-#define OPTION_COUNT 56
+#define OPTION_COUNT 57
 #define APNS_OPTION_COUNT 17
 #define FCM_OPTION_COUNT 7
 
@@ -178,6 +178,7 @@ assert_defaults(const struct config *config, const char *state_dir)
 	assert_string_equal(config->store_backend, "sqlite");
 	snprintf(path, sizeof path, "%s/pushrelay.db", state_dir);
 	assert_string_equal(config->store_path, path);
+	assert_null(config->store_postgresql);
 	assert_int_equal(config->store_sync, STORE_SYNC_FULL);
 	assert_int_equal(config->store_busy_timeout_ms, 5000);
 	assert_int_equal(config->store_cache_size, 32 * 1024 * 1024);
@@ -222,6 +223,9 @@ assert_configs_equal(const struct config *a, const struct config *b)
 	assert_int_equal(a->metrics_public, b->metrics_public);
 	assert_string_equal(a->store_backend, b->store_backend);
 	assert_string_equal(a->store_path, b->store_path);
+	assert_true((a->store_postgresql == NULL) == (b->store_postgresql == NULL));
+	if (a->store_postgresql != NULL)
+		assert_string_equal(a->store_postgresql, b->store_postgresql);
 	assert_int_equal(a->store_sync, b->store_sync);
 	assert_int_equal(a->store_busy_timeout_ms, b->store_busy_timeout_ms);
 	assert_int_equal(a->store_cache_size, b->store_cache_size);
@@ -433,7 +437,34 @@ test_config_empty_value_is_error_for_non_string_types(void **state)
 	    ":2: [api] unix_socket_mode: empty value");
 	assert_load_error(fx, "[log]\nlevel =\n", ":2: [log] level: empty value");
 	assert_load_error(fx, "[store]\nbackend =\n",
-	    ":2: [store] backend: must be one of: sqlite");
+	    ":2: [store] backend: must be one of: sqlite, postgresql");
+}
+
+/* backend = postgresql takes a connection string that libpq parses; none is an error. */
+static void
+test_config_postgresql_backend_needs_a_connection_string_that_parses(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+
+	load_text(fx, "[store]\nbackend = postgresql\n"
+	    "postgresql = host=db port=5433 dbname=pushrelay user=relay\n", &config);
+	assert_string_equal(config.store_backend, "postgresql");
+	assert_string_equal(config.store_postgresql,
+	    "host=db port=5433 dbname=pushrelay user=relay");
+	config_free(&config);
+	/* Set but unused by sqlite; empty is none. */
+	load_text(fx, "[store]\npostgresql =\n", &config);
+	assert_null(config.store_postgresql);
+	config_free(&config);
+
+	assert_load_error(fx, "[store]\nbackend = postgresql\n",
+	    ": [store] backend = postgresql needs postgresql (a libpq connection string)");
+	assert_load_error(fx, "[store]\nbackend = postgresql\npostgresql = nosuch=x\n",
+	    ": [store] postgresql: invalid connection option \"...\"");
+	assert_load_error(fx, "[store]\nbackend = postgresql\n"
+	    "postgresql = host=db password 'secret\n",
+	    ": [store] postgresql: missing \"=\" after \"...\" in connection info string");
 }
 
 static void
@@ -490,7 +521,7 @@ test_config_bad_enum_names_allowed_values(void **state)
 	assert_load_error(fx, "[store]\nsynchronous = FULL\n",
 	    ":2: [store] synchronous: must be one of: full, normal");
 	assert_load_error(fx, "[store]\nbackend = redis\n",
-	    ":2: [store] backend: must be one of: sqlite");
+	    ":2: [store] backend: must be one of: sqlite, postgresql");
 	assert_load_error(fx, "[log]\nlevel = verbose\n",
 	    ":2: [log] level: must be one of: error, warn, info, debug");
 	assert_load_error(fx, "[log]\nformat = xml\n",
@@ -1299,6 +1330,7 @@ main(void)
 		T(test_config_key_set_twice_is_error_naming_first_line),
 		T(test_config_indented_continuation_is_error),
 		T(test_config_empty_value_is_error_for_non_string_types),
+		T(test_config_postgresql_backend_needs_a_connection_string_that_parses),
 		T(test_config_out_of_range_values_name_the_bounds),
 		T(test_config_boundary_values_are_accepted),
 		T(test_config_bad_enum_names_allowed_values),

@@ -46,6 +46,7 @@ struct daemon {
 	struct config config;
 	const char *config_path;
 	struct store *store;		/* start-up only: the threads open theirs from it */
+	struct store_watch *store_watch;	/* other instances' route changes, or NULL */
 	struct store_writer *writer;	/* writes off the loop, group-committed */
 	struct store_writer *reader;	/* routing reads, on another: never behind writes */
 	struct store_writer *api_reader;	/* the API's reads, on a third */
@@ -555,6 +556,8 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		return -1;
 	}
 	store_writer_name(d->api_reader, "api-store");
+	/* Several instances on one database: their route changes reach our cache. */
+	d->store_watch = store_watch_start(d->base, d->store);
 	d->feedback = feedback_new(d->base, &d->config);
 	{
 		struct delivery_options options;
@@ -660,6 +663,7 @@ daemon_cleanup(struct daemon *d)
 		feedback_free(d->feedback);
 	store_writer_stop(d->reader);
 	store_writer_stop(d->writer);
+	store_watch_stop(d->store_watch);
 	if (d->store != NULL)
 		store_close(d->store);
 	config_free(&d->config);

@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include <libpq-fe.h>
+#include <openssl/crypto.h>
 
 #include "clock.h"
 #include "log.h"
@@ -549,6 +550,9 @@ pg_free(struct pg_store *s)
 		PQfinish(s->conn);
 	for (size_t part = 0; part < PG_PART_COUNT; part++)
 		free(s->prepared[part]);
+	if (s->conninfo != NULL)
+		OPENSSL_cleanse(s->conninfo, strlen(s->conninfo));
+	free(s->conninfo);
 	free(s->display);
 	free(s);
 }
@@ -598,6 +602,7 @@ pg_open(struct store *store, const struct store_options *options, char *err, siz
 		free(s);
 		return STORE_EINVAL;
 	}
+	s->conninfo = xstrdup(options->conninfo);
 	s->sync = options->sync;
 	s->lock_timeout_ms = options->busy_timeout_ms;
 	for (size_t part = 0; part < PG_PART_COUNT; part++)
@@ -827,6 +832,8 @@ const struct store_backend store_postgresql_backend = {
 	.batch_end = pg_batch_end,
 	.job_begin = pg_job_begin,
 	.job_end = pg_job_end,
+	.routes_changed = pg_routes_changed,
+	.watch_start = pg_watch_start,
 	.registry = &pg_registry_ops,
 	.ledger = &pg_ledger_ops,
 	.outbox = &pg_outbox_ops,

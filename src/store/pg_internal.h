@@ -51,6 +51,7 @@ extern const struct pg_statements pg_marks_statements;
 /* One connection (struct store.data). */
 struct pg_store {
 	PGconn *conn;
+	char *conninfo;			/* the connection string: a secret (pg_watch.c's) */
 	char *display;			/* the connection string without a password */
 	unsigned char *prepared[PG_PART_COUNT];	/* [part][id]: prepared on conn */
 	int batch;		/* a batch's transaction was opened (it may be lost since) */
@@ -62,6 +63,10 @@ struct pg_store {
 	int64_t backoff_ms;	/* 0 until a PQreset failed */
 	char last_error[640];	/* why the last call failed, for the write probe */
 };
+
+/* pg_watch.c: other instances' route changes (store.h's store_watch_start). */
+struct store_watch *pg_watch_start(struct event_base *base, struct store *store);
+void pg_routes_changed(struct store *store);
 
 /* What a failing call was doing, for its one log line. */
 struct pg_context {

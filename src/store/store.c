@@ -28,11 +28,37 @@ store_generation(const struct store *store)
 	return __atomic_load_n(&store->shared->generation, __ATOMIC_ACQUIRE);
 }
 
-/* Move the generation: after a commit, so that a read that sees it sees the change. */
+/*
+ * Move the generation: after a commit, so that a read that sees it sees the change;
+ * and tell the other processes on the database, if the backend has any.
+ */
 static void
 generation_bump(struct store *store)
 {
 	__atomic_add_fetch(&store->shared->generation, 1, __ATOMIC_RELEASE);
+	if (store->backend->routes_changed != NULL)
+		store->backend->routes_changed(store);
+}
+
+void
+store_generation_moved_elsewhere(struct store *store)
+{
+	__atomic_add_fetch(&store->shared->generation, 1, __ATOMIC_RELEASE);
+}
+
+struct store_watch *
+store_watch_start(struct event_base *base, struct store *store)
+{
+	if (store->backend->watch_start == NULL)
+		return NULL;
+	return store->backend->watch_start(base, store);
+}
+
+void
+store_watch_stop(struct store_watch *watch)
+{
+	if (watch != NULL)
+		watch->stop(watch);
 }
 
 /*

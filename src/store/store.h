@@ -69,6 +69,8 @@ struct store_options {
 };
 
 struct store;
+struct event_base;
+struct store_watch;
 
 struct store_registry_ops;
 struct store_ledger_ops;
@@ -109,6 +111,15 @@ struct store_backend {
 	const struct store_ledger_ops *ledger;		/* store_ledger.h */
 	const struct store_outbox_ops *outbox;		/* store_outbox.h */
 	const struct store_marks_ops *marks;		/* store_marks.h */
+
+	/*
+	 * Several processes on one database (NULL for a backend that has one process):
+	 * routes_changed tells the others that this connection committed a change of a
+	 * room's route (thread: connection); watch_start listens for what the others
+	 * tell, on the event loop (store_watch_start below).
+	 */
+	void (*routes_changed)(struct store *store);
+	struct store_watch *(*watch_start)(struct event_base *base, struct store *store);
 };
 
 /* What the connections to one database share: how to open them, the generation. */
@@ -152,6 +163,28 @@ void store_generation_move(struct store *store);
  * -1 with err saying what is wrong (never quoting a password). Any thread.
  */
 int store_postgresql_conninfo_check(const char *conninfo, char *err, size_t errlen);
+
+/*
+ * Changes of rooms' routes committed by other processes on the same database (other
+ * pushrelayd instances): a watch on the event loop moves the generation of store's
+ * database whenever another instance tells it committed one (PostgreSQL: LISTEN and
+ * NOTIFY on the channel pushrelay_routes), and once more each time it (re)connects,
+ * as it may have missed some meanwhile. It connects and reads without blocking the
+ * loop, and reconnects with a backoff when the server goes away. NULL when the
+ * backend has nothing to watch (SQLite: one process). Loop thread, after start-up's
+ * store calls; store must stay open until store_watch_stop(). NULL is ignored.
+ */
+/* What every backend's watch starts with: how it stops (and is freed). */
+struct store_watch {
+	void (*stop)(struct store_watch *watch);
+};
+struct store_watch *store_watch_start(struct event_base *base, struct store *store);
+void store_watch_stop(struct store_watch *watch);
+/*
+ * Another process changed a route: move the generation, and tell nobody. Any thread
+ * (the backend's watch calls it).
+ */
+void store_generation_moved_elsewhere(struct store *store);
 
 /*
  * Open a store with the named backend ("sqlite", "postgresql"); err says why on

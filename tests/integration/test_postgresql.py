@@ -4,13 +4,16 @@ acknowledged write kept), the configuration's checks, the connection string's pa
 never in the log, and several daemons sharing one database."""
 
 import http.client
+import json
 import os
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fixtures  # noqa: E402
 import harness  # noqa: E402
+import mockctl  # noqa: E402
 from harness import DaemonTestCase, apns_device, apns_token, run_pushrelayd  # noqa: E402
 
 harness.use_store("postgresql")
@@ -180,6 +183,87 @@ class SharedDatabaseTest(DaemonTestCase):
         # Both migrated the same database once: one version row.
         self.assertEqual(a.query("SELECT count(*) AS n FROM pushrelay_schema")[0]["n"], 1)
         self.assertEqual(a.schema_version(), 5)
+
+
+class RouteCacheAcrossInstancesTest(DaemonTestCase):
+    """A membership written through one instance routes the next message another
+    instance handles, although that one had the room's route cached."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs, cls.tmp = mockctl.module_certs("pushrelay-pg-routes-")
+
+    def test_a_member_added_through_a_routes_the_next_message_handled_by_b(self):
+        mock = fixtures.apns_mock(self.certs)
+        self.addCleanup(mock.stop)
+        config = {"rooms": {"coalesce_window": "0"},
+                  **fixtures.apns_section(self.certs, mock.url(""))}
+        a = self.start_daemon(config)
+        b = self.start_daemon(dict(config, store={
+            "backend": "postgresql", "postgresql": a.option("store", "postgresql")}))
+        b.wait_for_log(lambda x: x.get("msg") ==
+                       "store watch listens for other instances' route changes")
+        tokens = {}
+        for client in ("bob", "carol"):
+            tokens[client] = apns_token()
+            body = dict(apns_device(client), app_id=fixtures.APP, token=tokens[client])
+            status, _, _, raw = a.request("PUT", "/v1/devices/" + client, body)
+            self.assertEqual(status, 201, raw)
+        for client in ("alice", "bob"):
+            status, _, _, raw = a.request("PUT", "/v1/rooms/r1/members/" + client)
+            self.assertEqual(status, 201, raw)
+
+        def post(daemon, mid):
+            status, _, _, raw = daemon.request("POST", "/v1/events", {"events": [
+                fixtures.message("r1", mid, "alice", "hello %s" % mid)]})
+            self.assertEqual(status, 202, raw)
+
+        def received(client):
+            return [r for r in mock.requests() if r["path"] == "/3/device/" + tokens[client]]
+
+        def wait(client, count):
+            deadline = time.monotonic() + 10
+            while len(received(client)) < count:
+                self.assertLess(time.monotonic(), deadline, "%s got %d of %d:\n%s" % (
+                    client, len(received(client)), count, b.log_text()))
+                time.sleep(0.02)
+
+        # B routes m1: r1's route (alice, bob) is in its cache now.
+        post(b, "m1")
+        wait("bob", 1)
+        # Carol joins through A; B's next message of r1 reaches her too.
+        status, _, _, raw = a.request("PUT", "/v1/rooms/r1/members/carol")
+        self.assertEqual(status, 201, raw)
+        # A's NOTIFY reaches B's watch a moment after A's commit: a message B routes
+        # from then on reaches Carol. Each try is a new message (a resend would be a
+        # duplicate); the first normally does.
+        tries = 0
+        deadline = time.monotonic() + 5
+        while not received("carol"):
+            self.assertLess(time.monotonic(), deadline, b.log_text())
+            post(b, "m2-%d" % tries)
+            tries += 1
+            end = time.monotonic() + 1
+            while not received("carol") and time.monotonic() < end:
+                time.sleep(0.02)
+        [first] = received("carol")
+        self.assertEqual(first["status"], 200)
+        self.assertEqual(json.loads(first["body"])["message_id"], "m2-%d" % (tries - 1))
+        wait("bob", 1 + tries)
+
+    def test_the_watch_comes_back_after_postgresql_restarts(self):
+        a = self.start_daemon()
+        a.wait_for_log(lambda x: x.get("msg") ==
+                       "store watch listens for other instances' route changes")
+        offset = a.log_offset()
+        port = a.pg.port
+        a.pg.stop()
+        a.wait_for_log(lambda x: x.get("msg") == "store watch lost PostgreSQL: other "
+                       "instances' route changes wait until it is back", since=offset,
+                       timeout=15)
+        a.pg.start(port)
+        a.wait_for_log(lambda x: x.get("msg") == "store watch is back: routes are read again",
+                       since=offset, timeout=30)
 
 
 if __name__ == "__main__":

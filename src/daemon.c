@@ -274,6 +274,7 @@ daemon_delivery_options(const struct config *config, struct delivery_options *op
 	options->retry_max_ms = config->delivery_retry_max_ms;
 	options->max_age_ms = config->delivery_max_age_ms;
 	options->queue_size = (size_t)config->delivery_queue_size;
+	options->apns_environment_fallback = config->delivery_apns_environment_fallback;
 }
 
 /* The router's settings from a configuration. */

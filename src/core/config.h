@@ -129,6 +129,7 @@ struct config {
 	/* [delivery] */
 	int delivery_queue_size;
 	int delivery_max_attempts;
+	int delivery_apns_environment_fallback;
 	int64_t delivery_retry_initial_ms;
 	int64_t delivery_retry_max_ms;
 	int64_t delivery_max_age_ms;

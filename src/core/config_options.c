@@ -167,6 +167,12 @@ const struct config_option config_options[] = {
 	  .default_value = "100000", .min = 100, .max = 10000000,
 	  .help = "Notifications waiting to be sent, at most; past it, POST /v1/push\n"
 	      "answers 503 with Retry-After." },
+	{ "delivery", "apns_environment_fallback", CONFIG_TYPE_BOOL,
+	  FIELD(delivery_apns_environment_fallback), .default_value = "yes", .reloadable = 1,
+	  .help = "An APNs token refused as BadDeviceToken in its environment (a\n"
+	      "development build's token registered as production, or the reverse) is\n"
+	      "tried once in the other; if that works, the device's environment is\n"
+	      "corrected in the registry and logged. no: the device is removed at once." },
 	{ "delivery", "max_attempts", CONFIG_TYPE_INTEGER, FIELD(delivery_max_attempts),
 	  .default_value = "5", .min = 1, .max = 100, .reloadable = 1,
 	  .help = "Sends of one notification to one device before it fails for good\n"

@@ -63,9 +63,11 @@ struct delivery_layer {
 	size_t success_count, success_capacity;
 	size_t queued, retrying, in_flight;
 	uint64_t sent, failed, token_removed, retries;
+	uint64_t environment_switches, environment_corrections;
 	uint64_t rng;
 	int running;
-	size_t token_jobs;			/* removals on the writer, not answered yet */
+	size_t token_jobs;			/* removals and environment corrections on the
+						 * writer, not answered yet */
 	int freed;				/* delivery_layer_free() came before they did */
 	/* Metrics: outcomes by platform and app, latency by platform. */
 	struct delivery_outcome_counts *outcomes;
@@ -778,6 +780,87 @@ delivery_token_gone(struct delivery *d, const struct provider_result *result)
 	store_writer_submit(d->layer->writer, token_remove_run, token_remove_done, job);
 }
 
+/* A device's environment to correct in the store, after it worked in the other one. */
+struct environment_job {
+	struct delivery_layer *layer;
+	char *device_id;
+	enum device_environment environment;
+	int64_t since;			/* the registration the delivery was made for */
+};
+
+static int
+environment_set_run(struct store *store, void *arg)
+{
+	struct environment_job *job = arg;
+
+	return store_device_set_environment(store, job->device_id, job->environment,
+	    job->since);
+}
+
+static void
+environment_set_done(int result, void *arg)
+{
+	struct environment_job *job = arg;
+	struct delivery_layer *layer = job->layer;
+
+	if (result == STORE_OK) {
+		layer->environment_corrections++;
+		log_info("apns device environment corrected", "device_id", job->device_id,
+		    "environment", model_environment_name(job->environment), NULL);
+	} else if (result == STORE_ENOTFOUND)
+		log_info("apns device environment not corrected: registered again since",
+		    "device_id", job->device_id, NULL);
+	free(job->device_id);
+	free(job);
+	if (--layer->token_jobs == 0 && layer->freed)
+		free(layer);
+}
+
+/*
+ * An APNs token refused as BadDeviceToken: try it once in the other environment (a
+ * sandbox build's token registered as production, or the reverse: the most common
+ * "sent but nothing arrives"). 1 if it goes again, 0 to treat it as gone.
+ */
+static int
+environment_fallback(struct delivery *d, const struct provider_result *result)
+{
+	struct delivery_layer *layer = d->layer;
+	enum device_environment other;
+
+	if (d->platform != DEVICE_PLATFORM_APNS || d->environment_switched ||
+	    !layer->options.apns_environment_fallback || !layer->running ||
+	    strcmp(result->reason, "BadDeviceToken") != 0)
+		return 0;
+	other = d->environment == DEVICE_ENVIRONMENT_PRODUCTION ?
+	    DEVICE_ENVIRONMENT_SANDBOX : DEVICE_ENVIRONMENT_PRODUCTION;
+	log_info("apns token refused in its environment: trying the other", "device_id",
+	    d->device_id, "from", model_environment_name(d->environment), "to",
+	    model_environment_name(other), NULL);
+	d->environment = other;
+	d->environment_switched = 1;
+	layer->environment_switches++;
+	enqueue(d);
+	return 1;
+}
+
+/* It worked in the other environment: the store's registration follows. */
+static void
+environment_correct(struct delivery *d)
+{
+	struct delivery_layer *layer = d->layer;
+	struct environment_job *job;
+
+	if (layer->writer == NULL)
+		return;
+	job = xcalloc(1, sizeof *job);
+	job->layer = layer;
+	job->device_id = xstrdup(d->device_id);
+	job->environment = d->environment;
+	job->since = d->registered_at;
+	layer->token_jobs++;
+	store_writer_submit(layer->writer, environment_set_run, environment_set_done, job);
+}
+
 /* Remember a success for the next batch write. */
 static void
 record_success(const struct delivery *d)
@@ -818,6 +901,8 @@ delivery_complete(struct delivery *d, const struct provider_result *result, void
 		layer->sent++;
 		count_outcome(d, DELIVERY_OUTCOME_SENT);
 		record_success(d);
+		if (d->environment_switched)
+			environment_correct(d);
 		/* A reason on success is informative, e.g. the log provider's dry run. */
 		delivery_set_state(d, DELIVERY_SENT,
 		    result->reason[0] != '\0' ? result->reason : NULL);
@@ -831,7 +916,8 @@ delivery_complete(struct delivery *d, const struct provider_result *result, void
 		delivery_retry(d, result);
 		break;
 	case PROVIDER_TOKEN_GONE:
-		delivery_token_gone(d, result);
+		if (!environment_fallback(d, result))
+			delivery_token_gone(d, result);
 		break;
 	case PROVIDER_REJECTED:
 	case PROVIDER_CONFIG:
@@ -860,4 +946,6 @@ delivery_get_stats(const struct delivery_layer *layer, struct delivery_stats *st
 	stats->failed = layer->failed;
 	stats->token_removed = layer->token_removed;
 	stats->retries = layer->retries;
+	stats->environment_switches = layer->environment_switches;
+	stats->environment_corrections = layer->environment_corrections;
 }

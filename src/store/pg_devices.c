@@ -28,6 +28,7 @@ enum devices_stmt_id {
 	STMT_DEVICE_MARK_SUCCESS,
 	STMT_DEVICE_MARK_ERROR,
 	STMT_DEVICE_REMOVE_TOKEN,
+	STMT_DEVICE_SET_ENVIRONMENT,
 	STMT_TARGETS_DEVICE,
 	STMT_TARGETS_CLIENT,
 	STMT_TARGETS_ROOM,
@@ -81,6 +82,9 @@ static const char *const devices_sql[STMT_COUNT] = {
 	[STMT_DEVICE_REMOVE_TOKEN] =
 	    "DELETE FROM devices WHERE platform = $1 AND token = $2 AND updated_at <= $3"
 	    " RETURNING device_id",
+	[STMT_DEVICE_SET_ENVIRONMENT] =
+	    "UPDATE devices SET environment = $2 WHERE device_id = $1 AND platform = 'apns'"
+	    " AND updated_at <= $3",
 	[STMT_TARGETS_DEVICE] =
 	    "SELECT " PG_TARGET_COLUMNS " FROM devices d WHERE device_id = $1",
 	[STMT_TARGETS_CLIENT] =
@@ -425,6 +429,27 @@ pg_device_mark_error(struct store *store, const char *device_id, const char *rea
 	return error;
 }
 
+/* An APNs device's environment, corrected; see store_registry.h. */
+static int
+pg_device_set_environment(struct store *store, const char *device_id,
+    enum device_environment environment, int64_t unless_updated_after)
+{
+	struct pg_context ctx = { "device_set_environment", "device_id", device_id };
+	const char *name = sqlite_environment_name(environment);
+	struct pg_params params;
+	int error;
+
+	if (device_id == NULL || name == NULL)
+		return STORE_EINVAL;
+	pg_params_init(&params);
+	pg_param_text(&params, device_id);
+	pg_param_text(&params, name);
+	pg_param_int(&params, unless_updated_after);
+	error = write_one(store->data, &ctx, STMT_DEVICE_SET_ENVIRONMENT, &params, 1, NULL);
+	pg_params_clear(&params);
+	return error;
+}
+
 /*
  * Remove the device holding a token a provider rejected, unless it was registered
  * again after unless_updated_after. *removed (optional) is 1 if a device went, else 0
@@ -541,6 +566,7 @@ const struct store_registry_ops pg_registry_ops = {
 	.device_mark_success = pg_device_mark_success,
 	.device_mark_error = pg_device_mark_error,
 	.device_remove_token = pg_device_remove_token,
+	.device_set_environment = pg_device_set_environment,
 	.targets_add = pg_targets_add,
 	.devices_mark_success = pg_devices_mark_success,
 	.member_put = pg_member_put,

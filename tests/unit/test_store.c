@@ -772,6 +772,43 @@ test_device_remove_token_respects_unless_updated_after(void **state)
 	assert_int_equal(removed, 0);
 }
 
+/* An APNs device's environment, corrected unless it registered again since. */
+static void
+test_device_set_environment_respects_unless_updated_after(void **state)
+{
+	struct fixture *f = *state;
+	struct device got;
+	uint64_t generation;
+
+	put_device(f->store, "d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A, T0 + 100,
+	    STORE_PUT_CREATED);
+	put_device(f->store, "f1", "c1", DEVICE_PLATFORM_FCM, TOKEN_B, T0 + 100,
+	    STORE_PUT_CREATED);
+	/* Registered again after the delivery was made for it: left as it is. */
+	assert_int_equal(store_device_set_environment(f->store, "d1",
+	    DEVICE_ENVIRONMENT_SANDBOX, T0 + 99), STORE_ENOTFOUND);
+	assert_int_equal(store_device_get(f->store, "d1", &got), STORE_OK);
+	assert_int_equal(got.environment, DEVICE_ENVIRONMENT_PRODUCTION);
+	model_device_free(&got);
+	/* Corrected, and the generation moves: its deliveries go elsewhere now. */
+	generation = store_generation(f->store);
+	assert_int_equal(store_device_set_environment(f->store, "d1",
+	    DEVICE_ENVIRONMENT_SANDBOX, T0 + 100), STORE_OK);
+	assert_true(store_generation(f->store) > generation);
+	assert_int_equal(store_device_get(f->store, "d1", &got), STORE_OK);
+	assert_int_equal(got.environment, DEVICE_ENVIRONMENT_SANDBOX);
+	assert_int_equal(got.updated_at, T0 + 100);
+	assert_string_equal(got.token, TOKEN_A);
+	model_device_free(&got);
+	/* Only APNs devices have environments to correct; unknown ids are not found. */
+	assert_int_equal(store_device_set_environment(f->store, "f1",
+	    DEVICE_ENVIRONMENT_SANDBOX, INT64_MAX), STORE_ENOTFOUND);
+	assert_int_equal(store_device_set_environment(f->store, "nope",
+	    DEVICE_ENVIRONMENT_SANDBOX, INT64_MAX), STORE_ENOTFOUND);
+	assert_int_equal(store_device_set_environment(f->store, NULL,
+	    DEVICE_ENVIRONMENT_SANDBOX, INT64_MAX), STORE_EINVAL);
+}
+
 static void
 test_member_put_creates_then_keeps_existing(void **state)
 {
@@ -1556,6 +1593,7 @@ main(void)
 		STORE_TEST(test_device_mark_error_sets_reason_and_time),
 		STORE_TEST(test_device_mark_on_missing_device_is_enotfound),
 		STORE_TEST(test_device_remove_token_respects_unless_updated_after),
+		STORE_TEST(test_device_set_environment_respects_unless_updated_after),
 		STORE_TEST(test_member_put_creates_then_keeps_existing),
 		STORE_TEST(test_generation_moves_only_when_memberships_change),
 		STORE_TEST(test_generation_holds_for_a_new_device_of_a_client_in_no_room),

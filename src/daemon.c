@@ -585,6 +585,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	api_options.max_connections = (size_t)d->config.max_connections;
 	api_options.max_connections_per_peer = (size_t)d->config.max_connections_per_peer;
 	api_options.metrics_public = d->config.metrics_public;
+	api_options.access_log = d->config.api_access_log;
 	d->api = api_new(d->base, &api_options, d->writer, d->api_reader, keys, err, errlen);
 	if (d->api == NULL) {
 		apikey_free(keys);

@@ -115,7 +115,8 @@ struct config {
 	int64_t header_timeout_ms;
 	int max_connections;
 	int max_connections_per_peer;
-	int metrics_public;		/* GET /metrics without an API key */
+	int metrics_public;
+	int api_access_log;		/* GET /metrics without an API key */
 
 	/* [store] */
 	char *store_backend;

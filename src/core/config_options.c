@@ -121,6 +121,11 @@ const struct config_option config_options[] = {
 	  .default_value = "1024", .min = 1, .max = 1000000,
 	  .help = "Connections open at once from one IP address; past it a new one is\n"
 	      "closed at once. The unix socket counts only towards max_connections." },
+	{ "api", "access_log", CONFIG_TYPE_BOOL, FIELD(api_access_log), .default_value = "yes",
+	  .help = "A line per request at info level: method, route template (no ids),\n"
+	      "status, duration, bytes and the API key's id (k- and 8 hex digits of its\n"
+	      "SHA-256, never the key). Refused keys are logged with the peer either way,\n"
+	      "10 a minute at most." },
 	{ "api", "metrics_public", CONFIG_TYPE_BOOL, FIELD(metrics_public),
 	  .default_value = "yes",
 	  .help = "Serve GET /metrics without an API key (for a Prometheus scraper that\n"

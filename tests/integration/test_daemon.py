@@ -1,5 +1,6 @@
 """pushrelayd as a process: command line, config check, key file, signals, health, sockets."""
 
+import hashlib
 import json
 import os
 import re
@@ -127,6 +128,57 @@ class CredentialCheckTest(DaemonTestCase):
         [cannot] = d.find_log(lambda f: f.get("msg") == "cannot start")
         self.assertTrue(cannot["error"].startswith("%s:%d: " % (d.config_path, ids)),
                         cannot["error"])
+
+
+class AccessLogTest(DaemonTestCase):
+    """One line per API request at info: method, route template, status, duration,
+    bytes, the key's id; never the key, nor the ids of the path. Refused keys are logged
+    with the peer, ten a minute at most."""
+
+    def test_each_request_has_a_line_with_the_keys_id_and_the_route_not_the_path(self):
+        d = self.start_daemon()
+        offset = d.log_offset()
+        status, headers, _, raw = d.request("PUT", "/v1/devices/secret-device-7",
+                                            apns_device("alice"))
+        self.assertEqual(status, 201, raw)
+        line = d.wait_for_log(lambda f: f.get("msg") == "api request" and
+                              f.get("method") == "PUT", since=offset)
+        key_id = "k-" + hashlib.sha256(d.key.encode()).hexdigest()[:8]
+        self.assertEqual((line["route"], line["status"], line["bytes"], line["key"]),
+                         ("/v1/devices/{device_id}", "201", str(len(raw)), key_id))
+        self.assertGreaterEqual(int(line["duration_ms"]), 0)
+        self.assertEqual(line["level"], "info")
+        self.assertNotIn("secret-device-7", line["_line"])
+        self.assertFalse(d.secret_in_log(d.key))
+        # A public route: no key.
+        self.assertEqual(d.request("GET", "/healthz", key=None)[0], 200)
+        line = d.wait_for_log(lambda f: f.get("msg") == "api request" and
+                              f.get("route") == "/healthz", since=offset)
+        self.assertEqual((line["status"], line["key"]), ("200", "-"))
+
+    def test_refused_keys_are_logged_with_the_peer_ten_a_minute(self):
+        d = self.start_daemon()
+        offset = d.log_offset()
+        wrong = "w" * 40
+        for _ in range(15):
+            status = d.request("GET", "/v1/devices/x", key=wrong)[0]
+            self.assertEqual(status, 401)
+        d.wait_for_log(lambda f: f.get("msg") == "api request" and f.get("status") == "401"
+                       and f.get("key") == "-", since=offset)
+        refused = d.find_log(lambda f: f.get("msg") == "api key refused", since=offset)
+        self.assertEqual(len(refused), 10)
+        self.assertEqual((refused[0]["peer"], refused[0]["level"], refused[0]["route"]),
+                         ("127.0.0.1", "warn", "/v1/devices/{device_id}"))
+        self.assertFalse(d.secret_in_log(wrong))
+
+    def test_access_log_off_leaves_only_refusals(self):
+        d = self.start_daemon({"api": {"access_log": "no"}})
+        offset = d.log_offset()
+        self.assertEqual(d.request("PUT", "/v1/devices/d1", apns_device("a"))[0], 201)
+        self.assertEqual(d.request("GET", "/v1/devices/d1", key="w" * 40)[0], 401)
+        d.wait_for_log(lambda f: f.get("msg") == "api key refused", since=offset)
+        self.assertEqual(d.find_log(lambda f: f.get("msg") == "api request", since=offset),
+                         [])
 
 
 class ConfigCheckTest(DaemonTestCase):

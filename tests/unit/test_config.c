@@ -25,7 +25,7 @@
 #include "store.h"
 
 /* Options of the plain sections, and of each kind of named section. */
-#define OPTION_COUNT 58
+#define OPTION_COUNT 59
 #define APNS_OPTION_COUNT 17
 #define FCM_OPTION_COUNT 7
 

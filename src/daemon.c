@@ -49,6 +49,7 @@ struct daemon {
 	struct config config;
 	const char *config_path;
 	struct store *store;		/* start-up only: the threads open theirs from it */
+	struct store_watch *store_watch;	/* other instances' route changes, or NULL */
 	struct store_writer *writer;	/* writes off the loop, group-committed */
 	struct store_writer *reader;	/* routing reads, on another: never behind writes */
 	struct store_writer *api_reader;	/* the API's reads, on a third */
@@ -292,6 +293,7 @@ daemon_delivery_options(const struct config *config, struct delivery_options *op
 	options->retry_max_ms = config->delivery_retry_max_ms;
 	options->max_age_ms = config->delivery_max_age_ms;
 	options->queue_size = (size_t)config->delivery_queue_size;
+	options->apns_environment_fallback = config->delivery_apns_environment_fallback;
 }
 
 /* The router's settings from a configuration. */
@@ -380,16 +382,59 @@ daemon_start_rooms(struct daemon *d, char *err, size_t errlen)
 	return 0;
 }
 
+/* The platforms' providers whose credentials a configuration may hold. */
+static const struct provider_ops *const daemon_real_providers[] = {
+	&provider_apns_ops, &provider_fcm_ops,
+};
+
+size_t
+daemon_check_credentials(const struct config *config, provider_problem_fn *problem, void *arg)
+{
+	size_t problems = 0;
+
+	for (size_t p = 0; p < 2; p++) {
+		if (daemon_real_providers[p]->check_offline != NULL)
+			problems += daemon_real_providers[p]->check_offline(config, problem, arg);
+	}
+	return problems;
+}
+
+/* What the start-up check says of a problem: logged, the first kept for the error. */
+struct start_problems {
+	const char *path;
+	char first[512];
+};
+
+static void
+daemon_start_problem(int line, const char *message, void *arg)
+{
+	struct start_problems *sp = arg;
+	char where[32];
+
+	snprintf(where, sizeof where, "%d", line);
+	log_error("credentials refused", "file", sp->path, "line", where, "error", message, NULL);
+	if (sp->first[0] == '\0')
+		snprintf(sp->first, sizeof sp->first, "%s:%d: %s", sp->path, line, message);
+}
+
 /* Create the provider of each platform: real credentials, or the log provider. */
 static int
 daemon_start_providers(struct daemon *d, char *err, size_t errlen)
 {
+	struct start_problems sp = { d->config.path != NULL ? d->config.path : "-", "" };
+	size_t problems;
+
+	/* What pushrelayd -t says, refused the same way: not a restart loop of failures. */
+	if ((problems = daemon_check_credentials(&d->config, daemon_start_problem, &sp)) > 0) {
+		snprintf(err, errlen, "%s%s", sp.first, problems > 1 ? " (and more: see above)" :
+		    "");
+		return -1;
+	}
 	static const char *const names[] = { "apns", "fcm" };
 	size_t counts[2] = { d->config.apns_app_count, d->config.fcm_app_count };
-	const struct provider_ops *real[2] = { &provider_apns_ops, &provider_fcm_ops };
 
 	for (int p = 0; p < 2; p++) {
-		d->provider_ops[p] = counts[p] > 0 ? real[p] : &provider_log_ops;
+		d->provider_ops[p] = counts[p] > 0 ? daemon_real_providers[p] : &provider_log_ops;
 		d->providers[p] = d->provider_ops[p]->create(d->base, &d->config, err, errlen);
 		if (d->providers[p] == NULL)
 			return -1;
@@ -534,6 +579,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	store_options->busy_timeout_ms = (int)d->config.store_busy_timeout_ms;
 	store_options->cache_size = d->config.store_cache_size;
 	store_options->checkpoint_size = d->config.store_checkpoint_size;
+	store_options->conninfo = d->config.store_postgresql;
 	rc = store_open(d->config.store_backend, store_options, &d->store, err, errlen);
 	if (rc != 0) {
 		apikey_free(keys);
@@ -552,6 +598,8 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		return -1;
 	}
 	store_writer_name(d->api_reader, "api-store");
+	/* Several instances on one database: their route changes reach our cache. */
+	d->store_watch = store_watch_start(d->base, d->store);
 	d->feedback = feedback_new(d->base, &d->config);
 	{
 		struct delivery_options options;
@@ -578,6 +626,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	api_options.max_connections = (size_t)d->config.max_connections;
 	api_options.max_connections_per_peer = (size_t)d->config.max_connections_per_peer;
 	api_options.metrics_public = d->config.metrics_public;
+	api_options.access_log = d->config.api_access_log;
 	d->api = api_new(d->base, &api_options, d->writer, d->api_reader, keys, err, errlen);
 	if (d->api == NULL) {
 		apikey_free(keys);
@@ -659,6 +708,7 @@ daemon_cleanup(struct daemon *d)
 		feedback_free(d->feedback);
 	store_writer_stop(d->reader);
 	store_writer_stop(d->writer);
+	store_watch_stop(d->store_watch);
 	if (d->store != NULL)
 		store_close(d->store);
 	config_free(&d->config);

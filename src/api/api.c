@@ -23,6 +23,7 @@
 #include "api_conn.h"
 #include "ably_keys.h"
 #include "apikey.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "store.h"
@@ -110,6 +111,10 @@ struct api {
 	char *unix_socket;
 	struct api_conns *conns;	/* the connection guard */
 	int metrics_public;
+	int access_log;
+	/* Refused keys are logged with the peer, at most API_REFUSED_LOG_MAX a minute. */
+	int64_t refused_window_ms;
+	unsigned refused_logged, refused_suppressed;
 	size_t max_body_size;
 	size_t in_flight;
 	int closing;
@@ -267,17 +272,71 @@ api_get_request_counts(const struct api *api, const struct api_request_count **c
 	return api->request_count_len;
 }
 
-/* Send a response: status, optional buffer, access log line at debug. */
+/* API keys refused and logged, at most, in a minute; the rest are counted. */
+#define API_REFUSED_LOG_MAX 10
+
+/* A 401: who asked, rate-limited (a scan must not flood the log). */
+static void
+api_log_refused(struct api_request *r)
+{
+	struct api *api = r->api;
+	struct evhttp_connection *conn = evhttp_request_get_connection(r->req);
+	int64_t now = clock_monotonic_ms();
+	const char *peer = NULL;
+	char port[8], suppressed[16];
+	ev_uint16_t peer_port = 0;
+
+	if (now - api->refused_window_ms >= 60000) {
+		if (api->refused_suppressed > 0) {
+			snprintf(suppressed, sizeof suppressed, "%u", api->refused_suppressed);
+			log_warn("api keys refused, not logged one by one", "count", suppressed,
+			    NULL);
+		}
+		api->refused_window_ms = now;
+		api->refused_logged = api->refused_suppressed = 0;
+	}
+	if (api->refused_logged >= API_REFUSED_LOG_MAX) {
+		api->refused_suppressed++;
+		return;
+	}
+	api->refused_logged++;
+	if (conn != NULL)
+		evhttp_connection_get_peer(conn, (char **)&peer, &peer_port);
+	snprintf(port, sizeof port, "%u", (unsigned)peer_port);
+	log_warn("api key refused", "peer", peer != NULL && *peer != '\0' ? peer : "unix",
+	    "port", port, "method", method_name(r->method), "route",
+	    r->route != NULL ? r->route : "-", NULL);
+}
+
+/* Send a response: status, optional buffer, and the access log's line. */
 static void
 api_send(struct api_request *r, int status, struct evbuffer *body)
 {
 	struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
 	char code[8];
 
+	size_t bytes = body != NULL ? evbuffer_get_length(body) :
+	    evbuffer_get_length(evhttp_request_get_output_buffer(r->req));
+
 	api_count_request(r->api, r->route, method_name(r->method), status);
 	if (r->api->closing)
 		evhttp_add_header(headers, "Connection", "close");
+	if (status == 401)
+		api_log_refused(r);
 	evhttp_send_reply(r->req, status, status_reason(status), body);
+	if (r->api->access_log) {
+		char took[24], sent[24];
+
+		snprintf(code, sizeof code, "%d", status);
+		snprintf(took, sizeof took, "%lld",
+		    (long long)(clock_monotonic_ms() - r->started_ms));
+		snprintf(sent, sizeof sent, "%zu", bytes);
+		/* The route's template, not the path: ids stay out of the access log. */
+		log_info("api request", "method", method_name(r->method), "route",
+		    r->route != NULL ? r->route : "-", "status", code, "duration_ms", took,
+		    "bytes", sent, "key", r->key_id[0] != '\0' ? r->key_id : "-", NULL);
+	}
+	/* At debug, the path itself too (its ids). */
 	if (log_get_level() >= LOG_LEVEL_DEBUG) {
 		snprintf(code, sizeof code, "%d", status);
 		log_debug("request", "method", method_name(r->method), "path", r->path, "status",
@@ -598,16 +657,18 @@ api_route_public(const struct api *api, const struct api_route *route)
 
 /* Does "Bearer <key>" carry one of our keys? */
 static int
-api_key_good(struct api *api, const char *authorization)
+api_key_good(struct api *api, const char *authorization, char id[APIKEY_ID_SIZE])
 {
 	const char *h = authorization;
 
+	if (id != NULL)
+		id[0] = '\0';
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
 		return 0;
 	h += 7;
 	while (*h == ' ')
 		h++;
-	return *h != '\0' && apikey_check(api->keys, h, strlen(h));
+	return *h != '\0' && apikey_match(api->keys, h, strlen(h), id);
 }
 
 /*
@@ -625,7 +686,7 @@ api_access_path(struct api *api, enum evhttp_cmd_type method, const char *raw_pa
 	if (api_route_find(raw_path, method, &m) == 0)
 		public = api_route_public(api, m.route);
 	api_route_match_free(&m);
-	return public || api_key_good(api, authorization);
+	return public || api_key_good(api, authorization, NULL);
 }
 
 /* The connection guard's question, on the request target as evhttp will parse it. */
@@ -645,12 +706,12 @@ api_access_target(void *arg, enum evhttp_cmd_type method, const char *target,
 	return ok;
 }
 
-/* Does the request carry one of our API keys? */
+/* Does the request carry one of our API keys? Which one goes into id. */
 static int
-authorized(struct api *api, struct evhttp_request *req)
+authorized(struct api *api, struct evhttp_request *req, char id[APIKEY_ID_SIZE])
 {
 	return api_key_good(api, evhttp_find_header(evhttp_request_get_input_headers(req),
-	    "Authorization"));
+	    "Authorization"), id);
 }
 
 /* The name of the n-th {param} of a pattern, e.g. "device_id". */
@@ -789,6 +850,7 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	evhttp_request_set_on_complete_cb(req, api_request_complete, api);
 	memset(&r, 0, sizeof r);
 	memset(&m, 0, sizeof m);
+	r.started_ms = clock_monotonic_ms();
 	r.api = api;
 	r.req = req;
 	r.method = evhttp_request_get_command(req);
@@ -809,7 +871,7 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	refusal = api_conns_dispatched(api->conns, req, &bad_method);
 	if (api_route_find(raw_path != NULL && *raw_path != '\0' ? raw_path : "/", r.method,
 	    &m) != 0) {
-		if (refusal == API_CONN_OK && !authorized(api, req))
+		if (refusal == API_CONN_OK && !authorized(api, req, r.key_id))
 			refusal = API_CONN_UNAUTHORIZED;
 		if (refusal != API_CONN_OK)
 			api_reply_refusal(&r, refusal, bad_method);
@@ -824,7 +886,7 @@ api_dispatch(struct evhttp_request *req, void *arg)
 		goto done;
 	}
 	/* The same decision as the guard's, on the same match: public, or a good key. */
-	if (!api_route_public(api, route) && !authorized(api, req)) {
+	if (!api_route_public(api, route) && !authorized(api, req, r.key_id)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
 		    "Bearer realm=\"pushrelay\"");
 		api_reply_error(&r, 401, "unauthorized", NULL, "missing or invalid API key");
@@ -1007,6 +1069,7 @@ api_new(struct event_base *base, const struct api_options *options,
 	api->keys = keys;
 	api->max_body_size = options->max_body_size;
 	api->metrics_public = options->metrics_public;
+	api->access_log = options->access_log;
 	if ((api->http = evhttp_new(base)) == NULL)
 		fatalx("cannot create the HTTP server");
 	/*
@@ -1068,7 +1131,7 @@ api_set_ably(struct api *api, int enabled, struct ably_keys *keys,
 int
 api_request_authorized(struct api_request *r)
 {
-	return authorized(r->api, r->req);
+	return authorized(r->api, r->req, r->key_id);
 }
 
 void

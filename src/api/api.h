@@ -18,6 +18,7 @@
 #include <event2/http.h>
 #include <jansson.h>
 
+#include "apikey.h"
 #include "event.h"
 #include "model.h"
 
@@ -42,6 +43,7 @@ struct api_options {
 	size_t max_connections;
 	size_t max_connections_per_peer;
 	int metrics_public;		/* GET /metrics needs no key */
+	int access_log;			/* a line per request at info */
 };
 
 struct api;
@@ -67,6 +69,8 @@ struct api_request {
 	struct push_ledger *pushes;	/* POST/GET /v1/push; NULL: they answer 503 */
 	struct feedback *feedback;	/* GET /v1/feedback; NULL: it answers 503 */
 	const struct metrics *metrics;	/* GET /metrics, /v1/stats; NULL: API figures only */
+	int64_t started_ms;		/* monotonic: when dispatch began, for the access log */
+	char key_id[APIKEY_ID_SIZE];	/* the API key's id (apikey.h), "" when none */
 };
 
 typedef void api_handler_fn(struct api_request *r);

@@ -152,11 +152,14 @@ apikey_generate_file(const char *path, char *err, size_t errlen)
 }
 
 int
-apikey_check(const struct apikeys *keys, const char *presented, size_t len)
+apikey_match(const struct apikeys *keys, const char *presented, size_t len,
+    char id[APIKEY_ID_SIZE])
 {
 	unsigned char d[APIKEY_DIGEST_SIZE];
 	int match = 0;
 
+	if (id != NULL)
+		id[0] = '\0';
 	if (keys == NULL)
 		return 0;
 	if (digest(keys->sha256, presented, len, d) != 0) {
@@ -166,7 +169,17 @@ apikey_check(const struct apikeys *keys, const char *presented, size_t len)
 	/* Compare against every key, so the time does not tell which one matched. */
 	for (size_t i = 0; i < keys->count; i++)
 		match |= CRYPTO_memcmp(d, keys->digests[i], APIKEY_DIGEST_SIZE) == 0;
+	/* The presented key is the matched key: its digest names it. */
+	if (match && id != NULL)
+		snprintf(id, APIKEY_ID_SIZE, "k-%02x%02x%02x%02x", d[0], d[1], d[2], d[3]);
+	OPENSSL_cleanse(d, sizeof d);
 	return match;
+}
+
+int
+apikey_check(const struct apikeys *keys, const char *presented, size_t len)
+{
+	return apikey_match(keys, presented, len, NULL);
 }
 
 size_t

@@ -24,6 +24,11 @@ int apikey_load(const char *path, struct apikeys **out, char *err, size_t errlen
 int apikey_generate_file(const char *path, char *err, size_t errlen);
 /* 1 if the presented key is one of the keys, else 0; constant time per key. */
 int apikey_check(const struct apikeys *keys, const char *presented, size_t len);
+/* "k-" and the first 8 hex digits of a key's SHA-256: names a key in logs, not it. */
+#define APIKEY_ID_SIZE 11
+/* apikey_check, and the id of the key that matched written to id ("" if none). */
+int apikey_match(const struct apikeys *keys, const char *presented, size_t len,
+    char id[APIKEY_ID_SIZE]);
 size_t apikey_count(const struct apikeys *keys);
 void apikey_free(struct apikeys *keys);
 

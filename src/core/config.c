@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <ini.h>
 
@@ -259,6 +260,8 @@ named_open(struct config_parse *parse, const char *section)
 	named->line = parse->lineno;
 	named->set_on = xcalloc(config_option_count, sizeof *named->set_on);
 	named->index = kind_add(parse->config, kind, name);
+	*(int *)((char *)kind_instance(parse->config, kind, named->index) + kind->line_offset) =
+	    parse->lineno;
 }
 
 /* The named section being parsed, if section is one. */
@@ -468,6 +471,66 @@ parse_url(struct config_url *url, const char *text, enum config_url_kind kind,
 	return 0;
 }
 
+/* Does a no_proxy list ("*", or hosts and domains, comma- or space-separated) name host? */
+static int
+no_proxy_matches(const char *list, const char *host)
+{
+	size_t hostlen = strlen(host);
+
+	while (*list != '\0') {
+		size_t len = strcspn(list, ", \t");
+		const char *entry = list;
+
+		list += len;
+		list += strspn(list, ", \t");
+		if (len == 1 && entry[0] == '*')
+			return 1;
+		if (len > 0 && entry[0] == '.') {
+			entry++;
+			len--;
+		}
+		if (len == 0 || len > hostlen)
+			continue;
+		/* The host itself, or a name under it (".example.com" or "example.com"). */
+		if (strncasecmp(host + hostlen - len, entry, len) == 0 &&
+		    (hostlen == len || host[hostlen - len - 1] == '.'))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The proxy of a section: its proxy option, else the environment's https_proxy (or
+ * HTTPS_PROXY) unless no_proxy (or NO_PROXY) names host. 0, or -1 with err set.
+ */
+static int
+parse_proxy(struct config_url *url, const char *text, const char *host, const char *kind_name,
+    const char *name, const char *prefix, const char *colon, char *err, size_t errlen)
+{
+	const char *env, *no_proxy;
+
+	if (text != NULL && *text != '\0')
+		return parse_url(url, text, CONFIG_URL_PROXY, 1, kind_name, name, "proxy", prefix,
+		    colon, err, errlen);
+	memset(url, 0, sizeof *url);
+	if ((env = getenv("https_proxy")) == NULL || *env == '\0')
+		env = getenv("HTTPS_PROXY");
+	if (env == NULL || *env == '\0')
+		return 0;
+	if ((no_proxy = getenv("no_proxy")) == NULL || *no_proxy == '\0')
+		no_proxy = getenv("NO_PROXY");
+	if (no_proxy != NULL && no_proxy_matches(no_proxy, host))
+		return 0;
+	if (config_url_parse(url, env, CONFIG_URL_PROXY) != 0) {
+		snprintf(err, errlen, "%s%s[%s \"%s\"] no proxy set, and the environment's "
+		    "https_proxy is not %s", prefix, colon, kind_name, name,
+		    config_url_expected(CONFIG_URL_PROXY));
+		return -1;
+	}
+	url->from_environment = 1;
+	return 0;
+}
+
 /* Check an [apns] section's credentials and fill in its topic. */
 static int
 apns_app_resolve(struct config_apns_app *app, const char *prefix, const char *colon,
@@ -495,8 +558,8 @@ apns_app_resolve(struct config_apns_app *app, const char *prefix, const char *co
 	    "apns", app->name, "production_url", prefix, colon, err, errlen) != 0 ||
 	    parse_url(&app->sandbox_endpoint, app->sandbox_url, CONFIG_URL_ORIGIN, 0,
 	    "apns", app->name, "sandbox_url", prefix, colon, err, errlen) != 0 ||
-	    parse_url(&app->proxy_endpoint, app->proxy, CONFIG_URL_HOSTPORT, 1, "apns",
-	    app->name, "proxy", prefix, colon, err, errlen) != 0)
+	    parse_proxy(&app->proxy_endpoint, app->proxy, app->production_endpoint.host, "apns",
+	    app->name, prefix, colon, err, errlen) != 0)
 		return -1;
 	return 0;
 }
@@ -546,6 +609,24 @@ config_resolve(struct config *config, char *err, size_t errlen)
 		config->api_key_file_is_default = 0;
 	if (config->store_path == NULL)
 		config->store_path = path_join(config->state_dir, "pushrelay.db");
+	if (config->store_postgresql != NULL && *config->store_postgresql == '\0') {
+		free(config->store_postgresql);
+		config->store_postgresql = NULL;
+	}
+	if (strcmp(config->store_backend, "postgresql") == 0) {
+		char why[256];
+
+		if (config->store_postgresql == NULL) {
+			snprintf(err, errlen, "%s%s[store] backend = postgresql needs postgresql "
+			    "(a libpq connection string)", prefix, colon);
+			return -1;
+		}
+		if (store_postgresql_conninfo_check(config->store_postgresql, why,
+		    sizeof why) != 0) {
+			snprintf(err, errlen, "%s%s[store] postgresql: %s", prefix, colon, why);
+			return -1;
+		}
+	}
 
 	for (size_t i = 0; i < config->apns_app_count; i++) {
 		if (apns_app_resolve(&config->apns_apps[i], prefix, colon, err, errlen) != 0)
@@ -560,8 +641,8 @@ config_resolve(struct config *config, char *err, size_t errlen)
 		}
 		if (parse_url(&app->endpoint, app->url, CONFIG_URL_ORIGIN, 0, "fcm", app->name,
 		    "url", prefix, colon, err, errlen) != 0 ||
-		    parse_url(&app->proxy_endpoint, app->proxy, CONFIG_URL_HOSTPORT, 1, "fcm",
-		    app->name, "proxy", prefix, colon, err, errlen) != 0)
+		    parse_proxy(&app->proxy_endpoint, app->proxy, app->endpoint.host, "fcm",
+		    app->name, prefix, colon, err, errlen) != 0)
 			return -1;
 	}
 	/* The webhook's URL goes to libcurl whole: checked here, nothing kept. */

@@ -29,6 +29,7 @@
  */
 #define CONFIG_URL_HOST_SIZE 256
 #define CONFIG_URL_AUTHORITY_SIZE (CONFIG_URL_HOST_SIZE + 8)
+#define CONFIG_URL_USER_SIZE 256
 
 struct config_url {
 	char scheme[8];			/* "https" or "http"; "" when there is none */
@@ -36,6 +37,10 @@ struct config_url {
 	unsigned int port;		/* as written, else the scheme's default */
 	char authority[CONFIG_URL_AUTHORITY_SIZE];	/* :authority and Host: host,
 					 * [IPv6], and ":port" unless the default */
+	/* A proxy's credentials from its URL, decoded; "" when none. Secrets. */
+	char user[CONFIG_URL_USER_SIZE];
+	char password[CONFIG_URL_USER_SIZE];
+	int from_environment;		/* a proxy taken from https_proxy */
 };
 
 /* What config_url_parse() accepts. */
@@ -43,7 +48,7 @@ enum config_url_kind {
 	CONFIG_URL_ORIGIN,	/* https://host[:port] and nothing more: APNs, FCM */
 	CONFIG_URL_HTTPS,	/* https://host[:port]/any/path?query: an OAuth token URI */
 	CONFIG_URL_HTTP,	/* the same with http:// too: the feedback webhook */
-	CONFIG_URL_HOSTPORT,	/* host:port, no scheme, the port required: a proxy */
+	CONFIG_URL_PROXY,	/* [http://][user[:password]@]host:port, the port required */
 };
 
 enum config_apns_auth {
@@ -54,6 +59,7 @@ enum config_apns_auth {
 /* One [apns "APP_ID"] section: an iOS app, by the app_id its devices register with. */
 struct config_apns_app {
 	char *name;			/* the section's name: the app_id */
+	int line;			/* its header's line in the file, for messages */
 	char *topic;			/* apns-topic; resolved: never NULL */
 	enum config_apns_auth auth;
 	char *key_file;			/* token auth: the .p8 key */
@@ -70,7 +76,8 @@ struct config_apns_app {
 	struct config_url production_endpoint;	/* production_url, parsed */
 	struct config_url sandbox_endpoint;	/* sandbox_url, parsed */
 	struct config_url proxy_endpoint;	/* proxy, parsed; host "" for none */
-	int connections;
+	int connections;		/* at most, opened as load needs them */
+	int64_t connection_idle_ms;	/* a connection idle that long closes, but one */
 	int64_t token_refresh_ms;
 	int64_t request_timeout_ms;
 };
@@ -78,13 +85,15 @@ struct config_apns_app {
 /* One [fcm "APP_ID"] section: a Firebase project, by the app_id devices register with. */
 struct config_fcm_app {
 	char *name;
+	int line;			/* its header's line in the file, for messages */
 	char *service_account_file;	/* Google service-account JSON */
 	char *url;			/* https://host[:port] of the FCM v1 API */
 	char *ca_file;
 	char *proxy;
 	struct config_url endpoint;	/* url, parsed */
 	struct config_url proxy_endpoint;	/* proxy, parsed; host "" for none */
-	int connections;
+	int connections;		/* at most, opened as load needs them */
+	int64_t connection_idle_ms;	/* a connection idle that long closes, but one */
 	int64_t request_timeout_ms;
 };
 
@@ -107,11 +116,13 @@ struct config {
 	int64_t header_timeout_ms;
 	int max_connections;
 	int max_connections_per_peer;
-	int metrics_public;		/* GET /metrics without an API key */
+	int metrics_public;
+	int api_access_log;		/* GET /metrics without an API key */
 
 	/* [store] */
 	char *store_backend;
 	char *store_path;		/* resolved: never empty after config_load */
+	char *store_postgresql;		/* libpq connection string; NULL when empty */
 	enum store_sync store_sync;
 	int64_t store_busy_timeout_ms;
 	size_t store_cache_size;	/* bytes per connection */
@@ -120,6 +131,7 @@ struct config {
 	/* [delivery] */
 	int delivery_queue_size;
 	int delivery_max_attempts;
+	int delivery_apns_environment_fallback;
 	int64_t delivery_retry_initial_ms;
 	int64_t delivery_retry_max_ms;
 	int64_t delivery_max_age_ms;

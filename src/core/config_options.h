@@ -43,6 +43,7 @@ struct config_kind {
 	size_t instance_size;
 	size_t array_offset;		/* the array's pointer in struct config */
 	size_t count_offset;		/* its length in struct config */
+	size_t line_offset;		/* the instance's int line (its header's) */
 	const char *example_name;	/* the instance the example file shows */
 	const char *help;
 };

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
 #include "config.h"
 
@@ -34,6 +35,54 @@ url_has(CURLU *handle, CURLUPart part)
 
 	curl_free(value);
 	return has;
+}
+
+/* Does text hold a control byte (a decoded CR or LF would end up in a header)? */
+static int
+has_control(const char *text)
+{
+	for (; *text != '\0'; text++) {
+		if ((unsigned char)*text < 0x20 || *text == 0x7f)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * A proxy URL's user and password, decoded: none, a user alone, or both; 0, or -1
+ * for a password without a user, an empty user ("@host"), control bytes, or too long.
+ */
+static int
+url_credentials(struct config_url *url, CURLU *handle)
+{
+	char *user = url_part(handle, CURLUPART_USER, CURLU_URLDECODE);
+	char *password = url_part(handle, CURLUPART_PASSWORD, CURLU_URLDECODE);
+	int rv = -1;
+
+	/* libcurl refuses to decode some (control bytes): present, but not decoded. */
+	if ((user == NULL && url_has(handle, CURLUPART_USER)) ||
+	    (password == NULL && url_has(handle, CURLUPART_PASSWORD)))
+		goto out;
+	if (user == NULL && password == NULL) {
+		rv = 0;
+		goto out;
+	}
+	/* Basic authentication cannot carry a user with a colon (RFC 7617). */
+	if (user == NULL || *user == '\0' || has_control(user) || strchr(user, ':') != NULL ||
+	    (password != NULL && has_control(password)) ||
+	    snprintf(url->user, sizeof url->user, "%s", user) >= (int)sizeof url->user ||
+	    (password != NULL && snprintf(url->password, sizeof url->password, "%s",
+	    password) >= (int)sizeof url->password))
+		goto out;
+	rv = 0;
+out:
+	if (user != NULL)
+		OPENSSL_cleanse(user, strlen(user));
+	if (password != NULL)
+		OPENSSL_cleanse(password, strlen(password));
+	curl_free(user);
+	curl_free(password);
+	return rv;
 }
 
 /* Copy what curl_url() found into url; -1 if a part does not fit. */
@@ -84,9 +133,9 @@ config_url_parse(struct config_url *url, const char *text, enum config_url_kind 
 	memset(url, 0, sizeof *url);
 	if (text == NULL)
 		return -1;
-	if (kind == CONFIG_URL_HOSTPORT) {
-		/* No scheme may be written: curl_url() is given its default. */
-		if (strstr(text, "://") != NULL)
+	if (kind == CONFIG_URL_PROXY) {
+		/* http:// or no scheme (curl_url() is given its default). */
+		if (strstr(text, "://") != NULL && strncmp(text, "http://", 7) != 0)
 			return -1;
 		flags |= CURLU_DEFAULT_SCHEME;
 	}
@@ -98,21 +147,25 @@ config_url_parse(struct config_url *url, const char *text, enum config_url_kind 
 		goto out;
 	switch (kind) {
 	case CONFIG_URL_ORIGIN:
-	case CONFIG_URL_HOSTPORT:
 		if (url_has(handle, CURLUPART_USER) || url_has(handle, CURLUPART_PASSWORD) ||
 		    url_has(handle, CURLUPART_PATH) || url_has(handle, CURLUPART_QUERY) ||
 		    url_has(handle, CURLUPART_FRAGMENT))
+			goto out;
+		break;
+	case CONFIG_URL_PROXY:
+		if (url_has(handle, CURLUPART_PATH) || url_has(handle, CURLUPART_QUERY) ||
+		    url_has(handle, CURLUPART_FRAGMENT) || url_credentials(url, handle) != 0)
 			goto out;
 		break;
 	case CONFIG_URL_HTTPS:
 	case CONFIG_URL_HTTP:
 		break;
 	}
-	if (kind == CONFIG_URL_HOSTPORT && !url_has(handle, CURLUPART_PORT))
+	if (kind == CONFIG_URL_PROXY && !url_has(handle, CURLUPART_PORT))
 		goto out;
 	if (url_fill(url, handle) != 0)
 		goto out;
-	if (kind == CONFIG_URL_HOSTPORT)
+	if (kind == CONFIG_URL_PROXY)
 		url->scheme[0] = '\0';
 	else if (strcmp(url->scheme, "https") != 0 &&
 	    (kind != CONFIG_URL_HTTP || strcmp(url->scheme, "http") != 0))
@@ -135,8 +188,8 @@ config_url_expected(enum config_url_kind kind)
 		return "an https:// URL";
 	case CONFIG_URL_HTTP:
 		return "an http:// or https:// URL";
-	case CONFIG_URL_HOSTPORT:
-		return "host:port";
+	case CONFIG_URL_PROXY:
+		return "host:port, or http://user:password@host:port";
 	}
 	return "a URL";
 }

@@ -352,6 +352,12 @@ render_delivery(const struct metrics_snapshot *s, struct metrics_text *t)
 	    "Deliveries waiting for their retry time.", s->delivery.retrying);
 	single_uint(t, "pushrelay_deliveries_in_flight", METRICS_GAUGE,
 	    "Deliveries handed to a provider, not answered yet.", s->delivery.in_flight);
+	single_uint(t, "pushrelay_apns_environment_switches_total", METRICS_COUNTER,
+	    "APNs tokens refused as BadDeviceToken and tried in the other environment.",
+	    s->delivery.environment_switches);
+	single_uint(t, "pushrelay_apns_environment_corrections_total", METRICS_COUNTER,
+	    "Of those, devices whose environment was corrected in the store.",
+	    s->delivery.environment_corrections);
 	single_uint(t, "pushrelay_delivery_queue_free", METRICS_GAUGE,
 	    "Places left in the delivery queue ([delivery] queue_size).", s->delivery_free);
 }

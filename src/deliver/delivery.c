@@ -22,7 +22,19 @@
 #define DELIVERY_SUCCESS_PRECISION_MS (60 * 1000)
 #define PLATFORMS 2
 
-TAILQ_HEAD(delivery_queue, delivery);
+/*
+ * A flow: the deliveries of one content ready in one layer for one platform, in
+ * order. It exists while it has some, in its layer's round robin.
+ */
+struct delivery_flow {
+	struct delivery_layer *layer;
+	struct push_content *content;
+	int platform;
+	struct delivery_queue ready;
+	TAILQ_ENTRY(delivery_flow) entry;	/* in layer->flows[platform] */
+	struct delivery_flow *next;		/* the content's other flows */
+};
+TAILQ_HEAD(delivery_flows, delivery_flow);
 
 struct delivery_provider {
 	const struct provider_ops *ops;
@@ -36,7 +48,13 @@ struct delivery_layer {
 	struct delivery_provider providers[PLATFORMS];
 	struct feedback *feedback;
 	struct delivery_options options;
-	struct delivery_queue ready[PLATFORMS];	/* waiting for their provider */
+	/*
+	 * Deliveries waiting for their provider, by content: each turn of the round robin
+	 * hands one delivery of the first content to the provider and moves that content
+	 * to the end, so that a message to one device goes out after one delivery of each
+	 * fan-out ahead of it, not after all of them.
+	 */
+	struct delivery_flows flows[PLATFORMS];
 	struct delivery_queue waiting;		/* waiting for their retry time */
 	int blocked[PLATFORMS];			/* the provider said busy */
 	struct event *pump_event;
@@ -45,9 +63,11 @@ struct delivery_layer {
 	size_t success_count, success_capacity;
 	size_t queued, retrying, in_flight;
 	uint64_t sent, failed, token_removed, retries;
+	uint64_t environment_switches, environment_corrections;
 	uint64_t rng;
 	int running;
-	size_t token_jobs;			/* removals on the writer, not answered yet */
+	size_t token_jobs;			/* removals and environment corrections on the
+						 * writer, not answered yet */
 	int freed;				/* delivery_layer_free() came before they did */
 	/* Metrics: outcomes by platform and app, latency by platform. */
 	struct delivery_outcome_counts *outcomes;
@@ -292,6 +312,69 @@ delivery_abandon(struct delivery *d)
 }
 
 /* Run the pump from the loop, never from inside a caller's callback. */
+/* The delivery whose turn it is for platform p: the first of the first flow. */
+static struct delivery *
+ready_first(struct delivery_layer *layer, int p)
+{
+	struct delivery_flow *flow = TAILQ_FIRST(&layer->flows[p]);
+
+	return flow != NULL ? TAILQ_FIRST(&flow->ready) : NULL;
+}
+
+/* d's flow in its layer, made (at the end of the round robin) if it has none. */
+static struct delivery_flow *
+flow_of(struct delivery *d)
+{
+	struct delivery_layer *layer = d->layer;
+	struct push_content *c = d->content;
+	struct delivery_flow *flow;
+
+	for (flow = c->flows; flow != NULL; flow = flow->next) {
+		if (flow->layer == layer && flow->platform == (int)d->platform)
+			return flow;
+	}
+	flow = xcalloc(1, sizeof *flow);
+	flow->layer = layer;
+	flow->content = c;
+	flow->platform = (int)d->platform;
+	TAILQ_INIT(&flow->ready);
+	flow->next = c->flows;
+	c->flows = flow;
+	TAILQ_INSERT_TAIL(&layer->flows[flow->platform], flow, entry);
+	return flow;
+}
+
+/* Take d out of its flow; a flow left empty leaves the round robin and is freed. */
+static void
+ready_remove(struct delivery_layer *layer, struct delivery *d)
+{
+	struct delivery_flow *flow = d->flow, **link;
+
+	TAILQ_REMOVE(&flow->ready, d, entry);
+	d->flow = NULL;
+	if (!TAILQ_EMPTY(&flow->ready))
+		return;
+	TAILQ_REMOVE(&layer->flows[flow->platform], flow, entry);
+	for (link = &flow->content->flows; *link != flow; link = &(*link)->next)
+		;
+	*link = flow->next;
+	free(flow);
+}
+
+/* d (the first of the first flow) went to its provider: the flow's turn ends. */
+static void
+ready_take_turn(struct delivery_layer *layer, struct delivery *d)
+{
+	struct delivery_flow *flow = d->flow;
+
+	if (TAILQ_NEXT(d, entry) != NULL) {
+		/* Others of the content wait: to the end of the round robin. */
+		TAILQ_REMOVE(&layer->flows[flow->platform], flow, entry);
+		TAILQ_INSERT_TAIL(&layer->flows[flow->platform], flow, entry);
+	}
+	ready_remove(layer, d);
+}
+
 static void
 schedule_pump(struct delivery_layer *layer)
 {
@@ -311,7 +394,7 @@ delivery_pump(evutil_socket_t fd, short what, void *arg)
 		struct delivery *d;
 
 		layer->blocked[p] = 0;
-		while ((d = TAILQ_FIRST(&layer->ready[p])) != NULL) {
+		while ((d = ready_first(layer, p)) != NULL) {
 			const struct delivery_provider *provider = &layer->providers[p];
 			int rc;
 
@@ -322,7 +405,7 @@ delivery_pump(evutil_socket_t fd, short what, void *arg)
 				layer->blocked[p] = 1;
 				break;
 			}
-			TAILQ_REMOVE(&layer->ready[p], d, entry);
+			ready_take_turn(layer, d);
 			layer->queued--;
 			if (rc == PROVIDER_OK) {
 				layer->in_flight++;
@@ -364,7 +447,7 @@ delivery_layer_new(struct event_base *base, struct store *store, struct store_wr
 	layer->feedback = feedback;
 	layer->options = *options;
 	for (int p = 0; p < PLATFORMS; p++)
-		TAILQ_INIT(&layer->ready[p]);
+		TAILQ_INIT(&layer->flows[p]);
 	TAILQ_INIT(&layer->waiting);
 	if (RAND_bytes((unsigned char *)&layer->rng, sizeof layer->rng) != 1 || layer->rng == 0)
 		layer->rng = (uint64_t)clock_now_ms() | 1;
@@ -451,8 +534,8 @@ delivery_layer_free(struct delivery_layer *layer)
 	delivery_flush_successes(-1, 0, layer);
 	/* Queued and retrying deliveries stay queued in the store: a restart resumes them. */
 	for (int p = 0; p < PLATFORMS; p++) {
-		while ((d = TAILQ_FIRST(&layer->ready[p])) != NULL) {
-			TAILQ_REMOVE(&layer->ready[p], d, entry);
+		while ((d = ready_first(layer, p)) != NULL) {
+			ready_remove(layer, d);
 			delivery_abandon(d);
 		}
 	}
@@ -476,15 +559,22 @@ size_t
 delivery_cancel_content(struct delivery_layer *layer, const struct push_content *content,
     const char *reason)
 {
+	/* Held: failing its last delivery may drop the content. */
+	struct push_content *c = (struct push_content *)content;
+	struct delivery_flow *flow;
 	struct delivery *d, *next;
 	size_t cancelled = 0;
 
+	delivery_content_ref(c);
 	for (int p = 0; p < PLATFORMS; p++) {
-		for (d = TAILQ_FIRST(&layer->ready[p]); d != NULL; d = next) {
+		/* The content's flow in this layer: its ready deliveries are all in it. */
+		for (flow = c->flows; flow != NULL; flow = flow->next) {
+			if (flow->layer == layer && flow->platform == p)
+				break;
+		}
+		for (d = flow != NULL ? TAILQ_FIRST(&flow->ready) : NULL; d != NULL; d = next) {
 			next = TAILQ_NEXT(d, entry);
-			if (d->content != content)
-				continue;
-			TAILQ_REMOVE(&layer->ready[p], d, entry);
+			ready_remove(layer, d);
 			layer->queued--;
 			layer->failed++;
 			cancelled++;
@@ -504,6 +594,7 @@ delivery_cancel_content(struct delivery_layer *layer, const struct push_content 
 		count_outcome(d, DELIVERY_OUTCOME_CANCELLED);
 		delivery_set_state(d, DELIVERY_FAILED, reason);
 	}
+	delivery_content_unref(c);
 	return cancelled;
 }
 
@@ -515,14 +606,15 @@ delivery_room(const struct delivery_layer *layer)
 	return used >= layer->options.queue_size ? 0 : layer->options.queue_size - used;
 }
 
-/* Put a delivery at the end of its platform's ready queue. */
+/* Put a delivery at the end of its content's flow, and the flow in the round robin. */
 static void
 enqueue(struct delivery *d)
 {
 	struct delivery_layer *layer = d->layer;
 
 	d->state = DELIVERY_QUEUED;
-	TAILQ_INSERT_TAIL(&layer->ready[d->platform], d, entry);
+	d->flow = flow_of(d);
+	TAILQ_INSERT_TAIL(&d->flow->ready, d, entry);
 	layer->queued++;
 	if (!layer->blocked[d->platform])
 		schedule_pump(layer);
@@ -688,6 +780,87 @@ delivery_token_gone(struct delivery *d, const struct provider_result *result)
 	store_writer_submit(d->layer->writer, token_remove_run, token_remove_done, job);
 }
 
+/* A device's environment to correct in the store, after it worked in the other one. */
+struct environment_job {
+	struct delivery_layer *layer;
+	char *device_id;
+	enum device_environment environment;
+	int64_t since;			/* the registration the delivery was made for */
+};
+
+static int
+environment_set_run(struct store *store, void *arg)
+{
+	struct environment_job *job = arg;
+
+	return store_device_set_environment(store, job->device_id, job->environment,
+	    job->since);
+}
+
+static void
+environment_set_done(int result, void *arg)
+{
+	struct environment_job *job = arg;
+	struct delivery_layer *layer = job->layer;
+
+	if (result == STORE_OK) {
+		layer->environment_corrections++;
+		log_info("apns device environment corrected", "device_id", job->device_id,
+		    "environment", model_environment_name(job->environment), NULL);
+	} else if (result == STORE_ENOTFOUND)
+		log_info("apns device environment not corrected: registered again since",
+		    "device_id", job->device_id, NULL);
+	free(job->device_id);
+	free(job);
+	if (--layer->token_jobs == 0 && layer->freed)
+		free(layer);
+}
+
+/*
+ * An APNs token refused as BadDeviceToken: try it once in the other environment (a
+ * sandbox build's token registered as production, or the reverse: the most common
+ * "sent but nothing arrives"). 1 if it goes again, 0 to treat it as gone.
+ */
+static int
+environment_fallback(struct delivery *d, const struct provider_result *result)
+{
+	struct delivery_layer *layer = d->layer;
+	enum device_environment other;
+
+	if (d->platform != DEVICE_PLATFORM_APNS || d->environment_switched ||
+	    !layer->options.apns_environment_fallback || !layer->running ||
+	    strcmp(result->reason, "BadDeviceToken") != 0)
+		return 0;
+	other = d->environment == DEVICE_ENVIRONMENT_PRODUCTION ?
+	    DEVICE_ENVIRONMENT_SANDBOX : DEVICE_ENVIRONMENT_PRODUCTION;
+	log_info("apns token refused in its environment: trying the other", "device_id",
+	    d->device_id, "from", model_environment_name(d->environment), "to",
+	    model_environment_name(other), NULL);
+	d->environment = other;
+	d->environment_switched = 1;
+	layer->environment_switches++;
+	enqueue(d);
+	return 1;
+}
+
+/* It worked in the other environment: the store's registration follows. */
+static void
+environment_correct(struct delivery *d)
+{
+	struct delivery_layer *layer = d->layer;
+	struct environment_job *job;
+
+	if (layer->writer == NULL)
+		return;
+	job = xcalloc(1, sizeof *job);
+	job->layer = layer;
+	job->device_id = xstrdup(d->device_id);
+	job->environment = d->environment;
+	job->since = d->registered_at;
+	layer->token_jobs++;
+	store_writer_submit(layer->writer, environment_set_run, environment_set_done, job);
+}
+
 /* Remember a success for the next batch write. */
 static void
 record_success(const struct delivery *d)
@@ -728,6 +901,8 @@ delivery_complete(struct delivery *d, const struct provider_result *result, void
 		layer->sent++;
 		count_outcome(d, DELIVERY_OUTCOME_SENT);
 		record_success(d);
+		if (d->environment_switched)
+			environment_correct(d);
 		/* A reason on success is informative, e.g. the log provider's dry run. */
 		delivery_set_state(d, DELIVERY_SENT,
 		    result->reason[0] != '\0' ? result->reason : NULL);
@@ -741,7 +916,8 @@ delivery_complete(struct delivery *d, const struct provider_result *result, void
 		delivery_retry(d, result);
 		break;
 	case PROVIDER_TOKEN_GONE:
-		delivery_token_gone(d, result);
+		if (!environment_fallback(d, result))
+			delivery_token_gone(d, result);
 		break;
 	case PROVIDER_REJECTED:
 	case PROVIDER_CONFIG:
@@ -770,4 +946,6 @@ delivery_get_stats(const struct delivery_layer *layer, struct delivery_stats *st
 	stats->failed = layer->failed;
 	stats->token_removed = layer->token_removed;
 	stats->retries = layer->retries;
+	stats->environment_switches = layer->environment_switches;
+	stats->environment_corrections = layer->environment_corrections;
 }

@@ -18,10 +18,12 @@
  *				retry_max_ms, or the provider's Retry-After if longer; it
  *				fails once max_attempts are spent or the wait would pass
  *				max_age_ms from acceptance; while stopping, it is abandoned;
- *	PROVIDER_TOKEN_GONE	the registration is removed on the loop's store
- *				connection, unless it was registered again since (then the
- *				delivery fails and the device is kept), and a feedback
- *				event is emitted;
+ *	PROVIDER_TOKEN_GONE	the registration is removed by the store writer, unless it
+ *				was registered again since (then the delivery fails and the
+ *				device is kept), and a feedback event is emitted; but an APNs
+ *				BadDeviceToken is first tried once in the other environment
+ *				(apns_environment_fallback), and if that is sent, the
+ *				device's environment is corrected in the store and logged;
  *	PROVIDER_REJECTED,
  *	PROVIDER_CONFIG		logged (warning) and failed, without a retry.
  * A send() the provider refuses: PROVIDER_EBUSY keeps the delivery first in line, to
@@ -49,6 +51,10 @@
  * What every delivery of one notification shares: built once, reference counted (by
  * each delivery, and by whoever made it: push.c, router.c).
  */
+struct delivery;
+struct delivery_flow;
+TAILQ_HEAD(delivery_queue, delivery);
+
 struct push_content {
 	unsigned refcount;
 	struct notification notification;
@@ -60,6 +66,11 @@ struct push_content {
 	int fcm_built;
 	struct payload fcm;
 	int fcm_error;
+	/*
+	 * Private to delivery.c: the content's deliveries ready in each layer and for
+	 * each platform, each a flow of that layer's round robin while it has some.
+	 */
+	struct delivery_flow *flows;
 };
 
 /*
@@ -111,6 +122,8 @@ struct delivery {
 
 	/* Private to delivery.c. */
 	struct delivery_layer *layer;	/* the one it was made for */
+	struct delivery_flow *flow;	/* while it is ready: its content's flow */
+	int environment_switched;	/* sent to the other APNs environment */
 	TAILQ_ENTRY(delivery) entry;
 	enum delivery_state state;
 	struct event *retry_timer;
@@ -125,6 +138,11 @@ struct delivery_options {
 	int64_t retry_max_ms;
 	int64_t max_age_ms;
 	size_t queue_size;		/* what delivery_room() counts against */
+	/*
+	 * An APNs token refused as BadDeviceToken in its environment is tried once in
+	 * the other; if that works, the device's environment is corrected in the store.
+	 */
+	int apns_environment_fallback;
 };
 
 struct delivery_stats {
@@ -132,6 +150,8 @@ struct delivery_stats {
 	size_t retrying;		/* waiting for their retry time */
 	size_t in_flight;		/* with a provider */
 	uint64_t sent, failed, token_removed, retries;
+	uint64_t environment_switches;	/* APNs tokens tried in the other environment */
+	uint64_t environment_corrections;	/* of those, devices corrected in the store */
 };
 
 struct event_base;

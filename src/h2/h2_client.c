@@ -29,6 +29,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 
 #include "h2_client.h"
@@ -74,6 +75,7 @@ struct h2_client {
 
 	struct h2_exchange_list streams;
 	unsigned nstreams;		/* exchanges with a stream, completed ones too */
+	uint64_t idle_since;		/* h2_now_ms() when nstreams last fell to 0 */
 	uint32_t max_streams;		/* min(server's limit, our cap) */
 	int32_t last_sent_id;		/* last request HEADERS serialized */
 	int32_t goaway_last_id;
@@ -152,7 +154,8 @@ static void
 client_detach(struct h2_client *c, struct h2_exchange *ex)
 {
 	TAILQ_REMOVE(&c->streams, ex, entry);
-	c->nstreams--;
+	if (--c->nstreams == 0)
+		c->idle_since = h2_now_ms();
 	c->slots_changed = 1;
 }
 
@@ -240,6 +243,7 @@ client_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void 
 		if (c->state == H2_CLIENT_SETTINGS) {
 			c->state = H2_CLIENT_READY;
 			c->ever_ready = 1;
+			c->idle_since = h2_now_ms();
 			evtimer_del(c->timer_ev);
 			timer_add_ms(c->timer_ev, (uint64_t)c->opt.ping_idle_ms);
 			c->opt.events->ready(c, c->opt.arg);
@@ -747,7 +751,8 @@ static void
 client_connect_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct h2_client *c = arg;
-	char request[600];
+	/* The CONNECT line and Host (2 x 264), and a Basic authorization of two 255s. */
+	char request[1536];
 	socklen_t len = sizeof(int);
 	int error = 0, n;
 
@@ -761,14 +766,19 @@ client_connect_cb(evutil_socket_t fd, short what, void *arg)
 		client_start_tls(c);
 		return;
 	}
-	n = snprintf(request, sizeof request, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n",
-	    c->opt.proxy_target, c->opt.proxy_target);
+	n = snprintf(request, sizeof request, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n",
+	    c->opt.proxy_target, c->opt.proxy_target,
+	    c->opt.proxy_authorization != NULL ? "Proxy-Authorization: " : "",
+	    c->opt.proxy_authorization != NULL ? c->opt.proxy_authorization : "",
+	    c->opt.proxy_authorization != NULL ? "\r\n" : "");
 	/* A few hundred bytes always fit an empty socket buffer. */
 	if (n <= 0 || (size_t)n >= sizeof request ||
 	    send(fd, request, (size_t)n, MSG_NOSIGNAL) != n) {
+		OPENSSL_cleanse(request, sizeof request);
 		client_teardown(c, H2_EPROXY, "cannot send CONNECT to the proxy");
 		return;
 	}
+	OPENSSL_cleanse(request, sizeof request);	/* it may hold the proxy's password */
 	c->state = H2_CLIENT_PROXY;
 	event_free(c->io_ev);
 	c->io_ev = event_new(c->opt.base, fd, EV_READ | EV_PERSIST, client_proxy_read_cb, c);
@@ -917,6 +927,13 @@ int
 h2_client_was_ready(const struct h2_client *c)
 {
 	return c->ever_ready;
+}
+
+/* Since when the connection has had no stream (h2_now_ms()); 0 while it has some. */
+uint64_t
+h2_client_idle_since(const struct h2_client *c)
+{
+	return c->nstreams == 0 ? c->idle_since : 0;
 }
 
 /* Streams open, cancelled ones still closing included. */

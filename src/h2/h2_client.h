@@ -142,6 +142,7 @@ struct h2_client_options {
 	socklen_t addrlen;
 	const char *server_name;	/* SNI and the certificate name to check */
 	const char *proxy_target;	/* "host:port" to CONNECT to, or NULL */
+	const char *proxy_authorization; /* Proxy-Authorization of the CONNECT, or NULL */
 	const char *endpoint;		/* for logs */
 	int connect_timeout_ms;		/* TCP + proxy + TLS + first SETTINGS */
 	int ping_idle_ms;		/* PING after this long without reading */
@@ -163,6 +164,8 @@ int h2_client_is_accepting(const struct h2_client *client);
 int h2_client_is_ready(const struct h2_client *client);
 int h2_client_was_ready(const struct h2_client *client);
 unsigned h2_client_streams(const struct h2_client *client);
+/* h2_now_ms() when the last stream ended (or it became ready); 0 while streams are open. */
+uint64_t h2_client_idle_since(const struct h2_client *client);
 uint64_t h2_client_responses(const struct h2_client *client);
 uint32_t h2_client_max_streams(const struct h2_client *client);
 

@@ -11,6 +11,8 @@
 
 #include <event2/event.h>
 
+#include <openssl/crypto.h>
+
 #include "h2_pool.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -32,6 +34,7 @@ struct h2_pool {
 	char *authority;
 	size_t authority_len;
 	char *proxy_target;		/* "host:port" for CONNECT */
+	char *proxy_authorization;	/* its Proxy-Authorization, or NULL: a secret */
 	char *endpoint;
 	SSL_CTX *ssl_ctx;
 
@@ -56,6 +59,7 @@ struct h2_pool {
 	int dispatch_pending;
 	struct event *backoff_ev;
 	int backoff_pending;
+	struct event *idle_ev;		/* closes connections idle for idle_close_ms */
 	unsigned connect_failures;
 	int last_error;			/* last failed connect, 0 once one succeeds */
 	char last_reason[192];
@@ -73,6 +77,15 @@ struct h2_pool {
 };
 
 static const struct h2_client_events pool_client_events;
+
+/* Wipe and free a secret string (NULL is fine). */
+static void
+pool_secret_free(char *secret)
+{
+	if (secret != NULL)
+		OPENSSL_cleanse(secret, strlen(secret));
+	free(secret);
+}
 
 static void pool_dispatch(struct h2_pool *);
 
@@ -297,6 +310,7 @@ pool_connect(struct h2_pool *pool)
 	co.addrlen = pool->addrlens[i];
 	co.server_name = pool->server_name;
 	co.proxy_target = pool->proxy_target;
+	co.proxy_authorization = pool->proxy_authorization;
 	co.endpoint = pool->endpoint;
 	co.connect_timeout_ms = pool->opt.connect_timeout_ms;
 	co.ping_idle_ms = pool->opt.ping_idle_ms;
@@ -313,23 +327,65 @@ pool_connect(struct h2_pool *pool)
 	log_debug("h2 connecting", "endpoint", pool->endpoint, NULL);
 }
 
-/* Open a connection if queued requests need one and none is on its way. */
+/*
+ * Open connections while requests wait for a stream: one connect at a time, or one
+ * for each connection's worth of waiting requests (max_streams_per_connection) when
+ * more wait, so that a burst reaches the cap in one round trip, not one per
+ * connection. Never more than max_connections.
+ */
 static void
 pool_maybe_connect(struct h2_pool *pool)
 {
-	unsigned i, accepting = 0;
+	unsigned i, accepting = 0, connecting = 0, want;
 
 	if (pool->queued == 0 || pool->backoff_pending || pool->state == H2_POOL_FREEING)
 		return;
 	for (i = 0; i < pool->nclients; i++) {
 		if (!h2_client_is_accepting(pool->clients[i]))
 			continue;
+		accepting++;
 		if (!h2_client_is_ready(pool->clients[i]))
-			return;		/* one connect at a time */
+			connecting++;
+	}
+	want = 1 + (pool->queued - 1) / pool->opt.max_streams_per_connection;
+	for (; connecting < want && accepting < pool->opt.max_connections; connecting++) {
+		pool_connect(pool);
 		accepting++;
 	}
-	if (accepting < pool->opt.max_connections)
-		pool_connect(pool);
+}
+
+/*
+ * Close the connections that had no stream for idle_close_ms, all but one: what a
+ * burst opened goes once it is over, and the next request still finds a connection.
+ * The last ones opened go first (requests fill the first connections first).
+ */
+static void
+pool_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2_pool *pool = arg;
+	uint64_t now = h2_now_ms(), since;
+	unsigned i, open = 0;
+	char idle_ms[24];
+
+	for (i = 0; i < pool->nclients; i++) {
+		if (h2_client_is_accepting(pool->clients[i]) && h2_client_is_ready(pool->clients[i]))
+			open++;
+	}
+	for (i = pool->nclients; i-- > 0 && open > 1;) {
+		struct h2_client *client = pool->clients[i];
+
+		if (!h2_client_is_accepting(client) || !h2_client_is_ready(client))
+			continue;
+		since = h2_client_idle_since(client);
+		if (since == 0 || now - since < (uint64_t)pool->opt.idle_close_ms)
+			continue;
+		snprintf(idle_ms, sizeof idle_ms, "%llu", (unsigned long long)(now - since));
+		log_info("h2 connection idle: closing", "endpoint", pool->endpoint, "idle_ms",
+		    idle_ms, NULL);
+		pool->stats.connections_closed_idle++;
+		h2_client_shutdown(client);
+		open--;
+	}
 }
 
 /* Draining: close idle connections, and report once everything is closed. */
@@ -624,6 +680,8 @@ h2_pool_new(struct event_base *base, const struct h2_pool_options *options,
 		o->max_resubmits = 3;
 	if (o->response_body_limit == 0)
 		o->response_body_limit = 8192;
+	if (o->idle_close_ms <= 0)
+		o->idle_close_ms = 300000;
 
 	pool->host = xstrdup(o->host);
 	pool->server_name = xstrdup(o->server_name != NULL ? o->server_name : o->host);
@@ -639,6 +697,8 @@ h2_pool_new(struct event_base *base, const struct h2_pool_options *options,
 		char *proxy = pool_host_port(o->proxy_host, o->proxy_port);
 
 		pool->proxy_target = target;
+		if (o->proxy_authorization != NULL)
+			pool->proxy_authorization = xstrdup(o->proxy_authorization);
 		pool->endpoint = xasprintf("%s via %s", target, proxy);
 		free(proxy);
 	} else
@@ -647,6 +707,7 @@ h2_pool_new(struct event_base *base, const struct h2_pool_options *options,
 	o->server_name = pool->server_name;
 	o->authority = pool->authority;
 	o->proxy_host = NULL;	/* not kept: only its addresses are */
+	o->proxy_authorization = NULL;	/* kept as pool->proxy_authorization */
 
 	if (options->proxy_host != NULL)
 		rv = pool_resolve(pool, options->proxy_host, o->proxy_port, err, errlen);
@@ -657,6 +718,7 @@ h2_pool_new(struct event_base *base, const struct h2_pool_options *options,
 		free(pool->server_name);
 		free(pool->authority);
 		free(pool->proxy_target);
+		pool_secret_free(pool->proxy_authorization);
 		free(pool->endpoint);
 		free(pool);
 		return rv;
@@ -670,8 +732,11 @@ h2_pool_new(struct event_base *base, const struct h2_pool_options *options,
 	if ((pool->deadline_ev = evtimer_new(base, pool_deadline_cb, pool)) == NULL ||
 	    (pool->dispatch_ev = event_new(base, -1, 0, pool_dispatch_cb, pool)) == NULL ||
 	    (pool->backoff_ev = evtimer_new(base, pool_backoff_cb, pool)) == NULL ||
-	    (pool->drain_ev = event_new(base, -1, 0, pool_drain_cb, pool)) == NULL)
+	    (pool->drain_ev = event_new(base, -1, 0, pool_drain_cb, pool)) == NULL ||
+	    (pool->idle_ev = event_new(base, -1, EV_PERSIST, pool_idle_cb, pool)) == NULL)
 		fatalx("event_new: out of memory");
+	/* Checked four times per idle period: a connection goes within 1.25 of it. */
+	timer_add_ms(pool->idle_ev, (uint64_t)(o->idle_close_ms / 4 > 0 ? o->idle_close_ms / 4 : 1));
 	*out = pool;
 	return 0;
 }
@@ -753,6 +818,7 @@ h2_pool_free(struct h2_pool *pool)
 	event_free(pool->dispatch_ev);
 	event_free(pool->backoff_ev);
 	event_free(pool->drain_ev);
+	event_free(pool->idle_ev);
 	SSL_CTX_free(pool->ssl_ctx);
 	free(pool->clients);
 	free(pool->nva);
@@ -760,6 +826,7 @@ h2_pool_free(struct h2_pool *pool)
 	free(pool->server_name);
 	free(pool->authority);
 	free(pool->proxy_target);
+	pool_secret_free(pool->proxy_authorization);
 	free(pool->endpoint);
 	free(pool);
 }

@@ -4,10 +4,13 @@
  *
  * h2_pool_submit() starts a request on a connection with a free stream, or puts it
  * at the end of a bounded FIFO queue; H2_EQUEUEFULL tells the caller to back off.
- * Connections are opened lazily, when queued requests find every stream busy, one
- * connect at a time, up to max_connections (connections that received GOAWAY do
- * not count: they finish their streams and close). The server's
- * SETTINGS_MAX_CONCURRENT_STREAMS is honoured exactly, also when it changes.
+ * Connections are opened lazily, when queued requests find every stream busy, up to
+ * max_connections (connections that received GOAWAY do not count: they finish their
+ * streams and close): one connect at a time, or one per connection's worth of waiting
+ * requests (max_streams_per_connection) at once when more wait. Requests fill the
+ * first connections first, so after a burst the last ones opened fall idle: every
+ * connection but one that had no stream for idle_close_ms is closed (GOAWAY). The
+ * server's SETTINGS_MAX_CONCURRENT_STREAMS is honoured exactly, also when it changes.
  *
  * Every accepted request completes exactly once, on the pool's event base:
  *  - with the HTTP answer (response->error 0, response->status);
@@ -63,6 +66,8 @@ struct h2_pool_options {
 	SSL_CTX *ssl_ctx;		/* from tls_client_ctx_new(); the pool keeps a ref */
 	const char *proxy_host;		/* HTTP CONNECT proxy, or NULL */
 	unsigned proxy_port;		/* [3128] */
+	const char *proxy_authorization; /* Proxy-Authorization of each CONNECT ("Basic
+					 * ..."), or NULL; copied, and wiped on free */
 	unsigned max_connections;	/* [1] */
 	unsigned max_streams_per_connection; /* cap on the server's limit [1000] */
 	unsigned queue_limit;		/* requests waiting for a stream [10000] */
@@ -74,6 +79,7 @@ struct h2_pool_options {
 	int backoff_max_ms;		/* [60000] */
 	unsigned max_resubmits;		/* sends of a not-processed request after the first [3] */
 	size_t response_body_limit;	/* [8192] */
+	int idle_close_ms;		/* close connections idle that long, but one [300000] */
 };
 
 struct h2_pool_stats {
@@ -86,6 +92,7 @@ struct h2_pool_stats {
 	uint64_t requests_resubmitted;	/* not-processed requests sent again */
 	uint64_t connects_succeeded;
 	uint64_t connects_failed;
+	uint64_t connections_closed_idle;	/* closed after idle_close_ms without a stream */
 };
 
 /*

@@ -51,6 +51,12 @@
 #define APNS_LOG_INTERVAL_MS (60 * 1000)
 #define APNS_KEY_FILE_MAX (64 * 1024)
 #define APNS_ENVIRONMENTS 2
+/*
+ * Requests a pool keeps waiting for a stream, at most: two connections' worth. More
+ * wait in the delivery layer, whose round robin lets a message to one device pass a
+ * fan-out; the pool's own queue is first come, first served.
+ */
+#define APNS_QUEUE_LIMIT 2000
 /* Our headers: topic, push type, priority, expiration, collapse id, id, authorization. */
 #define APNS_OWN_HEADERS 7
 
@@ -408,6 +414,115 @@ apns_tls_load(const struct config_apns_app *c, SSL_CTX **out, char *err, size_t 
 	return 0;
 }
 
+/* Apple's key and team ids: 10 characters, upper-case letters and digits. */
+static int
+apns_id_valid(const char *id)
+{
+	size_t n = 0;
+
+	for (; id[n] != '\0'; n++) {
+		if (!((id[n] >= 'A' && id[n] <= 'Z') || (id[n] >= '0' && id[n] <= '9')))
+			return 0;
+	}
+	return n == 10;
+}
+
+/* Token auth: the options it needs, and ids of the shape Apple gives. */
+static int
+apns_identity_check(const struct config_apns_app *c, char *err, size_t errlen)
+{
+	if (c->key_file == NULL || c->key_id == NULL || c->team_id == NULL) {
+		snprintf(err, errlen, "[apns \"%s\"] token auth needs key_file, key_id and "
+		    "team_id", c->name);
+		return -1;
+	}
+	if (!apns_id_valid(c->key_id)) {
+		snprintf(err, errlen, "[apns \"%s\"] key_id \"%s\": must be the 10 upper-case "
+		    "letters and digits of the key's id (from its AuthKey_KEYID.p8 name)", c->name,
+		    c->key_id);
+		return -1;
+	}
+	if (!apns_id_valid(c->team_id)) {
+		snprintf(err, errlen, "[apns \"%s\"] team_id \"%s\": must be the 10 upper-case "
+		    "letters and digits of the Apple developer team's id", c->name, c->team_id);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Certificate auth: the client certificate (its key pair was checked when loaded)
+ * must be valid now; one that expires within 30 days is only warned about.
+ */
+static int
+apns_certificate_check(const struct config_apns_app *c, SSL_CTX *ctx, char *err,
+    size_t errlen)
+{
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+	const char *file = c->pkcs12_file != NULL ? c->pkcs12_file : c->certificate_file;
+	int days = 0, secs = 0;
+
+	if (cert == NULL) {
+		snprintf(err, errlen, "[apns \"%s\"] %s: no client certificate", c->name, file);
+		return -1;
+	}
+	if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0) {
+		snprintf(err, errlen, "[apns \"%s\"] %s: the certificate is not valid yet",
+		    c->name, file);
+		return -1;
+	}
+	if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
+		snprintf(err, errlen, "[apns \"%s\"] %s: the certificate has expired", c->name,
+		    file);
+		return -1;
+	}
+	if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(cert)) == 1 && days < 30) {
+		char left[16];
+
+		snprintf(left, sizeof left, "%d", days);
+		log_warn("apns certificate expires soon", "app", c->name, "file", file,
+		    "days_left", left, NULL);
+	}
+	return 0;
+}
+
+/* Every credential of one app, loaded and dropped: what apns_app_init would refuse. */
+static int
+apns_app_check_offline(const struct config_apns_app *c, char *err, size_t errlen)
+{
+	unsigned char digest[32];
+	struct jwt_key *key = NULL;
+	SSL_CTX *ctx = NULL;
+	int rc = -1;
+
+	if (c->auth == CONFIG_APNS_AUTH_TOKEN) {
+		if (apns_identity_check(c, err, errlen) == 0 &&
+		    apns_key_load(c, &key, digest, err, errlen) == 0 &&
+		    apns_tls_load(c, &ctx, err, errlen) == 0)
+			rc = 0;
+	} else if (apns_tls_load(c, &ctx, err, errlen) == 0 &&
+	    apns_certificate_check(c, ctx, err, errlen) == 0)
+		rc = 0;
+	jwt_key_free(key);
+	SSL_CTX_free(ctx);
+	return rc;
+}
+
+static size_t
+apns_check_offline(const struct config *config, provider_problem_fn *problem, void *arg)
+{
+	char err[512];
+	size_t problems = 0;
+
+	for (size_t i = 0; i < config->apns_app_count; i++) {
+		if (apns_app_check_offline(&config->apns_apps[i], err, sizeof err) != 0) {
+			problem(config->apns_apps[i].line, err, arg);
+			problems++;
+		}
+	}
+	return problems;
+}
+
 /* ---- set-up ---- */
 
 /* The pool for one environment of an app. */
@@ -421,7 +536,8 @@ apns_pool_new(struct provider *p, struct apns_app *app, const struct config_apns
 	    &c->production_endpoint;
 	const char *text = sandbox ? c->sandbox_url : c->production_url;
 	const char *key = sandbox ? "sandbox_url" : "production_url";
-	char reason[256];
+	char reason[256], *authorization = NULL;
+	int rc;
 
 	/* config_load() parsed the URLs: a config built otherwise must do it too. */
 	if (url->host[0] == '\0') {
@@ -442,10 +558,19 @@ apns_pool_new(struct provider *p, struct apns_app *app, const struct config_apns
 	if (c->proxy_endpoint.host[0] != '\0') {
 		o.proxy_host = c->proxy_endpoint.host;
 		o.proxy_port = c->proxy_endpoint.port;
+		o.proxy_authorization = authorization = provider_proxy_authorization(
+		    &c->proxy_endpoint);
 	}
 	o.max_connections = c->connections > 0 ? (unsigned)c->connections : 1;
+	o.idle_close_ms = (int)c->connection_idle_ms;
+	o.queue_limit = APNS_QUEUE_LIMIT;
 	o.request_timeout_ms = (int)c->request_timeout_ms;
-	if (h2_pool_new(p->base, &o, &app->pools[environment], reason, sizeof reason) != 0) {
+	rc = h2_pool_new(p->base, &o, &app->pools[environment], reason, sizeof reason);
+	if (authorization != NULL) {
+		OPENSSL_cleanse(authorization, strlen(authorization));
+		free(authorization);
+	}
+	if (rc != 0) {
 		snprintf(err, errlen, "[apns \"%s\"] %s %s: %s", c->name, key, text, reason);
 		return -1;
 	}
@@ -464,11 +589,8 @@ apns_app_init(struct provider *p, struct apns_app *app, const struct config_apns
 	app->topic = xstrdup(c->topic != NULL ? c->topic : c->name);
 	app->auth = c->auth;
 	if (c->auth == CONFIG_APNS_AUTH_TOKEN) {
-		if (c->key_file == NULL || c->key_id == NULL || c->team_id == NULL) {
-			snprintf(err, errlen, "[apns \"%s\"] token auth needs key_file, key_id "
-			    "and team_id", c->name);
+		if (apns_identity_check(c, err, errlen) != 0)
 			return -1;
-		}
 		if (apns_key_load(c, &app->key, app->key_digest, err, errlen) != 0)
 			return -1;
 		app->key_id = xstrdup(c->key_id);
@@ -483,10 +605,16 @@ apns_app_init(struct provider *p, struct apns_app *app, const struct config_apns
 	}
 	if (apns_tls_load(c, &app->ssl_ctx, err, errlen) != 0)
 		return -1;
+	if (c->auth == CONFIG_APNS_AUTH_CERTIFICATE &&
+	    apns_certificate_check(c, app->ssl_ctx, err, errlen) != 0)
+		return -1;
 	for (environment = 0; environment < APNS_ENVIRONMENTS; environment++) {
 		if (apns_pool_new(p, app, c, environment, err, errlen) != 0)
 			return -1;
 	}
+	if (c->proxy_endpoint.from_environment)
+		log_info("apns proxy from the environment (https_proxy)", "app", app->name,
+		    "proxy", c->proxy_endpoint.authority, NULL);
 	log_info("apns app ready", "app", app->name, "topic", app->topic, "auth",
 	    c->auth == CONFIG_APNS_AUTH_TOKEN ? "token" : "certificate", "key_id",
 	    app->key_id != NULL ? app->key_id : "-", "production",
@@ -923,15 +1051,13 @@ apns_reload_staged(struct provider *p, const struct config *config, int apply, c
 		}
 		staged[i].config = c;
 		if (c->auth == CONFIG_APNS_AUTH_TOKEN) {
-			if (c->key_file == NULL || c->key_id == NULL || c->team_id == NULL) {
-				snprintf(err, errlen, "[apns \"%s\"] token auth needs key_file, "
-				    "key_id and team_id", c->name);
+			if (apns_identity_check(c, err, errlen) != 0)
 				goto done;
-			}
 			if (apns_key_load(c, &staged[i].key, staged[i].key_digest, err,
 			    errlen) != 0)
 				goto done;
-		} else if (apns_tls_load(c, &staged[i].ssl_ctx, err, errlen) != 0)
+		} else if (apns_tls_load(c, &staged[i].ssl_ctx, err, errlen) != 0 ||
+		    apns_certificate_check(c, staged[i].ssl_ctx, err, errlen) != 0)
 			goto done;
 	}
 
@@ -1098,4 +1224,5 @@ const struct provider_ops provider_apns_ops = {
 	.drain = apns_drain,
 	.free = apns_free,
 	.stats = apns_stats,
+	.check_offline = apns_check_offline,
 };

@@ -47,6 +47,8 @@
 #include "xmalloc.h"
 
 #define FCM_MAX_STREAMS 100		/* per connection, as fcm.googleapis.com allows */
+/* Requests the pool keeps waiting for a stream: two connections' worth (see apns.c). */
+#define FCM_QUEUE_LIMIT (2 * FCM_MAX_STREAMS)
 #define FCM_PENDING_MAX 1024		/* sends waiting for a project's first token */
 #define FCM_QUOTA_RETRY_MS 60000	/* QUOTA_EXCEEDED: "min initial delay 1 min" */
 #define FCM_RESPONSE_BODY_LIMIT 8192
@@ -358,6 +360,8 @@ fcm_unauthorized(struct fcm_project *project, struct fcm_token *token,
 	fcm_auth_refused(project->auth);
 }
 
+static void fcm_pending_flush(struct fcm_project *);
+
 /* The pool's answer to a send. */
 static void
 fcm_send_done(struct h2_request *request, const struct h2_response *response, void *arg)
@@ -391,10 +395,17 @@ fcm_send_done(struct h2_request *request, const struct h2_response *response, vo
 		    result.reason, NULL);
 	}
 	fcm_send_complete(send, &result);
+	/* Room in the pool: sends that waited for a token and found it full go now. */
+	if (project->npending > 0)
+		fcm_pending_flush(project);
 	fcm_drain_check(project->fcm);
 }
 
-/* Hand a send with a token to the pool; on failure the send is completed or freed. */
+/*
+ * Hand a send with a token to the pool; on failure the send is completed or freed,
+ * but a waiting one (from_send 0) that finds the pool full: PROVIDER_EBUSY, still
+ * the caller's.
+ */
 static int
 fcm_submit(struct fcm_project *project, struct fcm_send *send, struct fcm_token *token,
     int from_send)
@@ -415,6 +426,9 @@ fcm_submit(struct fcm_project *project, struct fcm_send *send, struct fcm_token 
 		free(send);
 		return rv == H2_EQUEUEFULL ? PROVIDER_EBUSY : PROVIDER_ESHUTDOWN;
 	}
+	/* A waiting send that finds the pool full waits on, for the next completion. */
+	if (!from_send && rv == H2_EQUEUEFULL)
+		return PROVIDER_EBUSY;
 	snprintf(reason, sizeof reason, "h2: %s", h2_strerror(rv));
 	if (from_send)
 		fcm_finish_later(send, PROVIDER_RETRY, 0, reason);
@@ -485,7 +499,12 @@ fcm_pending_flush(struct fcm_project *project)
 	    (send = TAILQ_FIRST(&project->pending)) != NULL) {
 		TAILQ_REMOVE(&project->pending, send, entry);
 		project->npending--;
-		fcm_submit(project, send, token, 0);
+		if (fcm_submit(project, send, token, 0) == PROVIDER_EBUSY) {
+			/* The pool is full: the rest go as its requests complete. */
+			TAILQ_INSERT_HEAD(&project->pending, send, entry);
+			project->npending++;
+			break;
+		}
 	}
 	fcm_pending_arm(project);
 }
@@ -521,6 +540,8 @@ fcm_project_free(struct fcm_project *project)
 		event_free(project->pending_timer);
 	free(project->app_id);
 	free(project->ca_file);
+	if (project->proxy != NULL)
+		OPENSSL_cleanse(project->proxy, strlen(project->proxy));
 	free(project->proxy);
 	free(project->path);
 }
@@ -533,12 +554,14 @@ fcm_project_init(struct provider *fcm, struct fcm_project *project,
 	struct tls_client_options tls;
 	struct h2_pool_options options;
 	SSL_CTX *ctx = NULL;
-	char why[256];
+	char why[256], *authorization = NULL;
+	int rc;
 
 	project->fcm = fcm;
 	project->app_id = xstrdup(app->name);
 	project->ca_file = app->ca_file != NULL ? xstrdup(app->ca_file) : NULL;
-	project->proxy = app->proxy != NULL && *app->proxy != '\0' ? xstrdup(app->proxy) : NULL;
+	/* libcurl's form, credentials included, for the token exchange. */
+	project->proxy = provider_proxy_url(&app->proxy_endpoint);
 	project->request_timeout_ms = (int)app->request_timeout_ms;
 	TAILQ_INIT(&project->pending);
 	if ((project->pending_timer = evtimer_new(fcm->base, fcm_pending_event,
@@ -558,9 +581,9 @@ fcm_project_init(struct provider *fcm, struct fcm_project *project,
 		    app->name, app->url != NULL ? app->url : "(none)");
 		return -1;
 	}
-	if (project->proxy != NULL && app->proxy_endpoint.host[0] == '\0') {
-		snprintf(err, errlen, "fcm \"%s\": proxy %s: not parsed by config_load()",
-		    app->name, project->proxy);
+	if (app->proxy != NULL && *app->proxy != '\0' && app->proxy_endpoint.host[0] == '\0') {
+		snprintf(err, errlen, "fcm \"%s\": proxy: not parsed by config_load()",
+		    app->name);
 		return -1;
 	}
 	memset(&tls, 0, sizeof tls);
@@ -575,14 +598,26 @@ fcm_project_init(struct provider *fcm, struct fcm_project *project,
 	options.authority = app->endpoint.authority;
 	options.ssl_ctx = ctx;
 	if (project->proxy != NULL) {
+		if (app->proxy_endpoint.from_environment)
+			log_info("fcm proxy from the environment (https_proxy)", "app", app->name,
+			    "proxy", app->proxy_endpoint.authority, NULL);
 		options.proxy_host = app->proxy_endpoint.host;
 		options.proxy_port = app->proxy_endpoint.port;
+		options.proxy_authorization = authorization = provider_proxy_authorization(
+		    &app->proxy_endpoint);
 	}
 	options.max_connections = app->connections > 0 ? (unsigned)app->connections : 1;
+	options.idle_close_ms = (int)app->connection_idle_ms;
 	options.max_streams_per_connection = FCM_MAX_STREAMS;
+	options.queue_limit = FCM_QUEUE_LIMIT;
 	options.request_timeout_ms = project->request_timeout_ms;
 	options.response_body_limit = FCM_RESPONSE_BODY_LIMIT;
-	if (h2_pool_new(fcm->base, &options, &project->pool, why, sizeof why) != 0) {
+	rc = h2_pool_new(fcm->base, &options, &project->pool, why, sizeof why);
+	if (authorization != NULL) {
+		OPENSSL_cleanse(authorization, strlen(authorization));
+		free(authorization);
+	}
+	if (rc != 0) {
 		SSL_CTX_free(ctx);
 		snprintf(err, errlen, "fcm \"%s\": %s", app->name, why);
 		return -1;
@@ -874,6 +909,33 @@ fcm_stats(const struct provider *fcm, struct provider_stats *stats)
 	}
 }
 
+/* Every project's service account, loaded and dropped: what fcm_create would refuse. */
+static size_t
+fcm_check_offline(const struct config *config, provider_problem_fn *problem, void *arg)
+{
+	struct fcm_credentials cred;
+	char err[512];
+	size_t problems = 0;
+
+	for (size_t i = 0; i < config->fcm_app_count; i++) {
+		const struct config_fcm_app *c = &config->fcm_apps[i];
+
+		memset(&cred, 0, sizeof cred);
+		if (c->service_account_file == NULL) {
+			snprintf(err, sizeof err, "[fcm \"%s\"] service_account_file is required",
+			    c->name);
+			problem(c->line, err, arg);
+			problems++;
+		} else if (fcm_credentials_load(c->name, c->service_account_file, &cred, err,
+		    sizeof err) != 0) {
+			problem(c->line, err, arg);
+			problems++;
+		}
+		fcm_credentials_free(&cred);
+	}
+	return problems;
+}
+
 const struct provider_ops provider_fcm_ops = {
 	.name = "fcm",
 	.create = fcm_create,
@@ -883,4 +945,5 @@ const struct provider_ops provider_fcm_ops = {
 	.drain = fcm_drain,
 	.free = fcm_free,
 	.stats = fcm_stats,
+	.check_offline = fcm_check_offline,
 };

@@ -352,9 +352,14 @@ httpc_request(struct httpc *client, const struct httpc_options *options,
 	if (options->ca_file != NULL)
 		curl_easy_setopt(easy, CURLOPT_CAINFO, options->ca_file);
 	if (options->proxy != NULL && *options->proxy != '\0') {
-		header = xasprintf("http://%s", options->proxy);
-		curl_easy_setopt(easy, CURLOPT_PROXY, header);	/* copied by libcurl */
-		free(header);
+		/* "http://[user:password@]host:port" (provider_proxy_url), or host:port. */
+		if (strstr(options->proxy, "://") != NULL)
+			curl_easy_setopt(easy, CURLOPT_PROXY, options->proxy);	/* copied */
+		else {
+			header = xasprintf("http://%s", options->proxy);
+			curl_easy_setopt(easy, CURLOPT_PROXY, header);	/* copied by libcurl */
+			free(header);
+		}
 		curl_easy_setopt(easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
 		curl_easy_setopt(easy, CURLOPT_NOPROXY, "");	/* no_proxy must not undo it */
 	} else

@@ -43,7 +43,8 @@ struct httpc_options {
 	const void *body;		/* copied: the caller may free it at once */
 	size_t body_len;
 	const char *ca_file;		/* PEM bundle to trust; NULL: the system store */
-	const char *proxy;		/* HTTP CONNECT proxy host:port, or NULL */
+	const char *proxy;		/* HTTP CONNECT proxy: host:port, or a URL with
+					 * credentials (provider_proxy_url()); NULL: none */
 	int timeout_ms;			/* for the whole request, connecting included [30000] */
 	size_t response_limit;		/* response body bytes kept [65536] */
 };

@@ -77,6 +77,9 @@ struct provider;
 typedef void provider_done_fn(struct delivery *delivery, const struct provider_result *result,
     void *arg);
 
+/* A problem with a section's credentials: its header's line in the file, and what. */
+typedef void provider_problem_fn(int line, const char *message, void *arg);
+
 struct provider_ops {
 	const char *name;		/* "apns", "fcm", "log" */
 	/*
@@ -119,11 +122,32 @@ struct provider_ops {
 	void (*free)(struct provider *provider);
 	/* Counters and gauges, for metrics; may be NULL. */
 	void (*stats)(const struct provider *provider, struct provider_stats *stats);
+	/*
+	 * Load every credential of the configuration as create() would, without
+	 * connecting or resolving anything, and report each problem (what create() would
+	 * refuse): the number of problems. For pushrelayd -t, and before create() at
+	 * start, so that both say the same. May be NULL (nothing to check).
+	 */
+	size_t (*check_offline)(const struct config *config, provider_problem_fn *problem,
+	    void *arg);
 };
 
 extern const struct provider_ops provider_apns_ops;
 extern const struct provider_ops provider_fcm_ops;
 extern const struct provider_ops provider_log_ops;
+
+struct config_url;
+/*
+ * The Proxy-Authorization of a proxy with credentials ("Basic " and base64 of
+ * user:password), or NULL; the caller wipes and frees it.
+ */
+char *provider_proxy_authorization(const struct config_url *proxy);
+/*
+ * The proxy as libcurl takes it: "http://user:password@host:port", the credentials
+ * percent-encoded, or "http://host:port"; NULL when there is none. The caller wipes
+ * and frees it.
+ */
+char *provider_proxy_url(const struct config_url *proxy);
 
 /* "sent", "retry", "token_gone", "rejected", "config"; "unknown" for anything else. */
 const char *provider_verdict_name(enum provider_verdict verdict);

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
+#include "base64.h"
 #include "log.h"
 #include "notification.h"
 #include "notify_text.h"
@@ -28,6 +31,31 @@ notify_text_body(const struct notify_message *latest, size_t count, const char *
 	if ((len = strlen(body)) > NOTIFICATION_TEXT_MAX)
 		body[utf8_cut(body, len, NOTIFICATION_TEXT_MAX)] = '\0';
 	return body;
+}
+
+int
+notify_collapse_id(const char *room, const char *message_id, char out[NOTIFY_COLLAPSE_ID_SIZE])
+{
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	char *text;
+	int ok;
+
+	ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(ctx, room, strlen(room) + 1) == 1 &&
+	    EVP_DigestUpdate(ctx, message_id, strlen(message_id)) == 1 &&
+	    EVP_DigestFinal_ex(ctx, digest, &len) == 1 && len >= 16;
+	EVP_MD_CTX_free(ctx);
+	if (!ok) {
+		out[0] = '\0';
+		return -1;
+	}
+	/* 16 bytes of the digest: 22 base64url characters. */
+	text = base64url_encode(digest, 16);
+	snprintf(out, NOTIFY_COLLAPSE_ID_SIZE, "m-%.22s", text);
+	free(text);
+	return 0;
 }
 
 /* The data every room notification carries, as a JSON object. */
@@ -61,11 +89,14 @@ notify_text_build(const struct notify_message *latest, size_t count, int64_t bad
 	const char *title = latest->room_name != NULL ? latest->room_name :
 	    latest->sender_name != NULL ? latest->sender_name : latest->room;
 	struct model_error err;
-	char *body, countbuf[24];
+	char *body, countbuf[24], collapse[NOTIFY_COLLAPSE_ID_SIZE];
 	int rc;
 
 	body = notify_text_body(latest, count, sender);
 	snprintf(countbuf, sizeof countbuf, "%zu", count);
+	/* Without one (OpenSSL out of memory) the notification still goes, uncollapsed. */
+	if (notify_collapse_id(latest->room, latest->id, collapse) != 0)
+		log_warn("no collapse id for a notification", "room", latest->room, NULL);
 	if (push == NULL) {
 		static const char *const keys[] = { "room", "message_id", "sender", "count" };
 		const char *values[] = { latest->room, latest->id, latest->sender, countbuf };
@@ -75,6 +106,7 @@ notify_text_build(const struct notify_message *latest, size_t count, int64_t bad
 		out->title = xstrdup(title);
 		out->body = body;
 		out->thread_id = xstrdup(latest->room);
+		out->collapse_id = collapse[0] != '\0' ? xstrdup(collapse) : NULL;
 		out->data_members = payload_members_text(keys, values, 4);
 		if (badge >= 0)
 			out->badge = badge;
@@ -86,6 +118,8 @@ notify_text_build(const struct notify_message *latest, size_t count, int64_t bad
 	json_object_set_new(o, "body", json_string(body));
 	free(body);
 	json_object_set_new(o, "thread_id", json_string(latest->room));
+	if (collapse[0] != '\0')
+		json_object_set_new(o, "collapse_id", json_string(collapse));
 	if (badge >= 0)
 		json_object_set_new(o, "badge", json_integer(badge));
 	if (json_is_string(v = json_object_get(push, "title")))

@@ -13,6 +13,12 @@
  * object's title, body, data (merged over the defaults), apns and fcm override
  * those; when they do not make a valid notification (as POST /v1/push checks it),
  * the overrides are dropped, with a warning, and the defaults go.
+ *
+ * Collapse id: "m-" and the first 16 bytes of SHA-256(room, a NUL byte, message id)
+ * in base64url without padding (22 characters), of the latest message: the same on every instance and after every restart,
+ * so a notification sent again (at-least-once delivery after a crash) replaces its
+ * first copy on the phone instead of showing twice (apns-collapse-id; FCM's
+ * android.collapse_key and the apns-collapse-id of its apns block).
  */
 #ifndef PUSHRELAY_NOTIFY_TEXT_H
 #define PUSHRELAY_NOTIFY_TEXT_H
@@ -34,6 +40,16 @@ struct notify_message {
 	const char *text;		/* NULL: empty */
 	json_t *push;			/* the message's push overrides, or NULL */
 };
+
+/* "m-" + 22 characters + NUL. */
+#define NOTIFY_COLLAPSE_ID_SIZE 25
+
+/*
+ * The collapse id of a message's notification (see above): 0, or -1 with out empty
+ * when OpenSSL cannot hash (out of memory). Any thread.
+ */
+int notify_collapse_id(const char *room, const char *message_id,
+    char out[NOTIFY_COLLAPSE_ID_SIZE]);
 
 /* Return codes. */
 #define NOTIFY_TEXT_OK 0

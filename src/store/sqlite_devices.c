@@ -30,6 +30,7 @@ enum devices_stmt_id {
 	STMT_DEVICE_MARK_SUCCESS,
 	STMT_DEVICE_MARK_ERROR,
 	STMT_DEVICE_REMOVE_TOKEN,
+	STMT_DEVICE_SET_ENVIRONMENT,
 	STMT_TARGETS_DEVICE,
 	STMT_TARGETS_CLIENT,
 	STMT_TARGETS_ROOM,
@@ -77,6 +78,9 @@ static const char *const devices_sql[STMT_COUNT] = {
 	[STMT_DEVICE_REMOVE_TOKEN] =
 	    "DELETE FROM devices WHERE platform = ?1 AND token = ?2 AND updated_at <= ?3"
 	    " RETURNING device_id",
+	[STMT_DEVICE_SET_ENVIRONMENT] =
+	    "UPDATE devices SET environment = ?2 WHERE device_id = ?1 AND platform = 'apns'"
+	    " AND updated_at <= ?3",
 	[STMT_TARGETS_DEVICE] = "SELECT " TARGET_COLUMNS " FROM devices d WHERE device_id = ?1",
 	[STMT_TARGETS_CLIENT] =
 	    "SELECT " TARGET_COLUMNS " FROM devices d WHERE client_id = ?1 ORDER BY device_id",
@@ -445,6 +449,31 @@ sqlite_device_mark_error(struct store *store, const char *device_id, const char 
 	return sqlite_tx_end(s, &ctx, error);
 }
 
+/* An APNs device's environment, corrected; see store_registry.h. */
+static int
+sqlite_device_set_environment(struct store *store, const char *device_id,
+    enum device_environment environment, int64_t unless_updated_after)
+{
+	struct sqlite_store *s = store->data;
+	struct sqlite_context ctx = { "device_set_environment", "device_id", device_id };
+	sqlite3_stmt *stmt = devices_stmt(s, STMT_DEVICE_SET_ENVIRONMENT);
+	const char *name = sqlite_environment_name(environment);
+	int error;
+
+	if (device_id == NULL || name == NULL)
+		return STORE_EINVAL;
+	if ((error = sqlite_tx_begin(s, &ctx)) != STORE_OK)
+		return error;
+	if (bind_text(stmt, 1, device_id) != SQLITE_OK || bind_text(stmt, 2, name) != SQLITE_OK ||
+	    bind_int64(stmt, 3, unless_updated_after) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_DONE)
+		error = sqlite_fail(s, &ctx);
+	else if (sqlite3_changes(s->db) == 0)
+		error = STORE_ENOTFOUND;
+	stmt_done(stmt);
+	return sqlite_tx_end(s, &ctx, error);
+}
+
 /*
  * Remove the device holding a token a provider rejected, unless it was registered
  * again after unless_updated_after. *removed (optional) is 1 if a device went, else 0
@@ -569,6 +598,7 @@ const struct store_registry_ops sqlite_registry_ops = {
 	.device_mark_success = sqlite_device_mark_success,
 	.device_mark_error = sqlite_device_mark_error,
 	.device_remove_token = sqlite_device_remove_token,
+	.device_set_environment = sqlite_device_set_environment,
 	.targets_add = sqlite_targets_add,
 	.devices_mark_success = sqlite_devices_mark_success,
 	.member_put = sqlite_member_put,

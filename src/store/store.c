@@ -19,6 +19,7 @@ struct store_shared {
 	const struct store_backend *backend;
 	struct store_options options;
 	char *path;			/* options.path, owned */
+	char *conninfo;			/* options.conninfo, owned */
 };
 
 uint64_t
@@ -27,11 +28,37 @@ store_generation(const struct store *store)
 	return __atomic_load_n(&store->shared->generation, __ATOMIC_ACQUIRE);
 }
 
-/* Move the generation: after a commit, so that a read that sees it sees the change. */
+/*
+ * Move the generation: after a commit, so that a read that sees it sees the change;
+ * and tell the other processes on the database, if the backend has any.
+ */
 static void
 generation_bump(struct store *store)
 {
 	__atomic_add_fetch(&store->shared->generation, 1, __ATOMIC_RELEASE);
+	if (store->backend->routes_changed != NULL)
+		store->backend->routes_changed(store);
+}
+
+void
+store_generation_moved_elsewhere(struct store *store)
+{
+	__atomic_add_fetch(&store->shared->generation, 1, __ATOMIC_RELEASE);
+}
+
+struct store_watch *
+store_watch_start(struct event_base *base, struct store *store)
+{
+	if (store->backend->watch_start == NULL)
+		return NULL;
+	return store->backend->watch_start(base, store);
+}
+
+void
+store_watch_stop(struct store_watch *watch)
+{
+	if (watch != NULL)
+		watch->stop(watch);
 }
 
 /*
@@ -49,6 +76,7 @@ store_generation_move(struct store *store)
 
 static const struct store_backend *const store_backends[] = {
 	&store_sqlite_backend,
+	&store_postgresql_backend,
 };
 
 #define STORE_BACKEND_COUNT (sizeof store_backends / sizeof store_backends[0])
@@ -90,8 +118,11 @@ store_connect(const struct store_backend *backend, const struct store_options *o
 		shared->generation = 1;
 		shared->backend = backend;
 		shared->options = *options;
-		shared->path = xstrdup(options->path);
+		shared->path = options->path != NULL ? xstrdup(options->path) : NULL;
 		shared->options.path = shared->path;
+		shared->conninfo = options->conninfo != NULL ? xstrdup(options->conninfo) :
+		    NULL;
+		shared->options.conninfo = shared->conninfo;
 	}
 	__atomic_add_fetch(&shared->refs, 1, __ATOMIC_RELAXED);
 	store->shared = shared;
@@ -117,8 +148,9 @@ store_open(const char *backend, const struct store_options *options, struct stor
 	}
 	if (found == NULL) {
 		if (err != NULL && errlen > 0)
-			snprintf(err, errlen, "unknown store backend \"%s\" (known: sqlite)",
-			    backend == NULL ? "" : backend);
+			snprintf(err, errlen, "unknown store backend \"%s\" (known: %s, %s)",
+			    backend == NULL ? "" : backend, store_backends[0]->name,
+			    store_backends[1]->name);
 		return STORE_EINVAL;
 	}
 	return store_connect(found, options, NULL, out, err, errlen);
@@ -149,6 +181,7 @@ store_close(struct store *store)
 	shared = store->shared;
 	if (__atomic_sub_fetch(&shared->refs, 1, __ATOMIC_ACQ_REL) == 0) {
 		free(shared->path);
+		free(shared->conninfo);
 		free(shared);
 	}
 	free(store);

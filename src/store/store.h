@@ -1,6 +1,7 @@
 /*
  * The store: what pushrelayd keeps on disk, split by owner, behind a backend table so
- * that backends can be swapped (SQLite is the default; see sqlite.c). Each owner's
+ * that backends can be swapped: SQLite, the default, embedded (sqlite.c), or a
+ * PostgreSQL server that several instances can share (pg.c). Each owner's
  * data has a header of its own, with its part of the backend table and its calls:
  *
  *   store_registry.h  devices, room memberships and preferences, delivery targets,
@@ -47,7 +48,8 @@
 enum store_error {
 	STORE_OK = 0,
 	STORE_ENOTFOUND = -1,	/* no such device / membership */
-	STORE_EIO = -2,		/* the backend failed (disk, lock, corruption); logged */
+	STORE_EIO = -2,		/* the backend failed (disk, lock, corruption, a lost
+				   connection to the server); logged */
 	STORE_ENEWER = -3,	/* the database was written by a newer pushrelay */
 	STORE_EINVAL = -4,	/* bad options */
 };
@@ -58,14 +60,17 @@ enum store_sync {
 };
 
 struct store_options {
-	const char *path;		/* database file */
+	const char *path;		/* sqlite: the database file */
 	enum store_sync sync;
-	int busy_timeout_ms;
-	size_t cache_size;		/* bytes of pages kept in memory; 0: the backend's */
-	size_t checkpoint_size;		/* log bytes that trigger a checkpoint; 0: the backend's */
+	int busy_timeout_ms;		/* how long a write waits for a lock */
+	size_t cache_size;		/* sqlite: bytes of pages kept in memory; 0: its own */
+	size_t checkpoint_size;		/* sqlite: log bytes that trigger a checkpoint */
+	const char *conninfo;		/* postgresql: a libpq connection string */
 };
 
 struct store;
+struct event_base;
+struct store_watch;
 
 struct store_registry_ops;
 struct store_ledger_ops;
@@ -106,6 +111,15 @@ struct store_backend {
 	const struct store_ledger_ops *ledger;		/* store_ledger.h */
 	const struct store_outbox_ops *outbox;		/* store_outbox.h */
 	const struct store_marks_ops *marks;		/* store_marks.h */
+
+	/*
+	 * Several processes on one database (NULL for a backend that has one process):
+	 * routes_changed tells the others that this connection committed a change of a
+	 * room's route (thread: connection); watch_start listens for what the others
+	 * tell, on the event loop (store_watch_start below).
+	 */
+	void (*routes_changed)(struct store *store);
+	struct store_watch *(*watch_start)(struct event_base *base, struct store *store);
 };
 
 /* What the connections to one database share: how to open them, the generation. */
@@ -120,6 +134,7 @@ struct store {
 };
 
 extern const struct store_backend store_sqlite_backend;
+extern const struct store_backend store_postgresql_backend;
 
 /* The current schema version that this build writes. */
 #define STORE_SCHEMA_VERSION 5
@@ -144,7 +159,36 @@ uint64_t store_generation(const struct store *store);
 void store_generation_move(struct store *store);
 
 /*
- * Open a store with the named backend ("sqlite"); err says why on failure. Start-up
+ * Check a libpq connection string for [store] postgresql without connecting: 0, or
+ * -1 with err saying what is wrong (never quoting a password). Any thread.
+ */
+int store_postgresql_conninfo_check(const char *conninfo, char *err, size_t errlen);
+
+/*
+ * Changes of rooms' routes committed by other processes on the same database (other
+ * pushrelayd instances): a watch on the event loop moves the generation of store's
+ * database whenever another instance tells it committed one (PostgreSQL: LISTEN and
+ * NOTIFY on the channel pushrelay_routes), and once more each time it (re)connects,
+ * as it may have missed some meanwhile. It connects and reads without blocking the
+ * loop, and reconnects with a backoff when the server goes away. NULL when the
+ * backend has nothing to watch (SQLite: one process). Loop thread, after start-up's
+ * store calls; store must stay open until store_watch_stop(). NULL is ignored.
+ */
+/* What every backend's watch starts with: how it stops (and is freed). */
+struct store_watch {
+	void (*stop)(struct store_watch *watch);
+};
+struct store_watch *store_watch_start(struct event_base *base, struct store *store);
+void store_watch_stop(struct store_watch *watch);
+/*
+ * Another process changed a route: move the generation, and tell nobody. Any thread
+ * (the backend's watch calls it).
+ */
+void store_generation_moved_elsewhere(struct store *store);
+
+/*
+ * Open a store with the named backend ("sqlite", "postgresql"); err says why on
+ * failure, never with a password. Start-up
  * thread. 0, STORE_EINVAL (unknown backend, bad options), STORE_ENEWER (a newer
  * schema), STORE_EIO (cannot create, open or migrate the database).
  */

@@ -95,6 +95,15 @@ store_device_remove_token(struct store *store, enum device_platform platform,
 	    unless_updated_after, removed));
 }
 
+/* Correct an APNs device's environment; see store_registry.h. */
+int
+store_device_set_environment(struct store *store, const char *device_id,
+    enum device_environment environment, int64_t unless_updated_after)
+{
+	return changed(store, ops(store)->device_set_environment(store, device_id,
+	    environment, unless_updated_after));
+}
+
 /* Add a room member or keep the existing one. */
 int
 store_member_put(struct store *store, const char *room_id, const char *client_id,

@@ -66,6 +66,8 @@ struct store_registry_ops {
 	    int64_t at);
 	int (*device_remove_token)(struct store *store, enum device_platform platform,
 	    const char *token, int64_t unless_updated_after, int *removed);
+	int (*device_set_environment)(struct store *store, const char *device_id,
+	    enum device_environment environment, int64_t unless_updated_after);
 	int (*targets_add)(struct store *store, enum store_targets by, const char *id,
 	    struct target_list *out);
 	int (*devices_mark_success)(struct store *store, const char *const *device_ids,
@@ -119,6 +121,16 @@ int store_device_mark_error(struct store *store, const char *device_id, const ch
  */
 int store_device_remove_token(struct store *store, enum device_platform platform,
     const char *token, int64_t unless_updated_after, int *removed);
+
+/*
+ * Correct an APNs device's environment (the other one took its token), unless it was
+ * (re-)registered after unless_updated_after (ms). Moves the generation: the device's
+ * deliveries go to the other environment from now on. Thread: connection. 0,
+ * STORE_ENOTFOUND (gone, not APNs, or registered again since), STORE_EINVAL (no id,
+ * bad environment), STORE_EIO.
+ */
+int store_device_set_environment(struct store *store, const char *device_id,
+    enum device_environment environment, int64_t unless_updated_after);
 
 /*
  * Add a member (joined_at = now) or keep an existing one as is. Thread: connection.

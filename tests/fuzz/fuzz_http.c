@@ -62,7 +62,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	char dir[] = "/tmp/pushrelay-fuzz-http-XXXXXX", path[256], listen[64], err[512];
 	char *const listens[] = { listen };
-	struct store_options store_options = { path, STORE_SYNC_NORMAL, 1000, 0, 0 };
+	struct store_options store_options = { path, STORE_SYNC_NORMAL, 1000, 0, 0, NULL };
 	struct api_options options;
 	struct apikeys *keys;
 	struct store_writer *writer, *reader;

@@ -240,9 +240,18 @@ def update(room, mid, text):
 
 # ---- what the router makes of a message ------------------------------------------------
 
+def collapse_id_of(room, mid):
+    """notify_collapse_id(): "m-" and the first 16 bytes of SHA-256(room NUL id), in
+    base64url without padding."""
+    digest = hashlib.sha256(room.encode() + b"\0" + mid.encode()).digest()
+    return "m-" + base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+
 def note(room, mid, sender, text, badge, count=1, room_name=None, sender_name=None,
          title=None, body=None, data=None, apns=None, fcm=None, collapse_id=None):
-    """The notification src/route/notify_text.c builds for a message (the latest, when coalesced)."""
+    """The notification src/route/notify_text.c builds for a message (the latest, when
+    coalesced). collapse_id: the APNs request's apns-collapse-id when an override sets
+    it; by default the message's own (collapse_id_of)."""
     shown = sender_name if sender_name is not None else sender
     default_body = "%s: %s" % (shown, text)
     if count > 1:
@@ -252,7 +261,9 @@ def note(room, mid, sender, text, badge, count=1, room_name=None, sender_name=No
          "body": body if body is not None else default_body,
          "room": room, "badge": badge,
          "data": {"room": room, "message_id": mid, "sender": sender, "count": str(count)},
-         "apns": apns, "fcm": fcm, "collapse_id": collapse_id}
+         "apns": apns, "fcm": fcm,
+         "collapse_id": collapse_id if collapse_id is not None else collapse_id_of(room, mid),
+         "own_collapse_id": collapse_id_of(room, mid)}
     n["data"].update(data or {})
     return n
 
@@ -286,9 +297,10 @@ def fcm_expected(n, token):
     msg = {"token": token,
            "notification": {"title": n["title"], "body": n["body"]},
            "data": n["data"],
-           "android": {"priority": "HIGH",
+           "android": {"priority": "HIGH", "collapse_key": n["own_collapse_id"],
                        "notification": {"tag": n["room"], "notification_count": n["badge"]}},
-           "apns": {"headers": {"apns-priority": "10"},
+           "apns": {"headers": {"apns-priority": "10",
+                                "apns-collapse-id": n["own_collapse_id"]},
                     "payload": {"aps": {"badge": n["badge"], "thread-id": n["room"]}}}}
     if n["fcm"]:
         merge(msg, n["fcm"])

@@ -10,9 +10,13 @@ Environment (set by the Makefile):
     PUSHRELAY_TOP_SRCDIR    the source tree
     PUSHRELAY_TOP_BUILDDIR  the build tree
     PUSHRELAY_KEEP_TMP      if set, temporary directories are kept for inspection
+    PUSHRELAY_TEST_STORE    the store backend the daemons get: sqlite (the default) or
+                            postgresql, on a throwaway cluster (PostgresServer) that the
+                            test file starts on first use; use_store() sets it
 """
 
 import atexit
+import glob
 import http.client
 import json
 import os
@@ -60,6 +64,228 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ---- the store backend, and a throwaway PostgreSQL -----------------------------------
+
+STORE_ENV = "PUSHRELAY_TEST_STORE"
+
+
+def store_backend():
+    """The backend this test file's daemons get: "sqlite" or "postgresql"."""
+    return os.environ.get(STORE_ENV) or "sqlite"
+
+
+def use_store(backend):
+    """Give this file's daemons the backend (a file's *_postgresql.py variant says so)."""
+    os.environ[STORE_ENV] = backend
+
+
+def pg_bindir():
+    """Where initdb and postgres are: on PATH, else the newest Debian version's bin."""
+    found = shutil.which("initdb")
+    if found:
+        return os.path.dirname(os.path.realpath(found))
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                  key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    if dirs:
+        return os.path.dirname(dirs[-1])
+    try:
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        if os.path.exists(os.path.join(out, "initdb")):
+            return out
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    raise RuntimeError("PostgreSQL's initdb not found: apt-get install postgresql")
+
+
+def _pg_literal(value):
+    """A value as an SQL literal, for the tests' own queries (never the daemon's)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, bytes):
+        return "'\\x%s'::bytea" % value.hex()
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _pg_bind(sql, params):
+    """Put params in place of the ?s of sql, as sqlite3 would bind them."""
+    parts = sql.split("?")
+    if len(parts) - 1 != len(params):
+        raise ValueError("%d parameters for %d placeholders" % (len(params), len(parts) - 1))
+    out = [parts[0]]
+    for value, rest in zip(params, parts[1:]):
+        out.append(_pg_literal(value))
+        out.append(rest)
+    return "".join(out)
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster: initdb into a temporary directory, then postgres
+    on a free loopback port with its socket in the same directory, trust auth, and the
+    superuser "postgres". PostgreSQL refuses to run as root, so as root (CI) initdb and
+    postgres run as the postgres user (setpriv), the directory theirs; else as the
+    caller. Each daemon gets a database of its own (create_database)."""
+
+    def __init__(self):
+        self.bindir = pg_bindir()
+        base = tempfile.gettempdir()
+        self.as_root = os.geteuid() == 0
+        if self.as_root and not _traversable_by_all(base):
+            base = "/tmp"
+        self.dir = tempfile.mkdtemp(prefix="pushrelay-pg-", dir=base)
+        self.data = os.path.join(self.dir, "data")
+        self.log_path = os.path.join(self.dir, "postgres.log")
+        self.proc = None
+        self.port = None
+        if self.as_root:
+            import pwd
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            os.chmod(self.dir, 0o755)
+        self._run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-U", "postgres",
+                   "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+
+    def _as_owner(self, args):
+        if not self.as_root:
+            return args
+        return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"] + args
+
+    def _run(self, args):
+        p = subprocess.run(self._as_owner(args), stdin=subprocess.DEVNULL,
+                           capture_output=True, cwd=self.dir)
+        if p.returncode != 0:
+            raise RuntimeError("%s failed (%d):\n%s%s" % (
+                os.path.basename(args[0]), p.returncode,
+                p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")))
+        return p
+
+    def start(self, port=None):
+        """Start on a free port (or on port again, after stop()); wait until it answers."""
+        for _ in range(3 if port is None else 1):
+            self.port = port or free_port()
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(self._as_owner([
+                    os.path.join(self.bindir, "postgres"), "-D", self.data,
+                    "-p", str(self.port), "-k", self.dir,
+                    "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+                    "-c", "full_page_writes=off", "-c", "shared_buffers=16MB",
+                    "-c", "max_connections=60", "-c", "logging_collector=off"]),
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.dir)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if self._answers():
+                    return self
+                time.sleep(0.05)
+            self.stop()
+        raise RuntimeError("postgres did not start:\n" + self.log_text())
+
+    def _answers(self):
+        p = subprocess.run([os.path.join(self.bindir, "psql"), "-X", "-q", "-h", self.dir,
+                            "-p", str(self.port), "-U", "postgres", "-d", "postgres",
+                            "-c", "SELECT 1"], stdin=subprocess.DEVNULL,
+                           capture_output=True)
+        return p.returncode == 0
+
+    def stop(self):
+        """Stop (a fast shutdown: clients cut, what was committed kept)."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+                try:
+                    self.proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        if not os.environ.get("PUSHRELAY_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def conninfo(self, dbname):
+        """The libpq connection string of a database, over the unix socket."""
+        return "host=%s port=%d user=postgres dbname=%s" % (self.dir, self.port, dbname)
+
+    def tcp_conninfo(self, dbname):
+        """The same over TCP on 127.0.0.1."""
+        return "host=127.0.0.1 port=%d user=postgres dbname=%s" % (self.port, dbname)
+
+    def create_database(self, name=None):
+        name = name or "pushrelay_" + uid()
+        self.psql("postgres", "CREATE DATABASE %s" % name)
+        return name
+
+    def psql(self, dbname, sql):
+        """Run SQL (with ON_ERROR_STOP); its unaligned, tuples-only output."""
+        p = subprocess.run([os.path.join(self.bindir, "psql"), "-X", "-q", "-A", "-t",
+                            "-v", "ON_ERROR_STOP=1", "-h", self.dir, "-p", str(self.port),
+                            "-U", "postgres", "-d", dbname, "-c", sql],
+                           stdin=subprocess.DEVNULL, capture_output=True)
+        if p.returncode != 0:
+            raise RuntimeError("psql: %s\n%s" % (sql, p.stderr.decode("utf-8", "replace")))
+        return p.stdout.decode("utf-8")
+
+    def query(self, dbname, sql, params=()):
+        """Rows (as dicts, integers as int) of a query with sqlite3's ? parameters."""
+        text = self.psql(dbname, "SELECT coalesce(json_agg(q), '[]'::json) FROM (%s) q"
+                         % _pg_bind(sql, params))
+        return json.loads(text)
+
+    def execute(self, dbname, sql, params=()):
+        self.psql(dbname, _pg_bind(sql, params))
+
+
+def _traversable_by_all(path):
+    """Can another user reach files under path (every directory up to / has o+x)?"""
+    path = os.path.abspath(path)
+    while True:
+        try:
+            if not os.stat(path).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
+_postgres = None
+_postgres_failed = None
+
+
+def postgres():
+    """This test file's PostgreSQL server, started on first use, removed at exit; if
+    it did not start, every later call fails at once with the same error."""
+    global _postgres, _postgres_failed
+    if _postgres_failed is not None:
+        raise RuntimeError(_postgres_failed)
+    if _postgres is None:
+        server = None
+        try:
+            server = PostgresServer()
+            server.start()
+        except Exception as e:
+            if server is not None:
+                server.cleanup()
+            _postgres_failed = "PostgreSQL did not start: %s" % e
+            raise
+        _postgres = server
+    return _postgres
 
 
 # ---- log lines -------------------------------------------------------------------
@@ -159,6 +385,26 @@ class Daemon:
             path = os.path.join(self.tmp, "api-keys")
             self.write_keys(keys, path)
             self.overrides = merge_config(self.overrides, {"api": {"api_key_file": path}})
+        # The store: the file's backend unless the config names one; on PostgreSQL, a
+        # database of this daemon's own.
+        self.pg = None
+        self.pg_db = None
+        store = self.overrides.get("store", {})
+        self.store_backend = store.get("backend") or store_backend()
+        if self.store_backend == "postgresql" and "postgresql" not in store:
+            self.pg = postgres()
+            self.pg_db = self.pg.create_database()
+            self.overrides = merge_config(self.overrides, {"store": {
+                "backend": "postgresql", "postgresql": self.pg.conninfo(self.pg_db)}})
+        elif self.store_backend == "postgresql":
+            # A database named by the test: queries go there when it is on this
+            # file's server.
+            self.overrides = merge_config(self.overrides, {"store": {
+                "backend": "postgresql"}})
+            m = re.search(r"dbname=(\S+)", store["postgresql"])
+            if _postgres is not None and m and ("port=%d " % _postgres.port) in (
+                    store["postgresql"] + " "):
+                self.pg, self.pg_db = _postgres, m.group(1)
         self.key_path = self.option("api", "api_key_file") or os.path.join(
             self.state_dir, "api-keys")
         self.db_path = self.option("store", "path") or os.path.join(self.state_dir,
@@ -461,7 +707,10 @@ class Daemon:
     # -- the database --
 
     def query(self, sql, params=()):
-        """Rows (as dicts) of a query on the store, opened read-only."""
+        """Rows (as dicts) of a query on the store, opened read-only; sqlite3's ?
+        parameters on either backend."""
+        if self.pg is not None:
+            return self.pg.query(self.pg_db, sql, params)
         conn = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(self.db_path),
                                uri=True, timeout=10)
         try:
@@ -469,6 +718,31 @@ class Daemon:
             return [dict(r) for r in conn.execute(sql, params).fetchall()]
         finally:
             conn.close()
+
+    def execute(self, sql, params=()):
+        """Change the store as another program would (one transaction)."""
+        if self.pg is not None:
+            self.pg.execute(self.pg_db, sql, params)
+            return
+        conn = sqlite3.connect(self.db_path, timeout=10)
+        try:
+            with conn:
+                conn.execute(sql, params)
+        finally:
+            conn.close()
+
+    def schema_version(self):
+        """The store's schema version (SQLite's user_version, PostgreSQL's row)."""
+        if self.pg is not None:
+            return self.query("SELECT version FROM pushrelay_schema")[0]["version"]
+        return self.query("PRAGMA user_version")[0]["user_version"]
+
+    def set_schema_version(self, version):
+        """Say the store was written by another version of pushrelayd."""
+        if self.pg is not None:
+            self.execute("UPDATE pushrelay_schema SET version = ?", (version,))
+        else:
+            self.execute("PRAGMA user_version = %d" % version)
 
     def snapshot(self):
         """Every row of the registry's tables, to prove that a request changed nothing."""
@@ -493,11 +767,15 @@ def merge_config(base, overrides):
 
 @atexit.register
 def _kill_leftovers():
+    global _postgres
     for d in list(_live_daemons):
         try:
             d.cleanup()
         except Exception:
             pass
+    if _postgres is not None:
+        _postgres.cleanup()
+        _postgres = None
 
 
 def run_pushrelayd(args, timeout=10.0):

@@ -160,13 +160,9 @@ class PutDeviceTest(DeviceTestCase):
         success = 1795593600123
         error_at = 1795593700456
         # Delivery outcomes come from the relay; write them as it would.
-        import sqlite3
-        conn = sqlite3.connect(self.d.db_path, timeout=10)
-        with conn:
-            conn.execute("UPDATE devices SET last_success_at = ?, last_error = ?, "
-                         "last_error_at = ? WHERE device_id = ?",
-                         (success, "Unregistered", error_at, "iphone-1"))
-        conn.close()
+        self.d.execute("UPDATE devices SET last_success_at = ?, last_error = ?, "
+                       "last_error_at = ? WHERE device_id = ?",
+                       (success, "Unregistered", error_at, "iphone-1"))
         status, _, got, _ = self.get("iphone-1")
         self.assertEqual(got["last_success_at"], "2026-11-25T08:00:00.123Z")
         self.assertEqual(got["last_error"], "Unregistered")

@@ -1,5 +1,6 @@
 """pushrelayd as a process: command line, config check, key file, signals, health, sockets."""
 
+import hashlib
 import json
 import os
 import re
@@ -39,6 +40,145 @@ class CommandLineTest(DaemonTestCase):
         code, out, err = run_pushrelayd(["-Z"])
         self.assertEqual(code, 2)
         self.assertIn("usage", err.lower())
+
+
+class CredentialCheckTest(DaemonTestCase):
+    """pushrelayd -t loads every credential offline, and names each problem with the
+    line of its section; the daemon refuses to start on the same problems."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs, cls.tmp = mockctl.module_certs("pushrelay-credentials-")
+
+    def put(self, d, name, data):
+        path = os.path.join(d.tmp, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o600)
+        return path
+
+    def broken_config(self, d):
+        """Three sections, each with one problem: (config text, their header lines)."""
+        not_a_key = self.put(d, "AuthKey_BROKEN0000.p8", b"-----BEGIN PRIVATE KEY-----\n"
+                             b"bm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+        account = self.put(d, "service-account.json",
+                           json.dumps({"type": "service_account",
+                                       "project_id": "example"}).encode())
+        text = "\n".join([
+            "# one problem in each section",
+            '[apns "com.example.ids"]',
+            "key_file = %s" % self.certs.apns_key,
+            "key_id = abc123",
+            "team_id = TEAM123456",
+            "",
+            '[apns "com.example.key"]',
+            "key_file = %s" % not_a_key,
+            "key_id = ABC123DEFG",
+            "team_id = TEAM123456",
+            "",
+            '[fcm "example"]',
+            "service_account_file = %s" % account,
+            ""])
+        return text, (2, 7, 12)
+
+    def test_t_names_every_credential_problem_with_its_sections_line(self):
+        d = self.new_daemon()
+        text, (ids, key, fcm) = self.broken_config(d)
+        d.write_config(text)
+        code, out, err = run_pushrelayd(["-t", "-c", d.config_path])
+        self.assertEqual(code, 1, err)
+        lines = err.splitlines()
+        self.assertEqual(len(lines), 3, err)
+        self.assertEqual(lines[0], 'pushrelayd: %s:%d: [apns "com.example.ids"] key_id "abc123": '
+                         "must be the 10 upper-case letters and digits of the key's id "
+                         "(from its AuthKey_KEYID.p8 name)" % (d.config_path, ids))
+        self.assertTrue(lines[1].startswith('pushrelayd: %s:%d: [apns "com.example.key"] '
+                                            % (d.config_path, key)), lines[1])
+        self.assertIn("AuthKey_BROKEN0000.p8", lines[1])
+        self.assertEqual(lines[2], 'pushrelayd: %s:%d: fcm "example": service account %s: '
+                         "client_email is missing"
+                         % (d.config_path, fcm, os.path.join(d.tmp, "service-account.json")))
+        # Nothing of the key's text is shown.
+        self.assertNotIn("bm90IGEga2V5", err)
+
+    def test_t_passes_good_credentials_without_connecting(self):
+        d = self.new_daemon()
+        # The endpoints are nowhere: -t must not try them.
+        d.write_config("\n".join([
+            '[apns "com.example.ok"]', "key_file = %s" % self.certs.apns_key,
+            "key_id = ABC123DEFG", "team_id = TEAM123456",
+            "production_url = https://192.0.2.1", "sandbox_url = https://192.0.2.1", ""]))
+        started = time.monotonic()
+        code, out, err = run_pushrelayd(["-t", "-c", d.config_path])
+        self.assertEqual(code, 0, err)
+        self.assertIn("is valid", err)
+        self.assertLess(time.monotonic() - started, 5)
+
+    def test_daemon_refuses_to_start_on_the_same_problems(self):
+        d = self.new_daemon()
+        text, (ids, key, fcm) = self.broken_config(d)
+        d.write_config(text + "[api]\nlisten = 127.0.0.1:0\n[server]\nstate_dir = %s\n"
+                       % os.path.join(d.tmp, "state"))
+        d.start(wait=False)
+        self.assertEqual(d.wait_exit(10), 1)
+        refused = d.find_log(lambda f: f.get("msg") == "credentials refused")
+        self.assertEqual([(f["file"], f["line"]) for f in refused],
+                         [(d.config_path, str(line)) for line in (ids, key, fcm)], d.log_text())
+        self.assertTrue(refused[0]["error"].startswith('[apns "com.example.ids"] key_id'))
+        [cannot] = d.find_log(lambda f: f.get("msg") == "cannot start")
+        self.assertTrue(cannot["error"].startswith("%s:%d: " % (d.config_path, ids)),
+                        cannot["error"])
+
+
+class AccessLogTest(DaemonTestCase):
+    """One line per API request at info: method, route template, status, duration,
+    bytes, the key's id; never the key, nor the ids of the path. Refused keys are logged
+    with the peer, ten a minute at most."""
+
+    def test_each_request_has_a_line_with_the_keys_id_and_the_route_not_the_path(self):
+        d = self.start_daemon()
+        offset = d.log_offset()
+        status, headers, _, raw = d.request("PUT", "/v1/devices/secret-device-7",
+                                            apns_device("alice"))
+        self.assertEqual(status, 201, raw)
+        line = d.wait_for_log(lambda f: f.get("msg") == "api request" and
+                              f.get("method") == "PUT", since=offset)
+        key_id = "k-" + hashlib.sha256(d.key.encode()).hexdigest()[:8]
+        self.assertEqual((line["route"], line["status"], line["bytes"], line["key"]),
+                         ("/v1/devices/{device_id}", "201", str(len(raw)), key_id))
+        self.assertGreaterEqual(int(line["duration_ms"]), 0)
+        self.assertEqual(line["level"], "info")
+        self.assertNotIn("secret-device-7", line["_line"])
+        self.assertFalse(d.secret_in_log(d.key))
+        # A public route: no key.
+        self.assertEqual(d.request("GET", "/healthz", key=None)[0], 200)
+        line = d.wait_for_log(lambda f: f.get("msg") == "api request" and
+                              f.get("route") == "/healthz", since=offset)
+        self.assertEqual((line["status"], line["key"]), ("200", "-"))
+
+    def test_refused_keys_are_logged_with_the_peer_ten_a_minute(self):
+        d = self.start_daemon()
+        offset = d.log_offset()
+        wrong = "w" * 40
+        for _ in range(15):
+            status = d.request("GET", "/v1/devices/x", key=wrong)[0]
+            self.assertEqual(status, 401)
+        d.wait_for_log(lambda f: f.get("msg") == "api request" and f.get("status") == "401"
+                       and f.get("key") == "-", since=offset)
+        refused = d.find_log(lambda f: f.get("msg") == "api key refused", since=offset)
+        self.assertEqual(len(refused), 10)
+        self.assertEqual((refused[0]["peer"], refused[0]["level"], refused[0]["route"]),
+                         ("127.0.0.1", "warn", "/v1/devices/{device_id}"))
+        self.assertFalse(d.secret_in_log(wrong))
+
+    def test_access_log_off_leaves_only_refusals(self):
+        d = self.start_daemon({"api": {"access_log": "no"}})
+        offset = d.log_offset()
+        self.assertEqual(d.request("PUT", "/v1/devices/d1", apns_device("a"))[0], 201)
+        self.assertEqual(d.request("GET", "/v1/devices/d1", key="w" * 40)[0], 401)
+        d.wait_for_log(lambda f: f.get("msg") == "api key refused", since=offset)
+        self.assertEqual(d.find_log(lambda f: f.get("msg") == "api request", since=offset),
+                         [])
 
 
 class ConfigCheckTest(DaemonTestCase):

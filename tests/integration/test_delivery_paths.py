@@ -9,6 +9,7 @@ its own daemon, mocks and proxy on random loopback ports, so this file runs in p
 with the others.
 """
 
+import base64
 import configparser
 import json
 import os
@@ -456,12 +457,51 @@ class TestProxy(PathCase):
         self.assertEqual(stats["connections_accepted"], proxy.tunnels(),
                          "a connection reached the mock without the proxy")
 
-    def test_proxy_variables_in_the_environment_are_ignored_without_a_configured_proxy(self):
+    def test_https_proxy_of_the_environment_is_used_without_a_configured_proxy(self):
+        # No proxy option: the environment's https_proxy, with Basic credentials, carries
+        # both providers' connections and the token exchange; http_proxy and all_proxy
+        # mean nothing for https endpoints.
         apns = self.apns_mock()
         fcm = self.fcm_mock()
-        proxy = self.proxy(refuse="403 Forbidden")
-        url = "http://" + proxy.address
-        env = {name: url for name in PROXY_VARIABLES if "no_proxy" not in name.lower()}
+        proxy = self.proxy()
+        refusing = self.proxy(refuse="403 Forbidden")
+        env = dict.fromkeys(PROXY_VARIABLES)
+        env.update({"https_proxy": "http://relay:s%%3Acr%%40t@%s" % proxy.address,
+                    "http_proxy": "http://" + refusing.address,
+                    "all_proxy": "http://" + refusing.address})
+        self.daemon_with(self.apns_section(apns), self.fcm_section(fcm), env=env)
+        client = "envproxy-" + uid()
+        a = self.register("apns", client)
+        f = self.register("fcm", client)
+        accepted = self.push({"client_ids": [client]}, {"body": "via the environment"}, 2)
+        self.assertOutcomes(self.wait_finished(accepted["push_id"]), {
+            a["device_id"]: ("sent", None, 1), f["device_id"]: ("sent", None, 1)})
+        self.assertEqual(refusing.connects(), [])
+        connects = proxy.connects()
+        self.assertEqual(sorted({c["target"] for c in connects}),
+                         sorted({"127.0.0.1:%d" % apns.h2_port, "127.0.0.1:%d" % fcm.h2_port}))
+        basic = "Basic " + base64.b64encode(b"relay:s:cr@t").decode()
+        for c in connects:
+            self.assertEqual(c["headers"].get("proxy-authorization"), basic, c)
+        # The token exchange (libcurl names itself) went through it too.
+        self.assertEqual(len([c for c in connects if "user-agent" in c["headers"]]), 1,
+                         connects)
+        for provider in ("apns", "fcm"):
+            [line] = self.daemon.find_log(
+                lambda x, p=provider: x.get("msg") == "%s proxy from the environment "
+                "(https_proxy)" % p)
+            self.assertEqual(line["proxy"], proxy.address)
+        log = self.daemon.log_text()
+        self.assertNotIn("cr@t", log)
+        self.assertNotIn("s%3Acr%40t", log)
+
+    def test_no_proxy_of_the_environment_sends_the_hosts_it_names_direct(self):
+        apns = self.apns_mock()
+        fcm = self.fcm_mock()
+        refusing = self.proxy(refuse="403 Forbidden")
+        env = dict.fromkeys(PROXY_VARIABLES)
+        env.update({"HTTPS_PROXY": "http://" + refusing.address,
+                    "no_proxy": "localhost, .example.com,127.0.0.1"})
         self.daemon_with(self.apns_section(apns), self.fcm_section(fcm), env=env)
         client = "noproxy-" + uid()
         a = self.register("apns", client)
@@ -469,7 +509,7 @@ class TestProxy(PathCase):
         accepted = self.push({"client_ids": [client]}, {"body": "direct"}, 2)
         self.assertOutcomes(self.wait_finished(accepted["push_id"]), {
             a["device_id"]: ("sent", None, 1), f["device_id"]: ("sent", None, 1)})
-        self.assertEqual(proxy.connects(), [])
+        self.assertEqual(refusing.connects(), [])
         self.assertEqual(len(self.apns_records(apns, a["token"])), 1)
         self.assertEqual(len(self.fcm_records(fcm, f["token"])), 1)
 
@@ -765,8 +805,16 @@ class TestCertsExample(PathCase):
         with open(path, "w") as f:
             f.write(example_config_text())
         code, out, err = harness.run_pushrelayd(["-t", "-c", path])
-        self.assertEqual((code, out, err),
-                         (0, "", "pushrelayd: configuration %s is valid\n" % path))
+        # -t loads the credentials: the sample's files, world-readable in the source
+        # tree, are warned about (the daemon's own check), and nothing else is said.
+        lines = err.splitlines()
+        self.assertEqual((code, out, lines[-1]),
+                         (0, "", "pushrelayd: configuration %s is valid" % path))
+        files = {os.path.join(EXAMPLE_DIR, name) for name in named}
+        for line in lines[:-1]:
+            fields = harness.parse_log_line(line)
+            self.assertTrue(fields["msg"].endswith("is readable by group or others"), line)
+            self.assertIn(fields["path"], files, line)
 
     def test_sample_credentials_load_and_authenticate_against_the_mocks(self):
         sections = example_sections()

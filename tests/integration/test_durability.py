@@ -4,7 +4,6 @@ newer pushrelayd is refused."""
 import http.client
 import json
 import signal
-import sqlite3
 import threading
 import time
 
@@ -169,10 +168,7 @@ class SchemaVersionTest(DaemonTestCase):
         status, _, _, raw = d.request("PUT", "/v1/devices/phone", apns_device("alice"))
         self.assertEqual(status, 201, raw)
         self.assertEqual(d.stop(), 0)
-        conn = sqlite3.connect(d.db_path)
-        conn.execute("PRAGMA user_version = 99")
-        conn.commit()
-        conn.close()
+        d.set_schema_version(99)
 
         offset = d.log_offset()
         d.start(wait=False)
@@ -184,7 +180,7 @@ class SchemaVersionTest(DaemonTestCase):
                         "no log line names schema version 99:\n" + "\n".join(lines))
         self.assertEqual(d.find_log(lambda f: f.get("msg") == "ready", since=offset), [])
         # The database is left alone.
-        self.assertEqual(d.query("PRAGMA user_version")[0]["user_version"], 99)
+        self.assertEqual(d.schema_version(), 99)
         self.assertEqual([r["device_id"] for r in d.query("SELECT * FROM devices")], ["phone"])
 
 

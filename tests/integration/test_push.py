@@ -517,14 +517,17 @@ class TestDelivery(DeliveryCase):
         self.assertEqual(self.hook.events_for(a["device_id"]), [])
 
     def test_apns_400_bad_device_token_removes_device(self):
+        # Refused in both environments (tried once in the other first): removed.
         client = "bad-" + uid()
         a = self.register("apns", client)
         self.apns_prod.add_rule(token=a["token"], status=400, reason="BadDeviceToken")
+        self.apns_sandbox.add_rule(token=a["token"], status=400, reason="BadDeviceToken")
         accepted = self.push({"client_ids": [client]}, {"body": "hi"})
         status = self.wait_finished(accepted["push_id"])
         self.assertPushStatus(status, accepted["push_id"], {
-            a["device_id"]: (a, "token_removed", "BadDeviceToken", 1)})
+            a["device_id"]: (a, "token_removed", "BadDeviceToken", 2)})
         self.assertEqual(len(self.apns_records(a["token"])), 1)
+        self.assertEqual(len(self.apns_records(a["token"], self.apns_sandbox)), 1)
         self.assertDeviceGone(a["device_id"])
         [event] = self.hook.wait_for(a["device_id"])
         body = json.loads(event["body"])
@@ -532,6 +535,56 @@ class TestDelivery(DeliveryCase):
                                 "client_id": client, "platform": "apns", "app_id": APP,
                                 "reason": "BadDeviceToken", "at": body.get("at")})
         self.assertTime(body["at"], near_ms=harness.now_ms(), slack_ms=10000)
+
+    def test_apns_token_of_the_other_environment_is_sent_there_and_the_device_corrected(self):
+        # A development build's token registered as production: APNs production says
+        # BadDeviceToken, the sandbox takes it; the device is corrected and logged.
+        client = "env-" + uid()
+        a = self.register("apns", client)
+        self.assertEqual(a["environment"], "production")
+        self.apns_prod.add_rule(token=a["token"], status=400, reason="BadDeviceToken")
+        offset = self.daemon.log_offset()
+        accepted = self.push({"client_ids": [client]}, {"body": "hi"})
+        status = self.wait_finished(accepted["push_id"])
+        self.assertPushStatus(status, accepted["push_id"], {
+            a["device_id"]: (a, "sent", None, 2)})
+        self.assertEqual([r["status"] for r in self.apns_records(a["token"])], [400])
+        self.assertEqual([r["status"] for r in self.apns_records(a["token"],
+                                                                 self.apns_sandbox)], [200])
+        self.daemon.wait_for_log(lambda x: x.get("msg") == "apns device environment "
+                                 "corrected", since=offset)
+        [switch] = self.daemon.find_log(lambda x: x.get("msg") == "apns token refused in "
+                                        "its environment: trying the other", since=offset)
+        self.assertEqual((switch["device_id"], switch["from"], switch["to"]),
+                         (a["device_id"], "production", "sandbox"))
+        st, _, stored, raw = self.daemon.request("GET", "/v1/devices/" + a["device_id"])
+        self.assertEqual((st, stored["environment"]), (200, "sandbox"), raw)
+        self.assertEqual(stored["token"], a["token"])
+        # The next push goes to the sandbox at once.
+        accepted = self.push({"client_ids": [client]}, {"body": "again"})
+        status = self.wait_finished(accepted["push_id"])
+        self.assertPushStatus(status, accepted["push_id"], {
+            a["device_id"]: (dict(a, environment="sandbox"), "sent", None, 1)})
+        self.assertEqual(len(self.apns_records(a["token"])), 1)
+        self.assertEqual(len(self.apns_records(a["token"], self.apns_sandbox)), 2)
+        metrics = self.daemon.request("GET", "/metrics")[3].decode()
+        self.assertRegex(metrics, r"(?m)^pushrelay_apns_environment_corrections_total [1-9]")
+
+    def test_apns_environment_fallback_off_removes_the_device_at_once(self):
+        client = "envoff-" + uid()
+        a = self.register("apns", client)
+        self.apns_prod.add_rule(token=a["token"], status=400, reason="BadDeviceToken")
+        text = self.daemon.config_text()
+        self.daemon.reload(self.daemon.config_text(
+            {"delivery": {"apns_environment_fallback": "no"}}))
+        try:
+            accepted = self.push({"client_ids": [client]}, {"body": "hi"})
+            status = self.wait_finished(accepted["push_id"])
+            self.assertPushStatus(status, accepted["push_id"], {
+                a["device_id"]: (a, "token_removed", "BadDeviceToken", 1)})
+            self.assertEqual(self.apns_records(a["token"], self.apns_sandbox), [])
+        finally:
+            self.daemon.reload(text)
 
     def test_apns_device_token_not_for_topic_fails_once_and_keeps_device(self):
         client = "topic-" + uid()

@@ -17,7 +17,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import mockctl  # noqa: E402
-from fixtures import (SETTLE, NotificationCase, apns_expected, delete, enter, metric,  # noqa: E402
+from fixtures import (SETTLE, NotificationCase, apns_expected, collapse_id_of, delete, enter,
+                      metric,  # noqa: E402
                       fcm_expected, leave, member_join, member_leave, message, note, read,
                       sync, update)
 from harness import uid  # noqa: E402
@@ -791,6 +792,49 @@ class TestRestart(RoomsCase):
             want = apns_expected(n) if dev["platform"] == "apns" else \
                 fcm_expected(n, dev["token"])
             self.assertEqual(shown, want)
+
+    def test_notifications_sent_again_after_kill_9_carry_their_first_copys_collapse_id(self):
+        # Delivery is at least once: what was in flight at a kill -9 is sent again after
+        # the restart. Every copy carries the message's own collapse identity, so the
+        # phone replaces the first with the second instead of showing both.
+        a = self.id_("a")
+        rooms = [(self.id_("r%d" % i), self.id_("b%d" % i)) for i in range(40)]
+        for room, b in rooms:
+            self.register(b, "apns")
+            self.register(b, "fcm")
+            self.join(room, a, b)
+        self.apns.add_rule(delay_ms=5000)
+        self.fcm.add_rule(delay_ms=5000)
+        self.post(*[message(room, "c%d" % i, a, "burst %d" % i)
+                    for i, (room, _) in enumerate(rooms)])
+        # Every first copy reached the mocks, none was answered: all in flight.
+        deadline = time.monotonic() + 10
+        while sum(len(r) for r in self.received().values()) < 2 * len(rooms):
+            self.assertLess(time.monotonic(), deadline, "the burst did not reach the mocks")
+            time.sleep(0.02)
+        before, offset = self.kill_9_and_resume(batches=1)
+        deadline = time.monotonic() + 10
+        while any(len(r) < 2 for r in self.received().values()):
+            self.assertLess(time.monotonic(), deadline, "not sent again after the restart:\n%s"
+                            % self.daemon.log_text(offset))
+            time.sleep(0.02)
+        time.sleep(SETTLE)
+        got = self.received()
+        for i, (room, b) in enumerate(rooms):
+            want = collapse_id_of(room, "c%d" % i)
+            for dev in self.by_client[b]:
+                records = got[dev["device_id"]]
+                self.assertEqual(len(records), 2, "%s: %d copies" % (dev["device_id"],
+                                                                      len(records)))
+                for record in records:
+                    shown = self.shown(dev["device_id"], record)
+                    if dev["platform"] == "apns":
+                        self.assertEqual(shown["headers"]["apns-collapse-id"], want)
+                    else:
+                        message_ = shown["body"]["message"]
+                        self.assertEqual(message_["android"]["collapse_key"], want)
+                        self.assertEqual(message_["apns"]["headers"]["apns-collapse-id"], want)
+                        self.assertEqual(message_["android"]["notification"]["tag"], room)
 
     def test_replayed_batches_hold_what_was_accepted_as_sent_and_without_skipped_events(self):
         # The outbox keeps a batch's body as it came when every event parsed (here with

@@ -581,7 +581,7 @@ tp_request_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer_ptr end;
 	struct sockaddr_storage ss;
 	int sslen = sizeof ss;
-	char *head, target[128];
+	char *head, *auth, target[128];
 
 	end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
 	if (end.pos < 0)
@@ -594,9 +594,22 @@ tp_request_cb(struct bufferevent *bev, void *arg)
 		tp_tunnel_free(t);
 		return;
 	}
+	proxy->last_authorization[0] = '\0';
+	if ((auth = strcasestr(head, "\r\nProxy-Authorization: ")) != NULL) {
+		auth += strlen("\r\nProxy-Authorization: ");
+		snprintf(proxy->last_authorization, sizeof proxy->last_authorization, "%.*s",
+		    (int)strcspn(auth, "\r\n"), auth);
+	}
 	free(head);
 	proxy->connects++;
 	snprintf(proxy->last_target, sizeof proxy->last_target, "%s", target);
+	if (proxy->require_authorization != NULL &&
+	    strcmp(proxy->last_authorization, proxy->require_authorization) != 0) {
+		evbuffer_add_printf(bufferevent_get_output(bev),
+		    "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n");
+		bufferevent_disable(bev, EV_READ);
+		return;
+	}
 	if (proxy->reply_status != 200) {
 		evbuffer_add_printf(bufferevent_get_output(bev),
 		    "HTTP/1.1 %d Forbidden\r\nContent-Length: 0\r\n\r\n", proxy->reply_status);

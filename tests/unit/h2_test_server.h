@@ -62,6 +62,8 @@ struct h2_test_proxy {
 	int reply_status;		/* 200 tunnels; anything else refuses */
 	unsigned connects;
 	char last_target[128];
+	char last_authorization[256];	/* Proxy-Authorization of the last CONNECT, or "" */
+	const char *require_authorization;	/* answer 407 to a CONNECT without it */
 	void *priv;
 };
 

@@ -32,7 +32,7 @@ struct route_store_fixture {
 static int
 route_store_open(struct route_store_fixture *f, const char *name)
 {
-	struct store_options options = { f->path, STORE_SYNC_NORMAL, 1000, 0, 0 };
+	struct store_options options = { f->path, STORE_SYNC_NORMAL, 1000, 0, 0, NULL };
 	const char *tmp = getenv("TMPDIR");
 	char err[512];
 

@@ -27,6 +27,9 @@
 #include <cmocka.h>
 #include <event2/event.h>
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "apns.h"
 #include "clock.h"
@@ -1535,6 +1538,117 @@ test_apns_long_reason_is_cut_between_characters(void **state)
 	assert_memory_equal(result.reason, reason, 127);
 }
 
+/*
+ * A self-signed certificate for the key in g.server_key, valid from now + from_s to
+ * now + until_s, written to path.
+ */
+static void
+write_certificate(const char *path, long from_s, long until_s)
+{
+	FILE *f = fopen(g.server_key, "r");
+	EVP_PKEY *key = f != NULL ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+	X509 *cert = X509_new();
+	X509_NAME *name;
+
+	assert_non_null(key);
+	fclose(f);
+	assert_non_null(cert);
+	assert_int_equal(X509_set_version(cert, 2), 1);
+	ASN1_INTEGER_set(X509_get_serialNumber(cert), 7);
+	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(cert), from_s));
+	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(cert), until_s));
+	name = X509_get_subject_name(cert);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"push",
+	    -1, -1, 0);
+	assert_int_equal(X509_set_issuer_name(cert, name), 1);
+	assert_int_equal(X509_set_pubkey(cert, key), 1);
+	assert_true(X509_sign(cert, key, EVP_sha256()) > 0);
+	assert_non_null(f = fopen(path, "w"));
+	assert_int_equal(PEM_write_X509(f, cert), 1);
+	fclose(f);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+}
+
+/* What check_offline reported. */
+struct problems {
+	int lines[4];
+	char messages[4][512];
+	size_t count;
+};
+
+static void
+note_problem(int line, const char *message, void *arg)
+{
+	struct problems *p = arg;
+
+	p->lines[p->count] = line;
+	snprintf(p->messages[p->count++], sizeof p->messages[0], "%s", message);
+}
+
+/*
+ * Offline, as pushrelayd -t and the start-up do: a client certificate must be valid
+ * now, and token auth needs ids of Apple's shape; each problem names the section.
+ */
+static void
+test_apns_check_offline_refuses_expired_certificates_and_bad_ids(void **state)
+{
+	struct config_apns_app apps[4];
+	struct config config;
+	struct problems found = { { 0 }, { { 0 } }, 0 };
+	char expired[300], early[300], fine[300], want[700];
+
+	snprintf(expired, sizeof expired, "%s/expired.pem", g.dir);
+	snprintf(early, sizeof early, "%s/early.pem", g.dir);
+	snprintf(fine, sizeof fine, "%s/fine.pem", g.dir);
+	write_certificate(expired, -2 * 86400, -86400);
+	write_certificate(early, 86400, 2 * 86400);
+	write_certificate(fine, -60, 365 * 86400);
+	memset(apps, 0, sizeof apps);
+	for (size_t i = 0; i < 4; i++) {
+		apps[i] = t.app;
+		apps[i].line = (int)(10 * (i + 1));
+		apps[i].auth = CONFIG_APNS_AUTH_CERTIFICATE;
+		apps[i].certificate_key_file = g.server_key;
+	}
+	apps[0].name = "com.example.expired";
+	apps[0].certificate_file = expired;
+	apps[1].name = "com.example.early";
+	apps[1].certificate_file = early;
+	apps[2].name = "com.example.fine";
+	apps[2].certificate_file = fine;
+	apps[3].name = "com.example.ids";
+	apps[3].auth = CONFIG_APNS_AUTH_TOKEN;
+	apps[3].key_file = g.p8;
+	apps[3].key_id = "ABC123DEFG";
+	apps[3].team_id = "team123456";
+	config = t.config;
+	config.apns_apps = apps;
+	config.apns_app_count = 4;
+
+	assert_int_equal(provider_apns_ops.check_offline(&config, note_problem, &found), 3);
+	assert_int_equal(found.count, 3);
+	assert_int_equal(found.lines[0], 10);
+	snprintf(want, sizeof want, "[apns \"com.example.expired\"] %s: the certificate has "
+	    "expired", expired);
+	assert_string_equal(found.messages[0], want);
+	assert_int_equal(found.lines[1], 20);
+	snprintf(want, sizeof want, "[apns \"com.example.early\"] %s: the certificate is not "
+	    "valid yet", early);
+	assert_string_equal(found.messages[1], want);
+	/* The valid certificate (30), then the ids. */
+	assert_int_equal(found.lines[2], 40);
+	assert_string_equal(found.messages[2], "[apns \"com.example.ids\"] team_id "
+	    "\"team123456\": must be the 10 upper-case letters and digits of the Apple "
+	    "developer team's id");
+
+	/* The daemon's create() refuses the same expired certificate. */
+	config.apns_apps = &apps[0];
+	config.apns_app_count = 1;
+	assert_null(provider_apns_ops.create(t.base, &config, want, sizeof want));
+	assert_non_null(strstr(want, "the certificate has expired"));
+}
+
 int
 main(void)
 {
@@ -1568,6 +1682,7 @@ main(void)
 		T(test_apns_sandbox_devices_use_sandbox_url),
 		T(test_apns_certificate_auth_sends_without_authorization),
 		T(test_apns_pkcs12_needs_its_password),
+		T(test_apns_check_offline_refuses_expired_certificates_and_bad_ids),
 		T(test_apns_free_completes_in_flight_with_shutdown),
 		T(test_apns_drain_finishes_in_flight_then_calls_done),
 		T(test_apns_drain_without_work_calls_done_from_loop),

@@ -25,9 +25,9 @@
 #include "store.h"
 
 /* Options of the plain sections, and of each kind of named section. */
-#define OPTION_COUNT 58
-#define APNS_OPTION_COUNT 16
-#define FCM_OPTION_COUNT 6
+#define OPTION_COUNT 61
+#define APNS_OPTION_COUNT 17
+#define FCM_OPTION_COUNT 7
 
 struct fixture {
 	char dir[PATH_MAX];
@@ -178,6 +178,7 @@ assert_defaults(const struct config *config, const char *state_dir)
 	assert_string_equal(config->store_backend, "sqlite");
 	snprintf(path, sizeof path, "%s/pushrelay.db", state_dir);
 	assert_string_equal(config->store_path, path);
+	assert_null(config->store_postgresql);
 	assert_int_equal(config->store_sync, STORE_SYNC_FULL);
 	assert_int_equal(config->store_busy_timeout_ms, 5000);
 	assert_int_equal(config->store_cache_size, 32 * 1024 * 1024);
@@ -222,6 +223,9 @@ assert_configs_equal(const struct config *a, const struct config *b)
 	assert_int_equal(a->metrics_public, b->metrics_public);
 	assert_string_equal(a->store_backend, b->store_backend);
 	assert_string_equal(a->store_path, b->store_path);
+	assert_true((a->store_postgresql == NULL) == (b->store_postgresql == NULL));
+	if (a->store_postgresql != NULL)
+		assert_string_equal(a->store_postgresql, b->store_postgresql);
 	assert_int_equal(a->store_sync, b->store_sync);
 	assert_int_equal(a->store_busy_timeout_ms, b->store_busy_timeout_ms);
 	assert_int_equal(a->store_cache_size, b->store_cache_size);
@@ -435,7 +439,34 @@ test_config_empty_value_is_error_for_non_string_types(void **state)
 	    ":2: [api] unix_socket_mode: empty value");
 	assert_load_error(fx, "[log]\nlevel =\n", ":2: [log] level: empty value");
 	assert_load_error(fx, "[store]\nbackend =\n",
-	    ":2: [store] backend: must be one of: sqlite");
+	    ":2: [store] backend: must be one of: sqlite, postgresql");
+}
+
+/* backend = postgresql takes a connection string that libpq parses; none is an error. */
+static void
+test_config_postgresql_backend_needs_a_connection_string_that_parses(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+
+	load_text(fx, "[store]\nbackend = postgresql\n"
+	    "postgresql = host=db port=5433 dbname=pushrelay user=relay\n", &config);
+	assert_string_equal(config.store_backend, "postgresql");
+	assert_string_equal(config.store_postgresql,
+	    "host=db port=5433 dbname=pushrelay user=relay");
+	config_free(&config);
+	/* Set but unused by sqlite; empty is none. */
+	load_text(fx, "[store]\npostgresql =\n", &config);
+	assert_null(config.store_postgresql);
+	config_free(&config);
+
+	assert_load_error(fx, "[store]\nbackend = postgresql\n",
+	    ": [store] backend = postgresql needs postgresql (a libpq connection string)");
+	assert_load_error(fx, "[store]\nbackend = postgresql\npostgresql = nosuch=x\n",
+	    ": [store] postgresql: invalid connection option \"...\"");
+	assert_load_error(fx, "[store]\nbackend = postgresql\n"
+	    "postgresql = host=db password 'secret\n",
+	    ": [store] postgresql: missing \"=\" after \"...\" in connection info string");
 }
 
 static void
@@ -492,7 +523,7 @@ test_config_bad_enum_names_allowed_values(void **state)
 	assert_load_error(fx, "[store]\nsynchronous = FULL\n",
 	    ":2: [store] synchronous: must be one of: full, normal");
 	assert_load_error(fx, "[store]\nbackend = redis\n",
-	    ":2: [store] backend: must be one of: sqlite");
+	    ":2: [store] backend: must be one of: sqlite, postgresql");
 	assert_load_error(fx, "[log]\nlevel = verbose\n",
 	    ":2: [log] level: must be one of: error, warn, info, debug");
 	assert_load_error(fx, "[log]\nformat = xml\n",
@@ -1049,7 +1080,7 @@ test_config_named_app_sections_fill_their_own_structs(void **state)
 	assert_string_equal(fcm->service_account_file, "/etc/sa.json");
 	assert_string_equal(fcm->url, "https://fcm.googleapis.com");
 	assert_string_equal(fcm->proxy, "proxy.corp.example:3128");
-	assert_int_equal(fcm->connections, 2);
+	assert_int_equal(fcm->connections, 12);	/* the default */
 	config_free(&config);
 }
 
@@ -1079,9 +1110,9 @@ test_config_named_app_sections_report_errors(void **state)
 	assert_load_error(fx, "[fcm \"p\"]\nservice_account_file = /s\nurl = https://x/v1\n",
 	    ": [fcm \"p\"] url: must be https://host or https://host:port, without a path");
 	assert_load_error(fx, "[fcm \"p\"]\nservice_account_file = /s\nproxy = squid\n",
-	    ": [fcm \"p\"] proxy: must be host:port");
+	    ": [fcm \"p\"] proxy: must be host:port, or http://user:password@host:port");
 	assert_load_error(fx, "[fcm \"p\"]\nservice_account_file = /s\nproxy = a b:1\n",
-	    ": [fcm \"p\"] proxy: must be host:port");
+	    ": [fcm \"p\"] proxy: must be host:port, or http://user:password@host:port");
 	assert_load_error(fx, "[apns \"a\"]\nconnections = 0\n",
 	    ":2: [apns \"a\"] connections: must be between 1 and 64");
 }
@@ -1152,9 +1183,10 @@ test_config_bad_urls_are_errors_naming_the_option(void **state)
 		"http://x",
 		"https://x/3/device",		/* a path */
 	};
+	/* http://, and credentials before the host, are allowed (see the proxy test). */
 	static const char *const proxies[] = {
-		"squid", "http://proxy:3128", "proxy:3128/x", "user@proxy:3128", "proxy:0",
-		"a b:1", "[::1]",
+		"squid", "https://proxy:3128", "proxy:3128/x", "socks5://proxy:1080", "proxy:0",
+		"a b:1", "[::1]", "http://proxy", ":secret@proxy:3128", "us%0d%0aer@proxy:3128",
 	};
 	const char *expected = ": [delivery] feedback_url: must be an http:// or https:// URL";
 	char text[256];
@@ -1172,7 +1204,8 @@ test_config_bad_urls_are_errors_naming_the_option(void **state)
 	for (size_t i = 0; i < sizeof proxies / sizeof proxies[0]; i++) {
 		snprintf(text, sizeof text, "[apns \"a\"]\nkey_file = /k\nkey_id = K\n"
 		    "team_id = T\nproxy = %s\n", proxies[i]);
-		assert_load_error(fx, text, ": [apns \"a\"] proxy: must be host:port");
+		assert_load_error(fx, text, ": [apns \"a\"] proxy: must be host:port, or "
+		    "http://user:password@host:port");
 	}
 	assert_load_error(fx, "[delivery]\nfeedback_url = ftp://hooks.example/x\n", expected);
 	assert_load_error(fx, "[delivery]\nfeedback_url = hooks.example/x\n", expected);
@@ -1201,7 +1234,82 @@ test_config_url_parse_kinds(void **state)
 	assert_int_equal(config_url_parse(&url, "https://x/token", CONFIG_URL_ORIGIN), -1);
 	assert_int_equal(config_url_parse(&url, NULL, CONFIG_URL_ORIGIN), -1);
 	assert_string_equal(config_url_expected(CONFIG_URL_HTTPS), "an https:// URL");
-	assert_string_equal(config_url_expected(CONFIG_URL_HOSTPORT), "host:port");
+	assert_string_equal(config_url_expected(CONFIG_URL_PROXY),
+	    "host:port, or http://user:password@host:port");
+	/* A proxy: its credentials decoded, apart from the host it connects to. */
+	assert_int_equal(config_url_parse(&url, "http://relay:p%40ss%3Aw0rd@proxy.corp:3128",
+	    CONFIG_URL_PROXY), 0);
+	assert_string_equal(url.host, "proxy.corp");
+	assert_int_equal(url.port, 3128);
+	assert_string_equal(url.authority, "proxy.corp:3128");
+	assert_string_equal(url.user, "relay");
+	assert_string_equal(url.password, "p@ss:w0rd");
+	assert_int_equal(config_url_parse(&url, "relay@[2001:db8::1]:3128", CONFIG_URL_PROXY), 0);
+	assert_string_equal(url.host, "2001:db8::1");
+	assert_string_equal(url.user, "relay");
+	assert_string_equal(url.password, "");
+	assert_int_equal(config_url_parse(&url, "proxy:3128", CONFIG_URL_PROXY), 0);
+	assert_string_equal(url.user, "");
+	assert_int_equal(url.from_environment, 0);
+}
+
+/*
+ * Without a proxy option, https_proxy (or HTTPS_PROXY) of the environment is the
+ * proxy, unless no_proxy (or NO_PROXY) names the endpoint's host.
+ */
+static void
+test_config_proxy_from_the_environment_unless_no_proxy(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+	const char *text = "[apns \"a\"]\nkey_file = /k\nkey_id = K\nteam_id = T\n"
+	    "production_url = https://api.push.apple.com\n"
+	    "[fcm \"p\"]\nservice_account_file = /s\nurl = https://fcm.googleapis.com\n";
+	static const struct {
+		const char *no_proxy;
+		int apns, fcm;		/* proxied? */
+	} cases[] = {
+		{ NULL, 1, 1 },
+		{ "", 1, 1 },
+		{ "*", 0, 0 },
+		{ "localhost, .apple.com", 0, 1 },
+		{ "googleapis.com", 1, 0 },
+		{ "push.apple.co,fcm", 1, 1 },		/* neither a suffix nor the host */
+		{ "API.PUSH.APPLE.COM", 0, 1 },
+	};
+
+	unsetenv("HTTPS_PROXY");
+	unsetenv("NO_PROXY");
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		setenv("https_proxy", "http://relay:s3cret@proxy.corp:3128", 1);
+		if (cases[i].no_proxy != NULL)
+			setenv("no_proxy", cases[i].no_proxy, 1);
+		else
+			unsetenv("no_proxy");
+		load_text(fx, text, &config);
+		assert_string_equal(config.apns_apps[0].proxy_endpoint.host,
+		    cases[i].apns ? "proxy.corp" : "");
+		assert_int_equal(config.apns_apps[0].proxy_endpoint.from_environment,
+		    cases[i].apns);
+		assert_string_equal(config.fcm_apps[0].proxy_endpoint.host,
+		    cases[i].fcm ? "proxy.corp" : "");
+		if (cases[i].fcm)
+			assert_string_equal(config.fcm_apps[0].proxy_endpoint.password, "s3cret");
+		config_free(&config);
+	}
+	/* The option wins over the environment. */
+	unsetenv("no_proxy");
+	load_text(fx, "[fcm \"p\"]\nservice_account_file = /s\nproxy = own:8080\n", &config);
+	assert_string_equal(config.fcm_apps[0].proxy_endpoint.host, "own");
+	assert_int_equal(config.fcm_apps[0].proxy_endpoint.from_environment, 0);
+	config_free(&config);
+	/* A broken https_proxy is an error that says where it came from. */
+	setenv("https_proxy", "socks5://x:1", 1);
+	assert_load_error(fx, "[fcm \"p\"]\nservice_account_file = /s\n", ": [fcm \"p\"] no "
+	    "proxy set, and the environment's https_proxy is not host:port, or "
+	    "http://user:password@host:port");
+	unsetenv("https_proxy");
+	(void)state;
 }
 
 static void
@@ -1257,6 +1365,7 @@ main(void)
 		T(test_config_key_set_twice_is_error_naming_first_line),
 		T(test_config_indented_continuation_is_error),
 		T(test_config_empty_value_is_error_for_non_string_types),
+		T(test_config_postgresql_backend_needs_a_connection_string_that_parses),
 		T(test_config_out_of_range_values_name_the_bounds),
 		T(test_config_boundary_values_are_accepted),
 		T(test_config_bad_enum_names_allowed_values),
@@ -1287,6 +1396,7 @@ main(void)
 		T(test_config_urls_are_parsed_into_host_port_and_authority),
 		T(test_config_bad_urls_are_errors_naming_the_option),
 		T(test_config_url_parse_kinds),
+		T(test_config_proxy_from_the_environment_unless_no_proxy),
 		T(test_config_error_quoting_bytes_that_are_not_utf8_is_utf8),
 #undef T
 	};

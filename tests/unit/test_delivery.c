@@ -24,21 +24,26 @@
 #include "provider.h"
 #include "xmalloc.h"
 
-#define SENDS_MAX 16
+#define SENDS_MAX 32
 
 /* A fake provider: keeps each delivery it is sent with its completion callback. */
 struct provider {
 	struct delivery *sent[SENDS_MAX];
+	const struct push_content *content[SENDS_MAX];	/* sent[i]'s, kept after it is freed */
 	provider_done_fn *done[SENDS_MAX];
 	void *done_arg[SENDS_MAX];
 	size_t count;
+	size_t busy_at;			/* answer PROVIDER_EBUSY once count reaches it; 0: never */
 };
 
 static int
 fake_send(struct provider *p, struct delivery *d, provider_done_fn *done, void *done_arg)
 {
+	if (p->busy_at > 0 && p->count >= p->busy_at)
+		return PROVIDER_EBUSY;
 	assert_true(p->count < SENDS_MAX);
 	p->sent[p->count] = d;
+	p->content[p->count] = d->content;
 	p->done[p->count] = done;
 	p->done_arg[p->count] = done_arg;
 	p->count++;
@@ -170,6 +175,92 @@ outcome_count(const struct fixture *f, int l, enum device_platform platform, con
 			return rows[i].counts[outcome];
 	}
 	return 0;
+}
+
+/*
+ * Ready deliveries are served a content at a time, in turn: a message to one device
+ * that comes behind a fan-out goes after one more delivery of the fan-out, not after
+ * all of it.
+ */
+static void
+test_delivery_a_small_message_is_not_held_behind_a_fan_out(void **state)
+{
+	struct fixture *f = *state;
+	struct provider *apns = &f->apns[0];
+	struct push_content *small;
+	struct notification n;
+	struct delivery *one;
+	size_t i, small_at = SENDS_MAX;
+
+	notification_init(&n);
+	n.body = xstrdup("to one");
+	small = delivery_content_new(&n, 0);
+	/* The fan-out: 12 APNs deliveries of f->content; the provider takes 4, then is busy. */
+	apns->busy_at = 4;
+	for (i = 0; i < 12; i++)
+		submit(f, 0, 0);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(apns->count, 4);
+	one = delivery_new(f->layer[0], &f->targets[2], small, -1, clock_now_ms());
+	delivery_submit(one, observe, &f->heard[0], 2);
+	/* Room again: one more of the fan-out (its turn), then the small message. */
+	apns->busy_at = 6;
+	complete(apns, 0, PROVIDER_SENT);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(apns->count, 6);
+	for (i = 4; i < 6; i++) {
+		if (apns->content[i] == small)
+			small_at = i;
+	}
+	assert_int_equal(small_at, 5);
+	assert_ptr_equal(apns->content[4], f->content);
+	/* Then the rest of the fan-out. */
+	apns->busy_at = 0;
+	complete(apns, 1, PROVIDER_SENT);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(apns->count, 13);
+	for (i = 6; i < 13; i++)
+		assert_ptr_equal(apns->content[i], f->content);
+	for (i = 2; i < 13; i++)
+		complete(apns, i, PROVIDER_SENT);
+	assert_int_equal(f->heard[0].sent, 13);
+	delivery_content_unref(small);
+}
+
+/* Cancelling a content empties its flow and leaves the others' order as it was. */
+static void
+test_delivery_cancel_takes_a_content_out_of_the_round_robin(void **state)
+{
+	struct fixture *f = *state;
+	struct provider *apns = &f->apns[0];
+	struct push_content *other;
+	struct notification n;
+	size_t i;
+
+	notification_init(&n);
+	n.body = xstrdup("other");
+	other = delivery_content_new(&n, 0);
+	apns->busy_at = 1;
+	for (i = 0; i < 3; i++) {
+		submit(f, 0, 0);
+		delivery_submit(delivery_new(f->layer[0], &f->targets[2], other, -1,
+		    clock_now_ms()), observe, &f->heard[0], 2);
+	}
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(apns->count, 1);
+	/* Two of f->content wait, three of other: cancel other's. */
+	assert_int_equal(delivery_cancel_content(f->layer[0], other, "deleted"), 3);
+	assert_int_equal(f->heard[0].failed, 3);
+	assert_string_equal(f->heard[0].last_reason, "deleted");
+	apns->busy_at = 0;
+	complete(apns, 0, PROVIDER_SENT);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(apns->count, 3);
+	for (i = 0; i < 3; i++)
+		assert_ptr_equal(apns->content[i], f->content);
+	complete(apns, 1, PROVIDER_SENT);
+	complete(apns, 2, PROVIDER_SENT);
+	delivery_content_unref(other);
 }
 
 static void
@@ -379,6 +470,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+		    test_delivery_a_small_message_is_not_held_behind_a_fan_out, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_delivery_cancel_takes_a_content_out_of_the_round_robin, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_delivery_two_layers_keep_their_own_queues_and_stats, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delivery_retry_waits_in_its_own_layer,

@@ -248,6 +248,92 @@ test_h2_thousand_requests_complete_once_within_stream_limit(void **state)
 	fixture_free(f);
 }
 
+/* Many waiting requests open every connection they need at once, not one by one. */
+static void
+test_h2_deep_queue_opens_the_connections_it_needs_at_once(void **state)
+{
+	struct h2_test_server_options so = { .max_streams = 10, .delay_ms = 100 };
+	struct fixture *f = fixture_new(&so, NULL, NULL);
+	struct h2_pool_options o = pool_options(f);
+	struct h2_pool_stats st;
+
+	o.max_connections = 4;
+	o.max_streams_per_connection = 10;
+	pool_open(f, &o);
+	calls_make(f, 100, "/r/");
+	calls_submit(f, 0, 100);
+	/* The first dispatch: ten connections' worth wait, the cap is four. */
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	h2_pool_get_stats(f->pool, &st);
+	assert_int_equal(st.connections_open + st.connections_connecting, 4);
+	assert_int_equal(f->done, 0);
+	assert_true(run_until(f->base, &f->done, 100, 10000));
+	assert_all_ok_once(f);
+	assert_int_equal(f->srv->connections, 4);
+	h2_pool_get_stats(f->pool, &st);
+	assert_int_equal(st.connects_succeeded, 4);
+	fixture_free(f);
+}
+
+/* A few waiting requests still open one connection at a time. */
+static void
+test_h2_shallow_queue_opens_one_connection_at_a_time(void **state)
+{
+	struct h2_test_server_options so = { .max_streams = 10, .delay_ms = 100 };
+	struct fixture *f = fixture_new(&so, NULL, NULL);
+	struct h2_pool_options o = pool_options(f);
+	struct h2_pool_stats st;
+
+	o.max_connections = 4;
+	o.max_streams_per_connection = 10;
+	pool_open(f, &o);
+	calls_make(f, 10, "/r/");
+	calls_submit(f, 0, 10);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	h2_pool_get_stats(f->pool, &st);
+	assert_int_equal(st.connections_open + st.connections_connecting, 1);
+	assert_true(run_until(f->base, &f->done, 10, 10000));
+	assert_all_ok_once(f);
+	assert_int_equal(f->srv->connections, 1);
+	fixture_free(f);
+}
+
+/* After a burst, idle connections close, all but one, which the next requests use. */
+static void
+test_h2_idle_connections_close_all_but_one(void **state)
+{
+	struct h2_test_server_options so = { .max_streams = 5, .delay_ms = 20 };
+	struct fixture *f = fixture_new(&so, NULL, NULL);
+	struct h2_pool_options o = pool_options(f);
+	struct h2_pool_stats st;
+
+	o.max_connections = 3;
+	o.max_streams_per_connection = 5;
+	o.idle_close_ms = 200;
+	pool_open(f, &o);
+	calls_make(f, 65, "/r/");
+	calls_submit(f, 0, 60);
+	assert_true(run_until(f->base, &f->done, 60, 10000));
+	h2_pool_get_stats(f->pool, &st);
+	assert_int_equal(st.connections_open, 3);
+	assert_int_equal(st.connections_closed_idle, 0);
+	/* Idle a bit past the period (checked four times in it): two go. */
+	run_for(f->base, 400);
+	h2_pool_get_stats(f->pool, &st);
+	assert_int_equal(st.connections_open, 1);
+	assert_int_equal(st.connections_closed_idle, 2);
+	assert_int_equal(f->srv->goaways_received, 2);
+	/* The one left takes the next requests: no new connection. */
+	calls_submit(f, 60, 65);
+	assert_true(run_until(f->base, &f->done, 65, 10000));
+	assert_all_ok_once(f);
+	assert_int_equal(f->srv->connections, 3);
+	run_for(f->base, 400);
+	h2_pool_get_stats(f->pool, &st);
+	assert_int_equal(st.connections_open, 1);
+	fixture_free(f);
+}
+
 static void
 test_h2_follows_max_streams_raised_after_first_answer(void **state)
 {
@@ -486,6 +572,48 @@ test_h2_connection_refused_backs_off_then_succeeds(void **state)
 	assert_true(run_until(f->base, &f->done, 1, 2000));
 	assert_int_equal(f->calls[0].error, 0);
 	assert_int_equal(f->calls[0].status, 200);
+	fixture_free(f);
+}
+
+/* A proxy with credentials gets them in Proxy-Authorization; without them, a 407. */
+static void
+test_h2_proxy_authorization_is_sent_with_connect(void **state)
+{
+	struct h2_test_server_options so = { 0 };
+	struct fixture *f = fixture_new(&so, NULL, NULL);
+	struct h2_pool_options o = pool_options(f);
+	struct h2_test_proxy *proxy = h2_test_proxy_new(f->base, 200);
+	/* base64("relay:s3cret") */
+	const char *basic = "Basic cmVsYXk6czNjcmV0";
+
+	proxy->require_authorization = basic;
+	o.proxy_host = "127.0.0.1";
+	o.proxy_port = (unsigned)proxy->port;
+	o.proxy_authorization = basic;
+	pool_open(f, &o);
+	calls_make(f, 2, "/r/");
+	calls_submit(f, 0, 2);
+	assert_true(run_until(f->base, &f->done, 2, 5000));
+	assert_all_ok_once(f);
+	assert_string_equal(proxy->last_authorization, basic);
+	h2_pool_free(f->pool);
+	f->pool = NULL;
+
+	/* Without the credentials the proxy refuses, and the reason says so. */
+	o.proxy_authorization = NULL;
+	o.request_timeout_ms = 300;
+	pool_open(f, &o);
+	free(f->calls);
+	f->done = 0;
+	calls_make(f, 1, "/n/");
+	f->calls[0].request.timeout_ms = 300;
+	calls_submit(f, 0, 1);
+	assert_true(run_until(f->base, &f->done, 1, 5000));
+	assert_int_equal(f->calls[0].error, H2_EPROXY);
+	assert_string_equal(proxy->last_authorization, "");
+	h2_pool_free(f->pool);
+	f->pool = NULL;
+	h2_test_proxy_free(proxy);
 	fixture_free(f);
 }
 
@@ -828,6 +956,9 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_h2_thousand_requests_complete_once_within_stream_limit),
+		cmocka_unit_test(test_h2_deep_queue_opens_the_connections_it_needs_at_once),
+		cmocka_unit_test(test_h2_shallow_queue_opens_one_connection_at_a_time),
+		cmocka_unit_test(test_h2_idle_connections_close_all_but_one),
 		cmocka_unit_test(test_h2_follows_max_streams_raised_after_first_answer),
 		cmocka_unit_test(test_h2_respects_max_streams_lowered_mid_run),
 		cmocka_unit_test(test_h2_goaway_mid_batch_resends_unprocessed_once),
@@ -840,6 +971,7 @@ main(void)
 		cmocka_unit_test(test_h2_full_queue_returns_equeuefull),
 		cmocka_unit_test(test_h2_connection_refused_backs_off_then_succeeds),
 		cmocka_unit_test(test_h2_proxy_connect_tunnels_to_server),
+		cmocka_unit_test(test_h2_proxy_authorization_is_sent_with_connect),
 		cmocka_unit_test(test_h2_proxy_refusal_fails_with_eproxy),
 		cmocka_unit_test(test_h2_dropped_connection_fails_sent_requests_with_econnlost),
 		cmocka_unit_test(test_h2_idle_connection_is_kept_alive_with_ping),

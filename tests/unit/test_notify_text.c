@@ -33,10 +33,14 @@ message(const char *id, const char *text)
 static void
 build(const struct notify_message *m, size_t count, int64_t badge, struct notification *n)
 {
+	char collapse[NOTIFY_COLLAPSE_ID_SIZE];
+
 	assert_int_equal(notify_text_build(m, count, badge, n), NOTIFY_TEXT_OK);
 	assert_string_equal(n->thread_id, m->room);
 	assert_null(n->sound);
-	assert_null(n->collapse_id);
+	/* The latest message's own collapse id (an override may replace the headers). */
+	assert_int_equal(notify_collapse_id(m->room, m->id, collapse), 0);
+	assert_string_equal(n->collapse_id, collapse);
 	assert_int_equal(n->priority, NOTIFICATION_PRIORITY_HIGH);
 	assert_int_equal(n->ttl, -1);
 }
@@ -115,6 +119,30 @@ test_notify_text_room_name_wins_the_title(void **state)
 	assert_string_equal(n.title, "General");
 	assert_string_equal(n.body, "Alice: both names");
 	notification_free(&n);
+}
+
+/*
+ * The collapse id is a fixed function of room and message id, the same everywhere:
+ * values computed apart (Python's hashlib and base64) for a few of them.
+ */
+static void
+test_notify_collapse_id_is_the_documented_hash(void **state)
+{
+	static const struct {
+		const char *room, *id, *want;
+	} cases[] = {
+		{ "r1", "m1", "m-wPkAuMtEOTJrkzac2xlpdw" },
+		{ "r1", "m2", "m-lSm73ZLnItkuzF1Bxzd9Tw" },
+		{ "g\xc3\xa9n\xc3\xa9ral", "\xf0\x9f\x98\x80", "m-cO31iPYXBDskDD0BJLKz-A" },
+	};
+	char got[NOTIFY_COLLAPSE_ID_SIZE];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		assert_int_equal(notify_collapse_id(cases[i].room, cases[i].id, got), 0);
+		assert_string_equal(got, cases[i].want);
+		assert_true(strlen(got) <= NOTIFICATION_COLLAPSE_ID_MAX);
+	}
 }
 
 static void
@@ -244,6 +272,7 @@ main(void)
 		cmocka_unit_test(test_notify_text_one_message_without_names_is_titled_by_the_room),
 		cmocka_unit_test(test_notify_text_sender_name_titles_and_signs_the_message),
 		cmocka_unit_test(test_notify_text_room_name_wins_the_title),
+		cmocka_unit_test(test_notify_collapse_id_is_the_documented_hash),
 		cmocka_unit_test(test_notify_text_several_messages_count_and_show_the_latest),
 		cmocka_unit_test(test_notify_text_without_text_or_sender),
 		cmocka_unit_test(test_notify_text_body_is_cut_at_the_limit_on_a_character_boundary),

@@ -1,4 +1,8 @@
-/* Tests for the device registry and its SQLite backend. */
+/*
+ * Tests for the device registry and its SQLite backend; with PUSHRELAY_TEST_STORE =
+ * postgresql (tests/unit/store_postgresql.py), the tests of what every backend does,
+ * on the PostgreSQL backend.
+ */
 #include "autoconf.h"
 
 #include <sys/resource.h>
@@ -30,6 +34,8 @@
 #include "store_registry.h"
 #include "store_writer.h"
 
+#include "pg_fixture.h"
+
 #define T0 INT64_C(1700000000000)
 #define TOKEN_A "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
 #define TOKEN_B "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2"
@@ -45,9 +51,10 @@ struct fixture {
 static int
 fixture_open(struct fixture *f, int busy_timeout_ms, char *err, size_t errlen)
 {
-	struct store_options options = { f->path, STORE_SYNC_FULL, busy_timeout_ms, 0, 0 };
+	struct store_options options = { f->path, STORE_SYNC_FULL, busy_timeout_ms, 0, 0,
+		test_conninfo };
 
-	return store_open("sqlite", &options, &f->store, err, errlen);
+	return store_open(test_backend, &options, &f->store, err, errlen);
 }
 
 /* Make a temp dir and the path of a database inside it, not yet created. */
@@ -67,6 +74,8 @@ setup_dir(void **state)
 	}
 	snprintf(f->path, sizeof f->path, "%s/state/registry.db", f->dir);
 	*state = f;
+	if (test_is_pg() && pg_reset_database() != 0)
+		return -1;
 	return 0;
 }
 
@@ -115,6 +124,10 @@ raw_exec(const char *path, const char *sql)
 {
 	sqlite3 *db;
 
+	if (test_is_pg()) {
+		assert_int_equal(pg_raw_exec(sql), 0);
+		return;
+	}
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
@@ -127,6 +140,10 @@ raw_text(const char *path, const char *sql, char *out, size_t outlen)
 	sqlite3_stmt *stmt;
 	sqlite3 *db;
 
+	if (test_is_pg()) {
+		assert_int_equal(pg_raw_text(sql, out, outlen), 0);
+		return;
+	}
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
@@ -180,13 +197,14 @@ static void
 test_open_unknown_backend_is_einval(void **state)
 {
 	struct fixture *f = *state;
-	struct store_options options = { f->path, STORE_SYNC_FULL, 0, 0, 0 };
+	struct store_options options = { f->path, STORE_SYNC_FULL, 0, 0, 0, NULL };
 	struct store *store = (struct store *)1;
 	char err[256];
 
 	assert_int_equal(store_open("redis", &options, &store, err, sizeof err), STORE_EINVAL);
 	assert_null(store);
-	assert_string_equal(err, "unknown store backend \"redis\" (known: sqlite)");
+	assert_string_equal(err,
+	    "unknown store backend \"redis\" (known: sqlite, postgresql)");
 	assert_int_equal(access(f->path, F_OK), -1);
 }
 
@@ -194,7 +212,7 @@ static void
 test_open_bad_options_are_einval(void **state)
 {
 	struct fixture *f = *state;
-	struct store_options options = { "", STORE_SYNC_FULL, 0, 0, 0 };
+	struct store_options options = { "", STORE_SYNC_FULL, 0, 0, 0, NULL };
 	struct store *store;
 	char err[256];
 
@@ -541,7 +559,12 @@ test_device_put_failure_leaves_nothing_half_written(void **state)
 
 	put_device(f->store, "d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A, T0, STORE_PUT_CREATED);
 	/* Make the upsert fail after the token's old holder was deleted. */
-	raw_exec(f->path, "CREATE TRIGGER fail_boom BEFORE INSERT ON devices"
+	raw_exec(f->path, test_is_pg() ?
+	    "CREATE FUNCTION fail_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+	    " IF NEW.device_id = 'boom' THEN RAISE EXCEPTION 'boom refused'; END IF;"
+	    " RETURN NEW; END $$; CREATE TRIGGER fail_boom BEFORE INSERT ON devices"
+	    " FOR EACH ROW EXECUTE FUNCTION fail_boom()" :
+	    "CREATE TRIGGER fail_boom BEFORE INSERT ON devices"
 	    " WHEN NEW.device_id = 'boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END;");
 
 	assert_int_equal(store_device_put(f->store, &d, T0 + 1, &result, &got), STORE_EIO);
@@ -749,6 +772,43 @@ test_device_remove_token_respects_unless_updated_after(void **state)
 	assert_int_equal(removed, 0);
 }
 
+/* An APNs device's environment, corrected unless it registered again since. */
+static void
+test_device_set_environment_respects_unless_updated_after(void **state)
+{
+	struct fixture *f = *state;
+	struct device got;
+	uint64_t generation;
+
+	put_device(f->store, "d1", "c1", DEVICE_PLATFORM_APNS, TOKEN_A, T0 + 100,
+	    STORE_PUT_CREATED);
+	put_device(f->store, "f1", "c1", DEVICE_PLATFORM_FCM, TOKEN_B, T0 + 100,
+	    STORE_PUT_CREATED);
+	/* Registered again after the delivery was made for it: left as it is. */
+	assert_int_equal(store_device_set_environment(f->store, "d1",
+	    DEVICE_ENVIRONMENT_SANDBOX, T0 + 99), STORE_ENOTFOUND);
+	assert_int_equal(store_device_get(f->store, "d1", &got), STORE_OK);
+	assert_int_equal(got.environment, DEVICE_ENVIRONMENT_PRODUCTION);
+	model_device_free(&got);
+	/* Corrected, and the generation moves: its deliveries go elsewhere now. */
+	generation = store_generation(f->store);
+	assert_int_equal(store_device_set_environment(f->store, "d1",
+	    DEVICE_ENVIRONMENT_SANDBOX, T0 + 100), STORE_OK);
+	assert_true(store_generation(f->store) > generation);
+	assert_int_equal(store_device_get(f->store, "d1", &got), STORE_OK);
+	assert_int_equal(got.environment, DEVICE_ENVIRONMENT_SANDBOX);
+	assert_int_equal(got.updated_at, T0 + 100);
+	assert_string_equal(got.token, TOKEN_A);
+	model_device_free(&got);
+	/* Only APNs devices have environments to correct; unknown ids are not found. */
+	assert_int_equal(store_device_set_environment(f->store, "f1",
+	    DEVICE_ENVIRONMENT_SANDBOX, INT64_MAX), STORE_ENOTFOUND);
+	assert_int_equal(store_device_set_environment(f->store, "nope",
+	    DEVICE_ENVIRONMENT_SANDBOX, INT64_MAX), STORE_ENOTFOUND);
+	assert_int_equal(store_device_set_environment(f->store, NULL,
+	    DEVICE_ENVIRONMENT_SANDBOX, INT64_MAX), STORE_EINVAL);
+}
+
 static void
 test_member_put_creates_then_keeps_existing(void **state)
 {
@@ -809,7 +869,7 @@ static void
 test_checkpoint_size_bounds_the_write_ahead_log(void **state)
 {
 	struct fixture *f = *state;
-	struct store_options options = { f->path, STORE_SYNC_FULL, 1000, 0, 0 };
+	struct store_options options = { f->path, STORE_SYNC_FULL, 1000, 0, 0, NULL };
 	char wal[PATH_MAX + 8], err[512];
 
 	snprintf(wal, sizeof wal, "%s-wal", f->path);
@@ -1266,7 +1326,7 @@ test_notified_marks_store_a_stable_message_key(void **state)
 
 	assert_int_equal(store_notified_add(f->store, marks, 2), STORE_OK);
 	raw_text(f->path, "SELECT group_concat(message_key, ' ') FROM"
-	    " (SELECT message_key FROM notified ORDER BY id)", text, sizeof text);
+	    " (SELECT message_key FROM notified ORDER BY id) AS marks", text, sizeof text);
 	assert_string_equal(text, "7808318855398565537 -7642042639422210167");
 }
 
@@ -1533,6 +1593,7 @@ main(void)
 		STORE_TEST(test_device_mark_error_sets_reason_and_time),
 		STORE_TEST(test_device_mark_on_missing_device_is_enotfound),
 		STORE_TEST(test_device_remove_token_respects_unless_updated_after),
+		STORE_TEST(test_device_set_environment_respects_unless_updated_after),
 		STORE_TEST(test_member_put_creates_then_keeps_existing),
 		STORE_TEST(test_generation_moves_only_when_memberships_change),
 		STORE_TEST(test_generation_holds_for_a_new_device_of_a_client_in_no_room),
@@ -1558,5 +1619,34 @@ main(void)
 		STORE_TEST(test_writer_reports_failing_writes_until_a_probe_commits),
 	};
 
-	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+	/* What only SQLite has: files, pragmas, its migrations, failing file writes. */
+	static const char *const sqlite_only[] = {
+		"test_open_bad_options_are_einval",
+		"test_open_creates_file_0600_in_new_dir_0700",
+		"test_open_sets_schema_version_and_wal",
+		"test_open_garbage_file_is_eio",
+		"test_open_newer_schema_is_enewer_and_untouched",
+		"test_device_put_on_locked_database_is_eio",
+		"test_checkpoint_size_bounds_the_write_ahead_log",
+		"test_open_migrates_version_1_database_keeping_rows",
+		"test_open_migrates_version_3_notified_marks",
+		"test_open_migrates_version_4_outbox_rows_to_their_kind",
+		"test_probe_write_leaves_nothing_and_fails_while_writes_fail",
+		"test_writer_reports_failing_writes_until_a_probe_commits",
+	};
+	struct CMUnitTest chosen[sizeof tests / sizeof tests[0]];
+	size_t count = 0;
+
+	if (test_backend_init() != 0)
+		return 1;
+	if (!test_is_pg())
+		return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+		int skip = 0;
+		for (size_t j = 0; j < sizeof sqlite_only / sizeof sqlite_only[0]; j++)
+			skip |= strcmp(tests[i].name, sqlite_only[j]) == 0;
+		if (!skip)
+			chosen[count++] = tests[i];
+	}
+	return _cmocka_run_group_tests("store_postgresql", chosen, count, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /*
  * Tests for the store threads: group commit, failures inside a batch, order, reads,
- * and the flush apart from the commit.
+ * and the flush apart from the commit. With PUSHRELAY_TEST_STORE = postgresql
+ * (tests/unit/store_postgresql.py), on the PostgreSQL backend, but for the tests of
+ * SQLite's files: failing file writes, the flush apart.
  */
 #include "autoconf.h"
 
@@ -29,6 +31,8 @@
 #include "store_ledger.h"
 #include "store_registry.h"
 #include "store_writer.h"
+
+#include "pg_fixture.h"
 
 #define T0 INT64_C(1700000000000)
 #define JOBS_MAX 320
@@ -157,7 +161,10 @@ setup(void **state)
 	options.path = f->path;
 	options.sync = STORE_SYNC_FULL;
 	options.busy_timeout_ms = 1000;
-	if (store_open("sqlite", &options, &f->store, err, sizeof err) != STORE_OK) {
+	options.conninfo = test_conninfo;
+	if (test_is_pg() && pg_reset_database() != 0)
+		return -1;
+	if (store_open(test_backend, &options, &f->store, err, sizeof err) != STORE_OK) {
 		fprintf(stderr, "store_open: %s\n", err);
 		return -1;
 	}
@@ -566,10 +573,14 @@ test_read_watch_reports_a_store_that_no_longer_answers(void **state)
 	usleep(100000);
 	assert_null(store_writer_read_error(f->writer, buf, sizeof buf));
 	/* The ping reads a table: without it, reads fail. */
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys = OFF; DROP TABLE devices",
-	    NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
+	if (test_is_pg())
+		assert_int_equal(pg_raw_exec("DROP TABLE devices CASCADE"), 0);
+	else {
+		assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys = OFF; DROP TABLE devices",
+		    NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(db);
+	}
 	for (int i = 0; i < 500 && why == NULL; i++) {
 		why = store_writer_read_error(f->writer, buf, sizeof buf);
 		usleep(10000);
@@ -689,5 +700,30 @@ main(void)
 		    test_stop_flushes_before_the_last_answers, setup, teardown),
 	};
 
-	return cmocka_run_group_tests_name("store_writer", tests, NULL, NULL);
+	struct CMUnitTest chosen[sizeof tests / sizeof tests[0]];
+	size_t count = 0;
+
+	if (test_backend_init() != 0)
+		return 1;
+	if (!test_is_pg())
+		return cmocka_run_group_tests_name("store_writer", tests, NULL, NULL);
+	/*
+	 * SQLite's failing file writes, and its flush apart from the commit (PostgreSQL's
+	 * commits stay durable on their own), have no PostgreSQL counterpart here.
+	 */
+	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+		static const char *const sqlite_only[] = {
+			"test_a_failed_commit_fails_every_job_of_its_batch",
+			"test_a_batch_is_answered_only_after_its_flush",
+			"test_a_failed_flush_fails_the_jobs_it_covered",
+			"test_stop_flushes_before_the_last_answers",
+		};
+		int skip = 0;
+
+		for (size_t j = 0; j < sizeof sqlite_only / sizeof sqlite_only[0]; j++)
+			skip |= strcmp(tests[i].name, sqlite_only[j]) == 0;
+		if (!skip)
+			chosen[count++] = tests[i];
+	}
+	return _cmocka_run_group_tests("store_writer_postgresql", chosen, count, NULL, NULL);
 }

@@ -1,10 +1,12 @@
 """Several pushrelayd instances as one service: the room state in Redis.
 
 Two or three daemons share one redis-server, whose [state] backend = redis keeps their
-room state under one prefix (docs/state-redis.md), and one mock APNs and FCM. Each
-daemon keeps its own SQLite registry here, so every device and membership is registered
-through each of them, under the same ids. Events go to whichever daemon a test names;
-each test asserts exactly which notifications the mocks received.
+room state under one prefix (docs/state-redis.md), and one mock APNs and FCM. With the
+SQLite store each daemon keeps its own registry, so every device and membership is
+registered through each of them, under the same ids; test_state_redis_postgresql.py runs
+the same tests with one PostgreSQL registry shared by all, as a deployment has it, every
+device and membership registered once. Events go to whichever daemon a test names; each
+test asserts exactly which notifications the mocks received.
 """
 
 import json
@@ -54,10 +56,20 @@ class StateCase(NotificationCase):
         cls.r = cls.server.client()
         cls.prefix = "it-%s:" % harness.uid()
         cls.start_mocks()
-        cls.daemons = [cls.make_daemon() for _ in range(cls.instances)]
+        for _ in range(cls.instances):
+            shared = None
+            if cls.daemons and cls.shared_registry():
+                shared = {"store": {"backend": "postgresql", "postgresql":
+                                    cls.daemons[0].option("store", "postgresql")}}
+            cls.daemons.append(cls.make_daemon(shared))
         cls.daemon = cls.daemons[0]
         for daemon in cls.daemons:
             cls.start_and_wait(daemon)
+
+    @staticmethod
+    def shared_registry():
+        """Do the daemons share one registry (PostgreSQL), or keep one each (SQLite)?"""
+        return harness.store_backend() == "postgresql"
 
     @classmethod
     def base_config(cls):
@@ -112,13 +124,17 @@ class StateCase(NotificationCase):
 
     # -- every instance's registry --
 
+    def registries(self):
+        """The daemons to register through: one if they share the registry, else all."""
+        return self.daemons[:1] if self.shared_registry() else self.daemons
+
     def register(self, client, platform):
-        """One device of client, registered under the same id and token through every
-        instance; tracked once."""
+        """One device of client, registered under the same id and token in every
+        registry; tracked once."""
         device_id = "%s-%s-%s" % (client, platform, harness.uid())
         token = harness.apns_token() if platform == "apns" else harness.fcm_token()
         stored = None
-        for daemon in self.daemons:
+        for daemon in self.registries():
             body = (harness.apns_device(client_id=client, app_id=APP, token=token)
                     if platform == "apns" else
                     harness.fcm_device(client_id=client, app_id=PROJECT, token=token))
@@ -132,7 +148,7 @@ class StateCase(NotificationCase):
         return stored
 
     def join_all(self, room, *clients):
-        for daemon in self.daemons:
+        for daemon in self.registries():
             self.join(room, *clients, daemon=daemon)
 
     def post(self, daemon, *events):

@@ -23,7 +23,7 @@ bucket_set_string(json_t *o, const char *key, const char *s)
 
 /* The JSON of a held message, without its order. */
 char *
-state_bucket_encode(const struct notify_message *m)
+state_bucket_encode(const struct notify_message *m, int64_t ts)
 {
 	json_t *o = json_object();
 	char *push = NULL, *text = NULL;
@@ -33,7 +33,8 @@ state_bucket_encode(const struct notify_message *m)
 	if (m->push != NULL)
 		push = json_dumps(m->push, JSON_COMPACT);
 	/* Every string was checked as UTF-8 by the event parser: json_string takes it. */
-	if (bucket_set_string(o, "id", m->id) == 0 &&
+	if ((ts <= 0 || json_object_set_new(o, "ts", json_integer(ts)) == 0) &&
+	    bucket_set_string(o, "id", m->id) == 0 &&
 	    bucket_set_string(o, "sender", m->sender != NULL ? m->sender : "") == 0 &&
 	    bucket_set_string(o, "sender_name", m->sender_name) == 0 &&
 	    bucket_set_string(o, "room_name", m->room_name) == 0 &&
@@ -135,6 +136,13 @@ state_bucket_parse(const char *text, size_t len, struct state_held *out, char *e
 		goto done;
 	}
 	out->order = json_integer_value(n);
+	n = json_object_get(o, "ts");
+	if (n != NULL && !json_is_null(n) && (!json_is_integer(n) ||
+	    json_integer_value(n) < 0)) {
+		bucket_fail(err, errlen, "ts: must be milliseconds since the epoch");
+		goto done;
+	}
+	out->ts = n != NULL && json_is_integer(n) ? json_integer_value(n) : 0;
 	if (bucket_take_id(o, "id", &out->id, err, errlen) != 0 ||
 	    bucket_take_string(o, "sender", MODEL_ID_MAX, 1, &out->sender, err, errlen) != 0 ||
 	    bucket_take_string(o, "sender_name", EVENT_NAME_MAX, 0, &out->sender_name, err,
@@ -185,4 +193,15 @@ state_held_message(const struct state_held *h, const char *room, struct notify_m
 	out->room_name = h->room_name;
 	out->text = h->text;
 	out->push = h->push;
+}
+
+/* Oldest first: by when they were posted, then in the order they were held. */
+int
+state_held_compare(const void *a, const void *b)
+{
+	const struct state_held *x = a, *y = b;
+
+	if (x->ts != y->ts)
+		return x->ts < y->ts ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
 }

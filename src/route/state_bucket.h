@@ -2,10 +2,12 @@
  * A held message as the redis state keeps it in a bucket (docs/state-redis.md): the
  * fields of a notify_message as one JSON object,
  *
- *	{"n": ORDER, "id": ..., "sender": ..., "sender_name": ..., "room_name": ...,
+ *	{"n": ORDER, "ts": MS, "id": ..., "sender": ..., "sender_name": ..., "room_name": ...,
  *	 "text": ..., "push": "the push overrides as JSON text"}
  *
- * where n, the message's place in its bucket, is added by the script that holds it,
+ * where n, the message's place in its bucket, is added by the script that holds it;
+ * ts is when the message was posted (its event's ts, else when the instance that held
+ * it took it), which orders a bucket whose messages came through several instances;
  * and the optional fields are absent when the message has none. push is kept as text
  * so that a script may decode and encode an entry (an edit) without touching it.
  *
@@ -29,6 +31,7 @@
 /* A held message read back. */
 struct state_held {
 	int64_t order;
+	int64_t ts;			/* ms; 0 when absent */
 	char *id;
 	char *sender;			/* "" when anonymous */
 	char *sender_name;		/* NULL when none */
@@ -37,8 +40,13 @@ struct state_held {
 	json_t *push;			/* NULL when none */
 };
 
-/* The entry of m (without n), allocated; NULL only if it is over STATE_BUCKET_ENTRY_MAX. */
-char *state_bucket_encode(const struct notify_message *m);
+/*
+ * The entry of m posted at ts (ms; 0: left out), without n, allocated; NULL only if it
+ * is over STATE_BUCKET_ENTRY_MAX.
+ */
+char *state_bucket_encode(const struct notify_message *m, int64_t ts);
+/* Order held messages oldest first: by ts, then by the order they were held in. */
+int state_held_compare(const void *a, const void *b);
 /*
  * Read an entry of len bytes: 0 with out filled (free it with state_held_free), or
  * -1 with err saying what is wrong and nothing allocated.

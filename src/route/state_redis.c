@@ -73,6 +73,7 @@ struct redis_message {
 	struct state_message base;
 	const struct room_event *event;
 	char token[64];			/* this routing's mark in the message's dedupe key */
+	int64_t ts;			/* when it was posted: its ts, else when it came */
 	unsigned chunk;
 	int seen;			/* handled before: no unread, sent devices left out */
 	struct state_candidate *candidates;
@@ -379,15 +380,6 @@ claim_done(void *arg)
 	free(c);
 }
 
-/* Order held messages oldest first. */
-static int
-held_order(const void *a, const void *b)
-{
-	const struct state_held *x = a, *y = b;
-
-	return x->order < y->order ? -1 : x->order > y->order;
-}
-
 /* A string reply as a valid id (room, client), or NULL. */
 static const char *
 reply_id(const redisReply *r)
@@ -454,7 +446,7 @@ answer_batch(struct state_redis *s, const redisReply *r)
 		free(held);
 		return 0;
 	}
-	qsort(held, count, sizeof *held, held_order);
+	qsort(held, count, sizeof *held, state_held_compare);
 	memset(&b, 0, sizeof b);
 	b.room = room;
 	b.client = client;
@@ -810,6 +802,7 @@ redis_message_new(struct state *state, const struct room_event *e)
 
 	m->base.state = state;
 	m->event = e;
+	m->ts = e->ts > 0 ? e->ts : clock_now_ms();
 	snprintf(m->token, sizeof m->token, "%s-%" PRIu64, s->token, ++s->sequence);
 	return &m->base;
 }
@@ -847,7 +840,7 @@ redis_decide(struct state_message *message, struct state_candidate *c, size_t co
 	held.room_name = e->room_name;
 	held.text = e->text;
 	held.push = e->push;
-	if ((json = state_bucket_encode(&held)) == NULL) {
+	if ((json = state_bucket_encode(&held, m->ts)) == NULL) {
 		/* Over STATE_BUCKET_ENTRY_MAX: the event limits make it impossible. */
 		done(STATE_EFAILED, NULL, 0, arg);
 		return;

@@ -3,7 +3,7 @@
  * outside input, since anything with access to Redis may have written it.
  * state_bucket_parse refuses with a UTF-8 reason and nothing allocated, or accepts
  * an entry whose fields hold to the event limits (ids valid, strings UTF-8 within
- * their lengths, push an object within the push limits); what it accepted encodes
+ * their lengths, push an object within the push limits, ts not negative); what it accepted encodes
  * back (state_bucket_encode, the order put first as the script does) to an entry that
  * reads again the same, and makes a notification or is refused by notify_text.
  */
@@ -81,7 +81,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* Written again as the state writes it, it reads the same. */
 	state_held_message(&h, "room-1", &m);
-	if ((text = state_bucket_encode(&m)) == NULL)
+	if ((text = state_bucket_encode(&m, h.ts)) == NULL)
 		fuzz_fail("an accepted entry does not encode");
 	len = strlen(text);
 	if (len < 2 || text[0] != '{')
@@ -92,8 +92,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	snprintf(with_order, len + 32, "{\"n\":%lld,%s", (long long)h.order, text + 1);
 	if (state_bucket_parse(with_order, strlen(with_order), &again, err, sizeof err) != 0)
 		fuzz_fail("its own entry is refused: %s (%s)", err, with_order);
-	if (again.order != h.order)
-		fuzz_fail("order: not the same after a round trip");
+	if (again.order != h.order || again.ts != h.ts)
+		fuzz_fail("order or ts: not the same after a round trip");
 	fuzz_check_same("id", h.id, again.id);
 	fuzz_check_same("sender", h.sender, again.sender);
 	fuzz_check_same("sender_name", h.sender_name, again.sender_name);

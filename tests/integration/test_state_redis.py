@@ -289,10 +289,12 @@ class TestSharedCoalescing(StateCase):
         self.join_all(room, a, b)
         before = [metric(d, "pushrelay_router_coalesced_total") or 0 for d in self.daemons]
         posted_ms = harness.now_ms()
-        for daemon, (mid, text) in zip(self.daemons, (("c1", "first"), ("c2", "second"),
-                                                      ("c3", "third"))):
+        # Each through another instance, which may hold them in another order: the
+        # notification shows the one posted last (ts), whatever the order they came.
+        for i, (daemon, (mid, text)) in enumerate(zip(self.daemons, (
+                ("c1", "first"), ("c2", "second"), ("c3", "third")))):
             self.post(daemon, message(room, mid, a, text, sender_name="Ann",
-                                      room_name="Team"))
+                                      room_name="Team", ts=posted_ms + i))
         self.expect(b, note(room, "c3", a, "third", badge=3, count=3, sender_name="Ann",
                             room_name="Team"))
         got = self.check()

@@ -891,6 +891,8 @@ test_bucket_entries_read_back_are_checked_field_by_field(void **state)
 		"{\"n\":1,\"id\":\"m1\",\"sender\":\"a\",\"push\":{}}",
 		"{\"n\":1,\"n\":2,\"id\":\"m1\",\"sender\":\"a\"}",
 		"{\"n\":1,\"id\":\"m1\",\"sender\":\"a\",\"text\":\"\\ud800\"}",
+		"{\"n\":1,\"ts\":-1,\"id\":\"m1\",\"sender\":\"a\"}",
+		"{\"n\":1,\"ts\":\"1\",\"id\":\"m1\",\"sender\":\"a\"}",
 	};
 	struct notify_message m = { "r", "m1", "alice", "Alice", NULL, "hi \"there\"", NULL };
 	char *text, with_n[256];
@@ -903,11 +905,12 @@ test_bucket_entries_read_back_are_checked_field_by_field(void **state)
 		assert_null(h.id);
 	}
 	m.push = push;
-	assert_non_null(text = state_bucket_encode(&m));
+	assert_non_null(text = state_bucket_encode(&m, 1795857302123LL));
 	/* What the script stores: the order first. */
 	snprintf(with_n, sizeof with_n, "{\"n\":3,%s", text + 1);
 	assert_int_equal(state_bucket_parse(with_n, strlen(with_n), &h, err, sizeof err), 0);
 	assert_int_equal(h.order, 3);
+	assert_int_equal(h.ts, 1795857302123LL);
 	assert_string_equal(h.id, "m1");
 	assert_string_equal(h.sender, "alice");
 	assert_string_equal(h.sender_name, "Alice");
@@ -1014,9 +1017,12 @@ test_two_instances_claim_a_due_bucket_exactly_once(void **state)
 	f->options.coalesce_window_ms = 100;	/* polled every 25 ms by each */
 	f->state = state_start(f, &f->rec);
 	f->other = state_start(f, &f->other_rec);
-	decide(f, f->state, &e1, c, 1, &d);
-	assert_int_equal(c[0].decision, STATE_HOLD_WINDOW);
+	/* Posted in this order, held in the other: the batch goes by when they were posted. */
+	e1.ts = 1795857302123LL;
+	e2.ts = e1.ts + 1;
 	decide(f, f->other, &e2, c, 1, &d);
+	assert_int_equal(c[0].decision, STATE_HOLD_WINDOW);
+	decide(f, f->state, &e1, c, 1, &d);
 	assert_int_equal(c[0].decision, STATE_HOLD_WINDOW);
 	WAIT_FOR(f, f->rec.count + f->other_rec.count > 0, 3000);
 	run_for(f, 300);

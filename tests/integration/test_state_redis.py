@@ -173,6 +173,17 @@ class StateCase(NotificationCase):
         """The daemon's round trips to the Redis state of a kind, so far."""
         return metric(daemon, "pushrelay_state_round_trips_total", kind=kind)
 
+    def present(self, room, client):
+        """Does Redis hold a live connection of client in room?"""
+        value = self.r.command("HGET", "%spresence:{%s}" % (self.prefix, room), client)
+        return value is not None and bool(json.loads(value)["c"])
+
+    def wait_present(self, room, client, present=True):
+        """Wait until an instance has handed a presence event to Redis: events posted
+        to different instances are handled in no order between them."""
+        self.wait_for("%s %s in %s" % (client, "present" if present else "away", room),
+                      lambda: self.present(room, client) == present)
+
     def bucket(self, room, client):
         """The key of what is held for client in room."""
         return "%sbucket:{%s}:%s" % (self.prefix, room, client)
@@ -200,6 +211,7 @@ class TestSharedState(StateCase):
         A, B, C = self.daemons
         trips = {d: (self.trips(d, "presence"), self.trips(d, "message")) for d in (A, B)}
         self.post(A, enter(room, b, "b-phone"))
+        self.wait_present(room, b)
         # Through another instance: b is present, c (away) is the witness.
         self.post(B, message(room, "p1", a, "b is here"))
         self.expect(c, note(room, "p1", a, "b is here", badge=1))
@@ -211,6 +223,7 @@ class TestSharedState(StateCase):
         self.assertEqual(metric(A, "pushrelay_state_up", backend="redis"), 1)
         # b left through a third instance: away everywhere, notified through the first.
         self.post(C, leave(room, b, "b-phone"))
+        self.wait_present(room, b, False)
         self.post(A, message(room, "p2", a, "b is gone"))
         self.expect(b, note(room, "p2", a, "b is gone", badge=1))
         self.expect(c, note(room, "p2", a, "b is gone", badge=2))
@@ -240,11 +253,14 @@ class TestSharedState(StateCase):
         self.join_all(r2, a, b)
         A, B, C = self.daemons
         self.post(A, message(r1, "u1", a, "one"))
-        self.post(B, message(r2, "u2", a, "two"))
         self.expect(b, note(r1, "u1", a, "one", badge=1))
+        self.check()
+        self.post(B, message(r2, "u2", a, "two"))
         self.expect(b, note(r2, "u2", a, "two", badge=2))
         self.check()
         self.post(C, read(r1, b, "u1"))
+        self.wait_for("the read in Redis", lambda: self.r.command(
+            "HEXISTS", "%sunread:{%s}" % (self.prefix, b), r1) == 0)
         self.post(A, message(r2, "u3", a, "three"))
         self.expect(b, note(r2, "u3", a, "three", badge=2))
         self.check()
@@ -256,6 +272,7 @@ class TestSharedState(StateCase):
         self.register(c, "fcm")
         self.join_all(room, a, b, c)
         self.post(self.daemons[0], enter(room, b, "b-laptop"))
+        self.wait_present(room, b)
         for daemon in self.daemons:
             daemon.stop()
         for daemon in self.daemons:
@@ -265,6 +282,7 @@ class TestSharedState(StateCase):
         self.expect(c, note(room, "s1", a, "after the restart", badge=1))
         self.check()
         self.post(self.daemons[1], leave(room, b, "b-laptop"))
+        self.wait_present(room, b, False)
         self.post(self.daemons[2], message(room, "s2", a, "b left"))
         self.expect(b, note(room, "s2", a, "b left", badge=1))
         self.expect(c, note(room, "s2", a, "b left", badge=2))
@@ -334,10 +352,15 @@ class TestSharedCoalescing(StateCase):
             "HLEN", self.bucket(room, b)) == 3)
         self.post(B, delete(room, "e2"))
         self.post(C, update(room, "e1", "kept"))
+        self.wait_for("the edit and the deletion in Redis", lambda: self.r.command(
+            "HLEN", self.bucket(room, b)) == 2 and "kept" in self.r.command(
+            "HGET", self.bucket(room, b), "e1"))
         self.expect(b, note(room, "e1", a, "kept", badge=2))
         self.check()
         # Deleted before it came (through another instance): it never goes.
         self.post(B, delete(room, "e3"))
+        self.wait_for("e3's deletion in Redis", lambda: self.r.command(
+            "GET", "%smsg:{%s}:e3" % (self.prefix, room)) == "d")
         self.post(C, message(room, "e3", a, "too late"))
         self.post(A, message(room, "e4", a, "after"))
         self.expect(b, note(room, "e4", a, "after", badge=3))

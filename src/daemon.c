@@ -31,6 +31,9 @@
 #include "source_http.h"
 #include "source_pubsub.h"
 #include "source_streams.h"
+#include "state.h"
+#include "state_memory.h"
+#include "state_redis.h"
 #include "store.h"
 #include "store_writer.h"
 #include "xmalloc.h"
@@ -59,6 +62,7 @@ struct daemon {
 	struct provider *providers[2];
 	struct delivery_layer *delivery;	/* NULL until started */
 	struct push_ledger *pushes;
+	struct state *state;		/* the room state the router decides with */
 	struct router *router;
 	/* The room-event sources that are on, with their operations. */
 	struct source_http *http;	/* POST /v1/events and Ably webhooks, if on */
@@ -168,6 +172,19 @@ daemon_source_ready(void *arg, char *buf, size_t size)
 	return buf;
 }
 
+/* /readyz: can the room state answer (redis: connected, its scripts loaded)? */
+static const char *
+daemon_state_ready(void *arg, char *buf, size_t size)
+{
+	struct daemon *d = arg;
+	const char *why = state_redis_why(d->state);
+
+	if (why == NULL)
+		return NULL;
+	snprintf(buf, size, "%s", why);
+	return buf;
+}
+
 /* What /readyz checks besides the store's answer and the loop. */
 static void
 daemon_ready_checks(struct daemon *d)
@@ -175,6 +192,8 @@ daemon_ready_checks(struct daemon *d)
 	store_writer_watch_writes(d->writer, DAEMON_WRITE_PROBE_MS);
 	store_writer_watch_reads(d->api_reader, DAEMON_READ_PING_MS);
 	api_add_ready_check(d->api, "store", daemon_store_ready, d);
+	if (d->state != NULL && strcmp(state_backend(d->state), "redis") == 0)
+		api_add_ready_check(d->api, "state", daemon_state_ready, d);
 	for (size_t i = 0; i < d->source_count; i++) {
 		if (strncmp(d->source_ops[i]->name, "redis-", 6) != 0)
 			continue;
@@ -315,6 +334,26 @@ daemon_start_source(struct daemon *d, const struct source_ops *ops, char *err, s
 	return 0;
 }
 
+/* The room state of [state] backend. */
+static int
+daemon_start_state(struct daemon *d, const struct router_options *options, char *err,
+    size_t errlen)
+{
+	struct state_options so;
+
+	router_state_options(options, &so);
+	if (strcmp(d->config.state_backend, "redis") == 0) {
+		d->state = state_redis_new(d->base, &d->config, &so, err, errlen);
+		if (d->state == NULL)
+			return -1;
+		log_info("room state in redis", "address", d->config.redis_address,
+		    "prefix", d->config.state_prefix, NULL);
+		return 0;
+	}
+	d->state = state_memory_new(d->base, d->store, d->writer, &so);
+	return 0;
+}
+
 /* The router and the sources the configuration turns on. */
 static int
 daemon_start_rooms(struct daemon *d, char *err, size_t errlen)
@@ -326,7 +365,9 @@ daemon_start_rooms(struct daemon *d, char *err, size_t errlen)
 	if (d->reader == NULL)
 		return -1;
 	store_writer_name(d->reader, "router-store");
-	d->router = router_new(d->base, d->store, d->writer, d->reader, d->delivery, &options);
+	if (daemon_start_state(d, &options, err, errlen) != 0)
+		return -1;
+	d->router = router_new(d->base, d->store, d->reader, d->delivery, d->state, &options);
 	if (d->config.events_enabled || d->config.ably_enabled) {
 		d->http = source_http_start(d->base, &d->config, d->store, d->writer,
 		    router_sink(d->router));
@@ -655,6 +696,8 @@ daemon_cleanup(struct daemon *d)
 		d->http = NULL;
 		router_free(d->router);
 		d->router = NULL;
+		state_free(d->state);
+		d->state = NULL;
 	} else {
 		for (int p = 0; p < 2; p++) {
 			if (d->providers[p] != NULL)

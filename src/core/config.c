@@ -674,6 +674,20 @@ config_resolve(struct config *config, char *err, size_t errlen)
 		return -1;
 	}
 
+	if (strcmp(config->state_backend, "redis") == 0) {
+		if (config->redis_address == NULL || *config->redis_address == '\0') {
+			snprintf(err, errlen, "%s%s[state] backend = redis needs [redis] address, "
+			    "the Redis server the room state is kept in", prefix, colon);
+			return -1;
+		}
+		if (strlen(config->state_prefix) > CONFIG_STATE_PREFIX_MAX ||
+		    strpbrk(config->state_prefix, "{}") != NULL) {
+			snprintf(err, errlen, "%s%s[state] prefix: must be at most %d bytes, "
+			    "without { or }", prefix, colon, CONFIG_STATE_PREFIX_MAX);
+			return -1;
+		}
+	}
+
 	if (config->listen_count == 0 && config->unix_socket == NULL) {
 		snprintf(err, errlen, "%s%sno listen address and no unix_socket: "
 		    "the API would be unreachable", prefix, colon);

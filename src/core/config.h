@@ -20,6 +20,7 @@
 #include "store.h"
 
 #define CONFIG_DEFAULT_PORT "8470"
+#define CONFIG_STATE_PREFIX_MAX 64	/* [state] prefix, in bytes */
 
 /*
  * A URL of the configuration, parsed once with libcurl's curl_url() when the file is
@@ -139,7 +140,7 @@ struct config {
 	int feedback_max_attempts;
 	int64_t feedback_timeout_ms;
 
-	/* [redis]: the connection the Redis sources share */
+	/* [redis]: the connection the Redis sources (and a redis [state]) share */
 	char *redis_address;		/* host:port */
 	char *redis_username;		/* NULL: none (AUTH password only, or no AUTH) */
 	char *redis_password_file;	/* NULL: no AUTH */
@@ -177,6 +178,10 @@ struct config {
 	int64_t dedupe_window_ms;
 	int recipient_rate_limit;	/* notifications per recipient per minute; 0: none */
 	size_t router_queue_size;	/* events being routed, at most */
+
+	/* [state]: where the room state lives */
+	char *state_backend;		/* "memory" or "redis" */
+	char *state_prefix;		/* of its keys in Redis */
 
 	/* [log] */
 	enum log_level log_level;

@@ -32,6 +32,7 @@ static int parse_store_sync(const char *, void *);
 
 static const char *const config_store_backends[] = { "sqlite", "postgresql", NULL };
 static const char *const config_store_syncs[] = { "full", "normal", NULL };
+static const char *const config_state_backends[] = { "memory", "redis", NULL };
 static const char *const config_log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const config_log_formats[] = { "text", "json", NULL };
 
@@ -210,7 +211,8 @@ const struct config_option config_options[] = {
 
 	{ "redis", "address", CONFIG_TYPE_STRING, FIELD(redis_address),
 	  .default_value = "127.0.0.1:6379",
-	  .help = "The Redis server the [pubsub] and [streams] sources read, host:port." },
+	  .help = "The Redis server the [pubsub] and [streams] sources read, and the one\n"
+	      "[state] backend = redis keeps the room state in, host:port." },
 	{ "redis", "username", CONFIG_TYPE_STRING, FIELD(redis_username),
 	  .default_value = "",
 	  .help = "ACL user name for AUTH. Empty: AUTH with the password alone." },
@@ -219,7 +221,7 @@ const struct config_option config_options[] = {
 	  .help = "A file whose first line is the Redis password. Empty: no AUTH." },
 	{ "redis", "db", CONFIG_TYPE_INTEGER, FIELD(redis_db),
 	  .default_value = "0", .min = 0, .max = 1023,
-	  .help = "Database number (SELECT) for stream keys." },
+	  .help = "Database number (SELECT) for stream keys and the room state's keys." },
 	{ "redis", "connect_timeout", CONFIG_TYPE_DURATION, FIELD(redis_connect_timeout_ms),
 	  .default_value = "5s", .min = 100, .max = MINUTE,
 	  .help = "Time to connect (and authenticate) before trying again." },
@@ -313,6 +315,21 @@ const struct config_option config_options[] = {
 	  .default_value = "100000", .min = 100, .max = 10000000,
 	  .help = "Events being routed at once, at most; beyond it Streams stop reading,\n"
 	      "POST /v1/events answers 503 and Pub/Sub drops (counted)." },
+
+	{ "state", "backend", CONFIG_TYPE_STRING, FIELD(state_backend),
+	  .default_value = "memory", .values = config_state_backends,
+	  .help = "Where the room state lives: presence, unread counts, the duplicate\n"
+	      "filter, coalescing windows, grace holds and notified marks. memory: in\n"
+	      "this process (unread counts and marks written to the store). redis: in\n"
+	      "the Redis of [redis] (address, credentials, db), shared by every instance\n"
+	      "with the same prefix, so that several instances act as one. Give that\n"
+	      "Redis appendonly persistence: held messages are acknowledged once Redis\n"
+	      "has them (docs/state-redis.md)." },
+	{ "state", "prefix", CONFIG_TYPE_STRING, FIELD(state_prefix),
+	  .default_value = "pushrelay:",
+	  .help = "Prefix of the room state's keys in Redis (backend = redis): instances\n"
+	      "with the same prefix share their state. At most 64 bytes, without { or }:\n"
+	      "the keys of a room carry the room in braces, as their hash tag." },
 
 	{ "log", "level", CONFIG_TYPE_ENUM, FIELD(log_level),
 	  .default_value = "info", .values = config_log_levels,

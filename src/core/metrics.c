@@ -469,6 +469,34 @@ render_sources(const struct metrics_snapshot *s, struct metrics_text *t)
 	}
 }
 
+/*
+ * The room state in Redis: whether it answers, and its round trips. Left out with the
+ * memory backend, which has neither.
+ */
+static void
+render_state(const struct state_stats *st, struct metrics_text *t)
+{
+	struct metrics_label backend[] = { { "backend", "redis" } };
+
+	if (st->backend == NULL || strcmp(st->backend, "redis") != 0)
+		return;
+	metrics_family(t, "pushrelay_state_up", METRICS_GAUGE,
+	    "1 while the room state in Redis can answer: connected, its scripts loaded.");
+	metrics_sample_uint(t, "pushrelay_state_up", backend, 1, st->up ? 1 : 0);
+	metrics_family(t, "pushrelay_state_round_trips_total", METRICS_COUNTER,
+	    "Script calls sent to the Redis room state, by what they were for.");
+	for (int k = 0; k < STATE_TRIP_KINDS; k++) {
+		struct metrics_label kind[] = { { "kind", state_trip_name(k) } };
+		metrics_sample_uint(t, "pushrelay_state_round_trips_total", kind, 1,
+		    st->round_trips[k]);
+	}
+	single_uint(t, "pushrelay_state_script_errors_total", METRICS_COUNTER,
+	    "Error answers of the Redis room state's scripts.", st->script_errors);
+	single_uint(t, "pushrelay_state_calls_waiting", METRICS_GAUGE,
+	    "Calls to the Redis room state sent or waiting for Redis, not answered yet.",
+	    st->waiting);
+}
+
 static void
 render_router(const struct metrics_snapshot *s, struct metrics_text *t)
 {
@@ -507,6 +535,7 @@ render_router(const struct metrics_snapshot *s, struct metrics_text *t)
 	single_uint(t, "pushrelay_presence_dropped_total", METRICS_COUNTER,
 	    "Presence entries dropped, oldest first, past [rooms] presence_max.",
 	    r->presence_dropped);
+	render_state(&r->state, t);
 }
 
 static void

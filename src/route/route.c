@@ -9,23 +9,23 @@
 #include <event2/event.h>
 
 #include "clock.h"
-#include "coalesce.h"
 #include "dedupe.h"
 #include "dispatch.h"
 #include "event.h"
 #include "log.h"
 #include "membership.h"
+#include "model.h"
 #include "notification.h"
 #include "notify_text.h"
 #include "pair_key.h"
-#include "presence.h"
 #include "rate_limit.h"
 #include "route.h"
 #include "route_cache.h"
+#include "state.h"
 #include "store_registry.h"
+#include "store_writer.h"
 #include "strmap.h"
 #include "tracker.h"
-#include "unread.h"
 #include "xmalloc.h"
 
 /* A message being routed, between the store read and the routing. */
@@ -36,17 +36,33 @@ struct route_job {
 	struct room_route members;
 	int cancelled;			/* deleted while its members were being read */
 	int count_unread;
-	struct presence_entry *present;	/* the room's presence when the message came */
-	size_t present_count;
-	struct strmap *present_map;	/* the same, for a big room */
+	struct state_message *state;	/* what the state keeps of it */
 	char *key;			/* in route->jobs */
 	size_t keylen;
 	/* Routing, which a big room's message spreads over turns of the loop. */
 	int64_t now;
 	size_t next_member;
+	size_t chunk_end;		/* the members the state is deciding end here */
+	struct state_candidate *candidates;	/* the chunk's, for the state */
+	size_t *candidate_members;	/* their places in members */
+	size_t candidate_count;
 	struct dispatch_message *message;	/* the message's content, once someone is sent it */
 	struct event *resume;
 	TAILQ_ENTRY(route_job) resuming;
+};
+
+/* A batch waiting for its recipient's devices to be read. */
+struct route_batch {
+	struct route *route;
+	char *room;
+	char *client;
+	struct notification notification;
+	char **message_ids;
+	struct tracker **trackers;
+	size_t count;
+	char **sent;			/* devices sent this batch before */
+	size_t sent_count;
+	struct target_list targets;	/* read on the reader */
 };
 
 struct route {
@@ -125,30 +141,6 @@ route_targets_free(struct device_target **targets, size_t count)
 	free(targets);
 }
 
-/* Was a client present when the message came? */
-static int
-route_was_present(struct route_job *job, const char *client)
-{
-	if (job->present_count > 16) {
-		/* A busy room: look up, do not scan, for each of its members. */
-		if (job->present_map == NULL) {
-			job->present_map = strmap_new();
-			for (size_t i = 0; i < job->present_count; i++) {
-				if (job->present[i].state == PRESENCE_PRESENT)
-					strmap_put(job->present_map, job->present[i].client_id,
-					    strlen(job->present[i].client_id), job);
-			}
-		}
-		return strmap_get(job->present_map, client, strlen(client)) != NULL;
-	}
-	for (size_t i = 0; i < job->present_count; i++) {
-		if (job->present[i].state == PRESENCE_PRESENT &&
-		    strcmp(job->present[i].client_id, client) == 0)
-			return 1;
-	}
-	return 0;
-}
-
 /* The message is routed, or given up: release what routing it held. */
 static void
 route_finish(struct route_job *job)
@@ -164,9 +156,10 @@ route_finish(struct route_job *job)
 	store_room_route_free(&job->members);
 	if (route->stopping)
 		tracker_abandon(job->tracker);
+	state_message_free(job->state);
 	route_event_done(job->event, job->tracker);
-	presence_snapshot_free(job->present, job->present_count);
-	strmap_free(job->present_map);
+	free(job->candidates);
+	free(job->candidate_members);
 	free(job->key);
 	free(job);
 }
@@ -200,20 +193,24 @@ route_resume(evutil_socket_t fd, short what, void *arg)
 	route_continue(job);
 }
 
-/*
- * Leave the rest of the members to the next turn of the loop, after its I/O. The job
- * stays findable by key, so that an edit or a deletion meanwhile reaches it.
- */
+/* Make the job findable by key, so that an edit or a deletion meanwhile reaches it. */
+static void
+route_keep(struct route_job *job)
+{
+	if (job->key == NULL) {
+		job->key = pair_key_new(job->event->room, job->event->id, &job->keylen);
+		strmap_put(job->route->jobs, job->key, job->keylen, job);
+	}
+}
+
+/* Leave the rest of the members to the next turn of the loop, after its I/O. */
 static void
 route_defer(struct route_job *job)
 {
 	struct route *route = job->route;
 	struct timeval now = { 0, 0 };
 
-	if (job->key == NULL) {
-		job->key = pair_key_new(job->event->room, job->event->id, &job->keylen);
-		strmap_put(route->jobs, job->key, job->keylen, job);
-	}
+	route_keep(job);
 	if (job->resume == NULL &&
 	    (job->resume = evtimer_new(route->pieces.base, route_resume, job)) == NULL)
 		fatalx("cannot create a routing event");
@@ -223,8 +220,8 @@ route_defer(struct route_job *job)
 
 /* Notify an away member now, or hold the message for them; 0, or -1 to stop routing. */
 static int
-route_member(struct route_job *job, struct room_member_route *m, enum presence_state state,
-    int64_t badge)
+route_member(struct route_job *job, struct room_member_route *m,
+    enum state_decision decision, int64_t badge)
 {
 	struct route *route = job->route;
 	struct route_pieces *p = &route->pieces;
@@ -238,13 +235,12 @@ route_member(struct route_job *job, struct room_member_route *m, enum presence_s
 		free(targets);
 		return 0;
 	}
-	if (state == PRESENCE_GRACE || coalesce_window(p->coalesce) > 0) {
+	if (decision == STATE_HOLD_GRACE || decision == STATE_HOLD_WINDOW) {
 		/* In grace: held to its end. Else coalesced in a window. */
-		if (state == PRESENCE_GRACE)
+		if (decision == STATE_HOLD_GRACE)
 			route->stats.held++;
 		route_notify_message(job->event, &held);
-		coalesce_add(p->coalesce, m->client_id, &held, job->tracker, targets, count,
-		    state != PRESENCE_GRACE, clock_monotonic_ms());
+		state_hold(p->state, m->client_id, &held, job->tracker, targets, count, decision);
 		return 0;
 	}
 	/* At once: one content for the message, each recipient's badge spliced in. */
@@ -257,50 +253,111 @@ route_member(struct route_job *job, struct room_member_route *m, enum presence_s
 		route_targets_free(targets, count);
 		return -1;
 	}
-	dispatch_message_send(message, job->tracker, targets, count,
-	    badge >= 0 ? badge : unread_total(p->unread, m->client_id), clock_now_ms());
+	dispatch_message_send(message, job->tracker, targets, count, badge, clock_now_ms());
 	return 0;
 }
 
-/* Decide, for the next members of the room, whether, when and how to notify them. */
+/* Devices the state says this message was sent to before join the route's notified. */
+static void
+route_add_notified(struct route_job *job, const char *const *sent, size_t count)
+{
+	struct room_route *r = &job->members;
+
+	r->notified = xreallocarray(r->notified, r->notified_count + count + 1,
+	    sizeof *r->notified);
+	for (size_t i = 0; i < count; i++)
+		r->notified[r->notified_count++] = xstrdup(sent[i]);
+	r->notified[r->notified_count] = NULL;
+}
+
+/* The state decided for a chunk of members: notify or hold who it says, then go on. */
+static void
+route_decided(int result, const char *const *sent, size_t sent_count, void *arg)
+{
+	struct route_job *job = arg;
+	struct route *route = job->route;
+
+	if (result == STATE_ESTOPPED || result == STATE_EFAILED || route->stopping ||
+	    job->cancelled) {
+		/* Not decided: not acknowledged either, it comes again. */
+		if (result == STATE_EFAILED)
+			tracker_abandon(job->tracker);
+		route_finish(job);
+		return;
+	}
+	if (result == STATE_DUPLICATE || result == STATE_DELETED) {
+		if (result == STATE_DUPLICATE)
+			route->stats.duplicates++;
+		else
+			route->stats.cancelled++;
+		route_finish(job);
+		return;
+	}
+	if (sent_count > 0)
+		route_add_notified(job, sent, sent_count);
+	for (size_t i = 0; i < job->candidate_count; i++) {
+		struct state_candidate *c = &job->candidates[i];
+
+		if (c->decision == STATE_SKIP)
+			continue;
+		if (route_member(job, &job->members.members[job->candidate_members[i]],
+		    c->decision, c->badge) != 0) {
+			route_finish(job);
+			return;
+		}
+	}
+	job->next_member = job->chunk_end;
+	if (job->next_member < job->members.member_count) {
+		route_defer(job);
+		return;
+	}
+	route_finish(job);
+}
+
+/*
+ * Hand the next members of the room (ROUTE_CHUNK_MEMBERS, the sender left out) to
+ * the state, which decides whether, when and how to notify each.
+ */
 static void
 route_continue(struct route_job *job)
 {
 	struct route *route = job->route;
 	struct room_event *e = job->event;
-	size_t end = job->next_member + ROUTE_CHUNK_MEMBERS;
+	size_t end = job->next_member + ROUTE_CHUNK_MEMBERS, n = 0;
 
-	if (route->stopping || job->cancelled) {
+	if (route->stopping || job->cancelled ||
+	    job->next_member >= job->members.member_count) {
 		route_finish(job);
 		return;
 	}
-	for (; job->next_member < job->members.member_count; job->next_member++) {
-		struct room_member_route *m = &job->members.members[job->next_member];
-		enum presence_state state;
-		int64_t badge = -1;
+	if (end > job->members.member_count)
+		end = job->members.member_count;
+	if (job->candidates == NULL) {
+		job->candidates = xcalloc(ROUTE_CHUNK_MEMBERS, sizeof *job->candidates);
+		job->candidate_members = xcalloc(ROUTE_CHUNK_MEMBERS,
+		    sizeof *job->candidate_members);
+	}
+	for (size_t i = job->next_member; i < end; i++) {
+		struct room_member_route *m = &job->members.members[i];
+		struct state_candidate *c = &job->candidates[n];
 
-		if (job->next_member == end) {
-			route_defer(job);
-			return;
-		}
 		if (strcmp(m->client_id, e->client_id) == 0)
 			continue;
-		/* Present then (saw it come) or now (reading): no notification. */
-		if (route_was_present(job, m->client_id))
-			continue;
-		state = presence_get(route->pieces.presence, e->room, m->client_id);
-		if (state == PRESENCE_PRESENT)
-			continue;
-		/* Away (or about to be): the message is unread for them. */
-		if (job->count_unread)
-			badge = unread_add(route->pieces.unread, m->client_id, e->room, 1);
-		if (m->muted_until > job->now ||
-		    (m->mentions_only && !route_mentioned(e, m->client_id)))
-			continue;
-		if (route_member(job, m, state, badge) != 0)
-			break;
+		c->client_id = m->client_id;
+		/* Muted or not mentioned: the message is still unread for them. */
+		c->notify = m->target_count > 0 && m->muted_until <= job->now &&
+		    (!m->mentions_only || route_mentioned(e, m->client_id));
+		c->decision = STATE_SKIP;
+		c->badge = -1;
+		job->candidate_members[n++] = i;
 	}
-	route_finish(job);
+	job->candidate_count = n;
+	job->chunk_end = end;
+	/* Being decided elsewhere: an edit or a deletion meanwhile finds it here. */
+	if (!state_synchronous(route->pieces.state))
+		route_keep(job);
+	/* A synchronous state decides (and may finish the job) before this returns. */
+	state_decide(job->state, job->candidates, n, job->count_unread, route_decided, job);
 }
 
 /* The store read is done (or the route came from memory): route the message. */
@@ -333,7 +390,7 @@ route_message(struct route *route, struct room_event *e, struct tracker *t)
 	route->stats.messages++;
 	if (e->client_id == NULL)
 		e->client_id = xstrdup("");	/* an anonymous sender (Ably without clientId) */
-	if (dedupe_seen(p->dedupe, e->room, e->id, clock_now_ms()) == DEDUPE_DUPLICATE) {
+	if (state_admit(p->state, e, clock_now_ms()) == STATE_DUPLICATE) {
 		route->stats.duplicates++;
 		route_event_done(e, t);
 		return;
@@ -348,22 +405,30 @@ route_message(struct route *route, struct room_event *e, struct tracker *t)
 	job->route = route;
 	job->event = e;
 	job->tracker = t;
-	/* Who was in the room when the message came, not when its members are known. */
-	job->present = presence_snapshot(p->presence, e->room, &job->present_count);
-	fresh = dedupe_is_fresh(p->dedupe, e->redelivered, e->ts);
+	/* What the state keeps of it: memory, who was in the room when it came. */
+	job->state = state_message_new(p->state, e);
+	fresh = state_message_fresh(job->state);
 	if (route_cache_route(p->routes, e->room, e->id, fresh, &job->members, route_resolved,
 	    job) == ROUTE_CACHE_HIT) {
 		route_resolved(STORE_OK, job);
 		return;
 	}
 	/* Being read: an edit or a deletion meanwhile finds it here. */
-	job->key = pair_key_new(e->room, e->id, &job->keylen);
-	strmap_put(route->jobs, job->key, job->keylen, job);
+	route_keep(job);
+}
+
+/* The state applied an edit or a deletion to what it holds. */
+static void
+route_changed(size_t cancelled, void *arg)
+{
+	struct route *route = arg;
+
+	route->stats.cancelled += cancelled;
 }
 
 /* Apply an edit or a deletion to what has not left yet. */
 void
-route_change(struct route *route, const struct room_event *e)
+route_change(struct route *route, const struct room_event *e, struct tracker *t)
 {
 	struct route_pieces *p = &route->pieces;
 	size_t keylen, cancelled;
@@ -396,29 +461,125 @@ route_change(struct route *route, const struct room_event *e)
 		route_notify_message(e, &edit);
 		dispatch_edit(p->dispatch, &edit);
 	}
-	route->stats.cancelled += coalesce_change(p->coalesce, e->room, e->id, delete, e->text);
+	state_change(p->state, e, t, route_changed, route);
 }
 
-/* A recipient's bucket is due: send it as one notification, within the rate limit. */
+/* Free a batch that waited for its devices, releasing (abandon: abandoning) its trackers. */
+static void
+route_batch_free(struct route_batch *b, int abandon)
+{
+	for (size_t i = 0; i < b->count; i++) {
+		if (abandon)
+			tracker_abandon(b->trackers[i]);
+		tracker_release(b->trackers[i]);
+		free(b->message_ids[i]);
+	}
+	free(b->trackers);
+	free(b->message_ids);
+	for (size_t i = 0; i < b->sent_count; i++)
+		free(b->sent[i]);
+	free(b->sent);
+	notification_free(&b->notification);
+	model_target_list_free(&b->targets);
+	free(b->room);
+	free(b->client);
+	free(b);
+}
+
+/* Reader thread: the recipient's devices. */
+static int
+route_batch_read(struct store *store, void *arg)
+{
+	struct route_batch *b = arg;
+
+	return store_targets_add(store, STORE_TARGETS_CLIENT, b->client, &b->targets);
+}
+
+/* Loop thread: send the batch to the devices read, but those it was sent to before. */
+static void
+route_batch_read_done(int result, void *arg)
+{
+	struct route_batch *b = arg;
+	struct route *route = b->route;
+	struct device_target **targets;
+	size_t count = 0;
+
+	if (result != STORE_OK || route->stopping) {
+		route_batch_free(b, route->stopping);
+		return;
+	}
+	targets = xcalloc(b->targets.count + 1, sizeof *targets);
+	for (size_t i = 0; i < b->targets.count; i++) {
+		struct device_target *t = b->targets.items[i];
+		int sent = 0;
+
+		for (size_t k = 0; k < b->sent_count && !sent; k++)
+			sent = strcmp(b->sent[k], t->device_id) == 0;
+		if (sent)
+			free(t);
+		else
+			targets[count++] = t;
+		b->targets.items[i] = NULL;
+	}
+	b->targets.count = 0;
+	if (count == 0) {
+		free(targets);
+		route_batch_free(b, 0);
+		return;
+	}
+	dispatch_batch_send(route->pieces.dispatch, b->room, &b->notification, b->message_ids,
+	    b->trackers, b->count, targets, count, clock_now_ms());
+	/* The send owns them now. */
+	memset(&b->notification, 0, sizeof b->notification);
+	b->message_ids = NULL;
+	b->trackers = NULL;
+	b->count = 0;
+	route_batch_free(b, 0);
+}
+
+/*
+ * A recipient's bucket is due: send it as one notification, within the rate limit,
+ * to the devices it carries, or to the recipient's devices once they are read.
+ */
 void
-route_send_batch(struct route *route, struct coalesce_batch *b)
+route_send_batch(struct route *route, struct state_batch *b)
 {
 	struct route_pieces *p = &route->pieces;
+	struct route_batch *wait;
 	struct notification n;
 
 	if (rate_limit_take(p->rates, b->client, clock_monotonic_ms()) != RATE_LIMIT_OK) {
 		route->stats.rate_limited++;
 		return;
 	}
-	if (notify_text_build(b->latest, b->count, unread_total(p->unread, b->client),
-	    &n) != NOTIFY_TEXT_OK)
+	if (notify_text_build(b->latest, b->count, b->badge, &n) != NOTIFY_TEXT_OK)
 		return;
 	route->stats.coalesced += b->count - 1;
-	dispatch_batch_send(p->dispatch, b->room, &n, b->message_ids, b->trackers, b->count,
-	    b->targets, b->target_count, clock_now_ms());
+	if (b->targets_known) {
+		dispatch_batch_send(p->dispatch, b->room, &n, b->message_ids, b->trackers,
+		    b->count, b->targets, b->target_count, clock_now_ms());
+		b->message_ids = NULL;
+		b->trackers = NULL;
+		b->targets = NULL;
+		return;
+	}
+	wait = xcalloc(1, sizeof *wait);
+	wait->route = route;
+	wait->room = xstrdup(b->room);
+	wait->client = xstrdup(b->client);
+	wait->notification = n;
+	wait->message_ids = b->message_ids;
+	wait->trackers = b->trackers;
+	wait->count = b->count;
 	b->message_ids = NULL;
 	b->trackers = NULL;
-	b->targets = NULL;
+	if (b->sent_count > 0) {
+		wait->sent = xcalloc(b->sent_count, sizeof *wait->sent);
+		for (size_t i = 0; i < b->sent_count; i++)
+			wait->sent[i] = xstrdup(b->sent[i]);
+		wait->sent_count = b->sent_count;
+	}
+	store_writer_submit(p->reader, route_batch_read, route_batch_read_done, wait);
 }
 
 /* Drop the messages waiting for their next turn. */

@@ -1,17 +1,19 @@
 /*
- * Routing one message: who gets it, and how. For each member of its room: not the
- * sender, not who is present (then, when it came, or now); the message is unread for
- * the others; then not the muted, nor the mentions-only members it does not mention,
- * nor devices it notified before. A member in grace gets it held to the end of the
- * grace, an away member coalesced (when there is a window) or sent at once, within
- * the rate limit.
+ * Routing one message: who gets it, and how. For each member of its room but the
+ * sender, the room state (state.h) decides: present (then, when it came, or now:
+ * skipped), or away: the message is unread for them; then, unless they are muted,
+ * a mentions-only member it does not mention, or without a device it did not notify
+ * before, held to the end of their grace, coalesced (when there is a window) or sent
+ * at once, within the rate limit. A batch the state hands back, due, goes as one
+ * notification, to the devices it carries or, when the state does not know them
+ * (redis), to the recipient's devices read from the registry first.
  *
  * Owns the messages in hand (struct route, which only route.c sees): those whose
- * room is being read, and those routed over several turns of the loop (a big room
- * goes ROUTE_CHUNK_MEMBERS members a turn), findable by (room, id) so that an edit
- * or a deletion meanwhile reaches them. It borrows the pieces that keep the state it
- * decides with (struct route_pieces): the router creates them and frees them after
- * the route.
+ * room is being read, those the state is deciding, and those routed over several
+ * turns of the loop (a big room goes ROUTE_CHUNK_MEMBERS members a turn, one decide
+ * each), findable by (room, id) so that an edit or a deletion meanwhile reaches
+ * them. It borrows the pieces that keep the state it decides with (struct
+ * route_pieces): the router creates them and frees them after the route.
  *
  * Each message holds its event's tracker until it is routed or dropped. The router
  * calls every function on the event loop's thread.
@@ -22,18 +24,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct coalesce;
-struct coalesce_batch;
-struct dedupe;
 struct dispatch;
 struct event_base;
 struct membership;
-struct presence;
 struct rate_limit;
 struct room_event;
 struct route_cache;
+struct state;
+struct state_batch;
+struct store_writer;
 struct tracker;
-struct unread;
 struct route;
 
 /*
@@ -46,11 +46,9 @@ struct route;
 /* What routing decides with: borrowed, they outlive the route. */
 struct route_pieces {
 	struct event_base *base;
-	struct presence *presence;
+	struct state *state;		/* presence, unread, dedupe, what is held */
 	struct route_cache *routes;
-	struct dedupe *dedupe;
-	struct unread *unread;
-	struct coalesce *coalesce;
+	struct store_writer *reader;	/* the devices of a batch the state hands back */
 	struct rate_limit *rates;
 	struct membership *members;
 	struct dispatch *dispatch;
@@ -76,9 +74,12 @@ void route_get_stats(const struct route *route, struct route_stats *stats);
 
 /* Route message e (taken over), holding tracker t (the caller's reference, taken). */
 void route_message(struct route *route, struct room_event *e, struct tracker *t);
-/* An edit or a deletion (e stays the caller's) of a message not routed or sent yet. */
-void route_change(struct route *route, const struct room_event *e);
-/* Coalescing's send callback: a recipient's bucket is due and the recipient away. */
-void route_send_batch(struct route *route, struct coalesce_batch *batch);
+/*
+ * An edit or a deletion (e stays the caller's) of a message not routed or sent yet;
+ * tracker (the caller's) is held until the state has applied it.
+ */
+void route_change(struct route *route, const struct room_event *e, struct tracker *tracker);
+/* The state's batch callback: a recipient's bucket is due and the recipient away. */
+void route_send_batch(struct route *route, struct state_batch *batch);
 
 #endif

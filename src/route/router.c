@@ -10,30 +10,22 @@
 #include <event2/event.h>
 
 #include "clock.h"
-#include "coalesce.h"
-#include "dedupe.h"
 #include "delivery.h"
 #include "dispatch.h"
 #include "event.h"
 #include "log.h"
 #include "membership.h"
-#include "presence.h"
 #include "rate_limit.h"
 #include "route.h"
 #include "route_cache.h"
 #include "router.h"
+#include "state.h"
 #include "tracker.h"
-#include "unread.h"
 #include "xmalloc.h"
 
 #define ROUTER_FLUSH_MS 200		/* notified marks and unread counts, written behind */
 #define ROUTER_SWEEP_MS (30 * 1000)	/* forget old message ids and rate windows */
 #define SOURCES_MAX 8
-/*
- * Message ids remembered in memory, at most: past it, duplicates are still caught by
- * the notified marks in the store, only later (after the read).
- */
-#define ROUTER_SEEN_MAX 1000000
 /* Rooms whose members and devices are kept in memory, at most. */
 #define ROUTER_ROUTES_MAX 10000
 
@@ -53,11 +45,8 @@ struct router {
 	int stopping;
 
 	/* The pieces, each the owner of its state. */
-	struct presence *presence;
+	struct state *state;		/* borrowed: presence, unread, dedupe, what is held */
 	struct route_cache *routes;
-	struct dedupe *dedupe;
-	struct unread *unread;
-	struct coalesce *coalesce;
 	struct rate_limit *rates;
 	struct membership *members;
 	struct dispatch *dispatch;
@@ -77,7 +66,8 @@ router_maybe_resume(struct router *r)
 {
 	if (!r->sources_paused || r->stopping)
 		return;
-	if (r->stats.in_flight * 10 > r->options.queue_size * 9 || delivery_room(r->delivery) == 0)
+	if (r->stats.in_flight * 10 > r->options.queue_size * 9 ||
+	    delivery_room(r->delivery) == 0 || !state_ready(r->state))
 		return;
 	r->sources_paused = 0;
 	for (size_t i = 0; i < r->source_count; i++) {
@@ -107,13 +97,22 @@ router_event_done(struct room_event *e, struct tracker *t)
 
 /* ---- what the pieces report ---- */
 
-/* Coalescing: a recipient's bucket is due, and the recipient away. */
+/* The state: a recipient's bucket is due, and the recipient away. */
 static void
-router_send_batch(struct coalesce_batch *batch, void *arg)
+router_send_batch(struct state_batch *batch, void *arg)
 {
 	struct router *r = arg;
 
 	route_send_batch(r->route, batch);
+}
+
+/* The state can answer again (redis: back after an outage): resume the sources. */
+static void
+router_state_ready(void *arg)
+{
+	struct router *r = arg;
+
+	router_maybe_resume(r);
 }
 
 /* Dispatch: a device was sent a message; its mark keeps it from a second time. */
@@ -122,25 +121,7 @@ router_sent(const char *room, const char *message_id, const char *device_id, voi
 {
 	struct router *r = arg;
 
-	dedupe_mark(r->dedupe, room, message_id, device_id, clock_now_ms());
-}
-
-/* Presence: the grace ended without a return. */
-static void
-router_on_away(const char *room, const char *client, void *arg)
-{
-	struct router *r = arg;
-
-	coalesce_away(r->coalesce, room, client);
-}
-
-/* Presence: back in the room within the grace. */
-static void
-router_on_return(const char *room, const char *client, void *arg)
-{
-	struct router *r = arg;
-
-	coalesce_return(r->coalesce, room, client);
+	state_mark_sent(r->state, room, message_id, device_id, clock_now_ms());
 }
 
 /* ---- the sink ---- */
@@ -154,7 +135,7 @@ router_handle(void *arg, struct room_event *event, source_ack_fn *ack, void *ctx
 	struct tracker *t;
 	int64_t now;
 
-	if (r->stopping || r->stats.in_flight >= r->options.queue_size ||
+	if (r->stopping || r->stats.in_flight >= r->options.queue_size || !state_ready(r->state) ||
 	    (event->type == EVENT_MESSAGE && delivery_room(r->delivery) == 0)) {
 		r->sources_paused = 1;
 		return SOURCE_EFULL;
@@ -180,22 +161,17 @@ router_handle(void *arg, struct room_event *event, source_ack_fn *ack, void *ctx
 		return SOURCE_OK;
 	case EVENT_MESSAGE_UPDATE:
 	case EVENT_MESSAGE_DELETE:
-		route_change(r->route, e);
+		route_change(r->route, e, t);
 		break;
 	case EVENT_PRESENCE_ENTER:
-		presence_enter(r->presence, e->room, e->client_id, e->connection_id);
+		state_presence(r->state, e, t);
 		if (r->options.implicit_membership)
 			membership_join_implicit(r->members, e->room, e->client_id, now);
 		break;
 	case EVENT_PRESENCE_LEAVE:
-		presence_leave(r->presence, e->room, e->client_id, e->connection_id);
-		break;
 	case EVENT_PRESENCE_UPDATE:
-		presence_update(r->presence, e->room, e->client_id, e->connection_id);
-		break;
 	case EVENT_PRESENCE_SYNC:
-		presence_sync(r->presence, e->room, (const char *const *)e->present,
-		    e->present_count);
+		state_presence(r->state, e, t);
 		break;
 	case EVENT_MEMBER_JOIN:
 	case EVENT_MEMBER_LEAVE:
@@ -203,7 +179,7 @@ router_handle(void *arg, struct room_event *event, source_ack_fn *ack, void *ctx
 		    now, t);
 		break;
 	case EVENT_READ:
-		unread_reset(r->unread, e->client_id, e->room);
+		state_read(r->state, e->room, e->client_id, t);
 		break;
 	}
 	router_event_done(e, t);
@@ -227,8 +203,7 @@ router_flush(evutil_socket_t fd, short what, void *arg)
 {
 	struct router *r = arg;
 
-	dedupe_flush(r->dedupe, 0);
-	unread_flush(r->unread);
+	state_flush(r->state);
 }
 
 /* Forget old message ids, marks and rate windows. */
@@ -238,61 +213,48 @@ router_sweep(evutil_socket_t fd, short what, void *arg)
 	struct router *r = arg;
 
 	rate_limit_sweep(r->rates, clock_monotonic_ms());
-	dedupe_sweep(r->dedupe, clock_now_ms());
-	unread_flush(r->unread);
+	state_sweep(r->state, clock_now_ms());
 }
 
-/* The pieces' options from the router's. */
-static void
-router_piece_options(const struct router_options *options, struct presence_options *po,
-    struct dedupe_options *dopts)
+/* The state's options, from the router's. */
+void
+router_state_options(const struct router_options *options, struct state_options *so)
 {
-	po->grace_ms = options->presence_grace_ms;
-	po->ttl_ms = options->presence_ttl_ms;
-	po->max_entries = options->presence_max;
-	dopts->window_ms = options->dedupe_window_ms;
-	dopts->seen_max = ROUTER_SEEN_MAX;
+	memset(so, 0, sizeof *so);
+	so->presence_grace_ms = options->presence_grace_ms;
+	so->presence_ttl_ms = options->presence_ttl_ms;
+	so->presence_max = options->presence_max;
+	so->coalesce_window_ms = options->coalesce_window_ms;
+	so->dedupe_window_ms = options->dedupe_window_ms;
 }
 
 /* Create the pieces, wire them, and start the write-behind and sweep timers. */
 struct router *
-router_new(struct event_base *base, struct store *store, struct store_writer *writer,
-    struct store_writer *reader, struct delivery_layer *delivery,
-    const struct router_options *options)
+router_new(struct event_base *base, struct store *store, struct store_writer *reader,
+    struct delivery_layer *delivery, struct state *state, const struct router_options *options)
 {
 	struct router *r = xcalloc(1, sizeof *r);
-	struct presence_options po;
-	struct dedupe_options dopts;
 	struct route_pieces pieces;
-	struct coalesce_options co = { base, NULL, options->coalesce_window_ms, NULL,
-		router_send_batch, r };
+	struct state_callbacks callbacks = { router_send_batch, router_state_ready, r };
 	struct timeval flush = { 0, ROUTER_FLUSH_MS * 1000 }, sweep = { ROUTER_SWEEP_MS / 1000,
 		0 };
 
-	router_piece_options(options, &po, &dopts);
 	r->base = base;
 	r->options = *options;
 	r->sink.handle = router_handle;
 	r->sink.skipped = router_skipped;
 	r->sink.arg = r;
-	r->presence = presence_new(base, &po, router_on_away, router_on_return, r);
+	r->state = state;
+	state_set_callbacks(state, &callbacks);
 	r->routes = route_cache_new(store, reader, ROUTER_ROUTES_MAX);
-	r->dedupe = dedupe_new(writer, &dopts, clock_now_ms());
-	r->unread = unread_new(writer);
-	/* Without the stored counts (the store logged why), badges start from zero. */
-	unread_load(r->unread, store);
-	co.presence = r->presence;
-	r->coalesce = coalesce_new(&co);
 	r->rates = rate_limit_new(options->recipient_rate_limit);
 	r->members = membership_new(reader);
 	r->delivery = delivery;
 	r->dispatch = dispatch_new(delivery, router_sent, r);
 	pieces.base = base;
-	pieces.presence = r->presence;
+	pieces.state = state;
 	pieces.routes = r->routes;
-	pieces.dedupe = r->dedupe;
-	pieces.unread = r->unread;
-	pieces.coalesce = r->coalesce;
+	pieces.reader = reader;
 	pieces.rates = r->rates;
 	pieces.members = r->members;
 	pieces.dispatch = r->dispatch;
@@ -311,14 +273,11 @@ router_new(struct event_base *base, struct store *store, struct store_writer *wr
 void
 router_set_options(struct router *r, const struct router_options *options)
 {
-	struct presence_options po;
-	struct dedupe_options dopts;
+	struct state_options so;
 
-	router_piece_options(options, &po, &dopts);
+	router_state_options(options, &so);
 	r->options = *options;
-	presence_set_options(r->presence, &po);
-	dedupe_set_options(r->dedupe, &dopts);
-	coalesce_set_window(r->coalesce, options->coalesce_window_ms);
+	state_set_options(r->state, &so);
 	rate_limit_set(r->rates, options->recipient_rate_limit);
 	route_set_implicit_membership(r->route, options->implicit_membership);
 }
@@ -348,25 +307,19 @@ router_stop(struct router *r)
 	r->stopping = 1;
 	route_stop(r->route);
 	/* What waits is not acknowledged: Streams and the outbox hand it again. */
-	coalesce_clear(r->coalesce);
-	dedupe_flush(r->dedupe, 0);
-	unread_flush(r->unread);
+	state_stop(r->state);
 }
 
-/* Free the pieces, once the store writers have stopped. */
+/* Free the pieces, once the store writers have stopped (the state is the caller's). */
 void
 router_free(struct router *r)
 {
 	if (r == NULL)
 		return;
-	coalesce_free(r->coalesce);
 	event_free(r->flush_timer);
 	event_free(r->sweep_timer);
-	presence_free(r->presence);
 	route_free(r->route);
 	route_cache_free(r->routes);
-	dedupe_free(r->dedupe);
-	unread_free(r->unread);
 	rate_limit_free(r->rates);
 	membership_free(r->members);
 	dispatch_free(r->dispatch);
@@ -377,16 +330,13 @@ router_free(struct router *r)
 void
 router_get_stats(const struct router *r, struct router_stats *stats)
 {
-	struct presence_stats presence;
-	struct coalesce_stats coalesce;
 	struct dispatch_stats dispatch;
 	struct route_stats route;
 
 	*stats = r->stats;
 	route_get_stats(r->route, &route);
-	coalesce_get_stats(r->coalesce, &coalesce);
 	dispatch_get_stats(r->dispatch, &dispatch);
-	presence_get_stats(r->presence, &presence);
+	state_get_stats(r->state, &stats->state);
 	stats->messages = route.messages;
 	stats->duplicates = route.duplicates;
 	stats->held = route.held;
@@ -394,16 +344,9 @@ router_get_stats(const struct router *r, struct router_stats *stats)
 	stats->cancelled = route.cancelled;
 	/* Counted once, when the notification they were folded into is sent. */
 	stats->coalesced = route.coalesced;
-	stats->pending_recipients = coalesce.pending;
+	stats->pending_recipients = stats->state.pending_recipients;
 	stats->notifications = dispatch.notifications;
-	stats->presence_entries = presence.entries;
-	stats->presence_expired = presence.expired;
-	stats->presence_dropped = presence.dropped;
-}
-
-/* Presence's own counters. */
-void
-router_get_presence_stats(const struct router *r, struct presence_stats *stats)
-{
-	presence_get_stats(r->presence, stats);
+	stats->presence_entries = stats->state.presence_entries;
+	stats->presence_expired = stats->state.presence_expired;
+	stats->presence_dropped = stats->state.presence_dropped;
 }

@@ -17,14 +17,16 @@
  * full, or the router is stopping); the source is then paused, and resumed once the
  * events in flight are under 90% of queue_size and the delivery queue has room.
  *
- * The router is the event switch. The state it decides with belongs to its pieces,
- * which it creates and wires: presence.h (who is in each room), route.h (a message's
- * routing), route_cache.h (room members, read and kept), dedupe.h (seen messages and
- * notified marks), unread.h (badges), coalesce.h (windows and grace holds),
+ * The router is the event switch. The state it decides with belongs to its pieces:
+ * the room state (state.h: presence, unread counts, seen messages and notified
+ * marks, what is held for coalescing and grace; in this process or in Redis), which
+ * daemon.c creates and the router borrows, and those it creates and wires itself:
+ * route.h (a message's routing), route_cache.h (room members, read and kept),
  * rate_limit.h, membership.h (membership writes), dispatch.h (sends, edits and
  * deletions of what is on its way), notify_text.h (what a notification says) and
- * tracker.h (acknowledgements). Every function, and every callback, runs on the
- * event loop's thread.
+ * tracker.h (acknowledgements). While the state cannot answer (redis: Redis is
+ * down) the sink answers SOURCE_EFULL, and the sources resume once it can. Every
+ * function, and every callback, runs on the event loop's thread.
  */
 #ifndef PUSHRELAY_ROUTER_H
 #define PUSHRELAY_ROUTER_H
@@ -33,6 +35,7 @@
 #include <stdint.h>
 
 #include "source.h"
+#include "state.h"
 
 struct delivery_layer;
 struct event_base;
@@ -66,17 +69,21 @@ struct router_stats {
 	size_t presence_entries;	/* connections and members in grace */
 	uint64_t presence_expired;	/* connections that left on the presence TTL */
 	uint64_t presence_dropped;	/* entries dropped past presence_max */
+	struct state_stats state;	/* the room state's own figures */
 };
 
 /*
- * Start; unread counts are loaded from store. Messages' members are read, and the
- * membership changes that events make are written, in event order by reader (a store
- * thread of its own, so reads never wait behind a batch of writes); notified marks
- * and unread counts are written behind by writer. Notifications go to delivery.
+ * Start. Messages' members are read, and the membership changes that events make
+ * are written, in event order by reader (a store thread of its own, so reads never
+ * wait behind a batch of writes), which also reads the devices of the batches the
+ * state hands back. Notifications go to delivery. state (borrowed: it must outlive
+ * the router) is what routing decides with; the router sets its callbacks.
  */
 struct router *router_new(struct event_base *base, struct store *store,
-    struct store_writer *writer, struct store_writer *reader,
-    struct delivery_layer *delivery, const struct router_options *options);
+    struct store_writer *reader, struct delivery_layer *delivery, struct state *state,
+    const struct router_options *options);
+/* The state's options that follow from the router's. */
+void router_state_options(const struct router_options *options, struct state_options *so);
 void router_set_options(struct router *router, const struct router_options *options);
 /* What sources hand events to. */
 const struct source_sink *router_sink(struct router *router);
@@ -87,7 +94,5 @@ void router_add_source(struct router *router, const struct source_ops *ops,
 void router_stop(struct router *router);
 void router_free(struct router *router);
 void router_get_stats(const struct router *router, struct router_stats *stats);
-struct presence_stats;
-void router_get_presence_stats(const struct router *router, struct presence_stats *stats);
 
 #endif

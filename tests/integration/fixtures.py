@@ -399,11 +399,13 @@ def die_with_parent():
 
 
 class RedisServer:
-    """redis-server on a free loopback port, no persistence, in directory (by default a
-    temporary directory of its own, removed by stop())."""
+    """redis-server on a free loopback port, in directory (by default a temporary
+    directory of its own, removed by stop()); no persistence unless appendonly (an
+    append-only file there, which a start on the same directory reads back)."""
 
-    def __init__(self, password=None, directory=None):
+    def __init__(self, password=None, directory=None, appendonly=False):
         self.password = password
+        self.appendonly = appendonly
         self.own_dir = directory is None
         self.dir = tempfile.mkdtemp(prefix="pushrelay-redis-") if directory is None \
             else directory
@@ -421,7 +423,8 @@ class RedisServer:
         for _ in range(3 if port is None else 1):
             self.port = port or harness.free_port()
             args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                    "--save", "", "--appendonly", "no", "--dir", self.dir,
+                    "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                    "--dir", self.dir,
                     "--daemonize", "no"]
             if self.password is not None:
                 args += ["--requirepass", self.password]

@@ -25,7 +25,7 @@
 #include "store.h"
 
 /* Options of the plain sections, and of each kind of named section. */
-#define OPTION_COUNT 59
+#define OPTION_COUNT 61
 #define APNS_OPTION_COUNT 17
 #define FCM_OPTION_COUNT 7
 
@@ -230,6 +230,8 @@ assert_configs_equal(const struct config *a, const struct config *b)
 	assert_int_equal(a->store_busy_timeout_ms, b->store_busy_timeout_ms);
 	assert_int_equal(a->store_cache_size, b->store_cache_size);
 	assert_int_equal(a->store_checkpoint_size, b->store_checkpoint_size);
+	assert_string_equal(a->state_backend, b->state_backend);
+	assert_string_equal(a->state_prefix, b->state_prefix);
 	assert_int_equal(a->log_level, b->log_level);
 	assert_int_equal(a->log_format, b->log_format);
 }
@@ -598,6 +600,39 @@ test_config_empty_listen_needs_unix_socket(void **state)
 	assert_null(config.listen);
 	assert_string_equal(config.unix_socket, "relay.sock");
 	config_free(&config);
+}
+
+static void
+test_config_state_defaults_to_memory_with_the_pushrelay_prefix(void **state)
+{
+	struct fixture *fx = *state;
+	struct config config;
+
+	load_text(fx, "", &config);
+	assert_string_equal(config.state_backend, "memory");
+	assert_string_equal(config.state_prefix, "pushrelay:");
+	config_free(&config);
+	load_text(fx, "[state]\nbackend = redis\nprefix = chat-eu:\n", &config);
+	assert_string_equal(config.state_backend, "redis");
+	assert_string_equal(config.state_prefix, "chat-eu:");
+	config_free(&config);
+}
+
+static void
+test_config_state_redis_needs_a_redis_address_and_a_prefix_without_braces(void **state)
+{
+	struct fixture *fx = *state;
+
+	assert_load_error(fx, "[state]\nbackend = redis\n[redis]\naddress =\n",
+	    ": [state] backend = redis needs [redis] address, the Redis server the room "
+	    "state is kept in");
+	assert_load_error(fx, "[state]\nbackend = redis\nprefix = a{b}:\n",
+	    ": [state] prefix: must be at most 64 bytes, without { or }");
+	assert_load_error(fx, "[state]\nbackend = redis\nprefix = "
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+	    ": [state] prefix: must be at most 64 bytes, without { or }");
+	assert_load_error(fx, "[state]\nbackend = etcd\n",
+	    ":2: [state] backend: must be one of: memory, redis");
 }
 
 static void
@@ -1338,6 +1373,8 @@ main(void)
 		T(test_config_syntax_error_is_reported_before_a_later_bad_value),
 		T(test_config_overlong_line_is_error_not_split),
 		T(test_config_empty_listen_needs_unix_socket),
+		T(test_config_state_defaults_to_memory_with_the_pushrelay_prefix),
+		T(test_config_state_redis_needs_a_redis_address_and_a_prefix_without_braces),
 		T(test_config_bad_listen_entries_are_errors),
 		T(test_config_mode_accepts_with_and_without_leading_zero),
 		T(test_config_unix_socket_longer_than_sun_path_is_error),

@@ -20,6 +20,7 @@
 #include <event2/listener.h>
 
 #include "api.h"
+#include "api_access.h"
 #include "api_conn.h"
 #include "ably_keys.h"
 #include "apikey.h"
@@ -111,10 +112,7 @@ struct api {
 	char *unix_socket;
 	struct api_conns *conns;	/* the connection guard */
 	int metrics_public;
-	int access_log;
-	/* Refused keys are logged with the peer, at most API_REFUSED_LOG_MAX a minute. */
-	int64_t refused_window_ms;
-	unsigned refused_logged, refused_suppressed;
+	struct api_access access;	/* the access log */
 	size_t max_body_size;
 	size_t in_flight;
 	int closing;
@@ -272,49 +270,11 @@ api_get_request_counts(const struct api *api, const struct api_request_count **c
 	return api->request_count_len;
 }
 
-/* API keys refused and logged, at most, in a minute; the rest are counted. */
-#define API_REFUSED_LOG_MAX 10
-
-/* A 401: who asked, rate-limited (a scan must not flood the log). */
-static void
-api_log_refused(struct api_request *r)
-{
-	struct api *api = r->api;
-	struct evhttp_connection *conn = evhttp_request_get_connection(r->req);
-	int64_t now = clock_monotonic_ms();
-	const char *peer = NULL;
-	char port[8], suppressed[16];
-	ev_uint16_t peer_port = 0;
-
-	if (now - api->refused_window_ms >= 60000) {
-		if (api->refused_suppressed > 0) {
-			snprintf(suppressed, sizeof suppressed, "%u", api->refused_suppressed);
-			log_warn("api keys refused, not logged one by one", "count", suppressed,
-			    NULL);
-		}
-		api->refused_window_ms = now;
-		api->refused_logged = api->refused_suppressed = 0;
-	}
-	if (api->refused_logged >= API_REFUSED_LOG_MAX) {
-		api->refused_suppressed++;
-		return;
-	}
-	api->refused_logged++;
-	if (conn != NULL)
-		evhttp_connection_get_peer(conn, (char **)&peer, &peer_port);
-	snprintf(port, sizeof port, "%u", (unsigned)peer_port);
-	log_warn("api key refused", "peer", peer != NULL && *peer != '\0' ? peer : "unix",
-	    "port", port, "method", method_name(r->method), "route",
-	    r->route != NULL ? r->route : "-", NULL);
-}
-
-/* Send a response: status, optional buffer, and the access log's line. */
+/* Send a response: status, optional buffer, and the access log's lines. */
 static void
 api_send(struct api_request *r, int status, struct evbuffer *body)
 {
 	struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
-	char code[8];
-
 	size_t bytes = body != NULL ? evbuffer_get_length(body) :
 	    evbuffer_get_length(evhttp_request_get_output_buffer(r->req));
 
@@ -322,26 +282,9 @@ api_send(struct api_request *r, int status, struct evbuffer *body)
 	if (r->api->closing)
 		evhttp_add_header(headers, "Connection", "close");
 	if (status == 401)
-		api_log_refused(r);
+		api_access_refused(&r->api->access, r, method_name(r->method));
 	evhttp_send_reply(r->req, status, status_reason(status), body);
-	if (r->api->access_log) {
-		char took[24], sent[24];
-
-		snprintf(code, sizeof code, "%d", status);
-		snprintf(took, sizeof took, "%lld",
-		    (long long)(clock_monotonic_ms() - r->started_ms));
-		snprintf(sent, sizeof sent, "%zu", bytes);
-		/* The route's template, not the path: ids stay out of the access log. */
-		log_info("api request", "method", method_name(r->method), "route",
-		    r->route != NULL ? r->route : "-", "status", code, "duration_ms", took,
-		    "bytes", sent, "key", r->key_id[0] != '\0' ? r->key_id : "-", NULL);
-	}
-	/* At debug, the path itself too (its ids). */
-	if (log_get_level() >= LOG_LEVEL_DEBUG) {
-		snprintf(code, sizeof code, "%d", status);
-		log_debug("request", "method", method_name(r->method), "path", r->path, "status",
-		    code, NULL);
-	}
+	api_access_answered(&r->api->access, r, method_name(r->method), status, bytes);
 }
 
 /* The answer when the real one cannot be built: fixed text, valid JSON. */
@@ -1069,7 +1012,7 @@ api_new(struct event_base *base, const struct api_options *options,
 	api->keys = keys;
 	api->max_body_size = options->max_body_size;
 	api->metrics_public = options->metrics_public;
-	api->access_log = options->access_log;
+	api->access.enabled = options->access_log;
 	if ((api->http = evhttp_new(base)) == NULL)
 		fatalx("cannot create the HTTP server");
 	/*

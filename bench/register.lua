@@ -5,6 +5,9 @@
 local key = os.getenv("PUSHRELAY_BENCH_KEY")
 local prefix = os.getenv("PUSHRELAY_BENCH_PREFIX")
 local app = os.getenv("PUSHRELAY_BENCH_APP")
+-- Several wrk processes at once (bench/scale_bench.py) give each its own salt, so
+-- that their tokens differ too.
+local salt = tonumber(os.getenv("PUSHRELAY_BENCH_SALT") or "0")
 -- Globals, so that done() can read each thread's with thread:get().
 counter = 0
 thread_id = 0
@@ -25,7 +28,7 @@ end
 function request()
    counter = counter + 1
    local id = string.format("%s-w%d-%d", prefix, thread_id, counter)
-   local token = string.format("%032x%08x%024x", thread_id, counter, 0)
+   local token = string.format("%032x%08x%016x%08x", thread_id, counter, 0, salt)
    local body = string.format(
       '{"client_id":"%s-w%d","platform":"apns","app_id":"%s","token":"%s"}',
       prefix, thread_id, app, token)

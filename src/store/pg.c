@@ -69,19 +69,6 @@ static const struct pg_statements *const pg_parts[PG_PART_COUNT] = {
 	[PG_PART_MARKS] = &pg_marks_statements,
 };
 
-/* Write an open error for the caller. */
-void
-pg_set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* The message of a failed call on one line: libpq's ends with a newline. */
 const char *
 pg_error_text(PGconn *conn, const PGresult *result, char *buf, size_t size)
@@ -193,7 +180,7 @@ pg_session_setup(PGconn *conn, enum store_sync sync, int lock_timeout_ms, char *
 	    "SET lock_timeout = %d", sync == STORE_SYNC_NORMAL ? "off" : "on",
 	    lock_timeout_ms > 0 ? lock_timeout_ms : 1);
 	if (pg_exec_simple(conn, sql, &failed) != 0) {
-		pg_set_err(err, errlen, "%s", pg_error_text(conn, failed, why, sizeof why));
+		store_set_err(err, errlen, "%s", pg_error_text(conn, failed, why, sizeof why));
 		PQclear(failed);
 		return -1;
 	}
@@ -533,7 +520,7 @@ store_postgresql_conninfo_check(const char *conninfo, char *err, size_t errlen)
 	char *display;
 
 	if (conninfo == NULL || *conninfo == '\0') {
-		pg_set_err(err, errlen, "empty connection string");
+		store_set_err(err, errlen, "empty connection string");
 		return -1;
 	}
 	if ((display = pg_display(conninfo, err, errlen)) == NULL)
@@ -584,21 +571,21 @@ pg_open(struct store *store, const struct store_options *options, char *err, siz
 	int error;
 
 	if (options == NULL || options->conninfo == NULL || options->conninfo[0] == '\0') {
-		pg_set_err(err, errlen, "store postgresql connection string is empty");
+		store_set_err(err, errlen, "store postgresql connection string is empty");
 		return STORE_EINVAL;
 	}
 	if (options->sync != STORE_SYNC_FULL && options->sync != STORE_SYNC_NORMAL) {
-		pg_set_err(err, errlen, "unknown store sync mode %d", (int)options->sync);
+		store_set_err(err, errlen, "unknown store sync mode %d", (int)options->sync);
 		return STORE_EINVAL;
 	}
 	if (options->busy_timeout_ms < 0) {
-		pg_set_err(err, errlen, "store busy timeout %d is negative",
+		store_set_err(err, errlen, "store busy timeout %d is negative",
 		    options->busy_timeout_ms);
 		return STORE_EINVAL;
 	}
 	s = xcalloc(1, sizeof *s);
 	if ((s->display = pg_display(options->conninfo, why, sizeof why)) == NULL) {
-		pg_set_err(err, errlen, "store postgresql connection string: %s", why);
+		store_set_err(err, errlen, "store postgresql connection string: %s", why);
 		free(s);
 		return STORE_EINVAL;
 	}
@@ -609,13 +596,13 @@ pg_open(struct store *store, const struct store_options *options, char *err, siz
 		s->prepared[part] = xcalloc(pg_parts[part]->count, 1);
 	s->conn = pg_connect(options->conninfo);
 	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
-		pg_set_err(err, errlen, "cannot connect to PostgreSQL (%s): %s", s->display,
+		store_set_err(err, errlen, "cannot connect to PostgreSQL (%s): %s", s->display,
 		    pg_error_text(s->conn, NULL, why, sizeof why));
 		error = STORE_EIO;
 		goto fail;
 	}
 	if (pg_session_setup(s->conn, s->sync, s->lock_timeout_ms, why, sizeof why) != 0) {
-		pg_set_err(err, errlen, "PostgreSQL (%s): %s", s->display, why);
+		store_set_err(err, errlen, "PostgreSQL (%s): %s", s->display, why);
 		error = STORE_EIO;
 		goto fail;
 	}
@@ -669,7 +656,7 @@ pg_probe_write(struct store *store, char *err, size_t errlen)
 	if ((error = pg_tx_begin(s, &ctx)) == STORE_OK)
 		error = pg_tx_end(s, &ctx, pg_outbox_probe(s, &ctx));
 	if (error != STORE_OK)
-		pg_set_err(err, errlen, "%s", s->last_error[0] != '\0' ? s->last_error :
+		store_set_err(err, errlen, "%s", s->last_error[0] != '\0' ? s->last_error :
 		    store_strerror(error));
 	return error;
 }

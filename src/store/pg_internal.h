@@ -125,9 +125,6 @@ int pg_outbox_probe(struct pg_store *s, const struct pg_context *ctx);
  */
 int pg_schema_check(PGconn *conn, const char *display, char *err, size_t errlen);
 int pg_schema_migrate(PGconn *conn, const char *display, char *err, size_t errlen);
-/* Write an open error for the caller (err may be NULL). */
-void pg_set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 /* The server's message of a failed call, on one line, without libpq's "ERROR:  ". */
 const char *pg_error_text(PGconn *conn, const PGresult *result, char *buf, size_t size);
 

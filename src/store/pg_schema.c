@@ -137,7 +137,7 @@ pg_schema_exec(PGconn *conn, const char *display, const char *sql, char *err, si
 
 	if (PQresultStatus(result) != PGRES_COMMAND_OK &&
 	    PQresultStatus(result) != PGRES_TUPLES_OK) {
-		pg_set_err(err, errlen, "PostgreSQL (%s): schema: %s", display,
+		store_set_err(err, errlen, "PostgreSQL (%s): schema: %s", display,
 		    pg_error_text(conn, result, why, sizeof why));
 		rc = -1;
 	}
@@ -155,7 +155,7 @@ pg_schema_int(PGconn *conn, const char *display, const char *sql, int *out, char
 	int rc = 0;
 
 	if (PQresultStatus(result) != PGRES_TUPLES_OK || PQntuples(result) != 1) {
-		pg_set_err(err, errlen, "PostgreSQL (%s): reading the schema version: %s",
+		store_set_err(err, errlen, "PostgreSQL (%s): reading the schema version: %s",
 		    display, PQresultStatus(result) == PGRES_TUPLES_OK ?
 		    "pushrelay_schema has no row" : pg_error_text(conn, result, why, sizeof why));
 		rc = -1;
@@ -191,7 +191,7 @@ pg_schema_check(PGconn *conn, const char *display, char *err, size_t errlen)
 	if (pg_schema_version(conn, display, &version, err, errlen) != 0)
 		return STORE_EIO;
 	if (version > STORE_SCHEMA_VERSION) {
-		pg_set_err(err, errlen, "database (%s) has schema version %d, this pushrelayd "
+		store_set_err(err, errlen, "database (%s) has schema version %d, this pushrelayd "
 		    "supports up to %d: upgrade pushrelayd", display, version,
 		    STORE_SCHEMA_VERSION);
 		return STORE_ENEWER;
@@ -226,7 +226,7 @@ pg_schema_migrate(PGconn *conn, const char *display, char *err, size_t errlen)
 		if (pg_schema_version(conn, display, &version, err, errlen) != 0)
 			goto fail;
 		if (version > STORE_SCHEMA_VERSION) {
-			pg_set_err(err, errlen, "database (%s) has schema version %d, this "
+			store_set_err(err, errlen, "database (%s) has schema version %d, this "
 			    "pushrelayd supports up to %d: upgrade pushrelayd", display, version,
 			    STORE_SCHEMA_VERSION);
 			error = STORE_ENEWER;
@@ -235,7 +235,7 @@ pg_schema_migrate(PGconn *conn, const char *display, char *err, size_t errlen)
 		if (version == STORE_SCHEMA_VERSION)
 			break;
 		if ((migration = pg_migration_from(version)) == NULL) {
-			pg_set_err(err, errlen, "database (%s) has schema version %d, which no "
+			store_set_err(err, errlen, "database (%s) has schema version %d, which no "
 			    "migration starts from", display, version);
 			goto fail;
 		}

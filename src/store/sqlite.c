@@ -86,19 +86,6 @@ static const struct sqlite_statements *const sqlite_parts[SQLITE_PART_COUNT] = {
 	[SQLITE_PART_MARKS] = &sqlite_marks_statements,
 };
 
-/* Write an open error for the caller. */
-void
-sqlite_set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Log a failed SQLite call once, with what was being done, and return STORE_EIO. */
 int
 sqlite_fail(struct sqlite_store *s, const struct sqlite_context *ctx)
@@ -305,7 +292,7 @@ make_parents(const char *path, char *err, size_t errlen)
 		saved = *p;
 		*p = '\0';
 		if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
-			sqlite_set_err(err, errlen, "cannot create directory %s: %s", dir,
+			store_set_err(err, errlen, "cannot create directory %s: %s", dir,
 			    strerror(errno));
 			error = -1;
 			goto out;
@@ -334,12 +321,12 @@ make_file(const char *path, char *err, size_t errlen)
 	if (fd == -1) {
 		if (errno == EEXIST)
 			return 0;
-		sqlite_set_err(err, errlen, "cannot create database %s: %s", path,
+		store_set_err(err, errlen, "cannot create database %s: %s", path,
 		    strerror(errno));
 		return -1;
 	}
 	if (fchmod(fd, 0600) == -1) {
-		sqlite_set_err(err, errlen, "cannot set the mode of database %s: %s", path,
+		store_set_err(err, errlen, "cannot set the mode of database %s: %s", path,
 		    strerror(errno));
 		close(fd);
 		return -1;
@@ -396,7 +383,7 @@ sqlite_configure(struct sqlite_store *s, const struct store_options *options, ch
 	return STORE_OK;
 
 fail:
-	sqlite_set_err(err, errlen, "database %s: %s", s->path, sqlite3_errmsg(s->db));
+	store_set_err(err, errlen, "database %s: %s", s->path, sqlite3_errmsg(s->db));
 	return STORE_EIO;
 }
 
@@ -431,15 +418,15 @@ sqlite_open(struct store *store, const struct store_options *options, char *err,
 	int error, rc;
 
 	if (options == NULL || options->path == NULL || options->path[0] == '\0') {
-		sqlite_set_err(err, errlen, "store path is empty");
+		store_set_err(err, errlen, "store path is empty");
 		return STORE_EINVAL;
 	}
 	if (options->sync != STORE_SYNC_FULL && options->sync != STORE_SYNC_NORMAL) {
-		sqlite_set_err(err, errlen, "unknown store sync mode %d", (int)options->sync);
+		store_set_err(err, errlen, "unknown store sync mode %d", (int)options->sync);
 		return STORE_EINVAL;
 	}
 	if (options->busy_timeout_ms < 0) {
-		sqlite_set_err(err, errlen, "store busy timeout %d is negative",
+		store_set_err(err, errlen, "store busy timeout %d is negative",
 		    options->busy_timeout_ms);
 		return STORE_EINVAL;
 	}
@@ -455,7 +442,7 @@ sqlite_open(struct store *store, const struct store_options *options, char *err,
 	rc = sqlite3_open_v2(s->path, &s->db,
 	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		sqlite_set_err(err, errlen, "database %s: %s", s->path,
+		store_set_err(err, errlen, "database %s: %s", s->path,
 		    s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 		error = STORE_EIO;
 		goto fail;
@@ -477,7 +464,7 @@ sqlite_open(struct store *store, const struct store_options *options, char *err,
 			rc = sqlite3_prepare_v3(s->db, statements->sql[i], -1,
 			    SQLITE_PREPARE_PERSISTENT, &s->stmts[part][i], NULL);
 			if (rc != SQLITE_OK) {
-				sqlite_set_err(err, errlen, "database %s: preparing \"%s\": %s",
+				store_set_err(err, errlen, "database %s: preparing \"%s\": %s",
 				    s->path, statements->sql[i], sqlite3_errmsg(s->db));
 				error = STORE_EIO;
 				goto fail;
@@ -532,7 +519,7 @@ sqlite_probe_write(struct store *store, char *err, size_t errlen)
 	if (error == STORE_OK && tx_commit(s) != SQLITE_OK)
 		error = sqlite_fail(s, &ctx);
 	if (error != STORE_OK) {
-		sqlite_set_err(err, errlen, "%s", sqlite3_errmsg(s->db));
+		store_set_err(err, errlen, "%s", sqlite3_errmsg(s->db));
 		tx_rollback(s, &ctx);
 	}
 	return error;

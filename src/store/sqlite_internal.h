@@ -101,9 +101,6 @@ int sqlite_outbox_probe(struct sqlite_store *s, const struct sqlite_context *ctx
  */
 int sqlite_schema_check(struct sqlite_store *s, char *err, size_t errlen);
 int sqlite_schema_migrate(struct sqlite_store *s, char *err, size_t errlen);
-/* Write an open error for the caller (err may be NULL). */
-void sqlite_set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* Log a failed SQLite call once, with what was being done; returns STORE_EIO. */
 int sqlite_fail(struct sqlite_store *s, const struct sqlite_context *ctx);

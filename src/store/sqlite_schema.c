@@ -254,18 +254,18 @@ sqlite_schema_check(struct sqlite_store *s, char *err, size_t errlen)
 	int version;
 
 	if (exec_int(s->db, "PRAGMA user_version", &version) != 0) {
-		sqlite_set_err(err, errlen, "database %s: %s", s->path, sqlite3_errmsg(s->db));
+		store_set_err(err, errlen, "database %s: %s", s->path, sqlite3_errmsg(s->db));
 		return STORE_EIO;
 	}
 	if (version > STORE_SCHEMA_VERSION) {
-		sqlite_set_err(err, errlen, "database %s has schema version %d, this "
+		store_set_err(err, errlen, "database %s has schema version %d, this "
 		    "pushrelayd supports up to %d: upgrade pushrelayd", s->path, version,
 		    STORE_SCHEMA_VERSION);
 		return STORE_ENEWER;
 	}
 	if (sqlite3_create_function(s->db, "pushrelay_message_key", 2,
 	    SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_message_key, NULL, NULL) != SQLITE_OK) {
-		sqlite_set_err(err, errlen, "database %s: %s", s->path, sqlite3_errmsg(s->db));
+		store_set_err(err, errlen, "database %s: %s", s->path, sqlite3_errmsg(s->db));
 		return STORE_EIO;
 	}
 	return STORE_OK;
@@ -286,13 +286,13 @@ sqlite_schema_migrate(struct sqlite_store *s, char *err, size_t errlen)
 			goto fail;
 		if (version < 0) {
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-			sqlite_set_err(err, errlen,
+			store_set_err(err, errlen,
 			    "database %s has an invalid schema version %d", s->path, version);
 			return STORE_EIO;
 		}
 		if (version > STORE_SCHEMA_VERSION) {
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-			sqlite_set_err(err, errlen, "database %s has schema version %d, this "
+			store_set_err(err, errlen, "database %s has schema version %d, this "
 			    "pushrelayd supports up to %d: upgrade pushrelayd", s->path, version,
 			    STORE_SCHEMA_VERSION);
 			return STORE_ENEWER;
@@ -312,7 +312,7 @@ sqlite_schema_migrate(struct sqlite_store *s, char *err, size_t errlen)
 	return STORE_OK;
 
 fail:
-	sqlite_set_err(err, errlen, "database %s: schema migration failed: %s", s->path,
+	store_set_err(err, errlen, "database %s: schema migration failed: %s", s->path,
 	    sqlite3_errmsg(s->db));
 	if (!sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);

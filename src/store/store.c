@@ -5,6 +5,7 @@
  */
 #include "autoconf.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,18 @@ static const struct store_backend *const store_backends[] = {
 };
 
 #define STORE_BACKEND_COUNT (sizeof store_backends / sizeof store_backends[0])
+
+void
+store_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
 
 /* Describe a STORE_E* code. */
 const char *

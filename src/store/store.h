@@ -139,6 +139,10 @@ extern const struct store_backend store_postgresql_backend;
 /* The current schema version that this build writes. */
 #define STORE_SCHEMA_VERSION 5
 
+/* Write an opening error for the caller (err may be NULL). Any thread; backends use it. */
+void store_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Describe a STORE_E* code. Any thread. */
 const char *store_strerror(int error);
 

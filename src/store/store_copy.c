@@ -103,7 +103,7 @@ copy_exec(PGconn *conn, const char *sql, char *err, size_t errlen)
 	int rc = 0;
 
 	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
-		pg_set_err(err, errlen, "PostgreSQL: %s", pg_error_text(conn, res, why,
+		store_set_err(err, errlen, "PostgreSQL: %s", pg_error_text(conn, res, why,
 		    sizeof why));
 		rc = -1;
 	}
@@ -125,7 +125,7 @@ copy_target_rows(PGconn *conn, char *err, size_t errlen)
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 		n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	else
-		pg_set_err(err, errlen, "PostgreSQL: %s", pg_error_text(conn, res, why,
+		store_set_err(err, errlen, "PostgreSQL: %s", pg_error_text(conn, res, why,
 		    sizeof why));
 	PQclear(res);
 	return n;
@@ -147,14 +147,14 @@ copy_table(sqlite3 *db, PGconn *conn, const struct copy_table *t, size_t *count,
 	rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
 	free(sql);
 	if (rc != SQLITE_OK) {
-		pg_set_err(err, errlen, "SQLite: %s: %s", t->name, sqlite3_errmsg(db));
+		store_set_err(err, errlen, "SQLite: %s: %s", t->name, sqlite3_errmsg(db));
 		return -1;
 	}
 	sql = xasprintf("COPY %s (%s) FROM STDIN", t->name, t->columns);
 	res = PQexec(conn, sql);
 	free(sql);
 	if (PQresultStatus(res) != PGRES_COPY_IN) {
-		pg_set_err(err, errlen, "PostgreSQL: COPY %s: %s", t->name,
+		store_set_err(err, errlen, "PostgreSQL: COPY %s: %s", t->name,
 		    pg_error_text(conn, res, why, sizeof why));
 		PQclear(res);
 		sqlite3_finalize(stmt);
@@ -188,21 +188,21 @@ copy_table(sqlite3 *db, PGconn *conn, const struct copy_table *t, size_t *count,
 			(*count)++;
 	}
 	if (!failed && rc != SQLITE_DONE) {
-		pg_set_err(err, errlen, "SQLite: %s: %s", t->name, sqlite3_errmsg(db));
+		store_set_err(err, errlen, "SQLite: %s: %s", t->name, sqlite3_errmsg(db));
 		PQputCopyEnd(conn, "the SQLite source failed");
 		failed = 2;
 	} else if (PQputCopyEnd(conn, failed ? "cannot send a row" : NULL) != 1)
 		failed = 1;
 	while ((res = PQgetResult(conn)) != NULL) {
 		if (PQresultStatus(res) != PGRES_COMMAND_OK && failed != 2) {
-			pg_set_err(err, errlen, "PostgreSQL: COPY %s: %s", t->name,
+			store_set_err(err, errlen, "PostgreSQL: COPY %s: %s", t->name,
 			    pg_error_text(conn, res, why, sizeof why));
 			failed = 1;
 		}
 		PQclear(res);
 	}
 	if (failed == 1 && (err == NULL || err[0] == '\0'))
-		pg_set_err(err, errlen, "PostgreSQL: COPY %s: %s", t->name,
+		store_set_err(err, errlen, "PostgreSQL: COPY %s: %s", t->name,
 		    pg_error_text(conn, NULL, why, sizeof why));
 	free(line.buf);
 	sqlite3_finalize(stmt);
@@ -225,7 +225,7 @@ copy_all(sqlite3 *db, PGconn *conn, int replace, struct store_copy_counts *count
 	    (present = copy_target_rows(conn, err, errlen)) < 0)
 		return -1;
 	if (present > 0 && !replace) {
-		pg_set_err(err, errlen, "the PostgreSQL store has %lld rows already: copying "
+		store_set_err(err, errlen, "the PostgreSQL store has %lld rows already: copying "
 		    "refused (--force replaces them)", present);
 		*not_empty = 1;
 		return -1;
@@ -234,7 +234,7 @@ copy_all(sqlite3 *db, PGconn *conn, int replace, struct store_copy_counts *count
 	    " push_devices, outbox, unread, notified", err, errlen) != 0)
 		return -1;
 	if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
-		pg_set_err(err, errlen, "SQLite: %s", sqlite3_errmsg(db));
+		store_set_err(err, errlen, "SQLite: %s", sqlite3_errmsg(db));
 		return -1;
 	}
 	for (size_t i = 0; i < COPY_TABLE_COUNT; i++) {
@@ -274,12 +274,12 @@ store_copy_from_sqlite(const char *from, struct store *to, int replace,
 
 	memset(counts, 0, sizeof *counts);
 	if (to == NULL || to->backend != &store_postgresql_backend) {
-		pg_set_err(err, errlen, "the store to copy into is not PostgreSQL: "
+		store_set_err(err, errlen, "the store to copy into is not PostgreSQL: "
 		    "[store] backend = postgresql");
 		return STORE_EINVAL;
 	}
 	if (from == NULL || access(from, R_OK) != 0) {
-		pg_set_err(err, errlen, "%s: %s", from != NULL ? from : "(none)",
+		store_set_err(err, errlen, "%s: %s", from != NULL ? from : "(none)",
 		    strerror(from != NULL ? errno : EINVAL));
 		return STORE_EINVAL;
 	}
@@ -287,7 +287,7 @@ store_copy_from_sqlite(const char *from, struct store *to, int replace,
 		return error;
 	target = to->data;
 	if (PQstatus(target->conn) != CONNECTION_OK) {
-		pg_set_err(err, errlen, "PostgreSQL: %s", PQerrorMessage(target->conn));
+		store_set_err(err, errlen, "PostgreSQL: %s", PQerrorMessage(target->conn));
 		error = STORE_EIO;
 	} else if (copy_all(((struct sqlite_store *)source->data)->db, target->conn, replace,
 	    counts, &not_empty, err, errlen) != 0) {

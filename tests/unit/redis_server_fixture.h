@@ -2,8 +2,8 @@
  * A real redis-server for a unit test file: started on a free loopback port in a
  * temporary directory, without persistence, killed when the tests end (or when they
  * crash: PR_SET_PDEATHSIG), and stopped and started again on the same port when a
- * test needs Redis to go away and come back. As tests/unit/test_source_redis.c
- * does it. Include once, in one test file.
+ * test needs Redis to go away and come back. Shared by test_source_redis.c and
+ * test_state_redis.c; include it once per test file.
  */
 #ifndef PUSHRELAY_TESTS_REDIS_SERVER_FIXTURE_H
 #define PUSHRELAY_TESTS_REDIS_SERVER_FIXTURE_H
@@ -129,7 +129,7 @@ server_start(const char *name)
 }
 
 /* Kill the server (SIGKILL: nothing is saved), keeping its port for server_resume. */
-static void
+static __attribute__((unused)) void
 server_kill(void)
 {
 	if (server.pid > 0) {
@@ -140,7 +140,7 @@ server_kill(void)
 }
 
 /* Start it again on the same port, empty. */
-static int
+static __attribute__((unused)) int
 server_resume(void)
 {
 	return server_run();

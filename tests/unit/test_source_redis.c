@@ -39,6 +39,7 @@
 #include "source.h"
 #include "source_pubsub.h"
 #include "source_streams.h"
+#include "redis_server_fixture.h"
 
 #define HANDLED_MAX 64
 #define SKIPPED_MAX 16
@@ -70,13 +71,6 @@ struct fake_sink {
 };
 
 /* The redis-server of this file. */
-static struct {
-	pid_t pid;
-	int port;
-	char dir[256];
-	char address[64];
-} server;
-
 struct fixture {
 	struct event_base *base;
 	struct event *tick;
@@ -158,106 +152,6 @@ sink_reset(struct fixture *f)
 {
 	memset(&f->sink, 0, sizeof f->sink);
 	f->sink.fixture = f;
-}
-
-/* ---- the server ---- */
-
-/* A loopback port nobody listens on (bound and closed at once). */
-static int
-free_port(void)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof sin;
-	int fd, port;
-
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	memset(&sin, 0, sizeof sin);
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd == -1 || bind(fd, (struct sockaddr *)&sin, sizeof sin) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&sin, &len) != 0)
-		return -1;
-	port = ntohs(sin.sin_port);
-	close(fd);
-	return port;
-}
-
-/* Is redis-server on PATH? */
-static int
-redis_server_installed(void)
-{
-	return system("command -v redis-server >/dev/null 2>&1") == 0;
-}
-
-/* Start redis-server on a free port; 0 once it answers PING. */
-static int
-server_start(void)
-{
-	char port[16], log[300];
-	redisContext *c;
-	redisReply *reply;
-	int64_t deadline;
-	int fd;
-
-	snprintf(server.dir, sizeof server.dir, "%s/test_source_redis.XXXXXX",
-	    getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
-	if (mkdtemp(server.dir) == NULL)
-		return -1;
-	for (int attempt = 0; attempt < 3; attempt++) {
-		if ((server.port = free_port()) < 0)
-			return -1;
-		snprintf(port, sizeof port, "%d", server.port);
-		snprintf(server.address, sizeof server.address, "127.0.0.1:%d", server.port);
-		snprintf(log, sizeof log, "%s/redis.log", server.dir);
-		if ((server.pid = fork()) == -1)
-			return -1;
-		if (server.pid == 0) {
-			/* Never outlive the tests, even when they crash. */
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644)) != -1) {
-				dup2(fd, 1);
-				dup2(fd, 2);
-			}
-			execlp("redis-server", "redis-server", "--port", port,
-			    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-			    "--dir", server.dir, "--daemonize", "no", (char *)NULL);
-			_exit(127);
-		}
-		deadline = clock_monotonic_ms() + 5000;
-		while (clock_monotonic_ms() < deadline) {
-			if (waitpid(server.pid, NULL, WNOHANG) == server.pid)
-				break;	/* died: the port was taken meanwhile? */
-			c = redisConnect("127.0.0.1", server.port);
-			if (c != NULL && c->err == 0 &&
-			    (reply = redisCommand(c, "PING")) != NULL) {
-				freeReplyObject(reply);
-				redisFree(c);
-				return 0;
-			}
-			if (c != NULL)
-				redisFree(c);
-			usleep(20000);
-		}
-		kill(server.pid, SIGKILL);
-		waitpid(server.pid, NULL, 0);
-		server.pid = 0;
-	}
-	return -1;
-}
-
-static void
-server_stop(void)
-{
-	char command[400];
-
-	if (server.pid > 0) {
-		kill(server.pid, SIGTERM);
-		waitpid(server.pid, NULL, 0);
-		server.pid = 0;
-	}
-	snprintf(command, sizeof command, "rm -rf '%s'", server.dir);
-	if (system(command) != 0)
-		fprintf(stderr, "cannot remove %s\n", server.dir);
 }
 
 /* ---- the test's own Redis client ---- */
@@ -1202,7 +1096,7 @@ main(void)
 		printf("1..0 # SKIP redis-server is not installed\n");
 		return 0;
 	}
-	if (server_start() != 0) {
+	if (server_start("test_source_redis") != 0) {
 		fprintf(stderr, "cannot start redis-server (see %s/redis.log)\n", server.dir);
 		return 1;
 	}

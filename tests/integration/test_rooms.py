@@ -708,6 +708,12 @@ class TestRestart(RoomsCase):
         time.sleep(0.4)
         self.daemon.kill9()
         self.daemon.start()
+        # Ready to take events: with the room state in Redis, once it is connected too
+        # (before that, POST /v1/events answers 503, as a load balancer's /readyz says).
+        deadline = time.monotonic() + 10
+        while self.daemon.request("GET", "/readyz", key=None)[0] != 200:
+            self.assertLess(time.monotonic(), deadline, self.daemon.log_text())
+            time.sleep(0.02)
 
     def test_duplicate_message_after_kill_9_and_restart_is_not_notified_again(self):
         room, other = self.id_("r"), self.id_("other")
